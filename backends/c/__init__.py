@@ -1,0 +1,1 @@
+"""C backend: emits a C99 integer kernel library for the integer IR."""

@@ -1,0 +1,1 @@
+"""Python reference runtimes: float IR, float SNN simulator, integer SNN."""

@@ -1,0 +1,326 @@
+"""The snncc intermediate representation.
+
+A :class:`Graph` is a list of :class:`Node` in topological order.  Every node has
+exactly one output value.  Shapes are *per sample*: the batch dimension is implicit
+and never stored, so a conv output is ``(C, H, W)`` and a dense output ``(F,)``.
+Weights live on the node (``node.params``) as numpy arrays, not as graph inputs.
+
+The op set is small and fixed (see ``OPS`` and docs/ir.md).  The ONNX frontend maps
+ONNX ops onto it; passes rewrite it; backends read it.  The same dataclasses hold
+the float ANN, the float SNN (after ``convert``) and the integer SNN (after
+``quantize``); ``graph.stage`` says which.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from snncc.errors import SnnccError
+
+# Ops that carry weights and produce a current (design: "synaptic layers").
+SYNAPTIC_OPS = frozenset({"conv", "dense", "affine"})
+
+# op name -> the params it must carry (by stage it may carry more).
+OPS: dict[str, tuple[str, ...]] = {
+    "conv": ("weight", "bias"),  # attrs: strides, pads(t,l,b,r), dilations, group
+    "dense": ("weight", "bias"),  # y = W @ x + b, W is (out, in)
+    "affine": ("scale", "shift"),  # per-channel y[c] = x[c]*scale[c] + shift[c]
+    "relu": (),  # attrs: max (None = unbounded)
+    "add": (),  # n-ary elementwise sum of same-shape inputs
+    "maxpool": (),  # attrs: kernel, strides, pads, dilations
+    "avgpool": (),  # attrs: kernel, strides, pads, count_include_pad
+    "sumpool": (),  # attrs: kernel, strides, pads (zero padding)
+    "flatten": (),
+    "reshape": (),  # attrs: shape (per-sample target)
+    "concat": (),  # attrs: axis (per-sample axis)
+    "pad": (),  # attrs: pads (t,l,b,r), zero padding
+    "channel_shuffle": (),  # attrs: groups
+    "softmax": (),  # attrs: axis (per-sample axis)
+    "neuron": ("theta",),  # attrs: levels, signed, barrier; int stage adds v_init etc.
+}
+
+STAGES = ("float", "snn", "int")
+
+
+@dataclass
+class Value:
+    """A tensor flowing between nodes: per-sample shape and dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass
+class Node:
+    name: str  # unique within the graph; generated or from ONNX (untrusted text)
+    op: str
+    inputs: list[str]
+    output: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    origin: str = ""  # "OnnxOp:original_name" for messages; never emitted as code
+
+
+@dataclass
+class Graph:
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    nodes: list[Node]
+    values: dict[str, Value]
+    stage: str = "float"
+    # Free-form, JSON-friendly metadata: timesteps, input_scale, notes, etc.
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Activation statistics from calibration, keyed by value name.
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    # --- lookups -------------------------------------------------------
+    def producer(self, value: str) -> Node | None:
+        for node in self.nodes:
+            if node.output == value:
+                return node
+        return None
+
+    def producers(self) -> dict[str, Node]:
+        return {n.output: n for n in self.nodes}
+
+    def consumers(self, value: str) -> list[Node]:
+        return [n for n in self.nodes if value in n.inputs]
+
+    def consumer_map(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {v: [] for v in self.values}
+        for node in self.nodes:
+            for name in node.inputs:
+                out.setdefault(name, []).append(node)
+        return out
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def shape(self, value: str) -> tuple[int, ...]:
+        return self.values[value].shape
+
+    def copy(self) -> Graph:
+        return copy.deepcopy(self)
+
+    def unique_name(self, base: str) -> str:
+        """A node/value name not used yet, derived from ``base``."""
+        used = {n.name for n in self.nodes} | set(self.values)
+        if base not in used:
+            return base
+        i = 1
+        while f"{base}_{i}" in used:
+            i += 1
+        return f"{base}_{i}"
+
+    # --- structure ----------------------------------------------------------
+    def to_networkx(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        prod = self.producers()
+        for node in self.nodes:
+            g.add_node(node.name)
+            for value in node.inputs:
+                if value in prod:
+                    g.add_edge(prod[value].name, node.name)
+        return g
+
+    def toposort(self) -> None:
+        """Reorder ``nodes`` topologically, stable with respect to current order."""
+        order = {n.name: i for i, n in enumerate(self.nodes)}
+        g = self.to_networkx()
+        try:
+            names = list(nx.lexicographical_topological_sort(g, key=lambda n: order[n]))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(g)
+            first = self.node(cycle[0][0])
+            raise SnnccError("graph has a cycle through " + " -> ".join(a for a, _ in cycle),
+                             node=first.name, op=first.op) from None
+        by_name = {n.name: n for n in self.nodes}
+        self.nodes = [by_name[n] for n in names]
+
+    def remove_unused(self) -> None:
+        """Drop nodes whose output reaches no graph output, and stale values."""
+        live = set(self.outputs)
+        keep: list[Node] = []
+        for node in reversed(self.nodes):
+            if node.output in live:
+                keep.append(node)
+                live.update(node.inputs)
+        self.nodes = list(reversed(keep))
+        used = set(self.inputs) | {n.output for n in self.nodes}
+        self.values = {k: v for k, v in self.values.items() if k in used}
+
+    def replace_uses(self, old: str, new: str) -> None:
+        """Make every consumer of ``old`` read ``new`` (graph outputs too)."""
+        for node in self.nodes:
+            node.inputs = [new if v == old else v for v in node.inputs]
+        self.outputs = [new if v == old else v for v in self.outputs]
+
+    def verify(self) -> None:
+        """Check the invariants every pass must keep; raise SnnccError if broken."""
+        if self.stage not in STAGES:
+            raise SnnccError(f"unknown IR stage {self.stage!r}")
+        seen_nodes: set[str] = set()
+        defined = set(self.inputs)
+        for name in self.inputs:
+            if name not in self.values:
+                raise SnnccError(f"graph input {name!r} has no value info")
+        for node in self.nodes:
+            if node.op not in OPS:
+                raise SnnccError("unknown op in IR", node=node.name, op=node.op)
+            if node.name in seen_nodes:
+                raise SnnccError("duplicate node name", node=node.name, op=node.op)
+            seen_nodes.add(node.name)
+            for value in node.inputs:
+                if value not in defined:
+                    raise SnnccError(f"input {value!r} is used before it is produced "
+                                     "(not topologically sorted, or a cycle)",
+                                     node=node.name, op=node.op)
+            if node.output in defined:
+                raise SnnccError(f"value {node.output!r} has more than one producer",
+                                 node=node.name, op=node.op)
+            if node.output not in self.values:
+                raise SnnccError(f"output {node.output!r} has no value info",
+                                 node=node.name, op=node.op)
+            for key in OPS[node.op]:
+                if key not in node.params:
+                    raise SnnccError(f"missing param {key!r}", node=node.name, op=node.op)
+            expected = infer_shape(self, node)
+            actual = self.values[node.output].shape
+            if tuple(expected) != tuple(actual):
+                raise SnnccError(f"shape mismatch: recorded {actual}, inferred {expected}",
+                                 node=node.name, op=node.op)
+            if self.stage == "int":
+                for key, arr in node.params.items():
+                    if key in _INT_STAGE_FLOAT_PARAMS:
+                        continue
+                    if not np.issubdtype(np.asarray(arr).dtype, np.integer):
+                        raise SnnccError(f"param {key!r} is not integer in the integer IR",
+                                         node=node.name, op=node.op)
+            defined.add(node.output)
+        for name in self.outputs:
+            if name not in defined:
+                raise SnnccError(f"graph output {name!r} is never produced")
+
+    def dump(self) -> str:
+        """A readable text listing of the graph, one node per line."""
+        lines = [f"graph {self.name} (stage={self.stage})"]
+        for name in self.inputs:
+            v = self.values[name]
+            lines.append(f"  input  {name}: {v.dtype}{list(v.shape)}")
+        for node in self.nodes:
+            v = self.values[node.output]
+            attrs = ", ".join(f"{k}={_short(a)}" for k, a in sorted(node.attrs.items()))
+            params = ", ".join(f"{k}:{a.dtype}{list(a.shape)}" for k, a in sorted(node.params.items()))
+            ins = ", ".join(node.inputs)
+            line = f"  {node.output}: {v.dtype}{list(v.shape)} = {node.op}({ins})"
+            if attrs:
+                line += f" [{attrs}]"
+            if params:
+                line += f" {{{params}}}"
+            lines.append(line + f"  # {node.name}")
+        lines.append("  outputs: " + ", ".join(self.outputs))
+        for key in sorted(self.meta):
+            lines.append(f"  meta {key} = {_short(self.meta[key])}")
+        return "\n".join(lines)
+
+
+# Scales kept on integer-stage nodes for reports only; backends never read them.
+_INT_STAGE_FLOAT_PARAMS = frozenset({"scale_real", "theta_real"})
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        if value.size <= 4:
+            return repr(value.tolist())
+        return f"array{list(value.shape)}"
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"[{len(value)} items]"
+    return repr(value)
+
+
+# --- shape inference ---------------------------------------------------------
+
+def _pool_out(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def infer_shape(graph: Graph, node: Node) -> tuple[int, ...]:
+    """Per-sample output shape of ``node`` from its input shapes and attrs."""
+    shapes = [graph.values[v].shape for v in node.inputs]
+    a = node.attrs
+    op = node.op
+
+    def fail(msg: str) -> SnnccError:
+        return SnnccError(msg, node=node.name, op=op)
+
+    if op == "conv":
+        c, h, w = _need_rank(shapes[0], 3, fail)
+        wt = node.params["weight"]
+        o, ig, kh, kw = wt.shape
+        if ig * a["group"] != c:
+            raise fail(f"weight expects {ig * a['group']} input channels, got {c}")
+        t, l_, b, r = a["pads"]
+        sh, sw = a["strides"]
+        dh, dw = a["dilations"]
+        return (o, _pool_out(h, kh, sh, t, b, dh), _pool_out(w, kw, sw, l_, r, dw))
+    if op == "dense":
+        (f,) = _need_rank(shapes[0], 1, fail)
+        o, i = node.params["weight"].shape
+        if i != f:
+            raise fail(f"weight expects {i} inputs, got {f}")
+        return (o,)
+    if op in ("maxpool", "avgpool", "sumpool"):
+        c, h, w = _need_rank(shapes[0], 3, fail)
+        kh, kw = a["kernel"]
+        sh, sw = a["strides"]
+        t, l_, b, r = a["pads"]
+        dh, dw = a.get("dilations", (1, 1))
+        return (c, _pool_out(h, kh, sh, t, b, dh), _pool_out(w, kw, sw, l_, r, dw))
+    if op in ("relu", "affine", "neuron", "softmax", "channel_shuffle"):
+        return tuple(shapes[0])
+    if op == "add":
+        for s in shapes[1:]:
+            if tuple(s) != tuple(shapes[0]):
+                raise fail(f"inputs have different shapes {[list(x) for x in shapes]}")
+        return tuple(shapes[0])
+    if op == "flatten":
+        return (int(np.prod(shapes[0])),)
+    if op == "reshape":
+        target = tuple(a["shape"])
+        if int(np.prod(target)) != int(np.prod(shapes[0])):
+            raise fail(f"cannot reshape {list(shapes[0])} to {list(target)}")
+        return target
+    if op == "concat":
+        axis = a["axis"]
+        base = list(shapes[0])
+        for s in shapes[1:]:
+            if len(s) != len(base) or any(x != y for i, (x, y) in enumerate(zip(s, base)) if i != axis):
+                raise fail(f"inputs do not match outside axis {axis}: {[list(x) for x in shapes]}")
+        base[axis] = sum(s[axis] for s in shapes)
+        return tuple(base)
+    if op == "pad":
+        c, h, w = _need_rank(shapes[0], 3, fail)
+        t, l_, b, r = a["pads"]
+        return (c, h + t + b, w + l_ + r)
+    raise fail("no shape rule")
+
+
+def _need_rank(shape, rank, fail):
+    if len(shape) != rank:
+        raise fail(f"expects a rank-{rank} per-sample input, got shape {list(shape)}")
+    return shape
+
+
+def channels(shape: tuple[int, ...]) -> int:
+    """Number of channels of a per-sample shape (features for rank 1)."""
+    return int(shape[0])
