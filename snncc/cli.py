@@ -1,0 +1,268 @@
+"""The `snncc` command line (click).
+
+Every user mistake surfaces as one line on stderr and exit code 2; see
+:class:`snncc.errors.SnnccError`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from snncc import __version__
+from snncc.errors import SnnccError
+
+
+class _Group(click.Group):
+    """Turns SnnccError into a one-line message and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SnnccError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="""\b
+Examples:
+  snncc inspect model.onnx
+  snncc compile model.onnx --target c --calib calib.npz -o build/model
+  snncc verify model.onnx --target c --calib test.npz --max-top1-drop 1.0
+  snncc run model.onnx --input x.npy --output y.npy
+""")
+@click.version_option(__version__, prog_name="snncc")
+def cli():
+    """snncc: compile a trained CNN (ONNX) into an integer-only spiking network
+    and emit bit-exact code for firmware (C), FPGA or Python."""
+
+
+# --- inspect ---------------------------------------------------------------------
+
+@cli.command(epilog="""\b
+Examples:
+  snncc inspect model.onnx
+  snncc inspect model.onnx --canonical     # after BatchNorm/affine folding
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--canonical", is_flag=True, help="Show the IR after the canonicalize pass.")
+def inspect(model: Path, canonical: bool):
+    """Print the graph, shapes, parameters, MACs and the ops that will not convert."""
+    from snncc.frontend.onnx_import import list_unsupported, load_onnx_model_proto
+    from snncc.graph_stats import graph_totals, node_macs, node_param_count
+
+    proto = load_onnx_model_proto(model)
+    unsupported = list_unsupported(proto)
+    if unsupported:
+        click.echo(f"{model.name}: {len(unsupported)} node(s) will not convert:")
+        for node, op in unsupported:
+            click.echo(f"  {op:<20s} {node}")
+        ctx = click.get_current_context()
+        ctx.exit(2)
+    from snncc.frontend.onnx_import import load_onnx
+
+    graph = load_onnx(model)
+    if canonical:
+        from snncc.options import CompileOptions
+        from snncc.passes import canonicalize
+
+        graph = canonicalize.run(graph, CompileOptions())
+    click.echo(f"model {model.name}: input {graph.inputs[0]} "
+               f"{list(graph.values[graph.inputs[0]].shape)} (per sample)")
+    click.echo(f"{'node':<32s} {'op':<16s} {'output shape':<18s} {'params':>10s} {'MACs':>12s}")
+    for node in graph.nodes:
+        shape = "x".join(map(str, graph.values[node.output].shape))
+        click.echo(f"{_clip(node.name, 32):<32s} {node.op:<16s} {shape:<18s} "
+                   f"{node_param_count(node):>10d} {node_macs(graph, node):>12d}")
+    totals = graph_totals(graph)
+    click.echo(f"total: {len(graph.nodes)} nodes, {totals['params']} params, {totals['macs']} MACs per sample")
+    click.echo("all ops are supported")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# --- run ---------------------------------------------------------------------
+
+@cli.command(epilog="""\b
+Examples:
+  snncc run model.onnx --input x.npy
+  snncc run model.onnx --input x.npy --output y.npy
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A .npy array of inputs, N x C x H x W (or one sample without N).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the outputs to this .npy file instead of printing them.")
+def run(model: Path, input_path: Path, output_path: Path | None):
+    """Run the float reference runtime (numpy) on the model."""
+    import snncc
+
+    graph = snncc.load_onnx(model)
+    x = _load_npy(input_path, "--input")
+    y = snncc.run(graph, x)
+    if isinstance(y, list):
+        raise SnnccError("the model has several outputs; `snncc run` supports one")
+    if output_path:
+        np.save(output_path, y)
+        click.echo(f"wrote {output_path} {list(y.shape)}")
+    else:
+        np.set_printoptions(precision=5, suppress=True, linewidth=120)
+        click.echo(np.array2string(y))
+
+
+def _load_npy(path: Path, option: str) -> np.ndarray:
+    if not path.is_file():
+        raise SnnccError(f"option {option}: file not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for non-npy files
+        raise SnnccError(f"option {option}: {path} is not a readable .npy file ({type(exc).__name__})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        keys = list(arr.keys())
+        arr = arr["x"] if "x" in keys else arr[keys[0]]
+    return arr
+
+
+# --- compile options shared by compile / verify ------------------------------------
+
+def _compile_options(f):
+    opts = [
+        click.option("--calib", help="Calibration inputs: .npy or .npz (keys x[, y]), or 'random' "
+                                     "(structure tests only). Default: [compile] calib in a sibling "
+                                     "snncc.toml, else <model>.calib.npz."),
+        click.option("--levels", "-N", type=int, default=None, help="Spike levels per neuron (default 4)."),
+        click.option("--timesteps", "-T", type=int, default=None, help="Timesteps per inference (default 1)."),
+        click.option("--threshold", default=None, help="Threshold method: max, percentile:P, mse (default mse)."),
+        click.option("--weight-bits", type=int, default=None, help="Weight bits, 2..8 (default 8)."),
+        click.option("--layer-bits", multiple=True,
+                     help="Per-layer weight bits, NAME=BITS (repeatable; 'first'/'last' allowed)."),
+        click.option("--weight-quantizer", default=None, help="max, percentile, mse or rescaw (default mse)."),
+        click.option("--membrane-bits", type=int, default=None, help="Membrane bit width B (default 16)."),
+        click.option("--membrane-shift", type=int, default=None,
+                     help="Stored membrane precision: keep the residual on a 2^k grid (default 0)."),
+        click.option("--residual", type=click.Choice(["sparse", "sew"]), default=None,
+                     help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="A TOML file of options (see docs/cli.md)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _build_options(kw: dict):
+    from snncc.options import CompileOptions
+
+    options = CompileOptions()
+    config_path = kw.pop("config_path", None)
+    if config_path is not None:
+        from snncc.config import apply_config
+
+        apply_config(options, config_path)
+    layer_bits = kw.pop("layer_bits", ())
+    for item in layer_bits:
+        name, sep, bits = item.partition("=")
+        if not sep or not name:
+            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
+        try:
+            options.layer_bits[name] = int(bits)
+        except ValueError:
+            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
+    for key, value in kw.items():
+        if value is not None:
+            setattr(options, key, value)
+    return options.validate()
+
+
+def _resolve_calib(model: Path, calib: str | None):
+    from snncc.compiler import find_default_calib
+
+    if calib is None:
+        found = find_default_calib(model)
+        if found is None:
+            raise SnnccError("option --calib is required: give a .npy/.npz of input samples, or "
+                             "'--calib random' for structure tests only (no snncc.toml or "
+                             f"{model.stem}.calib.npz next to the model)")
+        return str(found)
+    return calib
+
+
+# --- compile ---------------------------------------------------------------------
+
+@cli.command(name="compile", epilog="""\b
+Examples:
+  snncc compile model.onnx --target c --calib calib.npz -o build/model
+  snncc compile model.onnx --target python --calib calib.npz -o build/py -N 2 -T 4
+  snncc compile model.onnx --calib calib.npz --weight-bits 4 --layer-bits first=8 --layer-bits last=8 -o out
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+              help="What to emit.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default build/<model name>).")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--name", help="C identifier prefix of the generated API (default: from the file name).")
+@click.option("--dump-ir-after", multiple=True, metavar="PASS", help="Print the IR after this pass (repeatable).")
+@click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
+              show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
+@_compile_options
+def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name: str | None,
+                dump_ir_after: tuple[str, ...], report_format: str, calib: str | None, **kw):
+    """Compile MODEL into an integer spiking network for TARGET, with report.json."""
+    from snncc.compiler import c_safe_name, compile_model
+
+    options = _build_options(kw)
+    calib = _resolve_calib(model, calib)
+    output = output or Path("build") / c_safe_name(model.stem)
+    if name is not None and not name.isidentifier():
+        raise SnnccError(f"option --name must be a C identifier, got {name!r}")
+    result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
+                           name=name, dump_after=dump_ir_after, echo=click.echo)
+    if report_format == "html":
+        from snncc.html_report import write_html_report
+
+        write_html_report(result.report, output / "report.html")
+    if report_format != "none":
+        from snncc.text_report import format_summary
+
+        click.echo(format_summary(result.report))
+    click.echo(f"wrote {output}/")
+
+
+# --- verify ------------------------------------------------------------------------
+
+@cli.command(epilog="""\b
+Examples:
+  snncc verify model.onnx --target c --calib test.npz
+  snncc verify model.onnx --target python --calib test.npz --max-top1-drop 1.0
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True)
+@click.option("--max-top1-drop", type=float, default=None,
+              help="Fail if SNN top-1 accuracy (or agreement, without labels) drops more than P points.")
+@click.option("--cc", default="cc", show_default=True, help="Host C compiler for --target c.")
+@_compile_options
+def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, calib: str | None, **kw):
+    """Run the verification ladder on MODEL and exit non-zero on any break."""
+    from snncc.verify import run_verify
+
+    options = _build_options(kw)
+    calib = _resolve_calib(model, calib)
+    ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
+                    cc=cc, echo=click.echo)
+    if not ok:
+        click.get_current_context().exit(1)
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="snncc", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
