@@ -58,8 +58,8 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, 
           batch_size: int = 64, lr: float = 3e-3) -> nn.Module:
     """Train in place with Adam and a cosine schedule; deterministic on CPU. Returns the model in eval mode."""
     torch.manual_seed(seed)
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
-    prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: reductions always sum in the same order
     try:
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -76,8 +76,9 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, 
                 loss_fn(model(xt[idx]), yt[idx]).backward()
                 opt.step()
             sched.step()
-    finally:
+    finally:  # leave global torch settings as we found them (matters inside pytest)
         torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
     return model.eval()
 
 
