@@ -282,6 +282,32 @@ class PoolNet(nn.Module):
         return self.fc(torch.flatten(self.gap(x), 1))
 
 
+def _channel_shuffle(x, groups: int):
+    """torchvision's ShuffleNetV2 channel shuffle: Reshape-Transpose-Reshape."""
+    n, c, h, w = x.size()
+    x = x.view(n, groups, c // groups, h, w).transpose(1, 2).contiguous()
+    return x.view(n, -1, h, w)
+
+
+class OpsNet(nn.Module):
+    """The remaining IR ops: explicit zero Pad, dilated conv, grouped conv, channel
+    shuffle, a bias-free Linear and a trailing Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(3, 16), nn.ReLU())
+        self.pad = nn.ZeroPad2d((1, 2, 1, 2))  # asymmetric, becomes an ONNX Pad
+        self.conv_valid = nn.Conv2d(16, 16, 3, 1, 0)
+        self.dilated = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 2, dilation=2, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.grouped = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1, groups=4, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.fc = nn.Linear(32, 10, bias=False)
+
+    def forward(self, x):
+        x = F.relu(self.conv_valid(self.pad(self.stem(x))))
+        x = _channel_shuffle(self.grouped(self.dilated(x)), 4)
+        return torch.softmax(self.fc(x.mean(dim=(2, 3))), dim=1)
+
+
 # --- registry ----------------------------------------------------------------------
 
 
@@ -315,6 +341,10 @@ def pool_net(seed: int = 0) -> nn.Module:
     return _seeded_init(PoolNet(), seed)
 
 
+def ops_net(seed: int = 0) -> nn.Module:
+    return _seeded_init(OpsNet(), seed)
+
+
 def sew_resnet(seed: int = 0) -> nn.Module:
     return _seeded_init(SEWResNet(), seed)
 
@@ -331,6 +361,7 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "mobilenetv2_block": (mobilenetv2_block, (3, 16, 16)),
     "concat_net": (concat_net, (3, 16, 16)),
     "pool_net": (pool_net, (3, 16, 16)),
+    "ops_net": (ops_net, (3, 16, 16)),
     "sew_resnet": (sew_resnet, (3, 16, 16)),
     "preact_resnet": (preact_resnet, (3, 16, 16)),
 }
