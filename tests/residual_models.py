@@ -1,0 +1,205 @@
+"""Three small residual nets trained on scikit-learn digits (1x8x8) for the residual tests.
+
+- ``sew``: a SEW-like ResNet, 6 blocks whose add joins two ReLU outputs ("spike +
+  spike"); nothing after the add, so the sums of levels flow into the next block.
+- ``resnet``: a classic ResNet-20-style net (3 stages x 3 basic blocks, ReLU after the add).
+- ``mobilenet``: a MobileNetV2-style net: inverted residual blocks with linear 1x1
+  projections, so the residual adds have no activation after them (signed joins).
+
+Training reuses ``examples/digits/train.py`` (data split, deterministic Adam loop,
+ONNX export), so each model is seeded and identical from run to run.
+``train_all(folder)`` trains the three and exports them; ``bench/`` and the
+``tests/test_residual*.py`` fixtures call it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS_DIR = ROOT / "examples" / "digits"
+if str(DIGITS_DIR) not in sys.path:
+    sys.path.insert(0, str(DIGITS_DIR))
+
+import train as digits_train  # noqa: E402
+
+SEED = 0
+
+
+def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+
+
+class SEWBlock(nn.Module):
+    """out = relu(bn(conv(relu(bn(conv(x)))))) + shortcut(x); shortcut is x or conv-bn-relu.
+
+    The block input x is itself a sum of levels (the previous join), as in SEW-ResNet's ADD.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(*_conv_bn(cin, cout, 3, stride), nn.ReLU(), *_conv_bn(cout, cout), nn.ReLU())
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else nn.Sequential(*_conv_bn(cin, cout, 1, stride), nn.ReLU()))
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+class SEWNet(nn.Module):
+    """Stem conv-bn-relu, 3 stages x 2 SEW blocks (8x8, 4x4, 2x2), GAP, dense."""
+
+    def __init__(self, widths=(16, 24, 32), blocks_per_stage: int = 2):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(1, widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(blocks_per_stage):
+                layers.append(SEWBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, 10)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class BasicBlock(nn.Module):
+    """Classic ResNet block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(*_conv_bn(cin, cout, 3, stride), nn.ReLU(), *_conv_bn(cout, cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
+                         else nn.Sequential(*_conv_bn(cin, cout, 1, stride)))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 depth: stem + 3 stages x 3 basic blocks (19 convs) + dense, narrow widths."""
+
+    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(1, widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(blocks_per_stage):
+                layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, 10)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand + ReLU6, depthwise 3x3 + ReLU6, linear 1x1 projection; x + y when shapes match."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            *_conv_bn(cin, hidden, 1), nn.ReLU6(),
+            *_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.ReLU6(),
+            *_conv_bn(hidden, cout, 1),
+        )
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV2Net(nn.Module):
+    """Stem, five inverted residual blocks (three residual adds, two chained), head, GAP, dense."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(1, 16), nn.ReLU6())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 1, 3),  # residual on the stem's spikes
+            InvertedResidual(16, 24, 2, 3),  # downsampling, no residual
+            InvertedResidual(24, 24, 1, 3),  # residual on a linear bottleneck
+            InvertedResidual(24, 24, 1, 3),  # residual whose input is a linear join
+            InvertedResidual(24, 32, 1, 3),  # widening, no residual
+        )
+        self.head = nn.Sequential(*_conv_bn(32, 64, 1), nn.ReLU6())
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+BUILDERS = {"sew": SEWNet, "resnet": ResNet20, "mobilenet": MobileNetV2Net}
+EPOCHS = {"sew": 15, "resnet": 20, "mobilenet": 15}
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    onnx_path: Path
+    model: nn.Module
+    ann_test_accuracy: float
+    train_seconds: float
+
+
+@dataclass
+class ResidualModels:
+    """The three trained nets plus the digits split (calibrate on ``x_calib``, test on ``x_test``)."""
+
+    models: dict[str, TrainedModel]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def x_calib(self) -> np.ndarray:
+        return self.x_train[:256]
+
+    def __getitem__(self, name: str) -> TrainedModel:
+        return self.models[name]
+
+
+def build(name: str, seed: int = SEED) -> nn.Module:
+    torch.manual_seed(seed)
+    return BUILDERS[name]()
+
+
+def train_one(name: str, folder: Path, data, seed: int = SEED) -> TrainedModel:
+    x_tr, y_tr, x_te, y_te = data
+    t0 = time.perf_counter()
+    model = digits_train.train(build(name, seed), x_tr, y_tr, epochs=EPOCHS[name], seed=seed)
+    seconds = time.perf_counter() - t0
+    path = digits_train.export_onnx(model, Path(folder) / f"residual_{name}.onnx")
+    return TrainedModel(name, path, model, digits_train.accuracy(model, x_te, y_te), seconds)
+
+
+def train_all(folder: Path, names=tuple(BUILDERS), seed: int = SEED) -> ResidualModels:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    data = digits_train.load_digits_split(seed)
+    models = {n: train_one(n, Path(folder), data, seed) for n in names}
+    return ResidualModels(models, *data)
+
+
+if __name__ == "__main__":  # quick look: python tests/residual_models.py /tmp/out
+    import tempfile
+
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    res = train_all(out)
+    for m in res.models.values():
+        print(f"{m.name:10s} ANN test accuracy {m.ann_test_accuracy:.4f}  trained in {m.train_seconds:.1f} s  {m.onnx_path}")
