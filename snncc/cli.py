@@ -266,3 +266,14 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _register_extra_commands() -> None:  # report / sweep live in their own modules
+    from snncc.cli_report import report_cmd
+    from snncc.cli_sweep import sweep_cmd
+
+    cli.add_command(report_cmd)
+    cli.add_command(sweep_cmd)
+
+
+_register_extra_commands()

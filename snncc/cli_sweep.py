@@ -1,0 +1,78 @@
+"""`snncc sweep`: compile a grid of (levels, weight bits, timesteps) and show the Pareto front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from snncc.errors import SnnccError
+
+
+@click.command(name="sweep", epilog="""\b
+Examples:
+  snncc sweep model.onnx --calib calib.npz --levels 1,2,4,8 --weight-bits 2,4,8 --timesteps 1,2,4
+  snncc sweep model.onnx --calib calib.npz --levels 2,4 --weight-bits 4,8 --jobs 2 -o build/sweep
+  snncc sweep model.onnx --calib calib.npz --weight-bits 2,4 --layer-bits first=8 --layer-bits last=8
+
+\b
+Writes sweep.csv, sweep_table.txt and sweep_pareto.png (accuracy against model bits
+and against energy, front marked) into the output folder.
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--calib", help="Calibration inputs: .npy or .npz (keys x[, y]); with labels y the table shows "
+                              "accuracy, else ANN/SNN agreement. Default: as for `snncc compile`.")
+@click.option("--levels", "-N", default="1,2,4,8", show_default=True, help="Spike levels to try (comma list).")
+@click.option("--weight-bits", default="2,4,8", show_default=True, help="Weight bits to try (comma list).")
+@click.option("--timesteps", "-T", default="1", show_default=True, help="Timesteps to try (comma list).")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: CPU count).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default build/sweep_<model name>).")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--threshold", default=None, help="Threshold method for every point: max, percentile:P, mse.")
+@click.option("--weight-quantizer", default=None, help="Weight quantizer for every point: max, percentile, mse, "
+                                                        "rescaw.")
+@click.option("--layer-bits", multiple=True, help="Per-layer weight bits kept fixed across the sweep, NAME=BITS "
+                                                  "(repeatable; 'first'/'last' allowed).")
+def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, timesteps: str, jobs: int | None,
+              output: Path | None, force: bool, threshold: str | None, weight_quantizer: str | None,
+              layer_bits: tuple[str, ...]):
+    """Compile MODEL at every grid point (in parallel) and print accuracy, size and energy, Pareto front marked."""
+    from snncc.compiler import c_safe_name, find_default_calib
+    from snncc.sweep import format_table, parse_int_list, run_sweep
+
+    if not model.is_file():
+        raise SnnccError(f"argument MODEL: file not found: {model}")
+    if calib is None:
+        found = find_default_calib(model)
+        if found is None:
+            raise SnnccError(f"option --calib is required (no snncc.toml or {model.stem}.calib.npz next to the model)")
+        calib = str(found)
+    if jobs is not None and jobs < 1:
+        raise SnnccError(f"option --jobs must be >= 1, got {jobs}")
+    grid = {"levels": parse_int_list(levels, "--levels"), "weight_bits": parse_int_list(weight_bits, "--weight-bits"),
+            "timesteps": parse_int_list(timesteps, "--timesteps")}
+    base: dict = {}
+    if threshold is not None:
+        base["threshold"] = threshold
+    if weight_quantizer is not None:
+        base["weight_quantizer"] = weight_quantizer
+    if layer_bits:
+        base["layer_bits"] = _parse_layer_bits(layer_bits)
+    output = output or Path("build") / f"sweep_{c_safe_name(model.stem)}"
+    rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo)
+    click.echo(format_table(rows))
+    click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png")
+
+
+def _parse_layer_bits(items: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, bits = item.partition("=")
+        if not sep or not name:
+            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
+        try:
+            out[name] = int(bits)
+        except ValueError:
+            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
+    return out

@@ -1,0 +1,137 @@
+"""The compact text summary `snncc compile` prints after writing report.json.
+
+It reads only the report dict (schema in docs/report.md) and tolerates missing keys:
+anything absent prints as ``n/a`` so that a partial report still summarises.
+"""
+
+from __future__ import annotations
+
+import math
+
+NA = "n/a"
+
+
+def format_summary(report: dict) -> str:
+    """A few lines of totals plus one line per layer; no trailing newline."""
+    lines = [_title(report)]
+    acc = as_dict(report.get("accuracy"))
+    lines.append(f"{'accuracy':<10s} ANN {pct(acc.get('ann'))}  SNN {pct(acc.get('snn'))}  "
+                 f"top-1 agreement {pct(first_of(acc, 'top1_agreement', 'agreement'))}")
+    act = as_dict(report.get("activity"))
+    lines.append(f"{'activity':<10s} {num(act.get('spike_events'))} spike events, "
+                 f"{num(act.get('spike_levels'))} spike levels, {num(act.get('sops'))} SOPs per inference")
+    energy = as_dict(report.get("energy"))
+    ann_pj, snn_pj = as_float(energy.get("ann_pj")), as_float(energy.get("snn_pj"))
+    ratio = f" ({ann_pj / snn_pj:.1f}x less)" if ann_pj is not None and snn_pj else ""
+    lines.append(f"{'energy':<10s} ANN {energy_text(ann_pj)}  SNN {energy_text(snn_pj)}{ratio} per inference")
+    mem = as_dict(report.get("memory"))
+    comp = as_float(mem.get("compression"))
+    lines.append(f"{'memory':<10s} weights {bits_text(mem.get('weight_bits'))}, "
+                 f"state {bits_text(mem.get('state_bits'))}, fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}, "
+                 f"compression {f'{comp:.2f}x' if comp is not None else NA}")
+    c_info = report.get("c")
+    if isinstance(c_info, dict):
+        parts = [f"{key.removesuffix('_bytes').replace('_', ' ')} {bytes_text(c_info[key])}"
+                 for key in sorted(c_info) if key.endswith("_bytes") and as_float(c_info[key]) is not None]
+        lines.append(f"{'C':<10s} " + (", ".join(parts) if parts else NA))
+    layers = [lay for lay in report.get("layers") or [] if isinstance(lay, dict)]
+    if layers:
+        lines.append("")
+        lines.append(f"{'layer':<24s} {'op':<10s} {'rate':>7s} {'mean lvl':>8s} {'SOPs':>12s} {'bits':>5s}")
+        for lay in layers:
+            lines.append(f"{clip(str(lay.get('name', '?')), 24):<24s} {clip(str(lay.get('op', '?')), 10):<10s} "
+                         f"{pct(lay.get('spike_rate'), 1):>7s} {num(lay.get('mean_level'), 3):>8s} "
+                         f"{num(lay.get('sops')):>12s} {num(first_of(lay, 'weight_bits', 'bits')):>5s}")
+    notes = report.get("notes") or []
+    for note in notes if isinstance(notes, list) else []:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _title(report: dict) -> str:
+    opts = as_dict(report.get("options"))
+    knobs = []
+    for key, label in (("levels", "N"), ("timesteps", "T"), ("weight_bits", "weight bits")):
+        if key in opts:
+            knobs.append(f"{label}={opts[key]}")
+    model = clip(str(report.get("model", NA)), 60)
+    target = report.get("target", NA)
+    return f"snncc: {model} -> {target}" + (f" ({', '.join(knobs)})" if knobs else "")
+
+
+# --- formatting helpers (shared with the HTML report and the sweep table) ---------
+
+def pct(value, digits: int = 2) -> str:
+    """A fraction in [0, 1] as a percentage."""
+    v = as_float(value)
+    return NA if v is None else f"{100 * v:.{digits}f}%"
+
+
+def num(value, digits: int = 1) -> str:
+    """An int as an int, a float with ``digits`` decimals (large ones with none)."""
+    v = as_float(value)
+    if v is None:
+        return NA
+    if float(v).is_integer() or abs(v) >= 1e5:
+        return f"{v:.0f}"
+    return f"{v:.{digits}f}"
+
+
+def energy_text(pj) -> str:
+    v = as_float(pj)
+    if v is None:
+        return NA
+    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return f"{v:.1f} pJ"
+
+
+def bits_text(bits) -> str:
+    v = as_float(bits)
+    if v is None:
+        return NA
+    nbytes = v / 8
+    return f"{v:.0f} bits ({nbytes / 1024:.2f} KiB)" if nbytes >= 1024 else f"{v:.0f} bits ({nbytes:.0f} B)"
+
+
+def bytes_text(nbytes) -> str:
+    v = as_float(nbytes)
+    if v is None:
+        return NA
+    if abs(v) >= 1024 * 1024:
+        return f"{v:.0f} B ({v / (1024 * 1024):.2f} MiB)"
+    if abs(v) >= 1024:
+        return f"{v:.0f} B ({v / 1024:.2f} KiB)"
+    return f"{v:.0f} B"
+
+
+def clip(text: str, width: int) -> str:
+    """Untrusted names: make them printable on one line, then shorten."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def as_float(value) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def as_dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def first_of(d: dict, *keys):
+    for key in keys:
+        if d.get(key) is not None:
+            return d[key]
+    return None
+
+
+__all__ = ["format_summary", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
+           "as_float", "as_dict", "first_of"]
