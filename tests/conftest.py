@@ -8,6 +8,10 @@
 ``digits``
     The digits CNN trained once per session with ``examples/digits/train.py``; see
     ``DigitsFixture`` for its fields.
+``digits_zoo(name) -> DigitsFixture``
+    A zoo architecture (``zoo.DIGITS_CAPABLE``: residual, SEW, pre-activation,
+    MobileNetV2, concat and pooling nets) with a 1-channel stem, trained on digits
+    once per session on first use (2-14 s each); the same fields as ``digits``.
 ``digits_example``
     Paths of the committed example files (``examples/digits``).
 """
@@ -104,17 +108,42 @@ class DigitsFixture:
         return self._dynamo_path
 
 
+def _train_digits(model, folder: Path, stem: str) -> DigitsFixture:
+    import train
+
+    x_tr, y_tr, x_te, y_te = train.load_digits_split()
+    t0 = time.perf_counter()
+    model = train.train(model, x_tr, y_tr)
+    seconds = time.perf_counter() - t0
+    path = train.export_onnx(model, folder / f"{stem}.onnx")
+    return DigitsFixture(path, model, x_tr, y_tr, x_te, y_te, train.accuracy(model, x_te, y_te), seconds, folder)
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> DigitsFixture:
     import train
 
-    folder = tmp_path_factory.mktemp("digits")
-    x_tr, y_tr, x_te, y_te = train.load_digits_split()
-    t0 = time.perf_counter()
-    model = train.train(train.build_cnn(), x_tr, y_tr)
-    seconds = time.perf_counter() - t0
-    path = train.export_onnx(model, folder / "digits_cnn.onnx")
-    return DigitsFixture(path, model, x_tr, y_tr, x_te, y_te, train.accuracy(model, x_te, y_te), seconds, folder)
+    return _train_digits(train.build_cnn(), tmp_path_factory.mktemp("digits"), "digits_cnn")
+
+
+class DigitsZoo:
+    """Zoo architectures trained on digits, each once per session, on first use."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._trained: dict[str, DigitsFixture] = {}
+
+    def __call__(self, name: str) -> DigitsFixture:
+        if name not in self._trained:
+            sub = self.folder / name
+            sub.mkdir()
+            self._trained[name] = _train_digits(zoo.build_for_digits(name), sub, f"digits_{name}")
+        return self._trained[name]
+
+
+@pytest.fixture(scope="session")
+def digits_zoo(tmp_path_factory) -> DigitsZoo:
+    return DigitsZoo(tmp_path_factory.mktemp("digits_zoo"))
 
 
 @dataclass(frozen=True)

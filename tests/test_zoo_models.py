@@ -96,3 +96,12 @@ def test_committed_digits_example_is_current(digits, digits_example):
     fresh = _ort_run(digits.onnx_path, digits.x_test)
     np.testing.assert_array_equal(shipped.argmax(1), fresh.argmax(1))
     assert float((shipped.argmax(1) == data["y"]).mean()) == digits.ann_test_accuracy
+
+
+def test_digits_zoo_trains_a_residual_net(digits_zoo):
+    d = digits_zoo("resnet8")
+    assert d.ann_test_accuracy >= 0.95
+    logits = np.asarray(snncc.run(snncc.load_onnx(d.onnx_path), d.x_test))
+    assert float((logits.argmax(1) == d.y_test).mean()) == d.ann_test_accuracy
+    with pytest.raises(KeyError, match="lenet"):
+        digits_zoo("lenet")

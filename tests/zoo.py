@@ -113,9 +113,9 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """CIFAR-style ResNet: stem, three stages (stride 1, 2, 2), GAP, dense."""
 
-    def __init__(self, blocks_per_stage: int = 3, widths=(16, 32, 64), num_classes: int = 10):
+    def __init__(self, blocks_per_stage: int = 3, widths=(16, 32, 64), num_classes: int = 10, in_ch: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(3, widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(*_conv_bn(in_ch, widths[0]), nn.ReLU())
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(blocks_per_stage):
@@ -146,9 +146,9 @@ class SEWBlock(nn.Module):
 class SEWResNet(nn.Module):
     """SEW-ResNet on 3x16x16: three stages of two SEW blocks (6 blocks, 4 identity shortcuts)."""
 
-    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2):
+    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2, in_ch: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(3, widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(*_conv_bn(in_ch, widths[0]), nn.ReLU())
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(blocks_per_stage):
@@ -182,9 +182,9 @@ class PreActBlock(nn.Module):
 class PreActResNet(nn.Module):
     """Pre-activation ResNet on 3x16x16: three stages of two blocks, final BN-ReLU, GAP, dense."""
 
-    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2):
+    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2, in_ch: int = 3):
         super().__init__()
-        self.stem = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.stem = nn.Conv2d(in_ch, widths[0], 3, 1, 1, bias=False)
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(blocks_per_stage):
@@ -223,9 +223,9 @@ class InvertedResidual(nn.Module):
 class MobileNetV2Blocks(nn.Module):
     """Stem + three inverted residual blocks (two with residuals) on 3x16x16, GAP, dense."""
 
-    def __init__(self):
+    def __init__(self, in_ch: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(3, 16, 3, 2), nn.ReLU6())
+        self.stem = nn.Sequential(*_conv_bn(in_ch, 16, 3, 2), nn.ReLU6())
         self.blocks = nn.Sequential(
             InvertedResidual(16, 16, 1, 4),  # residual, same shape
             InvertedResidual(16, 24, 2, 4),  # downsampling, no residual
@@ -245,9 +245,9 @@ class MobileNetV2Blocks(nn.Module):
 class ConcatNet(nn.Module):
     """Inception-like: 1x1, 3x3 and max-pool branches concatenated on channels."""
 
-    def __init__(self):
+    def __init__(self, in_ch: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(3, 16), nn.ReLU())
+        self.stem = nn.Sequential(*_conv_bn(in_ch, 16), nn.ReLU())
         self.b1 = nn.Sequential(*_conv_bn(16, 8, 1), nn.ReLU())
         self.b3 = nn.Sequential(*_conv_bn(16, 12, 3), nn.ReLU())
         self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), *_conv_bn(16, 4, 1), nn.ReLU())
@@ -263,9 +263,9 @@ class ConcatNet(nn.Module):
 class PoolNet(nn.Module):
     """Pooling variants: padded max pool, AvgPool with and without counted padding, GAP."""
 
-    def __init__(self):
+    def __init__(self, in_ch: int = 3):
         super().__init__()
-        self.conv1 = nn.Sequential(*_conv_bn(3, 16), nn.ReLU())
+        self.conv1 = nn.Sequential(*_conv_bn(in_ch, 16), nn.ReLU())
         self.pool1 = nn.MaxPool2d(3, 2, 1)  # padded max pool: pads act as -inf
         self.conv2 = nn.Sequential(*_conv_bn(16, 16), nn.ReLU())
         self.pool2 = nn.AvgPool2d(2)
@@ -319,38 +319,38 @@ def vgg_small(seed: int = 0) -> nn.Module:
     return _seeded_init(VGGSmall(), seed)
 
 
-def resnet20(seed: int = 0) -> nn.Module:
+def resnet20(seed: int = 0, in_ch: int = 3) -> nn.Module:
     """ResNet-20 depth (3 stages x 3 basic blocks) at CIFAR widths 16/32/64."""
-    return _seeded_init(CifarResNet(3, (16, 32, 64)), seed)
+    return _seeded_init(CifarResNet(3, (16, 32, 64), in_ch=in_ch), seed)
 
 
-def resnet8(seed: int = 0) -> nn.Module:
+def resnet8(seed: int = 0, in_ch: int = 3) -> nn.Module:
     """Shallow, narrow CIFAR ResNet (3 stages x 1 block, widths 8/16/32): fast residual tests."""
-    return _seeded_init(CifarResNet(1, (8, 16, 32)), seed)
+    return _seeded_init(CifarResNet(1, (8, 16, 32), in_ch=in_ch), seed)
 
 
-def mobilenetv2_block(seed: int = 0) -> nn.Module:
-    return _seeded_init(MobileNetV2Blocks(), seed)
+def mobilenetv2_block(seed: int = 0, in_ch: int = 3) -> nn.Module:
+    return _seeded_init(MobileNetV2Blocks(in_ch), seed)
 
 
-def concat_net(seed: int = 0) -> nn.Module:
-    return _seeded_init(ConcatNet(), seed)
+def concat_net(seed: int = 0, in_ch: int = 3) -> nn.Module:
+    return _seeded_init(ConcatNet(in_ch), seed)
 
 
-def pool_net(seed: int = 0) -> nn.Module:
-    return _seeded_init(PoolNet(), seed)
+def pool_net(seed: int = 0, in_ch: int = 3) -> nn.Module:
+    return _seeded_init(PoolNet(in_ch), seed)
 
 
 def ops_net(seed: int = 0) -> nn.Module:
     return _seeded_init(OpsNet(), seed)
 
 
-def sew_resnet(seed: int = 0) -> nn.Module:
-    return _seeded_init(SEWResNet(), seed)
+def sew_resnet(seed: int = 0, in_ch: int = 3) -> nn.Module:
+    return _seeded_init(SEWResNet(in_ch=in_ch), seed)
 
 
-def preact_resnet(seed: int = 0) -> nn.Module:
-    return _seeded_init(PreActResNet(), seed)
+def preact_resnet(seed: int = 0, in_ch: int = 3) -> nn.Module:
+    return _seeded_init(PreActResNet(in_ch=in_ch), seed)
 
 
 ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
@@ -367,10 +367,22 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
 }
 
 
+# Models whose head is global pooling, so they also take the 1x8x8 digits images.
+DIGITS_CAPABLE = ("resnet8", "resnet20", "mobilenetv2_block", "concat_net", "pool_net", "sew_resnet",
+                  "preact_resnet")
+
+
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
     """The zoo model ``name`` (eval mode, seeded) and its per-sample input shape."""
     fn, shape = ZOO[name]
     return fn(seed), shape
+
+
+def build_for_digits(name: str, seed: int = 0) -> nn.Module:
+    """The zoo architecture ``name`` with a 1-channel stem, for 1x8x8 digits images."""
+    if name not in DIGITS_CAPABLE:
+        raise KeyError(f"{name!r} does not take 1x8x8 inputs; use one of {DIGITS_CAPABLE}")
+    return ZOO[name][0](seed, in_ch=1)
 
 
 def param_count(model: nn.Module) -> int:
