@@ -105,3 +105,14 @@ def test_digits_zoo_trains_a_residual_net(digits_zoo):
     assert float((logits.argmax(1) == d.y_test).mean()) == d.ann_test_accuracy
     with pytest.raises(KeyError, match="lenet"):
         digits_zoo("lenet")
+
+
+def test_train_script_writes_both_files(tmp_path, capsys):
+    import train
+
+    assert train.main(["--out", str(tmp_path), "--epochs", "1"]) == 0
+    assert "ANN test accuracy" in capsys.readouterr().out
+    data = np.load(tmp_path / "digits_calib.npz")
+    assert data["x"].dtype == np.float32 and data["x"].shape == (540, 1, 8, 8)
+    assert data["y"].dtype == np.int64 and data["y"].shape == (540,)
+    assert _ort_run(tmp_path / "digits_cnn.onnx", data["x"][:5]).shape == (5, 10)
