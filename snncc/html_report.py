@@ -88,7 +88,9 @@ img {{ max-width: 100%; }} p.note {{ color: #555; font-size: 0.9em; }} code {{ f
 
 
 def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Escape for HTML text and attributes; control characters (invalid in HTML) become '?'."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return html.escape(text, quote=True)
 
 
 def _section(title: str, figure_uri: str | None, note: str) -> str:
@@ -117,6 +119,7 @@ def _summary_section(report: dict) -> str:
         ("spike levels per inference", num(act.get("spike_levels"))),
         ("SOPs per inference", num(act.get("sops"))),
         ("weight memory", bits_text(mem.get("weight_bits"))),
+        ("all integer parameters", bits_text(mem.get("param_bits"))),
         ("state memory", bits_text(mem.get("state_bits"))),
         ("fp32 weights", bytes_text(mem.get("fp32_weight_bytes"))),
         ("compression vs fp32", f"{num(comp, 2)}x" if num(comp) != NA else NA),
@@ -329,10 +332,8 @@ def _memory_figure(report: dict) -> str | None:
     mem_layers = [m for m in mem_layers if isinstance(m, dict)]
     if not mem_layers:
         return None
-    keys = sorted({k for m in mem_layers for k in m if k.endswith("_bits") and as_float(m[k]) is not None},
-                  key=lambda k: (_MEM_ORDER.get(k, 9), k))
-    # a total column would double-count its parts
-    keys = [k for k in keys if k not in ("total_bits", "bits")]
+    # stack the per-layer counts (not widths like "bits" or "membrane_bits", not totals)
+    keys = [k for k in _MEM_KEYS if any(as_float(m.get(k)) for m in mem_layers)]
     if not keys:
         return None
     fig = _new_figure(9.0, 0.32 * len(mem_layers) + 1.6)
@@ -352,7 +353,7 @@ def _memory_figure(report: dict) -> str | None:
     return _png_uri(fig)
 
 
-_MEM_ORDER = {"weight_bits": 0, "bias_bits": 1, "threshold_bits": 2, "state_bits": 3}
+_MEM_KEYS = ("weight_bits", "bias_bits", "shortcut_bits", "threshold_bits", "state_bits")
 
 
 def _sops_figure(layers: list[dict]) -> str | None:

@@ -181,11 +181,11 @@ def summarize_report(report: dict) -> dict:
 
 
 def model_bits(memory: dict) -> float | None:
-    """Stored model size in bits: the report's total when it gives one, else weights+biases+thresholds."""
-    for key in ("model_bits", "total_bits"):
+    """Stored model size in bits (all integer parameters: the report's param_bits), else a sum of parts."""
+    for key in ("param_bits", "model_bits", "total_bits"):
         if as_float(memory.get(key)) is not None:
             return as_float(memory[key])
-    parts = [as_float(memory.get(k)) for k in ("weight_bits", "bias_bits", "threshold_bits")]
+    parts = [as_float(memory.get(k)) for k in ("weight_bits", "bias_bits", "threshold_bits", "shortcut_bits")]
     if parts[0] is None:
         return None
     return sum(p for p in parts if p is not None)

@@ -26,7 +26,8 @@ def format_summary(report: dict) -> str:
     lines.append(f"{'energy':<10s} ANN {energy_text(ann_pj)}  SNN {energy_text(snn_pj)}{ratio} per inference")
     mem = as_dict(report.get("memory"))
     comp = as_float(mem.get("compression"))
-    lines.append(f"{'memory':<10s} weights {bits_text(mem.get('weight_bits'))}, "
+    params = f"all params {bits_text(mem['param_bits'])}, " if as_float(mem.get("param_bits")) is not None else ""
+    lines.append(f"{'memory':<10s} weights {bits_text(mem.get('weight_bits'))}, {params}"
                  f"state {bits_text(mem.get('state_bits'))}, fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}, "
                  f"compression {f'{comp:.2f}x' if comp is not None else NA}")
     c_info = report.get("c")
