@@ -37,7 +37,12 @@ and against energy, front marked) into the output folder.
 def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, timesteps: str, jobs: int | None,
               output: Path | None, force: bool, threshold: str | None, weight_quantizer: str | None,
               layer_bits: tuple[str, ...]):
-    """Compile MODEL at every grid point (in parallel) and print accuracy, size and energy, Pareto front marked."""
+    """Compile MODEL over a grid of N, weight bits and T; table, CSV and Pareto plot.
+
+    Each point runs the full conversion and quantization (no code emission) in a worker
+    process and is scored on the calibration data: SNN accuracy (or ANN/SNN agreement
+    without labels), model size in bits and the SNN energy estimate.
+    """
     from snncc.compiler import c_safe_name, find_default_calib
     from snncc.sweep import format_table, parse_int_list, run_sweep
 
