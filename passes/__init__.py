@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from snncc.passes import canonicalize
+from snncc.passes import calibrate, canonicalize, convert, quantize
 
 PASSES = {
     "canonicalize": canonicalize.run,
+    "calibrate": calibrate.run,
+    "convert": convert.run,
+    "quantize": quantize.run,
 }
 
 # The full compile pipeline, in order (passes are added here as they land).
-DEFAULT_PIPELINE = ["canonicalize"]
+DEFAULT_PIPELINE = ["canonicalize", "calibrate", "convert", "quantize"]

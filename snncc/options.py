@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 
 from snncc.errors import SnnccError
 
 THRESHOLD_METHODS = ("max", "percentile", "mse")
 WEIGHT_QUANTIZERS = ("max", "percentile", "mse", "rescaw")
 RESIDUAL_MODES = ("sparse", "sew")
+THRESHOLD_SEARCHES = ("none", "output")
 
 
 @dataclass
@@ -26,6 +28,12 @@ class CompileOptions:
     barrier_scale: float = 1.0  # barrier neuron threshold multiplier
     calib_batch: int = 256
     seed: int = 0
+    # Conversion (issue 3): accuracy aids on top of the threshold method.
+    bias_correction: bool = True  # shift biases by the mean quantization error (empirical, layer by layer)
+    threshold_search: str = "output"  # none | output: scale each layer's thresholds to minimize the logits' error
+    calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
+    # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
+    calib_data: object = field(default=None, repr=False, compare=False)
 
     def validate(self) -> CompileOptions:
         if not 1 <= int(self.levels) <= 127:
@@ -57,6 +65,13 @@ class CompileOptions:
             raise SnnccError(f"option --barrier-scale must be > 0, got {self.barrier_scale}")
         if int(self.calib_batch) < 1:
             raise SnnccError(f"option --calib-batch must be >= 1, got {self.calib_batch}")
+        if self.threshold_search not in THRESHOLD_SEARCHES:
+            raise SnnccError(f"option --threshold-search must be one of {', '.join(THRESHOLD_SEARCHES)}; "
+                             f"got {self.threshold_search!r}")
+        if not isinstance(self.bias_correction, bool):
+            raise SnnccError(f"option --bias-correction must be true or false, got {self.bias_correction!r}")
+        if not 16 <= int(self.calib_reservoir) <= 1 << 20:
+            raise SnnccError(f"option --calib-reservoir must be in 16..1048576, got {self.calib_reservoir}")
         return self
 
     def percentile(self) -> float:
@@ -71,7 +86,8 @@ class CompileOptions:
         return p
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # calib_data is data, not an option: never in reports (and never deep-copied).
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "calib_data"}
 
 
 def _check_bits(option: str, bits) -> None:

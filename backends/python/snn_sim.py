@@ -1,0 +1,221 @@
+"""Float SNN simulator: runs the stage-``snn`` IR for T timesteps in float64.
+
+The input x is injected every timestep (direct encoding). Every op is evaluated
+once per timestep with the numpy kernels, vectorized over batch, channels and
+pixels; the only Python loops are over timesteps and nodes. Values that depend
+only on the input (the first synaptic layer's current) are computed once.
+
+Neuron (docs/ir.md, "Float SNN"): v starts at theta/2; each step
+``v += I; z = clamp(floor(v/theta), lo, N); v -= z*theta`` with lo = 0 (unsigned) or
+-N (signed). Graph outputs are accumulated over T; logits = sum / T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snncc.backends.python import kernels as K
+from snncc.backends.python.float_runtime import eval_node
+from snncc.errors import SnnccError
+from snncc.ir import Graph, Node
+
+SYNAPTIC_WEIGHTED = ("conv", "dense", "affine")
+
+
+@dataclass
+class SimResult:
+    """What one simulation saw. Per-sample figures are averaged over the samples.
+
+    - ``outputs``: graph output currents summed over T, float64 (samples, ...).
+    - ``logits``: the first output / T.
+    - ``spike_counts[node]``: non-zero levels a neuron emitted per sample, over all T.
+    - ``level_sums[node]``: sum of |level| per sample, over all T.
+    - ``level_hist[node]``: counts of each level over all samples and steps; index i is
+      level i (unsigned) or i - N (signed).
+    - ``elements[node]``: output elements per sample (one timestep).
+    - ``input_events[node]``: for synaptic ops, non-zero inputs per sample over all T.
+    - ``sops[node]``: synaptic operations per sample over all T: for each non-zero
+      input, the number of weights it touches (exact, borders included).
+    - ``sops_multilevel[node]``: the part of ``sops`` from inputs with |level| >= 2.
+    - ``traces[node]``: membrane after each step, (samples, T, *shape), on request.
+    - ``captured[node]``: a node's output summed over T, (samples, *shape), on request.
+    - ``static_nodes``: nodes fed by the input only, computed once (their cost is MACs).
+    """
+
+    outputs: dict[str, np.ndarray]
+    logits: np.ndarray
+    timesteps: int
+    samples: int
+    spike_counts: dict[str, float] = field(default_factory=dict)
+    level_sums: dict[str, float] = field(default_factory=dict)
+    level_hist: dict[str, np.ndarray] = field(default_factory=dict)
+    elements: dict[str, int] = field(default_factory=dict)
+    input_events: dict[str, float] = field(default_factory=dict)
+    sops: dict[str, float] = field(default_factory=dict)
+    sops_multilevel: dict[str, float] = field(default_factory=dict)
+    traces: dict[str, np.ndarray] = field(default_factory=dict)
+    captured: dict[str, np.ndarray] = field(default_factory=dict)
+    static_nodes: list[str] = field(default_factory=list)  # computed once (input-only): MACs, not SOPs
+
+
+def neuron_step(v: np.ndarray, current: np.ndarray, theta: np.ndarray, levels: int, signed: bool):
+    """One IF step with subtractive reset; returns (z, new v). theta broadcasts per channel."""
+    v = v + current
+    z = np.clip(np.floor(v / theta), -levels if signed else 0, levels)
+    return z, v - z * theta
+
+
+def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
+    """Reshape a per-channel vector to broadcast over (N, C, ...)."""
+    return arr.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def simulate(graph: Graph, x: np.ndarray, *, timesteps: int | None = None, trace: Iterable[str] = (),
+             batch_size: int = 256, capture: Iterable[str] = ()) -> SimResult:
+    """Run the float SNN on inputs ``x`` (N, *input_shape) for T timesteps."""
+    if graph.stage != "snn":
+        raise SnnccError(f"the float SNN simulator needs a stage 'snn' graph, got stage {graph.stage!r}")
+    T = int(timesteps if timesteps is not None else graph.meta.get("timesteps", 1))
+    if T < 1:
+        raise SnnccError(f"option --timesteps must be >= 1, got {T}")
+    x = np.asarray(x, np.float64)
+    want = tuple(graph.values[graph.inputs[0]].shape)
+    if x.shape == want:
+        x = x[None]
+    if tuple(x.shape[1:]) != want:
+        raise SnnccError(f"input has shape {list(x.shape)}, the model expects [N, {', '.join(map(str, want))}]")
+    trace, capture = list(trace), list(capture)
+    names = {n.name for n in graph.nodes}
+    for name in trace + capture:
+        if name not in names:
+            raise SnnccError(f"no node named {name!r} to trace or capture")
+    total = _Totals(graph)
+    outs: dict[str, list[np.ndarray]] = {v: [] for v in graph.outputs}
+    traces: dict[str, list[np.ndarray]] = {n: [] for n in trace}
+    caps: dict[str, list[np.ndarray]] = {n: [] for n in capture}
+    for start in range(0, len(x), int(batch_size)):
+        res = _simulate_batch(graph, x[start:start + int(batch_size)], T, set(trace), set(capture), total)
+        for v in graph.outputs:
+            outs[v].append(res[0][v])
+        for n in trace:
+            traces[n].append(res[1][n])
+        for n in capture:
+            caps[n].append(res[2][n])
+    n = len(x)
+    outputs = {v: np.concatenate(a) for v, a in outs.items()}
+    return SimResult(
+        outputs=outputs,
+        logits=outputs[graph.outputs[0]] / T,
+        timesteps=T,
+        samples=n,
+        spike_counts={k: v / n for k, v in total.events.items()},
+        level_sums={k: v / n for k, v in total.level_sum.items()},
+        level_hist=dict(total.hist),
+        elements=total.elements,
+        input_events={k: v / n for k, v in total.in_events.items()},
+        sops={k: v / n for k, v in total.sops.items()},
+        sops_multilevel={k: v / n for k, v in total.sops_ml.items()},
+        traces={k: np.concatenate(v) for k, v in traces.items()},
+        captured={k: np.concatenate(v) for k, v in caps.items()},
+        static_nodes=[nd.name for nd in graph.nodes if nd.name in total.static],
+    )
+
+
+class _Totals:
+    """Activity counters summed over batches (divided by the sample count at the end)."""
+
+    def __init__(self, graph: Graph):
+        self.events: dict[str, float] = {}
+        self.level_sum: dict[str, float] = {}
+        self.hist: dict[str, np.ndarray] = {}
+        self.elements: dict[str, int] = {}
+        self.in_events: dict[str, float] = {}
+        self.sops: dict[str, float] = {}
+        self.sops_ml: dict[str, float] = {}
+        self.static: set[str] = set()
+        for node in graph.nodes:
+            if node.op == "neuron":
+                n = int(node.attrs["levels"])
+                self.events[node.name] = 0.0
+                self.level_sum[node.name] = 0.0
+                self.hist[node.name] = np.zeros(2 * n + 1 if node.attrs.get("signed") else n + 1, np.int64)
+                self.elements[node.name] = int(np.prod(graph.values[node.output].shape))
+            elif node.op in SYNAPTIC_WEIGHTED:
+                self.in_events[node.name] = 0.0
+                self.sops[node.name] = 0.0
+                self.sops_ml[node.name] = 0.0
+
+    def neuron(self, node: Node, z: np.ndarray) -> None:
+        n = int(node.attrs["levels"])
+        self.events[node.name] += float(np.count_nonzero(z))
+        self.level_sum[node.name] += float(np.abs(z).sum())
+        offset = n if node.attrs.get("signed") else 0
+        idx = (z.reshape(-1) + offset).astype(np.int64)
+        self.hist[node.name] += np.bincount(idx, minlength=len(self.hist[node.name]))
+
+    def synapse(self, node: Node, s: np.ndarray) -> None:
+        nz = s != 0
+        self.in_events[node.name] += float(np.count_nonzero(nz))
+        self.sops[node.name] += fanout_count(node, nz)
+        self.sops_ml[node.name] += fanout_count(node, np.abs(s) >= 2)
+
+
+def fanout_count(node: Node, mask: np.ndarray) -> float:
+    """Weights touched by the inputs where ``mask`` is true (exact, padding-aware)."""
+    if not mask.any():
+        return 0.0
+    m = mask.astype(np.float64)
+    if node.op == "conv":
+        a = node.attrs
+        ones = np.ones_like(node.params["weight"], dtype=np.float64)
+        return float(K.conv2d(m, ones, None, a["strides"], a["pads"], a["dilations"], a["group"]).sum())
+    if node.op == "dense":
+        return float(m.sum()) * node.params["weight"].shape[0]
+    return float(m.sum())  # affine: one weight per input
+
+
+def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: set, total: _Totals):
+    static = set(graph.inputs)  # values constant over time (computed at t=0, reused)
+    env_static: dict[str, np.ndarray] = {graph.inputs[0]: xb}
+    v_state: dict[str, np.ndarray] = {}
+    acc = {v: 0.0 for v in graph.outputs}
+    traces = {n: [] for n in trace}
+    caps: dict[str, np.ndarray | float] = {n: 0.0 for n in capture}
+    for t in range(T):
+        env = dict(env_static)
+        for node in graph.nodes:
+            args = [env[v] for v in node.inputs]
+            if node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
+                total.synapse(node, args[0])  # static inputs are real values: MACs, computed once
+            if node.output in static and t > 0:
+                out = env_static[node.output]
+            elif node.op == "neuron":
+                theta = _channel_view(np.asarray(node.params["theta"], np.float64), args[0].ndim)
+                v = v_state.get(node.name)
+                if v is None:
+                    v = np.broadcast_to(theta / 2, args[0].shape).copy()
+                out, v = neuron_step(v, args[0], theta, int(node.attrs["levels"]), bool(node.attrs.get("signed")))
+                v_state[node.name] = v
+                total.neuron(node, out)
+                if node.name in trace:
+                    traces[node.name].append(v)
+            else:
+                out = eval_node(node, args)
+                if out.dtype != np.float64:
+                    out = out.astype(np.float64)
+                if t == 0 and node.op != "neuron" and all(i in static for i in node.inputs):
+                    static.add(node.output)
+                    env_static[node.output] = out
+            env[node.output] = out
+            if node.name in capture:
+                caps[node.name] = caps[node.name] + out
+            if node.name in trace and node.op != "neuron":
+                traces[node.name].append(out)
+        for v in graph.outputs:
+            acc[v] = acc[v] + env[v]
+    total.static.update(n.name for n in graph.nodes if n.output in static)
+    tr = {n: np.stack(a, axis=1) for n, a in traces.items()}
+    return acc, tr, caps

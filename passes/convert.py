@@ -1,0 +1,178 @@
+"""convert: ReLU/Clip -> multi-level IF neurons (stage ``snn``), thresholds folded downstream.
+
+Steps: classify values (``convert_plan``), thresholds from calibration statistics
+(``convert_thresholds``), equal thresholds for the inputs of spike + spike joins,
+then optionally
+
+- ``threshold_search="output"``: per neuron population, scale the thresholds by the
+  factor (from a small grid) that minimizes the logits' squared error against the
+  float ANN on calibration data (output-aware, not activation-aware);
+- ``bias_correction``: layer by layer, shift each synaptic bias by the mean error of
+  its output current against the ANN (the quantization error's mean, propagated).
+
+The graph rewrite is ``convert_build.build``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.backends.python.float_runtime import run_graph
+from snncc.backends.python.snn_sim import simulate
+from snncc.errors import SnnccError
+from snncc.ir import Graph
+from snncc.options import CompileOptions
+from snncc.passes.convert_build import build
+from snncc.passes.convert_plan import DATA_MOVEMENT, Plan, is_scale_affine, plan
+from snncc.passes.convert_thresholds import thresholds
+
+SEARCH_SAMPLES = 512  # calibration samples used by threshold search and bias correction
+SEARCH_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4, 1.6, 2.0)
+
+
+def run(graph: Graph, options: CompileOptions) -> Graph:
+    if graph.stage != "float":
+        raise SnnccError(f"convert needs the float IR, got stage {graph.stage!r}")
+    if not any(n.op == "relu" for n in graph.nodes):
+        raise SnnccError("nothing to convert: the network has no ReLU or Clip(0, a) activation, so no layer "
+                         "can become a spiking neuron (snncc converts ReLU networks)")
+    p = plan(graph)
+    thetas, caps = initial_thresholds(graph, p, options)
+    groups = populations(graph, p)
+    for members in groups:
+        _equalize(thetas, caps, members)
+    T, N = int(options.timesteps), int(options.levels)
+    data = getattr(options, "calib_data", None)
+    notes = []
+    bias_delta: dict[str, np.ndarray] = {}
+    want_search = options.threshold_search == "output"
+    if (want_search or options.bias_correction) and data is None:
+        notes.append("threshold search / bias correction skipped: no calibration data")
+    elif want_search or options.bias_correction:
+        x = data.take(SEARCH_SAMPLES).astype(np.float64)
+        tuner = _Tuner(graph, p, N, T, x)
+        if want_search:
+            thetas = tuner.search(thetas, caps, groups)
+            notes.append(f"threshold search: logits MSE {tuner.history[0]:.6g} -> {tuner.history[-1]:.6g}")
+        if options.bias_correction:
+            bias_delta = tuner.bias_correction(thetas)
+    snn = build(graph, p, thetas, N, T, bias_delta)
+    snn.meta["notes"] = list(snn.meta.get("notes", [])) + notes
+    snn.meta["threshold"] = options.threshold
+    return snn
+
+
+def initial_thresholds(graph: Graph, p: Plan, options: CompileOptions):
+    """theta per ReLU output / signed site from statistics; caps = a/N for Clip(0, a)."""
+    thetas: dict[str, np.ndarray] = {}
+    caps: dict[str, float] = {}
+    N = int(options.levels)
+    relu_max = {n.output: n.attrs.get("max") for n in graph.nodes if n.op == "relu"}
+    for v in list(p.relus) + list(p.signed_sites):
+        stats = graph.stats.get(v)
+        if stats is None:
+            node = graph.producer(v)
+            raise SnnccError("no calibration statistics for this activation: run the calibrate pass first",
+                             node=node.name if node else v, op=node.op if node else None)
+        clip = relu_max.get(v)
+        thetas[v] = thresholds(stats, N, v in p.signed_sites, options, clip_max=clip)
+        if clip is not None:
+            caps[v] = float(clip) / N
+    return thetas, caps
+
+
+def populations(graph: Graph, p: Plan) -> list[list[str]]:
+    """Neuron populations whose thresholds move together: the inputs of spike + spike joins
+    (union-find through channel-preserving ops), and every other neuron alone. Graph order."""
+    parent: dict[str, str] = {v: v for v in list(p.relus) + list(p.signed_sites)}
+
+    def find(v: str) -> str:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    source: dict[str, str | None] = {v: v for v in parent}  # levels value -> a neuron it comes from
+    prod = graph.producers()
+    for node in graph.nodes:
+        if node.output in source:
+            continue
+        keep = node.op in ("maxpool", "sumpool", "avgpool", "pad") or (node.op == "affine" and is_scale_affine(node))
+        if keep and node.inputs[0] in source:
+            source[node.output] = source[node.inputs[0]]
+        elif node.output in p.level_adds:
+            srcs = [source.get(v) for v in node.inputs]
+            if any(s is None for s in srcs):
+                bad = node.inputs[srcs.index(None)]
+                where = prod.get(bad)
+                raise SnnccError(f"a spike + spike join needs both inputs straight from neurons; input {bad!r}"
+                                 f" comes from {where.op if where else 'the graph input'}",
+                                 node=node.name, op=node.op)
+            for s in srcs[1:]:
+                parent[find(s)] = find(srcs[0])
+            source[node.output] = srcs[0]
+    order = {v: i for i, v in enumerate(parent)}
+    groups: dict[str, list[str]] = {}
+    for v in parent:
+        groups.setdefault(find(v), []).append(v)
+    return sorted((sorted(g, key=order.get) for g in groups.values()), key=lambda g: order[g[0]])
+
+
+def _equalize(thetas: dict, caps: dict, members: list[str]) -> None:
+    if len(members) < 2:
+        return
+    theta = np.max([thetas[m] for m in members], axis=0)
+    cap = min((caps[m] for m in members if m in caps), default=None)
+    if cap is not None:
+        theta = np.minimum(theta, cap)
+    for m in members:
+        thetas[m] = theta.copy()
+
+
+class _Tuner:
+    """Output-aware threshold search and empirical bias correction on a calibration subset."""
+
+    def __init__(self, graph: Graph, p: Plan, levels: int, timesteps: int, x: np.ndarray):
+        self.graph, self.p, self.N, self.T, self.x = graph, p, levels, timesteps, x
+        syn = [n.output for n in graph.nodes if n.op in ("conv", "dense")]
+        ref = run_graph(graph, x, capture=syn, dtype=np.float64)
+        self.ref_logits = ref[graph.outputs[0]]
+        self.ann = {v: ref[v] for v in syn}
+        self.history: list[float] = []
+
+    def loss(self, thetas, bias_delta=None) -> float:
+        snn = build(self.graph, self.p, thetas, self.N, self.T, bias_delta)
+        out = simulate(snn, self.x, timesteps=self.T).logits
+        return float(np.mean((out - self.ref_logits) ** 2))
+
+    def search(self, thetas: dict, caps: dict, groups: list[list[str]]) -> dict:
+        best = self.loss(thetas)
+        self.history.append(best)
+        for members in groups:
+            base = {m: thetas[m] for m in members}
+            for factor in SEARCH_GRID:
+                trial = dict(thetas)
+                for m in members:
+                    t = base[m] * factor
+                    trial[m] = np.minimum(t, caps[m]) if m in caps else t
+                loss = self.loss(trial)
+                if loss < best * (1 - 1e-9):
+                    best, thetas = loss, trial
+            self.history.append(best)
+        return thetas
+
+    def bias_correction(self, thetas: dict) -> dict[str, np.ndarray]:
+        delta: dict[str, np.ndarray] = {}
+        static = set(self.graph.inputs)
+        for node in self.graph.nodes:
+            if all(v in static for v in node.inputs) and node.op in DATA_MOVEMENT | {"conv", "dense", "affine"}:
+                static.add(node.output)  # fed by the input only: exact, nothing to correct
+        for node in self.graph.nodes:
+            if node.op not in ("conv", "dense") or node.output in static:
+                continue
+            snn = build(self.graph, self.p, thetas, self.N, self.T, delta)
+            got = simulate(snn, self.x, timesteps=self.T, capture=[node.name]).captured[node.name] / self.T
+            axes = (0,) + tuple(range(2, got.ndim))
+            err = got.mean(axis=axes) - self.ann[node.output].mean(axis=axes)
+            delta[node.name] = -err
+        return delta

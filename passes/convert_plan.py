@@ -1,0 +1,108 @@
+"""Static analysis shared by ``calibrate`` and ``convert``: what each value becomes in the SNN.
+
+Every value of the float graph is either
+
+- ``levels``: spike levels (neuron outputs, and data movement of levels; the graph
+  input counts as levels with scale 1). Their real value is ``z * scale``, and the
+  scale is folded into the synaptic ops that read them.
+- ``current``: outputs of synaptic ops, adds of currents, and data movement of
+  currents. Neurons integrate them; graph outputs accumulate them.
+
+A synaptic op that reads a current (a linear bottleneck, a join with no ReLU after
+it) gets a signed neuron in front of it: those ``signed_sites`` need calibration
+statistics like ReLU outputs do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snncc.errors import SnnccError
+from snncc.ir import Graph, Node
+
+# Ops that only move or pool values: levels stay levels, currents stay currents.
+DATA_MOVEMENT = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad",
+                           "channel_shuffle"})
+WEIGHTED = frozenset({"conv", "dense"})
+
+
+@dataclass
+class Plan:
+    kind: dict[str, str] = field(default_factory=dict)  # value -> "levels" | "current"
+    signed_sites: list[str] = field(default_factory=list)  # currents read by a synaptic op
+    relus: list[str] = field(default_factory=list)  # relu output values (unsigned neurons)
+    level_adds: list[str] = field(default_factory=list)  # adds of levels (SEW spike + spike)
+    dropped_softmax: list[Node] = field(default_factory=list)
+
+
+def is_scale_affine(node: Node) -> bool:
+    """An affine with zero shift: on levels it is only a rescale, folded downstream."""
+    return node.op == "affine" and not np.any(np.asarray(node.params["shift"]))
+
+
+def plan(graph: Graph) -> Plan:
+    """Classify every value; raise ``SnnccError`` naming the node for anything unsupported."""
+    p = Plan()
+    consumers = graph.consumer_map()
+    outputs = set(graph.outputs)
+    for name in graph.inputs:
+        p.kind[name] = "levels"
+    signed: set[str] = set()
+    for node in graph.nodes:
+        ins = [p.kind[v] for v in node.inputs]
+        op = node.op
+        if op == "relu":
+            p.kind[node.output] = "levels"
+            p.relus.append(node.output)
+        elif op in WEIGHTED or op == "affine":
+            if op == "affine" and ins[0] == "levels" and is_scale_affine(node):
+                p.kind[node.output] = "levels"  # a rescale of levels (e.g. avgpool's 1/k)
+            else:
+                if op in WEIGHTED and ins[0] == "current":
+                    signed.add(node.inputs[0])
+                p.kind[node.output] = "current"
+        elif op == "add":
+            feeds_neuron = any(c.op == "relu" for c in consumers.get(node.output, []))
+            if "current" in ins or feeds_neuron or node.output in outputs:
+                p.kind[node.output] = "current"
+            else:
+                p.kind[node.output] = "levels"
+                p.level_adds.append(node.output)
+        elif op in DATA_MOVEMENT:
+            p.kind[node.output] = "current" if "current" in ins else "levels"
+        elif op == "softmax":
+            if node.output not in outputs or consumers.get(node.output):
+                raise SnnccError("softmax is supported only as the final op of the network", node=node.name, op=op)
+            p.kind[node.output] = ins[0]
+            p.dropped_softmax.append(node)
+        elif op == "neuron":
+            raise SnnccError("the graph is already converted (stage snn)", node=node.name, op=op)
+        else:
+            raise SnnccError("convert cannot map this op onto spiking neurons", node=node.name, op=op)
+    p.signed_sites = sorted(signed, key=_order(graph))
+    return p
+
+
+def _order(graph: Graph):
+    pos = {name: -1 for name in graph.inputs}
+    for i, node in enumerate(graph.nodes):
+        pos[node.output] = i
+    return lambda v: pos.get(v, -1)
+
+
+def calibrated_values(graph: Graph) -> list[str]:
+    """Values ``calibrate`` collects statistics for, in graph order (no error checks).
+
+    The graph input (input scale), every ReLU output, every signed-neuron site, and
+    every add (residual joins: barrier thresholds).
+    """
+    try:
+        p = plan(graph)
+        sites = set(p.relus) | set(p.signed_sites)
+    except SnnccError:  # convert will report it; still calibrate what is recognizable
+        sites = {n.output for n in graph.nodes if n.op == "relu"}
+    sites |= {n.output for n in graph.nodes if n.op == "add"}
+    sites |= set(graph.inputs)
+    return sorted(sites, key=_order(graph))
