@@ -1,0 +1,458 @@
+"""Schedule and memory plan of the C backend.
+
+``build_plan(graph)`` walks the integer IR once and produces, per node, the kernel
+call(s) of one timestep, the const arrays (weights, biases, thresholds) and the
+buffers they touch.  Buffers are then placed in one arena by liveness: a buffer
+lives from the step that writes it to the last step that reads it; membranes
+(T > 1) live for the whole run.  Placement is greedy by size (largest first, lowest
+free offset), and the peak of simultaneously live bytes is its lower bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snncc.backends.c import layout as L
+from snncc.errors import SnnccError, sanitize_name
+from snncc.ir import Graph, Node
+
+CTYPE = {"i8": "int8_t", "i32": "int32_t"}
+ESIZE = {"i8": 1, "i32": 4}
+ALIGN = 16
+SPARSE_RATE_LIMIT = 0.5  # above this measured spike rate the dense path is faster
+
+
+@dataclass
+class Buffer:
+    index: int
+    nbytes: int
+    persistent: bool = False
+    external: str = ""  # a caller pointer (the input), not in the arena
+    first: int = -1
+    last: int = -1
+    offset: int = 0
+
+
+@dataclass
+class Array:
+    """A const array in flash."""
+
+    ident: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+
+    @property
+    def length(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def nbytes(self) -> int:
+        return self.length * (4 if self.ctype == "int32_t" else 1)
+
+
+@dataclass
+class Tensor:
+    """How one IR value is stored: buffer, element kind, logical shape."""
+
+    buf: int
+    kind: str
+    shape: tuple[int, ...]
+    levels: bool = False  # spike levels: zero-skipping pays off
+    rate: float | None = None  # measured spike rate, when known
+
+
+@dataclass
+class Step:
+    code: list[str]
+
+
+@dataclass
+class Plan:
+    timesteps: int
+    input_size: int
+    output_size: int
+    buffers: list[Buffer] = field(default_factory=list)
+    arrays: list[Array] = field(default_factory=list)
+    param_decls: list[str] = field(default_factory=list)
+    prologue: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    layer_info: list[dict] = field(default_factory=list)
+    arena_bytes: int = 0
+    peak_live_bytes: int = 0
+    membrane_bytes: int = 0
+
+
+def build_plan(graph: Graph) -> Plan:
+    if graph.stage != "int":
+        raise SnnccError(f"the C backend needs the integer IR (stage 'int'), got stage {graph.stage!r}")
+    if len(graph.inputs) != 1:
+        raise SnnccError(f"the C backend supports one graph input, got {len(graph.inputs)}")
+    b = _Builder(graph)
+    b.run()
+    _place(b.plan)
+    return b.plan
+
+
+class _Builder:
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.T = int(graph.meta.get("timesteps", 1))
+        in_shape = tuple(graph.values[graph.inputs[0]].shape)
+        out_size = sum(int(np.prod(graph.values[v].shape)) for v in graph.outputs)
+        self.plan = Plan(timesteps=self.T, input_size=int(np.prod(in_shape)), output_size=out_size)
+        self.tensors: dict[str, Tensor] = {}
+
+    # --- helpers ------------------------------------------------------------
+    def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
+        buf = Buffer(len(self.plan.buffers), int(nbytes), persistent, external)
+        self.plan.buffers.append(buf)
+        return buf.index
+
+    def tensor(self, kind: str, shape, **kw) -> Tensor:
+        shape = tuple(int(s) for s in shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * ESIZE[kind]
+        return Tensor(self.buffer(nbytes), kind, shape, **kw)
+
+    def step(self, code: list[str], bufs: list[int]) -> None:
+        idx = len(self.plan.steps)
+        for i in bufs:
+            buf = self.plan.buffers[i]
+            buf.first = idx if buf.first < 0 else min(buf.first, idx)
+            buf.last = max(buf.last, idx)
+        self.plan.steps.append(Step(code))
+
+    def array(self, ident: str, values: np.ndarray, ctype: str, comment: str) -> str:
+        self.plan.arrays.append(Array(ident, ctype, np.ascontiguousarray(values), comment))
+        return f"@W{len(self.plan.arrays) - 1}@"
+
+    @staticmethod
+    def ptr(t: Tensor) -> str:
+        return f"@B{t.buf}:{CTYPE[t.kind]}@"
+
+    def widen(self, t: Tensor) -> Tensor:
+        """An int32 copy of an int8 tensor (for ops that take currents)."""
+        if t.kind == "i32":
+            return t
+        w = self.tensor("i32", t.shape)
+        n = int(np.prod(t.shape))
+        self.step([f"snncc_widen_i8({self.ptr(t)}, {self.ptr(w)}, {n});"], [t.buf, w.buf])
+        return w
+
+    def int_param(self, node: Node, key: str, lo: int, hi: int) -> np.ndarray:
+        if key not in node.params:
+            raise SnnccError(f"missing integer param {key!r}", node=node.name, op=node.op)
+        arr = np.asarray(node.params[key])
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise SnnccError(f"param {key!r} is not integer", node=node.name, op=node.op)
+        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            raise SnnccError(f"param {key!r} is outside [{lo}, {hi}]", node=node.name, op=node.op)
+        return arr.astype(np.int64)
+
+    # --- walk ---------------------------------------------------------------
+    def run(self) -> None:
+        g = self.g
+        name = g.inputs[0]
+        shape = tuple(g.values[name].shape)
+        ext = self.buffer(0, external="input")
+        src = Tensor(ext, "i8", shape)
+        if L.c_order_equal(shape):
+            self.tensors[name] = src
+        else:
+            h, w, c = L.hwc_dims(shape)
+            dst = self.tensor("i8", shape)
+            self.step([f"snncc_chw_to_hwc(input, {self.ptr(dst)}, {h}, {w}, {c}, 1);"], [dst.buf])
+            self.tensors[name] = dst
+        out_offsets: dict[str, list[int]] = {}
+        off = 0
+        for v in g.outputs:
+            if v in g.inputs:
+                raise SnnccError(f"graph output {v!r} is the graph input; nothing to compute")
+            out_offsets.setdefault(v, []).append(off)
+            off += int(np.prod(g.values[v].shape))
+        for i, node in enumerate(g.nodes):
+            ident = f"l{i}_{node.op}"
+            handler = getattr(self, "op_" + node.op, None)
+            if handler is None:
+                raise SnnccError("the C backend cannot emit this op (it is not part of the integer IR)",
+                                 node=node.name, op=node.op)
+            self.plan.steps.append(Step([f"/* {ident}: {node.op} {sanitize_name(node.name)} */"]))
+            out = handler(node, ident, [self.tensors[v] for v in node.inputs])
+            self.tensors[node.output] = out
+            self.debug_dump(i, out)
+            for o in out_offsets.get(node.output, []):
+                h, w, c = L.hwc_dims(out.shape)
+                self.step([f"snncc_accum_{out.kind}(output + {o}, {self.ptr(out)}, {h}, {w}, {c}, t == 0);"],
+                          [out.buf])
+
+    def debug_dump(self, index: int, t: Tensor) -> None:
+        h, w, c = L.hwc_dims(t.shape)
+        hwc = int(L.is_hwc(t.shape))
+        self.step(["#ifdef SNNCC_DEBUG",
+                   f"if (t == {self.T - 1}) {{ @DEBUG_HOOK@({index}, {self.ptr(t)}, {ESIZE[t.kind]}, "
+                   f"{h}, {w}, {c}, {hwc}); }}",
+                   "#endif"], [t.buf])
+
+    def sparse(self, t: Tensor) -> int:
+        return int(t.levels and (t.rate is None or t.rate < SPARSE_RATE_LIMIT))
+
+    # --- ops ------------------------------------------------------------------
+    def weights(self, node: Node, ident: str, slices: np.ndarray, bits: int) -> tuple[str, int]:
+        sb = L.storage_bits(bits)
+        lim = 2 ** (sb - 1)
+        if int(slices.min(initial=0)) < -lim or int(slices.max(initial=0)) > lim - 1:
+            raise SnnccError(f"weights do not fit {bits} bits", node=node.name, op=node.op)
+        desc = f"{ident} weights, {bits}-bit"
+        if sb == 8:
+            ref = self.array(f"{ident}_w", slices.astype(np.int8), "int8_t", desc + ", int8")
+        else:
+            ref = self.array(f"{ident}_w", L.pack_slices(slices, sb), "uint8_t", desc + f", packed {sb}-bit fields")
+        return ref, sb
+
+    def bias(self, node: Node, ident: str, n: int) -> str:
+        if "bias" in node.params:
+            b = self.int_param(node, "bias", -(2**31), 2**31 - 1)
+        else:
+            b = np.zeros(n, dtype=np.int64)
+        return self.array(f"{ident}_b", b.astype(np.int32), "int32_t", f"{ident} bias")
+
+    def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int) -> None:
+        self.plan.layer_info.append({"name": node.name, "op": node.op, "ident": ident, "mode": mode,
+                                     "weight_bits": bits, "storage_bits": sb})
+
+    def op_conv(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        a = node.attrs
+        wt = self.int_param(node, "weight", -128, 127)
+        o, ig, kh, kw = wt.shape
+        c, h, w = x.shape
+        group = int(a.get("group", 1))
+        bits = int(a.get("bits", 8))
+        out_shape = self.g.values[node.output].shape
+        depthwise = group == c == o and ig == 1
+        slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
+        wref, sb = self.weights(node, ident, slices, bits)
+        bref = self.bias(node, ident, o)
+        sh, sw = a.get("strides", (1, 1))
+        pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
+        dh, dw = a.get("dilations", (1, 1))
+        self.plan.param_decls.append(
+            f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {c}, {out_shape[1]}, {out_shape[2]}, {o}, "
+            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}}};")
+        y = self.tensor("i32", out_shape)
+        bufs = [x.buf, y.buf]
+        scratch = "NULL"
+        if sb < 8:
+            s = self.tensor("i8", (slices.shape[1],))
+            scratch, bufs = self.ptr(s), bufs + [s.buf]
+        if depthwise:
+            mode = "gather"
+            call = f"snncc_dwconv_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {scratch});"
+        else:
+            sparse = self.sparse(x)
+            mode = "event" if sparse else "dense"
+            call = (f"snncc_conv_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
+                    f"{scratch}, {sparse});")
+        self.layer(node, ident, mode, bits, sb)
+        self.step([call], bufs)
+        return y
+
+    def op_dense(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        wt = self.int_param(node, "weight", -128, 127)
+        o, f = wt.shape
+        bits = int(node.attrs.get("bits", 8))
+        wref, sb = self.weights(node, ident, L.dense_weight_slices(wt), bits)
+        bref = self.bias(node, ident, o)
+        self.plan.param_decls.append(f"static const snncc_dense_t {ident}_p = {{{f}, {o}, {sb}}};")
+        y = self.tensor("i32", (o,))
+        bufs = [x.buf, y.buf]
+        scratch = "NULL"
+        if sb < 8:
+            s = self.tensor("i8", (o,))
+            scratch, bufs = self.ptr(s), bufs + [s.buf]
+        sparse = self.sparse(x)
+        self.layer(node, ident, "event" if sparse else "dense", bits, sb)
+        self.step([f"snncc_dense_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
+                   f"{scratch}, {sparse});"], bufs)
+        return y
+
+    def op_affine(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        outer, ch, inner = L.channel_split(x.shape)
+        scale = self.int_param(node, "scale", -(2**31), 2**31 - 1)
+        shift = self.int_param(node, "shift", -(2**31), 2**31 - 1)
+        sref = self.array(f"{ident}_scale", np.broadcast_to(scale, (ch,)).astype(np.int32), "int32_t",
+                          f"{ident} per-channel scale")
+        tref = self.array(f"{ident}_shift", np.broadcast_to(shift, (ch,)).astype(np.int32), "int32_t",
+                          f"{ident} per-channel shift")
+        y = self.tensor("i32", x.shape)
+        self.step([f"snncc_affine_{x.kind}({self.ptr(x)}, {self.ptr(y)}, {sref}, {tref}, {outer}, {ch}, {inner});"],
+                  [x.buf, y.buf])
+        return y
+
+    def op_add(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        xs = [self.widen(t) for t in ins]
+        y = self.tensor("i32", xs[0].shape)
+        n = int(np.prod(y.shape))
+        if len(xs) == 1:
+            code = [f"snncc_concat_part({self.ptr(y)}, {self.ptr(xs[0])}, 1, {n}, {n}, 0, 4);"]
+        else:
+            code = [f"snncc_add_i32({self.ptr(y)}, {self.ptr(xs[0])}, {self.ptr(xs[1])}, {n});"]
+            code += [f"snncc_addto_i32({self.ptr(y)}, {self.ptr(t)}, {n});" for t in xs[2:]]
+        self.step(code, [t.buf for t in xs] + [y.buf])
+        return y
+
+    def pool_decl(self, node: Node, ident: str, x: Tensor) -> str:
+        a = node.attrs
+        c, h, w = x.shape
+        out = self.g.values[node.output].shape
+        kh, kw = a["kernel"]
+        sh, sw = a.get("strides", (1, 1))
+        pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
+        dh, dw = a.get("dilations", (1, 1))
+        self.plan.param_decls.append(f"static const snncc_pool_t {ident}_p = {{{h}, {w}, {c}, {out[1]}, {out[2]}, "
+                                     f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}}};")
+        return f"&{ident}_p"
+
+    def op_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        p = self.pool_decl(node, ident, x)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate)
+        self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
+        return y
+
+    def op_sumpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        p = self.pool_decl(node, ident, x)
+        y = self.tensor("i32", self.g.values[node.output].shape)
+        self.step([f"snncc_sumpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
+        return y
+
+    def op_neuron(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = self.widen(ins[0])
+        a = node.attrs
+        outer, ch, inner = L.channel_split(x.shape)
+        levels = int(a.get("levels", 1))
+        if not 1 <= levels <= 127:
+            raise SnnccError(f"levels must be in 1..127, got {levels}", node=node.name, op=node.op)
+        bits = int(a.get("membrane_bits", 32))
+        shift = int(a.get("membrane_shift", 0) or 0)
+        if not 2 <= bits <= 32 or not 0 <= shift < bits - 1:
+            raise SnnccError(f"membrane_bits {bits} / membrane_shift {shift} out of range",
+                             node=node.name, op=node.op)
+        theta = self.int_param(node, "theta", 1, 2**31 - 1)
+        v_init = self.int_param(node, "v_init", -(2**31), 2**31 - 1) if "v_init" in node.params else theta // 2
+        vmin, vmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        thref = self.array(f"{ident}_theta", np.broadcast_to(theta, (ch,)).astype(np.int32), "int32_t",
+                           f"{ident} thresholds")
+        vref = self.array(f"{ident}_vinit", np.broadcast_to(v_init, (ch,)).astype(np.int32), "int32_t",
+                          f"{ident} initial membrane")
+        self.plan.param_decls.append(
+            f"static const snncc_neuron_t {ident}_p = {{{outer}, {ch}, {inner}, {levels}, "
+            f"{int(bool(a.get('signed', False)))}, {L.c_int(vmin)}, {L.c_int(vmax)}, {shift}}};")
+        rate = a.get("spike_rate", self.g.stats.get(node.output, {}).get("spike_rate")
+                     if isinstance(self.g.stats.get(node.output), dict) else None)
+        z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate))
+        vptr = "NULL"
+        bufs = [x.buf, z.buf]
+        if self.T > 1:
+            v = self.buffer(4 * int(np.prod(x.shape)), persistent=True)
+            self.plan.membrane_bytes += self.plan.buffers[v].nbytes
+            vptr = f"@B{v}:int32_t@"
+            self.plan.prologue.append(f"snncc_neuron_init(&{ident}_p, {vptr}, {vref});")
+        self.step([f"snncc_neuron_step(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {self.ptr(z)});"], bufs)
+        return z
+
+    def relayout(self, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """flatten / reshape: an alias when the stored order is unchanged, else a copy."""
+        shape = tuple(int(s) for s in shape)
+        if L.c_order_equal(x.shape) and L.c_order_equal(shape):
+            return Tensor(x.buf, x.kind, shape, x.levels, x.rate)
+        es = ESIZE[x.kind]
+        src = x
+        if not L.c_order_equal(x.shape):
+            h, w, c = L.hwc_dims(x.shape)
+            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate)
+            self.step([f"snncc_hwc_to_chw({self.ptr(x)}, {self.ptr(src)}, {h}, {w}, {c}, {es});"],
+                      [x.buf, src.buf])
+        if L.c_order_equal(shape):
+            return Tensor(src.buf, src.kind, shape, src.levels, src.rate)
+        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate)
+        h, w, c = L.hwc_dims(shape)
+        self.step([f"snncc_chw_to_hwc({self.ptr(src)}, {self.ptr(y)}, {h}, {w}, {c}, {es});"], [src.buf, y.buf])
+        return y
+
+    def op_flatten(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        return self.relayout(ins[0], self.g.values[node.output].shape)
+
+    def op_reshape(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        return self.relayout(ins[0], self.g.values[node.output].shape)
+
+    def op_concat(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        kind = "i32" if any(t.kind == "i32" for t in ins) else "i8"
+        xs = [self.widen(t) if kind == "i32" else t for t in ins]
+        shape = self.g.values[node.output].shape
+        y = self.tensor(kind, shape, levels=all(t.levels for t in xs))
+        axis = int(node.attrs.get("axis", 0))
+        dims, amap = L.physical_dims(shape)
+        p = amap[axis]
+        outer = int(np.prod(dims[:p], dtype=np.int64))
+        inner = int(np.prod(dims[p + 1:], dtype=np.int64))
+        code, off = [], 0
+        for t in xs:
+            tdims, _ = L.physical_dims(t.shape)
+            chunk = tdims[p] * inner
+            code.append(f"snncc_concat_part({self.ptr(y)}, {self.ptr(t)}, {outer}, {chunk}, {dims[p] * inner}, "
+                        f"{off}, {ESIZE[kind]});")
+            off += chunk
+        self.step(code, [t.buf for t in xs] + [y.buf])
+        return y
+
+    def op_pad(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        c, h, w = x.shape
+        t, l_, b, r = node.attrs["pads"]
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate)
+        self.step([f"snncc_pad_hwc({self.ptr(x)}, {self.ptr(y)}, {h}, {w}, {c}, {t}, {l_}, {b}, {r}, "
+                   f"{ESIZE[x.kind]});"], [x.buf, y.buf])
+        return y
+
+    def op_channel_shuffle(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        x = ins[0]
+        outer, ch, inner = L.channel_split(x.shape)
+        groups = int(node.attrs["groups"])
+        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate)
+        self.step([f"snncc_channel_shuffle({self.ptr(x)}, {self.ptr(y)}, {outer}, {ch}, {inner}, {groups}, "
+                   f"{ESIZE[x.kind]});"], [x.buf, y.buf])
+        return y
+
+
+def _place(plan: Plan) -> None:
+    """Greedy-by-size placement of buffers in the arena, and the peak-live bound."""
+    bufs = [b for b in plan.buffers if not b.external and b.nbytes > 0]
+    nsteps = len(plan.steps)
+    for b in bufs:
+        if b.persistent or b.first < 0:
+            b.first, b.last = 0, max(nsteps - 1, 0)
+    placed: list[Buffer] = []
+    for b in sorted(bufs, key=lambda b: (-b.nbytes, b.first, b.index)):
+        clash = sorted((p for p in placed if p.first <= b.last and b.first <= p.last), key=lambda p: p.offset)
+        off = 0
+        for p in clash:
+            if off + b.nbytes <= p.offset:
+                break
+            off = max(off, _align(p.offset + p.nbytes))
+        b.offset = off
+        placed.append(b)
+    plan.arena_bytes = _align(max((b.offset + b.nbytes for b in bufs), default=0)) or ALIGN
+    live = np.zeros(max(nsteps, 1), dtype=np.int64)
+    for b in bufs:
+        live[b.first:b.last + 1] += b.nbytes
+    plan.peak_live_bytes = int(live.max())
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN

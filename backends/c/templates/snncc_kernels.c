@@ -1,0 +1,454 @@
+/*
+ * snncc kernel library (see snncc_kernels.h for layouts and conventions).
+ *
+ * Overflow: the compiler's range analysis proves that every current, sum and
+ * membrane fits int32, so the kernels add in int32 without checks.  Division and
+ * shifts of negative values never reach C's truncating `/` or `>>`: floors are
+ * written out.
+ */
+#include "snncc_kernels.h"
+
+#include <string.h>
+
+void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits)
+{
+    int32_t i;
+    if (bits == 4) {
+        for (i = 0; i + 1 < n; i += 2) {
+            int32_t byte = src[i >> 1];
+            dst[i] = (int8_t)(((byte & 15) ^ 8) - 8);
+            dst[i + 1] = (int8_t)((((byte >> 4) & 15) ^ 8) - 8);
+        }
+        if (i < n) {
+            dst[i] = (int8_t)(((src[i >> 1] & 15) ^ 8) - 8);
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            int32_t field = (src[i >> 2] >> ((i & 3) * 2)) & 3;
+            dst[i] = (int8_t)((field ^ 2) - 2);
+        }
+    }
+}
+
+/* The weights of one slice as int8: in place for 8-bit storage, else unpacked. */
+static const int8_t *weight_slice(const void *w, int32_t index, int32_t len, int32_t bits,
+                                  int8_t *scratch)
+{
+    int32_t nbytes;
+    if (bits == 8) {
+        return (const int8_t *)w + (int32_t)index * len;
+    }
+    nbytes = (len * bits + 7) / 8;
+    snncc_unpack((const uint8_t *)w + index * nbytes, scratch, len, bits);
+    return scratch;
+}
+
+static void fill_bias(int32_t *y, const int32_t *bias, int32_t pixels, int32_t c)
+{
+    int32_t p, o;
+    for (p = 0; p < pixels; ++p) {
+        for (o = 0; o < c; ++o) {
+            y[p * c + o] = bias[o];
+        }
+    }
+}
+
+/*
+ * Conv as a scatter over the fan-out of each input: every input (iy, ix, c) adds
+ * s * W[c][ky][kx][:] to the output pixel it reaches through (ky, kx).  With
+ * `sparse`, zero inputs (silent neurons) are skipped: the work is proportional to
+ * the number of spike events.  The innermost loop runs over contiguous output
+ * channels of one group, which compilers vectorize.
+ */
+#define SNNCC_CONV_BODY()                                                               \
+    int32_t ig = p->in_c / p->group, og = p->out_c / p->group;                             \
+    int32_t slice = p->k_h * p->k_w * og;                                                  \
+    int32_t c, iy, ix, ky, kx, j;                                                          \
+    fill_bias(y, bias, p->out_h * p->out_w, p->out_c);                                     \
+    for (c = 0; c < p->in_c; ++c) {                                                        \
+        const int8_t *wc = weight_slice(w, c, slice, p->wbits, scratch);                   \
+        int32_t obase = (c / ig) * og;                                                     \
+        for (iy = 0; iy < p->in_h; ++iy) {                                                 \
+            for (ix = 0; ix < p->in_w; ++ix) {                                             \
+                int32_t s = x[(iy * p->in_w + ix) * p->in_c + c];                          \
+                if (s == 0 && sparse) {                                                    \
+                    continue;                                                              \
+                }                                                                          \
+                for (ky = 0; ky < p->k_h; ++ky) {                                          \
+                    int32_t ty = iy + p->pad_t - ky * p->dil_h, oy;                        \
+                    if (ty < 0) {                                                          \
+                        break;                                                             \
+                    }                                                                      \
+                    if (ty % p->stride_h != 0) {                                           \
+                        continue;                                                          \
+                    }                                                                      \
+                    oy = ty / p->stride_h;                                                 \
+                    if (oy >= p->out_h) {                                                  \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (kx = 0; kx < p->k_w; ++kx) {                                      \
+                        int32_t tx = ix + p->pad_l - kx * p->dil_w, ox;                    \
+                        int32_t *yrow;                                                     \
+                        const int8_t *wrow;                                                \
+                        if (tx < 0) {                                                      \
+                            break;                                                         \
+                        }                                                                  \
+                        if (tx % p->stride_w != 0) {                                       \
+                            continue;                                                      \
+                        }                                                                  \
+                        ox = tx / p->stride_w;                                             \
+                        if (ox >= p->out_w) {                                              \
+                            continue;                                                      \
+                        }                                                                  \
+                        yrow = y + (oy * p->out_w + ox) * p->out_c + obase;                \
+                        wrow = wc + (ky * p->k_w + kx) * og;                               \
+                        for (j = 0; j < og; ++j) {                                         \
+                            yrow[j] += s * wrow[j];                                        \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+void snncc_conv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                   const int32_t *bias, int8_t *scratch, int sparse)
+{
+    SNNCC_CONV_BODY()
+}
+
+void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
+                    const int32_t *bias, int8_t *scratch, int sparse)
+{
+    SNNCC_CONV_BODY()
+}
+
+/* Depthwise conv: gather, vectorized over channels. */
+#define SNNCC_DWCONV_BODY()                                                                \
+    int32_t cc = p->out_c, oy, ox, ky, kx, c;                                              \
+    const int8_t *wt = weight_slice(w, 0, p->k_h * p->k_w * cc, p->wbits, scratch);        \
+    fill_bias(y, bias, p->out_h * p->out_w, cc);                                           \
+    for (oy = 0; oy < p->out_h; ++oy) {                                                    \
+        for (ox = 0; ox < p->out_w; ++ox) {                                                \
+            int32_t *yrow = y + (oy * p->out_w + ox) * cc;                                 \
+            for (ky = 0; ky < p->k_h; ++ky) {                                              \
+                int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;                  \
+                if (iy < 0 || iy >= p->in_h) {                                             \
+                    continue;                                                              \
+                }                                                                          \
+                for (kx = 0; kx < p->k_w; ++kx) {                                          \
+                    int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;              \
+                    const int8_t *wrow = wt + (ky * p->k_w + kx) * cc;                     \
+                    if (ix < 0 || ix >= p->in_w) {                                         \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (c = 0; c < cc; ++c) {                                             \
+                        yrow[c] += x[(iy * p->in_w + ix) * cc + c] * wrow[c];              \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch)
+{
+    SNNCC_DWCONV_BODY()
+}
+
+void snncc_dwconv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
+                      const int32_t *bias, int8_t *scratch)
+{
+    SNNCC_DWCONV_BODY()
+}
+
+/* Dense: y[:] = b + sum over inputs i of x[i] * W[i][:]; zero inputs skipped if sparse. */
+#define SNNCC_DENSE_BODY()                                                                 \
+    int32_t i, o;                                                                          \
+    for (o = 0; o < p->out_f; ++o) {                                                       \
+        y[o] = bias[o];                                                                    \
+    }                                                                                      \
+    for (i = 0; i < p->in_f; ++i) {                                                        \
+        int32_t s = x[i];                                                                  \
+        const int8_t *wrow;                                                                \
+        if (s == 0 && sparse) {                                                            \
+            continue;                                                                      \
+        }                                                                                  \
+        wrow = weight_slice(w, i, p->out_f, p->wbits, scratch);                            \
+        for (o = 0; o < p->out_f; ++o) {                                                   \
+            y[o] += s * wrow[o];                                                           \
+        }                                                                                  \
+    }
+
+void snncc_dense_i8(const snncc_dense_t *p, const int8_t *x, int32_t *y, const void *w,
+                    const int32_t *bias, int8_t *scratch, int sparse)
+{
+    SNNCC_DENSE_BODY()
+}
+
+void snncc_dense_i32(const snncc_dense_t *p, const int32_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch, int sparse)
+{
+    SNNCC_DENSE_BODY()
+}
+
+#define SNNCC_AFFINE_BODY()                                                                \
+    int32_t a, c, i;                                                                       \
+    for (a = 0; a < outer; ++a) {                                                          \
+        for (c = 0; c < channels; ++c) {                                                   \
+            int32_t base = (a * channels + c) * inner;                                     \
+            for (i = 0; i < inner; ++i) {                                                  \
+                y[base + i] = x[base + i] * scale[c] + shift[c];                           \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+void snncc_affine_i8(const int8_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
+                     int32_t outer, int32_t channels, int32_t inner)
+{
+    SNNCC_AFFINE_BODY()
+}
+
+void snncc_affine_i32(const int32_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
+                      int32_t outer, int32_t channels, int32_t inner)
+{
+    SNNCC_AFFINE_BODY()
+}
+
+void snncc_add_i32(int32_t *y, const int32_t *a, const int32_t *b, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = a[i] + b[i];
+    }
+}
+
+void snncc_addto_i32(int32_t *y, const int32_t *a, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] += a[i];
+    }
+}
+
+void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = x[i];
+    }
+}
+
+/* Pools over HWC, vectorized over channels.  `first` marks the first tap in the
+ * window, so maxpool padding (-inf) never enters a max. */
+#define SNNCC_POOL_BODY(REDUCE)                                                            \
+    int32_t oy, ox, ky, kx, c;                                                             \
+    for (oy = 0; oy < p->out_h; ++oy) {                                                    \
+        for (ox = 0; ox < p->out_w; ++ox) {                                                \
+            int first = 1;                                                                 \
+            for (ky = 0; ky < p->k_h; ++ky) {                                              \
+                int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;                  \
+                if (iy < 0 || iy >= p->in_h) {                                             \
+                    continue;                                                              \
+                }                                                                          \
+                for (kx = 0; kx < p->k_w; ++kx) {                                          \
+                    int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;              \
+                    if (ix < 0 || ix >= p->in_w) {                                         \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (c = 0; c < p->c; ++c) {                                           \
+                        REDUCE(y[(oy * p->out_w + ox) * p->c + c],                         \
+                               x[(iy * p->in_w + ix) * p->c + c]);                         \
+                    }                                                                      \
+                    first = 0;                                                             \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+#define SNNCC_MAX_REDUCE(dst, src) dst = (first || (src) > dst) ? (src) : dst
+#define SNNCC_SUM_REDUCE(dst, src) dst = (first ? 0 : dst) + (src)
+
+void snncc_maxpool_i8(const snncc_pool_t *p, const int8_t *x, int8_t *y)
+{
+    SNNCC_POOL_BODY(SNNCC_MAX_REDUCE)
+}
+
+void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
+{
+    SNNCC_POOL_BODY(SNNCC_MAX_REDUCE)
+}
+
+/* Sumpool zero padding: a window with no valid tap sums to 0. */
+#define SNNCC_SUMPOOL()                                                                 \
+    memset(y, 0, sizeof(int32_t) * (uint32_t)(p->out_h * p->out_w * p->c));               \
+    {                                                                                      \
+        SNNCC_POOL_BODY(SNNCC_SUM_REDUCE)                                                  \
+    }
+
+void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y)
+{
+    SNNCC_SUMPOOL()
+}
+
+void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
+{
+    SNNCC_SUMPOOL()
+}
+
+void snncc_neuron_init(const snncc_neuron_t *p, int32_t *v, const int32_t *v_init)
+{
+    int32_t a, c, i;
+    for (a = 0; a < p->outer; ++a) {
+        for (c = 0; c < p->channels; ++c) {
+            for (i = 0; i < p->inner; ++i) {
+                v[(a * p->channels + c) * p->inner + i] = v_init[c];
+            }
+        }
+    }
+}
+
+/*
+ * v = sat_B(v + I); z = clamp(floor(v / theta), lo, N); v -= z * theta;
+ * then v = floor(v / 2^k) * 2^k when a membrane shift k is set.
+ * theta > 0.  For v >= 0 C's division is the floor; for v < 0 it is corrected.
+ */
+void snncc_neuron_step(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                       const int32_t *theta, const int32_t *v_init, int8_t *z)
+{
+    int32_t a, c, i;
+    int32_t n = p->levels;
+    int64_t grid = (int64_t)1 << p->shift;
+    for (a = 0; a < p->outer; ++a) {
+        for (c = 0; c < p->channels; ++c) {
+            int32_t th = theta[c];
+            int32_t base = (a * p->channels + c) * p->inner;
+            for (i = 0; i < p->inner; ++i) {
+                int64_t vv = (int64_t)(v != 0 ? v[base + i] : v_init[c]) + cur[base + i];
+                int32_t v32, q;
+                if (vv < p->vmin) {
+                    vv = p->vmin;
+                } else if (vv > p->vmax) {
+                    vv = p->vmax;
+                }
+                v32 = (int32_t)vv;
+                if (v32 >= 0) {
+                    q = v32 / th;
+                    if (q > n) {
+                        q = n;
+                    }
+                } else if (!p->is_signed) {
+                    q = 0;
+                } else {
+                    q = v32 / th;
+                    if ((int64_t)q * th != v32) {
+                        q -= 1; /* truncation -> floor for negative v */
+                    }
+                    if (q < -n) {
+                        q = -n;
+                    }
+                }
+                z[base + i] = (int8_t)q;
+                if (v != 0) {
+                    vv -= (int64_t)q * th;
+                    if (p->shift > 0) {
+                        int64_t r = vv % grid; /* floor to the 2^k grid */
+                        if (r < 0) {
+                            r += grid;
+                        }
+                        vv -= r;
+                    }
+                    v[base + i] = (int32_t)vv;
+                }
+            }
+        }
+    }
+}
+
+void snncc_hwc_to_chw(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize)
+{
+    const uint8_t *src = (const uint8_t *)x;
+    uint8_t *dst = (uint8_t *)y;
+    int32_t pix, ch, hw = h * w;
+    for (pix = 0; pix < hw; ++pix) {
+        for (ch = 0; ch < c; ++ch) {
+            memcpy(dst + ((uint32_t)(ch * hw + pix)) * (uint32_t)esize,
+                   src + ((uint32_t)(pix * c + ch)) * (uint32_t)esize, (uint32_t)esize);
+        }
+    }
+}
+
+void snncc_chw_to_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize)
+{
+    const uint8_t *src = (const uint8_t *)x;
+    uint8_t *dst = (uint8_t *)y;
+    int32_t pix, ch, hw = h * w;
+    for (ch = 0; ch < c; ++ch) {
+        for (pix = 0; pix < hw; ++pix) {
+            memcpy(dst + ((uint32_t)(pix * c + ch)) * (uint32_t)esize,
+                   src + ((uint32_t)(ch * hw + pix)) * (uint32_t)esize, (uint32_t)esize);
+        }
+    }
+}
+
+void snncc_concat_part(void *dst, const void *src, int32_t outer, int32_t src_chunk,
+                       int32_t dst_chunk, int32_t dst_offset, int32_t esize)
+{
+    int32_t a;
+    for (a = 0; a < outer; ++a) {
+        memcpy((uint8_t *)dst + (uint32_t)(a * dst_chunk + dst_offset) * (uint32_t)esize,
+               (const uint8_t *)src + (uint32_t)(a * src_chunk) * (uint32_t)esize,
+               (uint32_t)(src_chunk * esize));
+    }
+}
+
+void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t pad_t,
+                   int32_t pad_l, int32_t pad_b, int32_t pad_r, int32_t esize)
+{
+    int32_t ow = w + pad_l + pad_r, oh = h + pad_t + pad_b, row;
+    uint32_t row_bytes = (uint32_t)(w * c * esize);
+    memset(y, 0, (uint32_t)(oh * ow * c * esize));
+    for (row = 0; row < h; ++row) {
+        memcpy((uint8_t *)y + (uint32_t)(((row + pad_t) * ow + pad_l) * c * esize),
+               (const uint8_t *)x + (uint32_t)row * row_bytes, row_bytes);
+    }
+}
+
+/* channel_shuffle: out channel j * groups + g reads in channel g * (C / groups) + j. */
+void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channels,
+                           int32_t inner, int32_t groups, int32_t esize)
+{
+    int32_t per = channels / groups, a, g, j;
+    uint32_t run = (uint32_t)(inner * esize);
+    for (a = 0; a < outer; ++a) {
+        for (g = 0; g < groups; ++g) {
+            for (j = 0; j < per; ++j) {
+                memcpy((uint8_t *)y + (uint32_t)((a * channels + j * groups + g)) * run,
+                       (const uint8_t *)x + (uint32_t)((a * channels + g * per + j)) * run, run);
+            }
+        }
+    }
+}
+
+#define SNNCC_ACCUM_BODY()                                                                 \
+    int32_t pix, ch, hw = h * w;                                                           \
+    for (pix = 0; pix < hw; ++pix) {                                                       \
+        for (ch = 0; ch < c; ++ch) {                                                       \
+            int32_t val = y[pix * c + ch];                                                 \
+            if (first) {                                                                   \
+                acc[ch * hw + pix] = val;                                                  \
+            } else {                                                                       \
+                acc[ch * hw + pix] += val;                                                 \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+void snncc_accum_i32(int32_t *acc, const int32_t *y, int32_t h, int32_t w, int32_t c, int first)
+{
+    SNNCC_ACCUM_BODY()
+}
+
+void snncc_accum_i8(int32_t *acc, const int8_t *y, int32_t h, int32_t w, int32_t c, int first)
+{
+    SNNCC_ACCUM_BODY()
+}

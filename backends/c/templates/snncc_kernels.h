@@ -1,0 +1,112 @@
+/*
+ * snncc kernel library: integer-only kernels for multi-level spiking networks.
+ *
+ * C99, no malloc, no floating point, no libm, no stdio.  Every kernel follows the
+ * snncc numeric contract (docs/ir.md, "Integer SNN") bit for bit.
+ *
+ * Layouts.  Rank-3 activations (C, H, W) are stored channels-last (HWC) so that the
+ * inner loops of the kernels run over contiguous channels.  Every other rank is
+ * stored in C order.  Spike levels and int8 pixels are int8_t; currents and sums are
+ * int32_t.
+ *
+ * Weights.  Conv weights are stored per input channel c as [c][ky][kx][j] (j over
+ * the output channels of c's group), dense weights as [i][o]; depthwise weights as
+ * [ky][kx][c].  Weights of b <= 4 bits are packed into 2- or 4-bit two's-complement
+ * fields, little end first, each per-channel slice starting on a byte boundary.
+ */
+#ifndef SNNCC_KERNELS_H
+#define SNNCC_KERNELS_H
+
+#include <stdint.h>
+
+/* Conv geometry; the input and output are HWC. */
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_t, pad_l;
+    int32_t dil_h, dil_w;
+    int32_t group;
+    int32_t wbits; /* storage bits of one weight: 2, 4 or 8 */
+} snncc_conv_t;
+
+typedef struct {
+    int32_t in_f, out_f;
+    int32_t wbits;
+} snncc_dense_t;
+
+/* Pool geometry (maxpool pads behave as -inf, sumpool pads as 0). */
+typedef struct {
+    int32_t in_h, in_w, c;
+    int32_t out_h, out_w;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_t, pad_l;
+    int32_t dil_h, dil_w;
+} snncc_pool_t;
+
+/* Multi-level IF neuron over a tensor seen as [outer][channels][inner]. */
+typedef struct {
+    int32_t outer, channels, inner;
+    int32_t levels;    /* N */
+    int32_t is_signed; /* lower clamp -N instead of 0 */
+    int32_t vmin, vmax; /* saturation bounds of the B-bit membrane */
+    int32_t shift;     /* membrane_shift k: residual kept on a 2^k grid */
+} snncc_neuron_t;
+
+/* Unpack n packed weights of `bits` (2 or 4) storage bits into int8. */
+void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits);
+
+/* Synaptic layers: y = sum(W * x) + b in int32.  `sparse` != 0 skips zero inputs
+ * (event-driven scatter); scratch holds one unpacked weight slice when wbits < 8. */
+void snncc_conv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                   const int32_t *bias, int8_t *scratch, int sparse);
+void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
+                    const int32_t *bias, int8_t *scratch, int sparse);
+/* Depthwise conv (group == in_c == out_c), gather over contiguous channels. */
+void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch);
+void snncc_dwconv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
+                      const int32_t *bias, int8_t *scratch);
+void snncc_dense_i8(const snncc_dense_t *p, const int8_t *x, int32_t *y, const void *w,
+                    const int32_t *bias, int8_t *scratch, int sparse);
+void snncc_dense_i32(const snncc_dense_t *p, const int32_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch, int sparse);
+
+/* Per-channel y = x * scale + shift over [outer][channels][inner]. */
+void snncc_affine_i8(const int8_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
+                     int32_t outer, int32_t channels, int32_t inner);
+void snncc_affine_i32(const int32_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
+                      int32_t outer, int32_t channels, int32_t inner);
+
+void snncc_add_i32(int32_t *y, const int32_t *a, const int32_t *b, int32_t n);
+void snncc_addto_i32(int32_t *y, const int32_t *a, int32_t n);
+void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n);
+
+void snncc_maxpool_i8(const snncc_pool_t *p, const int8_t *x, int8_t *y);
+void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
+void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y);
+void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
+
+/* Membrane initialisation: v = v_init[c]. */
+void snncc_neuron_init(const snncc_neuron_t *p, int32_t *v, const int32_t *v_init);
+/* One timestep.  v == NULL means a single timestep: start from v_init, keep nothing. */
+void snncc_neuron_step(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                       const int32_t *theta, const int32_t *v_init, int8_t *z);
+
+/* Data movement on elements of esize bytes (1 or 4). */
+void snncc_hwc_to_chw(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize);
+void snncc_chw_to_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize);
+void snncc_concat_part(void *dst, const void *src, int32_t outer, int32_t src_chunk,
+                       int32_t dst_chunk, int32_t dst_offset, int32_t esize);
+void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t pad_t,
+                   int32_t pad_l, int32_t pad_b, int32_t pad_r, int32_t esize);
+void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channels,
+                           int32_t inner, int32_t groups, int32_t esize);
+
+/* Output accumulation over timesteps: acc (C order) = or += y (HWC when h*w > 1). */
+void snncc_accum_i32(int32_t *acc, const int32_t *y, int32_t h, int32_t w, int32_t c, int first);
+void snncc_accum_i8(int32_t *acc, const int8_t *y, int32_t h, int32_t w, int32_t c, int first);
+
+#endif /* SNNCC_KERNELS_H */

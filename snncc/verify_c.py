@@ -1,0 +1,192 @@
+"""Build and run the emitted C on the host, and compare it with the integer runtime.
+
+``compare_c`` is the core of ``snncc verify --target c``: it compiles the emitted
+library with the host compiler, runs every sample, compares every output integer
+with the golden model (``run_int``), and on a mismatch rebuilds with
+``-DSNNCC_DEBUG`` to find the first node whose output diverges.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from snncc.errors import SnnccError
+from snncc.ir import Graph
+
+STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+
+
+def library_name(out_dir: Path) -> str:
+    """The model name of an emitted folder (from its ``<name>_weights.c``)."""
+    found = sorted(Path(out_dir).glob("*_weights.c"))
+    if len(found) != 1:
+        raise SnnccError(f"{out_dir} does not hold one emitted C model (no single *_weights.c)")
+    return found[0].name[: -len("_weights.c")]
+
+
+def find_compiler(cc: str) -> str:
+    path = shutil.which(cc)
+    if path is None:
+        raise SnnccError(f"C compiler {cc!r} not found; install gcc or pass --cc")
+    return path
+
+
+def build_host(out_dir: Path, *, cc: str = "cc", debug: bool = False, sanitize: bool = False,
+               opt: str = "-O2", build_dir: Path | None = None) -> Path:
+    """Compile the emitted library and ``main_host.c`` into an executable; return its path.
+
+    The executable goes to ``build_dir`` (default ``out_dir/build``).
+    """
+    out_dir = Path(out_dir)
+    name = library_name(out_dir)
+    compiler = find_compiler(cc)
+    build_dir = Path(build_dir) if build_dir is not None else out_dir / "build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    suffix = ("_debug" if debug else "") + ("_san" if sanitize else "") + opt.replace("-", "_")
+    exe = build_dir / f"{name}_host{suffix}"
+    srcs = [out_dir / f for f in (f"{name}.c", f"{name}_weights.c", "snncc_kernels.c", "main_host.c")]
+    cmd = [compiler, *STRICT_FLAGS, opt]
+    if debug:
+        cmd.append("-DSNNCC_DEBUG")
+    if sanitize:
+        cmd += SANITIZE_FLAGS
+    cmd += ["-I", str(out_dir), *map(str, srcs), "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SnnccError(f"C compilation failed ({' '.join(cmd[:1] + cmd[1:8])} ...):\n{proc.stderr[-4000:]}")
+    return exe
+
+
+def run_host(exe: Path, x_q: np.ndarray, *, dump: bool = False,
+             bench_iters: int = 0) -> np.ndarray | tuple[np.ndarray, object]:
+    """Run the host executable on int8 samples (N, *shape); return int32 outputs (N, OUT).
+
+    With ``dump`` (a debug build) also return the per-node dumps: a list, per
+    sample, of {node index: int64 array}.  With ``bench_iters`` return
+    (outputs, ns per inference).
+    """
+    x_q = np.ascontiguousarray(x_q, dtype=np.int8)
+    n = x_q.shape[0]
+    with tempfile.TemporaryDirectory(prefix="snncc-run-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "in.bin").write_bytes(x_q.tobytes())
+        cmd = [str(exe), str(tmp / "in.bin"), str(tmp / "out.bin")]
+        if dump:
+            cmd += ["--dump", str(tmp / "dump.bin")]
+        if bench_iters:
+            cmd += ["--bench", str(int(bench_iters))]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SnnccError(f"emitted C program failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        out = np.fromfile(tmp / "out.bin", dtype="<i4").reshape(n, -1)
+        if dump:
+            return out, _parse_dump((tmp / "dump.bin").read_bytes(), n)
+        if bench_iters:
+            ns = float(proc.stdout.split("ns_per_inference", 1)[1].split()[0])
+            return out, ns
+        return out
+
+
+def _parse_dump(data: bytes, n: int) -> list[dict[int, np.ndarray]]:
+    words = np.frombuffer(data, dtype="<i4")
+    samples: list[dict[int, np.ndarray]] = []
+    pos, current, last = 0, {}, -1
+    while pos < len(words):
+        node, count = int(words[pos]), int(words[pos + 1])
+        if node <= last:  # node indices restart: next sample
+            samples.append(current)
+            current = {}
+        current[node] = words[pos + 2: pos + 2 + count].astype(np.int64)
+        last = node
+        pos += 2 + count
+    samples.append(current)
+    return samples
+
+
+@dataclass
+class CompareResult:
+    ok: bool
+    samples: int
+    outputs: int
+    mismatches: int = 0  # number of samples with at least one wrong output
+    first_sample: int | None = None
+    first_output: int | None = None
+    expected: int | None = None
+    got: int | None = None
+    diverging_node: str | None = None  # first node whose output differs (debug build)
+    diverging_op: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"C == integer runtime: {self.samples} samples x {self.outputs} outputs bit-exact"
+        msg = (f"C differs from the integer runtime on {self.mismatches}/{self.samples} samples; first: sample "
+               f"{self.first_sample}, output {self.first_output}: expected {self.expected}, got {self.got}")
+        if self.diverging_node is not None:
+            msg += f"; first diverging node {self.diverging_node!r} ({self.diverging_op})"
+        return msg
+
+
+def reference_outputs(graph: Graph, x_q: np.ndarray, capture=()) -> dict:
+    from snncc.backends.python.int_runtime import run_int
+
+    return run_int(graph, x_q, capture=capture)
+
+
+def flat_outputs(graph: Graph, res: dict) -> np.ndarray:
+    n = np.asarray(res[graph.outputs[0]]).shape[0]
+    return np.concatenate([np.asarray(res[v]).reshape(n, -1).astype(np.int64) for v in graph.outputs], axis=1)
+
+
+def compare_c(graph: Graph, out_dir: Path, x_q: np.ndarray, *, cc: str = "cc", exe: Path | None = None,
+              expected: np.ndarray | None = None, locate: bool = True) -> CompareResult:
+    """Run the emitted C on ``x_q`` and compare every output with ``run_int``.
+
+    ``expected`` (N, OUT) may be passed to skip the reference run.  On a mismatch
+    and with ``locate``, a debug build dumps every node of the first bad sample and
+    the first node that differs from the runtime's capture is reported.
+    """
+    x_q = np.asarray(x_q, dtype=np.int8)
+    if exe is None:
+        exe = build_host(out_dir, cc=cc)
+    got = run_host(exe, x_q).astype(np.int64)
+    if expected is None:
+        expected = flat_outputs(graph, reference_outputs(graph, x_q))
+    expected = np.asarray(expected, dtype=np.int64).reshape(got.shape)
+    bad = np.argwhere(got != expected)
+    res = CompareResult(ok=len(bad) == 0, samples=int(x_q.shape[0]), outputs=int(got.shape[1]))
+    if res.ok:
+        return res
+    s, o = (int(v) for v in bad[0])
+    res.mismatches = len(np.unique(bad[:, 0]))
+    res.first_sample, res.first_output = s, o
+    res.expected, res.got = int(expected[s, o]), int(got[s, o])
+    if locate:
+        node = first_diverging_node(graph, out_dir, x_q[s:s + 1], cc=cc)
+        if node is not None:
+            res.diverging_node, res.diverging_op = node.name, node.op
+    return res
+
+
+def first_diverging_node(graph: Graph, out_dir: Path, x1: np.ndarray, *, cc: str = "cc"):
+    """The first node (in schedule order) whose last-timestep output differs."""
+    exe = build_host(out_dir, cc=cc, debug=True)
+    _, dumps = run_host(exe, x1, dump=True)
+    capture = [n.output for n in graph.nodes]
+    ref = reference_outputs(graph, x1, capture=capture)
+    for i, node in enumerate(graph.nodes):
+        if i not in dumps[0] or node.output not in ref:
+            continue
+        want = np.asarray(ref[node.output]).reshape(-1).astype(np.int64)
+        if node.output in graph.outputs and int(graph.meta.get("timesteps", 1)) > 1:
+            continue  # captures of outputs may be accumulated; compared via the outputs
+        if want.shape != dumps[0][i].shape or np.any(want != dumps[0][i]):
+            return node
+    return None

@@ -1,0 +1,104 @@
+"""Hand-built integer-IR graphs (stage "int", docs/ir.md) for the C backend tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.ir import Graph, Node, Value, infer_shape
+
+
+class IntGraphBuilder:
+    """Builds small random integer SNNs op by op; thresholds follow the current scale."""
+
+    def __init__(self, shape, *, timesteps=1, seed=0, name="g"):
+        self.rng = np.random.default_rng(seed)
+        self.g = Graph(name=name, inputs=["x"], outputs=[], nodes=[],
+                       values={"x": Value("x", tuple(shape), "int8")}, stage="int",
+                       meta={"timesteps": timesteps, "input_scale": 0.0078125})
+        self.mag = {"x": 64.0}  # rough mean |value| per value, to pick thresholds
+
+    def _add(self, op, inputs, attrs=None, params=None, name=None, dtype="int32", mag=1.0):
+        i = len(self.g.nodes)
+        out = f"v{i}"
+        node = Node(name or f"n{i}", op, list(inputs), out, attrs or {}, params or {})
+        self.g.values[out] = Value(out, (), dtype)
+        self.g.values[out].shape = tuple(infer_shape(self.g, node))
+        self.g.nodes.append(node)
+        self.mag[out] = mag
+        return out
+
+    def _weights(self, shape, bits):
+        q = 2 ** (bits - 1) - 1
+        return self.rng.integers(-q, q + 1, size=shape).astype(np.int8)
+
+    def conv(self, x, o, k=3, stride=1, pad=1, group=1, dil=1, bits=8, bias=True, name=None):
+        c = self.g.values[x].shape[0]
+        w = self._weights((o, c // group, k, k), bits)
+        b = self.rng.integers(-50, 51, size=o).astype(np.int32) if bias else np.zeros(o, np.int32)
+        fan = (c // group) * k * k
+        mag = np.sqrt(fan) * (2 ** (bits - 1)) / 2 * self.mag[x]
+        attrs = {"strides": (stride, stride), "pads": (pad, pad, pad, pad), "dilations": (dil, dil),
+                 "group": group, "bits": bits}
+        return self._add("conv", [x], attrs, {"weight": w, "bias": b}, name=name, mag=mag)
+
+    def dense(self, x, o, bits=8, name=None):
+        f = self.g.values[x].shape[0]
+        w = self._weights((o, f), bits)
+        b = self.rng.integers(-50, 51, size=o).astype(np.int32)
+        mag = np.sqrt(f) * (2 ** (bits - 1)) / 2 * self.mag[x]
+        return self._add("dense", [x], {"bits": bits}, {"weight": w, "bias": b}, name=name, mag=mag)
+
+    def neuron(self, x, levels=4, signed=False, membrane_bits=16, shift=0, scale=1.0, name=None):
+        c = self.g.values[x].shape[0]
+        base = max(2.0, self.mag[x] / max(levels, 1) * scale)
+        theta = np.maximum(1, self.rng.uniform(0.5, 1.5, size=c) * base).astype(np.int32)
+        theta = np.minimum(theta, 2 ** (membrane_bits - 2))
+        attrs = {"levels": levels, "signed": signed, "barrier": False,
+                 "membrane_bits": membrane_bits, "membrane_shift": shift}
+        params = {"theta": theta.astype(np.int32), "v_init": (theta // 2).astype(np.int32)}
+        return self._add("neuron", [x], attrs, params, name=name, dtype="int8", mag=levels / 3)
+
+    def affine(self, x, name=None):
+        c = self.g.values[x].shape[0]
+        scale = self.rng.integers(1, 40, size=c).astype(np.int32)
+        shift = self.rng.integers(-20, 21, size=c).astype(np.int32)
+        return self._add("affine", [x], {}, {"scale": scale, "shift": shift}, name=name,
+                         mag=self.mag[x] * 20)
+
+    def add(self, *xs):
+        return self._add("add", list(xs), mag=sum(self.mag[x] for x in xs))
+
+    def pool(self, op, x, k=2, stride=2, pad=0):
+        attrs = {"kernel": (k, k), "strides": (stride, stride), "pads": (pad, pad, pad, pad)}
+        if op == "maxpool":
+            attrs["dilations"] = (1, 1)
+        mag = self.mag[x] * (k * k if op == "sumpool" else 1)
+        return self._add(op, [x], attrs, mag=mag, dtype=self.g.values[x].dtype if op == "maxpool" else "int32")
+
+    def flatten(self, x):
+        return self._add("flatten", [x], mag=self.mag[x], dtype=self.g.values[x].dtype)
+
+    def reshape(self, x, shape):
+        return self._add("reshape", [x], {"shape": tuple(shape)}, mag=self.mag[x], dtype=self.g.values[x].dtype)
+
+    def concat(self, *xs, axis=0):
+        return self._add("concat", list(xs), {"axis": axis}, mag=max(self.mag[x] for x in xs))
+
+    def pad(self, x, pads):
+        return self._add("pad", [x], {"pads": tuple(pads)}, mag=self.mag[x], dtype=self.g.values[x].dtype)
+
+    def shuffle(self, x, groups):
+        return self._add("channel_shuffle", [x], {"groups": groups}, mag=self.mag[x], dtype=self.g.values[x].dtype)
+
+    def build(self, *outputs) -> Graph:
+        self.g.outputs = list(outputs)
+        self.g.verify()
+        return self.g
+
+
+def sample_inputs(shape, n=100, seed=1) -> np.ndarray:
+    """n random int8 samples plus all -128 and all 127."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(n,) + tuple(shape)).astype(np.int8)
+    ext = np.stack([np.full(shape, -128, np.int8), np.full(shape, 127, np.int8)])
+    return np.concatenate([x, ext])
