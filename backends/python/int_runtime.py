@@ -1,0 +1,177 @@
+"""Integer reference runtime: executes the integer IR (stage "int") exactly.
+
+This is the golden model of the numeric contract (docs/ir.md, "Integer SNN"); the C
+and Verilog backends must match it bit for bit.  Values are int64 numpy arrays.
+Conv and dense run through the float kernels on float64 arrays holding integers:
+every product and partial sum is an integer below 2**53 (range analysis proved
+|I| < 2**31), so the results are exact; ``np.rint`` only converts the type.  Nothing
+that range analysis proved is checked again here.
+
+Direct encoding: the input current is the same at every timestep, so every value
+that depends only on the input is computed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from snncc.backends.python import kernels as K
+from snncc.errors import SnnccError
+from snncc.ir import Graph, Node
+
+
+def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """x_q = clamp(round_half_even(x / s_x), -128, 127) as int8, computed in float64."""
+    _need_int(graph)
+    s_x = float(graph.meta["input_scale"])
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) / s_x), -128, 127).astype(np.int8)
+
+
+def dequantize_output(graph: Graph, out_q: np.ndarray, name: str | None = None,
+                      timesteps: int | None = None) -> np.ndarray:
+    """Real logits out_q * S[o] / T of one graph output (the first by default)."""
+    name = name or graph.outputs[0]
+    T = int(timesteps or graph.meta["timesteps"])
+    s = np.asarray(graph.meta["output_scales"][name], dtype=np.float64)
+    shape = (1, -1) + (1,) * (out_q.ndim - 2)
+    return np.asarray(out_q, dtype=np.float64) * s.reshape(shape) / T
+
+
+def run_int(graph: Graph, x_q: np.ndarray, *, capture: Iterable[str] = (),
+            timesteps: int | None = None) -> dict[str, np.ndarray]:
+    """Run the integer IR on a batch of int8 inputs (N, *shape).
+
+    Returns the graph outputs (int32 accumulators summed over T) and every value
+    named in ``capture`` (its value at the last timestep, int32).
+    """
+    outputs, _ = _simulate(graph, x_q, capture, timesteps, record=False)
+    return outputs
+
+
+def run_int_levels(graph: Graph, x_q: np.ndarray, *, capture: Iterable[str] = (),
+                   timesteps: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """Like :func:`run_int`, plus spike statistics per neuron node name.
+
+    ``stats[name]["levels"]`` is sum over t of |z| and ``stats[name]["events"]`` the
+    number of timesteps with z != 0, both int64 arrays of shape (N, *shape).
+    """
+    return _simulate(graph, x_q, capture, timesteps, record=True)
+
+
+def _need_int(graph: Graph) -> None:
+    if graph.stage != "int":
+        raise SnnccError(f"the integer runtime needs the integer IR (stage 'int'), got stage {graph.stage!r}")
+
+
+def _simulate(graph: Graph, x_q, capture, timesteps, record: bool):
+    _need_int(graph)
+    T = int(timesteps if timesteps is not None else graph.meta.get("timesteps", 1))
+    if T < 1:
+        raise SnnccError(f"timesteps must be >= 1, got {T}")
+    name = graph.inputs[0]
+    x = np.asarray(x_q)
+    want = tuple(graph.shape(name))
+    if x.ndim == len(want):
+        x = x[None]
+    if tuple(x.shape[1:]) != want:
+        raise SnnccError(f"input {name!r} has shape {list(x.shape)}, "
+                         f"the model expects [N, {', '.join(map(str, want))}]")
+    if not np.issubdtype(x.dtype, np.integer) or x.min(initial=0) < -128 or x.max(initial=0) > 127:
+        raise SnnccError(f"input {name!r} must be int8 values in [-128, 127] (use quantize_input)")
+    x = x.astype(np.int64)
+    capture = set(capture)
+    unknown = sorted(capture - set(graph.values))
+    if unknown:
+        raise SnnccError(f"cannot capture unknown value(s) {', '.join(unknown)}")
+
+    static = _static_values(graph)
+    env: dict[str, np.ndarray] = {name: x}
+    state: dict[str, np.ndarray] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    acc = {o: None for o in graph.outputs}
+    for t in range(T):
+        for node in graph.nodes:
+            if t > 0 and node.output in static:
+                continue  # constant input current: computed at t = 0
+            args = [env[v] for v in node.inputs]
+            if node.op == "neuron":
+                z = _neuron_step(node, args[0], state)
+                if record:
+                    s = stats.setdefault(node.name, {"levels": np.zeros(z.shape, np.int64),
+                                                     "events": np.zeros(z.shape, np.int64)})
+                    s["levels"] += np.abs(z)
+                    s["events"] += z != 0
+                env[node.output] = z
+            else:
+                env[node.output] = _eval(node, args)
+        for o in graph.outputs:
+            acc[o] = env[o].copy() if acc[o] is None else acc[o] + env[o]
+    result = {o: acc[o].astype(np.int32) for o in graph.outputs}
+    for v in sorted(capture):
+        if v not in result:
+            result[v] = env[v].astype(np.int32)
+    return result, stats
+
+
+def _static_values(graph: Graph) -> set[str]:
+    """Values that depend only on the graph input (no neuron upstream)."""
+    static = set(graph.inputs)
+    for node in graph.nodes:
+        if node.op != "neuron" and all(v in static for v in node.inputs):
+            static.add(node.output)
+    return static
+
+
+def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    a, p = node.attrs, node.params
+    shape = (1, -1) + (1,) * (current.ndim - 2)
+    theta = p["theta"].astype(np.int64).reshape(shape)
+    v = state.get(node.name)
+    if v is None:
+        v = np.broadcast_to(p["v_init"].astype(np.int64).reshape(shape), current.shape)
+    B = int(a["membrane_bits"])
+    v = np.clip(v + current, -(1 << (B - 1)), (1 << (B - 1)) - 1)
+    n = int(a["levels"])
+    z = np.clip(v // theta, -n if a.get("signed") else 0, n)  # numpy // is floor division
+    v = v - z * theta
+    k = int(a.get("membrane_shift", 0))
+    if k:
+        v = (v >> k) << k  # arithmetic shift: floor(v / 2^k) * 2^k
+    state[node.name] = v
+    return z
+
+
+def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    a, p, op = node.attrs, node.params, node.op
+    x = args[0]
+    if op == "conv":
+        out = K.conv2d(x.astype(np.float64), p["weight"].astype(np.float64), p["bias"].astype(np.float64),
+                       a["strides"], a["pads"], a["dilations"], a["group"])
+        return np.rint(out).astype(np.int64)
+    if op == "dense":
+        out = K.dense(x.astype(np.float64), p["weight"].astype(np.float64), p["bias"].astype(np.float64))
+        return np.rint(out).astype(np.int64)
+    if op == "affine":
+        return K.affine(x, p["scale"].astype(np.int64), p["shift"].astype(np.int64))
+    if op == "add":
+        out = args[0]
+        for other in args[1:]:
+            out = out + other
+        return out
+    if op == "sumpool":
+        return K.sumpool(x, a["kernel"], a["strides"], a["pads"])
+    if op == "maxpool":
+        return K.maxpool(x, a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
+    if op == "flatten":
+        return x.reshape(x.shape[0], -1)
+    if op == "reshape":
+        return x.reshape((x.shape[0],) + tuple(a["shape"]))
+    if op == "concat":
+        return np.concatenate(args, axis=a["axis"] + 1)
+    if op == "pad":
+        return K.pad_nchw(x, a["pads"])
+    if op == "channel_shuffle":
+        return K.channel_shuffle(x, a["groups"])
+    raise SnnccError("the integer runtime cannot execute this op", node=node.name, op=op)

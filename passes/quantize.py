@@ -1,0 +1,494 @@
+"""quantize: float SNN (stage "snn") -> integer SNN (stage "int"), the golden model.
+
+Numeric contract (design.md, docs/ir.md "Integer SNN"):
+
+- input: x_q = clamp(round_half_even(x / s_x), -128, 127), s_x = max|x| / 127 from
+  the calibration statistics of the graph input; the synaptic layers reading the
+  input absorb s_x into their weights.
+- every neuron population, and every graph output, integrates one current that may
+  be the sum (``add``) of several synaptic ops, possibly through data movement
+  (pools, flatten, concat...).  All those ops share one real step S per population
+  channel, so that I_real = S * I_int with no run-time rescale.  S is chosen jointly:
+  the largest of the per-channel weight-quantizer steps of the conv/dense members,
+  so that no member's weights exceed qmax.
+- W_q = clamp(round(W / S), -qmax, qmax), b_q = round(b / S), the identity-shortcut
+  weight (an ``affine``) = round(theta_prev / S), theta_q = max(1, round(theta / S)),
+  v_init = theta_q // 2.
+- the neuron membrane saturates to B bits; optional stored precision 2**k.
+
+The pass ends with range analysis (passes/range_analysis.py), which proves every
+accumulator fits int32 or fails naming the layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.errors import SnnccError
+from snncc.ir import Graph, Node
+from snncc.options import CompileOptions
+from snncc.passes import range_analysis, weight_quant
+
+# Ops that move or select values without arithmetic on them (same domain in and out).
+MOVE_OPS = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
+WEIGHT_OPS = ("conv", "dense")  # synaptic ops whose weights get ``bits`` bits
+INPUT_BITS = 8
+INPUT_QMAX = 127
+AFFINE_BITS = 8  # step of a population fed only by affines: its weight uses +-127
+CORRECTION_SAMPLES = 512  # calibration samples for bias correction
+CORRECTION_BATCH = 128
+
+
+def run(graph: Graph, options: CompileOptions) -> Graph:
+    if graph.stage != "snn":
+        raise SnnccError(f"pass quantize needs the float SNN (stage 'snn'), got stage {graph.stage!r}; "
+                         "run convert first")
+    options.validate()
+    g = graph.copy()
+    domains = value_domains(g)
+    bits = resolve_layer_bits(g, options.weight_bits, options.layer_bits, domains)
+    s_x = input_scale(g)
+    scales = _joint_scales(g, domains, bits, s_x, options)
+    wq = _int_weights(g, domains, bits, s_x, scales)
+    if _correct_biases(g, domains, s_x, wq, options):
+        g.meta.setdefault("notes", []).append("quantize: biases corrected for the mean weight-quantization error")
+    _merge_join_biases(g, domains)
+    _quantize_nodes(g, bits, wq, scales, options)
+    g.stage = "int"
+    for name in g.inputs:
+        g.values[name].dtype = "int8"
+    for node in g.nodes:
+        g.values[node.output].dtype = "int32"
+    g.meta["input_scale"] = float(s_x)
+    g.meta["input_bits"] = INPUT_BITS
+    outs = {name: [float(s) for s in scales.sink_scale(name)] for name in g.outputs}
+    g.meta["output_scale"] = outs[g.outputs[0]]
+    g.meta["output_scales"] = outs
+    g.meta["weight_quantizer"] = options.weight_quantizer
+    range_analysis.analyze(g)
+    return g
+
+
+# --- value domains -----------------------------------------------------------------
+
+def value_domains(graph: Graph) -> dict[str, str]:
+    """'input' (real x), 'level' (neuron output) or 'current' for every value."""
+    dom = {name: "input" for name in graph.inputs}
+    for node in graph.nodes:
+        ins = [dom[v] for v in node.inputs]
+        if node.op in ("conv", "dense", "affine"):
+            if ins[0] == "current":
+                raise SnnccError("synaptic op reads a current, not spike levels or the input "
+                                 "(convert should have put a neuron in between)", node=node.name, op=node.op)
+            dom[node.output] = "current"
+        elif node.op == "neuron":
+            if ins[0] != "current":
+                raise SnnccError("neuron input is not a current", node=node.name, op=node.op)
+            dom[node.output] = "level"
+        elif node.op == "add":
+            if any(d != "current" for d in ins):
+                raise SnnccError("add joins spike levels, not currents (convert should have made the "
+                                 "identity shortcut an affine)", node=node.name, op=node.op)
+            dom[node.output] = "current"
+        elif node.op in MOVE_OPS:
+            if len(set(ins)) != 1:
+                raise SnnccError(f"inputs mix {sorted(set(ins))} values", node=node.name, op=node.op)
+            dom[node.output] = ins[0]
+        else:
+            raise SnnccError("op is not allowed in the float SNN (convert should have removed it)",
+                             node=node.name, op=node.op)
+    for name in graph.outputs:
+        if dom[name] != "current":
+            raise SnnccError(f"graph output {name!r} is not a synaptic current (stage 'snn' ends "
+                             "with synaptic layers)")
+    return dom
+
+
+# --- layer names and per-layer bits -------------------------------------------------
+
+def origin_name(node: Node) -> str:
+    """The ONNX node name from ``origin`` ("OnnxOp:name")."""
+    return node.origin.split(":", 1)[1] if ":" in node.origin else ""
+
+
+def short_alias(onnx_name: str) -> str:
+    """Module path of a torch-exported node name: "/layer1/layer1.0/conv1/Conv" -> "layer1.0.conv1".
+
+    The last component is the op type.  Torch repeats the parent in Sequential
+    children ("layer1/layer1.0"), so a component that extends the previous one
+    replaces it.
+    """
+    parts = [p for p in onnx_name.split("/") if p]
+    if len(parts) < 2:
+        return ""
+    path: list[str] = []
+    for part in parts[:-1]:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    return ".".join(path)
+
+
+def layer_names(node: Node) -> list[str]:
+    """Names a user may give for ``node`` in --layer-bits (node name, ONNX name, alias)."""
+    names = [node.name, origin_name(node), short_alias(origin_name(node))]
+    return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+
+def first_last_layers(graph: Graph, domains: dict[str, str]) -> tuple[list[str], list[str]]:
+    """conv/dense nodes reading the graph input, and those whose current reaches a graph output."""
+    first = [n.name for n in graph.nodes if n.op in WEIGHT_OPS and domains[n.inputs[0]] == "input"]
+    prod = graph.producers()
+    last: set[str] = set()
+    stack = list(graph.outputs)
+    while stack:  # walk back through adds and data movement of currents
+        node = prod.get(stack.pop())
+        if node is None:
+            continue
+        if node.op in WEIGHT_OPS:
+            last.add(node.name)
+        elif node.op in ("add",) or (node.op in MOVE_OPS and domains[node.output] == "current"):
+            stack.extend(node.inputs)
+    return first, [n.name for n in graph.nodes if n.name in last]
+
+
+def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int],
+                       domains: dict[str, str] | None = None) -> dict[str, int]:
+    """Bits of every conv/dense node: ``weight_bits`` with ``layer_bits`` overrides.
+
+    A key may be the IR node name, the ONNX node name, its short torch alias, or
+    ``first`` / ``last``.  ``first``/``last`` apply before named layers.
+    """
+    domains = domains if domains is not None else value_domains(graph)
+    layers = [n for n in graph.nodes if n.op in WEIGHT_OPS]
+    bits = {n.name: int(weight_bits) for n in layers}
+    lookup: dict[str, list[str]] = {}
+    for n in layers:
+        for name in layer_names(n):
+            lookup.setdefault(name, []).append(n.name)
+    first, last = first_last_layers(graph, domains)
+    ordered = sorted(layer_bits.items(), key=lambda kv: (kv[0] not in ("first", "last"), kv[0]))
+    for key, b in ordered:
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 2 <= b <= 8:
+            raise SnnccError(f"option --layer-bits {key} must be an integer in 2..8, got {b!r}")
+        targets = first if key == "first" else last if key == "last" else lookup.get(key)
+        if targets is None:
+            examples = [layer_names(n)[-1] for n in layers][:6]
+            raise SnnccError(f"option --layer-bits: unknown layer {key!r}; valid names include "
+                             f"first, last, {', '.join(repr(e) for e in examples)}")
+        for name in targets:
+            bits[name] = int(b)
+    return bits
+
+
+# --- input scale -------------------------------------------------------------------
+
+def input_scale(graph: Graph) -> float:
+    """s_x = max|x| / 127 from the calibration statistics of the graph input."""
+    if len(graph.inputs) != 1:
+        raise SnnccError(f"pass quantize supports one graph input, got {len(graph.inputs)}")
+    name = graph.inputs[0]
+    st = graph.stats.get(name)
+    if not st:
+        raise SnnccError(f"pass quantize needs calibration statistics of the graph input {name!r}; "
+                         "run calibrate first")
+    absmax = _stat_absmax(st)
+    if not np.isfinite(absmax):
+        raise SnnccError(f"calibration statistics of input {name!r} are not finite")
+    return float(absmax) / INPUT_QMAX if absmax > 0 else 1.0 / INPUT_QMAX
+
+
+def _stat_absmax(st) -> float:
+    if isinstance(st, dict):
+        for key in ("absmax", "abs_max", "max_abs"):
+            if key in st:
+                return float(np.max(np.abs(np.asarray(st[key], dtype=np.float64))))
+        if "max" in st:
+            hi = float(np.max(np.asarray(st["max"], dtype=np.float64)))
+            lo = float(np.min(np.asarray(st.get("min", 0.0), dtype=np.float64)))
+            return max(abs(hi), abs(lo))
+    raise SnnccError("calibration statistics of the graph input hold no max/absmax")
+
+
+# --- joint current scales ------------------------------------------------------------
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        root = i
+        while p[root] != root:
+            root = p[root]
+        while p[i] != root:  # path compression
+            p[i], i = root, p[i]
+        return int(root)
+
+    def union_all(self, ids: np.ndarray) -> None:
+        """Put every id >= 0 in ``ids`` into one class (smallest root wins: deterministic)."""
+        ids = np.unique(ids[ids >= 0])
+        if ids.size < 2:
+            return
+        roots = sorted({self.find(int(i)) for i in ids})
+        for r in roots[1:]:
+            self.parent[r] = roots[0]
+
+    def roots(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([self.find(int(i)) if i >= 0 else -1 for i in ids.ravel()],
+                        dtype=np.int64).reshape(ids.shape)
+
+
+class _Scales:
+    """Scale variables: one per (synaptic node, output channel), merged into classes."""
+
+    def __init__(self, graph: Graph, domains: dict[str, str]):
+        self.base: dict[str, int] = {}
+        self.ids: dict[str, np.ndarray] = {}  # current value -> per-sample array of scale ids
+        n = 0
+        for node in graph.nodes:
+            if node.op in ("conv", "dense", "affine"):
+                self.base[node.name] = n
+                n += graph.shape(node.output)[0]
+        self.uf = _UnionFind(n)
+        self.S = np.zeros(n)
+        self.graph = graph
+        for node in graph.nodes:
+            if domains[node.output] != "current":
+                continue
+            shape = graph.shape(node.output)
+            if node.op in ("conv", "dense", "affine"):
+                ch = self.base[node.name] + np.arange(shape[0])
+                self.ids[node.output] = np.broadcast_to(ch.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+            elif node.op == "add":
+                stack = np.stack([self.ids[v] for v in node.inputs]).reshape(len(node.inputs), -1)
+                for col in np.unique(stack, axis=1).T:  # elementwise: joined currents share S
+                    self.uf.union_all(col)
+                self.ids[node.output] = self.ids[node.inputs[0]]
+            else:
+                self.ids[node.output] = self._move(node, shape)
+        for node in graph.nodes:  # a population (neuron channel) has one S
+            if node.op == "neuron":
+                self._unify_channels(self.ids[node.inputs[0]])
+        for name in graph.outputs:
+            self._unify_channels(self.ids[name])
+
+    def _unify_channels(self, ids: np.ndarray) -> None:
+        for c in range(ids.shape[0]):
+            self.uf.union_all(np.asarray(ids[c]).ravel())
+
+    def _move(self, node: Node, shape) -> np.ndarray:
+        """Scale ids through data movement: apply the same movement to the id array."""
+        from snncc.backends.python.float_runtime import eval_node
+
+        src = [np.asarray(self.ids[v]) for v in node.inputs]
+        if node.op in ("maxpool", "sumpool"):
+            self._unify_channels(src[0])  # a window stays in one channel
+            per_ch = np.array([self.uf.find(int(ids.ravel()[0])) for ids in src[0]])
+            return np.broadcast_to(per_ch.reshape((-1, 1, 1)), shape)
+        if node.op == "pad":
+            out = np.full(shape, -1, dtype=np.int64)  # padding zeros carry no scale
+            t, l_, _, _ = node.attrs["pads"]
+            h, w = src[0].shape[1:]
+            out[:, t:t + h, l_:l_ + w] = src[0]
+            return out
+        out = eval_node(node, [s[None].astype(np.int64) for s in src])
+        return np.asarray(out[0], dtype=np.int64)
+
+    def channel_roots(self, value: str) -> np.ndarray:
+        """Class root per channel (axis 0) of a sink current value."""
+        ids = np.asarray(self.ids[value])
+        first = np.array([int(ch.ravel()[ch.ravel() >= 0][0]) if (ch >= 0).any() else -1 for ch in ids])
+        return self.uf.roots(first)
+
+    def node_roots(self, node: Node) -> np.ndarray:
+        o = self.graph.shape(node.output)[0]
+        return self.uf.roots(self.base[node.name] + np.arange(o))
+
+    def sink_scale(self, value: str) -> np.ndarray:
+        roots = self.channel_roots(value)
+        return np.where(roots >= 0, self.S[np.maximum(roots, 0)], 1.0)
+
+
+def _input_factor(node: Node, domains: dict[str, str], s_x: float) -> float:
+    return s_x if domains[node.inputs[0]] == "input" else 1.0
+
+
+def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
+                  options: CompileOptions) -> _Scales:
+    sc = _Scales(g, domains)
+    n = sc.S.size
+    from_weights = np.zeros(n)  # max conv/dense step per class
+    from_affine = np.zeros(n)
+    from_bias = np.zeros(n)
+    for node in g.nodes:
+        if node.op not in ("conv", "dense", "affine"):
+            continue
+        roots = sc.node_roots(node)
+        f = _input_factor(node, domains, s_x)
+        if node.op == "affine":
+            step = np.abs(np.asarray(node.params["scale"], dtype=np.float64)) * f / weight_quant.qmax(AFFINE_BITS)
+            np.maximum.at(from_affine, roots, step)
+            bias = node.params["shift"]
+        else:
+            w = np.asarray(node.params["weight"], dtype=np.float64) * f
+            np.maximum.at(from_weights, roots, weight_quant.channel_scales(w, bits[node.name],
+                                                                          options.weight_quantizer))
+            bias = node.params["bias"]
+        np.maximum.at(from_bias, roots, np.abs(np.asarray(bias, dtype=np.float64)) / INPUT_QMAX)
+    S = np.where(from_weights > 0, from_weights, np.where(from_affine > 0, from_affine, from_bias))
+    S = np.where(S > 0, S, 1.0)
+    # The membrane must hold N levels plus a residual: (N+1) * theta_q <= 2^(B-1) - 1.
+    # If theta / S is too large for B bits, coarsen S (the weights then use fewer steps).
+    vmax = float(2 ** (int(options.membrane_bits) - 1) - 1)
+    need = np.zeros(n)
+    for node in g.nodes:
+        if node.op == "neuron":
+            roots = sc.channel_roots(node.inputs[0])
+            theta = np.asarray(node.params["theta"], dtype=np.float64)
+            ok = roots >= 0
+            np.maximum.at(need, roots[ok], theta[ok] * (int(node.attrs["levels"]) + 1) / vmax)
+    coarsened = int((need > S).sum())
+    if coarsened:
+        g.meta.setdefault("notes", []).append(
+            f"quantize: {coarsened} channel scale(s) coarsened so that (levels+1)*theta fits "
+            f"the {options.membrane_bits}-bit membrane")
+    sc.S = np.maximum(S, need)
+    return sc
+
+
+def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
+                 sc: _Scales) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """node name -> (integer weights, per-channel S): conv/dense weight, or affine scale."""
+    out = {}
+    for node in g.nodes:
+        if node.op not in ("conv", "dense", "affine"):
+            continue
+        S = sc.S[sc.node_roots(node)]
+        f = _input_factor(node, domains, s_x)
+        if node.op == "affine":
+            out[node.name] = (_to_int32(np.asarray(node.params["scale"], dtype=np.float64) * f / S, node), S)
+        else:
+            w = np.asarray(node.params["weight"], dtype=np.float64) * f
+            out[node.name] = (weight_quant.quantize_with(w, S, bits[node.name]), S)
+    return out
+
+
+def _bias_key(node: Node) -> str:
+    return "shift" if node.op == "affine" else "bias"
+
+
+def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, options: CompileOptions) -> int:
+    """Empirical bias correction (Nagel et al. 2019) of the weight quantization error.
+
+    The error of a synaptic op is linear in its input, so its mean over the
+    calibration data is the op applied to the mean input with weights W - W_q*S.
+    The mean over positions goes into the real bias before rounding.  Inputs are the
+    float SNN's levels (and for the input layer x against its int8 rounding).
+    Returns the number of corrected layers.
+    """
+    data = getattr(options, "calib_data", None)
+    if data is None or not getattr(options, "bias_correction", True):
+        return 0
+    from snncc.backends.python.float_runtime import eval_node
+    from snncc.backends.python.snn_sim import simulate
+
+    syn = [n for n in g.nodes if n.name in wq]
+    prod = g.producers()
+    need = sorted({n.inputs[0] for n in syn})
+    capture = sorted({prod[v].name for v in need if v in prod})
+    T = int(g.meta.get("timesteps", 1))
+    sums: dict[str, np.ndarray] = {}
+    sum_xq = None
+    count = 0
+    for xb, _ in data.batches(CORRECTION_BATCH, limit=CORRECTION_SAMPLES):
+        xb = np.asarray(xb, dtype=np.float64)
+        res = simulate(g, xb, capture=capture, batch_size=CORRECTION_BATCH)
+        for v in need:
+            arr = xb if v in g.inputs else res.captured[prod[v].name] / T
+            sums[v] = sums.get(v, 0.0) + arr.sum(axis=0)
+        xq = np.clip(np.rint(xb / s_x), -128, 127) * s_x
+        sum_xq = xq.sum(axis=0) if sum_xq is None else sum_xq + xq.sum(axis=0)
+        count += len(xb)
+    if not count:
+        return 0
+    for node in syn:
+        v = node.inputs[0]
+        mean_f = (sums[v] / count)[None]
+        mean_i = (sum_xq / count)[None] if v in g.inputs else mean_f
+        q, S = wq[node.name]
+        f = _input_factor(node, domains, s_x)
+        shape = (-1,) + (1,) * (q.ndim - 1)
+        key = "scale" if node.op == "affine" else "weight"
+        exact = Node(node.name, node.op, node.inputs, node.output, node.attrs,
+                     {key: np.asarray(node.params[key], dtype=np.float64),
+                      _bias_key(node): np.zeros(S.size)})
+        approx = Node(node.name, node.op, node.inputs, node.output, node.attrs,
+                      {key: q * S.reshape(shape) / f, _bias_key(node): np.zeros(S.size)})
+        if v in g.inputs or node.op == "affine":
+            err = eval_node(exact, [mean_f]) - eval_node(approx, [mean_i])
+        else:
+            diff = Node(node.name, node.op, node.inputs, node.output, node.attrs,
+                        {key: exact.params[key] - approx.params[key], _bias_key(node): np.zeros(S.size)})
+            err = eval_node(diff, [mean_f])
+        err = np.asarray(err, dtype=np.float64)[0]
+        delta = err.reshape(err.shape[0], -1).mean(axis=1)
+        node.params[_bias_key(node)] = np.asarray(node.params[_bias_key(node)], dtype=np.float64) + delta
+    return len(syn)
+
+
+def _merge_join_biases(g: Graph, domains: dict[str, str]) -> None:
+    """Sum the real biases of the branches of an add into its first branch.
+
+    Rounding one summed bias loses at most half a step; rounding each branch would
+    lose up to half a step per branch.  Only branches used by nothing but the add.
+    """
+    consumers = g.consumer_map()
+    prod = g.producers()
+    outputs = set(g.outputs)
+    for node in g.nodes:
+        if node.op != "add":
+            continue
+        branches = []
+        for v in node.inputs:
+            p = prod.get(v)
+            if (p is not None and p.op in ("conv", "dense", "affine") and v not in outputs
+                    and len(consumers.get(v, [])) == 1 and p not in branches):
+                branches.append(p)
+        if len(branches) < 2:
+            continue
+        total = sum(np.asarray(b.params[_bias_key(b)], dtype=np.float64) for b in branches)
+        for i, b in enumerate(branches):
+            b.params[_bias_key(b)] = total if i == 0 else np.zeros_like(total)
+
+
+def _quantize_nodes(g: Graph, bits: dict[str, int], wq: dict, sc: _Scales, options: CompileOptions) -> None:
+    for node in g.nodes:
+        if node.name in wq:
+            q, S = wq[node.name]
+            bias = _to_int32(np.asarray(node.params[_bias_key(node)], dtype=np.float64) / S, node)
+            if node.op == "affine":
+                node.params = {"scale": q.astype(np.int32), "shift": bias, "scale_real": S.copy()}
+            else:
+                node.params = {"weight": q.astype(np.int8), "bias": bias, "scale_real": S.copy()}
+                node.attrs["bits"] = int(bits[node.name])
+        elif node.op == "neuron":
+            S = sc.sink_scale(node.inputs[0])
+            theta = np.asarray(node.params["theta"], dtype=np.float64)
+            theta_q = np.maximum(1, _to_int32(theta / S, node))
+            node.params = {
+                "theta": theta_q.astype(np.int32),
+                "v_init": (theta_q // 2).astype(np.int32),
+                "theta_real": theta.copy(),
+            }
+            node.attrs["membrane_bits"] = int(options.membrane_bits)
+            node.attrs["membrane_shift"] = int(options.membrane_shift)
+
+
+def _to_int32(x: np.ndarray, node: Node) -> np.ndarray:
+    r = np.rint(np.asarray(x, dtype=np.float64))
+    if not np.all(np.abs(r) < 2 ** 31):
+        raise SnnccError(f"an integer parameter reaches {float(np.max(np.abs(r))):.4g}, beyond int32; "
+                         "the layer's scales are degenerate (check calibration data)", node=node.name, op=node.op)
+    return r.astype(np.int32)

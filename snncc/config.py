@@ -1,0 +1,108 @@
+"""TOML compile configuration (``snncc compile --config snncc.toml``).
+
+Example::
+
+    [quantize]
+    weight_bits = 4
+    weight_quantizer = "mse"
+    membrane_bits = 16
+
+    [quantize.layer_bits]
+    first = 8
+    last = 8
+    "layer1.0.conv1" = 6
+
+Keys are :class:`~snncc.options.CompileOptions` field names.  They may sit at the top
+level or in a section named after the pass they tune (``[calibrate]``, ``[convert]``,
+``[residual]``, ``[prune]``, ``[quantize]``, ``[compile]``); any field is accepted in
+any section.  ``layer_bits`` is a table of layer name -> bits.  ``load_config``
+returns the overrides as a dict; the caller merges them under explicit CLI flags
+and runs ``CompileOptions.validate()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from snncc.errors import SnnccError
+from snncc.options import CompileOptions
+
+SECTIONS = ("compile", "calibrate", "residual", "convert", "prune", "quantize")
+
+
+def load_config(path) -> dict:
+    """Option overrides from a TOML file; SnnccError naming the key on any bad entry."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise SnnccError("option --config needs Python >= 3.11 (tomllib) or the tomli package") from None
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise SnnccError(f"option --config: cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SnnccError(f"option --config: {path} is not valid TOML: {e}") from None
+    return config_overrides(doc, str(path))
+
+
+def config_overrides(doc: dict, where: str = "config") -> dict:
+    """Validate a parsed TOML document and flatten it to CompileOptions overrides."""
+    fields = {f.name: f for f in dataclasses.fields(CompileOptions)}
+    defaults = CompileOptions()
+    out: dict = {}
+
+    def put(key: str, value, label: str) -> None:
+        if key not in fields:
+            raise SnnccError(f"option --config: unknown key {label!r} in {where}; "
+                             f"known keys: {', '.join(sorted(fields))}")
+        if key in out:
+            raise SnnccError(f"option --config: key {label!r} is given twice in {where}")
+        out[key] = _typed(key, value, getattr(defaults, key), label, where)
+
+    for key, value in doc.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for sub, v in value.items():
+                put(sub, v, f"{key}.{sub}")
+        elif isinstance(value, dict) and key != "layer_bits":
+            raise SnnccError(f"option --config: unknown section [{key}] in {where}; "
+                             f"known sections: {', '.join(SECTIONS)}")
+        else:
+            put(key, value, key)
+    return out
+
+
+def _typed(key: str, value, default, label: str, where: str):
+    def bad(want: str):
+        return SnnccError(f"option --config: key {label!r} in {where} must be {want}, got {value!r}")
+
+    if isinstance(default, dict):  # layer_bits
+        if not isinstance(value, dict):
+            raise bad("a table of layer name = bits")
+        for name, bits in value.items():
+            if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+                raise SnnccError(f"option --config: key '{label}.{name}' in {where} must be an integer "
+                                 f"in 2..8, got {bits!r}")
+        return dict(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    return value

@@ -1,0 +1,89 @@
+"""Hand-built float-SNN graphs (stage "snn") for the quantize tests.
+
+``tiny_snn`` is conv -> neuron -> {conv, identity shortcut (affine)} -> add -> neuron
+-> sumpool -> flatten -> dense, with the thresholds folded into the downstream
+weights exactly as docs/ir.md ("Float SNN") specifies, and thresholds set from the
+float currents on seeded sample inputs, so the neurons actually use their levels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.backends.python import kernels as K
+from snncc.ir import Graph, Node, Value
+
+CONV = {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "group": 1}
+
+
+def sample_x(n: int = 64, seed: int = 1, shape=(1, 8, 8)) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 1.0, (n, *shape))
+
+
+def _theta(current: np.ndarray, levels: int) -> np.ndarray:
+    """Per-channel threshold so that the 99th-percentile current reaches the top level."""
+    per_ch = np.moveaxis(current, 1, 0).reshape(current.shape[1], -1)
+    return np.maximum(np.percentile(np.abs(per_ch), 99, axis=1) / levels, 1e-3)
+
+
+def _levels(current, theta, levels, signed=False):
+    th = theta.reshape((1, -1) + (1,) * (current.ndim - 2))
+    return np.clip(np.floor(current / th + 0.5), -levels if signed else 0, levels)
+
+
+def tiny_snn(seed: int = 0, levels: int = 4, timesteps: int = 1, channels: int = 4, signed2: bool = False,
+             outputs: int = 3, weight_scale: float = 1.0) -> Graph:
+    rng = np.random.default_rng(seed)
+    c = channels
+    w1 = rng.normal(0, 0.5, (c, 1, 3, 3)) * weight_scale
+    b1 = rng.normal(0, 0.05, c)
+    w2 = rng.normal(0, 0.3, (c, c, 3, 3)) * weight_scale
+    b2 = rng.normal(0, 0.05, c)
+    w3 = rng.normal(0, 0.3, (outputs, c * 16))
+    b3 = rng.normal(0, 0.05, outputs)
+    x = sample_x(seed=seed + 1)
+    # Thresholds from the float currents of an activation-quantized forward pass.
+    i1 = K.conv2d(x, w1, b1, **_conv_args())
+    th1 = _theta(i1, levels)
+    z1 = _levels(i1, th1, levels)
+    w2f = w2 * th1.reshape(1, -1, 1, 1)  # theta of the input channel folded into the weights
+    i2 = K.conv2d(z1, w2f, b2, **_conv_args()) + z1 * th1.reshape(1, -1, 1, 1)
+    th2 = _theta(i2, levels)
+    w3f = w3 * np.repeat(th2, 16)[None, :] / 4.0  # theta and the sumpool's 1/4
+    nodes = [
+        Node("conv1", "conv", ["x"], "c1", dict(CONV), {"weight": w1, "bias": b1}, "Conv:/conv1/Conv"),
+        Node("n1", "neuron", ["c1"], "z1", {"levels": levels, "signed": False, "barrier": False},
+             {"theta": th1}),
+        Node("conv2", "conv", ["z1"], "c2", dict(CONV), {"weight": w2f, "bias": b2},
+             "Conv:/layer1/layer1.0/conv2/Conv"),
+        Node("short", "affine", ["z1"], "s1", {}, {"scale": th1.copy(), "shift": np.zeros(c)}),
+        Node("join", "add", ["c2", "s1"], "j", {}, {}, "Add:/layer1/layer1.0/Add"),
+        Node("n2", "neuron", ["j"], "z2", {"levels": levels, "signed": signed2, "barrier": True},
+             {"theta": th2}),
+        Node("pool", "sumpool", ["z2"], "p", {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)}, {}),
+        Node("flat", "flatten", ["p"], "f", {}, {}),
+        Node("fc", "dense", ["f"], "out", {}, {"weight": w3f, "bias": b3}, "Gemm:/fc/Gemm"),
+    ]
+    shapes = {"x": (1, 8, 8), "c1": (c, 8, 8), "z1": (c, 8, 8), "c2": (c, 8, 8), "s1": (c, 8, 8),
+              "j": (c, 8, 8), "z2": (c, 8, 8), "p": (c, 4, 4), "f": (c * 16,), "out": (outputs,)}
+    g = Graph("tiny", ["x"], ["out"], nodes, {k: Value(k, v, "float64") for k, v in shapes.items()},
+              stage="snn", meta={"timesteps": timesteps},
+              stats={"x": {"absmax": np.array([np.abs(x).max()]), "max": np.array([x.max()]),
+                           "min": np.array([x.min()])}})
+    g.verify()
+    return g
+
+
+def _conv_args():
+    return {"strides": CONV["strides"], "pads": CONV["pads"], "dilations": CONV["dilations"], "group": 1}
+
+
+def dense_snn(fan_in: int, outputs: int = 4, seed: int = 0, timesteps: int = 1, weight=1.0) -> Graph:
+    """input (fan_in,) -> dense -> output: the smallest graph, for overflow tests."""
+    rng = np.random.default_rng(seed)
+    w = np.full((outputs, fan_in), float(weight)) * rng.choice([-1.0, 1.0], (outputs, fan_in))
+    nodes = [Node("fc", "dense", ["x"], "out", {}, {"weight": w, "bias": np.zeros(outputs)}, "Gemm:/fc/Gemm")]
+    g = Graph("dense", ["x"], ["out"], nodes, {"x": Value("x", (fan_in,)), "out": Value("out", (outputs,))},
+              stage="snn", meta={"timesteps": timesteps}, stats={"x": {"absmax": np.array([1.0])}})
+    g.verify()
+    return g
