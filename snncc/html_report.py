@@ -18,7 +18,19 @@ import json
 from pathlib import Path
 
 from snncc.errors import SnnccError
-from snncc.text_report import NA, as_dict, as_float, bits_text, bytes_text, clip, energy_text, first_of, num, pct
+from snncc.text_report import (
+    NA,
+    as_dict,
+    as_float,
+    bits_text,
+    bytes_text,
+    c_section,
+    clip,
+    energy_text,
+    first_of,
+    num,
+    pct,
+)
 
 _DPI = 90
 _COLORS = {"ann": "#7f8c8d", "snn": "#2a7ab0", "weight": "#2a7ab0", "state": "#e08a1e", "other": "#8e6bb5",
@@ -124,8 +136,8 @@ def _summary_section(report: dict) -> str:
         ("fp32 weights", bytes_text(mem.get("fp32_weight_bytes"))),
         ("compression vs fp32", f"{num(comp, 2)}x" if num(comp) != NA else NA),
     ]
-    c_info = report.get("c")
-    if isinstance(c_info, dict):
+    c_info = c_section(report)
+    if c_info is not None:
         rows += [(f"C {key.removesuffix('_bytes').replace('_', ' ')}", bytes_text(c_info[key]))
                  for key in sorted(c_info) if key.endswith("_bytes")]
     notes = report.get("notes") if isinstance(report.get("notes"), list) else []

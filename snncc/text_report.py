@@ -30,8 +30,8 @@ def format_summary(report: dict) -> str:
     lines.append(f"{'memory':<10s} weights {bits_text(mem.get('weight_bits'))}, {params}"
                  f"state {bits_text(mem.get('state_bits'))}, fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}, "
                  f"compression {f'{comp:.2f}x' if comp is not None else NA}")
-    c_info = report.get("c")
-    if isinstance(c_info, dict):
+    c_info = c_section(report)
+    if c_info is not None:
         parts = [f"{key.removesuffix('_bytes').replace('_', ' ')} {bytes_text(c_info[key])}"
                  for key in sorted(c_info) if key.endswith("_bytes") and as_float(c_info[key]) is not None]
         lines.append(f"{'C':<10s} " + (", ".join(parts) if parts else NA))
@@ -47,6 +47,14 @@ def format_summary(report: dict) -> str:
     for note in notes if isinstance(notes, list) else []:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def c_section(report: dict) -> dict | None:
+    """The C backend's memory figures: ``c_memory`` (written by the C emitter), or ``c``."""
+    for key in ("c_memory", "c"):
+        if isinstance(report.get(key), dict):
+            return report[key]
+    return None
 
 
 def _title(report: dict) -> str:
@@ -134,5 +142,5 @@ def first_of(d: dict, *keys):
     return None
 
 
-__all__ = ["format_summary", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
+__all__ = ["format_summary", "c_section", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
            "as_float", "as_dict", "first_of"]
