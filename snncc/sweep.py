@@ -127,8 +127,12 @@ def _execute(model: str, calib: str, base: dict, points: list[dict], jobs: int):
         ctx = multiprocessing.get_context("spawn")  # no fork of a possibly threaded parent
         with ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=ctx) as pool:
             futures = {pool.submit(compile_point, *task[1:]): task[0] for task in tasks}
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield futures[fut], fut.result()
+            except BaseException:  # a bug in one point, or Ctrl-C: do not wait for the rest
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     finally:
         for k, v in saved.items():
             if v is None:
