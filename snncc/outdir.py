@@ -26,8 +26,20 @@ def check_output_dir(path: Path, force: bool) -> None:
     probe = parent
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
+        raise SnnccError(f"option -o/--output: cannot write to {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or _refuses_new_folders(probe):
         raise SnnccError(f"option -o/--output: cannot write to {probe}")
+
+
+def _refuses_new_folders(folder: Path) -> bool:
+    """True where mkdir fails even though access() says yes (read-only or virtual file systems)."""
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=".snncc-probe-", dir=folder))
+    except OSError:
+        return True
+    probe.rmdir()
+    return False
 
 
 @contextlib.contextmanager

@@ -1,0 +1,187 @@
+"""`snncc verify`: the verification ladder (docs/verify.md).
+
+    onnxruntime ANN ~ float IR          (max rel. error <= 1e-4)
+    quantized ANN == float SNN at T=1   (exact, every neuron)
+    float SNN vs integer SNN            (agreement reported per layer)
+    integer runtime == target code      (bit-exact, every output of every sample)
+
+Each rung prints one line; the first broken rung prints a per-layer table of where
+equivalence first fails.  The result is True only when every rung holds and the
+top-1 drop stays within the allowed budget.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from snncc.errors import SnnccError
+from snncc.options import CompileOptions
+
+ORT_RTOL = 1e-4
+ORT_ATOL = 1e-5
+
+
+@dataclass
+class Rung:
+    name: str
+    ok: bool
+    detail: str
+    table: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def collect(data, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """All samples of a CalibData as one array (verify needs every sample anyway)."""
+    xs, ys = [], []
+    for x, y in data.batches(256):
+        xs.append(x)
+        if y is not None:
+            ys.append(y)
+    x = np.concatenate(xs)
+    y = np.concatenate(ys) if ys else None
+    if limit is not None:
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    return x, y
+
+
+def onnxruntime_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    batch_dim = inp.shape[0]
+    if isinstance(batch_dim, int):  # fixed batch (often 1): feed in chunks of that size
+        outs = [sess.run(None, {inp.name: x[i:i + batch_dim]})[0] for i in range(0, len(x), batch_dim)]
+        return np.concatenate(outs)
+    return sess.run(None, {inp.name: x})[0]
+
+
+def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
+    from snncc.backends.python.float_runtime import run_graph
+
+    ref = onnxruntime_outputs(model_path, x).reshape(len(x), -1).astype(np.float64)
+    ours = run_graph(graph, x)[graph.outputs[0]].reshape(len(x), -1).astype(np.float64)
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    err = float(np.abs(ours - ref).max())
+    ok = err <= ORT_RTOL * scale + ORT_ATOL
+    return Rung("onnxruntime ~ float IR", ok, f"max |diff| {err:.3g} (allowed {ORT_RTOL * scale + ORT_ATOL:.3g})")
+
+
+def rung_oracle(snn_graph, x: np.ndarray, timesteps: int) -> Rung:
+    from snncc.backends.python.snn_sim import oracle_mismatches
+
+    if timesteps != 1:
+        return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
+    mism = oracle_mismatches(snn_graph, x)  # {neuron name: (mismatches, total)}
+    bad = [(name, m, t) for name, (m, t) in mism.items() if m]
+    table = [(name, f"{m}/{t}") for name, m, t in bad]
+    total = sum(t for _, t in mism.values())
+    return Rung("quantized ANN == float SNN", not bad,
+                f"{len(mism)} neuron layers, {total} positions, {sum(m for _, m, _ in bad)} mismatches", table)
+
+
+def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray, np.ndarray]:
+    """Float SNN against integer SNN: per-layer level agreement and top-1 agreement."""
+    from snncc.backends.python.int_runtime import quantize_input, run_int
+    from snncc.backends.python.snn_sim import simulate
+
+    neurons = [n.name for n in int_graph.nodes if n.op == "neuron"]
+    values = {n.name: n.output for n in int_graph.nodes if n.op == "neuron"}
+    sim = simulate(snn_graph, x, trace_levels=[values[n] for n in neurons])
+    res = run_int(int_graph, quantize_input(int_graph, x), capture=[values[n] for n in neurons])
+    table = []
+    for name in neurons:
+        a = sim.levels[values[name]]
+        b = res[values[name]]
+        agree = float(np.mean(a.reshape(b.shape) == b))
+        table.append((name, f"{agree:.4f}"))
+    float_logits = sim.logits.reshape(len(x), -1)
+    int_out = res[int_graph.outputs[0]].reshape(len(x), -1)
+    agreement = float(np.mean(float_logits.argmax(1) == int_out.argmax(1)))
+    return (Rung("float SNN vs integer SNN", True, f"top-1 agreement {agreement:.4f} (reported)", table),
+            float_logits, int_out)
+
+
+def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
+    if target == "python":
+        from snncc.backends.python.int_runtime import run_int
+        from snncc.irio import load_ir, save_ir
+
+        with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
+            save_ir(int_graph, Path(tmp) / "model")
+            reloaded = load_ir(Path(tmp) / "model")
+        out = run_int(reloaded, x_q)[reloaded.outputs[0]].reshape(reference.shape)
+        bad = np.argwhere(out != reference)
+        detail = f"{reference.size} outputs of {len(x_q)} samples compared"
+        if len(bad):
+            s, o = bad[0]
+            return Rung("integer runtime == python target", False,
+                        f"{len(bad)} mismatches; first at sample {s} output {o}")
+        return Rung("integer runtime == python target", True, detail)
+    from snncc.verify_c import compare_c
+
+    with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
+        cmp = compare_c(int_graph, Path(tmp), x_q, cc=cc)
+    if cmp.ok:
+        return Rung("integer runtime == C", True, f"{cmp.compared} outputs of {len(x_q)} samples bit-exact")
+    table = [(cmp.first_diverging_node or "?", cmp.detail)]
+    return Rung("integer runtime == C", False, cmp.detail, table)
+
+
+def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target: str = "c",
+               max_top1_drop: float | None = None, cc: str = "cc",
+               echo: Callable[[str], None] = print) -> bool:
+    from snncc.backends.python.int_runtime import quantize_input
+    from snncc.compiler import build_snn
+
+    if target not in ("c", "python"):
+        raise SnnccError(f"option --target must be c or python, got {target!r}")
+    if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
+        raise SnnccError(f"option --max-top1-drop must be in 0..100 points, got {max_top1_drop}")
+    if target == "c":
+        from snncc.verify_c import find_compiler
+
+        find_compiler(cc)  # fail fast, before the slow work
+    model_path = Path(model_path)
+    result = build_snn(model_path, options, calib, echo=echo)
+    x, y = collect(options.calib_data)
+    rungs = [rung_onnxruntime(model_path, result.float_graph, x),
+             rung_oracle(result.snn_graph, x, options.timesteps)]
+    int_rung, float_logits, int_out = rung_integer(result.snn_graph, result.int_graph, x)
+    rungs.append(int_rung)
+    rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
+
+    from snncc.backends.python.float_runtime import run_graph
+
+    ann = run_graph(result.float_graph, x)[result.float_graph.outputs[0]].reshape(len(x), -1)
+    agreement = float(np.mean(ann.argmax(1) == int_out.argmax(1)))
+    summary = [f"top-1 agreement ANN vs integer SNN: {agreement:.4f} on {len(x)} samples"]
+    drop = (1.0 - agreement) * 100.0
+    if y is not None:
+        acc_ann = float(np.mean(ann.argmax(1) == y))
+        acc_snn = float(np.mean(int_out.argmax(1) == y))
+        drop = (acc_ann - acc_snn) * 100.0
+        summary.append(f"accuracy: ANN {acc_ann:.4f}, integer SNN {acc_snn:.4f} (drop {drop:.2f} points)")
+    ok = True
+    for rung in rungs:
+        ok &= rung.ok
+        echo(f"[{'ok' if rung.ok else 'FAIL'}] {rung.name}: {rung.detail}")
+        if not rung.ok and rung.table:
+            echo("      first failing layers:")
+            for row in rung.table[:10]:
+                echo("        " + "  ".join(row))
+    for line in summary:
+        echo(line)
+    if max_top1_drop is not None and drop > max_top1_drop:
+        echo(f"[FAIL] top-1 drop {drop:.2f} points exceeds --max-top1-drop {max_top1_drop}")
+        ok = False
+    echo("verify: " + ("PASSED" if ok else "FAILED"))
+    return ok

@@ -1,0 +1,139 @@
+"""The command line: help, version, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from snncc.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
+DIGITS_CALIB = ROOT / "examples" / "digits" / "digits_calib.npz"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert "snncc" in result.output
+
+
+@pytest.mark.parametrize("command", [None, "inspect", "run", "compile", "verify", "report", "sweep"])
+def test_every_help_has_examples(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.output
+
+
+def test_not_onnx_file(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"this is not a protobuf at all \x00\xff")
+    assert_one_line_error(invoke("inspect", bad), "model.onnx")
+
+
+def test_missing_model(tmp_path):
+    assert_one_line_error(invoke("inspect", tmp_path / "nope.onnx"), "nope.onnx")
+
+
+def test_inspect_digits():
+    result = invoke("inspect", DIGITS)
+    assert result.exit_code == 0, result.output
+    assert "conv" in result.output and "MACs" in result.output
+    assert "all ops are supported" in result.output
+
+
+def test_run_digits(tmp_path):
+    x = np.load(DIGITS_CALIB)["x"][:5]
+    np.save(tmp_path / "x.npy", x)
+    result = invoke("run", DIGITS, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert result.exit_code == 0, result.output
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (5, 10)
+
+
+def test_run_bad_input_file(tmp_path):
+    (tmp_path / "x.npy").write_text("nope")
+    assert_one_line_error(invoke("run", DIGITS, "--input", tmp_path / "x.npy"), "--input")
+
+
+def test_run_input_shape_mismatch(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 5, 5), np.float32))
+    assert_one_line_error(invoke("run", DIGITS, "--input", tmp_path / "x.npy"), "shape")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--weight-bits", "1"], "--weight-bits"),
+    (["--weight-bits", "9"], "--weight-bits"),
+    (["--levels", "0"], "--levels"),
+    (["--timesteps", "0"], "--timesteps"),
+    (["--threshold", "median"], "--threshold"),
+    (["--threshold", "percentile:abc"], "percentile"),
+    (["--membrane-bits", "2"], "--membrane-bits"),
+    (["--layer-bits", "conv1"], "--layer-bits"),
+    (["--layer-bits", "conv1=x"], "--layer-bits"),
+    (["--weight-quantizer", "magic"], "--weight-quantizer"),
+])
+def test_bad_options(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    result = invoke("compile", DIGITS, "--calib", DIGITS_CALIB, "-o", out, *args)
+    assert_one_line_error(result, fragment)
+    assert not out.exists()
+
+
+def test_missing_calib_refused(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(DIGITS.read_bytes())
+    result = invoke("compile", model, "-o", tmp_path / "out")
+    assert_one_line_error(result, "--calib")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    result = invoke("compile", DIGITS, "--calib", DIGITS_CALIB, "-o", out)
+    assert_one_line_error(result, "--force")
+    assert (out / "keep.txt").read_text() == "user file"
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "proc"])
+def test_unwritable_output(tmp_path, where):
+    if where == "under_a_file":
+        (tmp_path / "file.txt").write_text("x")
+        out = tmp_path / "file.txt" / "out"
+    else:  # /proc refuses new folders even for root
+        out = Path("/proc/snncc-test-output")
+    result = invoke("compile", DIGITS, "--calib", DIGITS_CALIB, "-o", out)
+    assert_one_line_error(result, "-o/--output")
+    assert not out.exists()
+
+
+def test_no_traceback_from_console_script(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07\x12")  # a truncated protobuf
+    proc = subprocess.run([sys.executable, "-m", "snncc", "inspect", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
