@@ -149,24 +149,34 @@ def _compile_options(f):
         click.option("--residual", type=click.Choice(["sparse", "sew"]), default=None,
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     help="A TOML file of options (see docs/cli.md)."),
+                     help="A TOML file of options (default: snncc.toml next to the model); "
+                          "CLI flags override it. See snncc/config.py."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _build_options(kw: dict):
+def _build_options(kw: dict, model: Path):
+    """CompileOptions from (lowest first) defaults, the TOML config, CLI flags.
+
+    The config is --config, else a ``snncc.toml`` next to the model.  Its
+    ``[compile] calib`` key names the default calibration file, relative to it.
+    """
+    from snncc.config import config_overrides, pop_compile_calib, read_toml
     from snncc.options import CompileOptions
 
     options = CompileOptions()
     config_path = kw.pop("config_path", None)
+    if config_path is None and (model.parent / "snncc.toml").is_file():
+        config_path = model.parent / "snncc.toml"
+    default_calib = None
     if config_path is not None:
-        from snncc.config import apply_config
-
-        apply_config(options, config_path)
-    layer_bits = kw.pop("layer_bits", ())
-    for item in layer_bits:
+        doc = read_toml(config_path)
+        default_calib = pop_compile_calib(doc, config_path)
+        for key, value in config_overrides(doc, str(config_path)).items():
+            setattr(options, key, value)
+    for item in kw.pop("layer_bits", ()):
         name, sep, bits = item.partition("=")
         if not sep or not name:
             raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
@@ -174,23 +184,19 @@ def _build_options(kw: dict):
             options.layer_bits[name] = int(bits)
         except ValueError:
             raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
+    calib = kw.pop("calib", None) or default_calib
+    if calib is None:
+        sibling = model.with_name(model.stem + ".calib.npz")
+        if sibling.is_file():
+            calib = str(sibling)
+    if calib is None:
+        raise SnnccError("option --calib is required: give a .npy/.npz of input samples, or "
+                         "'--calib random' for structure tests only (no [compile] calib in a "
+                         f"snncc.toml and no {model.stem}.calib.npz next to the model)")
     for key, value in kw.items():
         if value is not None:
             setattr(options, key, value)
-    return options.validate()
-
-
-def _resolve_calib(model: Path, calib: str | None):
-    from snncc.compiler import find_default_calib
-
-    if calib is None:
-        found = find_default_calib(model)
-        if found is None:
-            raise SnnccError("option --calib is required: give a .npy/.npz of input samples, or "
-                             "'--calib random' for structure tests only (no snncc.toml or "
-                             f"{model.stem}.calib.npz next to the model)")
-        return str(found)
-    return calib
+    return options.validate(), calib
 
 
 # --- compile ---------------------------------------------------------------------
@@ -213,12 +219,11 @@ Examples:
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
 def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name: str | None,
-                dump_ir_after: tuple[str, ...], report_format: str, calib: str | None, **kw):
+                dump_ir_after: tuple[str, ...], report_format: str, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
-    options = _build_options(kw)
-    calib = _resolve_calib(model, calib)
+    options, calib = _build_options(kw, model)
     output = output or Path("build") / c_safe_name(model.stem)
     if name is not None and not name.isidentifier():
         raise SnnccError(f"option --name must be a C identifier, got {name!r}")
@@ -248,12 +253,11 @@ Examples:
               help="Fail if SNN top-1 accuracy (or agreement, without labels) drops more than P points.")
 @click.option("--cc", default="cc", show_default=True, help="Host C compiler for --target c.")
 @_compile_options
-def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, calib: str | None, **kw):
+def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
-    options = _build_options(kw)
-    calib = _resolve_calib(model, calib)
+    options, calib = _build_options(kw, model)
     ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
                     cc=cc, echo=click.echo)
     if not ok:

@@ -8,7 +8,6 @@ the numerics live in the passes and backends.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,22 +30,21 @@ class CompileResult:
     output_dir: Path | None = None
 
 
-def find_default_calib(model_path: Path) -> Path | None:
+def find_default_calib(model_path: Path) -> Path | str | None:
     """The calibration-file convention when --calib is not given.
 
-    1. ``snncc.toml`` next to the model with ``[compile] calib = "file.npz"``;
+    1. ``snncc.toml`` next to the model with ``[compile] calib = "file.npz"``
+       (relative to the TOML file, or ``"random"``);
     2. a sibling ``<model stem>.calib.npz``.
     """
+    from snncc.config import read_compile_calib
+
     model_path = Path(model_path)
     toml_path = model_path.parent / "snncc.toml"
     if toml_path.is_file():
-        try:
-            with open(toml_path, "rb") as fh:
-                calib = tomllib.load(fh).get("compile", {}).get("calib")
-        except tomllib.TOMLDecodeError as exc:
-            raise SnnccError(f"{toml_path}: not valid TOML ({exc})") from None
-        if calib:
-            return (model_path.parent / calib).resolve()
+        calib = read_compile_calib(toml_path)
+        if calib is not None:
+            return calib
     sibling = model_path.with_name(model_path.stem + ".calib.npz")
     return sibling if sibling.is_file() else None
 

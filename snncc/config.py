@@ -106,3 +106,31 @@ def _typed(key: str, value, default, label: str, where: str):
             raise bad("a string")
         return value
     return value
+
+
+def read_toml(path) -> dict:
+    """Parse a TOML file; SnnccError naming --config when unreadable or invalid."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise SnnccError(f"option --config: cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SnnccError(f"option --config: {path} is not valid TOML: {e}") from None
+
+
+def pop_compile_calib(doc: dict, path) -> str | None:
+    """Remove and resolve ``[compile] calib`` (a default for --calib, relative to the file)."""
+    calib = doc.get("compile", {}).pop("calib", None)
+    if calib is None:
+        return None
+    if not isinstance(calib, str):
+        raise SnnccError(f"option --config: key 'compile.calib' in {path} must be a path string")
+    return calib if calib == "random" else str((Path(path).parent / calib).resolve())
+
+
+def read_compile_calib(path) -> str | None:
+    return pop_compile_calib(read_toml(path), path)
