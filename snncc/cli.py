@@ -52,20 +52,18 @@ Examples:
 @click.option("--canonical", is_flag=True, help="Show the IR after the canonicalize pass.")
 def inspect(model: Path, canonical: bool):
     """Print the graph, shapes, parameters, MACs and the ops that will not convert."""
-    from snncc.frontend.onnx_import import list_unsupported, load_onnx_model_proto
+    from snncc.frontend.onnx_import import import_model, list_unsupported
+    from snncc.frontend.reader import read_model
     from snncc.graph_stats import graph_totals, node_macs, node_param_count
 
-    proto = load_onnx_model_proto(model)
-    unsupported = list_unsupported(proto)
+    proto, base_dir = read_model(model)
+    unsupported = list_unsupported(proto, base_dir)
     if unsupported:
         click.echo(f"{model.name}: {len(unsupported)} node(s) will not convert:")
         for node, op in unsupported:
             click.echo(f"  {op:<20s} {node}")
-        ctx = click.get_current_context()
-        ctx.exit(2)
-    from snncc.frontend.onnx_import import load_onnx
-
-    graph = load_onnx(model)
+        click.get_current_context().exit(2)
+    graph = import_model(proto, base_dir)
     if canonical:
         from snncc.options import CompileOptions
         from snncc.passes import canonicalize
