@@ -34,40 +34,60 @@ and against energy, front marked) into the output folder.
                                                         "rescaw.")
 @click.option("--layer-bits", multiple=True, help="Per-layer weight bits kept fixed across the sweep, NAME=BITS "
                                                   "(repeatable; 'first'/'last' allowed).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A TOML file of options shared by every point (default: snncc.toml next to the model); "
+                   "the grid and CLI flags override it.")
 def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, timesteps: str, jobs: int | None,
               output: Path | None, force: bool, threshold: str | None, weight_quantizer: str | None,
-              layer_bits: tuple[str, ...]):
+              layer_bits: tuple[str, ...], config_path: Path | None):
     """Compile MODEL over a grid of N, weight bits and T; table, CSV and Pareto plot.
 
     Each point runs the full conversion and quantization (no code emission) in a worker
     process and is scored on the calibration data: SNN accuracy (or ANN/SNN agreement
     without labels), model size in bits and the SNN energy estimate.
     """
-    from snncc.compiler import c_safe_name, find_default_calib
+    from snncc.compiler import c_safe_name
     from snncc.sweep import format_table, parse_int_list, run_sweep
 
     if not model.is_file():
         raise SnnccError(f"argument MODEL: file not found: {model}")
+    base, config_calib = _config_options(model, config_path)
+    calib = calib or config_calib
+    if calib is None and model.with_name(model.stem + ".calib.npz").is_file():
+        calib = str(model.with_name(model.stem + ".calib.npz"))
     if calib is None:
-        found = find_default_calib(model)
-        if found is None:
-            raise SnnccError(f"option --calib is required (no snncc.toml or {model.stem}.calib.npz next to the model)")
-        calib = str(found)
+        raise SnnccError("option --calib is required (no [compile] calib in a snncc.toml and no "
+                         f"{model.stem}.calib.npz next to the model)")
     if jobs is not None and jobs < 1:
         raise SnnccError(f"option --jobs must be >= 1, got {jobs}")
     grid = {"levels": parse_int_list(levels, "--levels"), "weight_bits": parse_int_list(weight_bits, "--weight-bits"),
             "timesteps": parse_int_list(timesteps, "--timesteps")}
-    base: dict = {}
     if threshold is not None:
         base["threshold"] = threshold
     if weight_quantizer is not None:
         base["weight_quantizer"] = weight_quantizer
     if layer_bits:
-        base["layer_bits"] = _parse_layer_bits(layer_bits)
+        base["layer_bits"] = {**base.get("layer_bits", {}), **_parse_layer_bits(layer_bits)}
     output = output or Path("build") / f"sweep_{c_safe_name(model.stem)}"
     rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo)
     click.echo(format_table(rows))
     click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png")
+
+
+def _config_options(model: Path, config_path: Path | None) -> tuple[dict, str | None]:
+    """Options shared by all points, and the default --calib, from --config or a sibling snncc.toml.
+
+    The same convention as `snncc compile`, so a sweep scores what compile would build.
+    """
+    from snncc.config import config_overrides, pop_compile_calib, read_toml
+
+    if config_path is None and (model.parent / "snncc.toml").is_file():
+        config_path = model.parent / "snncc.toml"
+    if config_path is None:
+        return {}, None
+    doc = read_toml(config_path)
+    calib = pop_compile_calib(doc, config_path)
+    return config_overrides(doc, str(config_path)), calib
 
 
 def _parse_layer_bits(items: tuple[str, ...]) -> dict[str, int]:
