@@ -322,14 +322,18 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     from_weights = np.zeros(n)  # max conv/dense step per class
     from_affine = np.zeros(n)
     from_bias = np.zeros(n)
+    affine_mag = np.zeros(n)
+    affine_count = np.zeros(n, dtype=np.int64)
     for node in g.nodes:
         if node.op not in ("conv", "dense", "affine"):
             continue
         roots = sc.node_roots(node)
         f = _input_factor(node, domains, s_x)
         if node.op == "affine":
-            step = np.abs(np.asarray(node.params["scale"], dtype=np.float64)) * f / weight_quant.qmax(AFFINE_BITS)
-            np.maximum.at(from_affine, roots, step)
+            mag = np.abs(np.asarray(node.params["scale"], dtype=np.float64)) * f
+            np.maximum.at(from_affine, roots, mag / weight_quant.qmax(AFFINE_BITS))
+            np.maximum.at(affine_mag, roots, mag)
+            np.add.at(affine_count, roots, 1)
             bias = node.params["shift"]
         else:
             w = np.asarray(node.params["weight"], dtype=np.float64) * f
@@ -354,7 +358,12 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
         g.meta.setdefault("notes", []).append(
             f"quantize: {coarsened} channel scale(s) coarsened so that (levels+1)*theta fits "
             f"the {options.membrane_bits}-bit membrane")
-    sc.S = np.maximum(S, need)
+    S = np.maximum(S, need)
+    # A join of conv branches and one identity shortcut: make the shortcut weight exact
+    # (|a| / S an integer k) by coarsening S by at most a factor (k+1)/k.
+    k = np.floor(affine_mag / S)
+    exact = (affine_count == 1) & (from_weights > 0) & (k >= 1)
+    sc.S = np.where(exact, affine_mag / np.maximum(k, 1), S)
     return sc
 
 

@@ -87,3 +87,20 @@ def dense_snn(fan_in: int, outputs: int = 4, seed: int = 0, timesteps: int = 1, 
               stage="snn", meta={"timesteps": timesteps}, stats={"x": {"absmax": np.array([1.0])}})
     g.verify()
     return g
+
+
+def wide_snn(fan_in: int, timesteps: int = 1, membrane_bits_hint: int = 32) -> Graph:
+    """input (fan_in,) -> dense -> neuron -> dense -> output: a huge-fan-in neuron for membrane overflow."""
+    rng = np.random.default_rng(0)
+    w1 = rng.choice([-1.0, 1.0], (2, fan_in))
+    nodes = [
+        Node("fc1", "dense", ["x"], "c1", {}, {"weight": w1, "bias": np.zeros(2)}, "Gemm:/fc1/Gemm"),
+        Node("n1", "neuron", ["c1"], "z1", {"levels": 1, "signed": False, "barrier": False},
+             {"theta": np.full(2, 0.5)}),
+        Node("fc2", "dense", ["z1"], "out", {}, {"weight": np.ones((2, 2)), "bias": np.zeros(2)}, "Gemm:/fc2/Gemm"),
+    ]
+    values = {"x": Value("x", (fan_in,)), "c1": Value("c1", (2,)), "z1": Value("z1", (2,)), "out": Value("out", (2,))}
+    g = Graph("wide", ["x"], ["out"], nodes, values, stage="snn", meta={"timesteps": timesteps},
+              stats={"x": {"absmax": np.array([1.0])}})
+    g.verify()
+    return g

@@ -175,3 +175,41 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     if op == "channel_shuffle":
         return K.channel_shuffle(x, a["groups"])
     raise SnnccError("the integer runtime cannot execute this op", node=node.name, op=op)
+
+
+def level_agreement(graph_int: Graph, graph_snn: Graph, x: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per neuron: fraction of positions where integer and float SNN levels agree (T=1 view).
+
+    ``end_to_end``: both networks run on their own (the integer one on x_q, the float
+    one on the dequantized x_q * s_x, so input rounding is not counted).
+    ``isolated``: each integer neuron layer is fed the float SNN's levels from the
+    layer before, so it measures that layer's quantization alone; end-to-end adds
+    the propagation of earlier mismatches, which untrained deep nets amplify.
+    Levels are compared at the last timestep (T=1: the only one).
+    """
+    from snncc.backends.python.snn_sim import simulate
+
+    xq = quantize_input(graph_int, x)
+    neurons = [n for n in graph_int.nodes if n.op == "neuron"]
+    fs = simulate(graph_snn, xq * float(graph_int.meta["input_scale"]), timesteps=1,
+                  capture=[n.name for n in neurons])
+    e2e = run_int(graph_int, xq, capture=[n.output for n in neurons], timesteps=1)
+    env: dict[str, np.ndarray] = {graph_int.inputs[0]: xq.astype(np.int64)}
+    out: dict[str, dict[str, float]] = {}
+    for node in graph_int.nodes:
+        if node.op == "neuron":
+            ref = fs.captured[node.name]
+            z = _neuron_step(node, env[node.inputs[0]], {})
+            out[node.name] = {"isolated": float((z == ref).mean()),
+                              "end_to_end": float((e2e[node.output] == ref).mean()),
+                              "positions": int(ref.size)}
+            env[node.output] = ref.astype(np.int64)
+        else:
+            env[node.output] = _eval(node, [env[v] for v in node.inputs])
+    return out
+
+
+def pooled_agreement(per_layer: dict[str, dict[str, float]], key: str = "isolated") -> float:
+    """Agreement over all neuron positions of all layers."""
+    total = sum(v["positions"] for v in per_layer.values())
+    return sum(v[key] * v["positions"] for v in per_layer.values()) / total if total else 1.0
