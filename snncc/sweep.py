@@ -77,6 +77,7 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None 
     points = grid_points(grid)
     for point in points:  # refuse a bad grid before any slow work
         _options(base, point, CompileOptions)
+    _check_inputs(model, calib)
     if out_dir is not None:
         check_output_dir(Path(out_dir), force)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
@@ -91,6 +92,8 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None 
                 f"{_int(res.get('model_bits'))} bits") + f" ({res.pop('_seconds'):.1f} s)")
     wall = time.perf_counter() - t0
     rows = [r for r in results if r is not None]
+    if rows and all(r.get("error") for r in rows):
+        raise SnnccError(f"sweep: all {len(rows)} points failed; the first: {rows[0]['error']}")
     mark_pareto(rows)
     echo(f"sweep: done in {wall:.1f} s")
     if out_dir is not None:
@@ -99,6 +102,19 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None 
             (tmp / "sweep_table.txt").write_text(format_table(rows) + "\n", encoding="utf-8")
             write_pareto_plot(rows, tmp / "sweep_pareto.png", title=Path(model).name)
     return rows
+
+
+def _check_inputs(model: str, calib: str) -> None:
+    """Fail fast, once, on a bad model or calibration file (not once per point)."""
+    import warnings
+
+    from snncc.calib_data import load_calib
+    from snncc.frontend.onnx_import import load_onnx
+
+    graph = load_onnx(model)
+    with warnings.catch_warnings():  # 'random' warns in every worker anyway
+        warnings.simplefilter("ignore")
+        load_calib(calib, graph.values[graph.inputs[0]].shape)
 
 
 def _options(base: Mapping, point: Mapping, options_cls):

@@ -198,3 +198,19 @@ def test_digits_sweep_is_deterministic_and_matches_cli(digits_sweep, digits_exam
     keep = ("snn_accuracy", "agreement", "model_bits", "energy_pj", "sops")
     assert {k: one[0][k] for k in keep} == {k: full[3][k] for k in keep}
     assert "front: b = Pareto-optimal" in res.output  # printed the table
+
+
+def test_bad_calib_fails_once_before_any_point(tmp_path, digits_example):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 3, 8, 8), dtype=np.float32))
+    with pytest.raises(SnnccError, match="option --calib"):
+        run_sweep(digits_example.onnx_path, bad, {"levels": [2]}, 1, tmp_path / "out", echo=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_point_errors_are_recorded_and_all_failing_is_an_error(tmp_path, digits_example):
+    """A user-level failure at a point is kept in its row; if every point fails, the sweep fails."""
+    with pytest.raises(SnnccError, match=r"sweep: all 2 points failed; the first: .*unknown layer 'nope'"):
+        run_sweep(digits_example.onnx_path, digits_example.calib_path, {"levels": [2, 4]}, 2, tmp_path / "out",
+                  base_options={"layer_bits": {"nope": 4}}, echo=lambda _m: None)
+    assert not (tmp_path / "out").exists()
