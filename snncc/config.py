@@ -15,9 +15,11 @@ Example::
 Keys are :class:`~snncc.options.CompileOptions` field names.  They may sit at the top
 level or in a section named after the pass they tune (``[calibrate]``, ``[convert]``,
 ``[residual]``, ``[prune]``, ``[quantize]``, ``[compile]``); any field is accepted in
-any section.  ``layer_bits`` is a table of layer name -> bits.  ``load_config``
-returns the overrides as a dict; the caller merges them under explicit CLI flags
-and runs ``CompileOptions.validate()``.
+any section.  ``layer_bits`` is a table of layer name -> bits.  ``[compile] calib``
+names the default calibration file, relative to the config file
+(``pop_compile_calib``).  ``load_config`` returns the option overrides as a dict;
+the caller merges them under explicit CLI flags and runs
+``CompileOptions.validate()``.
 """
 
 from __future__ import annotations
@@ -33,28 +35,17 @@ SECTIONS = ("compile", "calibrate", "residual", "convert", "prune", "quantize")
 
 def load_config(path) -> dict:
     """Option overrides from a TOML file; SnnccError naming the key on any bad entry."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise SnnccError("option --config needs Python >= 3.11 (tomllib) or the tomli package") from None
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as e:
-        raise SnnccError(f"option --config: cannot read {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SnnccError(f"option --config: {path} is not valid TOML: {e}") from None
+    doc = read_toml(path)
+    pop_compile_calib(doc, path)
     return config_overrides(doc, str(path))
 
 
 def config_overrides(doc: dict, where: str = "config") -> dict:
     """Validate a parsed TOML document and flatten it to CompileOptions overrides."""
-    fields = {f.name: f for f in dataclasses.fields(CompileOptions)}
     defaults = CompileOptions()
+    # Only plain option values; runtime objects (calib_data) are not configurable.
+    fields = {f.name: f for f in dataclasses.fields(CompileOptions)
+              if isinstance(getattr(defaults, f.name), (bool, int, float, str, dict))}
     out: dict = {}
 
     def put(key: str, value, label: str) -> None:

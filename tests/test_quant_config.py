@@ -1,0 +1,68 @@
+"""TOML config (snncc/config.py) for the quantize options and per-layer bits."""
+
+import pytest
+from quant_graphs import tiny_snn
+
+from snncc.config import load_config
+from snncc.errors import SnnccError
+from snncc.options import CompileOptions
+from snncc.passes import quantize
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "snncc.toml"
+    p.write_text(text)
+    return p
+
+
+def test_sections_and_layer_bits(tmp_path):
+    p = _write(tmp_path, """
+levels = 2
+[quantize]
+weight_bits = 4
+weight_quantizer = "rescaw"
+membrane_bits = 12
+[quantize.layer_bits]
+first = 8
+"layer1.0.conv2" = 3
+[convert]
+timesteps = 2
+barrier_scale = 1
+""")
+    cfg = load_config(p)
+    assert cfg == {"levels": 2, "weight_bits": 4, "weight_quantizer": "rescaw", "membrane_bits": 12,
+                   "layer_bits": {"first": 8, "layer1.0.conv2": 3}, "timesteps": 2, "barrier_scale": 1.0}
+    opts = CompileOptions(**{k: v for k, v in cfg.items() if k not in ("levels", "timesteps")}).validate()
+    gi = quantize.run(tiny_snn(), opts)
+    assert [gi.node(n).attrs["bits"] for n in ("conv1", "conv2", "fc")] == [8, 3, 4]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[quantize]\nweight_bitz = 4\n", r"unknown key 'quantize.weight_bitz'"),
+    ("[quantise]\nweight_bits = 4\n", r"unknown section \[quantise\]"),
+    ("[quantize]\nweight_bits = '4'\n", r"'quantize.weight_bits'.*must be an integer"),
+    ("[quantize.layer_bits]\nconv1 = 9\n", r"'quantize.layer_bits.conv1'.*2..8"),
+    ("[quantize]\nlayer_bits = 8\n", r"'quantize.layer_bits'.*table"),
+    ("weight_bits = 4\n[quantize]\nweight_bits = 5\n", r"'quantize.weight_bits' is given twice"),
+    ("calib_data = 1\n", r"unknown key 'calib_data'"),
+    ("[quantize\n", r"not valid TOML"),
+])
+def test_bad_config(tmp_path, text, match):
+    with pytest.raises(SnnccError, match=match):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SnnccError, match="--config: cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_compile_calib_is_resolved_not_an_option(tmp_path):
+    from snncc.config import config_overrides, pop_compile_calib, read_toml
+
+    p = _write(tmp_path, '[compile]\ncalib = "data/c.npz"\nweight_bits = 6\n')
+    assert load_config(p) == {"weight_bits": 6}
+    doc = read_toml(p)
+    assert pop_compile_calib(doc, p) == str((tmp_path / "data" / "c.npz").resolve())
+    assert config_overrides(doc) == {"weight_bits": 6}
+    assert pop_compile_calib({}, p) is None
