@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from snncc.passes import calibrate, canonicalize, convert, quantize
+from snncc.passes import calibrate, canonicalize, convert, quantize, residual
 
 PASSES = {
     "canonicalize": canonicalize.run,
     "calibrate": calibrate.run,
+    "residual": residual.run,
     "convert": convert.run,
     "quantize": quantize.run,
 }
 
 # The full compile pipeline, in order (passes are added here as they land).
-DEFAULT_PIPELINE = ["canonicalize", "calibrate", "convert", "quantize"]
+DEFAULT_PIPELINE = ["canonicalize", "calibrate", "residual", "convert", "quantize"]

@@ -202,4 +202,5 @@ if __name__ == "__main__":  # quick look: python tests/residual_models.py /tmp/o
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
     res = train_all(out)
     for m in res.models.values():
-        print(f"{m.name:10s} ANN test accuracy {m.ann_test_accuracy:.4f}  trained in {m.train_seconds:.1f} s  {m.onnx_path}")
+        print(f"{m.name:10s} ANN test accuracy {m.ann_test_accuracy:.4f}  "
+              f"trained in {m.train_seconds:.1f} s  {m.onnx_path}")
