@@ -55,9 +55,9 @@ import_onnx_model = import_model
 def list_unsupported(model: onnx.ModelProto, base_dir=None) -> list[tuple[str, str]]:
     """(node name, ONNX op) of every node that will not import, in graph order:
     ops snncc does not know, and known ops in a configuration it cannot map."""
-    work, opset = prepare(model, base_dir)
-    _, unsupported, failed, _ = _walk(work, opset)
-    order = {name: i for i, name in enumerate(node_labels(work.graph))}
+    prepared = prepare(model, base_dir)
+    _, unsupported, failed, _ = _walk(*prepared)
+    order = {name: i for i, name in enumerate(node_labels(prepared[1]))}
     return sorted(unsupported + failed, key=lambda item: order[item[0]])
 
 
@@ -89,7 +89,7 @@ def _graph_inputs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...], in
     return out
 
 
-def _walk(model: onnx.ModelProto, opset: int):
+def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
     """Import every node; collect unsupported ops instead of stopping at the first."""
     g = model.graph
     inputs = _graph_inputs(model)
@@ -99,13 +99,13 @@ def _walk(model: onnx.ModelProto, opset: int):
     batches = {b for _, _, b in inputs}
     batch = batches.pop() if len(batches) == 1 else None
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in g.node:
+    for node in nodes:
         for name in node.input:
             if name:
                 consumers.setdefault(name, []).append(node)
     outputs = [o.name for o in g.output]
-    value_names = {o for n in g.node for o in n.output if o}
-    names = node_labels(g)
+    value_names = {o for n in nodes for o in n.output if o}
+    names = node_labels(nodes)
     ctx = ImportContext(graph, opset, batch, names, consumers, set(outputs), value_names)
     for name, _, _ in inputs:
         ctx.acts[name] = name
@@ -119,7 +119,7 @@ def _walk(model: onnx.ModelProto, opset: int):
     failed: list[tuple[str, str]] = []
     first_error: SnnccError | None = None
     poisoned: set[str] = set()
-    for index, node in enumerate(g.node):
+    for index, node in enumerate(nodes):
         ctx.index, ctx.onnx_node = index, node
         if any(n in poisoned for n in node.input if n):
             # Downstream of a node that did not import: still name unknown ops, so

@@ -52,29 +52,63 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise SnnccError("the model imports no version of the default ONNX opset")
 
 
-def prepare(model: onnx.ModelProto, base_dir=None) -> tuple[onnx.ModelProto, int]:
-    """Validate a model and return a checked, topologically sorted copy and its opset."""
-    work = onnx.ModelProto()
-    work.CopyFrom(model)
-    opset = default_opset(work)
+def prepare(model: onnx.ModelProto, base_dir=None) -> tuple[onnx.ModelProto, list[onnx.NodeProto], int]:
+    """Validate a model; return it (upgraded to opset 9 if older, external data
+    loaded), its nodes in topological order, and its opset.  The caller's model
+    is never modified."""
+    opset = default_opset(model)
     if opset > MAX_OPSET:
         raise SnnccError(f"opset {opset} is not supported (snncc accepts opsets {MIN_OPSET}..{MAX_OPSET})")
-    _check_external_data(work, base_dir)
-    _check_tensor_sizes(work)
-    _sort_nodes(work.graph)
-    _check_known_ops(work)
+    if any(t.data_location == TensorProto.EXTERNAL for _, _, t in _all_tensors(model)):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # cheap: the bulk of the data is still on disk
+        model = copy
+        _check_external_data(model, base_dir)
+    _check_tensor_sizes(model)
+    nodes = _sorted_nodes(model.graph)
+    _check_known_ops(model, nodes)
+    skeleton = _skeleton(model, nodes)
     try:
-        onnx.checker.check_model(work)
+        onnx.checker.check_model(skeleton)
     except (onnx.checker.ValidationError, ValueError) as exc:
         raise SnnccError(f"the model fails the ONNX checker: {_first_line(exc)}") from None
     if opset < MIN_OPSET:
-        work = _upgrade(work, opset)
-        opset = MIN_OPSET
+        model = _upgrade(model, opset)
+        nodes, opset = list(model.graph.node), MIN_OPSET
+        skeleton = _skeleton(model, nodes)
     try:
-        work = onnx.shape_inference.infer_shapes(work, check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes(skeleton, check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
         raise SnnccError(f"ONNX shape inference failed: {_first_line(exc)}") from None
-    return work, opset
+    return model, nodes, opset
+
+
+# Initializers above this many elements are left out of the copy that the checker
+# and shape inference see: their data is never needed to infer shapes, and copying
+# a VGG's 500 MB of weights twice costs seconds.
+_SKELETON_LIMIT = 4096
+
+
+def _skeleton(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """The model with sorted nodes and large initializers turned into typed inputs."""
+    out = onnx.ModelProto()
+    out.ir_version = model.ir_version
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    g, src = out.graph, model.graph
+    g.name = src.name
+    g.node.extend(nodes)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    g.sparse_initializer.extend(src.sparse_initializer)
+    listed = {v.name for v in src.input}
+    g.input.extend(src.input)
+    for t in src.initializer:
+        if int(np.prod(t.dims, dtype=np.int64)) <= _SKELETON_LIMIT:
+            g.initializer.append(t)
+        elif t.name not in listed:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return out
 
 
 def _first_line(exc: Exception) -> str:
@@ -189,10 +223,10 @@ def _check_tensor_sizes(model: onnx.ModelProto) -> None:
 
 # --- structure -----------------------------------------------------------------
 
-def _sort_nodes(graph: onnx.GraphProto) -> None:
-    """Sort nodes topologically in place; refuse cycles and dangling inputs."""
+def _sorted_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes in topological order; refuse cycles and dangling inputs."""
     nodes = list(graph.node)
-    names = node_labels(graph)
+    names = node_labels(nodes)
     producer: dict[str, int] = {}
     for i, node in enumerate(nodes):
         for out in node.output:
@@ -220,17 +254,15 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
         path = " -> ".join(sanitize_name(names[i]) for i in cycle + cycle[:1])
         first = nodes[cycle[0]]
         raise SnnccError(f"the graph has a cycle: {path}", node=names[cycle[0]], op=first.op_type) from None
-    if order != list(range(len(nodes))):
-        del graph.node[:]
-        graph.node.extend(nodes[i] for i in order)
+    return [nodes[i] for i in order]
 
 
-def _check_known_ops(model: onnx.ModelProto) -> None:
+def _check_known_ops(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
     """Ops unknown to ONNX itself fail the checker; report them as unsupported first."""
     opsets = {imp.domain or "": imp.version for imp in model.opset_import}
-    names = node_labels(model.graph)
+    names = node_labels(nodes)
     bad = []
-    for name, node in zip(names, model.graph.node):
+    for name, node in zip(names, nodes):
         domain = node.domain or ""
         if domain in ("", "ai.onnx"):
             if not onnx.defs.has(node.op_type, domain=""):
@@ -248,14 +280,14 @@ def unsupported_error(bad: list[tuple[str, str]]) -> SnnccError:
     return err
 
 
-def node_labels(graph: onnx.GraphProto) -> list[str]:
+def node_labels(nodes: list[onnx.NodeProto]) -> list[str]:
     """A unique IR name per node: the ONNX name when unique, else ``n<i>_<op>``."""
     counts: dict[str, int] = {}
-    for node in graph.node:
+    for node in nodes:
         counts[node.name] = counts.get(node.name, 0) + 1
-    taken = {n.name for n in graph.node if n.name and counts[n.name] == 1}
+    taken = {n.name for n in nodes if n.name and counts[n.name] == 1}
     out = []
-    for i, node in enumerate(graph.node):
+    for i, node in enumerate(nodes):
         if node.name and counts[node.name] == 1:
             out.append(node.name)
             continue

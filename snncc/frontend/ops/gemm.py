@@ -13,12 +13,14 @@ def import_gemm(ctx) -> None:
     if int(ctx.attr("transA", 0)):
         raise ctx.error("transA=1 is not supported (the activation must be the left operand)")
     need_rank(ctx, ctx.shape(a), 1, "input A")
-    w = np.asarray(ctx.const(b, "weight B"), dtype=np.float64)
+    w = np.asarray(ctx.const(b, "weight B"), dtype=np.float32)
     if w.ndim != 2:
         raise ctx.error(f"weight B must be 2-D, got {list(w.shape)}")
     alpha = float(ctx.attr("alpha", 1.0))
     beta = float(ctx.attr("beta", 1.0))
-    weight = alpha * (w if int(ctx.attr("transB", 0)) else w.T)  # (out, in)
+    weight = w if int(ctx.attr("transB", 0)) else w.T  # (out, in)
+    if alpha != 1.0:
+        weight = weight.astype(np.float64) * alpha
     out = weight.shape[0]
     c_name = ctx.optional_input(2)
     bias = np.zeros(out)
@@ -36,7 +38,7 @@ def import_matmul(ctx) -> None:
     if ctx.is_const(a):
         raise ctx.error("MatMul with a constant left operand is not supported")
     need_rank(ctx, ctx.shape(a), 1, "input A")
-    w = np.asarray(ctx.const(b, "weight B"), dtype=np.float64)
+    w = np.asarray(ctx.const(b, "weight B"), dtype=np.float32)
     if w.ndim != 2:
         raise ctx.error(f"weight B must be 2-D, got {list(w.shape)}")
     ctx.emit("dense", [ctx.act(a)], {}, {"weight": w.T, "bias": np.zeros(w.shape[1])},
