@@ -75,5 +75,32 @@ def import_global_pool(ctx) -> None:
                  output=node.output[0])
 
 
-IMPORTERS = {"MaxPool": import_maxpool, "AveragePool": import_avgpool,
+def import_spatial_reduce(ctx) -> None:
+    """ReduceMean/ReduceMax over H and W (how dynamo exports adaptive pooling to 1x1)."""
+    node = ctx.onnx_node
+    shape = ctx.shape(node.input[0])
+    need_rank(ctx, shape, 3)
+    if ctx.opset >= 18:  # axes moved from an attribute to an input
+        name = ctx.optional_input(1)
+        axes = None if name is None else [int(a) for a in ctx.const(name, "axes").reshape(-1)]
+    else:
+        axes = ctx.attr("axes")
+    axes = sorted({int(a) + 4 if int(a) < 0 else int(a) for a in (axes or [])})
+    if axes != [2, 3]:
+        raise ctx.error(f"{node.op_type} over axes {axes} is not supported (only the spatial axes 2, 3)")
+    attrs = {"kernel": tuple(shape[1:]), "strides": (1, 1), "pads": (0, 0, 0, 0)}
+    keep = int(ctx.attr("keepdims", 1))
+    out = node.output[0] if keep else None
+    if node.op_type == "ReduceMean":
+        pooled = ctx.emit("avgpool", [ctx.act(node.input[0])], {**attrs, "count_include_pad": 1},
+                          output=out, suffix=None if keep else "pool")
+    else:
+        pooled = ctx.emit("maxpool", [ctx.act(node.input[0])], {**attrs, "dilations": (1, 1)},
+                          output=out, suffix=None if keep else "pool")
+    if not keep:
+        ctx.emit("flatten", [pooled], output=node.output[0])
+
+
+IMPORTERS = {"ReduceMean": import_spatial_reduce, "ReduceMax": import_spatial_reduce,
+             "MaxPool": import_maxpool, "AveragePool": import_avgpool,
              "GlobalAveragePool": import_global_pool, "GlobalMaxPool": import_global_pool}
