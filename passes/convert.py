@@ -18,16 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import simulate
+from snncc.backends.python.snn_sim import run_quantized, simulate
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.passes.convert_build import build
 from snncc.passes.convert_plan import DATA_MOVEMENT, Plan, is_scale_affine, plan
 from snncc.passes.convert_thresholds import thresholds
+from snncc.passes.residual import scale_barriers
 
-SEARCH_SAMPLES = 512  # calibration samples used by threshold search and bias correction
-SEARCH_GRID = (0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4, 1.6, 2.0)
+SEARCH_SAMPLES = 256  # calibration samples used by threshold search and bias correction, at most
+SEARCH_ELEMENTS = 20_000_000  # ... and fewer for big models: samples x activations per sample
+SEARCH_GRID = (0.6, 0.75, 0.9, 1.1, 1.3, 1.6)  # factors tried on each population's thresholds
 
 
 def run(graph: Graph, options: CompileOptions) -> Graph:
@@ -48,14 +50,20 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     want_search = options.threshold_search == "output"
     if (want_search or options.bias_correction) and data is None:
         notes.append("threshold search / bias correction skipped: no calibration data")
+        thetas = scale_barriers(graph, thetas)
     elif want_search or options.bias_correction:
-        x = data.take(SEARCH_SAMPLES).astype(np.float64)
+        per_sample = sum(int(np.prod(v.shape)) for v in graph.values.values())
+        count = int(np.clip(SEARCH_ELEMENTS // max(per_sample, 1), 32, SEARCH_SAMPLES))
+        x = data.take(count).astype(np.float64)
         tuner = _Tuner(graph, p, N, T, x)
         if want_search:
             thetas = tuner.search(thetas, caps, groups)
             notes.append(f"threshold search: logits MSE {tuner.history[0]:.6g} -> {tuner.history[-1]:.6g}")
+        thetas = scale_barriers(graph, thetas)  # residual: --barrier-scale after the search, which must not undo it
         if options.bias_correction:
             bias_delta = tuner.bias_correction(thetas)
+    else:
+        thetas = scale_barriers(graph, thetas)
     snn = build(graph, p, thetas, N, T, bias_delta)
     snn.meta["notes"] = list(snn.meta.get("notes", [])) + notes
     snn.meta["threshold"] = options.threshold
@@ -111,6 +119,12 @@ def populations(graph: Graph, p: Plan) -> list[list[str]]:
             for s in srcs[1:]:
                 parent[find(s)] = find(srcs[0])
             source[node.output] = srcs[0]
+    # residual pass (sparse mode): keep the threshold sharing a SEW join imposes (attrs["theta_group"])
+    tied: dict[str, str] = {}
+    for node in graph.nodes:
+        key = node.attrs.get("theta_group") if node.op == "relu" else None
+        if key is not None:
+            parent[find(node.output)] = find(tied.setdefault(key, node.output))
     order = {v: i for i, v in enumerate(parent)}
     groups: dict[str, list[str]] = {}
     for v in parent:
@@ -130,49 +144,101 @@ def _equalize(thetas: dict, caps: dict, members: list[str]) -> None:
 
 
 class _Tuner:
-    """Output-aware threshold search and empirical bias correction on a calibration subset."""
+    """Output-aware threshold search and empirical bias correction on a calibration subset.
+
+    At T=1 the float SNN equals the activation-quantized ANN, so candidates are scored
+    with ``run_quantized`` on the float graph, resuming from the unchanged prefix; for
+    T>1 each candidate is built and simulated.
+    """
 
     def __init__(self, graph: Graph, p: Plan, levels: int, timesteps: int, x: np.ndarray):
         self.graph, self.p, self.N, self.T, self.x = graph, p, levels, timesteps, x
         syn = [n.output for n in graph.nodes if n.op in ("conv", "dense")]
         ref = run_graph(graph, x, capture=syn, dtype=np.float64)
         self.ref_logits = ref[graph.outputs[0]]
-        self.ann = {v: ref[v] for v in syn}
+        self.ann_mean = {v: _channel_mean(ref[v]) for v in syn}
+        self.pos = {n.output: i for i, n in enumerate(graph.nodes)}
         self.history: list[float] = []
 
-    def loss(self, thetas, bias_delta=None) -> float:
-        snn = build(self.graph, self.p, thetas, self.N, self.T, bias_delta)
-        out = simulate(snn, self.x, timesteps=self.T).logits
-        return float(np.mean((out - self.ref_logits) ** 2))
+    def specs(self, thetas: dict) -> dict:
+        signed = set(self.p.signed_sites)
+        return {v: (t, self.N, v in signed) for v, t in thetas.items()}
+
+    def loss_from(self, thetas: dict, delta: dict, env: dict | None, start: int) -> float:
+        if self.T == 1:
+            out = run_quantized(self.graph, self.specs(thetas), self.x, bias_delta=delta, env=env, start=start)
+            logits = out[self.graph.outputs[0]]
+        else:
+            snn = build(self.graph, self.p, thetas, self.N, self.T, delta)
+            logits = simulate(snn, self.x, timesteps=self.T, activity=False).logits
+        return float(np.mean((logits - self.ref_logits) ** 2))
 
     def search(self, thetas: dict, caps: dict, groups: list[list[str]]) -> dict:
-        best = self.loss(thetas)
+        best = self.loss_from(thetas, {}, None, 0)
         self.history.append(best)
         for members in groups:
-            base = {m: thetas[m] for m in members}
-            for factor in SEARCH_GRID:
-                trial = dict(thetas)
-                for m in members:
-                    t = base[m] * factor
-                    trial[m] = np.minimum(t, caps[m]) if m in caps else t
-                loss = self.loss(trial)
+            start = min(self.pos[m] for m in members)
+            env = None
+            if self.T == 1:  # the prefix before this population does not change
+                env = run_quantized(self.graph, self.specs(thetas), self.x, stop=start)
+            for trial in _candidates(thetas, caps, members):
+                loss = self.loss_from(trial, {}, env, start if env is not None else 0)
                 if loss < best * (1 - 1e-9):
                     best, thetas = loss, trial
             self.history.append(best)
         return thetas
 
     def bias_correction(self, thetas: dict) -> dict[str, np.ndarray]:
+        """delta[node] = -(mean SNN current - mean ANN current) per output channel, in order."""
         delta: dict[str, np.ndarray] = {}
         static = set(self.graph.inputs)
         for node in self.graph.nodes:
             if all(v in static for v in node.inputs) and node.op in DATA_MOVEMENT | {"conv", "dense", "affine"}:
                 static.add(node.output)  # fed by the input only: exact, nothing to correct
-        for node in self.graph.nodes:
-            if node.op not in ("conv", "dense") or node.output in static:
-                continue
+        todo = [(i, n) for i, n in enumerate(self.graph.nodes) if n.op in ("conv", "dense") and n.output not in static]
+        if self.T == 1:
+            specs = self.specs(thetas)
+            env, at = None, 0
+            for i, node in todo:
+                env = run_quantized(self.graph, specs, self.x, bias_delta=delta, env=env, start=at, stop=i + 1,
+                                    keep=[node.output])
+                delta[node.name] = self.ann_mean[node.output] - _channel_mean(env[node.output])
+                # this node's output gets its correction, so later layers see it
+                env = _rerun_node(self.graph, specs, self.x, delta, env, i)
+                at = i + 1
+            return delta
+        for _, node in todo:
             snn = build(self.graph, self.p, thetas, self.N, self.T, delta)
-            got = simulate(snn, self.x, timesteps=self.T, capture=[node.name]).captured[node.name] / self.T
-            axes = (0,) + tuple(range(2, got.ndim))
-            err = got.mean(axis=axes) - self.ann[node.output].mean(axis=axes)
-            delta[node.name] = -err
+            got = simulate(snn, self.x, timesteps=self.T, capture=[node.name], activity=False).captured[node.name]
+            delta[node.name] = self.ann_mean[node.output] - _channel_mean(got / self.T)
         return delta
+
+
+def _candidates(thetas: dict, caps: dict, members: list[str]):
+    """Threshold sets with the population's thresholds scaled by each grid factor."""
+    for factor in SEARCH_GRID:
+        trial = dict(thetas)
+        for m in members:
+            t = thetas[m] * factor
+            trial[m] = np.minimum(t, caps[m]) if m in caps else t
+        yield trial
+
+
+def _rerun_node(graph: Graph, specs: dict, x, delta: dict, env: dict, i: int) -> dict:
+    """Apply node i's new bias delta to its output (and its quantized copy) in ``env``."""
+    node = graph.nodes[i]
+    env = dict(env)
+    out = env[node.output]
+    d = np.asarray(delta[node.name], np.float64)
+    out = out + d.reshape((1, -1) + (1,) * (out.ndim - 2))
+    env[node.output] = out
+    spec = specs.get(node.output)
+    if spec is not None:  # a signed site: re-quantize the corrected current
+        theta, n, signed = spec
+        th = theta.reshape((1, -1) + (1,) * (out.ndim - 2))
+        env[node.output + "#q"] = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
+    return env
+
+
+def _channel_mean(a: np.ndarray) -> np.ndarray:
+    return a.mean(axis=(0,) + tuple(range(2, a.ndim)))

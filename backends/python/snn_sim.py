@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
 from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
@@ -74,8 +73,11 @@ def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def simulate(graph: Graph, x: np.ndarray, *, timesteps: int | None = None, trace: Iterable[str] = (),
-             batch_size: int = 256, capture: Iterable[str] = ()) -> SimResult:
-    """Run the float SNN on inputs ``x`` (N, *input_shape) for T timesteps."""
+             batch_size: int = 256, capture: Iterable[str] = (), activity: bool = True) -> SimResult:
+    """Run the float SNN on inputs ``x`` (N, *input_shape) for T timesteps.
+
+    ``activity=False`` skips the spike/SOP counters (faster, for threshold search).
+    """
     if graph.stage != "snn":
         raise SnnccError(f"the float SNN simulator needs a stage 'snn' graph, got stage {graph.stage!r}")
     T = int(timesteps if timesteps is not None else graph.meta.get("timesteps", 1))
@@ -97,7 +99,8 @@ def simulate(graph: Graph, x: np.ndarray, *, timesteps: int | None = None, trace
     traces: dict[str, list[np.ndarray]] = {n: [] for n in trace}
     caps: dict[str, list[np.ndarray]] = {n: [] for n in capture}
     for start in range(0, len(x), int(batch_size)):
-        res = _simulate_batch(graph, x[start:start + int(batch_size)], T, set(trace), set(capture), total)
+        res = _simulate_batch(graph, x[start:start + int(batch_size)], T, set(trace), set(capture),
+                              total if activity else None)
         for v in graph.outputs:
             outs[v].append(res[0][v])
         for n in trace:
@@ -136,6 +139,7 @@ class _Totals:
         self.sops: dict[str, float] = {}
         self.sops_ml: dict[str, float] = {}
         self.static: set[str] = set()
+        self.fanout: dict[str, np.ndarray] = {}
         for node in graph.nodes:
             if node.op == "neuron":
                 n = int(node.attrs["levels"])
@@ -157,27 +161,48 @@ class _Totals:
         self.hist[node.name] += np.bincount(idx, minlength=len(self.hist[node.name]))
 
     def synapse(self, node: Node, s: np.ndarray) -> None:
-        nz = s != 0
-        self.in_events[node.name] += float(np.count_nonzero(nz))
-        self.sops[node.name] += fanout_count(node, nz)
-        self.sops_ml[node.name] += fanout_count(node, np.abs(s) >= 2)
+        if node.name not in self.fanout:
+            self.fanout[node.name] = fanout_map(node, s.shape[1:])
+        fan = self.fanout[node.name]
+        a = np.abs(s)
+        nz = (a > 0).sum(axis=0)  # per input element, summed over the batch
+        self.in_events[node.name] += float(nz.sum())
+        self.sops[node.name] += float((nz * fan).sum())
+        self.sops_ml[node.name] += float(((a >= 2).sum(axis=0) * fan).sum())
 
 
-def fanout_count(node: Node, mask: np.ndarray) -> float:
-    """Weights touched by the inputs where ``mask`` is true (exact, padding-aware)."""
-    if not mask.any():
-        return 0.0
-    m = mask.astype(np.float64)
+def fanout_map(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
+    """Per input element, the number of weights it touches in ``node`` (padding-aware).
+
+    For a conv this is (O/group) x (output rows covering h) x (output columns covering
+    w): separable, so it is built from two 1-D counts.
+    """
     if node.op == "conv":
         a = node.attrs
-        ones = np.ones_like(node.params["weight"], dtype=np.float64)
-        return float(K.conv2d(m, ones, None, a["strides"], a["pads"], a["dilations"], a["group"]).sum())
+        o, _, kh, kw = node.params["weight"].shape
+        c, h, w = in_shape
+        fh = _cover(h, kh, a["strides"][0], a["pads"][0], a["pads"][2], a["dilations"][0])
+        fw = _cover(w, kw, a["strides"][1], a["pads"][1], a["pads"][3], a["dilations"][1])
+        per = (o // int(a["group"])) * np.outer(fh, fw)
+        return np.broadcast_to(per, (c, h, w))
     if node.op == "dense":
-        return float(m.sum()) * node.params["weight"].shape[0]
-    return float(m.sum())  # affine: one weight per input
+        return np.full(in_shape, float(node.params["weight"].shape[0]))
+    return np.ones(in_shape)  # affine: one weight per input
 
 
-def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: set, total: _Totals):
+def _cover(size: int, k: int, stride: int, p0: int, p1: int, dil: int) -> np.ndarray:
+    """How many (output position, kernel tap) pairs read each input position along one axis."""
+    n_out = (size + p0 + p1 - dil * (k - 1) - 1) // stride + 1
+    count = np.zeros(size)
+    starts = np.arange(n_out) * stride - p0
+    for i in range(k):  # kernel taps only; output positions are vectorized
+        pos = starts + i * dil
+        pos = pos[(pos >= 0) & (pos < size)]
+        np.add.at(count, pos, 1.0)
+    return count
+
+
+def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: set, total: _Totals | None):
     static = set(graph.inputs)  # values constant over time (computed at t=0, reused)
     env_static: dict[str, np.ndarray] = {graph.inputs[0]: xb}
     v_state: dict[str, np.ndarray] = {}
@@ -188,7 +213,7 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
         env = dict(env_static)
         for node in graph.nodes:
             args = [env[v] for v in node.inputs]
-            if node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
+            if total and node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
                 total.synapse(node, args[0])  # static inputs are real values: MACs, computed once
             if node.output in static and t > 0:
                 out = env_static[node.output]
@@ -199,7 +224,8 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
                     v = np.broadcast_to(theta / 2, args[0].shape).copy()
                 out, v = neuron_step(v, args[0], theta, int(node.attrs["levels"]), bool(node.attrs.get("signed")))
                 v_state[node.name] = v
-                total.neuron(node, out)
+                if total:
+                    total.neuron(node, out)
                 if node.name in trace:
                     traces[node.name].append(v)
             else:
@@ -216,6 +242,98 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
                 traces[node.name].append(out)
         for v in graph.outputs:
             acc[v] = acc[v] + env[v]
-    total.static.update(n.name for n in graph.nodes if n.output in static)
+    if total:
+        total.static.update(n.name for n in graph.nodes if n.output in static)
     tr = {n: np.stack(a, axis=1) for n, a in traces.items()}
     return acc, tr, caps
+
+
+# --- the activation-quantized ANN (the T=1 oracle) -------------------------------------
+
+def neuron_specs(graph_snn: Graph) -> dict[str, tuple[np.ndarray, int, bool]]:
+    """float-graph value -> (theta, levels, signed) for every neuron of a converted graph."""
+    specs = {}
+    for node in graph_snn.nodes:
+        if node.op == "neuron" and node.attrs.get("ann_value"):
+            specs[node.attrs["ann_value"]] = (np.asarray(node.params["theta"], np.float64),
+                                              int(node.attrs["levels"]), bool(node.attrs.get("signed")))
+    return specs
+
+
+def bias_deltas(graph_snn: Graph) -> dict[str, np.ndarray]:
+    """Bias corrections ``convert`` applied, by synaptic node name."""
+    return {n.name: np.asarray(n.attrs["bias_delta"], np.float64)
+            for n in graph_snn.nodes if n.attrs.get("bias_delta") is not None}
+
+
+def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = None,
+                  env: dict | None = None, start: int = 0, stop: int | None = None,
+                  keep: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Run the float graph in float64 with every neuron's activation quantized.
+
+    A ReLU output v in ``specs`` becomes ``theta * clamp(floor(v/theta + 1/2), 0, N)``
+    (round half up, what the T=1 neuron with v0 = theta/2 computes). A signed site
+    keeps its current for adds and neurons, while conv/dense read its quantized
+    version (levels -N..N). ``env``/``start``/``stop`` resume a run part-way (the
+    threshold search reuses the unchanged prefix). Returns the live values at
+    ``stop`` (and ``keep``); quantized signed sites are under ``"<value>#q"``.
+    """
+    bias_delta = bias_delta or {}
+    nodes = graph.nodes
+    stop = len(nodes) if stop is None else stop
+    if env is None:
+        arr = np.asarray(x, np.float64)
+        if arr.ndim == len(graph.values[graph.inputs[0]].shape):
+            arr = arr[None]
+        env = {graph.inputs[0]: arr}
+    else:
+        env = dict(env)
+    last: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for v in node.inputs:
+            last[v] = i
+    keep = set(keep) | set(graph.outputs)
+    for i in range(start, stop):
+        node = nodes[i]
+        if node.op in ("conv", "dense"):
+            args = [env.get(node.inputs[0] + "#q", env[node.inputs[0]])]
+        else:
+            args = [env[v] for v in node.inputs]
+        if node.op == "softmax":  # the SNN drops it: compare logits
+            out = args[0]
+        else:
+            out = eval_node(node, args).astype(np.float64, copy=False)
+        if node.name in bias_delta:
+            d = np.asarray(bias_delta[node.name], np.float64)
+            out = out + d.reshape((1, -1) + (1,) * (out.ndim - 2))
+        spec = specs.get(node.output)
+        if spec is not None:
+            theta, n, signed = spec
+            th = _channel_view(theta, out.ndim)
+            q = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
+            if node.op == "relu":
+                out = q
+            else:
+                env[node.output + "#q"] = q
+        env[node.output] = out
+        for v in node.inputs:  # free what no later node reads
+            if last.get(v) == i and v not in keep:
+                env.pop(v, None)
+                env.pop(v + "#q", None)
+    return env
+
+
+def quantized_ann_levels(graph_float: Graph, graph_snn: Graph, x) -> dict[str, np.ndarray]:
+    """The activation-quantized ANN's levels, keyed by the SNN's neuron node names, plus
+    its outputs keyed by the SNN's output value names. At T=1 the float SNN equals it."""
+    specs = neuron_specs(graph_snn)
+    by_value = {n.attrs["ann_value"]: n for n in graph_snn.nodes if n.op == "neuron" and n.attrs.get("ann_value")}
+    env = run_quantized(graph_float, specs, x, bias_delta=bias_deltas(graph_snn), keep=list(specs))
+    out: dict[str, np.ndarray] = {}
+    for value, node in by_value.items():
+        theta, _, _ = specs[value]
+        q = env[value + "#q"] if value + "#q" in env else env[value]
+        out[node.name] = np.rint(q / _channel_view(theta, q.ndim))  # z*theta/theta: exact up to 1 ulp
+    for f, s in zip(graph_float.outputs, graph_snn.outputs):
+        out[s] = env[f]
+    return out
