@@ -190,3 +190,99 @@ def first_diverging_node(graph: Graph, out_dir: Path, x1: np.ndarray, *, cc: str
         if want.shape != dumps[0][i].shape or np.any(want != dumps[0][i]):
             return node
     return None
+
+
+# --- firmware: Cortex-M4 under qemu -------------------------------------------------
+
+ARM_CC = "arm-none-eabi-gcc"
+ARM_SIZE = "arm-none-eabi-size"
+QEMU = "qemu-system-arm"
+ARM_INSTALL = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb"]
+
+
+def _need_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise SnnccError(f"{tool!r} not found; install the firmware tools: {ARM_INSTALL}")
+    return path
+
+
+def _firmware_file(fname: str, name: str) -> str:
+    from importlib import resources
+
+    text = resources.files("snncc.backends.c").joinpath("firmware", fname).read_text(encoding="utf-8")
+    return text.replace("@NAME@", name).replace("@UNAME@", name.upper())
+
+
+def build_firmware(out_dir: Path, *, opt: str = "-O2", build_dir: Path | None = None) -> Path:
+    """Cross-compile the emitted library with the snncc startup, linker script and a
+    semihosting test main for the mps2-an386 board (Cortex-M4); return the ELF."""
+    out_dir = Path(out_dir)
+    name = library_name(out_dir)
+    cc = _need_tool(ARM_CC)
+    build_dir = Path(build_dir) if build_dir is not None else out_dir / "build" / "firmware"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for fname in ("mps2_an386.ld", "startup.c", "main_fw.c"):
+        (build_dir / fname).write_text(_firmware_file(fname, name), encoding="utf-8")
+    elf = build_dir / f"{name}.elf"
+    srcs = [out_dir / f"{name}.c", out_dir / f"{name}_weights.c", out_dir / "snncc_kernels.c",
+            build_dir / "startup.c", build_dir / "main_fw.c"]
+    cmd = [cc, *ARM_FLAGS, opt, *STRICT_FLAGS, "-ffunction-sections", "-fdata-sections", "-I", str(out_dir),
+           "-nostartfiles", "-T", str(build_dir / "mps2_an386.ld"), "--specs=rdimon.specs",
+           "-Wl,--gc-sections", *map(str, srcs), "-o", str(elf), "-lc", "-lrdimon"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SnnccError(f"firmware build failed:\n{proc.stderr[-4000:]}")
+    return elf
+
+
+def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0) -> np.ndarray:
+    """Run the firmware ELF under qemu (mps2-an386, semihosting) on int8 samples;
+    return its int32 outputs (N, OUT)."""
+    qemu = _need_tool(QEMU)
+    x_q = np.ascontiguousarray(x_q, dtype=np.int8)
+    n = x_q.shape[0]
+    with tempfile.TemporaryDirectory(prefix="snncc-qemu-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "input.bin").write_bytes(x_q.tobytes())
+        cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting", "-monitor", "none",
+               "-kernel", str(Path(elf).resolve())]
+        try:
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise SnnccError(f"firmware did not finish under qemu within {timeout:.0f} s") from None
+        if proc.returncode != 0 or not (tmp / "output.bin").exists():
+            raise SnnccError(f"firmware failed under qemu (exit {proc.returncode}): "
+                             f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
+        out = np.fromfile(tmp / "output.bin", dtype="<i4")
+    if out.size % max(n, 1):
+        raise SnnccError(f"firmware wrote {out.size} outputs for {n} samples")
+    return out.reshape(n, -1)
+
+
+def firmware_size(out_dir: Path, elf: Path, *, opt: str = "-O2") -> dict:
+    """Flash and RAM bytes from ``arm-none-eabi-size``: the whole ELF, and the library
+    alone (the model's three objects, compiled on their own)."""
+    size_tool = _need_tool(ARM_SIZE)
+    cc = _need_tool(ARM_CC)
+    out_dir = Path(out_dir)
+    name = library_name(out_dir)
+    objs = []
+    obj_dir = Path(elf).parent / "lib_objects"
+    obj_dir.mkdir(exist_ok=True)
+    for src in (f"{name}.c", f"{name}_weights.c", "snncc_kernels.c"):
+        obj = obj_dir / (src[:-2] + ".o")
+        cmd = [cc, *ARM_FLAGS, opt, *STRICT_FLAGS, "-I", str(out_dir), "-c", str(out_dir / src), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SnnccError(f"firmware object build failed:\n{proc.stderr[-4000:]}")
+        objs.append(obj)
+
+    def sizes(paths) -> dict:
+        proc = subprocess.run([size_tool, "-t", *map(str, paths)], capture_output=True, text=True, check=True)
+        text, data, bss = (int(v) for v in proc.stdout.strip().splitlines()[-1].split()[:3])
+        return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "ram_bytes": data + bss}
+
+    return {"elf": sizes([elf]), "library": sizes(objs)}
