@@ -105,7 +105,8 @@ def populations(graph: Graph, p: Plan) -> list[list[str]]:
     for node in graph.nodes:
         if node.output in source:
             continue
-        keep = node.op in ("maxpool", "sumpool", "avgpool", "pad") or (node.op == "affine" and is_scale_affine(node))
+        keep = (node.op in ("maxpool", "sumpool", "avgpool", "pad") or node.output in p.identity_relus
+                or (node.op == "affine" and is_scale_affine(node)))
         if keep and node.inputs[0] in source:
             source[node.output] = source[node.inputs[0]]
         elif node.output in p.level_adds:

@@ -94,7 +94,7 @@ class _Builder:
                 theta = self.thetas[node.output]
                 out = self.fresh(f"{node.output}_spk")
                 self.neuron(self.fresh(f"{node.name}_neuron"), self.ref[node.output], out, theta, True,
-                            node.output, node.origin)
+                            node.output, node.origin, {"barrier": bool(node.attrs.get("barrier"))})
                 self.signed[node.output] = (out, _broadcast(theta, self.src.values[node.output].shape))
         outs = []
         for f in self.src.outputs:
@@ -104,6 +104,10 @@ class _Builder:
 
     def _relu(self, node: Node) -> None:
         f = node.inputs[0]
+        if node.output in self.p.identity_relus:  # ReLU of non-negative levels: nothing to do
+            self.ref[node.output] = self.ref[f]
+            self.scale[node.output] = self.scale[f]
+            return
         cur = self.as_current(f, node)
         theta = self.thetas[node.output]
         extra = {"barrier": bool(node.attrs.get("barrier", False))}

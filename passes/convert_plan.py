@@ -34,6 +34,7 @@ class Plan:
     signed_sites: list[str] = field(default_factory=list)  # currents read by a synaptic op
     relus: list[str] = field(default_factory=list)  # relu output values (unsigned neurons)
     level_adds: list[str] = field(default_factory=list)  # adds of levels (SEW spike + spike)
+    identity_relus: list[str] = field(default_factory=list)  # unclipped ReLU of non-negative levels: dropped
     dropped_softmax: list[Node] = field(default_factory=list)
 
 
@@ -50,15 +51,22 @@ def plan(graph: Graph) -> Plan:
     for name in graph.inputs:
         p.kind[name] = "levels"
     signed: set[str] = set()
+    nonneg: set[str] = set()  # levels that are >= 0 (from unsigned neurons, through max/sum/moves)
     for node in graph.nodes:
         ins = [p.kind[v] for v in node.inputs]
         op = node.op
         if op == "relu":
             p.kind[node.output] = "levels"
-            p.relus.append(node.output)
+            nonneg.add(node.output)
+            if node.inputs[0] in nonneg and node.attrs.get("max") is None and not node.attrs.get("barrier"):
+                p.identity_relus.append(node.output)  # relu(relu(x)) = relu(x)
+            else:
+                p.relus.append(node.output)
         elif op in WEIGHTED or op == "affine":
             if op == "affine" and ins[0] == "levels" and is_scale_affine(node):
                 p.kind[node.output] = "levels"  # a rescale of levels (e.g. avgpool's 1/k)
+                if node.inputs[0] in nonneg and (np.asarray(node.params["scale"]) > 0).all():
+                    nonneg.add(node.output)
             else:
                 if op in WEIGHTED and ins[0] == "current":
                     signed.add(node.inputs[0])
@@ -70,8 +78,12 @@ def plan(graph: Graph) -> Plan:
             else:
                 p.kind[node.output] = "levels"
                 p.level_adds.append(node.output)
+                if all(v in nonneg for v in node.inputs):
+                    nonneg.add(node.output)
         elif op in DATA_MOVEMENT:
             p.kind[node.output] = "current" if "current" in ins else "levels"
+            if all(v in nonneg for v in node.inputs) and p.kind[node.output] == "levels":
+                nonneg.add(node.output)
         elif op == "softmax":
             if node.output not in outputs or consumers.get(node.output):
                 raise SnnccError("softmax is supported only as the final op of the network", node=node.name, op=op)
