@@ -27,7 +27,7 @@ import numpy as np
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
-from snncc.passes import range_analysis, weight_quant
+from snncc.passes import range_analysis, weight_quant, weight_rounding
 
 # Ops that move or select values without arithmetic on them (same domain in and out).
 MOVE_OPS = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
@@ -35,8 +35,6 @@ WEIGHT_OPS = ("conv", "dense")  # synaptic ops whose weights get ``bits`` bits
 INPUT_BITS = 8
 INPUT_QMAX = 127
 AFFINE_BITS = 8  # step of a population fed only by affines: its weight uses +-127
-CORRECTION_SAMPLES = 512  # calibration samples for bias correction
-CORRECTION_BATCH = 128
 
 
 def run(graph: Graph, options: CompileOptions) -> Graph:
@@ -49,8 +47,23 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     bits = resolve_layer_bits(g, options.weight_bits, options.layer_bits, domains)
     s_x = input_scale(g)
     scales = _joint_scales(g, domains, bits, s_x, options)
-    wq = _int_weights(g, domains, bits, s_x, scales)
-    if _correct_biases(g, domains, s_x, wq, options):
+    data = getattr(options, "calib_data", None)
+    rounding = getattr(options, "weight_rounding", "gptq")
+    correct = bool(getattr(options, "bias_correction", True))
+    means, mean_xq, hs = {}, None, {}
+    if data is not None and (correct or rounding == "gptq"):
+        syn = [n for n in g.nodes if n.op in ("conv", "dense", "affine")]
+        means, mean_xq, hs = weight_rounding.collect(
+            g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
+            centred=correct, seed=int(options.seed))
+    elif rounding == "gptq" or correct:
+        g.meta.setdefault("notes", []).append("quantize: no calibration data: nearest weight rounding, "
+                                              "no bias correction")
+    wq = _int_weights(g, domains, bits, s_x, scales, hs)
+    if hs:
+        g.meta.setdefault("notes", []).append(f"quantize: GPTQ weight rounding in {len(hs)} layer(s)")
+    if correct and means:
+        _correct_biases(g, domains, s_x, wq, means, mean_xq)
         g.meta.setdefault("notes", []).append("quantize: biases corrected for the mean weight-quantization error")
     _merge_join_biases(g, domains)
     _quantize_nodes(g, bits, wq, scales, options)
@@ -368,8 +381,11 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
 
 
 def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
-                 sc: _Scales) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """node name -> (integer weights, per-channel S): conv/dense weight, or affine scale."""
+                 sc: _Scales, hs: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """node name -> (integer weights, per-channel S): conv/dense weight, or affine scale.
+
+    conv/dense weights are GPTQ-rounded where a Hessian was collected, else nearest.
+    """
     out = {}
     for node in g.nodes:
         if node.op not in ("conv", "dense", "affine"):
@@ -378,9 +394,13 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
         f = _input_factor(node, domains, s_x)
         if node.op == "affine":
             out[node.name] = (_to_int32(np.asarray(node.params["scale"], dtype=np.float64) * f / S, node), S)
+            continue
+        w = np.asarray(node.params["weight"], dtype=np.float64) * f
+        if node.name in hs:
+            q = weight_rounding.gptq(w, S, weight_quant.qmax(bits[node.name]), hs[node.name])
         else:
-            w = np.asarray(node.params["weight"], dtype=np.float64) * f
-            out[node.name] = (weight_quant.quantize_with(w, S, bits[node.name]), S)
+            q = weight_quant.quantize_with(w, S, bits[node.name])
+        out[node.name] = (q, S)
     return out
 
 
@@ -388,63 +408,38 @@ def _bias_key(node: Node) -> str:
     return "shift" if node.op == "affine" else "bias"
 
 
-def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, options: CompileOptions) -> int:
+def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, means: dict,
+                    mean_xq: np.ndarray) -> None:
     """Empirical bias correction (Nagel et al. 2019) of the weight quantization error.
 
     The error of a synaptic op is linear in its input, so its mean over the
-    calibration data is the op applied to the mean input with weights W - W_q*S.
-    The mean over positions goes into the real bias before rounding.  Inputs are the
-    float SNN's levels (and for the input layer x against its int8 rounding).
-    Returns the number of corrected layers.
+    calibration data is the op applied to the mean input: W on the float SNN's mean
+    input against W_q * S on the integer network's (x_q for the input layer).  Its
+    mean over positions goes into the real bias before rounding.
     """
-    data = getattr(options, "calib_data", None)
-    if data is None or not getattr(options, "bias_correction", True):
-        return 0
     from snncc.backends.python.float_runtime import eval_node
-    from snncc.backends.python.snn_sim import simulate
 
-    syn = [n for n in g.nodes if n.name in wq]
-    prod = g.producers()
-    need = sorted({n.inputs[0] for n in syn})
-    capture = sorted({prod[v].name for v in need if v in prod})
-    T = int(g.meta.get("timesteps", 1))
-    sums: dict[str, np.ndarray] = {}
-    sum_xq = None
-    count = 0
-    for xb, _ in data.batches(CORRECTION_BATCH, limit=CORRECTION_SAMPLES):
-        xb = np.asarray(xb, dtype=np.float64)
-        res = simulate(g, xb, capture=capture, batch_size=CORRECTION_BATCH)
-        for v in need:
-            arr = xb if v in g.inputs else res.captured[prod[v].name] / T
-            sums[v] = sums.get(v, 0.0) + arr.sum(axis=0)
-        xq = np.clip(np.rint(xb / s_x), -128, 127) * s_x
-        sum_xq = xq.sum(axis=0) if sum_xq is None else sum_xq + xq.sum(axis=0)
-        count += len(xb)
-    if not count:
-        return 0
-    for node in syn:
-        v = node.inputs[0]
-        mean_f = (sums[v] / count)[None]
-        mean_i = (sum_xq / count)[None] if v in g.inputs else mean_f
+    for node in g.nodes:
+        if node.name not in wq:
+            continue
         q, S = wq[node.name]
-        f = _input_factor(node, domains, s_x)
+        v = node.inputs[0]
         shape = (-1,) + (1,) * (q.ndim - 1)
         key = "scale" if node.op == "affine" else "weight"
-        exact = Node(node.name, node.op, node.inputs, node.output, node.attrs,
-                     {key: np.asarray(node.params[key], dtype=np.float64),
-                      _bias_key(node): np.zeros(S.size)})
-        approx = Node(node.name, node.op, node.inputs, node.output, node.attrs,
-                      {key: q * S.reshape(shape) / f, _bias_key(node): np.zeros(S.size)})
-        if v in g.inputs or node.op == "affine":
-            err = eval_node(exact, [mean_f]) - eval_node(approx, [mean_i])
+        zero = {_bias_key(node): np.zeros(S.size)}
+
+        def apply(weights, x, node=node, key=key, zero=zero):
+            tmp = Node(node.name, node.op, node.inputs, node.output, node.attrs, {key: weights, **zero})
+            return np.asarray(eval_node(tmp, [x]), dtype=np.float64)[0]
+
+        real = np.asarray(node.params[key], dtype=np.float64)
+        approx = q * S.reshape(shape)  # real weights applied to the integer input
+        if v in g.inputs:
+            err = apply(real, means[v]) - apply(approx, mean_xq)
         else:
-            diff = Node(node.name, node.op, node.inputs, node.output, node.attrs,
-                        {key: exact.params[key] - approx.params[key], _bias_key(node): np.zeros(S.size)})
-            err = eval_node(diff, [mean_f])
-        err = np.asarray(err, dtype=np.float64)[0]
+            err = apply(real - approx, means[v])
         delta = err.reshape(err.shape[0], -1).mean(axis=1)
         node.params[_bias_key(node)] = np.asarray(node.params[_bias_key(node)], dtype=np.float64) + delta
-    return len(syn)
 
 
 def _merge_join_biases(g: Graph, domains: dict[str, str]) -> None:

@@ -167,3 +167,22 @@ def test_dense_only_graph():
     ref = x @ dense_snn(fan_in=16).node("fc").params["weight"].T
     np.testing.assert_allclose(out, ref, atol=16 * (1 / 127))
     assert wq.qmax(8) == np.abs(gi.node("fc").params["weight"]).max()
+
+
+def test_calibration_data_enables_gptq_and_bias_correction():
+    from snncc.backends.python.int_runtime import level_agreement
+    from snncc.calib_data import load_calib
+
+    g = tiny_snn()
+    x = sample_x(300, seed=11)
+    calib = load_calib(sample_x(128, seed=12).astype(np.float32), (1, 8, 8))
+    agree = {}
+    for rounding in ("nearest", "gptq"):
+        opts = CompileOptions(weight_bits=6, weight_rounding=rounding)
+        opts.calib_data = calib
+        gi = quantize.run(g, opts)
+        notes = " ".join(gi.meta["notes"])
+        assert "biases corrected" in notes and (("GPTQ" in notes) == (rounding == "gptq"))
+        assert np.abs(gi.node("conv2").params["weight"]).max() <= 31
+        agree[rounding] = level_agreement(gi, g, x)["n2"]["isolated"]
+    assert agree["gptq"] > agree["nearest"]  # GPTQ keeps the currents closer to the float SNN's

@@ -73,3 +73,37 @@ def test_zero_channel_and_unknown_method():
     assert s[2] == 0 and np.all(np.delete(s, 2) > 0)
     with pytest.raises(SnnccError, match="--weight-quantizer"):
         wq.channel_scales(w, 8, "minmax")
+
+
+def test_gptq_lowers_output_error():
+    from snncc.passes.weight_rounding import gptq
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (2000, 6)) @ rng.normal(0, 1, (6, 32))  # correlated inputs (rank 6)
+    w = rng.normal(0, 1, (16, 32))
+    for bits in (2, 4, 8):
+        s = wq.channel_scales(w, bits, "mse")
+        near = wq.quantize_with(w, s, bits)
+        q = gptq(w, s, wq.qmax(bits), x.T @ x)
+        assert np.abs(q).max() <= wq.qmax(bits)
+        err_near = np.linalg.norm(x @ (w - near * s[:, None]).T)
+        err_gptq = np.linalg.norm(x @ (w - q * s[:, None]).T)
+        assert err_gptq < 0.8 * err_near, (bits, err_gptq, err_near)
+
+
+def test_gptq_dead_inputs_and_conv_shape():
+    from snncc.passes.weight_rounding import gptq
+
+    rng = np.random.default_rng(6)
+    w = rng.normal(0, 1, (4, 2, 3, 3))
+    s = wq.channel_scales(w, 4, "max")
+    q = gptq(w, s, 7, np.zeros((18, 18)))  # no input ever seen: falls back to plain rounding
+    assert q.shape == w.shape
+    np.testing.assert_array_equal(q, wq.quantize_with(w, s, 4))
+
+
+def test_weight_rounding_option():
+    from snncc.options import CompileOptions
+
+    with pytest.raises(SnnccError, match="--weight-rounding"):
+        CompileOptions(weight_rounding="adaround").validate()

@@ -1,0 +1,116 @@
+"""Data-aware rounding of integer weights and the calibration inputs it needs.
+
+Nearest rounding makes each weight's error small, but the errors of one output add
+up over the fan-in.  GPTQ (Frantar et al., ICLR 2023; the OBQ update of Hassibi &
+Stork) rounds the weights of each output channel one input at a time and spreads
+the rounding error onto the not-yet-rounded weights, in proportion to the inputs'
+second moments H = E[x x^T] on calibration data, so that the *current*
+W_q * s stays close to W * s.  The step S per channel is fixed beforehand (joint
+current scales), so the integer range and the numeric contract do not change.
+
+``collect`` runs the float SNN once over calibration data and gathers, for every
+synaptic op, the mean of its input (for bias correction) and H (for GPTQ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snncc.backends.python import kernels as K
+from snncc.ir import Graph, Node
+
+SAMPLES = 512  # calibration samples
+BATCH = 64
+COLUMNS_PER_BATCH = 4096  # input windows per batch used for H (seeded subsample)
+DAMP = 0.01  # GPTQ damping, relative to mean(diag H)
+
+
+def gptq_applies(node: Node) -> bool:
+    return node.op == "dense" or (node.op == "conv" and int(node.attrs["group"]) == 1)
+
+
+def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred: bool = True,
+            seed: int = 0):
+    """Mean input (1, *shape) per input value, and H (fan-in x fan-in) per GPTQ node name.
+
+    H is the second moment of the input windows, centred if ``centred``.
+
+    ``x_quant`` maps real inputs to what the integer network sees (x_q * s_x), so the
+    input layer's statistics are those of the rounded input.
+    """
+    from snncc.backends.python.snn_sim import simulate
+
+    prod = g.producers()
+    values = sorted({n.inputs[0] for n in nodes})
+    capture = sorted({prod[v].name for v in values if v in prod})
+    T = int(g.meta.get("timesteps", 1))
+    rng = np.random.default_rng(seed)
+    sums: dict[str, np.ndarray] = {}
+    sum_q: np.ndarray | None = None
+    hs: dict[str, np.ndarray] = {}
+    count = 0
+    for xb, _ in data.batches(BATCH, limit=SAMPLES):
+        xb = np.asarray(xb, dtype=np.float64)
+        res = simulate(g, xb, capture=capture, batch_size=BATCH)
+        xq = x_quant(xb)
+        env = {}
+        for v in values:
+            env[v] = xb if v in g.inputs else res.captured[prod[v].name] / T
+            sums[v] = sums.get(v, 0.0) + env[v].sum(axis=0)
+        sum_q = xq.sum(axis=0) if sum_q is None else sum_q + xq.sum(axis=0)
+        if want_h:
+            for node in nodes:
+                if gptq_applies(node):
+                    v = node.inputs[0]
+                    cols = _columns(node, xq if v in g.inputs else env[v], rng)
+                    acc = hs.setdefault(node.name, [0.0, 0.0, 0])
+                    acc[0] = acc[0] + cols.T @ cols
+                    acc[1] = acc[1] + cols.sum(axis=0)
+                    acc[2] += len(cols)
+        count += len(xb)
+    means = {v: (sums[v] / max(count, 1))[None] for v in values}
+    mean_xq = None if sum_q is None else (sum_q / max(count, 1))[None]
+    hess = {}
+    for name, (sxx, sx, n) in hs.items():
+        mu = sx / max(n, 1)
+        # Centred when bias correction follows: it removes the mean error exactly, so
+        # rounding should spend its freedom on the varying part of the current.
+        hess[name] = sxx / max(n, 1) - (np.outer(mu, mu) if centred else 0.0)
+    return means, mean_xq, hess
+
+
+def _columns(node: Node, x: np.ndarray, rng) -> np.ndarray:
+    """(windows, fan-in) matrix of the op's input windows, subsampled."""
+    if node.op == "dense":
+        cols = x.reshape(len(x), -1)
+    else:
+        a = node.attrs
+        kh, kw = node.params["weight"].shape[2:]
+        win = K._windows(K.pad_nchw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])  # N,C,OH,OW,KH,KW
+        cols = np.moveaxis(win, 1, 3).reshape(-1, x.shape[1] * kh * kw)  # (N*OH*OW, C*KH*KW)
+    if len(cols) > COLUMNS_PER_BATCH:
+        cols = cols[np.sort(rng.choice(len(cols), COLUMNS_PER_BATCH, replace=False))]
+    return np.ascontiguousarray(cols, dtype=np.float64)
+
+
+def gptq(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray) -> np.ndarray:
+    """Integer weights (int64, shape of ``w``) at per-channel step ``S``, GPTQ-rounded."""
+    shape = w.shape
+    W = np.asarray(w, dtype=np.float64).reshape(shape[0], -1).copy()
+    k = W.shape[1]
+    H = np.array(H, dtype=np.float64)
+    dead = np.diag(H) <= 0
+    H[dead, dead] = 1.0
+    H += np.eye(k) * DAMP * float(np.mean(np.diag(H)))
+    try:
+        U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper: H^-1 = U^T U
+    except np.linalg.LinAlgError:
+        return np.clip(np.rint(W / S[:, None]), -qmax, qmax).astype(np.int64).reshape(shape)
+    Q = np.zeros_like(W)
+    s = S[:, None]
+    for j in range(k):  # one input at a time; all output channels at once
+        q = np.clip(np.rint(W[:, j:j + 1] / s), -qmax, qmax)
+        Q[:, j:j + 1] = q
+        err = (W[:, j:j + 1] - q * s) / U[j, j]
+        W[:, j + 1:] -= err * U[j:j + 1, j + 1:]
+    return Q.astype(np.int64).reshape(shape)
