@@ -145,6 +145,18 @@ class ImportContext:
         """Make an ONNX value stand for an existing IR value (dropped ops)."""
         self.acts[onnx_value] = ir_value
 
+    def rename_output(self, node: Node, onnx_value: str) -> None:
+        """Let an emitted node produce ``onnx_value`` instead (its old output has no
+        other reader); ONNX names that pointed at the old value follow it."""
+        old = node.output
+        new = self._claim(onnx_value, self._values_taken, self._reserved_values, True)
+        node.output = new
+        self.graph.values[new] = Value(new, self.graph.values.pop(old).shape, "float32")
+        for key, value in self.acts.items():
+            if value == old:
+                self.acts[key] = new
+        self.acts[onnx_value] = new
+
     def producer(self, ir_value: str) -> Node | None:
         for node in reversed(self.graph.nodes):
             if node.output == ir_value:

@@ -26,10 +26,12 @@ def _fold_bias(ctx, x: str, shift: np.ndarray) -> bool:
     producer = ctx.producer(ctx.acts[x])
     if producer is None or producer.op not in ("conv", "dense"):
         return False
-    if x in ctx.graph_outputs or len(ctx.real_consumers(x)) != 1:
+    # Every ONNX name of the pre-bias value (Identity/Dropout aliases) counts.
+    names = [k for k, v in ctx.acts.items() if v == producer.output]
+    if any(n in ctx.graph_outputs for n in names) or sum(len(ctx.real_consumers(n)) for n in names) != 1:
         return False
     producer.params["bias"] = (producer.params["bias"].astype(np.float64) + shift).astype(np.float32)
-    ctx.alias(ctx.onnx_node.output[0], producer.output)
+    ctx.rename_output(producer, ctx.onnx_node.output[0])  # the graph output keeps its ONNX name
     return True
 
 
