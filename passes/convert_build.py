@@ -48,7 +48,9 @@ class _Builder:
         return node.output
 
     def per_channel(self, f: str, node: Node) -> np.ndarray:
-        m = self.scale[f]
+        return self._per_channel(self.scale[f], node)
+
+    def _per_channel(self, m: np.ndarray, node: Node) -> np.ndarray:
         if m.ndim <= 1:
             return m.reshape(-1).astype(np.float64)
         rows = m.reshape(m.shape[0], -1)
@@ -195,7 +197,7 @@ class _Builder:
                              "border windows by different counts; it cannot become a sum pool with one scale",
                              node=node.name, op=op)
         levels = self.kind(node.output) == "levels"
-        ins = [self.ref[f] if levels else self.as_current(f, node) for f in node.inputs]
+        ins = [self.as_levels(f, node)[0] if levels else self.as_current(f, node) for f in node.inputs]
         new_op = "sumpool" if op == "avgpool" else op
         attrs = copy.deepcopy(a)
         if op == "avgpool":
@@ -216,9 +218,9 @@ class _Builder:
     def _move_scale(self, node: Node, k: float) -> np.ndarray:
         op, a = node.op, node.attrs
         out_shape = self.src.values[node.output].shape
-        maps = [self.scale[f] for f in node.inputs]
+        maps = [self.as_levels(f, node)[1] for f in node.inputs]
         if op in ("maxpool", "sumpool", "avgpool"):
-            c = self.per_channel(node.inputs[0], node)
+            c = self._per_channel(maps[0], node)
             if op == "maxpool" and (c <= 0).any():
                 raise SnnccError("max pooling over levels with a non-positive scale is not a max of levels",
                                  node=node.name, op=op)

@@ -44,13 +44,47 @@ def is_scale_affine(node: Node) -> bool:
 
 
 def plan(graph: Graph) -> Plan:
-    """Classify every value; raise ``SnnccError`` naming the node for anything unsupported."""
+    """Classify every value; raise ``SnnccError`` naming the node for anything unsupported.
+
+    A conv/dense reading a current asks for a signed neuron at the current's origin
+    (before any data movement); the classification is redone until no new site appears.
+    """
+    sites: set[str] = set()
+    prod = graph.producers()
+    while True:
+        p, requests = _classify(graph, sites)
+        new: set[str] = set()
+        for v in requests:
+            new |= _origins(v, p, prod)
+        if new <= sites:
+            p.signed_sites = sorted(sites, key=_order(graph))
+            return p
+        sites |= new
+
+
+def _origins(v: str, p: Plan, prod: dict) -> set[str]:
+    """The currents that flow, through data movement only, into current value ``v``."""
+    node = prod.get(v)
+    if node is None or node.op not in DATA_MOVEMENT:
+        return {v}
+    out: set[str] = set()
+    for i in node.inputs:
+        if p.kind[i] == "current":
+            out |= _origins(i, p, prod)
+    return out
+
+
+def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
     p = Plan()
     consumers = graph.consumer_map()
     outputs = set(graph.outputs)
     for name in graph.inputs:
         p.kind[name] = "levels"
-    signed: set[str] = set()
+
+    def lv(v: str) -> bool:  # levels, or a current that has a signed neuron
+        return p.kind[v] == "levels" or v in sites
+
+    requests: set[str] = set()
     nonneg: set[str] = set()  # levels that are >= 0 (from unsigned neurons, through max/sum/moves)
     for node in graph.nodes:
         ins = [p.kind[v] for v in node.inputs]
@@ -68,8 +102,8 @@ def plan(graph: Graph) -> Plan:
                 if node.inputs[0] in nonneg and (np.asarray(node.params["scale"]) > 0).all():
                     nonneg.add(node.output)
             else:
-                if op in WEIGHTED and ins[0] == "current":
-                    signed.add(node.inputs[0])
+                if op in WEIGHTED and not lv(node.inputs[0]):
+                    requests.add(node.inputs[0])
                 p.kind[node.output] = "current"
         elif op == "add":
             feeds_neuron = any(c.op == "relu" for c in consumers.get(node.output, []))
@@ -81,7 +115,7 @@ def plan(graph: Graph) -> Plan:
                 if all(v in nonneg for v in node.inputs):
                     nonneg.add(node.output)
         elif op in DATA_MOVEMENT:
-            p.kind[node.output] = "current" if "current" in ins else "levels"
+            p.kind[node.output] = "levels" if all(lv(v) for v in node.inputs) else "current"
             if all(v in nonneg for v in node.inputs) and p.kind[node.output] == "levels":
                 nonneg.add(node.output)
         elif op == "softmax":
@@ -93,8 +127,7 @@ def plan(graph: Graph) -> Plan:
             raise SnnccError("the graph is already converted (stage snn)", node=node.name, op=op)
         else:
             raise SnnccError("convert cannot map this op onto spiking neurons", node=node.name, op=op)
-    p.signed_sites = sorted(signed, key=_order(graph))
-    return p
+    return p, requests
 
 
 def _order(graph: Graph):

@@ -250,6 +250,9 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
 
 # --- the activation-quantized ANN (the T=1 oracle) -------------------------------------
 
+_MOVES = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
+
+
 def neuron_specs(graph_snn: Graph) -> dict[str, tuple[np.ndarray, int, bool]]:
     """float-graph value -> (theta, levels, signed) for every neuron of a converted graph."""
     specs = {}
@@ -303,6 +306,10 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
             out = args[0]
         else:
             out = eval_node(node, args).astype(np.float64, copy=False)
+        if node.op in _MOVES and any(v + "#q" in env for v in node.inputs):
+            # data movement between a signed neuron and the conv/dense that reads its levels
+            qargs = [env.get(v + "#q", env[v]) for v in node.inputs]
+            env[node.output + "#q"] = eval_node(node, qargs).astype(np.float64, copy=False)
         if node.name in bias_delta:
             d = np.asarray(bias_delta[node.name], np.float64)
             out = out + d.reshape((1, -1) + (1,) * (out.ndim - 2))
