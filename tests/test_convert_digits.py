@@ -1,0 +1,34 @@
+"""Accuracy acceptance on the trained digits CNN: T=1, mse thresholds, held-out test split."""
+
+from __future__ import annotations
+
+import pytest
+
+import snncc
+from snncc.backends.python.snn_sim import simulate
+from snncc.calib_data import load_calib
+from snncc.options import CompileOptions
+from snncc.pass_manager import run_pipeline
+
+
+def _snn_accuracy(digits, **kw) -> float:
+    g = snncc.load_onnx(digits.onnx_path)
+    opts = CompileOptions(threshold="mse", timesteps=1, **kw).validate()
+    opts.calib_data = load_calib(digits.x_calib, (1, 8, 8))  # calibrate on training images
+    snn = run_pipeline(g, ["canonicalize", "calibrate", "convert"], opts)
+    pred = simulate(snn, digits.x_test).logits.argmax(1)
+    return float((pred == digits.y_test).mean())
+
+
+@pytest.fixture(scope="module")
+def ann_accuracy(digits) -> float:
+    g = snncc.load_onnx(digits.onnx_path)
+    acc = float((snncc.run(g, digits.x_test).argmax(1) == digits.y_test).mean())
+    assert acc == pytest.approx(digits.ann_test_accuracy, abs=0.002)
+    return acc
+
+
+@pytest.mark.parametrize("levels, max_drop", [(4, 0.010), (2, 0.030)])
+def test_t1_mse_accuracy_is_close_to_the_ann(digits, ann_accuracy, levels, max_drop):
+    acc = _snn_accuracy(digits, levels=levels)  # defaults: output-aware search + bias correction
+    assert acc >= ann_accuracy - max_drop, (levels, acc, ann_accuracy)
