@@ -28,6 +28,7 @@ from snncc.text_report import (
     clip,
     energy_text,
     first_of,
+    layer_bits,
     num,
     pct,
 )
@@ -60,7 +61,7 @@ def render_html(report: dict, graph=None) -> str:
         _section("Synaptic operations", _sops_figure(layers),
                  "SNN synaptic operations (SOPs) against the ANN's multiply-accumulates, per inference (log scale)."),
         _energy_section(report),
-        _layer_table(layers),
+        _layer_table(report, layers),
         _options_section(report),
     ]
     title = f"snncc report: {report.get('model', NA)}"
@@ -156,17 +157,18 @@ def _energy_section(report: dict) -> str:
     return "<h2>Energy estimate</h2>\n" + _kv_table(rows) + "\n" + text + "\n" + img
 
 
-def _layer_table(layers: list[dict]) -> str:
+def _layer_table(report: dict, layers: list[dict]) -> str:
     if not layers:
         return "<h2>Layers</h2>\n<p>n/a</p>"
     head = ("<tr><th class=\"l\">layer</th><th class=\"l\">op</th><th>spike rate</th><th>mean level</th>"
             "<th>SOPs</th><th>ANN MACs</th><th>weight bits</th><th>cosine</th></tr>")
     rows = []
+    bits = layer_bits(report)
     for lay in layers:
         cells = [f'<td class="l">{_esc(lay.get("name", "?"))}</td>', f'<td class="l">{_esc(lay.get("op", "?"))}</td>',
                  f"<td>{_esc(pct(lay.get('spike_rate'), 1))}</td>", f"<td>{_esc(num(lay.get('mean_level'), 3))}</td>",
                  f"<td>{_esc(num(lay.get('sops')))}</td>", f"<td>{_esc(num(_macs(lay)))}</td>",
-                 f"<td>{_esc(num(first_of(lay, 'weight_bits', 'bits')))}</td>",
+                 f"<td>{_esc(num(bits.get(str(lay.get('name')))))}</td>",
                  f"<td>{_esc(num(lay.get('cosine'), 4))}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return "<h2>Layers</h2>\n<table>" + head + "".join(rows) + "</table>"

@@ -28,8 +28,9 @@ def format_summary(report: dict) -> str:
     comp = as_float(mem.get("compression"))
     params = f"all params {bits_text(mem['param_bits'])}, " if as_float(mem.get("param_bits")) is not None else ""
     lines.append(f"{'memory':<10s} weights {bits_text(mem.get('weight_bits'))}, {params}"
-                 f"state {bits_text(mem.get('state_bits'))}, fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}, "
-                 f"compression {f'{comp:.2f}x' if comp is not None else NA}")
+                 f"compression {f'{comp:.2f}x' if comp is not None else NA} vs fp32")
+    lines.append(f"{'':<10s} state {bits_text(mem.get('state_bits'))}, "
+                 f"fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}")
     c_info = c_section(report)
     if c_info is not None:
         parts = [f"{key.removesuffix('_bytes').replace('_', ' ')} {bytes_text(c_info[key])}"
@@ -38,15 +39,35 @@ def format_summary(report: dict) -> str:
     layers = [lay for lay in report.get("layers") or [] if isinstance(lay, dict)]
     if layers:
         lines.append("")
-        lines.append(f"{'layer':<24s} {'op':<10s} {'rate':>7s} {'mean lvl':>8s} {'SOPs':>12s} {'bits':>5s}")
+        bits = layer_bits(report)
+        lines.append(f"{'layer':<24s} {'op':<8s} {'rate':>7s} {'mean lvl':>8s} {'SOPs':>11s} {'ANN MACs':>11s} "
+                     f"{'bits':>4s}")
         for lay in layers:
-            lines.append(f"{clip(str(lay.get('name', '?')), 24):<24s} {clip(str(lay.get('op', '?')), 10):<10s} "
-                         f"{pct(lay.get('spike_rate'), 1):>7s} {num(lay.get('mean_level'), 3):>8s} "
-                         f"{num(lay.get('sops')):>12s} {num(first_of(lay, 'weight_bits', 'bits')):>5s}")
+            # "-": the figure does not apply to this layer (null in the report), "n/a": missing
+            rate = "-" if "spike_rate" in lay and lay["spike_rate"] is None else pct(lay.get("spike_rate"), 1)
+            mean = "-" if "mean_level" in lay and lay["mean_level"] is None else num(lay.get("mean_level"), 3)
+            sops = "-" if "sops" in lay and lay["sops"] is None else num(lay.get("sops"), 0)
+            macs = first_of(lay, "ann_macs", "macs")
+            lines.append(f"{clip(str(lay.get('name', '?')), 24):<24s} {clip(str(lay.get('op', '?')), 8):<8s} "
+                         f"{rate:>7s} {mean:>8s} {sops:>11s} {('-' if macs is None else num(macs, 0)):>11s} "
+                         f"{(num(bits[str(lay.get('name'))]) if str(lay.get('name')) in bits else '-'):>4s}")
     notes = report.get("notes") or []
     for note in notes if isinstance(notes, list) else []:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def layer_bits(report: dict) -> dict[str, object]:
+    """Weight bits by layer name: from the layer entry, else from the memory section's entry."""
+    out: dict[str, object] = {}
+    mem_layers = as_dict(report.get("memory")).get("layers")
+    for entry in mem_layers if isinstance(mem_layers, list) else []:
+        if isinstance(entry, dict) and entry.get("op") in (None, "conv", "dense") and "bits" in entry:
+            out[str(entry.get("name"))] = entry["bits"]
+    for entry in report.get("layers") or []:
+        if isinstance(entry, dict) and first_of(entry, "weight_bits", "bits") is not None:
+            out[str(entry.get("name"))] = first_of(entry, "weight_bits", "bits")
+    return out
 
 
 def c_section(report: dict) -> dict | None:
@@ -81,7 +102,7 @@ def num(value, digits: int = 1) -> str:
     v = as_float(value)
     if v is None:
         return NA
-    if float(v).is_integer() or abs(v) >= 1e5:
+    if float(v).is_integer() or abs(v) >= 1e5 or digits == 0:
         return f"{v:.0f}"
     return f"{v:.{digits}f}"
 
@@ -142,5 +163,5 @@ def first_of(d: dict, *keys):
     return None
 
 
-__all__ = ["format_summary", "c_section", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
+__all__ = ["format_summary", "c_section", "layer_bits", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
            "as_float", "as_dict", "first_of"]

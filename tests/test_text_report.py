@@ -14,7 +14,7 @@ def test_summary_has_the_headline_figures():
     assert "812.2 spike events, 1402.5 spike levels, 61234 SOPs per inference" in text
     # 1311824 pJ vs 55110.6 pJ: ratio 23.80
     assert "ANN 1.31 uJ  SNN 55.11 nJ (23.8x less)" in text
-    assert "weights 226560 bits (27.66 KiB)" in text and "compression 3.98x" in text
+    assert "weights 226560 bits (27.66 KiB)" in text and "compression 3.98x vs fp32" in text
     assert ("C          arena 3072 B (3.00 KiB), membrane 512 B, peak live 2816 B (2.75 KiB), "
             "weight 30112 B (29.41 KiB)") in text
 
@@ -24,8 +24,8 @@ def test_layer_table_one_row_per_layer_and_names_are_one_line():
     lines = format_summary(report).splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("layer "))
     rows = lines[header + 1: header + 1 + len(report["layers"])]
-    assert rows[0].split() == ["conv1", "conv", "41.0%", "1.700", "0", "8"]
-    assert rows[2].split() == ["fc", "dense", "n/a", "n/a", "18234", "8"]
+    assert rows[0].split() == ["conv1", "conv", "41.0%", "1.700", "0", "9216", "8"]
+    assert rows[2].split() == ["fc", "dense", "-", "-", "18234", "5120", "8"]  # null: not applicable
     assert HOSTILE_NAME not in "\n".join(lines)  # control char replaced, long name clipped
     assert "\x07" not in "\n".join(lines)
 
@@ -37,7 +37,17 @@ def test_missing_keys_render_na():
     assert "C          arena 100 B" in format_summary({"c": {"arena_bytes": 100}})
     # wrong types do not crash either
     text = format_summary({"accuracy": "bad", "layers": [None, {"name": "x"}], "memory": [], "notes": "x"})
-    assert "x" in text.splitlines()[-1]
+    assert text.splitlines()[-1].split() == ["x", "?", "n/a", "n/a", "n/a", "-", "-"]
+
+
+def test_layer_bits_come_from_the_memory_section():
+    report = sample_report()
+    for layer in report["layers"]:
+        layer.pop("weight_bits")
+    report["memory"]["layers"][2].update(op="dense", bits=4)
+    lines = format_summary(report).splitlines()
+    assert next(line for line in lines if line.startswith("fc ")).split()[-1] == "4"
+    assert next(line for line in lines if line.startswith("conv1 ")).split()[-1] == "-"
 
 
 def test_formatters():
