@@ -125,9 +125,9 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
     return sess.run(None, {sess.get_inputs()[0].name: x})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def light_case():
-    """name -> (modified model, input, onnxruntime outputs, snncc graph); built once."""
+    """name -> (modified model, input, onnxruntime outputs, snncc graph)."""
     cache = {}
 
     def get(name):
@@ -165,18 +165,18 @@ def _check_outputs(graph, x, ref, dtype):
                                                                                  "densenet121") else n
                                   for n in SUPPORTED_LIGHT])
 def test_light_model_matches_onnxruntime(name, light_case):
+    """Imported IR == onnxruntime; canonicalized (BN-folded, sumpool) IR == both."""
     model, x, ref, graph = light_case(name)
     _check_outputs(graph, x, ref, np.float32)
-
-
-@pytest.mark.parametrize("name", ["shufflenet", "inception_v2", pytest.param("resnet50", marks=pytest.mark.slow)])
-def test_canonicalized_light_model_matches(name, light_case):
-    """BN-folded, pad-folded, sumpool-rewritten IR: same outputs as the imported IR."""
-    model, x, ref, graph = light_case(name)
+    if name == "vgg19":
+        return  # nothing to fold (no BN, no avgpool): skip copying 550 MB of weights again
     canon = canonicalize.run(graph, CompileOptions())
     canon.verify()
-    assert not any(n.op == "affine" and n.origin.startswith("BatchNormalization") for n in canon.nodes
-                   if _follows_conv(canon, n)), "a BatchNorm after a conv was not folded"
+    assert not any(n.op == "affine" and n.origin.startswith("BatchNormalization") and _follows_conv(canon, n)
+                   for n in canon.nodes), "a BatchNorm after a conv was not folded"
+    assert not any(n.op == "avgpool" and (n.attrs["count_include_pad"] or not any(n.attrs["pads"]))
+                   for n in canon.nodes)
+    # float64: in float32 the folded weights round differently (~1e-4 on O(1) logits).
     before = run_graph(graph, x, dtype=np.float64)
     after = run_graph(canon, x, dtype=np.float64)
     assert canon.outputs == graph.outputs

@@ -8,6 +8,8 @@ handed to its op importer (ops/), which emits IR nodes with per-sample shapes.
 
 from __future__ import annotations
 
+import os
+
 import onnx
 from onnx import numpy_helper
 
@@ -52,9 +54,14 @@ def import_model(model: onnx.ModelProto, base_dir=None) -> Graph:
 import_onnx_model = import_model
 
 
-def list_unsupported(model: onnx.ModelProto, base_dir=None) -> list[tuple[str, str]]:
+def list_unsupported(model, base_dir=None) -> list[tuple[str, str]]:
     """(node name, ONNX op) of every node that will not import, in graph order:
-    ops snncc does not know, and known ops in a configuration it cannot map."""
+    ops snncc does not know, and known ops in a configuration it cannot map.
+
+    ``model`` is a ModelProto or a path.  A model that cannot be read or validated
+    at all (not ONNX, a cycle, ...) raises SnnccError instead."""
+    if isinstance(model, (str, os.PathLike)):
+        model, base_dir = read_model(model)
     prepared = prepare(model, base_dir)
     _, unsupported, failed, _ = _walk(*prepared)
     order = {name: i for i, name in enumerate(node_labels(prepared[1]))}
