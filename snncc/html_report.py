@@ -29,6 +29,7 @@ from snncc.text_report import (
     energy_text,
     first_of,
     layer_bits,
+    layer_row,
     num,
     pct,
 )
@@ -165,13 +166,12 @@ def _layer_table(report: dict, layers: list[dict]) -> str:
     rows = []
     bits = layer_bits(report)
     for lay in layers:
-        cells = [f'<td class="l">{_esc(lay.get("name", "?"))}</td>', f'<td class="l">{_esc(lay.get("op", "?"))}</td>',
-                 f"<td>{_esc(pct(lay.get('spike_rate'), 1))}</td>", f"<td>{_esc(num(lay.get('mean_level'), 3))}</td>",
-                 f"<td>{_esc(num(lay.get('sops')))}</td>", f"<td>{_esc(num(_macs(lay)))}</td>",
-                 f"<td>{_esc(num(bits.get(str(lay.get('name')))))}</td>",
-                 f"<td>{_esc(num(lay.get('cosine'), 4))}</td>"]
+        r = layer_row(lay, bits)
+        cells = [f'<td class="l">{_esc(r["name"])}</td>', f'<td class="l">{_esc(r["op"])}</td>']
+        cells += [f"<td>{_esc(r[k])}</td>" for k in ("rate", "mean", "sops", "macs", "bits", "cosine")]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return "<h2>Layers</h2>\n<table>" + head + "".join(rows) + "</table>"
+    note = ('<p class="note">"-": does not apply to this layer; cosine: ANN activation vs SNN rate x threshold.</p>')
+    return "<h2>Layers</h2>\n" + note + "\n<table>" + head + "".join(rows) + "</table>"
 
 
 def _options_section(report: dict) -> str:
@@ -371,7 +371,8 @@ _MEM_KEYS = ("weight_bits", "bias_bits", "shortcut_bits", "threshold_bits", "sta
 
 
 def _sops_figure(layers: list[dict]) -> str | None:
-    rows = [(lay.get("name", "?"), as_float(lay.get("sops")), as_float(_macs(lay))) for lay in layers]
+    rows = [(lay.get("name", "?"), as_float(lay.get("sops")), as_float(_macs(lay)), as_float(lay.get("snn_macs")))
+            for lay in layers]
     rows = [r for r in rows if r[1] is not None or r[2] is not None]
     if not rows:
         return None
@@ -380,6 +381,10 @@ def _sops_figure(layers: list[dict]) -> str | None:
     xs = list(range(len(rows)))
     ax.bar([x - 0.2 for x in xs], [r[2] or 0 for r in rows], width=0.4, color=_COLORS["ann"], label="ANN MACs")
     ax.bar([x + 0.2 for x in xs], [r[1] or 0 for r in rows], width=0.4, color=_COLORS["snn"], label="SNN SOPs")
+    if any(r[3] for r in rows):
+        # layers fed by the input alone see a constant current: the SNN computes them once, as MACs
+        ax.bar([x + 0.2 for x in xs], [r[3] or 0 for r in rows], width=0.4, bottom=[r[1] or 0 for r in rows],
+               color=_COLORS["state"], label="SNN MACs (input layer)")
     if any((r[1] or 0) > 0 or (r[2] or 0) > 0 for r in rows):
         ax.set_yscale("log")
     _set_names(ax, xs, [r[0] for r in rows])
@@ -395,10 +400,10 @@ def _energy_figure(energy: dict) -> str | None:
         return None
     fig = _new_figure(4.5, 2.4)
     ax = fig.add_subplot(1, 1, 1)
-    ax.barh([1, 0], [ann or 0, snn or 0], color=[_COLORS["ann"], _COLORS["snn"]])
+    ax.barh([1, 0], [(ann or 0) / 1e3, (snn or 0) / 1e3], color=[_COLORS["ann"], _COLORS["snn"]])
     ax.set_yticks([1, 0])
     ax.set_yticklabels(["ANN", "SNN"])
-    ax.set_xlabel("pJ per inference")
+    ax.set_xlabel("nJ per inference")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _png_uri(fig)

@@ -43,18 +43,38 @@ def format_summary(report: dict) -> str:
         lines.append(f"{'layer':<24s} {'op':<8s} {'rate':>7s} {'mean lvl':>8s} {'SOPs':>11s} {'ANN MACs':>11s} "
                      f"{'bits':>4s}")
         for lay in layers:
-            # "-": the figure does not apply to this layer (null in the report), "n/a": missing
-            rate = "-" if "spike_rate" in lay and lay["spike_rate"] is None else pct(lay.get("spike_rate"), 1)
-            mean = "-" if "mean_level" in lay and lay["mean_level"] is None else num(lay.get("mean_level"), 3)
-            sops = "-" if "sops" in lay and lay["sops"] is None else num(lay.get("sops"), 0)
-            macs = first_of(lay, "ann_macs", "macs")
-            lines.append(f"{clip(str(lay.get('name', '?')), 24):<24s} {clip(str(lay.get('op', '?')), 8):<8s} "
-                         f"{rate:>7s} {mean:>8s} {sops:>11s} {('-' if macs is None else num(macs, 0)):>11s} "
-                         f"{(num(bits[str(lay.get('name'))]) if str(lay.get('name')) in bits else '-'):>4s}")
+            r = layer_row(lay, bits)
+            lines.append(f"{clip(r['name'], 24):<24s} {clip(r['op'], 8):<8s} {r['rate']:>7s} {r['mean']:>8s} "
+                         f"{r['sops']:>11s} {r['macs']:>11s} {r['bits']:>4s}")
     notes = report.get("notes") or []
     for note in notes if isinstance(notes, list) else []:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def layer_row(lay: dict, bits: dict) -> dict[str, str]:
+    """One report layer as display strings (shared by the text and HTML tables).
+
+    "-" means the figure does not apply to this layer (null in the report, e.g. SOPs of a
+    neuron); "n/a" means the report lacks it.
+    """
+    def cell(key: str, fmt) -> str:
+        if key in lay and lay[key] is None:
+            return "-"
+        return fmt(lay.get(key))
+
+    name = str(lay.get("name", "?"))
+    macs = first_of(lay, "ann_macs", "macs")
+    return {
+        "name": name,
+        "op": str(lay.get("op", "?")),
+        "rate": cell("spike_rate", lambda v: pct(v, 1)),
+        "mean": cell("mean_level", lambda v: num(v, 3)),
+        "sops": cell("sops", lambda v: num(v, 0)),
+        "macs": "-" if macs is None else num(macs, 0),
+        "bits": num(bits[name]) if name in bits else "-",
+        "cosine": cell("cosine", lambda v: num(v, 4)),
+    }
 
 
 def layer_bits(report: dict) -> dict[str, object]:
@@ -163,5 +183,5 @@ def first_of(d: dict, *keys):
     return None
 
 
-__all__ = ["format_summary", "c_section", "layer_bits", "pct", "num", "energy_text", "bits_text", "bytes_text", "clip",
-           "as_float", "as_dict", "first_of"]
+__all__ = ["format_summary", "c_section", "layer_bits", "layer_row", "pct", "num", "energy_text", "bits_text",
+           "bytes_text", "clip", "as_float", "as_dict", "first_of"]
