@@ -46,6 +46,7 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
     preds_ann, preds_snn, labels = [], [], []
     total = 0
     static: set[str] = set()
+    hist: dict[str, np.ndarray] = {}  # level counts per neuron, for the report's histograms
     for xb, yb in data.batches(batch, progress="fidelity", limit=max_samples):
         ann = run_graph(graph_float, xb, capture=ann_capture, dtype=np.float64)
         sim = simulate(graph_snn, xb, timesteps=T, capture=[n.name for n in neurons], batch_size=batch)
@@ -60,6 +61,8 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
             for name, val in getattr(sim, key).items():
                 acc[name] = acc.get(name, 0.0) + val * b
         static.update(sim.static_nodes)
+        for name, counts in sim.level_hist.items():
+            hist[name] = hist.get(name, 0) + np.asarray(counts, dtype=np.int64)
         for n in neurons:
             a_name = ann_names[n.name]
             if a_name not in ann:
@@ -91,7 +94,9 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
                          mean_level=avg["level_sums"].get(node.name, 0.0) / events if events else 0.0,
                          cosine=_cosine(cos[node.name]) if ann_names[node.name] in ann_capture else None,
                          levels=int(node.attrs["levels"]), signed=bool(node.attrs.get("signed")),
-                         spike_events=events, spike_levels=avg["level_sums"].get(node.name, 0.0))
+                         spike_events=events, spike_levels=avg["level_sums"].get(node.name, 0.0),
+                         # per inference: index i is level i (unsigned) or i - N (signed)
+                         level_hist=[float(v) / total for v in hist.get(node.name, [])])
         else:
             macs = node_macs(graph_snn, node) if node.op in ("conv", "dense") else 0
             ann_macs_total += macs
