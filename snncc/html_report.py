@@ -57,7 +57,7 @@ def render_html(report: dict, graph=None) -> str:
         _section("Spike activity", _rate_figure(layers),
                  "Spike rate: the fraction of a layer's outputs that carry a non-zero level, per inference."),
         _section("Level histograms", _hist_figure(layers),
-                 "How often each spike level is emitted (all timesteps, all samples)."),
+                 "How often each spike level is emitted per inference, all timesteps (log scale; 0 = silent)."),
         _section("Memory per layer", _memory_figure(report), "Stored bits per layer: weights and neuron state."),
         _section("Synaptic operations", _sops_figure(layers),
                  "SNN synaptic operations (SOPs) against the ANN's multiply-accumulates, per inference (log scale)."),
@@ -328,7 +328,10 @@ def _hist_figure(layers: list[dict]) -> str | None:
         levels = list(range(first, first + len(counts)))
         ax.bar(levels, counts, color=_COLORS["snn"])
         if any(c > 0 for c in counts):
+            from matplotlib.ticker import NullFormatter
+
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # decade labels only: readable at this size
         ax.set_title(_label(name, 28), fontsize=8, parse_math=False)
         ax.set_xticks(levels if len(levels) <= 12 else levels[:: max(1, len(levels) // 8)])
         ax.tick_params(labelsize=7)
