@@ -10,12 +10,14 @@ from snncc.ir import Graph, Node, Value, infer_shape
 class IntGraphBuilder:
     """Builds small random integer SNNs op by op; thresholds follow the current scale."""
 
-    def __init__(self, shape, *, timesteps=1, seed=0, name="g"):
+    def __init__(self, shape, *, timesteps=1, seed=0, name="g", ranges=True):
         self.rng = np.random.default_rng(seed)
         self.g = Graph(name=name, inputs=["x"], outputs=[], nodes=[],
                        values={"x": Value("x", tuple(shape), "int8")}, stage="int",
                        meta={"timesteps": timesteps, "input_scale": 0.0078125})
         self.mag = {"x": 64.0}  # rough mean |value| per value, to pick thresholds
+        self.bound = {"x": 128}  # proven max |value|, recorded as attrs["range"] like quantize does
+        self.ranges = ranges
 
     def _add(self, op, inputs, attrs=None, params=None, name=None, dtype="int32", mag=1.0):
         i = len(self.g.nodes)
@@ -25,7 +27,27 @@ class IntGraphBuilder:
         self.g.values[out].shape = tuple(infer_shape(self.g, node))
         self.g.nodes.append(node)
         self.mag[out] = mag
+        self.bound[out] = self._bound(node)
+        if self.ranges:
+            node.attrs["range"] = [-self.bound[out], self.bound[out]]
         return out
+
+    def _bound(self, node) -> int:
+        """A simple worst-case |output| from the input bounds (what range analysis proves)."""
+        ins = [self.bound[v] for v in node.inputs]
+        p, a = node.params, node.attrs
+        if node.op in ("conv", "dense"):
+            w = np.abs(p["weight"].astype(np.int64)).reshape(len(p["weight"]), -1).sum(axis=1)
+            return int((w * ins[0] + np.abs(p["bias"].astype(np.int64))).max())
+        if node.op == "affine":
+            return int((np.abs(p["scale"].astype(np.int64)) * ins[0] + np.abs(p["shift"].astype(np.int64))).max())
+        if node.op == "neuron":
+            return int(a["levels"])
+        if node.op == "add":
+            return int(sum(ins))
+        if node.op == "sumpool":
+            return int(ins[0] * a["kernel"][0] * a["kernel"][1])
+        return int(max(ins))
 
     def _weights(self, shape, bits):
         q = 2 ** (bits - 1) - 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from c_graphs import IntGraphBuilder, sample_inputs
@@ -23,10 +25,10 @@ def _lenet(T=1, N=4, bits=8, mb=16, shift=0, signed=False):
     return b.build(b.dense(h, 10, bits=8))
 
 
-def _residual(T=1, N=4, bits=8):
+def _residual(T=1, N=4, bits=8, ranges=True):
     """Conv stem, a residual block (affine identity shortcut + add), a downsampling
     block with a 1x1 stride-2 shortcut conv, a signed join neuron, GAP as sumpool."""
-    b = IntGraphBuilder((3, 8, 8), timesteps=T, seed=7)
+    b = IntGraphBuilder((3, 8, 8), timesteps=T, seed=7, ranges=ranges)
     s = b.neuron(b.conv("x", 8, bits=8), levels=N)
     h = b.neuron(b.conv(s, 8, bits=bits), levels=N)
     h = b.conv(h, 8, bits=bits)
@@ -67,6 +69,7 @@ CASES = {
     "lenet_T4_N15_b8_sat6": lambda: _lenet(T=4, N=15, mb=6),
     "residual_T1_N4_b8": lambda: _residual(),
     "residual_T4_N2_b4": lambda: _residual(T=4, N=2, bits=4),
+    "residual_T4_N4_b8_no_ranges": lambda: _residual(T=4, N=4, ranges=False),
     "mobile_T1_N4_b8": lambda: _mobile(),
     "mobile_T4_N1_b2": lambda: _mobile(T=4, N=1, bits=2),
     "mobile_T1_N15_b4": lambda: _mobile(N=15, bits=4),
@@ -85,6 +88,10 @@ def test_bit_exact(case, tmp_path):
         exe = build_host(out, sanitize=sanitize)
         res = compare_c(graph, out, x, exe=exe, expected=expected)
         assert res.ok, res.summary()
+    # neurons use the division-free kernel when range analysis bounds the currents
+    code = (out / "model.c").read_text()
+    has_range = all("range" in n.attrs for n in graph.nodes)
+    assert ("snncc_neuron_fast(" in code) == has_range
     # the graphs exercise spikes: not all levels zero, not all saturated
     neurons = [n.output for n in graph.nodes if n.op == "neuron"]
     caps = run_int(graph, x[:20], capture=neurons)
@@ -143,8 +150,6 @@ def test_deterministic_and_identifier_injection(tmp_path):
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     # names only change comments: strip comments and compare the code
-    import re
-
     def code(text):
         return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
 
@@ -165,12 +170,10 @@ def test_debug_build_locates_divergence(tmp_path):
     # corrupt one weight of the second conv in the emitted code only
     wfile = out / "model_weights.c"
     text = wfile.read_text()
-    key = "model_l3_conv_w[432] = {\n    "
-    assert key in text
-    i = text.index(key) + len(key)
-    j = text.index(",", i)
-    old = int(text[i:j])
-    text = text[:i] + str(-old if old else 1) + text[j:]
+    m = re.search(r"model_l3_conv_w\[\d+\] = \{\n    (-?\d+),", text)
+    assert m is not None
+    old = int(m.group(1))
+    text = text[:m.start(1)] + str(-old if old else 1) + text[m.end(1):]
     wfile.write_text(text)
     res = compare_c(graph, out, x)
     assert not res.ok

@@ -28,17 +28,21 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TEMPLATES = ("snncc_kernels.h", "snncc_kernels.c")
 
 
-def emit_c(graph: Graph, out_dir: Path, *, name: str = "model", report: dict | None = None) -> list[Path]:
+def emit_c(graph: Graph, out_dir: Path, *, name: str = "model", report: dict | None = None,
+           spike_rates: dict[str, float] | None = None) -> list[Path]:
     """Write the C library for ``graph`` into the existing folder ``out_dir``.
 
     Returns the written paths (sorted).  If ``report`` is given, its ``"c_memory"``
-    key receives the memory summary (see :func:`memory_summary`).
+    key receives the memory summary (see :func:`memory_summary`).  ``spike_rates``
+    (value name -> measured fraction of non-zero levels, e.g. from
+    ``run_int_levels`` on calibration data) picks the event-driven or the dense
+    kernel per layer; without it, layers fed by neurons are event-driven.
     """
     if not _NAME_RE.match(name) or name.lower().startswith("snncc"):
         raise SnnccError(f"option --name: {name!r} is not a C identifier (letters, digits, _; "
                          "not starting with a digit or 'snncc')")
     out_dir = Path(out_dir)
-    plan = build_plan(graph)
+    plan = build_plan(graph, spike_rates)
     files = {
         f"{name}.h": _header(graph, plan, name),
         f"{name}.c": _source(graph, plan, name),
@@ -73,9 +77,9 @@ def memory_summary(plan: Plan) -> dict:
     }
 
 
-def c_memory(graph: Graph) -> dict:
+def c_memory(graph: Graph, spike_rates: dict[str, float] | None = None) -> dict:
     """The memory summary of ``graph`` without writing files."""
-    return memory_summary(build_plan(graph))
+    return memory_summary(build_plan(graph, spike_rates))
 
 
 # --- files ----------------------------------------------------------------------

@@ -94,3 +94,10 @@ def dwconv_weight(weight: np.ndarray) -> np.ndarray:
 def dense_weight_slices(weight: np.ndarray) -> np.ndarray:
     """(O, I) -> (I, O): per input feature, its fan-out."""
     return np.ascontiguousarray(weight.T)
+
+
+def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
+    """(O, C, kh, kw) -> (kh*kw*C, O padded to a multiple of block): [ky][kx][c][o]."""
+    o, c, kh, kw = weight.shape
+    w = weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
+    return np.pad(w, ((0, 0), (0, -o % block)))

@@ -22,6 +22,8 @@ CTYPE = {"i8": "int8_t", "i32": "int32_t"}
 ESIZE = {"i8": 1, "i32": 4}
 ALIGN = 16
 SPARSE_RATE_LIMIT = 0.5  # above this measured spike rate the dense path is faster
+BLOCK = 16  # SNNCC_OBLOCK: output channels per register block of snncc_conv_block_i8
+FAST_NEURON_STEPS = 32  # compare-table neurons up to this many threshold steps
 
 
 @dataclass
@@ -85,25 +87,28 @@ class Plan:
     membrane_bytes: int = 0
 
 
-def build_plan(graph: Graph) -> Plan:
+def build_plan(graph: Graph, spike_rates: dict[str, float] | None = None) -> Plan:
+    """``spike_rates``: measured fraction of non-zero levels per value name (optional)."""
     if graph.stage != "int":
         raise SnnccError(f"the C backend needs the integer IR (stage 'int'), got stage {graph.stage!r}")
     if len(graph.inputs) != 1:
         raise SnnccError(f"the C backend supports one graph input, got {len(graph.inputs)}")
-    b = _Builder(graph)
+    b = _Builder(graph, spike_rates)
     b.run()
     _place(b.plan)
     return b.plan
 
 
 class _Builder:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, spike_rates: dict[str, float] | None = None):
         self.g = graph
         self.T = int(graph.meta.get("timesteps", 1))
         in_shape = tuple(graph.values[graph.inputs[0]].shape)
         out_size = sum(int(np.prod(graph.values[v].shape)) for v in graph.outputs)
         self.plan = Plan(timesteps=self.T, input_size=int(np.prod(in_shape)), output_size=out_size)
         self.tensors: dict[str, Tensor] = {}
+        self.producers = graph.producers()
+        self.rates = dict(spike_rates or {})
 
     # --- helpers ------------------------------------------------------------
     def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
@@ -211,11 +216,12 @@ class _Builder:
             ref = self.array(f"{ident}_w", L.pack_slices(slices, sb), "uint8_t", desc + f", packed {sb}-bit fields")
         return ref, sb
 
-    def bias(self, node: Node, ident: str, n: int) -> str:
+    def bias(self, node: Node, ident: str, n: int, pad_to: int = 1) -> str:
         if "bias" in node.params:
             b = self.int_param(node, "bias", -(2**31), 2**31 - 1)
         else:
             b = np.zeros(n, dtype=np.int64)
+        b = np.pad(b, (0, -len(b) % pad_to))
         return self.array(f"{ident}_b", b.astype(np.int32), "int32_t", f"{ident} bias")
 
     def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int) -> None:
@@ -232,9 +238,14 @@ class _Builder:
         bits = int(a.get("bits", 8))
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
-        slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
+        block = group == 1 and bits == 8 and x.kind == "i8"
+        if block:
+            slices = L.conv_weight_block(wt, BLOCK)
+            sb = 8
+        else:
+            slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
         wref, sb = self.weights(node, ident, slices, bits)
-        bref = self.bias(node, ident, o)
+        bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
         sh, sw = a.get("strides", (1, 1))
         pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
         dh, dw = a.get("dilations", (1, 1))
@@ -243,6 +254,8 @@ class _Builder:
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}}};")
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
+        if block:
+            return self.conv_block(node, ident, x, y, wref, bref, bufs)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -257,6 +270,14 @@ class _Builder:
                     f"{scratch}, {sparse});")
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
+        return y
+
+    def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
+                   bufs: list[int]) -> Tensor:
+        sparse = self.sparse(x)
+        self.layer(node, ident, "event" if sparse else "dense", 8, 8)
+        self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
+                  bufs)
         return y
 
     def op_dense(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
@@ -353,8 +374,7 @@ class _Builder:
         self.plan.param_decls.append(
             f"static const snncc_neuron_t {ident}_p = {{{outer}, {ch}, {inner}, {levels}, "
             f"{int(bool(a.get('signed', False)))}, {L.c_int(vmin)}, {L.c_int(vmax)}, {shift}}};")
-        rate = a.get("spike_rate", self.g.stats.get(node.output, {}).get("spike_rate")
-                     if isinstance(self.g.stats.get(node.output), dict) else None)
+        rate = self.rates.get(node.output, a.get("spike_rate"))
         z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate))
         vptr = "NULL"
         bufs = [x.buf, z.buf]
@@ -363,8 +383,27 @@ class _Builder:
             self.plan.membrane_bytes += self.plan.buffers[v].nbytes
             vptr = f"@B{v}:int32_t@"
             self.plan.prologue.append(f"snncc_neuron_init(&{ident}_p, {vptr}, {vref});")
-        self.step([f"snncc_neuron_step(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {self.ptr(z)});"], bufs)
+        lo = -levels if a.get("signed", False) else 0
+        thr = np.arange(lo + 1, levels + 1, dtype=np.int64)[:, None] * np.broadcast_to(theta, (ch,))[None, :]
+        cur_bound = self.current_bound(node)
+        fast = (inner == 1 and levels - lo <= FAST_NEURON_STEPS and cur_bound is not None
+                and np.abs(thr).max() < 2**31 and max(-vmin, vmax, int(np.abs(v_init).max())) + cur_bound < 2**31)
+        if fast:
+            tref = self.array(f"{ident}_thr", thr.astype(np.int32), "int32_t", f"{ident} threshold table k*theta")
+            self.step([f"snncc_neuron_fast(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {tref}, "
+                       f"{self.ptr(z)});"], bufs)
+        else:
+            self.step([f"snncc_neuron_step(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {self.ptr(z)});"],
+                      bufs)
         return z
+
+    def current_bound(self, node: Node) -> int | None:
+        """max |input current| of a neuron from the range analysis, if recorded."""
+        prod = self.producers.get(node.inputs[0])
+        rng = prod.attrs.get("range") if prod is not None else None
+        if rng is None:
+            return None
+        return max(abs(int(rng[0])), abs(int(rng[1])))
 
     def relayout(self, x: Tensor, shape: tuple[int, ...]) -> Tensor:
         """flatten / reshape: an alias when the stored order is unchanged, else a copy."""

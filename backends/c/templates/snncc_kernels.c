@@ -123,6 +123,146 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
     SNNCC_CONV_BODY()
 }
 
+/* Gather conv: for each output pixel and block of SNNCC_OBLOCK output channels, the
+ * accumulators stay in registers while every (ky, kx, c) tap adds s * W[ky][kx][c][:]. */
+#define SNNCC_CONV_BLOCK_BODY(SKIP)                                                        \
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;                          \
+    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
+    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
+    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
+    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
+    int32_t oy, ox, ob, ky, kx, c, j;                                                      \
+    for (oy = 0; oy < out_h; ++oy) {                                                       \
+        for (ox = 0; ox < out_w; ++ox) {                                                   \
+            int32_t *restrict yp = y + (oy * out_w + ox) * out_c;                          \
+            for (ob = 0; ob < o16; ob += SNNCC_OBLOCK) {                                   \
+                int32_t acc[SNNCC_OBLOCK];                                                 \
+                int32_t nvalid = out_c - ob < SNNCC_OBLOCK ? out_c - ob : SNNCC_OBLOCK;    \
+                for (j = 0; j < SNNCC_OBLOCK; ++j) {                                       \
+                    acc[j] = bias[ob + j];                                                 \
+                }                                                                          \
+                for (ky = 0; ky < k_h; ++ky) {                                             \
+                    int32_t iy = oy * sh - pt + ky * dh;                                   \
+                    if (iy < 0 || iy >= in_h) {                                            \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (kx = 0; kx < k_w; ++kx) {                                         \
+                        int32_t ix = ox * sw - pl + kx * dw;                               \
+                        const int8_t *restrict xin;                                        \
+                        const int8_t *restrict wk;                                         \
+                        if (ix < 0 || ix >= in_w) {                                        \
+                            continue;                                                      \
+                        }                                                                  \
+                        xin = x + (iy * in_w + ix) * in_c;                                 \
+                        wk = w + ((ky * k_w + kx) * in_c) * o16 + ob;                      \
+                        for (c = 0; c < in_c; ++c) {                                       \
+                            const int32_t s = xin[c];                                      \
+                            const int8_t *restrict wr = wk + c * o16;                      \
+                            SKIP                                                           \
+                            for (j = 0; j < SNNCC_OBLOCK; ++j) {                           \
+                                acc[j] += s * wr[j];                                       \
+                            }                                                              \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+                for (j = 0; j < nvalid; ++j) {                                             \
+                    yp[ob + j] = acc[j];                                                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+/*
+ * On 64-bit hosts built with GCC or Clang, the register block uses the compilers'
+ * portable vector extension (s * w in 16-bit lanes, products fit: |s| <= 128,
+ * |w| <= 127), which compiles to SIMD on any ISA.  Elsewhere (Cortex-M, other
+ * compilers, or -DSNNCC_NO_VECTOR) the plain C99 body above is used.
+ */
+#if defined(__GNUC__) && !defined(SNNCC_NO_VECTOR) && (defined(__x86_64__) || defined(__aarch64__))
+typedef int8_t snncc_v16i8 __attribute__((vector_size(16)));
+typedef int16_t snncc_v16i16 __attribute__((vector_size(32)));
+typedef int32_t snncc_v16i32 __attribute__((vector_size(64)));
+
+#define SNNCC_CONV_VEC_BODY(SKIP)                                                          \
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;                          \
+    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
+    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
+    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
+    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
+    int32_t oy, ox, ob, ky, kx, c, j;                                                      \
+    for (oy = 0; oy < out_h; ++oy) {                                                       \
+        for (ox = 0; ox < out_w; ++ox) {                                                   \
+            int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
+            for (ob = 0; ob < o16; ob += SNNCC_OBLOCK) {                                   \
+                snncc_v16i32 acc;                                                          \
+                int32_t nvalid = out_c - ob < SNNCC_OBLOCK ? out_c - ob : SNNCC_OBLOCK;    \
+                memcpy(&acc, bias + ob, sizeof acc);                                       \
+                for (ky = 0; ky < k_h; ++ky) {                                             \
+                    int32_t iy = oy * sh - pt + ky * dh;                                   \
+                    if (iy < 0 || iy >= in_h) {                                            \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (kx = 0; kx < k_w; ++kx) {                                         \
+                        int32_t ix = ox * sw - pl + kx * dw;                               \
+                        const int8_t *xin;                                                 \
+                        const int8_t *wk;                                                  \
+                        if (ix < 0 || ix >= in_w) {                                        \
+                            continue;                                                      \
+                        }                                                                  \
+                        xin = x + (iy * in_w + ix) * in_c;                                 \
+                        wk = w + ((ky * k_w + kx) * in_c) * o16 + ob;                      \
+                        for (c = 0; c < in_c; ++c) {                                       \
+                            const int16_t s = xin[c];                                      \
+                            snncc_v16i8 wv;                                                \
+                            SKIP                                                           \
+                            memcpy(&wv, wk + c * o16, sizeof wv);                          \
+                            acc += __builtin_convertvector(                                \
+                                __builtin_convertvector(wv, snncc_v16i16) * s, snncc_v16i32); \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+                for (j = 0; j < nvalid; ++j) {                                             \
+                    yp[ob + j] = acc[j];                                                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+static void conv_block_sparse(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                              const int32_t *bias)
+{
+    SNNCC_CONV_VEC_BODY(if (s == 0) { continue; })
+}
+
+static void conv_block_dense(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                             const int32_t *bias)
+{
+    SNNCC_CONV_VEC_BODY(;)
+}
+#else
+static void conv_block_sparse(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                              const int32_t *bias)
+{
+    SNNCC_CONV_BLOCK_BODY(if (s == 0) { continue; })
+}
+
+static void conv_block_dense(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                             const int32_t *bias)
+{
+    SNNCC_CONV_BLOCK_BODY(;)
+}
+#endif
+
+void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    if (sparse) {
+        conv_block_sparse(p, x, y, w, bias);
+    } else {
+        conv_block_dense(p, x, y, w, bias);
+    }
+}
+
 /* Depthwise conv: gather, vectorized over channels. */
 #define SNNCC_DWCONV_BODY()                                                                \
     int32_t cc = p->out_c, oy, ox, ky, kx, c;                                              \
@@ -294,6 +434,44 @@ void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y)
 void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
 {
     SNNCC_SUMPOOL()
+}
+
+#define SNNCC_NEURON_CHUNK 64
+
+void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                       const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
+{
+    const int32_t outer = p->outer, ch = p->channels, vmin = p->vmin, vmax = p->vmax;
+    const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
+    const int32_t mask = (int32_t) - ((int64_t)1 << p->shift); /* two's complement: floor to 2^k */
+    int32_t a, c0, c, k;
+    for (a = 0; a < outer; ++a) {
+        for (c0 = 0; c0 < ch; c0 += SNNCC_NEURON_CHUNK) {
+            const int32_t n = ch - c0 < SNNCC_NEURON_CHUNK ? ch - c0 : SNNCC_NEURON_CHUNK;
+            const int32_t base = a * ch + c0;
+            int32_t vv[SNNCC_NEURON_CHUNK], q[SNNCC_NEURON_CHUNK];
+            for (c = 0; c < n; ++c) {
+                int32_t t = (v != 0 ? v[base + c] : v_init[c0 + c]) + cur[base + c];
+                t = t < vmin ? vmin : t;
+                vv[c] = t > vmax ? vmax : t;
+                q[c] = lo;
+            }
+            for (k = 0; k < steps; ++k) {
+                const int32_t *restrict tk = thr + k * ch + c0;
+                for (c = 0; c < n; ++c) {
+                    q[c] += vv[c] >= tk[c];
+                }
+            }
+            for (c = 0; c < n; ++c) {
+                z[base + c] = (int8_t)q[c];
+            }
+            if (v != 0) {
+                for (c = 0; c < n; ++c) {
+                    v[base + c] = (vv[c] - q[c] * theta[c0 + c]) & mask;
+                }
+            }
+        }
+    }
 }
 
 void snncc_neuron_init(const snncc_neuron_t *p, int32_t *v, const int32_t *v_init)

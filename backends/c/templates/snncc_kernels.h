@@ -64,6 +64,13 @@ void snncc_conv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const voi
                    const int32_t *bias, int8_t *scratch, int sparse);
 void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
                     const int32_t *bias, int8_t *scratch, int sparse);
+/* Conv with 8-bit weights and group 1, gathered per output pixel in blocks of
+ * SNNCC_OBLOCK output channels held in registers.  Weights are [ky][kx][c][o16] and
+ * bias [o16] with the output channels zero-padded to a multiple of SNNCC_OBLOCK.
+ * The sparse variant skips silent inputs (zero levels); the dense one has no branch. */
+#define SNNCC_OBLOCK 16
+void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse);
 /* Depthwise conv (group == in_c == out_c), gather over contiguous channels. */
 void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
                      const int32_t *bias, int8_t *scratch);
@@ -89,6 +96,12 @@ void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
 void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y);
 void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
 
+/* One timestep of a neuron population stored [outer][channels] (inner == 1) whose
+ * sums provably fit int32 (range analysis): z by comparing v against the per-channel
+ * table thr[k][c] = (k + lo + 1) * theta[c], k < N - lo (lo = 0, or -N if signed),
+ * which vectorizes; no division.  v == NULL: single timestep from v_init. */
+void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                       const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z);
 /* Membrane initialisation: v = v_init[c]. */
 void snncc_neuron_init(const snncc_neuron_t *p, int32_t *v, const int32_t *v_init);
 /* One timestep.  v == NULL means a single timestep: start from v_init, keep nothing. */
