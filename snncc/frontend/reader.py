@@ -184,9 +184,14 @@ def _check_external_data(model: onnx.ModelProto, base_dir) -> None:
 
 _TYPED_FIELDS = {
     TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
-    TensorProto.INT64: "int64_data", TensorProto.UINT64: "uint64_data",
+    TensorProto.INT64: "int64_data", TensorProto.UINT64: "uint64_data", TensorProto.UINT32: "uint64_data",
     TensorProto.STRING: "string_data",
 }
+
+
+# Stored two values per element (complex) or two elements per byte (4-bit).
+_PACKED_OR_PAIRED = frozenset({TensorProto.COMPLEX64, TensorProto.COMPLEX128, TensorProto.INT4, TensorProto.UINT4}
+                              | ({TensorProto.FLOAT4E2M1} if hasattr(TensorProto, "FLOAT4E2M1") else set()))
 
 
 def _check_tensor_sizes(model: onnx.ModelProto) -> None:
@@ -203,19 +208,17 @@ def _check_tensor_sizes(model: onnx.ModelProto) -> None:
             except (KeyError, TypeError, ValueError):
                 raise SnnccError(f"tensor {t.name!r} has unknown data type {t.data_type}",
                                  node=owner, op=op) from None
-            if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
-                continue  # packed two per byte
+            if t.data_type in _PACKED_OR_PAIRED:
+                continue
             have_bytes = len(t.raw_data)
             if have_bytes != want * itemsize:
                 raise SnnccError(f"tensor {t.name!r} has {have_bytes} bytes of raw_data but dims "
                                  f"{list(t.dims)} need {want * itemsize}", node=owner, op=op)
             continue
         field = _TYPED_FIELDS.get(t.data_type, "int32_data")
-        if t.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
+        if t.data_type in _PACKED_OR_PAIRED:
             continue
         have = len(getattr(t, field))
-        if t.data_type == TensorProto.COMPLEX64:
-            have //= 2
         if have != want and not (have == 0 and want == 0):
             raise SnnccError(f"tensor {t.name!r} holds {have} values but dims {list(t.dims)} need {want}",
                              node=owner, op=op)
