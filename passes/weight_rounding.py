@@ -19,9 +19,12 @@ import numpy as np
 from snncc.backends.python import kernels as K
 from snncc.ir import Graph, Node
 
-SAMPLES = 512  # calibration samples
+SAMPLES = 256  # calibration samples
 BATCH = 64
-COLUMNS_PER_BATCH = 4096  # input windows per batch used for H (seeded subsample)
+# Input windows per batch used for H: all of them up to a budget of ~2^29 multiply-adds
+# for X^T X (seeded subsample beyond it, never below 1024).
+H_BUDGET = 1 << 29
+MIN_COLUMNS = 1024
 DAMP = 0.01  # GPTQ damping, relative to mean(diag H)
 
 
@@ -88,8 +91,9 @@ def _columns(node: Node, x: np.ndarray, rng) -> np.ndarray:
         kh, kw = node.params["weight"].shape[2:]
         win = K._windows(K.pad_nchw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])  # N,C,OH,OW,KH,KW
         cols = np.moveaxis(win, 1, 3).reshape(-1, x.shape[1] * kh * kw)  # (N*OH*OW, C*KH*KW)
-    if len(cols) > COLUMNS_PER_BATCH:
-        cols = cols[np.sort(rng.choice(len(cols), COLUMNS_PER_BATCH, replace=False))]
+    keep = max(MIN_COLUMNS, H_BUDGET // max(cols.shape[1], 1) ** 2)
+    if len(cols) > keep:
+        cols = cols[np.sort(rng.choice(len(cols), keep, replace=False))]
     return np.ascontiguousarray(cols, dtype=np.float64)
 
 
