@@ -26,6 +26,7 @@ class CompileResult:
     float_graph: Graph  # the imported float ANN (before canonicalize)
     snn_graph: Graph  # float SNN, after convert
     int_graph: Graph  # integer SNN: the golden model
+    ann_graph: Graph | None = None  # the float graph `convert` consumed (calibrated)
     report: dict = field(default_factory=dict)
     output_dir: Path | None = None
 
@@ -78,7 +79,9 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
                                dump_after=[name] if name in set(dump_after) else [], echo=echo)
         keep(name, current)
     snn = stages.get("convert", current)
-    return CompileResult(float_graph=graph, snn_graph=snn, int_graph=current)
+    before_convert = names[names.index("convert") - 1] if "convert" in names[1:] else None
+    return CompileResult(float_graph=graph, snn_graph=snn, int_graph=current,
+                         ann_graph=stages.get(before_convert, graph))
 
 
 def make_report(result: CompileResult, options: CompileOptions, *, model: str, target: str) -> dict:

@@ -75,42 +75,56 @@ def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
     return Rung("onnxruntime ~ float IR", ok, f"max |diff| {err:.3g} (allowed {ORT_RTOL * scale + ORT_ATOL:.3g})")
 
 
-def rung_oracle(snn_graph, x: np.ndarray, timesteps: int) -> Rung:
-    from snncc.backends.python.snn_sim import oracle_mismatches
+def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
+    """At T=1 every neuron's level equals the activation-quantized ANN's, exactly."""
+    from snncc.backends.python.snn_sim import quantized_ann_levels, simulate
 
     if timesteps != 1:
         return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
-    mism = oracle_mismatches(snn_graph, x)  # {neuron name: (mismatches, total)}
-    bad = [(name, m, t) for name, (m, t) in mism.items() if m]
-    table = [(name, f"{m}/{t}") for name, m, t in bad]
-    total = sum(t for _, t in mism.values())
-    return Rung("quantized ANN == float SNN", not bad,
-                f"{len(mism)} neuron layers, {total} positions, {sum(m for _, m, _ in bad)} mismatches", table)
+    expected = quantized_ann_levels(ann_graph, snn_graph, x)
+    neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
+    sim = simulate(snn_graph, x, capture=neurons, activity=False)
+    table, total, wrong = [], 0, 0
+    for name in neurons:
+        got = sim.captured[name]
+        want = expected[name].reshape(got.shape)
+        bad = int(np.count_nonzero(got != want))
+        total += got.size
+        wrong += bad
+        if bad:
+            table.append((name, f"{bad}/{got.size} levels differ"))
+    return Rung("quantized ANN == float SNN", wrong == 0,
+                f"{len(neurons)} neuron layers, {total} levels, {wrong} mismatches", table)
 
 
-def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray, np.ndarray]:
-    """Float SNN against integer SNN: per-layer level agreement and top-1 agreement."""
+def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray]:
+    """Float SNN against integer SNN: per-layer level agreement (T=1) and top-1 agreement."""
     from snncc.backends.python.int_runtime import quantize_input, run_int
     from snncc.backends.python.snn_sim import simulate
 
-    neurons = [n.name for n in int_graph.nodes if n.op == "neuron"]
-    values = {n.name: n.output for n in int_graph.nodes if n.op == "neuron"}
-    sim = simulate(snn_graph, x, trace_levels=[values[n] for n in neurons])
-    res = run_int(int_graph, quantize_input(int_graph, x), capture=[values[n] for n in neurons])
+    T = int(int_graph.meta.get("timesteps", 1))
+    neurons = [n for n in int_graph.nodes if n.op == "neuron"]
+    snn_names = {n.name for n in snn_graph.nodes}
+    compare = [n for n in neurons if n.name in snn_names] if T == 1 else []
+    sim = simulate(snn_graph, x, capture=[n.name for n in compare], activity=False)
+    res = run_int(int_graph, quantize_input(int_graph, x), capture=[n.output for n in compare])
     table = []
-    for name in neurons:
-        a = sim.levels[values[name]]
-        b = res[values[name]]
-        agree = float(np.mean(a.reshape(b.shape) == b))
-        table.append((name, f"{agree:.4f}"))
+    for node in compare:
+        b = res[node.output]
+        agree = float(np.mean(sim.captured[node.name].reshape(b.shape) == b))
+        table.append((node.name, f"{agree:.4f}"))
     float_logits = sim.logits.reshape(len(x), -1)
     int_out = res[int_graph.outputs[0]].reshape(len(x), -1)
     agreement = float(np.mean(float_logits.argmax(1) == int_out.argmax(1)))
-    return (Rung("float SNN vs integer SNN", True, f"top-1 agreement {agreement:.4f} (reported)", table),
-            float_logits, int_out)
+    detail = f"top-1 agreement {agreement:.4f}"
+    if table:
+        worst = min(table, key=lambda row: float(row[1]))
+        detail += f", level agreement >= {worst[1]} per layer (lowest: {worst[0]})"
+    return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out
 
 
 def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
+    """The deployed code against the integer runtime, every output of every sample."""
     if target == "python":
         from snncc.backends.python.int_runtime import run_int
         from snncc.irio import load_ir, save_ir
@@ -120,20 +134,23 @@ def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.
             reloaded = load_ir(Path(tmp) / "model")
         out = run_int(reloaded, x_q)[reloaded.outputs[0]].reshape(reference.shape)
         bad = np.argwhere(out != reference)
-        detail = f"{reference.size} outputs of {len(x_q)} samples compared"
         if len(bad):
             s, o = bad[0]
             return Rung("integer runtime == python target", False,
                         f"{len(bad)} mismatches; first at sample {s} output {o}")
-        return Rung("integer runtime == python target", True, detail)
+        return Rung("integer runtime == python target", True,
+                    f"{reference.size} outputs of {len(x_q)} samples bit-exact (saved and reloaded IR)")
+    from snncc.backends.c.emit import emit_c
     from snncc.verify_c import compare_c
 
     with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
+        emit_c(int_graph, Path(tmp), name="model")
         cmp = compare_c(int_graph, Path(tmp), x_q, cc=cc)
     if cmp.ok:
-        return Rung("integer runtime == C", True, f"{cmp.compared} outputs of {len(x_q)} samples bit-exact")
-    table = [(cmp.first_diverging_node or "?", cmp.detail)]
-    return Rung("integer runtime == C", False, cmp.detail, table)
+        return Rung("integer runtime == C", True, f"{cmp.samples * cmp.outputs} outputs of {cmp.samples} "
+                                                  "samples bit-exact")
+    table = [(cmp.diverging_node or "?", cmp.diverging_op or "?", "first node whose output differs")]
+    return Rung("integer runtime == C", False, cmp.summary(), table)
 
 
 def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target: str = "c",
@@ -154,8 +171,8 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     result = build_snn(model_path, options, calib, echo=echo)
     x, y = collect(options.calib_data)
     rungs = [rung_onnxruntime(model_path, result.float_graph, x),
-             rung_oracle(result.snn_graph, x, options.timesteps)]
-    int_rung, float_logits, int_out = rung_integer(result.snn_graph, result.int_graph, x)
+             rung_oracle(result.ann_graph, result.snn_graph, x, options.timesteps)]
+    int_rung, int_out = rung_integer(result.snn_graph, result.int_graph, x)
     rungs.append(int_rung)
     rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
 
