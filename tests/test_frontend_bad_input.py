@@ -224,3 +224,43 @@ def test_softmax_not_at_output_is_refused():
     model.graph.node.insert(1, helper.make_node("Softmax", ["c"], ["sm"], name="sm1", axis=1))
     model.graph.node[2].input[0] = "sm"
     _raises(import_onnx_model, model, match="node 'sm1' (Softmax): Softmax is only supported")
+
+
+def _import_bytes(data: bytes):
+    from snncc.frontend.reader import parse_model
+
+    return import_onnx_model(parse_model(data))
+
+
+def test_corrupted_bytes_never_escape_as_other_errors():
+    """Seeded byte flips: every outcome is an import or a one-line SnnccError."""
+    data = _conv_model().SerializeToString()
+    rng = np.random.default_rng(11)
+    refused = 0
+    for _ in range(200):
+        corrupt = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            corrupt[int(rng.integers(len(corrupt)))] = int(rng.integers(256))
+        try:
+            _import_bytes(bytes(corrupt))
+        except SnnccError as exc:
+            assert "\n" not in str(exc)
+            refused += 1
+    assert refused > 20
+
+
+@pytest.mark.parametrize("attr,value", [("strides", [0, 1]), ("dilations", [1, -1]), ("kernel_shape", [0, 3]),
+                                        ("pads", [-1, 0, 0, 0]), ("pads", [0, 0, 50, 0])])
+def test_bad_window_attributes(attr, value):
+    model = _conv_model(input_shape=("N", 3, 2, 2))
+    model.graph.node.insert(0, helper.make_node("MaxPool", ["x"], ["p"], name="pool", kernel_shape=[1, 3],
+                                                pads=[0, 1, 0, 1]))
+    model.graph.node[1].input[0] = "p"
+    for a in model.graph.node[0].attribute:
+        if a.name == attr:
+            del a.ints[:]
+            a.ints.extend(value)
+    if attr in ("strides", "dilations") and not any(a.name == attr for a in model.graph.node[0].attribute):
+        model.graph.node[0].attribute.append(helper.make_attribute(attr, value))
+    message = _raises(import_onnx_model, model, match="pool")
+    assert "MaxPool" in message

@@ -14,6 +14,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
@@ -56,6 +57,7 @@ def prepare(model: onnx.ModelProto, base_dir=None) -> tuple[onnx.ModelProto, lis
     """Validate a model; return it (upgraded to opset 9 if older, external data
     loaded), its nodes in topological order, and its opset.  The caller's model
     is never modified."""
+    _check_text(model)
     opset = default_opset(model)
     if opset > MAX_OPSET:
         raise SnnccError(f"opset {opset} is not supported (snncc accepts opsets {MIN_OPSET}..{MAX_OPSET})")
@@ -109,6 +111,19 @@ def _skeleton(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.Model
         elif t.name not in listed:
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     return out
+
+
+def _check_text(message) -> None:
+    """ONNX is proto2: parsing does not validate UTF-8, and a corrupt string field
+    comes back as bytes.  Refuse those before anything uses a name."""
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any(not isinstance(v, str) for v in values):
+                raise SnnccError(f"the model is corrupt: field {field.name!r} holds text that is not valid UTF-8")
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in (value if field.is_repeated else [value]):
+                _check_text(item)
 
 
 def _first_line(exc: Exception) -> str:

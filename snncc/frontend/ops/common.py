@@ -66,3 +66,15 @@ def need_rank(ctx, shape, rank: int, what: str = "input") -> None:
         raise ctx.error(f"{what} has per-sample shape {list(shape)}; only rank {rank} "
                         f"(NCHW with 2 spatial axes) is supported" if rank == 3 else
                         f"{what} has per-sample shape {list(shape)}; expected rank {rank}")
+
+
+def check_window(ctx, in_hw, kernel, strides, dilations, pads) -> None:
+    """Refuse window parameters that give no output (or divide by zero)."""
+    for what, values in (("kernel", kernel), ("strides", strides), ("dilations", dilations)):
+        if len(values) != 2 or any(int(v) < 1 for v in values):
+            raise ctx.error(f"{what} {list(values)} must be two positive integers")
+    for i in range(2):
+        span = (int(kernel[i]) - 1) * int(dilations[i]) + 1
+        if in_hw[i] + pads[i] + pads[i + 2] < span:
+            raise ctx.error(f"the window ({span} wide) is larger than the padded input "
+                            f"({in_hw[i] + pads[i] + pads[i + 2]}) along axis {i + 2}")

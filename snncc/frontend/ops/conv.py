@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.frontend.ops.common import auto_pads, ints, need_rank
+from snncc.frontend.ops.common import auto_pads, check_window, ints, need_rank
 
 
 def import_conv(ctx) -> None:
@@ -28,7 +28,9 @@ def import_conv(ctx) -> None:
     group = int(ctx.attr("group", 1))
     if weight.shape[1] * group != shape[0]:
         raise ctx.error(f"weight {list(weight.shape)} with group={group} does not fit {shape[0]} input channels")
+    check_window(ctx, (1 << 30, 1 << 30), kernel, strides, dilations, (0, 0, 0, 0))  # positivity
     pads = auto_pads(ctx, shape[1:], kernel, strides, dilations)
+    check_window(ctx, shape[1:], kernel, strides, dilations, pads)
     ctx.emit("conv", [ctx.act(x)],
              {"strides": strides, "pads": pads, "dilations": dilations, "group": group},
              {"weight": weight, "bias": bias}, output=node.output[0])

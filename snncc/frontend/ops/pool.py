@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snncc.frontend.ops.common import auto_pads, ints, need_rank
+from snncc.frontend.ops.common import auto_pads, check_window, ints, need_rank
 
 
 def _out(size, k, s, p0, p1, d, ceil):
@@ -23,7 +23,9 @@ def _pool_params(ctx):
     kernel = ints(kernel, 2, 1)
     strides = ints(ctx.attr("strides"), 2, 1)
     dilations = ints(ctx.attr("dilations"), 2, 1)
+    check_window(ctx, (1 << 30, 1 << 30), kernel, strides, dilations, (0, 0, 0, 0))  # positivity
     pads = list(auto_pads(ctx, shape[1:], kernel, strides, dilations))
+    check_window(ctx, shape[1:], kernel, strides, dilations, pads)
     extra = [0, 0]
     if int(ctx.attr("ceil_mode", 0)):
         # ceil_mode is floor mode with extra padding at the bottom/right.
