@@ -355,3 +355,19 @@ def test_old_opset_is_upgraded():
     graph = import_onnx_model(model)
     assert graph.meta["opset"] == 9
     assert [n.op for n in graph.nodes] == ["conv", "relu"]
+
+
+def test_import_is_deterministic_and_leaves_the_model_alone():
+    inits = {"w": arr(4, 3, 3, 3), "s": arr(4), "b": arr(4), "m": arr(4), "v": arr(4, lo=0.2)}
+    nodes = [node("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]),
+             node("BatchNormalization", ["c", "s", "b", "m", "v"], "n"), node("Relu", ["n"])]
+    model = build(nodes, ("N", 3, 6, 6), 4, inits)
+    before = model.SerializeToString()
+    a, b = import_onnx_model(model), import_onnx_model(model)
+    assert model.SerializeToString() == before
+    assert a.dump() == b.dump()
+    for na, nb in zip(a.nodes, b.nodes):
+        assert sorted(na.params) == sorted(nb.params)
+        for key in na.params:
+            assert na.params[key].dtype == np.float32
+            np.testing.assert_array_equal(na.params[key], nb.params[key])
