@@ -116,8 +116,8 @@ def test_writers(tmp_path):
 
     table = format_table(points)
     lines = table.splitlines()
-    assert len(lines) == len(points) + 3  # header, rule, points, legend
-    body = lines[2:-1]
+    assert len(lines) == len(points) + 4  # header, rule, points, two legend lines
+    body = lines[2:-2]
     for p, line in zip(points[:-1], body[:-1]):
         assert line.split()[-1] == ("b" if p["pareto_bits"] else "-") + ("e" if p["pareto_energy"] else "-")
         assert f"{100 * p['snn_accuracy']:.2f}%" in line
