@@ -4,9 +4,10 @@ Steps: classify values (``convert_plan``), thresholds from calibration statistic
 (``convert_thresholds``), equal thresholds for the inputs of spike + spike joins,
 then optionally
 
-- ``threshold_search="output"``: per neuron population, scale the thresholds by the
-  factor (from a small grid) that minimizes the logits' squared error against the
-  float ANN on calibration data (output-aware, not activation-aware);
+- ``threshold_search="output"``: per neuron population, in graph order, keep the
+  thresholds that minimize the logits' squared error against the float ANN on
+  calibration data (output-aware, not activation-aware), among: the current ones,
+  a small grid of factors times them, and the max-method thresholds;
 - ``bias_correction``: layer by layer, shift each synaptic bias by the mean error of
   its output current against the ANN (the quantization error's mean, propagated).
 
@@ -14,6 +15,8 @@ The graph rewrite is ``convert_build.build``.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -57,7 +60,10 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         x = data.take(count).astype(np.float64)
         tuner = _Tuner(graph, p, N, T, x)
         if want_search:
-            thetas = tuner.search(thetas, caps, groups)
+            alt = initial_thresholds(graph, p, _with_method(options, "max"))[0]
+            for members in groups:
+                _equalize(alt, caps, members)
+            thetas = tuner.search(thetas, caps, groups, alt)
             notes.append(f"threshold search: logits MSE {tuner.history[0]:.6g} -> {tuner.history[-1]:.6g}")
         thetas = scale_barriers(graph, thetas)  # residual: --barrier-scale after the search, which must not undo it
         if options.bias_correction:
@@ -174,7 +180,9 @@ class _Tuner:
             logits = simulate(snn, self.x, timesteps=self.T, activity=False).logits
         return float(np.mean((logits - self.ref_logits) ** 2))
 
-    def search(self, thetas: dict, caps: dict, groups: list[list[str]]) -> dict:
+    def search(self, thetas: dict, caps: dict, groups: list[list[str]], alt: dict) -> dict:
+        """Per population in graph order, keep the best of: the current thresholds, each grid
+        factor times them, and the ``alt`` (max-method) thresholds."""
         best = self.loss_from(thetas, {}, None, 0)
         self.history.append(best)
         for members in groups:
@@ -182,7 +190,7 @@ class _Tuner:
             env = None
             if self.T == 1:  # the prefix before this population does not change
                 env = run_quantized(self.graph, self.specs(thetas), self.x, stop=start)
-            for trial in _candidates(thetas, caps, members):
+            for trial in _candidates(thetas, caps, members, alt):
                 loss = self.loss_from(trial, {}, env, start if env is not None else 0)
                 if loss < best * (1 - 1e-9):
                     best, thetas = loss, trial
@@ -215,14 +223,23 @@ class _Tuner:
         return delta
 
 
-def _candidates(thetas: dict, caps: dict, members: list[str]):
-    """Threshold sets with the population's thresholds scaled by each grid factor."""
+def _candidates(thetas: dict, caps: dict, members: list[str], alt: dict):
+    """Threshold sets with the population's thresholds scaled by each grid factor, then ``alt``'s."""
     for factor in SEARCH_GRID:
         trial = dict(thetas)
         for m in members:
             t = thetas[m] * factor
             trial[m] = np.minimum(t, caps[m]) if m in caps else t
         yield trial
+    trial = dict(thetas)
+    trial.update({m: alt[m] for m in members})
+    yield trial
+
+
+def _with_method(options: CompileOptions, method: str) -> CompileOptions:
+    other = copy.copy(options)
+    other.threshold = method
+    return other
 
 
 def _rerun_node(graph: Graph, specs: dict, x, delta: dict, env: dict, i: int) -> dict:
