@@ -80,13 +80,15 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
         y = np.concatenate(labels)
         accuracy = {"ann": float((y_ann == y).mean()), "snn": float((y_snn == y).mean()), **accuracy}
 
+    feeds = _reported_inputs(graph_snn, lambda n: n.op in _SYNAPTIC or n.op == "neuron")
     layers = []
     ann_macs_total = snn_macs_total = 0
     for node in graph_snn.nodes:
         if node.op not in _SYNAPTIC and node.op != "neuron":
             continue
         entry = {"name": node.name, "op": node.op, "spike_rate": None, "mean_level": None, "sops": None,
-                 "ann_macs": None, "cosine": None, "params": node_param_count(node)}
+                 "ann_macs": None, "cosine": None, "params": node_param_count(node),
+                 "shape": [int(d) for d in graph_snn.values[node.output].shape], "inputs": feeds.get(node.name, [])}
         if node.op == "neuron":
             events = avg["spike_counts"].get(node.name, 0.0)
             elements = int(np.prod(graph_snn.values[node.output].shape)) * T
@@ -134,3 +136,22 @@ def _cosine(acc: np.ndarray) -> float:
     if na == 0 or nb == 0:
         return 0.0
     return float(np.clip(dot / np.sqrt(na * nb), -1.0, 1.0))
+
+
+def _reported_inputs(graph: Graph, reported) -> dict[str, list[str]]:
+    """For each reported layer, the reported layers feeding it (through pools, flatten, ...): the report's topology."""
+    producers = graph.producers()
+    memo: dict[str, list[str]] = {}
+
+    def sources(value: str) -> list[str]:
+        if value not in memo:
+            node = producers.get(value)
+            if node is None:  # a graph input
+                memo[value] = []
+            elif reported(node):
+                memo[value] = [node.name]
+            else:
+                memo[value] = sorted({s for v in node.inputs for s in sources(v)})
+        return memo[value]
+
+    return {n.name: sorted({s for v in n.inputs for s in sources(v)}) for n in graph.nodes if reported(n)}

@@ -198,7 +198,9 @@ def _png_uri(fig) -> str:
 
 
 def _label(name, width: int = 22) -> str:
-    return clip(str(name), width)
+    """Shorten from the left: ONNX names are paths whose informative part is the end."""
+    text = clip(str(name), 10 ** 6)
+    return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
 def _set_names(ax, positions, names, axis: str = "x", rotation: float = 60) -> None:

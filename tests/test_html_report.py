@@ -142,6 +142,16 @@ def test_missing_optional_keys_render_na():
     assert "Level histograms" in page and len(_images(page)) == 3  # graph, rates, SOPs
 
 
+def test_report_inputs_give_the_topology():
+    chain = render_html(sample_report())
+    branched = sample_report()
+    branched["layers"][1]["inputs"] = ["conv1"]
+    branched["layers"][2]["inputs"] = ["conv1", HOSTILE_NAME]  # a skip connection
+    assert render_html(branched) != chain
+    branched["layers"][2]["inputs"] = [HOSTILE_NAME]  # the same edges as the chain
+    assert _images(render_html(branched))[0] == _images(chain)[0]
+
+
 def test_graph_argument_draws_the_ir(tmp_path):
     report = sample_report()
     with_graph = render_html(report, graph=_small_graph())
