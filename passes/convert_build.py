@@ -250,4 +250,8 @@ def build(graph: Graph, p: Plan, thetas: dict[str, np.ndarray], levels: int, tim
     g.meta["timesteps"] = int(timesteps)
     g.meta["levels"] = int(levels)
     g.meta.setdefault("notes", [])
+    pools = [n.name for n in g.nodes if n.op == "maxpool"]
+    if timesteps > 1 and pools:
+        g.meta["notes"].append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
+                               "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")
     return g
