@@ -158,6 +158,15 @@ def test_dropout_and_identity_are_dropped():
     check(build(nodes, ("N", 3, 4, 4), 4, opset=11), ops=["relu"])
 
 
+def test_cast_to_float_is_dropped_and_others_refused():
+    nodes = [node("Cast", ["x"], "c", to=TensorProto.DOUBLE), node("Cast", ["c"], "f", to=TensorProto.FLOAT),
+             node("Relu", ["f"])]
+    check(build(nodes, ("N", 3, 4, 4), 4), ops=["relu"])
+    with pytest.raises(Exception, match="node 'q' \\(Cast\\): Cast to INT8"):
+        import_onnx_model(build([node("Cast", ["x"], "q8", name="q", to=TensorProto.INT8),
+                                 node("Cast", ["q8"], to=TensorProto.FLOAT)], ("N", 3), 2))
+
+
 # --- elementwise with constants -> affine -------------------------------------------------
 
 @pytest.mark.parametrize("op,const,const_first", [

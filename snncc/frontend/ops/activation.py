@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 
 def import_relu(ctx) -> None:
@@ -64,5 +65,15 @@ def import_dropped(ctx) -> None:
     ctx.alias(node.output[0], ctx.act(node.input[0]))
 
 
-IMPORTERS = {"Relu": import_relu, "Clip": import_clip, "Softmax": import_softmax,
+def import_cast(ctx) -> None:
+    """A Cast of an activation to float32/float64 changes nothing here (exporters
+    emit them around dtype conversions); narrower or integer casts would."""
+    to = int(ctx.attr("to", 0))
+    if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+        raise ctx.error(f"Cast to {onnx.TensorProto.DataType.Name(to) if to else to} of an activation "
+                        "is not supported (only to float/double)")
+    ctx.alias(ctx.onnx_node.output[0], ctx.act(ctx.onnx_node.input[0]))
+
+
+IMPORTERS = {"Relu": import_relu, "Cast": import_cast, "Clip": import_clip, "Softmax": import_softmax,
              "Dropout": import_dropped, "Identity": import_dropped}
