@@ -25,7 +25,7 @@ Concat (non-batch axis)                          concat
 Pad (constant zero, spatial)                     pad
 Reshape-Transpose(0,2,1,3,4)-Reshape             channel_shuffle
 Softmax producing a graph output                 softmax
-Dropout, Identity                                (dropped)
+Dropout, Identity, Cast to float/double          (dropped)
 Constant, ConstantOfShape, Shape, Gather, ...    folded when their inputs are constant
 =============================================  ==========================================
 """
