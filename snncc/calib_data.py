@@ -9,7 +9,6 @@ that names the ``--calib`` option.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import warnings
@@ -19,9 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from snncc.errors import SnnccError
-
-log = logging.getLogger(__name__)
-
 
 class CalibData:
     """Calibration samples ``x`` (N, *input_shape) and optional integer labels ``y``.
@@ -94,7 +90,6 @@ def load_calib(spec: str | Path | np.ndarray, input_shape: tuple, *, seed: int =
         msg = ("option --calib random: calibrating on seeded random noise; thresholds and accuracy "
                "figures are meaningless (structure tests only)")
         warnings.warn(msg, stacklevel=2)
-        log.warning(msg)
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((int(random_count), *input_shape)).astype(np.float32)
         return CalibData(x, None, input_shape, "random")
