@@ -19,6 +19,7 @@ import numpy as np
 
 from snncc.errors import SnnccError
 
+
 class CalibData:
     """Calibration samples ``x`` (N, *input_shape) and optional integer labels ``y``.
 
