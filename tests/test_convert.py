@@ -278,3 +278,30 @@ def test_negative_slope_activations_are_refused_by_name(tmp_path, act):
         snncc.load_onnx(path)
     assert "node" in str(e.value)
     assert torch is not None
+
+
+def test_current_avgpool_affine_shift_and_input_relu_fold_exactly():
+    b = G((3, 8, 8))
+    r0 = b.relu("x")  # a ReLU straight on the input: its current is the input itself
+    c = b.conv(r0, 6)
+    p = b.add("avgpool", [c], {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0), "count_include_pad": 1})
+    a = b.relu(p)  # avgpool of a current: sumpool + affine(1/4) on the current
+    s = b.add("affine", [a], {}, {"scale": np.linspace(0.5, 1.5, 6).astype(np.float32),
+                                  "shift": np.linspace(-0.2, 0.3, 6).astype(np.float32)})  # BN after ReLU
+    g = b.done(b.dense(b.add("flatten", [b.relu(b.conv(s, 4))]), 3))
+    x = _x((3, 8, 8)) - 0.3
+    cal, snn = compile_snn(g, x, levels=3, bias_correction=True)
+    assert_oracle(cal, snn, x)
+    ops = [n.op for n in snn.nodes]
+    assert ops.count("affine") == 3 and "avgpool" not in ops  # input current, 1/k, shifted affine
+    assert sum(n.attrs["signed"] for n in snn.nodes if n.op == "neuron") == 1  # the shifted affine's current
+
+
+def test_spike_join_fed_by_a_concat_is_refused_naming_the_add():
+    b = G((2, 6, 6))
+    r1, r2 = b.relu(b.conv("x", 2)), b.relu(b.conv("x", 2))
+    cat = b.add("concat", [r1, r2], {"axis": 0})
+    j = b.add("add", [cat, b.relu(b.conv("x", 4))], name="join")
+    g = b.done(b.dense(b.add("flatten", [b.conv(j, 2)]), 2))
+    with pytest.raises(SnnccError, match=r"'join' \(add\).*straight from neurons.*concat"):
+        compile_snn(g, _x((2, 6, 6)))
