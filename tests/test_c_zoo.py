@@ -70,8 +70,8 @@ def test_digits_bit_exact_plain_and_sanitized(digits, digits_int, tmp_path):
     emit_c(digits_int, out)
     x = _digits_inputs(digits_int, digits)
     expected = flat_outputs(digits_int, run_int(digits_int, x))
-    for sanitize in (False, True):
-        res = compare_c(digits_int, out, x, exe=build_host(out, sanitize=sanitize), expected=expected)
+    for exe in (build_host(out), build_host(out, sanitize=True), build_host(out, opt="-O2 -DSNNCC_NO_SIMD")):
+        res = compare_c(digits_int, out, x, exe=exe, expected=expected)
         assert res.ok, res.summary()
     # the C logits classify the real test images like the runtime does, and well
     acc = float(np.mean(expected[: len(digits.y_test)].argmax(1) == digits.y_test))

@@ -1,0 +1,169 @@
+"""Latency of the emitted C against onnxruntime fp32 (one thread), and memory.
+
+    .venv/bin/python bench/c_vs_onnxruntime.py [--rounds 3] [--native]
+
+Models: the digits CNN (examples/digits) and the ResNet-20-style zoo model at
+3x32x32 (tests/zoo.py, seeded random weights, calibrated on seeded Gaussian noise).
+Both compile at T=1, N=4, 8-bit weights.  ResNet-20 uses
+``threshold_search="none", bias_correction=False`` to keep the compile short (the
+kernels and their speed do not depend on it).
+
+C latency is timed inside the host runner (``-O3``, plus ``-O3 -march=native`` with
+``--native``) over many inferences; onnxruntime runs the same samples one at a time
+with ``intra_op_num_threads=1``.  Both are measured as process CPU time (robust on a
+busy machine) and as wall time, alternately over ``--rounds`` rounds; the table
+reports the median of the rounds and the ratio ORT / C (> 1: C is faster).
+Memory: flash (weights, and library text+data from arm-none-eabi-size when the
+tools are installed) against the fp32 weight bytes; RAM (arena) against the
+peak-live lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from snncc.backends.c.emit import emit_c  # noqa: E402
+from snncc.backends.python.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
+from snncc.calib_data import load_calib  # noqa: E402
+from snncc.frontend.onnx_import import load_onnx  # noqa: E402
+from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_manager import run_pipeline  # noqa: E402
+from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
+from snncc.verify_c import STRICT_FLAGS, build_firmware, firmware_size, flat_outputs, run_host  # noqa: E402
+
+
+def spike_rates(graph, x_q) -> dict[str, float]:
+    """Measured fraction of non-zero levels per neuron output (for the kernel choice)."""
+    _, stats = run_int_levels(graph, x_q)
+    T = int(graph.meta.get("timesteps", 1))
+    rates = {}
+    for node in graph.nodes:
+        if node.op == "neuron" and node.name in stats:
+            rates[node.output] = float(stats[node.name]["events"].sum()) / (stats[node.name]["events"].size * T)
+    return rates
+
+
+def build(out: Path, flags: list[str]) -> Path:
+    exe = out / "build" / ("host" + "_".join(f.replace("-", "").replace("=", "") for f in flags))
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    srcs = [str(p) for p in sorted(out.glob("*.c"))]
+    subprocess.run(["cc", *STRICT_FLAGS, *flags, "-I", str(out), *srcs, "-o", str(exe)], check=True)
+    return exe
+
+
+def time_ort(path: Path, x: np.ndarray, iters: int) -> dict:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    xs = [x[i:i + 1] for i in range(len(x))]
+    for i in range(min(50, iters)):
+        sess.run(None, {name: xs[i % len(xs)]})
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i in range(iters):
+        sess.run(None, {name: xs[i % len(xs)]})
+    return {"cpu_ns": (time.process_time() - c0) / iters * 1e9, "wall_ns": (time.perf_counter() - t0) / iters * 1e9}
+
+
+def fp32_bytes(path: Path) -> int:
+    model = onnx.load(str(path))
+    return int(sum(np.prod(t.dims) * 4 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT))
+
+
+def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, variants, work):
+    graph = load_onnx(onnx_path)
+    opts = CompileOptions(**options)
+    opts.calib_data = load_calib(calib_x, graph.values[graph.inputs[0]].shape)
+    t0 = time.perf_counter()
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, opts, echo=lambda s: None)
+    compile_s = time.perf_counter() - t0
+    x_q = quantize_input(graph, eval_x)
+    rates = spike_rates(graph, quantize_input(graph, calib_x))
+    out = work / label
+    out.mkdir()
+    report: dict = {}
+    emit_c(graph, out, report=report, spike_rates=rates)
+    mem = report["c_memory"]
+    exes = {v: build(out, v.split()) for v in variants}
+    ref = flat_outputs(graph, run_int(graph, x_q))
+    for exe in exes.values():  # the timed program is the bit-exact one
+        assert np.array_equal(run_host(exe, x_q), ref), f"{label}: C differs from run_int"
+    times = {v: [] for v in variants}
+    times["ort"] = []
+    for _ in range(rounds):
+        times["ort"].append(time_ort(onnx_path, eval_x.astype(np.float32), iters))
+        for v, exe in exes.items():
+            times[v].append(run_host(exe, x_q, bench_iters=iters)[1])
+    med = {k: {m: statistics.median(r[m] for r in rs) for m in ("cpu_ns", "wall_ns")} for k, rs in times.items()}
+    try:
+        fw = firmware_size(out, build_firmware(out))["library"]
+    except Exception as exc:  # tools missing: report weights only
+        fw = {"flash_bytes": None, "ram_bytes": None, "error": str(exc).splitlines()[0]}
+    return {"label": label, "compile_s": compile_s, "times": med, "mem": mem, "fp32": fp32_bytes(onnx_path),
+            "fw": fw, "rates": rates}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--native", action="store_true", help="also time -O3 -march=native")
+    args = ap.parse_args()
+    variants = ["-O3"] + (["-O3 -march=native"] if args.native else [])
+    import zoo
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="snncc-bench-") as tmp:
+        work = Path(tmp)
+        d = np.load(ROOT / "examples" / "digits" / "digits_calib.npz")
+        results.append(bench_model("digits_cnn", ROOT / "examples" / "digits" / "digits_cnn.onnx", d["x"][:256],
+                                   d["x"], {"levels": 4, "timesteps": 1}, 5000, args.rounds, variants, work))
+        model, shape = zoo.build("resnet20")
+        path = work / "resnet20.onnx"
+        zoo.export(model, shape, path)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64,) + shape).astype(np.float32)
+        results.append(bench_model("resnet20_32x32", path, x, x[:32],
+                                   {"levels": 4, "timesteps": 1, "threshold_search": "none",
+                                    "bias_correction": False}, 200, args.rounds, variants, work))
+    print("\nLatency per inference (median of rounds; CPU time, wall time in brackets)\n")
+    head = "| model | onnxruntime fp32 1 thread | " + " | ".join(f"C {v}" for v in variants)
+    head += " | " + " | ".join(f"ORT / C {v}" for v in variants) + " |"
+    print(head)
+    print("|" + "---|" * (2 + 2 * len(variants)))
+    for r in results:
+        t = r["times"]
+        cells = [f"{t['ort']['cpu_ns'] / 1e3:.1f} us ({t['ort']['wall_ns'] / 1e3:.1f})"]
+        cells += [f"{t[v]['cpu_ns'] / 1e3:.1f} us ({t[v]['wall_ns'] / 1e3:.1f})" for v in variants]
+        cells += [f"{t['ort']['cpu_ns'] / t[v]['cpu_ns']:.2f}" for v in variants]
+        print(f"| {r['label']} | " + " | ".join(cells) + " |")
+    print("\nMemory\n")
+    print("| model | fp32 weights | C weights (flash) | library flash (Cortex-M4) | arena (RAM) | peak-live bound | "
+          "arena / bound | mean spike rate |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        m, fw = r["mem"], r["fw"]
+        rate = np.mean(list(r["rates"].values())) if r["rates"] else float("nan")
+        print(f"| {r['label']} | {r['fp32']} | {m['weight_bytes']} | {fw.get('flash_bytes')} | {m['arena_bytes']} | "
+              f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {rate:.3f} |")
+    for r in results:
+        modes = ", ".join(f"{x['ident']}:{x['mode']}" for x in r["mem"]["layers"])
+        print(f"\n{r['label']}: pipeline {r['compile_s']:.1f} s; kernels {modes}")
+
+
+if __name__ == "__main__":
+    main()
