@@ -355,10 +355,10 @@ def write_pareto_plot(points: Sequence[Mapping], path: Path, *, title: str = "")
             ax.step([t[0] for t in front], [100 * t[1] for t in front], where="post", color="#c0392b", lw=1)
             ax.scatter([t[0] for t in front], [100 * t[1] for t in front], s=30, color="#c0392b",
                        label="Pareto front", zorder=3)
-            for x, y, p in front:
-                ax.annotate(point_label(p), (x, 100 * y), fontsize=7, xytext=(4, -10), textcoords="offset points")
         if min(t[0] for t in pts) > 0:
             ax.set_xscale("log")
+        if front:
+            _label_front(ax, front, fig.dpi)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(("SNN accuracy" if y_key == "snn_accuracy" else "ANN/SNN top-1 agreement") + " (%)")
         ax.grid(alpha=0.3)
@@ -367,6 +367,26 @@ def write_pareto_plot(points: Sequence[Mapping], path: Path, *, title: str = "")
         fig.suptitle(clip(title, 80), fontsize=10, parse_math=False)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90, metadata={"Software": None})
+
+
+def _label_front(ax, front: list, dpi: float) -> None:
+    """Label the front points; points at the same spot share one label, labels never overlap."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for x, y, p in front:
+        groups.setdefault((x, 100 * y), []).append(point_label(p))
+    ax.autoscale_view()
+    placed: list[tuple[float, float]] = []  # label anchors in display points
+    right_edge = (ax.bbox.x0 + 0.7 * ax.bbox.width) * 72.0 / dpi
+    for (x, y), labels in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        px, py = (v * 72.0 / dpi for v in ax.transData.transform((x, y)))
+        left = px > right_edge  # near the right edge: write the label to the left of the point
+        dy = -10.0
+        while any(abs(px - qx) < 75 and abs(py + dy - qy) < 9 for qx, qy in placed):
+            dy -= 9.0
+        placed.append((px, py + dy))
+        ax.annotate(" | ".join(labels), (x, y), fontsize=7, xytext=(-4 if left else 4, dy), textcoords="offset points",
+                    ha="right" if left else "left",
+                    arrowprops={"arrowstyle": "-", "color": "#bbbbbb", "lw": 0.5} if dy < -10 else None)
 
 
 def _pct(v) -> str:
