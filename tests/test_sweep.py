@@ -188,8 +188,9 @@ def test_digits_sweep_end_to_end(digits_sweep):
 @pytest.mark.slow
 def test_digits_sweep_is_deterministic_and_matches_cli(digits_sweep, digits_example, tmp_path):
     rows, out = digits_sweep
-    # one point again, through the CLI and in-process (jobs=1): same figures as the pool gave
-    res = CliRunner().invoke(cli, ["sweep", str(digits_example.onnx_path), "--calib", str(digits_example.calib_path),
+    # one point again, through the CLI and in-process (jobs=1): same figures as the pool gave.
+    # No --calib: the example's snncc.toml names digits_calib.npz, as for `snncc compile`.
+    res = CliRunner().invoke(cli, ["sweep", str(digits_example.onnx_path),
                                    "--levels", "4", "--weight-bits", "8", "--timesteps", "1", "--jobs", "1",
                                    "-o", str(tmp_path / "one")])
     assert res.exit_code == 0, res.output
