@@ -73,17 +73,91 @@ class SEWNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class QAct(nn.Module):
+    """Quantization-aware activation: the T=1 multi-level neuron's grid during training.
+
+    Unsigned: ``s * clamp(floor(x/s + 1/2), 0, L)``, s = lam/L; signed: the same on
+    -L..L. The rounding passes gradients straight through; lam is learnt (LSQ-style).
+    With ``quantize`` off (float pre-training and export) an unsigned QAct is
+    ``Clip(0, lam)`` and a signed one the identity, so the exported ONNX holds plain
+    Clip/ReLU ops and snncc calibrates its own thresholds.
+    """
+
+    def __init__(self, levels: int = 4, signed: bool = False, init: float = 4.0):
+        super().__init__()
+        self.levels, self.signed = int(levels), bool(signed)
+        self.lam = nn.Parameter(torch.tensor(float(init)))
+        self.quantize = False
+
+    def forward(self, x):
+        # "mixed" (fine-tuning): each layer is quantized in a random half of the batches,
+        # so the float ANN and its N-level version both stay accurate.
+        quantize = self.quantize
+        if quantize == "mixed":
+            quantize = not self.training or bool(torch.rand(()) < 0.5)
+        if not quantize:
+            if self.signed:
+                return x
+            # training: PACT-style learnt clip; eval/export: a constant Clip(0, lam)
+            return torch.minimum(F.relu(x), self.lam) if self.training else torch.clamp(x, 0.0, float(self.lam))
+        s = self.lam.abs() / self.levels + 1e-8
+        xc = torch.clamp(x / s, -self.levels if self.signed else 0, self.levels)
+        return (xc + (torch.floor(xc + 0.5) - xc).detach()) * s
+
+
+def init_qact_ranges(model: nn.Module, x: np.ndarray) -> None:
+    """Set every QAct's lam to the clip value minimizing its N-level quantization error on ``x``.
+
+    Quantization-aware fine-tuning then starts from a calibrated grid (as snncc's ``mse``
+    thresholds would pick) instead of an arbitrary one.
+    """
+    acts = [m for m in model.modules() if isinstance(m, QAct)]
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, i=i: seen.__setitem__(i, inp[0].detach()))
+             for i, m in enumerate(acts)]
+    with torch.no_grad():
+        model.eval()(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    for i, m in enumerate(acts):
+        v = seen[i].reshape(-1).double()
+        if m.signed:  # a calibrated, frozen grid: what `--threshold percentile:99.9` picks
+            with torch.no_grad():
+                m.lam.fill_(float(torch.quantile(v.abs()[:1 << 20], SIGNED_PERCENTILE / 100)))
+            m.lam.requires_grad_(False)
+            continue
+        ref = v if m.signed else v.clamp(min=0.0, max=float(m.lam.detach()))
+        top = float(ref.abs().max()) or 1.0
+        best = None
+        for frac in np.linspace(0.05, 1.0, 60):
+            s = frac * top / m.levels
+            q = torch.clamp(torch.floor(v / s + 0.5), -m.levels if m.signed else 0, m.levels) * s
+            err = float(((q - ref) ** 2).mean())
+            if best is None or err < best[0]:
+                best = (err, frac * top)
+        with torch.no_grad():
+            m.lam.fill_(best[1])
+
+
+def set_quantize(model: nn.Module, on: bool) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, QAct):
+            m.quantize = on
+    return model
+
+
 class BasicBlock(nn.Module):
     """Classic ResNet block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(*_conv_bn(cin, cout, 3, stride), nn.ReLU(), *_conv_bn(cout, cout))
+        self.body = nn.Sequential(*_conv_bn(cin, cout, 3, stride), QAct(), *_conv_bn(cout, cout))
         self.shortcut = (nn.Identity() if stride == 1 and cin == cout
                          else nn.Sequential(*_conv_bn(cin, cout, 1, stride)))
+        self.act = QAct()
 
     def forward(self, x):
-        return F.relu(self.body(x) + self.shortcut(x))
+        return self.act(self.body(x) + self.shortcut(x))
 
 
 class ResNet20(nn.Module):
@@ -91,7 +165,7 @@ class ResNet20(nn.Module):
 
     def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(1, widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(*_conv_bn(1, widths[0]), QAct())
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(blocks_per_stage):
@@ -108,18 +182,20 @@ class ResNet20(nn.Module):
 class InvertedResidual(nn.Module):
     """1x1 expand + ReLU6, depthwise 3x3 + ReLU6, linear 1x1 projection; x + y when shapes match."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, signed_input: bool):
         super().__init__()
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
+        # a current (linear bottleneck or join) read by the 1x1 conv: a signed neuron in the SNN
+        self.q_in = QAct(signed=True) if signed_input else nn.Identity()
         self.body = nn.Sequential(
-            *_conv_bn(cin, hidden, 1), nn.ReLU6(),
-            *_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.ReLU6(),
+            *_conv_bn(cin, hidden, 1), QAct(init=6.0),
+            *_conv_bn(hidden, hidden, 3, stride, groups=hidden), QAct(init=6.0),
             *_conv_bn(hidden, cout, 1),
         )
 
     def forward(self, x):
-        y = self.body(x)
+        y = self.body(self.q_in(x))
         return x + y if self.use_res else y
 
 
@@ -128,15 +204,15 @@ class MobileNetV2Net(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(1, 16), nn.ReLU6())
+        self.stem = nn.Sequential(*_conv_bn(1, 16), QAct(init=6.0))
         self.blocks = nn.Sequential(
-            InvertedResidual(16, 16, 1, 3),  # residual on the stem's spikes
-            InvertedResidual(16, 24, 2, 3),  # downsampling, no residual
-            InvertedResidual(24, 24, 1, 3),  # residual on a linear bottleneck
-            InvertedResidual(24, 24, 1, 3),  # residual whose input is a linear join
-            InvertedResidual(24, 32, 1, 3),  # widening, no residual
+            InvertedResidual(16, 16, 1, 3, False),  # residual on the stem's spikes
+            InvertedResidual(16, 24, 2, 3, True),  # downsampling, no residual
+            InvertedResidual(24, 24, 1, 3, True),  # residual on a linear bottleneck
+            InvertedResidual(24, 24, 1, 3, True),  # residual whose input is a linear join
+            InvertedResidual(24, 32, 1, 3, True),  # widening, no residual
         )
-        self.head = nn.Sequential(*_conv_bn(32, 64, 1), nn.ReLU6())
+        self.head = nn.Sequential(QAct(signed=True), *_conv_bn(32, 64, 1), QAct(init=6.0))
         self.fc = nn.Linear(64, 10)
 
     def forward(self, x):
@@ -146,6 +222,8 @@ class MobileNetV2Net(nn.Module):
 
 BUILDERS = {"sew": SEWNet, "resnet": ResNet20, "mobilenet": MobileNetV2Net}
 EPOCHS = {"sew": 15, "resnet": 20, "mobilenet": 15}
+SIGNED_PERCENTILE = 99.9
+QAT_EPOCHS = 8  # quantization-aware fine-tuning at N = QAct.levels (resnet, mobilenet)
 
 
 @dataclass
@@ -184,6 +262,11 @@ def train_one(name: str, folder: Path, data, seed: int = SEED) -> TrainedModel:
     x_tr, y_tr, x_te, y_te = data
     t0 = time.perf_counter()
     model = digits_train.train(build(name, seed), x_tr, y_tr, epochs=EPOCHS[name], seed=seed)
+    if any(isinstance(m, QAct) for m in model.modules()):  # then fine-tune on the N-level grid
+        init_qact_ranges(model, x_tr[:256])
+        set_quantize(model, True)
+        digits_train.train(model, x_tr, y_tr, epochs=QAT_EPOCHS, seed=seed + 1, lr=1e-3)
+        set_quantize(model, False)
     seconds = time.perf_counter() - t0
     path = digits_train.export_onnx(model, Path(folder) / f"residual_{name}.onnx")
     return TrainedModel(name, path, model, digits_train.accuracy(model, x_te, y_te), seconds)

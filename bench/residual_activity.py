@@ -1,0 +1,86 @@
+"""Sparse-ResNet barriers vs SEW sums of levels on the SEW-like digits ResNet (net (a)).
+
+Trains net (a) of ``tests/residual_models.py`` (seeded), compiles it with
+``--residual sew`` and ``--residual sparse`` for barrier scales k in {1, 1.25, 1.5, 2},
+and prints, per inference on the digits test split: spike events, level mass,
+synaptic input events and SOPs (definitions in ``snncc/activity.py``), top-1
+accuracy of the float SNN and of the integer SNN, and each mode's per-block
+avalanche profile.
+
+    .venv/bin/python bench/residual_activity.py [--levels 4] [--threshold-search none|output]
+
+The barriers here are post-training: no fine-tuning with the barriers in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import residual_models  # noqa: E402
+
+from snncc.activity import format_activity, simulate_activity  # noqa: E402
+from snncc.backends.python.int_runtime import quantize_input, run_int  # noqa: E402
+from snncc.calib_data import load_calib  # noqa: E402
+from snncc.frontend.onnx_import import load_onnx  # noqa: E402
+from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_manager import run_pipeline  # noqa: E402
+
+KS = (1.0, 1.25, 1.5, 2.0)
+
+
+def run_point(onnx_path, models, mode: str, k: float, levels: int, search: str):
+    opts = CompileOptions(levels=levels, residual=mode, barrier_scale=k, threshold_search=search).validate()
+    opts.calib_data = load_calib(models.x_calib, (1, 8, 8))
+    snn = run_pipeline(load_onnx(onnx_path), ["canonicalize", "calibrate", "residual", "convert"], opts)
+    sim, rep = simulate_activity(snn, models.x_test)
+    intg = run_pipeline(snn, ["quantize"], opts)
+    out = run_int(intg, quantize_input(intg, models.x_test))[intg.outputs[0]]
+    y = models.y_test
+    acc = float((sim.logits.argmax(1) == y).mean())
+    acc_int = float((out.reshape(len(y), -1).argmax(1) == y).mean())
+    return acc, acc_int, rep
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", type=int, default=4)
+    ap.add_argument("--threshold-search", default="none", choices=("none", "output"))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        models = residual_models.train_all(Path(tmp), names=("sew",))
+        path = models["sew"].onnx_path
+        print(f"net (a): SEW-like ResNet, 6 blocks, ANN test accuracy {models['sew'].ann_test_accuracy:.4f} "
+              f"({len(models.y_test)} test images), N={args.levels}, T=1, 8-bit weights, "
+              f"threshold search {args.threshold_search}")
+        points = [("sew", 1.0)] + [("sparse", k) for k in KS]
+        results = {p: run_point(path, models, *p, args.levels, args.threshold_search) for p in points}
+    base = results[("sew", 1.0)][2]["totals"]
+    print()
+    print(f"{'mode':<8s} {'k':>5s} {'spike ev.':>10s} {'level mass':>10s} {'syn. events':>11s} {'vs sew':>7s} "
+          f"{'SOPs':>10s} {'vs sew':>7s} {'max join':>8s} {'aval.':>6s} {'top-1 SNN':>9s} {'top-1 int':>9s}")
+    for (mode, k), (acc, acc_int, rep) in results.items():
+        t = rep["totals"]
+        print(f"{mode:<8s} {k if mode == 'sparse' else float('nan'):>5.2f} {t['spike_events']:>10.1f} "
+              f"{t['spike_levels']:>10.1f} {t['synaptic_events']:>11.1f} "
+              f"{100 * (t['synaptic_events'] / base['synaptic_events'] - 1):>+6.2f}% {t['sops']:>10.0f} "
+              f"{100 * (t['sops'] / base['sops'] - 1):>+6.2f}% {rep['max_join_level']:>8d} "
+              f"{rep['avalanche']['geomean']:>6.3f} {acc:>9.4f} {acc_int:>9.4f}")
+    for (mode, k), (_, _, rep) in results.items():
+        if mode == "sew" or k in (1.0, 2.0):
+            print()
+            print(f"[{mode}{'' if mode == 'sew' else f', k={k:g}'}]")
+            print(format_activity(rep))
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
