@@ -24,6 +24,7 @@ from snncc.text_report import (
     as_float,
     bits_text,
     bytes_text,
+    c_label,
     c_section,
     clip,
     energy_text,
@@ -140,7 +141,7 @@ def _summary_section(report: dict) -> str:
     ]
     c_info = c_section(report)
     if c_info is not None:
-        rows += [(f"C {key.removesuffix('_bytes').replace('_', ' ')}", bytes_text(c_info[key]))
+        rows += [(f"C {c_label(key)}", bytes_text(c_info[key]))
                  for key in sorted(c_info) if key.endswith("_bytes")]
     notes = report.get("notes") if isinstance(report.get("notes"), list) else []
     note_html = "".join(f"<li>{_esc(n)}</li>" for n in notes)

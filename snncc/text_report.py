@@ -33,7 +33,7 @@ def format_summary(report: dict) -> str:
                  f"fp32 weights {bytes_text(mem.get('fp32_weight_bytes'))}")
     c_info = c_section(report)
     if c_info is not None:
-        parts = [f"{key.removesuffix('_bytes').replace('_', ' ')} {bytes_text(c_info[key])}"
+        parts = [f"{c_label(key)} {bytes_text(c_info[key])}"
                  for key in sorted(c_info) if key.endswith("_bytes") and as_float(c_info[key]) is not None]
         lines.append(f"{'C':<10s} " + (", ".join(parts) if parts else NA))
     layers = [lay for lay in report.get("layers") or [] if isinstance(lay, dict)]
@@ -88,6 +88,15 @@ def layer_bits(report: dict) -> dict[str, object]:
         if isinstance(entry, dict) and first_of(entry, "weight_bits", "bits") is not None:
             out[str(entry.get("name"))] = first_of(entry, "weight_bits", "bits")
     return out
+
+
+_C_LABELS = {"arena_bytes": "arena (RAM)", "weight_bytes": "const tables (flash)", "peak_live_bytes": "peak live",
+             "membrane_bytes": "membranes"}
+
+
+def c_label(key: str) -> str:
+    """Display name of a ``*_bytes`` figure of the C section."""
+    return _C_LABELS.get(key, key.removesuffix("_bytes").replace("_", " "))
 
 
 def c_section(report: dict) -> dict | None:
@@ -183,5 +192,5 @@ def first_of(d: dict, *keys):
     return None
 
 
-__all__ = ["format_summary", "c_section", "layer_bits", "layer_row", "pct", "num", "energy_text", "bits_text",
-           "bytes_text", "clip", "as_float", "as_dict", "first_of"]
+__all__ = ["format_summary", "c_label", "c_section", "layer_bits", "layer_row", "pct", "num", "energy_text",
+           "bits_text", "bytes_text", "clip", "as_float", "as_dict", "first_of"]

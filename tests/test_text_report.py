@@ -15,8 +15,8 @@ def test_summary_has_the_headline_figures():
     # 1311824 pJ vs 55110.6 pJ: ratio 23.80
     assert "ANN 1.31 uJ  SNN 55.11 nJ (23.8x less)" in text
     assert "weights 226560 bits (27.66 KiB)" in text and "compression 3.98x vs fp32" in text
-    assert ("C          arena 3072 B (3.00 KiB), membrane 512 B, peak live 2816 B (2.75 KiB), "
-            "weight 30112 B (29.41 KiB)") in text
+    assert ("C          arena (RAM) 3072 B (3.00 KiB), membranes 512 B, peak live 2816 B (2.75 KiB), "
+            "const tables (flash) 30112 B (29.41 KiB)") in text
 
 
 def test_layer_table_one_row_per_layer_and_names_are_one_line():
@@ -34,7 +34,7 @@ def test_missing_keys_render_na():
     text = format_summary({"schema_version": 1})
     assert "ANN n/a  SNN n/a" in text and "compression n/a" in text
     assert "C " not in text  # no C section without report["c_memory"]
-    assert "C          arena 100 B" in format_summary({"c": {"arena_bytes": 100}})
+    assert "C          arena (RAM) 100 B" in format_summary({"c": {"arena_bytes": 100}})
     # wrong types do not crash either
     text = format_summary({"accuracy": "bad", "layers": [None, {"name": "x"}], "memory": [], "notes": "x"})
     assert text.splitlines()[-1].split() == ["x", "?", "n/a", "n/a", "n/a", "-", "-"]
