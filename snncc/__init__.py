@@ -5,6 +5,7 @@ Public API::
     import snncc
     graph = snncc.load_onnx("model.onnx")   # float IR
     y = snncc.run(graph, x)                 # float reference runtime
+    result = snncc.compile_model("model.onnx", calib="calib.npz", target="c", output="out")
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
 
-__all__ = ["Graph", "Node", "Value", "CompileOptions", "SnnccError", "load_onnx", "run", "__version__"]
+__all__ = ["Graph", "Node", "Value", "CompileOptions", "SnnccError", "load_onnx", "run", "compile_model",
+           "__version__"]
 
 
 def load_onnx(path) -> Graph:
@@ -30,3 +32,10 @@ def run(graph: Graph, x):
     from snncc.backends.python.float_runtime import run as _run
 
     return _run(graph, x)
+
+
+def compile_model(model_path, **kwargs):
+    """Compile an ONNX file; see :func:`snncc.compiler.compile_model`."""
+    from snncc.compiler import compile_model as _compile
+
+    return _compile(model_path, **kwargs)
