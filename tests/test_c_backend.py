@@ -214,3 +214,17 @@ def test_bad_inputs(tmp_path):
     emit_c(graph, out)
     with pytest.raises(SnnccError, match="C compiler 'no-such-cc' not found; install gcc or pass --cc"):
         build_host(out, cc="no-such-cc")
+
+
+def test_spike_rates_pick_kernels(tmp_path):
+    """Measured rates (explicit, or from the report's neuron entries) choose event vs dense."""
+    graph = _residual()
+    neuron = graph.nodes[1]
+    assert neuron.op == "neuron"
+    report = {"layers": [{"name": neuron.name, "op": "neuron", "spike_rate": 0.9}]}
+    emit_c(graph, tmp_path, report=report)
+    modes = {x["ident"]: x["mode"] for x in report["c_memory"]["layers"]}
+    assert modes["l2_conv"] == "dense" and modes["l4_conv"] == "event"
+    low = c_memory(graph, spike_rates={neuron.output: 0.05})
+    assert {x["ident"]: x["mode"] for x in low["layers"]}["l2_conv"] == "event"
+    assert "snncc_conv_block_i8(&l2_conv_p" in (tmp_path / "model.c").read_text()
