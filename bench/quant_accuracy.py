@@ -6,8 +6,9 @@ The model is the committed example (examples/digits/digits_cnn.onnx, trained by
 examples/digits/train.py).  Calibration: the first 256 training images; accuracy:
 the 540 held-out test images.  T = 1, mse thresholds (threshold search on), 16-bit
 membrane.  For each N the float SNN is converted once and then quantized with every
-combination.  ``acc`` is with bias correction (the default), ``acc_nobc`` without;
-``2*`` rows keep the first and last layers at 8 bits.  ``compr`` is the model-size
+combination.  ``acc`` is the default (GPTQ rounding + bias correction), ``drop_pt``
+its loss in points against the ANN, ``nearest`` nearest rounding + bias correction,
+``plain`` nearest rounding alone; ``2*`` rows keep the first and last layers at 8 bits.  ``compr`` is the model-size
 compression against the fp32 ONNX parameters (weights, biases, thresholds, shortcut
 weights at their integer widths); ``w_compr`` compares the weights alone.
 """
@@ -61,22 +62,22 @@ def main(argv=None) -> int:
         for bits, layer_bits in configs:
             for q in QUANTIZERS:
                 accs = []
-                for bc in (True, False):
+                for rounding, bc in (("gptq", True), ("nearest", True), ("nearest", False)):
                     opts = replace(options, weight_bits=bits, layer_bits=layer_bits, weight_quantizer=q,
-                                   bias_correction=bc)
+                                   bias_correction=bc, weight_rounding=rounding)
                     gi = quantize.run(res.snn_graph, opts)
                     out = run_int(gi, quantize_input(gi, x_te))[gi.outputs[0]]
                     accs.append(float((out.argmax(1) == y_te).mean()))
-                    if bc:
+                    if rounding == "gptq":
                         mem = memory_report(gi, res.float_graph)
-                rows.append((n, f"{bits}*" if layer_bits else str(bits), q, snn_acc, accs[0], accs[1],
+                rows.append((n, f"{bits}*" if layer_bits else str(bits), q, snn_acc, *accs,
                              mem["compression"], mem["weight_compression"], mem["param_bytes"]))
     print(f"digits CNN: ANN test accuracy {ann_acc:.4f} ({len(y_te)} test images, calibration 256 train images)")
-    print(f"{'N':>2} {'bits':>4} {'quantizer':<10} {'snn_float':>9} {'acc':>7} {'drop_pt':>7} {'acc_nobc':>8} "
-          f"{'compr':>6} {'w_compr':>7} {'bytes':>6}")
-    for n, bits, q, snn_acc, acc, acc_nobc, compr, wcompr, nbytes in rows:
+    print(f"{'N':>2} {'bits':>4} {'quantizer':<10} {'snn_float':>9} {'acc':>7} {'drop_pt':>7} {'nearest':>7} "
+          f"{'plain':>7} {'compr':>6} {'w_compr':>7} {'bytes':>6}")
+    for n, bits, q, snn_acc, acc, acc_near, acc_plain, compr, wcompr, nbytes in rows:
         print(f"{n:>2} {bits:>4} {q:<10} {snn_acc:>9.4f} {acc:>7.4f} {100 * (ann_acc - acc):>7.2f} "
-              f"{acc_nobc:>8.4f} {compr:>6.2f} {wcompr:>7.2f} {nbytes:>6}")
+              f"{acc_near:>7.4f} {acc_plain:>7.4f} {compr:>6.2f} {wcompr:>7.2f} {nbytes:>6}")
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
