@@ -98,6 +98,8 @@ def value_domains(graph: Graph) -> dict[str, str]:
             if ins[0] != "current":
                 raise SnnccError("neuron input is not a current", node=node.name, op=node.op)
             dom[node.output] = "level"
+        elif node.op == "add" and all(d == "level" for d in ins):
+            dom[node.output] = "level"  # --residual sew: a SEW join sums levels of equal thresholds
         elif node.op == "add":
             if any(d != "current" for d in ins):
                 raise SnnccError("add joins spike levels, not currents (convert should have made the "
