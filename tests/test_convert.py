@@ -157,7 +157,7 @@ def test_identity_shortcut_becomes_affine_theta():
     np.testing.assert_array_equal(aff[0].params["shift"], 0)
 
 
-ORACLE_ZOO = ["lenet", "vgg_small", "resnet8", "mobilenetv2_block", "concat_net", "ops_net", "sew_resnet",
+ORACLE_ZOO = ["lenet", "vgg_small", "resnet8", "resnet20", "mobilenetv2_block", "concat_net", "ops_net", "sew_resnet",
               "preact_resnet"]
 
 
