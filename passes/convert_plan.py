@@ -8,9 +8,9 @@ Every value of the float graph is either
 - ``current``: outputs of synaptic ops, adds of currents, and data movement of
   currents. Neurons integrate them; graph outputs accumulate them.
 
-A synaptic op that reads a current (a linear bottleneck, a join with no ReLU after
-it) gets a signed neuron in front of it: those ``signed_sites`` need calibration
-statistics like ReLU outputs do.
+A conv/dense that reads a current (a linear bottleneck, a join with no ReLU after
+it) gets a signed neuron where that current is produced, before any data movement:
+those ``signed_sites`` need calibration statistics like ReLU outputs do.
 """
 
 from __future__ import annotations
