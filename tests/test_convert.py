@@ -305,3 +305,17 @@ def test_spike_join_fed_by_a_concat_is_refused_naming_the_add():
     g = b.done(b.dense(b.add("flatten", [b.conv(j, 2)]), 2))
     with pytest.raises(SnnccError, match=r"'join' \(add\).*straight from neurons.*concat"):
         compile_snn(g, _x((2, 6, 6)))
+
+
+def test_conversion_is_deterministic():
+    b = G((3, 8, 8))
+    a = b.relu(b.conv("x", 6))
+    g = b.done(b.dense(b.add("flatten", [b.relu(b.conv(a, 4, stride=2))]), 3))
+    x = _x((3, 8, 8), n=300)
+    _, s1 = compile_snn(g, x, levels=2, calib_reservoir=256)  # more data than the reservoir holds
+    _, s2 = compile_snn(g, x, levels=2, calib_reservoir=256)
+    assert s1.dump() == s2.dump()
+    for n1, n2 in zip(s1.nodes, s2.nodes):
+        assert n1.attrs == n2.attrs and sorted(n1.params) == sorted(n2.params)
+        for k in n1.params:
+            np.testing.assert_array_equal(n1.params[k], n2.params[k])
