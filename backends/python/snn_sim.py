@@ -209,10 +209,15 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
     acc = {v: 0.0 for v in graph.outputs}
     traces = {n: [] for n in trace}
     caps: dict[str, np.ndarray | float] = {n: 0.0 for n in capture}
+    last = {v: i for i, node in enumerate(graph.nodes) for v in node.inputs}
+    outputs = set(graph.outputs)
     for t in range(T):
         env = dict(env_static)
-        for node in graph.nodes:
+        for i, node in enumerate(graph.nodes):
             args = [env[v] for v in node.inputs]
+            for v in node.inputs:  # free this step's activations nobody reads any more
+                if last[v] == i and v not in outputs:
+                    env.pop(v, None)
             if total and node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
                 total.synapse(node, args[0])  # static inputs are real values: MACs, computed once
             if node.output in static and t > 0:
