@@ -104,3 +104,31 @@ def wide_snn(fan_in: int, timesteps: int = 1, membrane_bits_hint: int = 32) -> G
               stats={"x": {"absmax": np.array([1.0])}})
     g.verify()
     return g
+
+
+def concat_snn(seed: int = 0, levels: int = 4) -> Graph:
+    """Currents through data movement: two convs -> concat -> maxpool -> neuron -> flatten -> dense."""
+    rng = np.random.default_rng(seed)
+    wa, wb = rng.normal(0, 0.5, (2, 1, 3, 3)), rng.normal(0, 2.0, (3, 1, 3, 3))  # different weight scales
+    ba, bb = rng.normal(0, 0.05, 2), rng.normal(0, 0.05, 3)
+    x = sample_x(seed=seed + 1)
+    cur = np.concatenate([K.conv2d(x, wa, ba, **_conv_args()), K.conv2d(x, wb, bb, **_conv_args())], axis=1)
+    cur = K.maxpool(cur, (2, 2), (2, 2), (0, 0, 0, 0))
+    th = _theta(cur, levels)
+    w3 = rng.normal(0, 0.3, (3, 5 * 16)) * np.repeat(th, 16)[None, :]
+    nodes = [
+        Node("ca", "conv", ["x"], "a", dict(CONV), {"weight": wa, "bias": ba}),
+        Node("cb", "conv", ["x"], "b", dict(CONV), {"weight": wb, "bias": bb}),
+        Node("cat", "concat", ["a", "b"], "c", {"axis": 0}, {}),
+        Node("mp", "maxpool", ["c"], "m", {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0),
+                                          "dilations": (1, 1)}, {}),
+        Node("n", "neuron", ["m"], "z", {"levels": levels, "signed": False, "barrier": False}, {"theta": th}),
+        Node("fl", "flatten", ["z"], "f", {}, {}),
+        Node("fc", "dense", ["f"], "out", {}, {"weight": w3, "bias": np.zeros(3)}),
+    ]
+    shapes = {"x": (1, 8, 8), "a": (2, 8, 8), "b": (3, 8, 8), "c": (5, 8, 8), "m": (5, 4, 4), "z": (5, 4, 4),
+              "f": (80,), "out": (3,)}
+    g = Graph("cat", ["x"], ["out"], nodes, {k: Value(k, v, "float64") for k, v in shapes.items()},
+              stage="snn", meta={"timesteps": 1}, stats={"x": {"absmax": np.array([np.abs(x).max()])}})
+    g.verify()
+    return g

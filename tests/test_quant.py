@@ -186,3 +186,18 @@ def test_calibration_data_enables_gptq_and_bias_correction():
         assert np.abs(gi.node("conv2").params["weight"]).max() <= 31
         agree[rounding] = level_agreement(gi, g, x)["n2"]["isolated"]
     assert agree["gptq"] > agree["nearest"]  # GPTQ keeps the currents closer to the float SNN's
+
+
+def test_scales_through_concat_and_maxpool_of_currents():
+    from quant_graphs import concat_snn
+
+    g = concat_snn()
+    gi = _q(g, weight_bits=8)
+    S = np.concatenate([gi.node("ca").params["scale_real"], gi.node("cb").params["scale_real"]])
+    assert len(np.unique(S)) == 5  # concat joins nothing: every channel keeps its own step
+    np.testing.assert_array_equal(gi.node("n").params["theta"],
+                                  np.maximum(1, np.rint(g.node("n").params["theta"] / S)))
+    x = sample_x(200, seed=8)
+    out = run_int(gi, quantize_input(gi, x), capture=["z"])
+    fs = simulate(g, x, capture=["n"])
+    assert (out["z"] == fs.captured["n"]).mean() >= 0.99
