@@ -137,6 +137,12 @@ def _compile_options(f):
         click.option("--levels", "-N", type=int, default=None, help="Spike levels per neuron (default 4)."),
         click.option("--timesteps", "-T", type=int, default=None, help="Timesteps per inference (default 1)."),
         click.option("--threshold", default=None, help="Threshold method: max, percentile:P, mse (default mse)."),
+        click.option("--threshold-granularity", type=click.Choice(["channel", "layer"]), default=None,
+                     help="One threshold per channel (default) or per layer."),
+        click.option("--threshold-search", type=click.Choice(["none", "output"]), default=None,
+                     help="Refine thresholds on the output error at T=1 (output, default) or not (none)."),
+        click.option("--bias-correction/--no-bias-correction", default=None,
+                     help="Shift biases by the mean quantization error (default on)."),
         click.option("--weight-bits", type=int, default=None, help="Weight bits, 2..8 (default 8)."),
         click.option("--layer-bits", multiple=True,
                      help="Per-layer weight bits, NAME=BITS (repeatable; 'first'/'last' allowed)."),
@@ -146,6 +152,8 @@ def _compile_options(f):
                      help="Stored membrane precision: keep the residual on a 2^k grid (default 0)."),
         click.option("--residual", type=click.Choice(["sparse", "sew"]), default=None,
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
+        click.option("--barrier-scale", type=float, default=None,
+                     help="Scale the barrier neurons' thresholds by k (default 1.0)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="A TOML file of options (default: snncc.toml next to the model); "
                           "CLI flags override it. See snncc/config.py."),
@@ -262,7 +270,14 @@ def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, **kw)
         click.get_current_context().exit(1)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     try:
         cli.main(prog_name="snncc", standalone_mode=True)
     except KeyboardInterrupt:
