@@ -21,9 +21,9 @@ from snncc.ir import Graph, Node
 
 SAMPLES = 256  # calibration samples
 BATCH = 64
-# Input windows per batch used for H: all of them up to a budget of ~2^29 multiply-adds
+# Input windows per batch used for H: all of them up to a budget of ~2^27 multiply-adds
 # for X^T X (seeded subsample beyond it, never below 1024).
-H_BUDGET = 1 << 29
+H_BUDGET = 1 << 27
 MIN_COLUMNS = 1024
 DAMP = 0.01  # GPTQ damping, relative to mean(diag H)
 
