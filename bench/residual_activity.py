@@ -68,7 +68,8 @@ def main(argv=None) -> int:
           f"{'SOPs':>10s} {'vs sew':>7s} {'max join':>8s} {'aval.':>6s} {'top-1 SNN':>9s} {'top-1 int':>9s}")
     for (mode, k), (acc, acc_int, rep) in results.items():
         t = rep["totals"]
-        print(f"{mode:<8s} {k if mode == 'sparse' else float('nan'):>5.2f} {t['spike_events']:>10.1f} "
+        k_text = f"{k:.2f}" if mode == "sparse" else "-"
+        print(f"{mode:<8s} {k_text:>5s} {t['spike_events']:>10.1f} "
               f"{t['spike_levels']:>10.1f} {t['synaptic_events']:>11.1f} "
               f"{100 * (t['synaptic_events'] / base['synaptic_events'] - 1):>+6.2f}% {t['sops']:>10.0f} "
               f"{100 * (t['sops'] / base['sops'] - 1):>+6.2f}% {rep['max_join_level']:>8d} "

@@ -121,11 +121,6 @@ def init_qact_ranges(model: nn.Module, x: np.ndarray) -> None:
         h.remove()
     for i, m in enumerate(acts):
         v = seen[i].reshape(-1).double()
-        if m.signed:  # a calibrated, frozen grid: what `--threshold percentile:99.9` picks
-            with torch.no_grad():
-                m.lam.fill_(float(torch.quantile(v.abs()[:1 << 20], SIGNED_PERCENTILE / 100)))
-            m.lam.requires_grad_(False)
-            continue
         ref = v if m.signed else v.clamp(min=0.0, max=float(m.lam.detach()))
         top = float(ref.abs().max()) or 1.0
         best = None
@@ -163,7 +158,7 @@ class BasicBlock(nn.Module):
 class ResNet20(nn.Module):
     """ResNet-20 depth: stem + 3 stages x 3 basic blocks (19 convs) + dense, narrow widths."""
 
-    def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 3):
+    def __init__(self, widths=(16, 32, 64), blocks_per_stage: int = 3):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(1, widths[0]), QAct())
         layers, cin = [], widths[0]
@@ -204,16 +199,16 @@ class MobileNetV2Net(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(1, 16), QAct(init=6.0))
+        self.stem = nn.Sequential(*_conv_bn(1, 24), QAct(init=6.0))
         self.blocks = nn.Sequential(
-            InvertedResidual(16, 16, 1, 3, False),  # residual on the stem's spikes
-            InvertedResidual(16, 24, 2, 3, True),  # downsampling, no residual
-            InvertedResidual(24, 24, 1, 3, True),  # residual on a linear bottleneck
-            InvertedResidual(24, 24, 1, 3, True),  # residual whose input is a linear join
-            InvertedResidual(24, 32, 1, 3, True),  # widening, no residual
+            InvertedResidual(24, 24, 1, 4, False),  # residual on the stem's spikes
+            InvertedResidual(24, 32, 2, 4, True),  # downsampling, no residual
+            InvertedResidual(32, 32, 1, 4, True),  # residual on a linear bottleneck
+            InvertedResidual(32, 32, 1, 4, True),  # residual whose input is a linear join
+            InvertedResidual(32, 48, 1, 4, True),  # widening, no residual
         )
-        self.head = nn.Sequential(QAct(signed=True), *_conv_bn(32, 64, 1), QAct(init=6.0))
-        self.fc = nn.Linear(64, 10)
+        self.head = nn.Sequential(QAct(signed=True), *_conv_bn(48, 96, 1), QAct(init=6.0))
+        self.fc = nn.Linear(96, 10)
 
     def forward(self, x):
         x = self.head(self.blocks(self.stem(x)))
@@ -222,7 +217,6 @@ class MobileNetV2Net(nn.Module):
 
 BUILDERS = {"sew": SEWNet, "resnet": ResNet20, "mobilenet": MobileNetV2Net}
 EPOCHS = {"sew": 15, "resnet": 20, "mobilenet": 15}
-SIGNED_PERCENTILE = 99.9
 QAT_EPOCHS = 8  # quantization-aware fine-tuning at N = QAct.levels (resnet, mobilenet)
 
 
