@@ -67,6 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--cc", action="store_true", help="also time cc -O2 -c on the emitted C")
+    ap.add_argument("--weight-quantizer", default="mse", help="max | percentile | mse | rescaw (default mse)")
+    ap.add_argument("--weight-rounding", default="gptq", help="gptq | nearest (default gptq)")
     args = ap.parse_args()
     import zoo
 
@@ -87,7 +89,8 @@ def main() -> None:
         t = time.perf_counter()
         graph = load_onnx(onnx_path)
         times["import"] = time.perf_counter() - t
-        opts = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False)
+        opts = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False,
+                              weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding)
         opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((8,) + shape).astype(np.float32),
                                      shape)
         for name in DEFAULT_PIPELINE:
@@ -111,7 +114,8 @@ def main() -> None:
             cc_s = time.perf_counter() - t
     mem = report["c_memory"]
     print(f"\nResNet-50-sized graph: {params / 1e6:.2f}M parameters, input {list(shape)}, "
-          f"{len(graph.nodes)} integer-IR nodes\n")
+          f"{len(graph.nodes)} integer-IR nodes, weight quantizer {args.weight_quantizer}, "
+          f"rounding {args.weight_rounding}\n")
     print("| stage | seconds |")
     print("|---|---|")
     for k, v in times.items():

@@ -205,6 +205,7 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;
     const int32_t o16 = (out_c + 15) / 16 * 16;
+    const int even = in_c % 2 == 0;
     int32_t oy, ox, ob, ky, kx, cp, k;
     for (oy = 0; oy < out_h; ++oy) {
         for (ox = 0; ox < out_w; ++ox) {
@@ -229,14 +230,23 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
                         xin = x + (iy * in_w + ix) * in_c;
                         wk = w + ((ky * k_w + kx) * c2) * o16 * 2 + ob * 2;
                         for (cp = 0; cp < c2; ++cp) {
-                            const int32_t x0 = xin[2 * cp];
-                            const int32_t x1 = 2 * cp + 1 < in_c ? xin[2 * cp + 1] : 0;
                             const int8_t *wr = wk + cp * o16 * 2;
                             __m512i xv;
-                            if (sparse && (x0 | x1) == 0) {
-                                continue;
+                            if (even) { /* (x[c], x[c+1]) as two int16 lanes, repeated */
+                                int16_t pair;
+                                memcpy(&pair, xin + 2 * cp, sizeof pair);
+                                if (sparse && pair == 0) {
+                                    continue;
+                                }
+                                xv = _mm512_cvtepi8_epi16(_mm256_set1_epi16(pair));
+                            } else {
+                                const int32_t x0 = xin[2 * cp];
+                                const int32_t x1 = 2 * cp + 1 < in_c ? xin[2 * cp + 1] : 0;
+                                if (sparse && (x0 | x1) == 0) {
+                                    continue;
+                                }
+                                xv = _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)x0 | ((uint32_t)(uint16_t)x1 << 16)));
                             }
-                            xv = _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)x0 | ((uint32_t)(uint16_t)x1 << 16)));
                             SNNCC_MADD(0);
                             if (nblk > 1) {
                                 SNNCC_MADD(1);
