@@ -66,6 +66,7 @@ CASES = {
     "lenet_T4_N1_b4": lambda: _lenet(T=4, N=1, bits=4),
     "lenet_T4_N2_b2_signed_shift": lambda: _lenet(T=4, N=2, bits=2, signed=True, shift=3),
     "lenet_T1_N15_b2_sat8": lambda: _lenet(N=15, bits=2, mb=8),
+    "lenet_T1_N4_b6": lambda: _lenet(bits=6),
     "lenet_T4_N15_b8_sat6": lambda: _lenet(T=4, N=15, mb=6),
     "residual_T1_N4_b8": lambda: _residual(),
     "residual_T4_N2_b4": lambda: _residual(T=4, N=2, bits=4),

@@ -122,11 +122,14 @@ def _header(graph: Graph, plan: Plan, name: str) -> str:
         "",
         "/*",
         f" * Input: int8, shape {list(in_shape)} (C order, one sample).  Quantize a real input x as",
-        f" *   x_q = clamp(round_half_even(x / {u}_INPUT_SCALE), -128, 127)",
-        f" * with {u}_INPUT_SCALE = {scale_str} (kept as a string: the library has no float).",
+        " *   x_q = clamp(round_half_even(x / s_x), -128, 127)",
+        f" * with s_x = {u}_INPUT_SCALE_STR = {scale_str} (a string: the library has no float).",
         f" * Output: int32, {plan.output_size} values (outputs {out_desc}, C order, concatenated):",
         f" * the current of the last synaptic layer accumulated over {u}_TIMESTEPS timesteps.",
-        " * Real logits are out_q[o] * S[o] / T with the per-output scales S in report.json.",
+        " * Real logits are out_q[o] * S[o] / T with the per-output scales S below / in report.json.",
+    ]
+    lines += _output_scale_comment(graph)
+    lines += [
         " */",
         f"#define {u}_INPUT_SCALE_STR \"{scale_str}\"",
         f"#define {u}_TIMESTEPS {plan.timesteps}",
@@ -161,6 +164,20 @@ def _header(graph: Graph, plan: Plan, name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _output_scale_comment(graph: Graph, limit: int = 64) -> list[str]:
+    scales = graph.meta.get("output_scales")
+    if not isinstance(scales, dict):
+        return []
+    lines = []
+    for i, v in enumerate(graph.outputs):
+        vals = scales.get(v)
+        if vals is None or len(vals) > limit:
+            continue
+        text = ", ".join(f"{float(x):.6g}" for x in vals)
+        lines.append(f" * S (output {i}): {text}")
+    return lines
 
 
 def _source(graph: Graph, plan: Plan, name: str) -> str:

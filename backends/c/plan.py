@@ -238,10 +238,9 @@ class _Builder:
         bits = int(a.get("bits", 8))
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
-        block = group == 1 and bits == 8 and x.kind == "i8"
+        block = group == 1 and L.storage_bits(bits) == 8 and x.kind == "i8"
         if block:
             slices = L.conv_weight_block(wt, BLOCK)
-            sb = 8
         else:
             slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
         wref, sb = self.weights(node, ident, slices, bits)
@@ -255,7 +254,7 @@ class _Builder:
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
-            return self.conv_block(node, ident, x, y, wref, bref, bufs)
+            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -273,9 +272,9 @@ class _Builder:
         return y
 
     def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
-                   bufs: list[int]) -> Tensor:
+                   bufs: list[int], bits: int) -> Tensor:
         sparse = self.sparse(x)
-        self.layer(node, ident, "event" if sparse else "dense", 8, 8)
+        self.layer(node, ident, "event" if sparse else "dense", bits, 8)
         self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
                   bufs)
         return y
