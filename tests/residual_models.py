@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -231,19 +231,27 @@ class TrainedModel:
 
 @dataclass
 class ResidualModels:
-    """The three trained nets plus the digits split (calibrate on ``x_calib``, test on ``x_test``)."""
+    """The trained nets plus the digits split (calibrate on ``x_calib``, test on ``x_test``).
 
-    models: dict[str, TrainedModel]
+    ``models[name]`` trains ``name`` on first use (into ``folder``) and keeps it.
+    """
+
+    folder: Path
+    seed: int
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    models: dict[str, TrainedModel] = field(default_factory=dict)
 
     @property
     def x_calib(self) -> np.ndarray:
         return self.x_train[:256]
 
     def __getitem__(self, name: str) -> TrainedModel:
+        if name not in self.models:
+            data = (self.x_train, self.y_train, self.x_test, self.y_test)
+            self.models[name] = train_one(name, self.folder, data, self.seed)
         return self.models[name]
 
 
@@ -266,11 +274,17 @@ def train_one(name: str, folder: Path, data, seed: int = SEED) -> TrainedModel:
     return TrainedModel(name, path, model, digits_train.accuracy(model, x_te, y_te), seconds)
 
 
-def train_all(folder: Path, names=tuple(BUILDERS), seed: int = SEED) -> ResidualModels:
+def lazy_models(folder: Path, seed: int = SEED) -> ResidualModels:
+    """The digits split, with each net trained when first asked for."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    data = digits_train.load_digits_split(seed)
-    models = {n: train_one(n, Path(folder), data, seed) for n in names}
-    return ResidualModels(models, *data)
+    return ResidualModels(Path(folder), seed, *digits_train.load_digits_split(seed))
+
+
+def train_all(folder: Path, names=tuple(BUILDERS), seed: int = SEED) -> ResidualModels:
+    res = lazy_models(folder, seed)
+    for n in names:
+        res[n]
+    return res
 
 
 if __name__ == "__main__":  # quick look: python tests/residual_models.py /tmp/out

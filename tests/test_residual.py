@@ -28,7 +28,7 @@ KS = (1.0, 1.25, 1.5, 2.0)
 
 @pytest.fixture(scope="session")
 def res_models(tmp_path_factory) -> residual_models.ResidualModels:
-    return residual_models.train_all(tmp_path_factory.mktemp("residual_models"))
+    return residual_models.lazy_models(tmp_path_factory.mktemp("residual_models"))
 
 
 class Compiled:
@@ -172,6 +172,22 @@ def test_post_add_relu_joins_are_left_alone(compiled):
     assert not any(n.attrs.get("barrier") for n in cal.nodes)
     assert all(j["action"].startswith("none") for j in cal.meta["residual_joins"])
     assert not any(n.attrs["signed"] for n in snn.nodes if n.op == "neuron")
+
+
+def test_sparse_needs_calibration_statistics(res_models):
+    graph = run_pipeline(load_onnx(res_models["sew"].onnx_path), ["canonicalize"], CompileOptions())
+    with pytest.raises(SnnccError, match=r"node '/layers/layers.0/Add' \(add\).*calibrat"):
+        residual.run(graph, CompileOptions(residual="sparse"))
+    out = residual.run(graph, CompileOptions(residual="sew"))  # sew inserts nothing: no statistics needed
+    assert len(out.nodes) == len(graph.nodes)
+    assert residual.find_joins(out) == residual.find_joins(graph)
+
+
+def test_the_pass_is_idempotent(compiled):
+    cal, _, opts = compiled("sew", "sparse")
+    again = residual.run(cal, opts)
+    assert len(again.nodes) == len(cal.nodes)
+    assert {j["kind"] for j in again.meta["residual_joins"]} == {"post_add_relu"}
 
 
 # --- bad input -------------------------------------------------------------------------
