@@ -97,11 +97,11 @@ def dense_weight_slices(weight: np.ndarray) -> np.ndarray:
 
 
 def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
-    """(O, C, kh, kw) -> [ky][kx][c/2][o16][2]: channel pairs interleaved per output,
-    O zero-padded to a multiple of ``block`` and C to an even count."""
+    """(O, C, kh, kw) -> [ky][kx][c/4][o16][4]: channel quads interleaved per output,
+    O zero-padded to a multiple of ``block`` and C to a multiple of 4."""
     o, c, kh, kw = weight.shape
     w = weight.transpose(2, 3, 1, 0)  # kh, kw, C, O
-    w = np.pad(w, ((0, 0), (0, 0), (0, c % 2), (0, -o % block)))
-    c2, o16 = w.shape[2] // 2, w.shape[3]
-    w = w.reshape(kh, kw, c2, 2, o16).transpose(0, 1, 2, 4, 3)
-    return np.ascontiguousarray(w).reshape(kh * kw * c2, o16 * 2)
+    w = np.pad(w, ((0, 0), (0, 0), (0, -c % 4), (0, -o % block)))
+    c4, o16 = w.shape[2] // 4, w.shape[3]
+    w = w.reshape(kh, kw, c4, 4, o16).transpose(0, 1, 2, 4, 3)
+    return np.ascontiguousarray(w).reshape(kh * kw * c4, o16 * 4)

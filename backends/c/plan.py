@@ -64,6 +64,7 @@ class Tensor:
     shape: tuple[int, ...]
     levels: bool = False  # spike levels: zero-skipping pays off
     rate: float | None = None  # measured spike rate, when known
+    nonneg: bool = False  # every value >= 0 (levels of unsigned neurons): u8 dot products
 
 
 @dataclass
@@ -250,7 +251,7 @@ class _Builder:
         dh, dw = a.get("dilations", (1, 1))
         self.plan.param_decls.append(
             f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {c}, {out_shape[1]}, {out_shape[2]}, {o}, "
-            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}}};")
+            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
@@ -340,7 +341,7 @@ class _Builder:
     def op_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
         p = self.pool_decl(node, ident, x)
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
         self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
         return y
 
@@ -374,7 +375,8 @@ class _Builder:
             f"static const snncc_neuron_t {ident}_p = {{{outer}, {ch}, {inner}, {levels}, "
             f"{int(bool(a.get('signed', False)))}, {L.c_int(vmin)}, {L.c_int(vmax)}, {shift}}};")
         rate = self.rates.get(node.output, a.get("spike_rate"))
-        z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate))
+        z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate),
+                        nonneg=not a.get("signed", False))
         vptr = "NULL"
         bufs = [x.buf, z.buf]
         if self.T > 1:
@@ -408,17 +410,17 @@ class _Builder:
         """flatten / reshape: an alias when the stored order is unchanged, else a copy."""
         shape = tuple(int(s) for s in shape)
         if L.c_order_equal(x.shape) and L.c_order_equal(shape):
-            return Tensor(x.buf, x.kind, shape, x.levels, x.rate)
+            return Tensor(x.buf, x.kind, shape, x.levels, x.rate, x.nonneg)
         es = ESIZE[x.kind]
         src = x
         if not L.c_order_equal(x.shape):
             h, w, c = L.hwc_dims(x.shape)
-            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate)
+            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
             self.step([f"snncc_hwc_to_chw({self.ptr(x)}, {self.ptr(src)}, {h}, {w}, {c}, {es});"],
                       [x.buf, src.buf])
         if L.c_order_equal(shape):
-            return Tensor(src.buf, src.kind, shape, src.levels, src.rate)
-        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate)
+            return Tensor(src.buf, src.kind, shape, src.levels, src.rate, src.nonneg)
+        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
         h, w, c = L.hwc_dims(shape)
         self.step([f"snncc_chw_to_hwc({self.ptr(src)}, {self.ptr(y)}, {h}, {w}, {c}, {es});"], [src.buf, y.buf])
         return y
@@ -433,7 +435,7 @@ class _Builder:
         kind = "i32" if any(t.kind == "i32" for t in ins) else "i8"
         xs = [self.widen(t) if kind == "i32" else t for t in ins]
         shape = self.g.values[node.output].shape
-        y = self.tensor(kind, shape, levels=all(t.levels for t in xs))
+        y = self.tensor(kind, shape, levels=all(t.levels for t in xs), nonneg=all(t.nonneg for t in xs))
         axis = int(node.attrs.get("axis", 0))
         dims, amap = L.physical_dims(shape)
         p = amap[axis]
@@ -453,7 +455,7 @@ class _Builder:
         x = ins[0]
         c, h, w = x.shape
         t, l_, b, r = node.attrs["pads"]
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
         self.step([f"snncc_pad_hwc({self.ptr(x)}, {self.ptr(y)}, {h}, {w}, {c}, {t}, {l_}, {b}, {r}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y
@@ -462,7 +464,7 @@ class _Builder:
         x = ins[0]
         outer, ch, inner = L.channel_split(x.shape)
         groups = int(node.attrs["groups"])
-        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate)
+        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
         self.step([f"snncc_channel_shuffle({self.ptr(x)}, {self.ptr(y)}, {outer}, {ch}, {inner}, {groups}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y

@@ -125,27 +125,46 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
 
 /*
  * Gather conv: for each output pixel and block of SNNCC_OBLOCK output channels the
- * accumulators stay in registers while every tap (ky, kx) and input channel pair
- * (c, c+1) adds x[c] * W[c][o] + x[c+1] * W[c+1][o].  Weights are interleaved by
- * channel pairs, [ky][kx][c/2][o16][2], which is the operand order of 16-bit
- * multiply-add instructions (x86 pmaddwd, Arm SMLAD).
+ * accumulators stay in registers while every tap (ky, kx) and quad of input channels
+ * (c..c+3) adds sum_i x[c+i] * W[c+i][o].  Weights are interleaved by channel quads,
+ * [ky][kx][c/4][o16][4], the operand order of 4-way byte dot-product instructions
+ * (x86 VNNI vpdpbusd, Arm SDOT) and of pairs of 16-bit multiply-adds (pmaddwd).
  */
-#define SNNCC_CONV_BLOCK_BODY(SKIP)                                                        \
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c2 = (p->in_c + 1) / 2;  \
+
+/* Input channels c4*4 .. c4*4+3 of one pixel as little-endian bytes; 0 beyond in_c. */
+static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
+{
+    uint8_t b[4] = {0, 0, 0, 0};
+    int32_t i, n = in_c - 4 * cq;
+    uint32_t q;
+    n = n > 4 ? 4 : n;
+    for (i = 0; i < n; ++i) {
+        b[i] = (uint8_t)xin[4 * cq + i];
+    }
+    q = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+    memcpy(&i, &q, sizeof i);
+    return i;
+}
+
+/* The loop nest shared by every path: BW output channels per pass; each path defines
+ * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
+ * and BLOCK_STORE before expanding it. */
+#define SNNCC_CONV_BLOCK_LOOP(BW)                                       \
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
     const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
     const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
-    int32_t oy, ox, ob, ky, kx, cp, j;                                                     \
+    int32_t oy, ox, ob, ky, kx, cq;                                                        \
     for (oy = 0; oy < out_h; ++oy) {                                                       \
         for (ox = 0; ox < out_w; ++ox) {                                                   \
             int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
-            for (ob = 0; ob < o16; ob += SNNCC_OBLOCK) {                                   \
-                int32_t acc[SNNCC_OBLOCK];                                                 \
-                int32_t nvalid = out_c - ob < SNNCC_OBLOCK ? out_c - ob : SNNCC_OBLOCK;    \
-                for (j = 0; j < SNNCC_OBLOCK; ++j) {                                       \
-                    acc[j] = bias[ob + j];                                                 \
-                }                                                                          \
+            for (ob = 0; ob < o16; ob += (BW)) {                                           \
+                const int32_t nblk = (o16 - ob) / SNNCC_OBLOCK < (BW) / SNNCC_OBLOCK       \
+                                         ? (o16 - ob) / SNNCC_OBLOCK                       \
+                                         : (BW) / SNNCC_OBLOCK;                            \
+                BLOCK_INIT                                                                 \
+                (void)nblk;                                                                \
                 for (ky = 0; ky < k_h; ++ky) {                                             \
                     int32_t iy = oy * sh - pt + ky * dh;                                   \
                     if (iy < 0 || iy >= in_h) {                                            \
@@ -153,219 +172,200 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
                     }                                                                      \
                     for (kx = 0; kx < k_w; ++kx) {                                         \
                         int32_t ix = ox * sw - pl + kx * dw;                               \
-                        const int8_t *xin;                                                 \
-                        const int8_t *wk;                                                  \
+                        const int8_t *xin, *wk;                                            \
                         if (ix < 0 || ix >= in_w) {                                        \
                             continue;                                                      \
                         }                                                                  \
                         xin = x + (iy * in_w + ix) * in_c;                                 \
-                        wk = w + ((ky * k_w + kx) * c2) * o16 * 2 + ob * 2;                \
-                        for (cp = 0; cp < c2; ++cp) {                                      \
-                            const int32_t x0 = xin[2 * cp];                                \
-                            const int32_t x1 = 2 * cp + 1 < in_c ? xin[2 * cp + 1] : 0;    \
-                            const int8_t *wr = wk + cp * o16 * 2;                          \
-                            SKIP                                                           \
-                            for (j = 0; j < SNNCC_OBLOCK; ++j) {                           \
-                                acc[j] += x0 * wr[2 * j] + x1 * wr[2 * j + 1];             \
+                        wk = w + ((ky * k_w + kx) * c4) * o16 * 4 + ob * 4;                \
+                        for (cq = 0; cq < c4; ++cq) {                                      \
+                            const int8_t *wr = wk + cq * o16 * 4;                          \
+                            int32_t quad;                                                  \
+                            if (4 * cq + 4 <= in_c) {                                      \
+                                memcpy(&quad, xin + 4 * cq, sizeof quad);                  \
+                            } else {                                                       \
+                                quad = load_quad(xin, cq, in_c);                           \
                             }                                                              \
+                            if (sparse && quad == 0) {                                     \
+                                continue;                                                  \
+                            }                                                              \
+                            BLOCK_STEP                                                     \
                         }                                                                  \
                     }                                                                      \
                 }                                                                          \
-                for (j = 0; j < nvalid; ++j) {                                             \
-                    yp[ob + j] = acc[j];                                                   \
-                }                                                                          \
+                BLOCK_STORE                                                                \
             }                                                                              \
         }                                                                                  \
     }
 
-/*
- * x86 hosts built with AVX-512BW (e.g. -march=native) use pmaddwd on 32 lanes:
- * 16 outputs x 2 input channels per instruction, up to 4 register blocks (64
- * output channels) per pass.  Same arithmetic, same results; -DSNNCC_NO_SIMD
- * disables it.
- */
+/* Portable C99 (Cortex-M, other compilers, -DSNNCC_NO_SIMD). */
+static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    int32_t acc[SNNCC_OBLOCK], j;
+#define BLOCK_INIT                                                                         \
+    for (j = 0; j < SNNCC_OBLOCK; ++j) {                                                   \
+        acc[j] = bias[ob + j];                                                             \
+    }
+#define BLOCK_STEP                                                                         \
+    {                                                                                      \
+        int8_t xq[4]; /* the four levels in memory order */                                \
+        memcpy(xq, &quad, sizeof xq);                                                      \
+        for (j = 0; j < SNNCC_OBLOCK; ++j) {                                               \
+            acc[j] += xq[0] * wr[4 * j] + xq[1] * wr[4 * j + 1] + xq[2] * wr[4 * j + 2] +  \
+                      xq[3] * wr[4 * j + 3];                                               \
+        }                                                                                  \
+    }
+#define BLOCK_STORE                                                                        \
+    for (j = 0; j < SNNCC_OBLOCK && ob + j < out_c; ++j) {                                 \
+        yp[ob + j] = acc[j];                                                               \
+    }
+    SNNCC_CONV_BLOCK_LOOP(SNNCC_OBLOCK)
+#undef BLOCK_INIT
+#undef BLOCK_STEP
+#undef BLOCK_STORE
+}
+
 #if defined(__AVX512BW__) && !defined(SNNCC_NO_SIMD)
 #include <immintrin.h>
+#define SNNCC_HAVE_AVX512_BLOCK 1
+
+static __m512i load_w64(const int8_t *wr)
+{
+    return _mm512_loadu_si512((const void *)wr);
+}
+
+/* Signed inputs: x as int16 quads (x0..x3 repeated) times sign-extended weights with
+ * pmaddwd; lanes keep (x0w0 + x1w1, x2w2 + x3w3) per output, added pairwise at the end. */
+static void conv_block_avx512_madd(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                                   const int32_t *bias, int sparse)
+{
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    int32_t tmp[32], j;
+#define BLOCK_INIT                                                                         \
+    a0 = _mm512_setzero_si512();                                                           \
+    a1 = a0;
+#define BLOCK_STEP                                                                         \
+    {                                                                                      \
+        const __m512i xv = _mm512_cvtepi8_epi16(_mm256_set1_epi32(quad));                  \
+        const __m512i wv = load_w64(wr);                                                   \
+        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(                                       \
+                                      _mm512_cvtepi8_epi16(_mm512_castsi512_si256(wv)), xv)); \
+        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(                                       \
+                                      _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(wv, 1)), xv)); \
+    }
+#define BLOCK_STORE                                                                        \
+    _mm512_storeu_si512((void *)tmp, a0);                                                  \
+    _mm512_storeu_si512((void *)(tmp + 16), a1);                                           \
+    for (j = 0; j < SNNCC_OBLOCK && ob + j < out_c; ++j) {                                 \
+        yp[ob + j] = bias[ob + j] + tmp[2 * j] + tmp[2 * j + 1];                           \
+    }
+    SNNCC_CONV_BLOCK_LOOP(SNNCC_OBLOCK)
+#undef BLOCK_INIT
+#undef BLOCK_STEP
+#undef BLOCK_STORE
+}
 
 #if defined(__AVX512VNNI__)
-#define SNNCC_MADD(k)                                                                      \
-    acc##k = _mm512_dpwssd_epi32(acc##k, _mm512_cvtepi8_epi16(                             \
-                 _mm256_loadu_si256((const __m256i *)(const void *)(wr + 32 * (k)))), xv)
-#else
-#define SNNCC_MADD(k)                                                                      \
-    acc##k = _mm512_add_epi32(acc##k, _mm512_madd_epi16(_mm512_cvtepi8_epi16(              \
-                 _mm256_loadu_si256((const __m256i *)(const void *)(wr + 32 * (k)))), xv))
-#endif
-
-static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                              const int32_t *bias, int sparse)
+#define SNNCC_HAVE_VNNI_BLOCK 1
+/* Non-negative inputs (levels of unsigned neurons): vpdpbusd, 16 outputs x 4 input
+ * channels per instruction, up to 4 register blocks (64 output channels) per pass. */
+static void conv_block_vnni(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                            const int32_t *bias, int sparse)
 {
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c2 = (p->in_c + 1) / 2;
-    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;
-    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;
-    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;
-    const int32_t o16 = (out_c + 15) / 16 * 16;
-    const int even = in_c % 2 == 0;
-    int32_t oy, ox, ob, ky, kx, cp, k;
-    for (oy = 0; oy < out_h; ++oy) {
-        for (ox = 0; ox < out_w; ++ox) {
-            int32_t *yp = y + (oy * out_w + ox) * out_c;
-            for (ob = 0; ob < o16; ob += 64) {
-                const int32_t nblk = (o16 - ob) / 16 < 4 ? (o16 - ob) / 16 : 4;
-                __m512i acc0 = _mm512_loadu_si512((const void *)(bias + ob));
-                __m512i acc1 = nblk > 1 ? _mm512_loadu_si512((const void *)(bias + ob + 16)) : acc0;
-                __m512i acc2 = nblk > 2 ? _mm512_loadu_si512((const void *)(bias + ob + 32)) : acc0;
-                __m512i acc3 = nblk > 3 ? _mm512_loadu_si512((const void *)(bias + ob + 48)) : acc0;
-                for (ky = 0; ky < k_h; ++ky) {
-                    int32_t iy = oy * sh - pt + ky * dh;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < k_w; ++kx) {
-                        int32_t ix = ox * sw - pl + kx * dw;
-                        const int8_t *xin, *wk;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        xin = x + (iy * in_w + ix) * in_c;
-                        wk = w + ((ky * k_w + kx) * c2) * o16 * 2 + ob * 2;
-                        for (cp = 0; cp < c2; ++cp) {
-                            const int8_t *wr = wk + cp * o16 * 2;
-                            __m512i xv;
-                            if (even) { /* (x[c], x[c+1]) as two int16 lanes, repeated */
-                                int16_t pair;
-                                memcpy(&pair, xin + 2 * cp, sizeof pair);
-                                if (sparse && pair == 0) {
-                                    continue;
-                                }
-                                xv = _mm512_cvtepi8_epi16(_mm256_set1_epi16(pair));
-                            } else {
-                                const int32_t x0 = xin[2 * cp];
-                                const int32_t x1 = 2 * cp + 1 < in_c ? xin[2 * cp + 1] : 0;
-                                if (sparse && (x0 | x1) == 0) {
-                                    continue;
-                                }
-                                xv = _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)x0 | ((uint32_t)(uint16_t)x1 << 16)));
-                            }
-                            SNNCC_MADD(0);
-                            if (nblk > 1) {
-                                SNNCC_MADD(1);
-                            }
-                            if (nblk > 2) {
-                                SNNCC_MADD(2);
-                            }
-                            if (nblk > 3) {
-                                SNNCC_MADD(3);
-                            }
-                        }
-                    }
-                }
-                for (k = 0; k < nblk; ++k) {
-                    __m512i a = k == 0 ? acc0 : k == 1 ? acc1 : k == 2 ? acc2 : acc3;
-                    int32_t left = out_c - (ob + 16 * k);
-                    __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                    _mm512_mask_storeu_epi32((void *)(yp + ob + 16 * k), m, a);
-                }
-            }
-        }
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    int32_t k;
+#define BLOCK_INIT                                                                         \
+    a0 = _mm512_loadu_si512((const void *)(bias + ob));                                    \
+    a1 = nblk > 1 ? _mm512_loadu_si512((const void *)(bias + ob + 16)) : a0;               \
+    a2 = nblk > 2 ? _mm512_loadu_si512((const void *)(bias + ob + 32)) : a0;               \
+    a3 = nblk > 3 ? _mm512_loadu_si512((const void *)(bias + ob + 48)) : a0;
+#define BLOCK_STEP                                                                         \
+    {                                                                                      \
+        const __m512i xv = _mm512_set1_epi32(quad);                                        \
+        a0 = _mm512_dpbusd_epi32(a0, xv, load_w64(wr));                                    \
+        if (nblk > 1) {                                                                    \
+            a1 = _mm512_dpbusd_epi32(a1, xv, load_w64(wr + 64));                           \
+        }                                                                                  \
+        if (nblk > 2) {                                                                    \
+            a2 = _mm512_dpbusd_epi32(a2, xv, load_w64(wr + 128));                          \
+        }                                                                                  \
+        if (nblk > 3) {                                                                    \
+            a3 = _mm512_dpbusd_epi32(a3, xv, load_w64(wr + 192));                          \
+        }                                                                                  \
     }
+#define BLOCK_STORE                                                                        \
+    for (k = 0; k < nblk; ++k) {                                                           \
+        __m512i a = k == 0 ? a0 : k == 1 ? a1 : k == 2 ? a2 : a3;                          \
+        int32_t left = out_c - (ob + 16 * k);                                              \
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);     \
+        _mm512_mask_storeu_epi32((void *)(yp + ob + 16 * k), m, a);                        \
+    }
+    SNNCC_CONV_BLOCK_LOOP(4 * SNNCC_OBLOCK)
+#undef BLOCK_INIT
+#undef BLOCK_STEP
+#undef BLOCK_STORE
 }
+#endif
 #endif
 
 #if !defined(__AVX512BW__) && defined(__SSE2__) && !defined(SNNCC_NO_SIMD)
 #include <emmintrin.h>
 #define SNNCC_HAVE_SSE2_BLOCK 1
 
-/* SSE2 (every x86-64): the same pmaddwd scheme on 128-bit registers, 16 outputs per block. */
+/* SSE2 (every x86-64): pmaddwd on 128-bit registers, pairwise sums kept per lane. */
 static void conv_block_sse2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                             const int32_t *bias, int sparse)
 {
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c2 = (p->in_c + 1) / 2;
-    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;
-    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;
-    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;
-    const int32_t o16 = (out_c + 15) / 16 * 16;
-    int32_t oy, ox, ob, ky, kx, cp, j;
-    for (oy = 0; oy < out_h; ++oy) {
-        for (ox = 0; ox < out_w; ++ox) {
-            int32_t *yp = y + (oy * out_w + ox) * out_c;
-            for (ob = 0; ob < o16; ob += 16) {
-                __m128i a0 = _mm_loadu_si128((const __m128i *)(const void *)(bias + ob));
-                __m128i a1 = _mm_loadu_si128((const __m128i *)(const void *)(bias + ob + 4));
-                __m128i a2 = _mm_loadu_si128((const __m128i *)(const void *)(bias + ob + 8));
-                __m128i a3 = _mm_loadu_si128((const __m128i *)(const void *)(bias + ob + 12));
-                int32_t tmp[16];
-                for (ky = 0; ky < k_h; ++ky) {
-                    int32_t iy = oy * sh - pt + ky * dh;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < k_w; ++kx) {
-                        int32_t ix = ox * sw - pl + kx * dw;
-                        const int8_t *xin, *wk;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        xin = x + (iy * in_w + ix) * in_c;
-                        wk = w + ((ky * k_w + kx) * c2) * o16 * 2 + ob * 2;
-                        for (cp = 0; cp < c2; ++cp) {
-                            const int32_t x0 = xin[2 * cp];
-                            const int32_t x1 = 2 * cp + 1 < in_c ? xin[2 * cp + 1] : 0;
-                            const int8_t *wr = wk + cp * o16 * 2;
-                            __m128i xv, lo, hi;
-                            if (sparse && (x0 | x1) == 0) {
-                                continue;
-                            }
-                            xv = _mm_set1_epi32((int32_t)((uint32_t)(uint16_t)x0 | ((uint32_t)(uint16_t)x1 << 16)));
-                            lo = _mm_loadu_si128((const __m128i *)(const void *)wr);
-                            hi = _mm_loadu_si128((const __m128i *)(const void *)(wr + 16));
-                            a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_srai_epi16(_mm_unpacklo_epi8(lo, lo), 8), xv));
-                            a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_srai_epi16(_mm_unpackhi_epi8(lo, lo), 8), xv));
-                            a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_srai_epi16(_mm_unpacklo_epi8(hi, hi), 8), xv));
-                            a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_srai_epi16(_mm_unpackhi_epi8(hi, hi), 8), xv));
-                        }
-                    }
-                }
-                _mm_storeu_si128((__m128i *)(void *)tmp, a0);
-                _mm_storeu_si128((__m128i *)(void *)(tmp + 4), a1);
-                _mm_storeu_si128((__m128i *)(void *)(tmp + 8), a2);
-                _mm_storeu_si128((__m128i *)(void *)(tmp + 12), a3);
-                for (j = 0; j < 16 && ob + j < out_c; ++j) {
-                    yp[ob + j] = tmp[j];
-                }
-            }
-        }
+    __m128i a[8];
+    int32_t tmp[32], j;
+#define BLOCK_INIT                                                                         \
+    for (j = 0; j < 8; ++j) {                                                              \
+        a[j] = _mm_setzero_si128();                                                        \
     }
+#define BLOCK_STEP                                                                         \
+    {                                                                                      \
+        const __m128i xb = _mm_set1_epi32(quad);                                           \
+        const __m128i xv = _mm_srai_epi16(_mm_unpacklo_epi8(xb, xb), 8);                   \
+        for (j = 0; j < 4; ++j) {                                                          \
+            const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)(wr + 16 * j)); \
+            a[2 * j] = _mm_add_epi32(a[2 * j],                                             \
+                                     _mm_madd_epi16(_mm_srai_epi16(_mm_unpacklo_epi8(wv, wv), 8), xv)); \
+            a[2 * j + 1] = _mm_add_epi32(a[2 * j + 1],                                     \
+                                         _mm_madd_epi16(_mm_srai_epi16(_mm_unpackhi_epi8(wv, wv), 8), xv)); \
+        }                                                                                  \
+    }
+#define BLOCK_STORE                                                                        \
+    for (j = 0; j < 8; ++j) {                                                              \
+        _mm_storeu_si128((__m128i *)(void *)(tmp + 4 * j), a[j]);                          \
+    }                                                                                      \
+    for (j = 0; j < SNNCC_OBLOCK && ob + j < out_c; ++j) {                                 \
+        yp[ob + j] = bias[ob + j] + tmp[2 * j] + tmp[2 * j + 1];                           \
+    }
+    SNNCC_CONV_BLOCK_LOOP(SNNCC_OBLOCK)
+#undef BLOCK_INIT
+#undef BLOCK_STEP
+#undef BLOCK_STORE
 }
 #endif
-
-static void conv_block_sparse(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                              const int32_t *bias)
-{
-    SNNCC_CONV_BLOCK_BODY(if ((x0 | x1) == 0) { continue; })
-}
-
-static void conv_block_dense(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                             const int32_t *bias)
-{
-    SNNCC_CONV_BLOCK_BODY(;)
-}
 
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse)
 {
-#if defined(__AVX512BW__) && !defined(SNNCC_NO_SIMD)
-    conv_block_avx512(p, x, y, w, bias, sparse);
+#if defined(SNNCC_HAVE_VNNI_BLOCK)
+    if (p->x_unsigned) {
+        conv_block_vnni(p, x, y, w, bias, sparse);
+        return;
+    }
+#endif
+#if defined(SNNCC_HAVE_AVX512_BLOCK)
+    conv_block_avx512_madd(p, x, y, w, bias, sparse);
     return;
 #elif defined(SNNCC_HAVE_SSE2_BLOCK)
     conv_block_sse2(p, x, y, w, bias, sparse);
     return;
 #endif
-    if (sparse) {
-        conv_block_sparse(p, x, y, w, bias);
-    } else {
-        conv_block_dense(p, x, y, w, bias);
-    }
+    conv_block_c(p, x, y, w, bias, sparse);
 }
 
 /* Depthwise conv: gather, vectorized over channels. */

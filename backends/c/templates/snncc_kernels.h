@@ -29,6 +29,7 @@ typedef struct {
     int32_t dil_h, dil_w;
     int32_t group;
     int32_t wbits; /* storage bits of one weight: 2, 4 or 8 */
+    int32_t x_unsigned; /* every input value is >= 0 (levels of unsigned neurons) */
 } snncc_conv_t;
 
 typedef struct {
@@ -65,9 +66,9 @@ void snncc_conv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const voi
 void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
                     const int32_t *bias, int8_t *scratch, int sparse);
 /* Conv with 8-bit weights and group 1, gathered per output pixel in blocks of
- * SNNCC_OBLOCK output channels held in registers.  Weights are [ky][kx][c/2][o16][2]
- * (input channel pairs interleaved, C padded to even) and bias [o16], the output
- * channels zero-padded to a multiple of SNNCC_OBLOCK.
+ * SNNCC_OBLOCK output channels held in registers.  Weights are [ky][kx][c/4][o16][4]
+ * (input channel quads interleaved, C padded to a multiple of 4) and bias [o16], the
+ * output channels zero-padded to a multiple of SNNCC_OBLOCK.
  * The sparse variant skips silent inputs (zero levels); the dense one has no branch. */
 #define SNNCC_OBLOCK 16
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
