@@ -134,16 +134,18 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
 /* Input channels c4*4 .. c4*4+3 of one pixel as little-endian bytes; 0 beyond in_c. */
 static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
 {
-    uint8_t b[4] = {0, 0, 0, 0};
-    int32_t i, n = in_c - 4 * cq;
-    uint32_t q;
-    n = n > 4 ? 4 : n;
-    for (i = 0; i < n; ++i) {
-        b[i] = (uint8_t)xin[4 * cq + i];
+    const int32_t n = in_c - 4 * cq; /* 1..3: a partial last quad */
+    const int8_t *q = xin + 4 * cq;
+    uint32_t u = (uint8_t)q[0];
+    int32_t v;
+    if (n > 1) {
+        u |= (uint32_t)(uint8_t)q[1] << 8;
     }
-    q = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
-    memcpy(&i, &q, sizeof i);
-    return i;
+    if (n > 2) {
+        u |= (uint32_t)(uint8_t)q[2] << 16;
+    }
+    memcpy(&v, &u, sizeof v);
+    return v;
 }
 
 /* The loop nest shared by every path: BW output channels per pass; each path defines
@@ -269,42 +271,64 @@ static void conv_block_avx512_madd(const snncc_conv_t *p, const int8_t *x, int32
 #if defined(__AVX512VNNI__)
 #define SNNCC_HAVE_VNNI_BLOCK 1
 /* Non-negative inputs (levels of unsigned neurons): vpdpbusd, 16 outputs x 4 input
- * channels per instruction, up to 4 register blocks (64 output channels) per pass. */
-static void conv_block_vnni(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                            const int32_t *bias, int sparse)
-{
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    int32_t k;
+ * channels per instruction, NB register blocks (16 * NB output channels) per pass.
+ * Instantiated per NB and per sparse/dense so that the inner loop has no tests. */
 #define BLOCK_INIT                                                                         \
     a0 = _mm512_loadu_si512((const void *)(bias + ob));                                    \
-    a1 = nblk > 1 ? _mm512_loadu_si512((const void *)(bias + ob + 16)) : a0;               \
-    a2 = nblk > 2 ? _mm512_loadu_si512((const void *)(bias + ob + 32)) : a0;               \
-    a3 = nblk > 3 ? _mm512_loadu_si512((const void *)(bias + ob + 48)) : a0;
+    a1 = nb > 1 ? _mm512_loadu_si512((const void *)(bias + ob + 16)) : a0;                 \
+    a2 = nb > 2 ? _mm512_loadu_si512((const void *)(bias + ob + 32)) : a0;                 \
+    a3 = nb > 3 ? _mm512_loadu_si512((const void *)(bias + ob + 48)) : a0;
 #define BLOCK_STEP                                                                         \
     {                                                                                      \
         const __m512i xv = _mm512_set1_epi32(quad);                                        \
         a0 = _mm512_dpbusd_epi32(a0, xv, load_w64(wr));                                    \
-        if (nblk > 1) {                                                                    \
+        if (nb > 1) {                                                                      \
             a1 = _mm512_dpbusd_epi32(a1, xv, load_w64(wr + 64));                           \
         }                                                                                  \
-        if (nblk > 2) {                                                                    \
+        if (nb > 2) {                                                                      \
             a2 = _mm512_dpbusd_epi32(a2, xv, load_w64(wr + 128));                          \
-        }                                                                                  \
-        if (nblk > 3) {                                                                    \
             a3 = _mm512_dpbusd_epi32(a3, xv, load_w64(wr + 192));                          \
         }                                                                                  \
     }
 #define BLOCK_STORE                                                                        \
-    for (k = 0; k < nblk; ++k) {                                                           \
+    for (k = 0; k < nb; ++k) {                                                             \
         __m512i a = k == 0 ? a0 : k == 1 ? a1 : k == 2 ? a2 : a3;                          \
         int32_t left = out_c - (ob + 16 * k);                                              \
         __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);     \
         _mm512_mask_storeu_epi32((void *)(yp + ob + 16 * k), m, a);                        \
     }
-    SNNCC_CONV_BLOCK_LOOP(4 * SNNCC_OBLOCK)
+#define SNNCC_VNNI_KERNEL(NAME, NB, SPARSE)                                                \
+    static void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,  \
+                     const int32_t *bias)                                                  \
+    {                                                                                      \
+        const int sparse = (SPARSE);                                                       \
+        const int32_t nb = (NB);                                                           \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                    \
+        int32_t k;                                                                         \
+        SNNCC_CONV_BLOCK_LOOP((NB) * SNNCC_OBLOCK)                                         \
+    }
+SNNCC_VNNI_KERNEL(conv_vnni_1d, 1, 0)
+SNNCC_VNNI_KERNEL(conv_vnni_2d, 2, 0)
+SNNCC_VNNI_KERNEL(conv_vnni_4d, 4, 0)
+SNNCC_VNNI_KERNEL(conv_vnni_1s, 1, 1)
+SNNCC_VNNI_KERNEL(conv_vnni_2s, 2, 1)
+SNNCC_VNNI_KERNEL(conv_vnni_4s, 4, 1)
 #undef BLOCK_INIT
 #undef BLOCK_STEP
 #undef BLOCK_STORE
+
+/* NB = 4, 2 or 1 blocks per pass, whichever divides the (padded) output channels. */
+static void conv_block_vnni(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                            const int32_t *bias, int sparse)
+{
+    const int32_t blocks = (p->out_c + 15) / 16;
+    if (blocks % 4 == 0) {
+        (sparse ? conv_vnni_4s : conv_vnni_4d)(p, x, y, w, bias);
+    } else if (blocks % 2 == 0) {
+        (sparse ? conv_vnni_2s : conv_vnni_2d)(p, x, y, w, bias);
+    } else {
+        (sparse ? conv_vnni_1s : conv_vnni_1d)(p, x, y, w, bias);
+    }
 }
 #endif
 #endif
@@ -439,6 +463,14 @@ void snncc_dense_i32(const snncc_dense_t *p, const int32_t *x, int32_t *y, const
 
 #define SNNCC_AFFINE_BODY()                                                                \
     int32_t a, c, i;                                                                       \
+    if (inner == 1) { /* channels innermost (HWC): vectorizes over c */                   \
+        for (a = 0; a < outer; ++a) {                                                      \
+            for (c = 0; c < channels; ++c) {                                               \
+                y[a * channels + c] = x[a * channels + c] * scale[c] + shift[c];           \
+            }                                                                              \
+        }                                                                                  \
+        return;                                                                            \
+    }                                                                                      \
     for (a = 0; a < outer; ++a) {                                                          \
         for (c = 0; c < channels; ++c) {                                                   \
             int32_t base = (a * channels + c) * inner;                                     \
