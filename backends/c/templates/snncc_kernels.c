@@ -516,12 +516,15 @@ void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n)
     }
 }
 
-/* Pools over HWC, vectorized over channels.  `first` marks the first tap in the
- * window, so maxpool padding (-inf) never enters a max. */
-#define SNNCC_POOL_BODY(REDUCE)                                                            \
-    int32_t oy, ox, ky, kx, c;                                                             \
+/* Pools over HWC, vectorized over channels: the first valid tap of a window is copied,
+ * the others reduced into it, so maxpool padding (-inf) never enters a max and an
+ * all-padding sumpool window stays 0.  Input and output buffers never overlap. */
+#define SNNCC_POOL_BODY(TIN, TOUT, COPY, REDUCE)                                           \
+    int32_t oy, ox, ky, kx, ch;                                                            \
+    const int32_t c = p->c;                                                                \
     for (oy = 0; oy < p->out_h; ++oy) {                                                    \
         for (ox = 0; ox < p->out_w; ++ox) {                                                \
+            TOUT *restrict yrow = y + (oy * p->out_w + ox) * c;                            \
             int first = 1;                                                                 \
             for (ky = 0; ky < p->k_h; ++ky) {                                              \
                 int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;                  \
@@ -530,47 +533,52 @@ void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n)
                 }                                                                          \
                 for (kx = 0; kx < p->k_w; ++kx) {                                          \
                     int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;              \
+                    const TIN *restrict xrow = x + (iy * p->in_w + ix) * c;                \
                     if (ix < 0 || ix >= p->in_w) {                                         \
                         continue;                                                          \
                     }                                                                      \
-                    for (c = 0; c < p->c; ++c) {                                           \
-                        REDUCE(y[(oy * p->out_w + ox) * p->c + c],                         \
-                               x[(iy * p->in_w + ix) * p->c + c]);                         \
+                    if (first) {                                                           \
+                        for (ch = 0; ch < c; ++ch) {                                       \
+                            COPY;                                                          \
+                        }                                                                  \
+                        first = 0;                                                         \
+                    } else {                                                               \
+                        for (ch = 0; ch < c; ++ch) {                                       \
+                            REDUCE;                                                        \
+                        }                                                                  \
                     }                                                                      \
-                    first = 0;                                                             \
+                }                                                                          \
+            }                                                                              \
+            if (first) {                                                                   \
+                for (ch = 0; ch < c; ++ch) {                                               \
+                    yrow[ch] = 0;                                                          \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }
 
-#define SNNCC_MAX_REDUCE(dst, src) dst = (first || (src) > dst) ? (src) : dst
-#define SNNCC_SUM_REDUCE(dst, src) dst = (first ? 0 : dst) + (src)
+#define SNNCC_COPY yrow[ch] = xrow[ch]
+#define SNNCC_MAX yrow[ch] = xrow[ch] > yrow[ch] ? xrow[ch] : yrow[ch]
+#define SNNCC_SUM yrow[ch] += xrow[ch]
 
 void snncc_maxpool_i8(const snncc_pool_t *p, const int8_t *x, int8_t *y)
 {
-    SNNCC_POOL_BODY(SNNCC_MAX_REDUCE)
+    SNNCC_POOL_BODY(int8_t, int8_t, SNNCC_COPY, SNNCC_MAX)
 }
 
 void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
 {
-    SNNCC_POOL_BODY(SNNCC_MAX_REDUCE)
+    SNNCC_POOL_BODY(int32_t, int32_t, SNNCC_COPY, SNNCC_MAX)
 }
-
-/* Sumpool zero padding: a window with no valid tap sums to 0. */
-#define SNNCC_SUMPOOL()                                                                 \
-    memset(y, 0, sizeof(int32_t) * (uint32_t)(p->out_h * p->out_w * p->c));               \
-    {                                                                                      \
-        SNNCC_POOL_BODY(SNNCC_SUM_REDUCE)                                                  \
-    }
 
 void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y)
 {
-    SNNCC_SUMPOOL()
+    SNNCC_POOL_BODY(int8_t, int32_t, SNNCC_COPY, SNNCC_SUM)
 }
 
 void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
 {
-    SNNCC_SUMPOOL()
+    SNNCC_POOL_BODY(int32_t, int32_t, SNNCC_COPY, SNNCC_SUM)
 }
 
 #define SNNCC_NEURON_CHUNK 64
