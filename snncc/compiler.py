@@ -87,6 +87,7 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
 def make_report(result: CompileResult, options: CompileOptions, *, model: str, target: str) -> dict:
     """Assemble report.json (schema in docs/report.md)."""
     from snncc.fidelity import fidelity_report
+    from snncc.int_eval import integer_scores
     from snncc.memory_report import memory_report
 
     fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options)
@@ -97,9 +98,32 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "options": options.to_dict(),
     }
     report.update(fid)
+    report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), integer_scores(result, options))
     report["memory"] = memory_report(result.int_graph, result.float_graph)
+    meta = result.int_graph.meta
+    report["quantization"] = {
+        "input_scale": float(meta["input_scale"]),
+        "output_scales": {name: [float(v) for v in scales] for name, scales in
+                          sorted(meta.get("output_scales", {}).items())},
+        "timesteps": int(meta.get("timesteps", 1)),
+        "note": "x_q = clamp(round_half_even(x / input_scale), -128, 127); logits = out_q * S[o] / T",
+    }
     report["notes"] = list(result.int_graph.meta.get("notes", []))
     return report
+
+
+def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:
+    """report["accuracy"]: the integer SNN (what every target runs) is "snn";
+    the float SNN before weight quantization is kept as "float_snn"."""
+    acc = {"top1_agreement": int_scores.get("agreement")}
+    if int_scores.get("snn_accuracy") is not None:
+        acc["ann"] = int_scores["ann_accuracy"]
+        acc["snn"] = int_scores["snn_accuracy"]
+    if "snn" in float_acc:
+        acc["float_snn"] = float_acc["snn"]
+    if "top1_agreement" in float_acc:
+        acc["float_snn_top1_agreement"] = float_acc["top1_agreement"]
+    return acc
 
 
 def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str) -> dict:

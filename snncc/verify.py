@@ -97,9 +97,9 @@ def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
                 f"{len(neurons)} neuron layers, {total} levels, {wrong} mismatches", table)
 
 
-def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray]:
+def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray, np.ndarray]:
     """Float SNN against integer SNN: per-layer level agreement (T=1) and top-1 agreement."""
-    from snncc.backends.python.int_runtime import quantize_input, run_int
+    from snncc.backends.python.int_runtime import dequantize_output, quantize_input, run_int
     from snncc.backends.python.snn_sim import simulate
 
     T = int(int_graph.meta.get("timesteps", 1))
@@ -115,12 +115,13 @@ def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray]
         table.append((node.name, f"{agree:.4f}"))
     float_logits = sim.logits.reshape(len(x), -1)
     int_out = res[int_graph.outputs[0]].reshape(len(x), -1)
-    agreement = float(np.mean(float_logits.argmax(1) == int_out.argmax(1)))
+    int_logits = dequantize_output(int_graph, res[int_graph.outputs[0]]).reshape(len(x), -1)
+    agreement = float(np.mean(float_logits.argmax(1) == int_logits.argmax(1)))
     detail = f"top-1 agreement {agreement:.4f}"
     if table:
         worst = min(table, key=lambda row: float(row[1]))
         detail += f", level agreement >= {worst[1]} per layer (lowest: {worst[0]})"
-    return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out
+    return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out, int_logits
 
 
 def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
@@ -172,19 +173,19 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     x, y = collect(options.calib_data)
     rungs = [rung_onnxruntime(model_path, result.float_graph, x),
              rung_oracle(result.ann_graph, result.snn_graph, x, options.timesteps)]
-    int_rung, int_out = rung_integer(result.snn_graph, result.int_graph, x)
+    int_rung, int_out, int_logits = rung_integer(result.snn_graph, result.int_graph, x)
     rungs.append(int_rung)
     rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
 
     from snncc.backends.python.float_runtime import run_graph
 
     ann = run_graph(result.float_graph, x)[result.float_graph.outputs[0]].reshape(len(x), -1)
-    agreement = float(np.mean(ann.argmax(1) == int_out.argmax(1)))
+    agreement = float(np.mean(ann.argmax(1) == int_logits.argmax(1)))
     summary = [f"top-1 agreement ANN vs integer SNN: {agreement:.4f} on {len(x)} samples"]
     drop = (1.0 - agreement) * 100.0
     if y is not None:
         acc_ann = float(np.mean(ann.argmax(1) == y))
-        acc_snn = float(np.mean(int_out.argmax(1) == y))
+        acc_snn = float(np.mean(int_logits.argmax(1) == y))
         drop = (acc_ann - acc_snn) * 100.0
         summary.append(f"accuracy: ANN {acc_ann:.4f}, integer SNN {acc_snn:.4f} (drop {drop:.2f} points)")
     ok = True

@@ -1,0 +1,32 @@
+"""Accuracy of the integer SNN (what every target runs) against the ANN and labels."""
+
+from __future__ import annotations
+
+
+def integer_scores(result, options) -> dict:
+    """Top-1 of the integer SNN, the golden model every target runs, on the calibration data.
+
+    Predictions use the real logits out_q[o] * S[o] / T, since S may differ per
+    output channel (a raw argmax of out_q is not the prediction).
+    """
+    from snncc.backends.python.float_runtime import run_graph
+    from snncc.backends.python.int_runtime import dequantize_output, quantize_input, run_int
+
+    g, ann = result.int_graph, result.float_graph
+    n = hits_int = hits_ann = same = 0
+    labelled = True
+    for xb, yb in options.calib_data.batches(int(options.calib_batch)):
+        out_q = run_int(g, quantize_input(g, xb))[g.outputs[0]]
+        p_int = dequantize_output(g, out_q).reshape(len(xb), -1).argmax(1)
+        p_ann = run_graph(ann, xb)[ann.outputs[0]].reshape(len(xb), -1).argmax(1)
+        n += len(xb)
+        same += int((p_int == p_ann).sum())
+        if yb is None:
+            labelled = False
+        else:
+            hits_int += int((p_int == yb).sum())
+            hits_ann += int((p_ann == yb).sum())
+    if n == 0:
+        return {}
+    return {"snn_accuracy": hits_int / n if labelled else None, "agreement": same / n,
+            "ann_accuracy": hits_ann / n if labelled else None}
