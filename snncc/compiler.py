@@ -109,7 +109,22 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "note": "x_q = clamp(round_half_even(x / input_scale), -128, 127); logits = out_q * S[o] / T",
     }
     report["notes"] = list(result.int_graph.meta.get("notes", []))
+    if result.snn_graph.meta.get("residual_joins"):
+        report["residual"] = _residual_section(result.snn_graph, options)
     return report
+
+
+def _residual_section(snn_graph: Graph, options: CompileOptions) -> dict:
+    """Per-block activity and the avalanche factor (Sparse-ResNet analysis)."""
+    import numpy as np
+
+    from snncc.activity import simulate_activity
+
+    x = np.concatenate([xb for xb, _ in options.calib_data.batches(int(options.calib_batch))])
+    _, activity = simulate_activity(snn_graph, x)
+    activity["joins"] = snn_graph.meta.get("residual_joins", [])
+    activity["mode"] = options.residual
+    return activity
 
 
 def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:
