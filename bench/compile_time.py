@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--cc", action="store_true", help="also time cc -O2 -c on the emitted C")
     ap.add_argument("--weight-quantizer", default="mse", help="max | percentile | mse | rescaw (default mse)")
-    ap.add_argument("--weight-rounding", default="gptq", help="gptq | nearest (default gptq)")
+    ap.add_argument("--weight-rounding", default="auto", help="auto | gptq | nearest (default auto, as compile)")
     args = ap.parse_args()
     import zoo
 

@@ -48,7 +48,7 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     s_x = input_scale(g)
     scales = _joint_scales(g, domains, bits, s_x, options)
     data = getattr(options, "calib_data", None)
-    rounding = getattr(options, "weight_rounding", "gptq")
+    rounding = _pick_rounding(g, getattr(options, "weight_rounding", "auto"))
     correct = bool(getattr(options, "bias_correction", True))
     means, mean_xq, hs = {}, None, {}
     if data is not None and (correct or rounding == "gptq"):
@@ -198,6 +198,24 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
 
 
 # --- input scale -------------------------------------------------------------------
+
+# GPTQ's cost grows with out x fan-in^2 per layer: beyond this many weights in the
+# model, "auto" rounding falls back to nearest so that large models compile in
+# seconds (a ResNet-50 took over 10 minutes with GPTQ).
+GPTQ_AUTO_MAX_WEIGHTS = 2_000_000
+
+
+def _pick_rounding(g: Graph, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    total = sum(int(n.params["weight"].size) for n in g.nodes if n.op in ("conv", "dense"))
+    if total <= GPTQ_AUTO_MAX_WEIGHTS:
+        return "gptq"
+    g.meta.setdefault("notes", []).append(
+        f"quantize: {total} weights > {GPTQ_AUTO_MAX_WEIGHTS}: nearest weight rounding "
+        "(pass --weight-rounding gptq to force the slower data-aware rounding)")
+    return "nearest"
+
 
 def input_scale(graph: Graph) -> float:
     """s_x = max|x| / 127 from the calibration statistics of the graph input."""

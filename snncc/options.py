@@ -32,7 +32,7 @@ class CompileOptions:
     bias_correction: bool = True  # shift biases by the mean quantization error (empirical, layer by layer)
     threshold_search: str = "output"  # none | output: scale each layer's thresholds to minimize the logits' error
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
-    weight_rounding: str = "gptq"  # gptq (data-aware, needs calibration data) | nearest
+    weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
     calib_data: object = field(default=None, repr=False, compare=False)
 
@@ -71,8 +71,9 @@ class CompileOptions:
                              f"got {self.threshold_search!r}")
         if not isinstance(self.bias_correction, bool):
             raise SnnccError(f"option --bias-correction must be true or false, got {self.bias_correction!r}")
-        if self.weight_rounding not in ("gptq", "nearest"):
-            raise SnnccError(f"option --weight-rounding must be 'gptq' or 'nearest', got {self.weight_rounding!r}")
+        if self.weight_rounding not in ("auto", "gptq", "nearest"):
+            raise SnnccError("option --weight-rounding must be 'auto', 'gptq' or 'nearest', "
+                             f"got {self.weight_rounding!r}")
         if not 16 <= int(self.calib_reservoir) <= 1 << 20:
             raise SnnccError(f"option --calib-reservoir must be in 16..1048576, got {self.calib_reservoir}")
         return self
