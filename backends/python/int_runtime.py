@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from snncc.backends.python import kernels as K
+from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 
@@ -143,6 +144,9 @@ def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) 
     return z
 
 
+_DATA_MOVEMENT = frozenset({"add", "sumpool", "maxpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
+
+
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     a, p, op = node.attrs, node.params, node.op
     x = args[0]
@@ -155,25 +159,8 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return np.rint(out).astype(np.int64)
     if op == "affine":
         return K.affine(x, p["scale"].astype(np.int64), p["shift"].astype(np.int64))
-    if op == "add":
-        out = args[0]
-        for other in args[1:]:
-            out = out + other
-        return out
-    if op == "sumpool":
-        return K.sumpool(x, a["kernel"], a["strides"], a["pads"])
-    if op == "maxpool":
-        return K.maxpool(x, a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
-    if op == "flatten":
-        return x.reshape(x.shape[0], -1)
-    if op == "reshape":
-        return x.reshape((x.shape[0],) + tuple(a["shape"]))
-    if op == "concat":
-        return np.concatenate(args, axis=a["axis"] + 1)
-    if op == "pad":
-        return K.pad_nchw(x, a["pads"])
-    if op == "channel_shuffle":
-        return K.channel_shuffle(x, a["groups"])
+    if op in _DATA_MOVEMENT:  # integer-exact as they are: share the float runtime's code
+        return eval_node(node, args)
     raise SnnccError("the integer runtime cannot execute this op", node=node.name, op=op)
 
 
