@@ -67,6 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--cc", action="store_true", help="also time cc -O2 -c on the emitted C")
+    ap.add_argument("--defaults", action="store_true",
+                    help="use every compile default (threshold search and bias correction on)")
     ap.add_argument("--weight-quantizer", default="mse", help="max | percentile | mse | rescaw (default mse)")
     ap.add_argument("--weight-rounding", default="auto", help="auto | gptq | nearest (default auto, as compile)")
     args = ap.parse_args()
@@ -91,6 +93,8 @@ def main() -> None:
         times["import"] = time.perf_counter() - t
         opts = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False,
                               weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding)
+        if args.defaults:
+            opts = CompileOptions(weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding)
         opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((8,) + shape).astype(np.float32),
                                      shape)
         for name in DEFAULT_PIPELINE:
