@@ -116,12 +116,10 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
 
 def _residual_section(snn_graph: Graph, options: CompileOptions) -> dict:
     """Per-block activity and the avalanche factor (Sparse-ResNet analysis)."""
-    import numpy as np
-
     from snncc.activity import simulate_activity
 
-    x = np.concatenate([xb for xb, _ in options.calib_data.batches(int(options.calib_batch))])
-    _, activity = simulate_activity(snn_graph, x)
+    data = options.calib_data
+    _, activity = simulate_activity(snn_graph, data.take(data.n))
     activity["joins"] = snn_graph.meta.get("residual_joins", [])
     activity["mode"] = options.residual
     return activity

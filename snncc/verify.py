@@ -34,7 +34,7 @@ class Rung:
     table: list[tuple[str, ...]] = field(default_factory=list)
 
 
-def collect(data, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def collect(data) -> tuple[np.ndarray, np.ndarray | None]:
     """All samples of a CalibData as one array (verify needs every sample anyway)."""
     xs, ys = [], []
     for x, y in data.batches(256):
@@ -43,9 +43,6 @@ def collect(data, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | No
             ys.append(y)
     x = np.concatenate(xs)
     y = np.concatenate(ys) if ys else None
-    if limit is not None:
-        x = x[:limit]
-        y = None if y is None else y[:limit]
     return x, y
 
 
