@@ -26,16 +26,14 @@ from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_DIR = ROOT / "examples" / "digits"
-if str(DIGITS_DIR) not in sys.path:
-    sys.path.insert(0, str(DIGITS_DIR))
+for _path in (DIGITS_DIR, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import train as digits_train  # noqa: E402
+from zoo import _conv_bn, resnet_stages  # noqa: E402
 
 SEED = 0
-
-
-def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
 
 
 class SEWBlock(nn.Module):
@@ -60,12 +58,7 @@ class SEWNet(nn.Module):
     def __init__(self, widths=(16, 24, 32), blocks_per_stage: int = 2):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(1, widths[0]), nn.ReLU())
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks_per_stage):
-                layers.append(SEWBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = resnet_stages(SEWBlock, widths[0], widths, blocks_per_stage)
         self.fc = nn.Linear(cin, 10)
 
     def forward(self, x):
@@ -161,12 +154,7 @@ class ResNet20(nn.Module):
     def __init__(self, widths=(16, 32, 64), blocks_per_stage: int = 3):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(1, widths[0]), QAct())
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks_per_stage):
-                layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = resnet_stages(BasicBlock, widths[0], widths, blocks_per_stage)
         self.fc = nn.Linear(cin, 10)
 
     def forward(self, x):

@@ -54,6 +54,17 @@ def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) 
     return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
 
 
+def resnet_stages(block, cin: int, widths, blocks_per_stage: int) -> tuple[nn.Sequential, int]:
+    """Stages of ``block(cin, cout, stride)``: stride 2 at the first block of every stage
+    but the first. Returns the stages and their output channels."""
+    layers = []
+    for i, w in enumerate(widths):
+        for j in range(blocks_per_stage):
+            layers.append(block(cin, w, 2 if (i > 0 and j == 0) else 1))
+            cin = w
+    return nn.Sequential(*layers), cin
+
+
 # --- plain CNNs --------------------------------------------------------------------
 
 
@@ -116,12 +127,7 @@ class CifarResNet(nn.Module):
     def __init__(self, blocks_per_stage: int = 3, widths=(16, 32, 64), num_classes: int = 10, in_ch: int = 3):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(in_ch, widths[0]), nn.ReLU())
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks_per_stage):
-                layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = resnet_stages(BasicBlock, widths[0], widths, blocks_per_stage)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
 
@@ -149,12 +155,7 @@ class SEWResNet(nn.Module):
     def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2, in_ch: int = 3):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(in_ch, widths[0]), nn.ReLU())
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks_per_stage):
-                layers.append(SEWBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = resnet_stages(SEWBlock, widths[0], widths, blocks_per_stage)
         self.fc = nn.Linear(cin, 10)
 
     def forward(self, x):
@@ -185,12 +186,7 @@ class PreActResNet(nn.Module):
     def __init__(self, widths=(8, 16, 32), blocks_per_stage: int = 2, in_ch: int = 3):
         super().__init__()
         self.stem = nn.Conv2d(in_ch, widths[0], 3, 1, 1, bias=False)
-        layers, cin = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(blocks_per_stage):
-                layers.append(PreActBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
+        self.layers, cin = resnet_stages(PreActBlock, widths[0], widths, blocks_per_stage)
         self.bn = nn.BatchNorm2d(cin)
         self.fc = nn.Linear(cin, 10)
 
