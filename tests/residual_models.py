@@ -31,22 +31,18 @@ for _path in (DIGITS_DIR, ROOT / "tests"):
         sys.path.insert(0, str(_path))
 
 import train as digits_train  # noqa: E402
+import zoo  # noqa: E402
 from zoo import _conv_bn, resnet_stages  # noqa: E402
 
 SEED = 0
 
 
-class SEWBlock(nn.Module):
+class SEWBlock(zoo.SEWBlock):
     """out = relu(bn(conv(relu(bn(conv(x)))))) + shortcut(x); shortcut is x or conv-bn-relu.
 
-    The block input x is itself a sum of levels (the previous join), as in SEW-ResNet's ADD.
+    The zoo block's layers, without its ReLU on the block input: here x is itself a sum
+    of levels (the previous join), as in SEW-ResNet's ADD.
     """
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.body = nn.Sequential(*_conv_bn(cin, cout, 3, stride), nn.ReLU(), *_conv_bn(cout, cout), nn.ReLU())
-        self.shortcut = (nn.Identity() if stride == 1 and cin == cout
-                         else nn.Sequential(*_conv_bn(cin, cout, 1, stride), nn.ReLU()))
 
     def forward(self, x):
         return self.body(x) + self.shortcut(x)
