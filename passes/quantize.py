@@ -27,7 +27,7 @@ import numpy as np
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
-from snncc.passes import range_analysis, weight_quant, weight_rounding
+from snncc.passes import range_analysis, step_search, weight_quant, weight_rounding
 
 # Ops that move or select values without arithmetic on them (same domain in and out).
 MOVE_OPS = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
@@ -59,6 +59,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     elif rounding == "gptq" or correct:
         g.meta.setdefault("notes", []).append("quantize: no calibration data: nearest weight rounding, "
                                               "no bias correction")
+    if hs and getattr(options, "step_search", True):
+        _search_steps(g, domains, bits, s_x, scales, hs)
     wq = _int_weights(g, domains, bits, s_x, scales, hs)
     if hs:
         g.meta.setdefault("notes", []).append(f"quantize: GPTQ weight rounding in {len(hs)} layer(s)")
@@ -398,6 +400,20 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     exact = (affine_count == 1) & (from_weights > 0) & (k >= 1)
     sc.S = np.where(exact, affine_mag / np.maximum(k, 1), S)
     return sc
+
+
+def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
+                  sc: _Scales, hs: dict[str, np.ndarray]) -> None:
+    """Coarsen class steps where the GPTQ-rounded current error drops (passes/step_search.py)."""
+    members = {}
+    for node in g.nodes:
+        if node.op in WEIGHT_OPS:
+            w = np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
+            members[node.name] = (w, sc.node_roots(node), weight_quant.qmax(bits[node.name]))
+    sc.S, changed = step_search.search(members, hs, sc.S)
+    if changed:
+        g.meta.setdefault("notes", []).append(
+            f"quantize: step search coarsened {changed} channel scale(s) to lower the current error")
 
 
 def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,

@@ -26,6 +26,7 @@ BATCH = 64
 H_BUDGET = 1 << 27
 MIN_COLUMNS = 1024
 DAMP = 0.01  # GPTQ damping, relative to mean(diag H)
+GPTQ_BLOCK = 64  # columns per lazy-update block
 
 
 def gptq_applies(node: Node) -> bool:
@@ -112,9 +113,17 @@ def gptq(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(W / S[:, None]), -qmax, qmax).astype(np.int64).reshape(shape)
     Q = np.zeros_like(W)
     s = S[:, None]
-    for j in range(k):  # one input at a time; all output channels at once
-        q = np.clip(np.rint(W[:, j:j + 1] / s), -qmax, qmax)
-        Q[:, j:j + 1] = q
-        err = (W[:, j:j + 1] - q * s) / U[j, j]
-        W[:, j + 1:] -= err * U[j:j + 1, j + 1:]
+    # Lazy batch updates (GPTQ section 4): within a block of columns the error goes
+    # column by column; the rest of the row gets the whole block's error in one matmul.
+    for i0 in range(0, k, GPTQ_BLOCK):
+        i1 = min(i0 + GPTQ_BLOCK, k)
+        block = W[:, i0:i1]  # a view: updated in place
+        errs = np.zeros_like(block)
+        for j in range(i1 - i0):  # one input at a time; all output channels at once
+            q = np.clip(np.rint(block[:, j:j + 1] / s), -qmax, qmax)
+            Q[:, i0 + j:i0 + j + 1] = q
+            err = (block[:, j:j + 1] - q * s) / U[i0 + j, i0 + j]
+            block[:, j + 1:] -= err * U[i0 + j:i0 + j + 1, i0 + j + 1:i1]
+            errs[:, j:j + 1] = err
+        W[:, i1:] -= errs @ U[i0:i1, i1:]
     return Q.astype(np.int64).reshape(shape)

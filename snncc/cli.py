@@ -149,6 +149,9 @@ def _compile_options(f):
         click.option("--weight-quantizer", default=None, help="max, percentile, mse or rescaw (default mse)."),
         click.option("--weight-rounding", type=click.Choice(["auto", "gptq", "nearest"]), default=None,
                      help="Round weights data-aware (gptq), to nearest, or auto: gptq up to 2M weights."),
+        click.option("--step-search/--no-step-search", default=None,
+                     help="With gptq rounding, search each channel's current step on the calibration "
+                          "data (default on)."),
         click.option("--membrane-bits", type=int, default=None, help="Membrane bit width B (default 16)."),
         click.option("--membrane-shift", type=int, default=None,
                      help="Stored membrane precision: keep the residual on a 2^k grid (default 0)."),

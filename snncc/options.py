@@ -33,6 +33,7 @@ class CompileOptions:
     threshold_search: str = "output"  # none | output: scale each layer's thresholds to minimize the logits' error
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
+    step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
     # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
     calib_data: object = field(default=None, repr=False, compare=False)
 
@@ -71,6 +72,8 @@ class CompileOptions:
                              f"got {self.threshold_search!r}")
         if not isinstance(self.bias_correction, bool):
             raise SnnccError(f"option --bias-correction must be true or false, got {self.bias_correction!r}")
+        if not isinstance(self.step_search, bool):
+            raise SnnccError(f"option --step-search must be true or false, got {self.step_search!r}")
         if self.weight_rounding not in ("auto", "gptq", "nearest"):
             raise SnnccError("option --weight-rounding must be 'auto', 'gptq' or 'nearest', "
                              f"got {self.weight_rounding!r}")
