@@ -2,11 +2,12 @@
 
 The weight quantizer picks S from the weights alone (max|W| / qmax, or an MSE clip).
 Any coarser step also keeps every integer weight within qmax, and some coarser steps
-put the weights of a channel much closer to the integer grid: with a fan-in of 9 (a
-3x3 conv on one input channel) a 1-in-1000 step often cuts the current error
-E[(W x - W_q S x)^2] by 4x.  That error is what flips a neuron's spike level, and a
-flipped level early in the network perturbs every layer after it, so the first
-layers matter most.
+put the weights of a channel closer to the integer grid.  The gain is largest where
+the fan-in is small: on the digits CNN at 8 bits the summed current error
+E[(W x - W_q S x)^2] drops 2.4x in the first conv (fan-in 9), 1.15x and 1.07x in the
+next convs (fan-in 144, 288) and 1.8x in the dense head (fan-in 32).  That error is
+what flips a neuron's spike level, and a flipped level early in the network perturbs
+every layer after it, so the first layers matter most.
 
 For every scale class whose members are all conv/dense layers with a calibration
 second moment H, this tries S * f for f on a grid in [1, MAX_FACTOR], rounds the
