@@ -1,0 +1,86 @@
+"""The data-aware step search of the quantize pass (passes/step_search.py)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from snncc.backends.python.int_runtime import level_agreement, pooled_agreement
+from snncc.compiler import build_snn
+from snncc.options import CompileOptions
+from snncc.passes import quantize, step_search, weight_rounding
+
+
+def _layer(seed: int, out: int, fan_in: int, samples: int = 4000):
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.standard_normal((samples, fan_in)))  # spike levels are >= 0
+    x[:, 1:] += 0.5 * x[:, :-1]  # neighbouring pixels correlate
+    xc = x - x.mean(axis=0)
+    w = rng.standard_normal((out, fan_in))
+    return w, xc.T @ xc / samples
+
+
+def _errors(w, S, H, qmax=127):
+    q = weight_rounding.gptq(w, S, qmax, H)
+    e = w - q * S[:, None]
+    return ((e @ H) * e).sum(axis=1)
+
+
+def test_search_coarsens_within_bounds_and_never_raises_the_error():
+    w, H = _layer(0, 16, 9)
+    S = np.abs(w).max(axis=1) / 127
+    new, changed = step_search.search({"conv": (w, np.arange(16), 127)}, {"conv": H}, S)
+    assert changed > 0
+    assert np.all(new >= S) and np.all(new <= S * step_search.MAX_FACTOR * (1 + 1e-12))
+    assert np.all(np.abs(np.rint(w / new[:, None])) <= 127)  # still in range
+    before, after = _errors(w, S, H), _errors(w, new, H)
+    assert np.all(after <= before * (1 + 1e-9))
+    assert after.sum() < 0.7 * before.sum()  # fan-in 9: a coarser step often fits the grid far better
+
+
+def test_joined_members_share_one_factor_and_classes_without_h_are_kept():
+    w1, H1 = _layer(1, 4, 9)
+    w2, H2 = _layer(2, 4, 9)
+    w3, _ = _layer(3, 4, 9)
+    # Classes 0..3 are joins of a and b channel by channel; class 4..7 is c alone, without H.
+    S = np.concatenate([np.maximum(np.abs(w1).max(1), np.abs(w2).max(1)), np.abs(w3).max(1)]) / 127
+    members = {"a": (w1, np.arange(4), 127), "b": (w2, np.arange(4), 127), "c": (w3, np.arange(4, 8), 127)}
+    new, _ = step_search.search(members, {"a": H1, "b": H2}, S)
+    np.testing.assert_array_equal(new[4:], S[4:])
+    grid = step_search.factors(1.0)
+    summed = sum(step_search.channel_errors(w, S[:4], 127, H, grid) for w, H in ((w1, H1), (w2, H2)))
+    np.testing.assert_allclose(new[:4], S[:4] * grid[np.argmin(summed, axis=0)])
+
+
+def test_budget_limits_the_grid():
+    assert len(step_search.factors(1.0)) == step_search.MAX_CANDIDATES
+    assert len(step_search.factors(1e15)) == step_search.MIN_CANDIDATES
+    assert step_search.factors(1e9)[0] == 1.0 and step_search.factors(1e9)[-1] == step_search.MAX_FACTOR
+
+
+def test_option_is_validated():
+    from snncc.errors import SnnccError
+
+    with pytest.raises(SnnccError, match="--step-search"):
+        CompileOptions(step_search="yes").validate()
+
+
+def test_digits_search_keeps_contract_and_raises_agreement(digits):
+    options = CompileOptions(levels=4, timesteps=1)
+    res = build_snn(digits.onnx_path, options, digits.x_calib, pipeline=["canonicalize", "calibrate", "convert"],
+                    echo=lambda _m: None)
+    snn = res.snn_graph
+    on = quantize.run(snn, replace(options, weight_bits=8))
+    off = quantize.run(snn, replace(options, weight_bits=8, step_search=False))
+    assert any("step search coarsened" in n for n in on.meta["notes"])
+    assert not any("step search" in n for n in off.meta["notes"])
+    for a, b in zip(on.nodes, off.nodes):
+        if a.op in ("conv", "dense"):
+            assert np.all(a.params["scale_real"] >= b.params["scale_real"])
+            assert np.abs(a.params["weight"]).max() <= 127
+    agree_on = level_agreement(on, snn, digits.x_test)
+    agree_off = level_agreement(off, snn, digits.x_test)
+    print("isolated", pooled_agreement(agree_on), pooled_agreement(agree_off),
+          "end to end", pooled_agreement(agree_on, "end_to_end"), pooled_agreement(agree_off, "end_to_end"))
+    assert pooled_agreement(agree_on) > pooled_agreement(agree_off)
+    assert pooled_agreement(agree_on, "end_to_end") > pooled_agreement(agree_off, "end_to_end")
