@@ -95,29 +95,39 @@ def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
 
 
 def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray, np.ndarray]:
-    """Float SNN against integer SNN: per-layer level agreement (T=1) and top-1 agreement."""
-    from snncc.backends.python.int_runtime import dequantize_output, quantize_input, run_int
+    """Float SNN against integer SNN: top-1 agreement and, at T=1, spike-level agreement.
+
+    Levels are compared two ways (int_runtime.level_agreement): layer by layer, each
+    integer layer fed the float SNN's levels (its own quantization error), and end to
+    end, where a flipped level also perturbs every later layer.
+    """
+    from snncc.backends.python.int_runtime import (
+        dequantize_output,
+        level_agreement,
+        pooled_agreement,
+        quantize_input,
+        run_int,
+    )
     from snncc.backends.python.snn_sim import simulate
 
     T = int(int_graph.meta.get("timesteps", 1))
-    neurons = [n for n in int_graph.nodes if n.op == "neuron"]
-    snn_names = {n.name for n in snn_graph.nodes}
-    compare = [n for n in neurons if n.name in snn_names] if T == 1 else []
-    sim = simulate(snn_graph, x, capture=[n.name for n in compare], activity=False)
-    res = run_int(int_graph, quantize_input(int_graph, x), capture=[n.output for n in compare])
-    table = []
-    for node in compare:
-        b = res[node.output]
-        agree = float(np.mean(sim.captured[node.name].reshape(b.shape) == b))
-        table.append((node.name, f"{agree:.4f}"))
+    sim = simulate(snn_graph, x, activity=False)
+    res = run_int(int_graph, quantize_input(int_graph, x))
     float_logits = sim.logits.reshape(len(x), -1)
     int_out = res[int_graph.outputs[0]].reshape(len(x), -1)
     int_logits = dequantize_output(int_graph, res[int_graph.outputs[0]]).reshape(len(x), -1)
     agreement = float(np.mean(float_logits.argmax(1) == int_logits.argmax(1)))
     detail = f"top-1 agreement {agreement:.4f}"
-    if table:
-        worst = min(table, key=lambda row: float(row[1]))
-        detail += f", level agreement >= {worst[1]} per layer (lowest: {worst[0]})"
+    table = []
+    snn_names = {n.name for n in snn_graph.nodes}
+    if T == 1 and all(n.name in snn_names for n in int_graph.nodes if n.op == "neuron"):
+        per_layer = level_agreement(int_graph, snn_graph, x)
+        table = [(name, f"{v['isolated']:.4f}", f"{v['end_to_end']:.4f}") for name, v in per_layer.items()]
+        if table:
+            worst = min(table, key=lambda row: float(row[1]))
+            detail += (f"; spike levels agree on {pooled_agreement(per_layer, 'isolated'):.2%} of positions "
+                       f"layer by layer (lowest {float(worst[1]):.2%}: {worst[0]}) and on "
+                       f"{pooled_agreement(per_layer, 'end_to_end'):.2%} end to end")
     return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out, int_logits
 
 

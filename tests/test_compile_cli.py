@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,9 @@ def test_verify_python_passes():
     assert result.exit_code == 0, result.output
     assert "verify: PASSED" in result.output
     assert "[ok] onnxruntime ~ float IR" in result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("[ok] float SNN vs integer SNN"))
+    pcts = [float(p) for p in re.findall(r"([0-9.]+)%", line)]
+    assert len(pcts) == 3 and pcts[0] >= 99.0 and pcts[1] <= pcts[0] and 90.0 <= pcts[2] <= 100.0, line
 
 
 def test_verify_c_passes():
