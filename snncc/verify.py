@@ -1,8 +1,8 @@
-"""`snncc verify`: the verification ladder (docs/verify.md).
+"""`snncc verify`: the verification ladder (docs/ci.md).
 
     onnxruntime ANN ~ float IR          (max rel. error <= 1e-4)
     quantized ANN == float SNN at T=1   (exact, every neuron)
-    float SNN vs integer SNN            (agreement reported per layer)
+    float SNN vs integer SNN            (level agreement reported, per layer and end to end)
     integer runtime == target code      (bit-exact, every output of every sample)
 
 Each rung prints one line; the first broken rung prints a per-layer table of where
