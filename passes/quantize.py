@@ -14,6 +14,9 @@ Numeric contract (design.md, docs/ir.md "Integer SNN"):
 - W_q = clamp(round(W / S), -qmax, qmax), b_q = round(b / S), the identity-shortcut
   weight (an ``affine``) = round(theta_prev / S), theta_q = max(1, round(theta / S)),
   v_init = theta_q // 2.
+- an affine on a current (BN on a pre-activation stream, feeding neurons) has the
+  integer scale sign(a) and the derived step |a| * S_stream; a coarse join branch of
+  such a stream gets an inserted integer rescale affine (passes/current_affine.py).
 - the neuron membrane saturates to B bits; optional stored precision 2**k.
 
 The pass ends with range analysis (passes/range_analysis.py), which proves every
@@ -27,7 +30,7 @@ import numpy as np
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
-from snncc.passes import range_analysis, step_search, weight_quant, weight_rounding
+from snncc.passes import current_affine, range_analysis, step_search, weight_quant, weight_rounding
 
 # Ops that move or select values without arithmetic on them (same domain in and out).
 MOVE_OPS = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
@@ -89,9 +92,13 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
 def value_domains(graph: Graph) -> dict[str, str]:
     """'input' (real x), 'level' (neuron output) or 'current' for every value."""
     dom = {name: "input" for name in graph.inputs}
+    consumers = graph.consumer_map()
     for node in graph.nodes:
         ins = [dom[v] for v in node.inputs]
-        if node.op in ("conv", "dense", "affine"):
+        if node.op == "affine" and ins[0] == "current":
+            current_affine.check_consumers(graph, node, consumers)
+            dom[node.output] = "current"
+        elif node.op in ("conv", "dense", "affine"):
             if ins[0] == "current":
                 raise SnnccError("synaptic op reads a current, not spike levels or the input "
                                  "(convert should have put a neuron in between)", node=node.name, op=node.op)
@@ -287,6 +294,7 @@ class _Scales:
                 self.base[node.name] = n
                 n += graph.shape(node.output)[0]
         self.uf = _UnionFind(n)
+        self._ties: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []  # see derive()
         self.S = np.zeros(n)
         self.graph = graph
         for node in graph.nodes:
@@ -308,6 +316,26 @@ class _Scales:
                 self._unify_channels(self.ids[node.inputs[0]])
         for name in graph.outputs:
             self._unify_channels(self.ids[name])
+
+    @property
+    def S(self) -> np.ndarray:
+        """Step per class root.  Derived steps (affines on currents) are refreshed from
+        their source steps on every read, so a later change of a source step carries over."""
+        for out, src, value, multiple in self._ties:
+            step = self._S[src]
+            self._S[out] = (np.maximum(1.0, np.ceil(value / step * (1 - 1e-12))) if multiple else value) * step
+        return self._S
+
+    @S.setter
+    def S(self, value) -> None:
+        self._S = np.array(value, dtype=np.float64)
+
+    def derive(self, out: np.ndarray, src: np.ndarray, value: np.ndarray, multiple: bool = False) -> None:
+        """Tie class roots ``out`` to S[src] (sources must not be derived): S[out] =
+        value * S[src], or with ``multiple`` the least integer multiple k * S[src] >= value
+        (k >= 1), recomputed from the current S[src] whenever S is read."""
+        self._ties.append((np.asarray(out, dtype=np.int64), np.asarray(src, dtype=np.int64),
+                           np.asarray(value, dtype=np.float64), bool(multiple)))
 
     def _unify_channels(self, ids: np.ndarray) -> None:
         for c in range(ids.shape[0]):
@@ -350,8 +378,27 @@ def _input_factor(node: Node, domains: dict[str, str], s_x: float) -> float:
     return s_x if domains[node.inputs[0]] == "input" else 1.0
 
 
+def _own_step(node: Node, domains: dict[str, str], bits: dict[str, int], s_x: float,
+              options: CompileOptions) -> np.ndarray:
+    """The weight quantizer's per-channel step of a conv/dense node on its own."""
+    w = np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
+    return weight_quant.channel_scales(w, bits[node.name], options.weight_quantizer)
+
+
 def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
                   options: CompileOptions) -> _Scales:
+    """Per-channel current steps by class.  Where an affine reads a current (a
+    pre-activation stream) this may first insert rescale affines into ``g`` (and
+    ``domains``) behind coarse join branches (passes/current_affine.py)."""
+    cur = current_affine.current_affines(g, domains)
+    if cur:
+        own = {n.name: _own_step(n, domains, bits, s_x, options) for n in g.nodes if n.op in WEIGHT_OPS}
+        rescaled = current_affine.insert_rescales(g, domains, _Scales(g, domains), own)
+        if rescaled:
+            g.meta.setdefault("notes", []).append(
+                f"quantize: {rescaled} residual branch(es) join the stream through an integer rescale, "
+                "so that the stream keeps a fine step")
+            cur = current_affine.current_affines(g, domains)
     sc = _Scales(g, domains)
     n = sc.S.size
     from_weights = np.zeros(n)  # max conv/dense step per class
@@ -360,8 +407,8 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     affine_mag = np.zeros(n)
     affine_count = np.zeros(n, dtype=np.int64)
     for node in g.nodes:
-        if node.op not in ("conv", "dense", "affine"):
-            continue
+        if node.op not in ("conv", "dense", "affine") or node.output in cur:
+            continue  # an affine on a current gets a derived step (current_affine.derive_steps)
         roots = sc.node_roots(node)
         f = _input_factor(node, domains, s_x)
         if node.op == "affine":
@@ -371,9 +418,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
             np.add.at(affine_count, roots, 1)
             bias = node.params["shift"]
         else:
-            w = np.asarray(node.params["weight"], dtype=np.float64) * f
-            np.maximum.at(from_weights, roots, weight_quant.channel_scales(w, bits[node.name],
-                                                                          options.weight_quantizer))
+            np.maximum.at(from_weights, roots, _own_step(node, domains, bits, s_x, options))
             bias = node.params["bias"]
         np.maximum.at(from_bias, roots, np.abs(np.asarray(bias, dtype=np.float64)) / INPUT_QMAX)
     S = np.where(from_weights > 0, from_weights, np.where(from_affine > 0, from_affine, from_bias))
@@ -382,12 +427,22 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     # If theta / S is too large for B bits, coarsen S (the weights then use fewer steps).
     vmax = float(2 ** (int(options.membrane_bits) - 1) - 1)
     need = np.zeros(n)
+    const_need = np.zeros(n)  # a == 0 channels of affines on currents
     for node in g.nodes:
         if node.op == "neuron":
-            roots = sc.channel_roots(node.inputs[0])
             theta = np.asarray(node.params["theta"], dtype=np.float64)
+            fit = theta * (int(node.attrs["levels"]) + 1) / vmax
+            aff = cur.get(node.inputs[0])
+            if aff is not None:
+                # theta_q = theta / (|a| S_in): the fit bounds the step of the affine's input.
+                a, src = current_affine.split(sc, aff)
+                nz = src >= 0
+                np.maximum.at(need, src[nz], fit[nz] / a[nz])
+                np.maximum.at(const_need, sc.node_roots(aff)[~nz], fit[~nz])
+                continue
+            roots = sc.channel_roots(node.inputs[0])
             ok = roots >= 0
-            np.maximum.at(need, roots[ok], theta[ok] * (int(node.attrs["levels"]) + 1) / vmax)
+            np.maximum.at(need, roots[ok], fit[ok])
     coarsened = int((need > S).sum())
     if coarsened:
         g.meta.setdefault("notes", []).append(
@@ -399,6 +454,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     k = np.floor(affine_mag / S)
     exact = (affine_count == 1) & (from_weights > 0) & (k >= 1)
     sc.S = np.where(exact, affine_mag / np.maximum(k, 1), S)
+    current_affine.derive_steps(sc, cur, const_need, vmax)
     return sc
 
 
@@ -428,6 +484,9 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
             continue
         S = sc.S[sc.node_roots(node)]
         f = _input_factor(node, domains, s_x)
+        if node.op == "affine" and domains[node.inputs[0]] == "current":
+            out[node.name] = (current_affine.int_scale(sc, node), S)  # |a| is in the derived S
+            continue
         if node.op == "affine":
             out[node.name] = (_to_int32(np.asarray(node.params["scale"], dtype=np.float64) * f / S, node), S)
             continue
@@ -456,8 +515,8 @@ def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, mea
     from snncc.backends.python.float_runtime import eval_node
 
     for node in g.nodes:
-        if node.name not in wq:
-            continue
+        if node.name not in wq or domains[node.inputs[0]] == "current":
+            continue  # an affine on a current is exact (sign weight, derived step): no error
         q, S = wq[node.name]
         v = node.inputs[0]
         shape = (-1,) + (1,) * (q.ndim - 1)
