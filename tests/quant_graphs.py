@@ -132,3 +132,56 @@ def concat_snn(seed: int = 0, levels: int = 4) -> Graph:
               stage="snn", meta={"timesteps": 1}, stats={"x": {"absmax": np.array([np.abs(x).max()])}})
     g.verify()
     return g
+
+
+def preact_snn(seed: int = 0, levels: int = 4, timesteps: int = 1, channels: int = 4) -> Graph:
+    """A pre-activation block: the stream is a current, and BN (an affine) reads it.
+
+    conv0 -> stream s0 -> bn1 (affine) -> n1 -> conv1 -> n2 -> conv2 -> add(c2, s0) = s1
+    -> bn2 (affine) -> n3 -> sumpool -> flatten -> dense.  bn2 has a negative scale in
+    channel 1 and a zero scale in channel 2 (a constant current).  conv0 reads the
+    input and conv2 reads levels, so their weight steps differ a lot (as in a real stem).
+    """
+    rng = np.random.default_rng(seed)
+    c = channels
+    x = sample_x(seed=seed + 1)
+    w0, b0 = rng.normal(0, 0.5, (c, 1, 3, 3)), rng.normal(0, 0.05, c)
+    a1, sh1 = rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c)
+    w1, w2 = rng.normal(0, 0.3, (c, c, 3, 3)), rng.normal(0, 0.3, (c, c, 3, 3))
+    a2, sh2 = rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c)
+    a2[1], a2[2], sh2[2] = -a2[1], 0.0, 0.3
+    w3 = rng.normal(0, 0.3, (3, c * 16))
+    ch = (1, -1, 1, 1)
+    s0 = K.conv2d(x, w0, b0, **_conv_args())
+    y1 = s0 * a1.reshape(ch) + sh1.reshape(ch)
+    th1 = _theta(y1, levels)
+    w1f = w1 * th1.reshape(1, -1, 1, 1)
+    c1 = K.conv2d(_levels(y1, th1, levels), w1f, None, **_conv_args())
+    th2 = _theta(c1, levels)
+    w2f = w2 * th2.reshape(1, -1, 1, 1)
+    s1 = K.conv2d(_levels(c1, th2, levels), w2f, None, **_conv_args()) + s0
+    th3 = _theta(s1 * a2.reshape(ch) + sh2.reshape(ch), levels)
+    w3f = w3 * np.repeat(th3, 16)[None, :] / 4.0
+    neuron = {"levels": levels, "signed": False, "barrier": False}
+    nodes = [
+        Node("conv0", "conv", ["x"], "s0", dict(CONV), {"weight": w0, "bias": b0}, "Conv:/stem/Conv"),
+        Node("bn1", "affine", ["s0"], "y1", {}, {"scale": a1, "shift": sh1}, "BatchNormalization:/bn1"),
+        Node("n1", "neuron", ["y1"], "z1", dict(neuron), {"theta": th1}),
+        Node("conv1", "conv", ["z1"], "c1", dict(CONV), {"weight": w1f, "bias": np.zeros(c)}),
+        Node("n2", "neuron", ["c1"], "z2", dict(neuron), {"theta": th2}),
+        Node("conv2", "conv", ["z2"], "c2", dict(CONV), {"weight": w2f, "bias": np.zeros(c)}),
+        Node("join", "add", ["c2", "s0"], "s1", {}, {}),
+        Node("bn2", "affine", ["s1"], "y3", {}, {"scale": a2, "shift": sh2}, "BatchNormalization:/bn2"),
+        Node("n3", "neuron", ["y3"], "z3", dict(neuron), {"theta": th3}),
+        Node("pool", "sumpool", ["z3"], "p", {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)}, {}),
+        Node("flat", "flatten", ["p"], "f", {}, {}),
+        Node("fc", "dense", ["f"], "out", {}, {"weight": w3f, "bias": np.zeros(3)}),
+    ]
+    shapes = {"x": (1, 8, 8), "p": (c, 4, 4), "f": (c * 16,), "out": (3,)}
+    shapes.update({v: (c, 8, 8) for v in ("s0", "y1", "z1", "c1", "z2", "c2", "s1", "y3", "z3")})
+    g = Graph("preact", ["x"], ["out"], nodes, {k: Value(k, v, "float64") for k, v in shapes.items()},
+              stage="snn", meta={"timesteps": timesteps},
+              stats={"x": {"absmax": np.array([np.abs(x).max()]), "max": np.array([x.max()]),
+                           "min": np.array([x.min()])}})
+    g.verify()
+    return g

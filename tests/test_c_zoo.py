@@ -37,6 +37,7 @@ ZOO_CASES = [
     ("sew_resnet", {"levels": 2, "timesteps": 4, "weight_bits": 4}),
     ("mobilenetv2_block", {"levels": 15, "timesteps": 1}),
     ("concat_net", {"levels": 1, "timesteps": 4, "weight_bits": 2}),
+    ("preact_resnet", {"levels": 2, "timesteps": 3, "weight_bits": 4}),  # affines on int32 currents
 ]
 
 

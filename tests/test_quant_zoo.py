@@ -60,7 +60,8 @@ def test_digits_level_agreement(digits, digits_snn):
     assert pooled_agreement(res, "end_to_end") >= 0.97
 
 
-ZOO_MODELS = ["lenet", "vgg_small", "resnet8", "mobilenetv2_block", "concat_net", "sew_resnet"]
+ZOO_MODELS = ["lenet", "vgg_small", "resnet8", "mobilenetv2_block", "concat_net", "sew_resnet",
+              "preact_resnet"]
 
 
 @pytest.mark.parametrize("name", ZOO_MODELS)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from quant_graphs import dense_snn, tiny_snn, wide_snn
+from quant_graphs import dense_snn, preact_snn, tiny_snn, wide_snn
 
 from snncc.backends.python.int_runtime import run_int
 from snncc.errors import SnnccError
@@ -52,6 +52,15 @@ def _check_observed(gi, x, T):
 @pytest.mark.parametrize("bits,mem,shift", [(8, 16, 0), (4, 12, 3), (2, 8, 1)])
 def test_observed_within_proven(T, signed, bits, mem, shift):
     gi = _q(tiny_snn(timesteps=T, signed2=signed), weight_bits=bits, membrane_bits=mem, membrane_shift=shift)
+    _check_observed(gi, extreme_inputs(gi), T)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("bits,mem,shift", [(8, 16, 0), (4, 12, 3), (2, 8, 1)])
+def test_preact_stream_observed_within_proven(T, bits, mem, shift):
+    # affines on an int32 current: the BN (sign, shift) and the branch rescale (k)
+    gi = _q(preact_snn(timesteps=T), weight_bits=bits, membrane_bits=mem, membrane_shift=shift)
+    assert gi.node("conv2/rescale").params["scale"].max() >= 2
     _check_observed(gi, extreme_inputs(gi), T)
 
 
