@@ -337,6 +337,13 @@ class _Scales:
         self._ties.append((np.asarray(out, dtype=np.int64), np.asarray(src, dtype=np.int64),
                            np.asarray(value, dtype=np.float64), bool(multiple)))
 
+    def derived_mask(self) -> np.ndarray:
+        """True for class roots whose step is derived (see derive())."""
+        mask = np.zeros(self._S.size, dtype=bool)
+        for out, _src, _value, _multiple in self._ties:
+            mask[out] = True
+        return mask
+
     def _unify_channels(self, ids: np.ndarray) -> None:
         for c in range(ids.shape[0]):
             self.uf.union_all(np.asarray(ids[c]).ravel())
@@ -466,7 +473,7 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
         if node.op in WEIGHT_OPS:
             w = np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
             members[node.name] = (w, sc.node_roots(node), weight_quant.qmax(bits[node.name]))
-    sc.S, changed = step_search.search(members, hs, sc.S)
+    sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
     if changed:
         g.meta.setdefault("notes", []).append(
             f"quantize: step search coarsened {changed} channel scale(s) to lower the current error")

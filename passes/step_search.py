@@ -49,14 +49,15 @@ def channel_errors(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray, grid:
 
 
 def search(members: dict[str, tuple[np.ndarray, np.ndarray, int]], hs: dict[str, np.ndarray],
-           S: np.ndarray) -> tuple[np.ndarray, int]:
+           S: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Refined class steps and the number of classes whose step changed.
 
     ``members`` maps a conv/dense node name to (real weights as the integer layer
     sees them, class root per output channel, qmax); ``S`` is the step per class
-    root.  A class is searched only if every one of its members has an H in ``hs``.
+    root.  A class is searched only if every one of its members has an H in ``hs``
+    and it is not ``frozen`` (a step derived from another class's).
     """
-    searchable = np.ones(S.size, dtype=bool)
+    searchable = np.ones(S.size, dtype=bool) if frozen is None else ~np.asarray(frozen, dtype=bool)
     touched = np.zeros(S.size, dtype=bool)
     for name, (_w, roots, _q) in members.items():
         touched[roots] = True

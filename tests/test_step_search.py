@@ -84,3 +84,13 @@ def test_digits_search_keeps_contract_and_raises_agreement(digits):
           "end to end", pooled_agreement(agree_on, "end_to_end"), pooled_agreement(agree_off, "end_to_end"))
     assert pooled_agreement(agree_on) > pooled_agreement(agree_off)
     assert pooled_agreement(agree_on, "end_to_end") > pooled_agreement(agree_off, "end_to_end")
+
+
+def test_frozen_classes_are_not_searched():
+    w, H = _layer(4, 8, 9)
+    S = np.abs(w).max(axis=1) / 127
+    frozen = np.zeros(8, dtype=bool)
+    frozen[:4] = True
+    new, changed = step_search.search({"conv": (w, np.arange(8), 127)}, {"conv": H}, S, frozen=frozen)
+    np.testing.assert_array_equal(new[:4], S[:4])
+    assert changed == int((new[4:] != S[4:]).sum()) and changed > 0
