@@ -72,8 +72,9 @@ def run_host(exe: Path, x_q: np.ndarray, *, dump: bool = False,
 
     With ``dump`` (a debug build) also return the per-node dumps: a list, per
     sample, of {node index: int64 array}.  With ``bench_iters`` return
-    (outputs, {"wall_ns": ..., "cpu_ns": ...}) per inference, timed inside the
-    program over ``bench_iters`` runs (process CPU time is robust on a busy host).
+    (outputs, {"wall_ns": ..., "cpu_ns": ..., "simd": ...}) per inference, timed inside
+    the program over ``bench_iters`` runs (process CPU time is robust on a busy host);
+    ``simd`` names the kernels the build ran (``snncc_simd()``).
     """
     x_q = np.ascontiguousarray(x_q, dtype=np.int8)
     n = x_q.shape[0]
@@ -94,7 +95,8 @@ def run_host(exe: Path, x_q: np.ndarray, *, dump: bool = False,
         if bench_iters:
             words = proc.stdout.split()
             return out, {"wall_ns": float(words[words.index("ns_per_inference") + 1]),
-                         "cpu_ns": float(words[words.index("cpu_ns_per_inference") + 1])}
+                         "cpu_ns": float(words[words.index("cpu_ns_per_inference") + 1]),
+                         "simd": words[words.index("simd") + 1]}
         return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 
 from snncc.ir import Graph, Node, Value, infer_shape
@@ -53,9 +56,12 @@ class IntGraphBuilder:
         q = 2 ** (bits - 1) - 1
         return self.rng.integers(-q, q + 1, size=shape).astype(np.int8)
 
-    def conv(self, x, o, k=3, stride=1, pad=1, group=1, dil=1, bits=8, bias=True, name=None):
+    def conv(self, x, o, k=3, stride=1, pad=1, group=1, dil=1, bits=8, bias=True, name=None, extreme=False):
         c = self.g.values[x].shape[0]
         w = self._weights((o, c // group, k, k), bits)
+        if extreme:  # the int8 extremes on the first two output channels
+            w[0, ::2] = -128
+            w[1, ::3] = 127
         b = self.rng.integers(-50, 51, size=o).astype(np.int32) if bias else np.zeros(o, np.int32)
         fan = (c // group) * k * k
         mag = np.sqrt(fan) * (2 ** (bits - 1)) / 2 * self.mag[x]
@@ -124,3 +130,47 @@ def sample_inputs(shape, n=100, seed=1) -> np.ndarray:
     x = rng.integers(-128, 128, size=(n,) + tuple(shape)).astype(np.int8)
     ext = np.stack([np.full(shape, -128, np.int8), np.full(shape, 127, np.int8)])
     return np.concatenate([x, ext])
+
+
+def block_conv_net(T=2) -> Graph:
+    """Every variant of the blocked int8 conv (snncc_conv_block_i8): signed input (the
+    image, a signed neuron), unsigned levels up to N = 127, weights at -128 and 127,
+    output channels 20/64/48/33/514/16 (register blocks of 1, 2, 3 and 4 x 16, partial
+    ones), input channels not a multiple of 4 (3, 33, 514: quad reads past the tensor),
+    more than 512 input channels (channel chunks), stride, dilation, 1x1, odd sizes."""
+    b = IntGraphBuilder((3, 11, 9), timesteps=T, seed=5)
+    a = b.neuron(b.conv("x", 20, extreme=True), levels=127, scale=0.02)
+    h = b.neuron(b.conv(a, 64, stride=2, extreme=True), levels=4, shift=1)
+    h = b.neuron(b.conv(h, 48, pad=2, dil=2, extreme=True), levels=3, signed=True)
+    h = b.neuron(b.conv(h, 33, k=1, pad=0, extreme=True), levels=2)
+    h = b.neuron(b.conv(h, 514, k=1, pad=0, extreme=True), levels=1)
+    return b.build(b.conv(h, 16, k=3, pad=1, extreme=True))
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def simd_builds() -> list[tuple[str, str]]:
+    """(compiler flags, what snncc_simd() reports) for every kernel path this host runs:
+    the best one, each x86 level below it (left out with -DSNNCC_NO_AVX512 /
+    -DSNNCC_NO_AVX2), and the portable C (-DSNNCC_NO_SIMD)."""
+    builds = []
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags = _cpu_flags()
+        avx512 = {"avx512f", "avx512_vnni"} <= flags
+        avx2 = "avx2" in flags
+        builds.append(("-O2", "avx512vnni" if avx512 else "avx2" if avx2 else "sse2"))
+        if avx512:
+            builds.append(("-O2 -DSNNCC_NO_AVX512", "avx2" if avx2 else "sse2"))
+        if avx512 or avx2:
+            builds.append(("-O2 -DSNNCC_NO_AVX512 -DSNNCC_NO_AVX2", "sse2"))
+    builds.append(("-O2 -DSNNCC_NO_SIMD", "c"))
+    return builds

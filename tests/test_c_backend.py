@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from c_graphs import IntGraphBuilder, sample_inputs
+from c_graphs import IntGraphBuilder, block_conv_net, sample_inputs, simd_builds
 
 from snncc.backends.c.emit import c_memory, emit_c
 from snncc.backends.python.int_runtime import run_int
@@ -85,13 +85,13 @@ def test_bit_exact(case, tmp_path):
     emit_c(graph, out)
     x = sample_inputs(graph.values["x"].shape, n=100)
     expected = flat_outputs(graph, run_int(graph, x))
-    # -O2 (SSE2 kernels on x86-64), the host ISA (AVX-512 kernels where present), and the
-    # portable C kernels (what firmware runs) under ASan/UBSan
-    builds = [build_host(out), build_host(out, opt="-O2 -march=native"),
-              build_host(out, opt="-O2 -DSNNCC_NO_SIMD", sanitize=True)]
-    for exe in builds:
+    # every kernel path this host runs (x86-64: AVX-512 VNNI, AVX2, SSE2), and the portable
+    # C kernels (what firmware runs) under ASan/UBSan
+    for opt, simd in simd_builds():
+        exe = build_host(out, opt=opt, sanitize=simd == "c")
         res = compare_c(graph, out, x, exe=exe, expected=expected)
-        assert res.ok, res.summary()
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
     # neurons use the division-free kernel when range analysis bounds the currents
     code = (out / "model.c").read_text()
     has_range = all("range" in n.attrs for n in graph.nodes)
@@ -101,6 +101,30 @@ def test_bit_exact(case, tmp_path):
     caps = run_int(graph, x[:20], capture=neurons)
     for v in neurons:
         assert np.any(caps[v] != 0), v
+
+
+@pytest.mark.parametrize("mode", ["dense", "event"])
+def test_block_conv_paths(mode, tmp_path):
+    """The blocked conv kernels (multi-pixel dense, one-pixel event-driven) on every SIMD
+    path this host runs and the portable one, all under ASan/UBSan."""
+    graph = block_conv_net()
+    neurons = [n.output for n in graph.nodes if n.op == "neuron"]
+    out = tmp_path / "o"
+    out.mkdir()
+    report: dict = {}
+    emit_c(graph, out, report=report, spike_rates={v: 1.0 if mode == "dense" else 0.0 for v in neurons})
+    layers = report["c_memory"]["layers"]
+    assert [x["mode"] for x in layers] == ["dense"] + [mode] * 5  # the image layer is always dense
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 6
+    x = sample_inputs(graph.values["x"].shape, n=40)
+    expected = flat_outputs(graph, run_int(graph, x))
+    caps = run_int(graph, x, capture=neurons)
+    assert caps[neurons[0]].max() == 127 and caps[neurons[2]].min() < 0  # extreme levels reach the convs
+    for opt, simd in simd_builds():
+        exe = build_host(out, opt=opt, sanitize=True)
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
 
 
 def test_signed_negative_membrane_and_saturation(tmp_path):

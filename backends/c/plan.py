@@ -110,6 +110,7 @@ class _Builder:
         self.tensors: dict[str, Tensor] = {}
         self.producers = graph.producers()
         self.rates = dict(spike_rates or {})
+        self.slack: set[int] = set()  # buffers already given 3 bytes of read slack
 
     # --- helpers ------------------------------------------------------------
     def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
@@ -245,7 +246,10 @@ class _Builder:
         else:
             slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
         wref, sb = self.weights(node, ident, slices, bits)
-        bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
+        if block and not x.nonneg:
+            bref = self.bias_offset(node, ident, wt)
+        else:
+            bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
         sh, sw = a.get("strides", (1, 1))
         pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
         dh, dw = a.get("dilations", (1, 1))
@@ -272,8 +276,37 @@ class _Builder:
         self.step([call], bufs)
         return y
 
+    def bias_offset(self, node: Node, ident: str, wt: np.ndarray) -> str:
+        """Bias of a block conv on signed input: the padded bias, then bias - 128 * sum(W)
+        wrapped to int32 (the x86 VNNI kernels feed x + 128 as u8; int32 sums wrap)."""
+        o = wt.shape[0]
+        b = self.int_param(node, "bias", -(2**31), 2**31 - 1) if "bias" in node.params else np.zeros(o, np.int64)
+        b = np.pad(b, (0, -o % BLOCK))
+        wsum = np.pad(wt.reshape(o, -1).sum(axis=1), (0, -o % BLOCK))
+        off = (b - 128 * wsum + 2**31) % 2**32 - 2**31
+        return self.array(f"{ident}_b", np.concatenate([b, off]).astype(np.int32), "int32_t",
+                          f"{ident} bias; then bias - 128 * sum(W) for offset inputs")
+
+    def quad_readable(self, x: Tensor) -> Tensor:
+        """x, in a buffer that may be read 3 bytes past its end (SIMD block convs read
+        whole channel quads; the extra channels have zero weights)."""
+        if x.shape[0] % 4 == 0:
+            return x
+        buf = self.plan.buffers[x.buf]
+        if buf.external:
+            n = int(np.prod(x.shape))
+            copy = self.tensor("i8", x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            self.step([f"snncc_concat_part({self.ptr(copy)}, {self.ptr(x)}, 1, {n}, {n}, 0, 1);"], [copy.buf])
+            x, buf = copy, self.plan.buffers[copy.buf]
+        if x.buf not in self.slack:
+            self.slack.add(x.buf)
+            buf.nbytes += 3
+        return x
+
     def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
                    bufs: list[int], bits: int) -> Tensor:
+        x = self.quad_readable(x)
+        bufs = [x.buf] + bufs[1:]
         sparse = self.sparse(x)
         self.layer(node, ident, "event" if sparse else "dense", bits, 8)
         self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],

@@ -6,7 +6,8 @@
  * INPUT.bin holds N samples of @UNAME@_INPUT_SIZE int8 values (C order); OUTPUT.bin
  * receives N x @UNAME@_OUTPUT_SIZE int32 values (little-endian on usual hosts).
  * --bench ITERS times ITERS inferences (cycling over the samples) and prints
- *   "ns_per_inference <wall> cpu_ns_per_inference <process CPU time>" on stdout.
+ *   "ns_per_inference <wall> cpu_ns_per_inference <process CPU time> simd <kernels>" on
+ *   stdout (kernels: what snncc_simd() reports).
  * --dump (builds with -DSNNCC_DEBUG only) writes, for every sample, every node's output
  *   at the last timestep as records: int32 node, int32 count, count x int32 values (C order).
  */
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "@NAME@.h"
+#include "snncc_kernels.h"
 
 static FILE *dump_file = NULL;
 
@@ -130,7 +132,7 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (double)iters;
         cpu_ns = ((double)(c1.tv_sec - c0.tv_sec) * 1e9 + (double)(c1.tv_nsec - c0.tv_nsec)) / (double)iters;
-        printf("ns_per_inference %.1f cpu_ns_per_inference %.1f\n", ns, cpu_ns);
+        printf("ns_per_inference %.1f cpu_ns_per_inference %.1f simd %s\n", ns, cpu_ns, snncc_simd());
         (void)sink;
     }
     free(inputs);

@@ -228,112 +228,7 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #undef BLOCK_STORE
 }
 
-#if defined(__AVX512BW__) && !defined(SNNCC_NO_SIMD)
-#include <immintrin.h>
-#define SNNCC_HAVE_AVX512_BLOCK 1
-
-static __m512i load_w64(const int8_t *wr)
-{
-    return _mm512_loadu_si512((const void *)wr);
-}
-
-/* Signed inputs: x as int16 quads (x0..x3 repeated) times sign-extended weights with
- * pmaddwd; lanes keep (x0w0 + x1w1, x2w2 + x3w3) per output, added pairwise at the end. */
-static void conv_block_avx512_madd(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                                   const int32_t *bias, int sparse)
-{
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-    int32_t tmp[32], j;
-#define BLOCK_INIT                                                                         \
-    a0 = _mm512_setzero_si512();                                                           \
-    a1 = a0;
-#define BLOCK_STEP                                                                         \
-    {                                                                                      \
-        const __m512i xv = _mm512_cvtepi8_epi16(_mm256_set1_epi32(quad));                  \
-        const __m512i wv = load_w64(wr);                                                   \
-        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(                                       \
-                                      _mm512_cvtepi8_epi16(_mm512_castsi512_si256(wv)), xv)); \
-        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(                                       \
-                                      _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(wv, 1)), xv)); \
-    }
-#define BLOCK_STORE                                                                        \
-    _mm512_storeu_si512((void *)tmp, a0);                                                  \
-    _mm512_storeu_si512((void *)(tmp + 16), a1);                                           \
-    for (j = 0; j < SNNCC_OBLOCK && ob + j < out_c; ++j) {                                 \
-        yp[ob + j] = bias[ob + j] + tmp[2 * j] + tmp[2 * j + 1];                           \
-    }
-    SNNCC_CONV_BLOCK_LOOP(SNNCC_OBLOCK)
-#undef BLOCK_INIT
-#undef BLOCK_STEP
-#undef BLOCK_STORE
-}
-
-#if defined(__AVX512VNNI__)
-#define SNNCC_HAVE_VNNI_BLOCK 1
-/* Non-negative inputs (levels of unsigned neurons): vpdpbusd, 16 outputs x 4 input
- * channels per instruction, NB register blocks (16 * NB output channels) per pass.
- * Instantiated per NB and per sparse/dense so that the inner loop has no tests. */
-#define BLOCK_INIT                                                                         \
-    a0 = _mm512_loadu_si512((const void *)(bias + ob));                                    \
-    a1 = nb > 1 ? _mm512_loadu_si512((const void *)(bias + ob + 16)) : a0;                 \
-    a2 = nb > 2 ? _mm512_loadu_si512((const void *)(bias + ob + 32)) : a0;                 \
-    a3 = nb > 3 ? _mm512_loadu_si512((const void *)(bias + ob + 48)) : a0;
-#define BLOCK_STEP                                                                         \
-    {                                                                                      \
-        const __m512i xv = _mm512_set1_epi32(quad);                                        \
-        a0 = _mm512_dpbusd_epi32(a0, xv, load_w64(wr));                                    \
-        if (nb > 1) {                                                                      \
-            a1 = _mm512_dpbusd_epi32(a1, xv, load_w64(wr + 64));                           \
-        }                                                                                  \
-        if (nb > 2) {                                                                      \
-            a2 = _mm512_dpbusd_epi32(a2, xv, load_w64(wr + 128));                          \
-            a3 = _mm512_dpbusd_epi32(a3, xv, load_w64(wr + 192));                          \
-        }                                                                                  \
-    }
-#define BLOCK_STORE                                                                        \
-    for (k = 0; k < nb; ++k) {                                                             \
-        __m512i a = k == 0 ? a0 : k == 1 ? a1 : k == 2 ? a2 : a3;                          \
-        int32_t left = out_c - (ob + 16 * k);                                              \
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);     \
-        _mm512_mask_storeu_epi32((void *)(yp + ob + 16 * k), m, a);                        \
-    }
-#define SNNCC_VNNI_KERNEL(NAME, NB, SPARSE)                                                \
-    static void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,  \
-                     const int32_t *bias)                                                  \
-    {                                                                                      \
-        const int sparse = (SPARSE);                                                       \
-        const int32_t nb = (NB);                                                           \
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                    \
-        int32_t k;                                                                         \
-        SNNCC_CONV_BLOCK_LOOP((NB) * SNNCC_OBLOCK)                                         \
-    }
-SNNCC_VNNI_KERNEL(conv_vnni_1d, 1, 0)
-SNNCC_VNNI_KERNEL(conv_vnni_2d, 2, 0)
-SNNCC_VNNI_KERNEL(conv_vnni_4d, 4, 0)
-SNNCC_VNNI_KERNEL(conv_vnni_1s, 1, 1)
-SNNCC_VNNI_KERNEL(conv_vnni_2s, 2, 1)
-SNNCC_VNNI_KERNEL(conv_vnni_4s, 4, 1)
-#undef BLOCK_INIT
-#undef BLOCK_STEP
-#undef BLOCK_STORE
-
-/* NB = 4, 2 or 1 blocks per pass, whichever divides the (padded) output channels. */
-static void conv_block_vnni(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                            const int32_t *bias, int sparse)
-{
-    const int32_t blocks = (p->out_c + 15) / 16;
-    if (blocks % 4 == 0) {
-        (sparse ? conv_vnni_4s : conv_vnni_4d)(p, x, y, w, bias);
-    } else if (blocks % 2 == 0) {
-        (sparse ? conv_vnni_2s : conv_vnni_2d)(p, x, y, w, bias);
-    } else {
-        (sparse ? conv_vnni_1s : conv_vnni_1d)(p, x, y, w, bias);
-    }
-}
-#endif
-#endif
-
-#if !defined(__AVX512BW__) && defined(__SSE2__) && !defined(SNNCC_NO_SIMD)
+#if defined(__SSE2__) && !defined(SNNCC_NO_SIMD)
 #include <emmintrin.h>
 #define SNNCC_HAVE_SSE2_BLOCK 1
 
@@ -373,19 +268,509 @@ static void conv_block_sse2(const snncc_conv_t *p, const int8_t *x, int32_t *y, 
 }
 #endif
 
+/*
+ * x86-64 with GCC >= 8 or Clang >= 8: AVX-512 VNNI and AVX2 kernels are compiled with
+ * target attributes and chosen at run time (__builtin_cpu_supports, which also checks
+ * that the OS saves the registers), so a plain -O2 build runs them on CPUs that have
+ * them.  -DSNNCC_NO_AVX512 or -DSNNCC_NO_AVX2 leaves a level out.
+ */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD)
+#if defined(__clang__) ? (__clang_major__ >= 8) : (__GNUC__ >= 8)
+#include <immintrin.h>
+#if !defined(SNNCC_NO_AVX512)
+#define SNNCC_X86_AVX512 1
+#endif
+#if !defined(SNNCC_NO_AVX2)
+#define SNNCC_X86_AVX2 1
+#endif
+#endif
+#endif
+
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/* 2: AVX-512 F + VNNI, 1: AVX2, 0: neither (or left out). */
+static int x86_level(void)
+{
+#if defined(SNNCC_X86_AVX512)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni")) {
+        return 2;
+    }
+#endif
+#if defined(SNNCC_X86_AVX2)
+    if (__builtin_cpu_supports("avx2")) {
+        return 1;
+    }
+#endif
+    return 0;
+}
+#endif
+
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/*
+ * Multi-pixel kernels.  MR consecutive output pixels (row-major, a block may wrap to
+ * the next row) share every weight load; each keeps its own accumulators, so MR
+ * independent dependency chains hide the multiply-add latency.  Per tap each pixel
+ * reads its input through a pointer that is snncc_zeros for taps in the padding (and
+ * for block pixels past the last one, which are not stored).  Input channel quads
+ * are read whole: the quad past in_c of the last pixel reads at most 3 bytes beyond
+ * the tensor, which the memory plan reserves (buffer slack), and the weights of those
+ * channels are zero.  The channel loop runs in chunks of SNNCC_ZQ quads, the extent of
+ * snncc_zeros.
+ */
+#define SNNCC_ZQ 128
+static const int8_t snncc_zeros[4 * SNNCC_ZQ] = {0};
+
+#define SNNCC_REP1(M) M(0)
+#define SNNCC_REP2(M) M(0) M(1)
+#define SNNCC_REP3(M) SNNCC_REP2(M) M(2)
+#define SNNCC_REP4(M) SNNCC_REP3(M) M(3)
+#define SNNCC_REP6(M) SNNCC_REP4(M) M(4) M(5)
+#define SNNCC_REP8(M) SNNCC_REP6(M) M(6) M(7)
+#define SNNCC_REP12(M) SNNCC_REP8(M) M(8) M(9) M(10) M(11)
+#define SNNCC_REP16(M) SNNCC_REP12(M) M(12) M(13) M(14) M(15)
+
+/* Output pixels whose taps all lie inside the input: rows [r[0], r[1]), columns
+ * [r[2], r[3]) (empty ranges when there are none). */
+static void conv_interior(const snncc_conv_t *p, int32_t r[4])
+{
+    const int32_t n[2] = {p->out_h, p->out_w}, in[2] = {p->in_h, p->in_w};
+    const int32_t s[2] = {p->stride_h, p->stride_w}, pad[2] = {p->pad_t, p->pad_l};
+    const int32_t span[2] = {(p->k_h - 1) * p->dil_h, (p->k_w - 1) * p->dil_w};
+    int32_t d;
+    for (d = 0; d < 2; ++d) {
+        const int32_t last = in[d] - 1 + pad[d] - span[d]; /* o * s <= last */
+        int32_t lo = pad[d] > 0 ? (pad[d] + s[d] - 1) / s[d] : 0;
+        int32_t hi = last < 0 ? 0 : last / s[d] + 1;
+        hi = hi > n[d] ? n[d] : hi;
+        lo = lo > hi ? hi : lo;
+        r[2 * d] = lo;
+        r[2 * d + 1] = hi;
+    }
+}
+
+/* Border pixel b (row-major over the pixels outside the interior) as an output index. */
+static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
+{
+    const int32_t per = out_w - (r[3] - r[2]), top = r[0] * out_w, mid = (r[1] - r[0]) * per;
+    int32_t k;
+    if (b < top) {
+        return b;
+    }
+    b -= top;
+    if (b < mid) {
+        k = b % per;
+        return (r[0] + b / per) * out_w + (k < r[2] ? k : r[3] + k - r[2]);
+    }
+    return r[1] * out_w + (b - mid);
+}
+
+#define SNNCC_MP_DECLS(MR)                                                                 \
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
+    const int32_t out_w = p->out_w, out_c = p->out_c, npix = p->out_h * p->out_w;          \
+    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
+    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
+    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
+    const int8_t *xp[MR];                                                                  \
+    int32_t iy0[MR], ix0[MR], pix[MR], ir[4], nj, nint, p0, ob, ky, kx, c0, cq, oy_, ox_;
+
+/* Interior block pixel r: the next pixel of the interior (row-major), its input at tap
+ * (0, 0); past the last one: pix -1 (not stored), reading the image's first pixels. */
+#define SNNCC_MP_IPOS(r)                                                                   \
+    if (p0 + (r) < nint) {                                                                 \
+        if ((r) > 0 && ++ox_ == ir[3]) {                                                   \
+            ox_ = ir[2];                                                                   \
+            ++oy_;                                                                         \
+        }                                                                                  \
+        pix[r] = oy_ * out_w + ox_;                                                        \
+        xp[r] = x + ((oy_ * sh - pt) * in_w + ox_ * sw - pl) * in_c;                       \
+    } else {                                                                               \
+        pix[r] = -1;                                                                       \
+        xp[r] = x;                                                                         \
+    }
+/* Border block pixel r: its input position at tap (0, 0); past the last: in_h (every
+ * tap reads zeros). */
+#define SNNCC_MP_BPOS(r)                                                                   \
+    if (p0 + (r) < npix - nint) {                                                          \
+        pix[r] = conv_border_pixel(p0 + (r), ir, out_w);                                   \
+        iy0[r] = pix[r] / out_w * sh - pt;                                                 \
+        ix0[r] = pix[r] % out_w * sw - pl;                                                 \
+    } else {                                                                               \
+        pix[r] = -1;                                                                       \
+        iy0[r] = in_h;                                                                     \
+        ix0[r] = 0;                                                                        \
+    }
+#define SNNCC_MP_PTR(r)                                                                    \
+    {                                                                                      \
+        const int32_t iy_ = iy0[r] + ky * dh, ix_ = ix0[r] + kx * dw;                      \
+        xp[r] = (uint32_t)iy_ < (uint32_t)in_h && (uint32_t)ix_ < (uint32_t)in_w           \
+                    ? x + (iy_ * in_w + ix_) * in_c + 4 * c0                               \
+                    : snncc_zeros;                                                         \
+    }
+
+/* One input channel quad: skipped if silent (sparse, MR == 1), else weights and steps. */
+#define SNNCC_MP_QUAD(MR)                                                                  \
+    if (sparse) {                                                                          \
+        int32_t q0_;                                                                       \
+        memcpy(&q0_, xp[0] + xo, sizeof q0_);                                              \
+        if (q0_ == 0) {                                                                    \
+            continue;                                                                      \
+        }                                                                                  \
+    }                                                                                      \
+    {                                                                                      \
+        WLOAD                                                                              \
+        SNNCC_REP##MR(STEP)                                                                \
+    }
+
+/* The loop nest: PASS output channels per pass, interior pixels first (pointers fixed
+ * per block, taps as offsets), then border pixels (a pointer per tap, zeros in the
+ * padding).  Each path defines, before expanding it: PASS_INIT (once per pass), INIT(r)
+ * and STORE(r) (per block pixel), WLOAD (the weights of one input channel quad, at wr)
+ * and STEP(r) (reading the pixel's quad at xp[r] + xo). */
+#define SNNCC_MP_LOOP(MR, PASS)                                                            \
+    conv_interior(p, ir);                                                                  \
+    nj = ir[3] - ir[2];                                                                    \
+    nint = (ir[1] - ir[0]) * nj;                                                           \
+    for (p0 = 0; p0 < nint; p0 += (MR)) {                                                  \
+        oy_ = ir[0] + p0 / nj;                                                             \
+        ox_ = ir[2] + p0 % nj;                                                             \
+        SNNCC_REP##MR(SNNCC_MP_IPOS)                                                       \
+        for (ob = 0; ob < o16; ob += (PASS)) {                                             \
+            PASS_INIT                                                                      \
+            SNNCC_REP##MR(INIT)                                                            \
+            for (ky = 0; ky < k_h; ++ky) {                                                 \
+                for (kx = 0; kx < k_w; ++kx) {                                             \
+                    const int32_t toff = (ky * dh * in_w + kx * dw) * in_c;                \
+                    const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4 + ob * 4;        \
+                    for (cq = 0; cq < c4; ++cq) {                                          \
+                        const int8_t *wr = wk + cq * o16 * 4;                              \
+                        const int32_t xo = toff + 4 * cq;                                  \
+                        SNNCC_MP_QUAD(MR)                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            SNNCC_REP##MR(STORE)                                                           \
+        }                                                                                  \
+    }                                                                                      \
+    for (p0 = 0; p0 < npix - nint; p0 += (MR)) {                                           \
+        SNNCC_REP##MR(SNNCC_MP_BPOS)                                                       \
+        for (ob = 0; ob < o16; ob += (PASS)) {                                             \
+            PASS_INIT                                                                      \
+            SNNCC_REP##MR(INIT)                                                            \
+            for (ky = 0; ky < k_h; ++ky) {                                                 \
+                for (kx = 0; kx < k_w; ++kx) {                                             \
+                    const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4 + ob * 4;        \
+                    for (c0 = 0; c0 < c4; c0 += SNNCC_ZQ) {                                \
+                        const int32_t ce = c4 - c0 < SNNCC_ZQ ? c4 : c0 + SNNCC_ZQ;        \
+                        SNNCC_REP##MR(SNNCC_MP_PTR)                                        \
+                        for (cq = c0; cq < ce; ++cq) {                                     \
+                            const int8_t *wr = wk + cq * o16 * 4;                          \
+                            const int32_t xo = 4 * (cq - c0);                              \
+                            SNNCC_MP_QUAD(MR)                                              \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            SNNCC_REP##MR(STORE)                                                           \
+        }                                                                                  \
+    }
+#endif
+
+#if defined(SNNCC_X86_AVX512)
+/*
+ * AVX-512 VNNI: vpdpbusd adds four u8 x s8 products per int32 lane without saturation,
+ * 16 output channels per register, NB registers per pass.  Levels of unsigned neurons
+ * (0..N, N <= 127) are the u8 operand as they are.  Signed inputs are offset to
+ * x + 128 (xor 0x80, also in the padding, whose zeros become 128) and the bias table
+ * holds a second row, bias - 128 * sum(W), that cancels the offset; int32 lanes wrap,
+ * so the sum is exact whenever the true result fits int32 (range analysis).
+ */
+#define SNNCC_TARGET_AVX512 __attribute__((target("avx512f,avx512vnni")))
+#define PASS_INIT                                                                          \
+    bv0 = _mm512_loadu_si512((const void *)(bb + ob));                                     \
+    bv1 = nb > 1 ? _mm512_loadu_si512((const void *)(bb + ob + 16)) : bv0;                 \
+    bv2 = nb > 2 ? _mm512_loadu_si512((const void *)(bb + ob + 32)) : bv0;                 \
+    bv3 = nb > 3 ? _mm512_loadu_si512((const void *)(bb + ob + 48)) : bv0;                 \
+    m0 = SNNCC_V512_MASK(0);                                                               \
+    m1 = SNNCC_V512_MASK(1);                                                               \
+    m2 = SNNCC_V512_MASK(2);                                                               \
+    m3 = SNNCC_V512_MASK(3);
+/* Lanes of output channels ob + 16 k ..: all, the first `left`, or (past out_c) none. */
+#define SNNCC_V512_MASK(k)                                                                 \
+    (out_c - ob - 16 * (k) >= 16  ? (__mmask16)0xFFFF                                      \
+     : out_c - ob - 16 * (k) <= 0 ? (__mmask16)0                                           \
+                                  : (__mmask16)((1u << (out_c - ob - 16 * (k))) - 1u))
+#define INIT(r)                                                                            \
+    acc[4 * (r)] = bv0;                                                                    \
+    acc[4 * (r) + 1] = bv1;                                                                \
+    acc[4 * (r) + 2] = bv2;                                                                \
+    acc[4 * (r) + 3] = bv3;
+#define WLOAD                                                                              \
+    const __m512i w0 = _mm512_loadu_si512((const void *)wr);                               \
+    const __m512i w1 = nb > 1 ? _mm512_loadu_si512((const void *)(wr + 64)) : w0;         \
+    const __m512i w2 = nb > 2 ? _mm512_loadu_si512((const void *)(wr + 128)) : w0;        \
+    const __m512i w3 = nb > 3 ? _mm512_loadu_si512((const void *)(wr + 192)) : w0;
+#define STEP(r)                                                                            \
+    {                                                                                      \
+        int32_t q_;                                                                        \
+        __m512i xb_;                                                                       \
+        memcpy(&q_, xp[r] + xo, sizeof q_);                                                \
+        xb_ = _mm512_set1_epi32(q_);                                                       \
+        if (sgn) {                                                                         \
+            xb_ = _mm512_xor_si512(xb_, k80);                                              \
+        }                                                                                  \
+        acc[4 * (r)] = _mm512_dpbusd_epi32(acc[4 * (r)], xb_, w0);                         \
+        if (nb > 1) {                                                                      \
+            acc[4 * (r) + 1] = _mm512_dpbusd_epi32(acc[4 * (r) + 1], xb_, w1);             \
+        }                                                                                  \
+        if (nb > 2) {                                                                      \
+            acc[4 * (r) + 2] = _mm512_dpbusd_epi32(acc[4 * (r) + 2], xb_, w2);             \
+        }                                                                                  \
+        if (nb > 3) {                                                                      \
+            acc[4 * (r) + 3] = _mm512_dpbusd_epi32(acc[4 * (r) + 3], xb_, w3);             \
+        }                                                                                  \
+    }
+#define STORE(r)                                                                           \
+    if (pix[r] >= 0) {                                                                     \
+        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        _mm512_mask_storeu_epi32((void *)yp_, m0, acc[4 * (r)]);                           \
+        if (nb > 1) {                                                                      \
+            _mm512_mask_storeu_epi32((void *)(yp_ + 16), m1, acc[4 * (r) + 1]);            \
+        }                                                                                  \
+        if (nb > 2) {                                                                      \
+            _mm512_mask_storeu_epi32((void *)(yp_ + 32), m2, acc[4 * (r) + 2]);            \
+        }                                                                                  \
+        if (nb > 3) {                                                                      \
+            _mm512_mask_storeu_epi32((void *)(yp_ + 48), m3, acc[4 * (r) + 3]);            \
+        }                                                                                  \
+    }
+#define SNNCC_V512_KERNEL(NAME, MR, NB, SIGNED, SPARSE)                                    \
+    static SNNCC_TARGET_AVX512 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, \
+                                         const int8_t *w, const int32_t *bias)             \
+    {                                                                                      \
+        SNNCC_MP_DECLS(MR)                                                                 \
+        const int32_t nb = (NB), sgn = (SIGNED), sparse = (SPARSE);                        \
+        const int32_t *bb = bias + (sgn ? o16 : 0);                                        \
+        const __m512i k80 = _mm512_set1_epi8(-128);                                        \
+        __m512i acc[4 * (MR)], bv0, bv1, bv2, bv3;                                         \
+        __mmask16 m0, m1, m2, m3;                                                          \
+        SNNCC_MP_LOOP(MR, 16 * (NB))                                                       \
+    }
+/* Dense: MR pixels x NB registers of accumulators (24 of 32 registers at most). */
+SNNCC_V512_KERNEL(v512_u4, 6, 4, 0, 0)
+SNNCC_V512_KERNEL(v512_u2, 12, 2, 0, 0)
+SNNCC_V512_KERNEL(v512_u1, 16, 1, 0, 0)
+SNNCC_V512_KERNEL(v512_s4, 6, 4, 1, 0)
+SNNCC_V512_KERNEL(v512_s2, 12, 2, 1, 0)
+SNNCC_V512_KERNEL(v512_s1, 16, 1, 1, 0)
+/* Event-driven: one pixel, silent quads skipped (unsigned levels only: with the
+ * offset, a silent quad still adds 128 * its weights, which the bias row expects). */
+SNNCC_V512_KERNEL(v512_u4e, 1, 4, 0, 1)
+SNNCC_V512_KERNEL(v512_u2e, 1, 2, 0, 1)
+SNNCC_V512_KERNEL(v512_u1e, 1, 1, 0, 1)
+#undef PASS_INIT
+#undef INIT
+#undef WLOAD
+#undef STEP
+#undef STORE
+
+typedef void (*snncc_block_fn)(const snncc_conv_t *, const int8_t *, int32_t *, const int8_t *,
+                               const int32_t *);
+
+/* NB = 4, 2 or 1 registers per pass, whichever divides the padded output channels;
+ * signed inputs always take the multi-pixel kernels. */
+static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                              const int32_t *bias, int sparse)
+{
+    static const snncc_block_fn fns[3][3] = {{v512_u1, v512_u2, v512_u4},
+                                             {v512_u1e, v512_u2e, v512_u4e},
+                                             {v512_s1, v512_s2, v512_s4}};
+    const int32_t blocks = (p->out_c + 15) / 16;
+    const int32_t k = blocks % 4 == 0 ? 2 : blocks % 2 == 0 ? 1 : 0;
+    fns[!p->x_unsigned ? 2 : sparse ? 1 : 0][k](p, x, y, w, bias);
+}
+#endif
+
+#if defined(SNNCC_X86_AVX2)
+/*
+ * AVX2, 8 output channels per register.  Levels of unsigned neurons: vpmaddubsw
+ * multiplies u8 levels by s8 weights and adds pairs with int16 saturation, which never
+ * triggers: levels are 0..N with N <= 127 and weights -128..127, so a pair sum lies in
+ * [2 * 127 * -128, 2 * 127 * 127] = [-32512, 32258]; vpmaddwd by ones then adds the two
+ * pairs of a quad in int32.  Signed inputs: sign-extended weights times the quad as int16
+ * with vpmaddwd, the two pair sums of each output kept in adjacent lanes and added at
+ * the end (vphaddd).
+ */
+#define SNNCC_TARGET_AVX2 __attribute__((target("avx2")))
+#define SNNCC_Y_STORE8(dst, v, left)                                                       \
+    if ((left) >= 8) {                                                                     \
+        _mm256_storeu_si256((__m256i *)(void *)(dst), (v));                                \
+    } else if ((left) > 0) {                                                               \
+        int32_t t_[8], j_;                                                                 \
+        _mm256_storeu_si256((__m256i *)(void *)t_, (v));                                   \
+        for (j_ = 0; j_ < (left); ++j_) {                                                  \
+            (dst)[j_] = t_[j_];                                                            \
+        }                                                                                  \
+    }
+#define SNNCC_Y_LOAD(ptr) _mm256_loadu_si256((const __m256i *)(const void *)(ptr))
+
+/* Unsigned levels: NB registers (8 channels each) per pass. */
+#define PASS_INIT                                                                          \
+    bv0 = SNNCC_Y_LOAD(bias + ob);                                                         \
+    bv1 = SNNCC_Y_LOAD(bias + ob + 8);                                                     \
+    bv2 = nb > 2 ? SNNCC_Y_LOAD(bias + ob + 16) : bv0;                                     \
+    bv3 = nb > 3 ? SNNCC_Y_LOAD(bias + ob + 24) : bv0;
+#define INIT(r)                                                                            \
+    acc[4 * (r)] = bv0;                                                                    \
+    acc[4 * (r) + 1] = bv1;                                                                \
+    acc[4 * (r) + 2] = bv2;                                                                \
+    acc[4 * (r) + 3] = bv3;
+#define WLOAD                                                                              \
+    const __m256i w0 = SNNCC_Y_LOAD(wr);                                                   \
+    const __m256i w1 = SNNCC_Y_LOAD(wr + 32);                                              \
+    const __m256i w2 = nb > 2 ? SNNCC_Y_LOAD(wr + 64) : w0;                                \
+    const __m256i w3 = nb > 3 ? SNNCC_Y_LOAD(wr + 96) : w0;
+#define SNNCC_Y_MAC(a, xb, wv) a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, wv), ones))
+#define STEP(r)                                                                            \
+    {                                                                                      \
+        int32_t q_;                                                                        \
+        __m256i xb_;                                                                       \
+        memcpy(&q_, xp[r] + xo, sizeof q_);                                                \
+        xb_ = _mm256_set1_epi32(q_);                                                       \
+        SNNCC_Y_MAC(acc[4 * (r)], xb_, w0);                                                \
+        SNNCC_Y_MAC(acc[4 * (r) + 1], xb_, w1);                                            \
+        if (nb > 2) {                                                                      \
+            SNNCC_Y_MAC(acc[4 * (r) + 2], xb_, w2);                                        \
+        }                                                                                  \
+        if (nb > 3) {                                                                      \
+            SNNCC_Y_MAC(acc[4 * (r) + 3], xb_, w3);                                        \
+        }                                                                                  \
+    }
+#define STORE(r)                                                                           \
+    if (pix[r] >= 0) {                                                                     \
+        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        SNNCC_Y_STORE8(yp_, acc[4 * (r)], out_c - ob)                                      \
+        SNNCC_Y_STORE8(yp_ + 8, acc[4 * (r) + 1], out_c - ob - 8)                          \
+        if (nb > 2) {                                                                      \
+            SNNCC_Y_STORE8(yp_ + 16, acc[4 * (r) + 2], out_c - ob - 16)                    \
+        }                                                                                  \
+        if (nb > 3) {                                                                      \
+            SNNCC_Y_STORE8(yp_ + 24, acc[4 * (r) + 3], out_c - ob - 24)                    \
+        }                                                                                  \
+    }
+#define SNNCC_Y_KERNEL_U(NAME, MR, NB, SPARSE)                                             \
+    static SNNCC_TARGET_AVX2 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y,  \
+                                       const int8_t *w, const int32_t *bias)               \
+    {                                                                                      \
+        SNNCC_MP_DECLS(MR)                                                                 \
+        const int32_t nb = (NB), sparse = (SPARSE);                                        \
+        const __m256i ones = _mm256_set1_epi16(1);                                         \
+        __m256i acc[4 * (MR)], bv0, bv1, bv2, bv3;                                         \
+        SNNCC_MP_LOOP(MR, 8 * (NB))                                                        \
+    }
+SNNCC_Y_KERNEL_U(y_u4, 2, 4, 0)
+SNNCC_Y_KERNEL_U(y_u2, 4, 2, 0)
+SNNCC_Y_KERNEL_U(y_u4e, 1, 4, 1)
+SNNCC_Y_KERNEL_U(y_u2e, 1, 2, 1)
+#undef PASS_INIT
+#undef INIT
+#undef WLOAD
+#undef STEP
+#undef STORE
+
+/* Signed inputs: 16 output channels per pass as pair sums in four registers. */
+#define PASS_INIT                                                                          \
+    bv0 = SNNCC_Y_LOAD(bias + ob);                                                         \
+    bv1 = SNNCC_Y_LOAD(bias + ob + 8);
+#define INIT(r)                                                                            \
+    acc[4 * (r)] = _mm256_setzero_si256();                                                 \
+    acc[4 * (r) + 1] = acc[4 * (r)];                                                       \
+    acc[4 * (r) + 2] = acc[4 * (r)];                                                       \
+    acc[4 * (r) + 3] = acc[4 * (r)];
+#define SNNCC_Y_W16(k) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr + 16 * (k))))
+#define WLOAD                                                                              \
+    const __m256i w0 = SNNCC_Y_W16(0), w1 = SNNCC_Y_W16(1), w2 = SNNCC_Y_W16(2),           \
+                  w3 = SNNCC_Y_W16(3);
+#define STEP(r)                                                                            \
+    {                                                                                      \
+        int32_t q_;                                                                        \
+        __m256i xv_;                                                                       \
+        memcpy(&q_, xp[r] + xo, sizeof q_);                                                \
+        xv_ = _mm256_cvtepi8_epi16(_mm_set1_epi32(q_));                                    \
+        acc[4 * (r)] = _mm256_add_epi32(acc[4 * (r)], _mm256_madd_epi16(w0, xv_));         \
+        acc[4 * (r) + 1] = _mm256_add_epi32(acc[4 * (r) + 1], _mm256_madd_epi16(w1, xv_)); \
+        acc[4 * (r) + 2] = _mm256_add_epi32(acc[4 * (r) + 2], _mm256_madd_epi16(w2, xv_)); \
+        acc[4 * (r) + 3] = _mm256_add_epi32(acc[4 * (r) + 3], _mm256_madd_epi16(w3, xv_)); \
+    }
+/* hadd gives outputs (0 1 4 5 | 2 3 6 7); the 64-bit permute restores their order. */
+#define SNNCC_Y_PAIRS(a, b) _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), 0xD8)
+#define STORE(r)                                                                           \
+    if (pix[r] >= 0) {                                                                     \
+        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        const __m256i lo_ = _mm256_add_epi32(bv0, SNNCC_Y_PAIRS(acc[4 * (r)], acc[4 * (r) + 1])); \
+        const __m256i hi_ = _mm256_add_epi32(bv1, SNNCC_Y_PAIRS(acc[4 * (r) + 2], acc[4 * (r) + 3])); \
+        SNNCC_Y_STORE8(yp_, lo_, out_c - ob)                                               \
+        SNNCC_Y_STORE8(yp_ + 8, hi_, out_c - ob - 8)                                       \
+    }
+#define SNNCC_Y_KERNEL_S(NAME, MR, SPARSE)                                                 \
+    static SNNCC_TARGET_AVX2 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y,  \
+                                       const int8_t *w, const int32_t *bias)               \
+    {                                                                                      \
+        SNNCC_MP_DECLS(MR)                                                                 \
+        const int32_t sparse = (SPARSE);                                                   \
+        __m256i acc[4 * (MR)], bv0, bv1;                                                   \
+        SNNCC_MP_LOOP(MR, 16)                                                              \
+    }
+SNNCC_Y_KERNEL_S(y_s1, 2, 0)
+SNNCC_Y_KERNEL_S(y_s1e, 1, 1)
+#undef PASS_INIT
+#undef INIT
+#undef WLOAD
+#undef STEP
+#undef STORE
+
+static void conv_block_avx2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                            const int32_t *bias, int sparse)
+{
+    if (!p->x_unsigned) {
+        (sparse ? y_s1e : y_s1)(p, x, y, w, bias);
+    } else if ((p->out_c + 15) / 16 % 2 == 0) {
+        (sparse ? y_u4e : y_u4)(p, x, y, w, bias);
+    } else {
+        (sparse ? y_u2e : y_u2)(p, x, y, w, bias);
+    }
+}
+#endif
+
+const char *snncc_simd(void)
+{
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    const int level = x86_level();
+    if (level > 0) {
+        return level == 2 ? "avx512vnni" : "avx2";
+    }
+#endif
+#if defined(SNNCC_HAVE_SSE2_BLOCK)
+    return "sse2";
+#else
+    return "c";
+#endif
+}
+
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse)
 {
-#if defined(SNNCC_HAVE_VNNI_BLOCK)
-    if (p->x_unsigned) {
-        conv_block_vnni(p, x, y, w, bias, sparse);
+#if defined(SNNCC_X86_AVX512)
+    if (x86_level() == 2) {
+        conv_block_avx512(p, x, y, w, bias, sparse);
         return;
     }
 #endif
-#if defined(SNNCC_HAVE_AVX512_BLOCK)
-    conv_block_avx512_madd(p, x, y, w, bias, sparse);
-    return;
-#elif defined(SNNCC_HAVE_SSE2_BLOCK)
+#if defined(SNNCC_X86_AVX2)
+    if (x86_level() == 1) {
+        conv_block_avx2(p, x, y, w, bias, sparse);
+        return;
+    }
+#endif
+#if defined(SNNCC_HAVE_SSE2_BLOCK)
     conv_block_sse2(p, x, y, w, bias, sparse);
     return;
 #endif
@@ -583,15 +968,17 @@ void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
 
 #define SNNCC_NEURON_CHUNK 64
 
-void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
-                       const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
+/* Channels cb.. of every row (portable; also the tail of the AVX2 rows). */
+static void neuron_fast_c(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                          const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z,
+                          int32_t cb)
 {
     const int32_t outer = p->outer, ch = p->channels, vmin = p->vmin, vmax = p->vmax;
     const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
     const int32_t mask = (int32_t) - ((int64_t)1 << p->shift); /* two's complement: floor to 2^k */
     int32_t a, c0, c, k;
     for (a = 0; a < outer; ++a) {
-        for (c0 = 0; c0 < ch; c0 += SNNCC_NEURON_CHUNK) {
+        for (c0 = cb; c0 < ch; c0 += SNNCC_NEURON_CHUNK) {
             const int32_t n = ch - c0 < SNNCC_NEURON_CHUNK ? ch - c0 : SNNCC_NEURON_CHUNK;
             const int32_t base = a * ch + c0;
             int32_t vv[SNNCC_NEURON_CHUNK], q[SNNCC_NEURON_CHUNK];
@@ -617,6 +1004,96 @@ void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
             }
         }
     }
+}
+
+#if defined(SNNCC_X86_AVX512)
+/* The same with 16 channels per register (masked at the end of a row). */
+static __attribute__((target("avx512f"))) void neuron_fast_avx512(
+    const snncc_neuron_t *p, const int32_t *cur, int32_t *v, const int32_t *theta,
+    const int32_t *v_init, const int32_t *thr, int8_t *z)
+{
+    const int32_t outer = p->outer, ch = p->channels;
+    const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
+    const __m512i vmin = _mm512_set1_epi32(p->vmin), vmax = _mm512_set1_epi32(p->vmax);
+    const __m512i one = _mm512_set1_epi32(1), vlo = _mm512_set1_epi32(lo);
+    const __m512i grid = _mm512_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
+    int32_t a, c0, k;
+    for (a = 0; a < outer; ++a) {
+        for (c0 = 0; c0 < ch; c0 += 16) {
+            const __mmask16 m = ch - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ch - c0)) - 1u);
+            const int32_t base = a * ch + c0;
+            const __m512i v0 = v != 0 ? _mm512_maskz_loadu_epi32(m, v + base)
+                                      : _mm512_maskz_loadu_epi32(m, v_init + c0);
+            __m512i t = _mm512_add_epi32(v0, _mm512_maskz_loadu_epi32(m, cur + base)), q = vlo;
+            t = _mm512_min_epi32(_mm512_max_epi32(t, vmin), vmax);
+            for (k = 0; k < steps; ++k) {
+                const __m512i tk = _mm512_maskz_loadu_epi32(m, thr + k * ch + c0);
+                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, tk), q, one);
+            }
+            _mm512_mask_cvtepi32_storeu_epi8((void *)(z + base), m, q);
+            if (v != 0) {
+                const __m512i th = _mm512_maskz_loadu_epi32(m, theta + c0);
+                t = _mm512_and_si512(_mm512_sub_epi32(t, _mm512_mullo_epi32(q, th)), grid);
+                _mm512_mask_storeu_epi32((void *)(v + base), m, t);
+            }
+        }
+    }
+}
+#endif
+
+#if defined(SNNCC_X86_AVX2)
+/* 8 channels per register; a row's last channels (ch % 8) take the portable code. */
+static __attribute__((target("avx2"))) void neuron_fast_avx2(
+    const snncc_neuron_t *p, const int32_t *cur, int32_t *v, const int32_t *theta,
+    const int32_t *v_init, const int32_t *thr, int8_t *z)
+{
+    const int32_t outer = p->outer, ch = p->channels, vec = ch / 8 * 8;
+    const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
+    const __m256i vmin = _mm256_set1_epi32(p->vmin), vmax = _mm256_set1_epi32(p->vmax);
+    const __m256i top = _mm256_set1_epi32(lo + steps);
+    const __m256i grid = _mm256_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
+    int32_t a, c0, k;
+    for (a = 0; a < outer; ++a) {
+        for (c0 = 0; c0 < vec; c0 += 8) {
+            const int32_t base = a * ch + c0;
+            const __m256i v0 = SNNCC_Y_LOAD(v != 0 ? v + base : v_init + c0);
+            __m256i t = _mm256_add_epi32(v0, SNNCC_Y_LOAD(cur + base)), q = top, b;
+            t = _mm256_min_epi32(_mm256_max_epi32(t, vmin), vmax);
+            for (k = 0; k < steps; ++k) { /* t >= thr: count down where thr > t */
+                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(SNNCC_Y_LOAD(thr + k * ch + c0), t));
+            }
+            b = _mm256_packs_epi32(q, q);
+            b = _mm256_packs_epi16(b, b); /* levels in bytes 0-3 of each half */
+            _mm_storel_epi64((__m128i *)(void *)(z + base),
+                             _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+            if (v != 0) {
+                t = _mm256_and_si256(_mm256_sub_epi32(t, _mm256_mullo_epi32(q, SNNCC_Y_LOAD(theta + c0))), grid);
+                _mm256_storeu_si256((__m256i *)(void *)(v + base), t);
+            }
+        }
+    }
+    if (vec < ch) {
+        neuron_fast_c(p, cur, v, theta, v_init, thr, z, vec);
+    }
+}
+#endif
+
+void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                       const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
+{
+#if defined(SNNCC_X86_AVX512)
+    if (x86_level() == 2) {
+        neuron_fast_avx512(p, cur, v, theta, v_init, thr, z);
+        return;
+    }
+#endif
+#if defined(SNNCC_X86_AVX2)
+    if (x86_level() == 1) {
+        neuron_fast_avx2(p, cur, v, theta, v_init, thr, z);
+        return;
+    }
+#endif
+    neuron_fast_c(p, cur, v, theta, v_init, thr, z, 0);
 }
 
 void snncc_neuron_init(const snncc_neuron_t *p, int32_t *v, const int32_t *v_init)

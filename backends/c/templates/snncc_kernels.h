@@ -56,6 +56,10 @@ typedef struct {
     int32_t shift;     /* membrane_shift k: residual kept on a 2^k grid */
 } snncc_neuron_t;
 
+/* The kernels this build runs on this CPU: "avx512vnni" or "avx2" (x86-64 with GCC or
+ * Clang, chosen at run time), "sse2" (other x86-64 builds), "c" (portable C99). */
+const char *snncc_simd(void);
+
 /* Unpack n packed weights of `bits` (2 or 4) storage bits into int8. */
 void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits);
 
