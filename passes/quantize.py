@@ -315,7 +315,9 @@ class _Scales:
             if node.op == "neuron":
                 self._unify_channels(self.ids[node.inputs[0]])
         for name in graph.outputs:
-            self._unify_channels(self.ids[name])
+            # One step for the whole output, not per channel: then the raw accumulators
+            # compare like the logits, and firmware may take argmax(out_q) directly.
+            self.uf.union_all(np.asarray(self.ids[name]).ravel())
 
     @property
     def S(self) -> np.ndarray:

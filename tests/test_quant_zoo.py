@@ -107,3 +107,15 @@ def test_int_graph_shares_no_arrays_with_snn(digits_snn):
     for n in snn.nodes:
         for k, v in n.params.items():
             np.testing.assert_array_equal(v, before[n.name][k])
+
+
+@pytest.mark.parametrize("bits,layer_bits", [(8, {}), (2, {"first": 8, "last": 8})])
+def test_output_has_one_step_so_raw_argmax_is_the_prediction(digits, digits_snn, bits, layer_bits):
+    from snncc.backends.python.int_runtime import dequantize_output
+
+    snn, options = digits_snn
+    gi = quantize.run(snn, replace(options, weight_bits=bits, layer_bits=layer_bits))
+    assert len(set(gi.meta["output_scale"])) == 1
+    out = run_int(gi, quantize_input(gi, digits.x_test))[gi.outputs[0]]
+    logits = dequantize_output(gi, out)
+    np.testing.assert_array_equal(out.argmax(1), logits.argmax(1))
