@@ -61,9 +61,15 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
             centred=correct, seed=int(options.seed))
     elif rounding == "gptq" or correct:
         g.meta.setdefault("notes", []).append("quantize: no calibration data: nearest weight rounding, "
-                                              "no bias correction")
+                                              "no step search, no bias correction")
     if hs and getattr(options, "step_search", True):
         _search_steps(g, domains, bits, s_x, scales, hs)
+    elif getattr(options, "step_search", True) and data is not None and rounding == "nearest":
+        g.meta.setdefault("notes", []).append("quantize: no step search: it needs GPTQ weight rounding "
+                                              "(--weight-rounding gptq)")
+    if int(options.membrane_shift) > 0 and int(g.meta.get("timesteps", 1)) == 1:
+        g.meta.setdefault("notes", []).append(
+            "quantize: --membrane-shift has no effect at T=1 (no membrane is kept between timesteps)")
     wq = _int_weights(g, domains, bits, s_x, scales, hs)
     if hs:
         g.meta.setdefault("notes", []).append(f"quantize: GPTQ weight rounding in {len(hs)} layer(s)")
@@ -182,7 +188,9 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
     """Bits of every conv/dense node: ``weight_bits`` with ``layer_bits`` overrides.
 
     A key may be the IR node name, the ONNX node name, its short torch alias, or
-    ``first`` / ``last``.  ``first``/``last`` apply before named layers.
+    ``first`` / ``last``.  ``first``/``last`` apply before named layers, so a name
+    overrides them.  Two keys of the same kind (two names, or first and last) that
+    reach one layer with different bits are refused: no silent winner.
     """
     domains = domains if domains is not None else value_domains(graph)
     layers = [n for n in graph.nodes if n.op in WEIGHT_OPS]
@@ -193,17 +201,35 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
             lookup.setdefault(name, []).append(n.name)
     first, last = first_last_layers(graph, domains)
     ordered = sorted(layer_bits.items(), key=lambda kv: (kv[0] not in ("first", "last"), kv[0]))
+    set_by: dict[str, tuple[str, int]] = {}  # layer -> (key, bits) of the last override
     for key, b in ordered:
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 2 <= b <= 8:
             raise SnnccError(f"option --layer-bits {key} must be an integer in 2..8, got {b!r}")
         targets = first if key == "first" else last if key == "last" else lookup.get(key)
         if targets is None:
-            examples = [layer_names(n)[-1] for n in layers][:6]
-            raise SnnccError(f"option --layer-bits: unknown layer {key!r}; valid names include "
-                             f"first, last, {', '.join(repr(e) for e in examples)}")
+            raise SnnccError(_unknown_layer(graph, layers, key))
         for name in targets:
+            prev = set_by.get(name)
+            same_kind = prev is not None and (prev[0] in ("first", "last")) == (key in ("first", "last"))
+            if same_kind and prev[1] != int(b):
+                raise SnnccError(f"option --layer-bits: {prev[0]}={prev[1]} and {key}={b} both set layer "
+                                 f"{name!r}; give it one value")
+            set_by[name] = (key, int(b))
             bits[name] = int(b)
     return bits
+
+
+def _unknown_layer(graph: Graph, layers: list[Node], key: str) -> str:
+    other = next((n for n in graph.nodes if key in layer_names(n)), None)
+    if other is not None:
+        return (f"option --layer-bits: layer {key!r} is a {other.op}, not a conv or dense layer "
+                "(only those have weight bits)")
+    examples = []
+    for n in layers[:4]:
+        names = layer_names(n)
+        examples.append(repr(names[0]) + (f" (or {', '.join(repr(a) for a in names[1:])})" if names[1:] else ""))
+    return (f"option --layer-bits: unknown layer {key!r}; valid names are first, last, or a conv/dense "
+            f"layer's IR name, ONNX name or torch path, e.g. {'; '.join(examples)}")
 
 
 # --- input scale -------------------------------------------------------------------

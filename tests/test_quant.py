@@ -126,6 +126,22 @@ def test_unknown_layer_name():
         _q(tiny_snn(), layer_bits={"conv9": 4})
 
 
+@pytest.mark.parametrize("keys", [{"conv2": 3, "layer1.0.conv2": 5},
+                                  {"conv2": 3, "/layer1/layer1.0/conv2/Conv": 6}])
+def test_two_names_for_one_layer_must_agree(keys):
+    with pytest.raises(SnnccError, match=r"--layer-bits: .*=\d and .*=\d both set layer 'conv2'; give it one value"):
+        _q(tiny_snn(), layer_bits=keys)
+    same = dict.fromkeys(keys, 5)  # the same value under two names is fine
+    assert _q(tiny_snn(), layer_bits=same).node("conv2").attrs["bits"] == 5
+
+
+def test_layer_bits_on_a_neuron_names_its_op():
+    g = tiny_snn()
+    neuron = next(n.name for n in g.nodes if n.op == "neuron")
+    with pytest.raises(SnnccError, match=f"layer '{neuron}' is a neuron, not a conv or dense layer"):
+        _q(g, layer_bits={neuron: 4})
+
+
 @pytest.mark.parametrize("bits", [1, 9])
 def test_bad_weight_bits(bits):
     with pytest.raises(SnnccError, match="--weight-bits must be an integer in 2..8"):

@@ -94,3 +94,16 @@ def test_frozen_classes_are_not_searched():
     new, changed = step_search.search({"conv": (w, np.arange(8), 127)}, {"conv": H}, S, frozen=frozen)
     np.testing.assert_array_equal(new[:4], S[:4])
     assert changed == int((new[4:] != S[4:]).sum()) and changed > 0
+
+
+def test_notes_say_when_the_search_cannot_run(digits):
+    options = CompileOptions(levels=4, timesteps=1)
+    res = build_snn(digits.onnx_path, options, digits.x_calib, pipeline=["canonicalize", "calibrate", "convert"],
+                    echo=lambda _m: None)
+    nearest = quantize.run(res.snn_graph, replace(options, weight_rounding="nearest", membrane_shift=2))
+    assert "quantize: no step search: it needs GPTQ weight rounding (--weight-rounding gptq)" in nearest.meta["notes"]
+    assert any("--membrane-shift has no effect at T=1" in n for n in nearest.meta["notes"])
+    no_data = quantize.run(res.snn_graph, replace(options, calib_data=None))
+    assert any("no calibration data: nearest weight rounding, no step search" in n for n in no_data.meta["notes"])
+    off = quantize.run(res.snn_graph, replace(options, weight_rounding="nearest", step_search=False))
+    assert not any("step search" in n for n in off.meta["notes"])
