@@ -59,9 +59,9 @@ class IntGraphBuilder:
     def conv(self, x, o, k=3, stride=1, pad=1, group=1, dil=1, bits=8, bias=True, name=None, extreme=False):
         c = self.g.values[x].shape[0]
         w = self._weights((o, c // group, k, k), bits)
-        if extreme:  # the int8 extremes on the first two output channels
+        if extreme:  # the int8 extremes on the first and last output channels
             w[0, ::2] = -128
-            w[1, ::3] = 127
+            w[-1, ::3] = 127
         b = self.rng.integers(-50, 51, size=o).astype(np.int32) if bias else np.zeros(o, np.int32)
         fan = (c // group) * k * k
         mag = np.sqrt(fan) * (2 ** (bits - 1)) / 2 * self.mag[x]
@@ -147,6 +147,25 @@ def block_conv_net(T=2) -> Graph:
     return b.build(b.conv(h, 16, k=3, pad=1, extreme=True))
 
 
+def conv_geometry_net(seed=0, branches=12) -> Graph:
+    """Block convs of random geometry side by side (kernel 1-3, stride 1-2, padding 0-2,
+    dilation 1-2, 1-70 output channels; 16 or fewer on the 16- and 32-channel sources
+    half the time), on the signed image, unsigned levels of 3 and 32 channels and signed
+    levels of 16, every one a graph output: the interior, row-clipped and border pixel
+    sets of the SIMD kernels and their 16-channel group variant."""
+    b = IntGraphBuilder((3, 9, 7), seed=seed)
+    rng = np.random.default_rng(seed)
+    sources = ["x", b.neuron(b.conv("x", 3), levels=5), b.neuron(b.conv("x", 16), levels=2, signed=True),
+               b.neuron(b.conv("x", 32), levels=4)]
+    outs = []
+    for i in range(branches):
+        src = sources[i % 4]
+        o = int(rng.integers(1, 17 if i % 8 >= 6 else 71))
+        outs.append(b.conv(src, o, k=int(rng.integers(1, 4)), stride=int(rng.integers(1, 3)),
+                           pad=int(rng.integers(0, 3)), dil=int(rng.integers(1, 3)), extreme=True))
+    return b.build(*outs)
+
+
 def _cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -158,19 +177,21 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def simd_builds() -> list[tuple[str, str]]:
+def simd_builds(sse2: bool = True, portable: bool = True) -> list[tuple[str, str]]:
     """(compiler flags, what snncc_simd() reports) for every kernel path this host runs:
     the best one, each x86 level below it (left out with -DSNNCC_NO_AVX512 /
-    -DSNNCC_NO_AVX2), and the portable C (-DSNNCC_NO_SIMD)."""
+    -DSNNCC_NO_AVX2; the SSE2 fallback only with ``sse2``), and the portable C
+    (-DSNNCC_NO_SIMD, with ``portable``)."""
     builds = []
     if platform.machine() in ("x86_64", "AMD64"):
         flags = _cpu_flags()
         avx512 = {"avx512f", "avx512_vnni"} <= flags
         avx2 = "avx2" in flags
         builds.append(("-O2", "avx512vnni" if avx512 else "avx2" if avx2 else "sse2"))
-        if avx512:
+        if avx512 and (avx2 or sse2):
             builds.append(("-O2 -DSNNCC_NO_AVX512", "avx2" if avx2 else "sse2"))
-        if avx512 or avx2:
+        if (avx512 or avx2) and sse2:
             builds.append(("-O2 -DSNNCC_NO_AVX512 -DSNNCC_NO_AVX2", "sse2"))
-    builds.append(("-O2 -DSNNCC_NO_SIMD", "c"))
-    return builds
+    if portable:
+        builds.append(("-O2 -DSNNCC_NO_SIMD", "c"))
+    return builds or [("-O2", "c")]

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from c_graphs import IntGraphBuilder, block_conv_net, sample_inputs, simd_builds
+from c_graphs import IntGraphBuilder, block_conv_net, conv_geometry_net, sample_inputs, simd_builds
 
 from snncc.backends.c.emit import c_memory, emit_c
 from snncc.backends.python.int_runtime import run_int
@@ -85,9 +85,9 @@ def test_bit_exact(case, tmp_path):
     emit_c(graph, out)
     x = sample_inputs(graph.values["x"].shape, n=100)
     expected = flat_outputs(graph, run_int(graph, x))
-    # every kernel path this host runs (x86-64: AVX-512 VNNI, AVX2, SSE2), and the portable
-    # C kernels (what firmware runs) under ASan/UBSan
-    for opt, simd in simd_builds():
+    # the x86-64 kernel paths this host runs (AVX-512 VNNI, AVX2; SSE2 in the block tests
+    # below), and the portable C kernels (what firmware runs) under ASan/UBSan
+    for opt, simd in simd_builds(sse2=False):
         exe = build_host(out, opt=opt, sanitize=simd == "c")
         res = compare_c(graph, out, x, exe=exe, expected=expected)
         assert res.ok, f"{opt}: {res.summary()}"
@@ -122,6 +122,25 @@ def test_block_conv_paths(mode, tmp_path):
     assert caps[neurons[0]].max() == 127 and caps[neurons[2]].min() < 0  # extreme levels reach the convs
     for opt, simd in simd_builds():
         exe = build_host(out, opt=opt, sanitize=True)
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_conv_geometry(seed, tmp_path):
+    """Random conv geometries on the blocked kernels, every SIMD path (the best and the
+    portable one under ASan/UBSan)."""
+    graph = conv_geometry_net(seed)
+    out = tmp_path / "o"
+    out.mkdir()
+    emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 15
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds()
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
         res = compare_c(graph, out, x, exe=exe, expected=expected)
         assert res.ok, f"{opt}: {res.summary()}"
         assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from c_graphs import sample_inputs
+from c_graphs import sample_inputs, simd_builds
 
 from snncc.backends.c.emit import emit_c
 from snncc.backends.python.int_runtime import quantize_input, run_int
@@ -51,7 +51,7 @@ def test_zoo_bit_exact(zoo_onnx, tmp_path, name, opts):
     emit_c(graph, out)
     x = sample_inputs(shape, n=100)
     expected = flat_outputs(graph, run_int(graph, x))
-    for opt in ("-O2", "-O2 -march=native"):  # SSE2 kernels, and the host's (AVX-512 VNNI where present)
+    for opt, _ in simd_builds(sse2=False, portable=False):  # the host's x86 kernels: AVX-512 VNNI, AVX2
         res = compare_c(graph, out, x, exe=build_host(out, opt=opt), expected=expected)
         assert res.ok, f"{opt}: {res.summary()}"
 

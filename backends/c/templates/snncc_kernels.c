@@ -325,8 +325,6 @@ static const int8_t snncc_zeros[4 * SNNCC_ZQ] = {0};
 #define SNNCC_REP4(M) SNNCC_REP3(M) M(3)
 #define SNNCC_REP6(M) SNNCC_REP4(M) M(4) M(5)
 #define SNNCC_REP8(M) SNNCC_REP6(M) M(6) M(7)
-#define SNNCC_REP12(M) SNNCC_REP8(M) M(8) M(9) M(10) M(11)
-#define SNNCC_REP16(M) SNNCC_REP12(M) M(12) M(13) M(14) M(15)
 
 /* Output pixels whose taps all lie inside the input: rows [r[0], r[1]), columns
  * [r[2], r[3]) (empty ranges when there are none). */
@@ -347,7 +345,8 @@ static void conv_interior(const snncc_conv_t *p, int32_t r[4])
     }
 }
 
-/* Border pixel b (row-major over the pixels outside the interior) as an output index. */
+/* Border pixel b (row-major over the pixels outside rows [r[0], r[1]) x columns
+ * [r[2], r[3])) as an output index. */
 static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
 {
     const int32_t per = out_w - (r[3] - r[2]), top = r[0] * out_w, mid = (r[1] - r[0]) * per;
@@ -363,34 +362,57 @@ static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
     return r[1] * out_w + (b - mid);
 }
 
+/* Tap rows [*lo, *hi) of output row oy that lie inside the input (maybe none). */
+static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_t *hi)
+{
+    const int32_t iy = oy * p->stride_h - p->pad_t;
+    const int32_t l = iy >= 0 ? 0 : (p->dil_h - 1 - iy) / p->dil_h;
+    int32_t h = iy > p->in_h - 1 ? 0 : (p->in_h - 1 - iy) / p->dil_h + 1;
+    h = h > p->k_h ? p->k_h : h;
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
 #define SNNCC_MP_DECLS(MR)                                                                 \
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
-    const int32_t out_w = p->out_w, out_c = p->out_c, npix = p->out_h * p->out_w;          \
+    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
     const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
     const int8_t *xp[MR];                                                                  \
-    int32_t iy0[MR], ix0[MR], pix[MR], ir[4], nj, nint, p0, ob, ky, kx, c0, cq, oy_, ox_;
+    int32_t iy0[MR], ix0[MR], pix[MR], ir[4], br[4], nj, nint, nkx, runq, kylo, kyhi, rowclip, q0, \
+        rq, p0, ob, ky, kx, c0, cq, oy_, ox_, iy_i, ix_i;
 
 /* Interior block pixel r: the next pixel of the interior (row-major), its input at tap
  * (0, 0); past the last one: pix -1 (not stored), reading the image's first pixels. */
 #define SNNCC_MP_IPOS(r)                                                                   \
     if (p0 + (r) < nint) {                                                                 \
-        if ((r) > 0 && ++ox_ == ir[3]) {                                                   \
-            ox_ = ir[2];                                                                   \
-            ++oy_;                                                                         \
+        if ((r) > 0 && ++ix_i == ir[3]) {                                                  \
+            ix_i = ir[2];                                                                  \
+            ++iy_i;                                                                        \
         }                                                                                  \
-        pix[r] = oy_ * out_w + ox_;                                                        \
-        xp[r] = x + ((oy_ * sh - pt) * in_w + ox_ * sw - pl) * in_c;                       \
+        pix[r] = iy_i * out_w + ix_i;                                                      \
+        xp[r] = x + ((iy_i * sh - pt) * in_w + ix_i * sw - pl) * in_c;                     \
     } else {                                                                               \
         pix[r] = -1;                                                                       \
         xp[r] = x;                                                                         \
     }
+/* Row-clipped block pixel r: interior column p0 + r of row oy_, its input at tap row
+ * kylo; past the row's last: pix -1, reading what pixel 0 reads. */
+#define SNNCC_MP_RPOS(r)                                                                   \
+    if (p0 + (r) < nj) {                                                                   \
+        ox_ = ir[2] + p0 + (r);                                                            \
+        pix[r] = oy_ * out_w + ox_;                                                        \
+        xp[r] = kylo < kyhi ? x + ((oy_ * sh - pt + kylo * dh) * in_w + ox_ * sw - pl) * in_c : x; \
+    } else {                                                                               \
+        pix[r] = -1;                                                                       \
+        xp[r] = xp[0];                                                                     \
+    }
 /* Border block pixel r: its input position at tap (0, 0); past the last: in_h (every
  * tap reads zeros). */
 #define SNNCC_MP_BPOS(r)                                                                   \
-    if (p0 + (r) < npix - nint) {                                                          \
-        pix[r] = conv_border_pixel(p0 + (r), ir, out_w);                                   \
+    if (p0 + (r) < out_h * out_w - (br[1] - br[0]) * nj) {                                 \
+        pix[r] = conv_border_pixel(p0 + (r), br, out_w);                                   \
         iy0[r] = pix[r] / out_w * sh - pt;                                                 \
         ix0[r] = pix[r] % out_w * sw - pl;                                                 \
     } else {                                                                               \
@@ -420,37 +442,81 @@ static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
         SNNCC_REP##MR(STEP)                                                                \
     }
 
-/* The loop nest: PASS output channels per pass, interior pixels first (pointers fixed
- * per block, taps as offsets), then border pixels (a pointer per tap, zeros in the
- * padding).  Each path defines, before expanding it: PASS_INIT (once per pass), INIT(r)
- * and STORE(r) (per block pixel), WLOAD (the weights of one input channel quad, at wr)
- * and STEP(r) (reading the pixel's quad at xp[r] + xo). */
-#define SNNCC_MP_LOOP(MR, PASS)                                                            \
+/* The pixels of a block, all taps on rows [kylo, kyhi) inside the input, xp[r] at row
+ * kylo: tap offsets from it; with dilation 1 and whole quads a row of taps is one run of
+ * quads, contiguous in input and weights. */
+#define SNNCC_MP_INSIDE(MR, PASS, QS)                                                      \
+    for (ob = 0; ob < o16; ob += (PASS)) {                                                 \
+        PASS_INIT                                                                          \
+        SNNCC_REP##MR(INIT)                                                                \
+        for (ky = kylo; ky < kyhi; ++ky) {                                                 \
+            for (kx = 0; kx < nkx; ++kx) {                                                 \
+                const int32_t toff = ((ky - kylo) * dh * in_w + kx * dw) * in_c;           \
+                const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4 + ob * 4;            \
+                for (cq = 0; cq < runq; cq += (QS)) {                                      \
+                    const int8_t *wr = wk + cq * o16 * 4;                                  \
+                    const int32_t xo = toff + 4 * cq;                                      \
+                    SNNCC_MP_QUAD(MR)                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        SNNCC_REP##MR(STORE)                                                               \
+    }
+
+/* The loop nest, PASS output channels per pass, QS quads per step, in three parts:
+ * interior pixels (every tap inside; blocks run on across rows), the interior columns
+ * of the other rows when at least a block wide (tap rows in the padding skipped; not
+ * with PADDED, where padding must be read as zeros), and the rest (a pointer per tap,
+ * snncc_zeros in the padding).
+ * Each path defines, before expanding it:
+ * PASS_INIT (once per pass), INIT(r) and STORE(r) (per block pixel), WLOAD (the weights
+ * of one step, at wr) and STEP(r) (reading the pixel's input at xp[r] + xo). */
+#define SNNCC_MP_LOOP(MR, PASS, QS, PADDED)                                                \
     conv_interior(p, ir);                                                                  \
     nj = ir[3] - ir[2];                                                                    \
     nint = (ir[1] - ir[0]) * nj;                                                           \
-    for (p0 = 0; p0 < nint; p0 += (MR)) {                                                  \
-        oy_ = ir[0] + p0 / nj;                                                             \
-        ox_ = ir[2] + p0 % nj;                                                             \
-        SNNCC_REP##MR(SNNCC_MP_IPOS)                                                       \
-        for (ob = 0; ob < o16; ob += (PASS)) {                                             \
-            PASS_INIT                                                                      \
-            SNNCC_REP##MR(INIT)                                                            \
-            for (ky = 0; ky < k_h; ++ky) {                                                 \
-                for (kx = 0; kx < k_w; ++kx) {                                             \
-                    const int32_t toff = (ky * dh * in_w + kx * dw) * in_c;                \
-                    const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4 + ob * 4;        \
-                    for (cq = 0; cq < c4; ++cq) {                                          \
-                        const int8_t *wr = wk + cq * o16 * 4;                              \
-                        const int32_t xo = toff + 4 * cq;                                  \
-                        SNNCC_MP_QUAD(MR)                                                  \
-                    }                                                                      \
-                }                                                                          \
+    nkx = dw == 1 && 4 * c4 == in_c ? 1 : k_w;                                             \
+    runq = nkx == 1 ? k_w * c4 : c4;                                                       \
+    rowclip = !(PADDED) && nj >= (MR);                                                     \
+    br[0] = rowclip ? 0 : ir[0];                                                           \
+    br[1] = rowclip ? out_h : ir[1];                                                       \
+    br[2] = ir[2];                                                                         \
+    br[3] = ir[3];                                                                         \
+    kylo = 0;                                                                              \
+    kyhi = k_h;                                                                            \
+    q0 = 0;                                                                                \
+    oy_ = -1;                                                                              \
+    rq = nj;                                                                               \
+    for (;;) {                                                                             \
+        if (q0 < nint) {                                                                   \
+            p0 = q0;                                                                       \
+            q0 += (MR);                                                                    \
+            kylo = 0;                                                                      \
+            kyhi = k_h;                                                                    \
+            iy_i = ir[0] + p0 / nj;                                                        \
+            ix_i = ir[2] + p0 % nj;                                                        \
+            SNNCC_REP##MR(SNNCC_MP_IPOS)                                                   \
+        } else {                                                                           \
+            if (!rowclip) {                                                                \
+                break;                                                                     \
             }                                                                              \
-            SNNCC_REP##MR(STORE)                                                           \
+            if (rq >= nj) { /* the next row with tap rows in the padding */                \
+                do {                                                                       \
+                    ++oy_;                                                                 \
+                } while (oy_ < out_h && oy_ >= ir[0] && oy_ < ir[1]);                      \
+                if (oy_ >= out_h) {                                                        \
+                    break;                                                                 \
+                }                                                                          \
+                conv_tap_rows(p, oy_, &kylo, &kyhi);                                       \
+                rq = 0;                                                                    \
+            }                                                                              \
+            p0 = rq;                                                                       \
+            rq += (MR);                                                                    \
+            SNNCC_REP##MR(SNNCC_MP_RPOS)                                                   \
         }                                                                                  \
+        SNNCC_MP_INSIDE(MR, PASS, QS)                                                      \
     }                                                                                      \
-    for (p0 = 0; p0 < npix - nint; p0 += (MR)) {                                           \
+    for (p0 = 0; p0 < out_h * out_w - (br[1] - br[0]) * nj; p0 += (MR)) {                  \
         SNNCC_REP##MR(SNNCC_MP_BPOS)                                                       \
         for (ob = 0; ob < o16; ob += (PASS)) {                                             \
             PASS_INIT                                                                      \
@@ -461,7 +527,7 @@ static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
                     for (c0 = 0; c0 < c4; c0 += SNNCC_ZQ) {                                \
                         const int32_t ce = c4 - c0 < SNNCC_ZQ ? c4 : c0 + SNNCC_ZQ;        \
                         SNNCC_REP##MR(SNNCC_MP_PTR)                                        \
-                        for (cq = c0; cq < ce; ++cq) {                                     \
+                        for (cq = c0; cq < ce; cq += (QS)) {                               \
                             const int8_t *wr = wk + cq * o16 * 4;                          \
                             const int32_t xo = 4 * (cq - c0);                              \
                             SNNCC_MP_QUAD(MR)                                              \
@@ -552,20 +618,83 @@ static int32_t conv_border_pixel(int32_t b, const int32_t r[4], int32_t out_w)
         const __m512i k80 = _mm512_set1_epi8(-128);                                        \
         __m512i acc[4 * (MR)], bv0, bv1, bv2, bv3;                                         \
         __mmask16 m0, m1, m2, m3;                                                          \
-        SNNCC_MP_LOOP(MR, 16 * (NB))                                                       \
+        SNNCC_MP_LOOP(MR, 16 * (NB), 1, sgn)                                               \
     }
-/* Dense: MR pixels x NB registers of accumulators (24 of 32 registers at most). */
+/* MR pixels x NB registers of accumulators (24 of 32 registers at most; more pixels per
+ * block measured no faster with one or two registers). */
 SNNCC_V512_KERNEL(v512_u4, 6, 4, 0, 0)
-SNNCC_V512_KERNEL(v512_u2, 12, 2, 0, 0)
-SNNCC_V512_KERNEL(v512_u1, 16, 1, 0, 0)
-SNNCC_V512_KERNEL(v512_s4, 6, 4, 1, 0)
-SNNCC_V512_KERNEL(v512_s2, 12, 2, 1, 0)
-SNNCC_V512_KERNEL(v512_s1, 16, 1, 1, 0)
-/* Event-driven: one pixel, silent quads skipped (unsigned levels only: with the
- * offset, a silent quad still adds 128 * its weights, which the bias row expects). */
-SNNCC_V512_KERNEL(v512_u4e, 1, 4, 0, 1)
-SNNCC_V512_KERNEL(v512_u2e, 1, 2, 0, 1)
-SNNCC_V512_KERNEL(v512_u1e, 1, 1, 0, 1)
+SNNCC_V512_KERNEL(v512_u2, 8, 2, 0, 0)
+SNNCC_V512_KERNEL(v512_u1, 8, 1, 0, 0)
+/* Signed inputs (the image, signed neurons: few layers) take one kernel. */
+SNNCC_V512_KERNEL(v512_s1, 8, 1, 1, 0)
+#undef PASS_INIT
+#undef INIT
+#undef WLOAD
+#undef STEP
+#undef STORE
+
+/*
+ * 16 output channels and whole groups of 16 input channels: one 128-bit broadcast
+ * carries a pixel's four quads (x0 x1 x2 x3 in every 128-bit lane), and four weight
+ * registers W_m hold, in lane k, element i, the weights of output m + 4k for quad i, so
+ * each vpdpbusd does 64 useful MACs per input load (one 4-byte broadcast per vpdpbusd
+ * otherwise).  Accumulator m of a pixel keeps (output m + 4k, quad i) partial sums; a
+ * 4 x 4 transpose-add per 128-bit lane gives outputs 0..15 in order.  The weights are
+ * permuted into that order on the stack, per call (at most SNNCC_G16_BYTES).
+ */
+#define SNNCC_G16_BYTES 16384
+#define PASS_INIT
+#define INIT(r)                                                                            \
+    acc[4 * (r)] = _mm512_setzero_si512();                                                 \
+    acc[4 * (r) + 1] = acc[4 * (r)];                                                       \
+    acc[4 * (r) + 2] = acc[4 * (r)];                                                       \
+    acc[4 * (r) + 3] = acc[4 * (r)];
+#define WLOAD                                                                              \
+    const __m512i w0 = _mm512_loadu_si512((const void *)wr);                               \
+    const __m512i w1 = _mm512_loadu_si512((const void *)(wr + 64));                        \
+    const __m512i w2 = _mm512_loadu_si512((const void *)(wr + 128));                       \
+    const __m512i w3 = _mm512_loadu_si512((const void *)(wr + 192));
+#define STEP(r)                                                                            \
+    {                                                                                      \
+        __m512i xb_ = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(xp[r] + xo))); \
+        if (sgn) {                                                                         \
+            xb_ = _mm512_xor_si512(xb_, k80);                                              \
+        }                                                                                  \
+        acc[4 * (r)] = _mm512_dpbusd_epi32(acc[4 * (r)], xb_, w0);                         \
+        acc[4 * (r) + 1] = _mm512_dpbusd_epi32(acc[4 * (r) + 1], xb_, w1);                 \
+        acc[4 * (r) + 2] = _mm512_dpbusd_epi32(acc[4 * (r) + 2], xb_, w2);                 \
+        acc[4 * (r) + 3] = _mm512_dpbusd_epi32(acc[4 * (r) + 3], xb_, w3);                 \
+    }
+#define STORE(r)                                                                           \
+    if (pix[r] >= 0) {                                                                     \
+        const __m512i s01_ = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[4 * (r)], acc[4 * (r) + 1]), \
+                                              _mm512_unpackhi_epi32(acc[4 * (r)], acc[4 * (r) + 1])); \
+        const __m512i s23_ = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[4 * (r) + 2], acc[4 * (r) + 3]), \
+                                              _mm512_unpackhi_epi32(acc[4 * (r) + 2], acc[4 * (r) + 3])); \
+        const __m512i sum_ = _mm512_add_epi32(_mm512_unpacklo_epi64(s01_, s23_),           \
+                                              _mm512_unpackhi_epi64(s01_, s23_));          \
+        _mm512_mask_storeu_epi32((void *)(y + pix[r] * out_c), m0, _mm512_add_epi32(sum_, bv0)); \
+    }
+#define SNNCC_G16_KERNEL(NAME, MR, SIGNED)                                                 \
+    static SNNCC_TARGET_AVX512 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, \
+                                         const int8_t *wsrc, const int32_t *bias)          \
+    {                                                                                      \
+        SNNCC_MP_DECLS(MR)                                                                 \
+        const int32_t sgn = (SIGNED), sparse = 0;                                          \
+        const __m512i k80 = _mm512_set1_epi8(-128);                                        \
+        const __m512i bv0 = _mm512_loadu_si512((const void *)(bias + ((SIGNED) ? 16 : 0)));  \
+        const __mmask16 m0 = (__mmask16)((1u << out_c) - 1u);                              \
+        int32_t wt32[SNNCC_G16_BYTES / 4], blk, j;                                         \
+        const int8_t *w = (const int8_t *)wt32;                                            \
+        __m512i acc[4 * (MR)];                                                             \
+        for (blk = 0; blk < k_h * k_w * c4 / 4; ++blk) { /* 64 words: [i][o] -> [m][k][i] */ \
+            for (j = 0; j < 64; ++j) {                                                     \
+                memcpy(&wt32[64 * blk + j], wsrc + 256 * blk + 64 * (j & 3) + 4 * ((j >> 4) + 4 * ((j >> 2) & 3)), 4); \
+            }                                                                              \
+        }                                                                                  \
+        SNNCC_MP_LOOP(MR, 16, 4, sgn)                                                      \
+    }
+SNNCC_G16_KERNEL(v512_g16, 6, 0)
 #undef PASS_INIT
 #undef INIT
 #undef WLOAD
@@ -575,17 +704,22 @@ SNNCC_V512_KERNEL(v512_u1e, 1, 1, 0, 1)
 typedef void (*snncc_block_fn)(const snncc_conv_t *, const int8_t *, int32_t *, const int8_t *,
                                const int32_t *);
 
-/* NB = 4, 2 or 1 registers per pass, whichever divides the padded output channels;
- * signed inputs always take the multi-pixel kernels. */
+/* NB = 4, 2 or 1 registers per pass, whichever divides the padded output channels.
+ * Event-driven layers take these kernels too: skipping silent quads one pixel at a time
+ * was slower than the multi-pixel kernels at every spike rate measured (0.5 % to 30 %,
+ * 16 to 64 channels). */
 static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                              const int32_t *bias, int sparse)
+                              const int32_t *bias)
 {
-    static const snncc_block_fn fns[3][3] = {{v512_u1, v512_u2, v512_u4},
-                                             {v512_u1e, v512_u2e, v512_u4e},
-                                             {v512_s1, v512_s2, v512_s4}};
+    static const snncc_block_fn fns[3] = {v512_u1, v512_u2, v512_u4};
     const int32_t blocks = (p->out_c + 15) / 16;
-    const int32_t k = blocks % 4 == 0 ? 2 : blocks % 2 == 0 ? 1 : 0;
-    fns[!p->x_unsigned ? 2 : sparse ? 1 : 0][k](p, x, y, w, bias);
+    if (!p->x_unsigned) {
+        v512_s1(p, x, y, w, bias);
+    } else if (blocks == 1 && p->in_c % 16 == 0 && p->k_h * p->k_w * p->in_c * 16 <= SNNCC_G16_BYTES) {
+        v512_g16(p, x, y, w, bias);
+    } else {
+        fns[blocks % 4 == 0 ? 2 : blocks % 2 == 0 ? 1 : 0](p, x, y, w, bias);
+    }
 }
 #endif
 
@@ -664,12 +798,11 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
         const int32_t nb = (NB), sparse = (SPARSE);                                        \
         const __m256i ones = _mm256_set1_epi16(1);                                         \
         __m256i acc[4 * (MR)], bv0, bv1, bv2, bv3;                                         \
-        SNNCC_MP_LOOP(MR, 8 * (NB))                                                        \
+        SNNCC_MP_LOOP(MR, 8 * (NB), 1, 0)                                                  \
     }
 SNNCC_Y_KERNEL_U(y_u4, 2, 4, 0)
 SNNCC_Y_KERNEL_U(y_u2, 4, 2, 0)
 SNNCC_Y_KERNEL_U(y_u4e, 1, 4, 1)
-SNNCC_Y_KERNEL_U(y_u2e, 1, 2, 1)
 #undef PASS_INIT
 #undef INIT
 #undef WLOAD
@@ -717,25 +850,27 @@ SNNCC_Y_KERNEL_U(y_u2e, 1, 2, 1)
         SNNCC_MP_DECLS(MR)                                                                 \
         const int32_t sparse = (SPARSE);                                                   \
         __m256i acc[4 * (MR)], bv0, bv1;                                                   \
-        SNNCC_MP_LOOP(MR, 16)                                                              \
+        SNNCC_MP_LOOP(MR, 16, 1, 0)                                                        \
     }
 SNNCC_Y_KERNEL_S(y_s1, 2, 0)
-SNNCC_Y_KERNEL_S(y_s1e, 1, 1)
 #undef PASS_INIT
 #undef INIT
 #undef WLOAD
 #undef STEP
 #undef STORE
 
+/* Event-driven (one pixel, silent quads skipped) only with 32 output channels per pass:
+ * measured faster than the multi-pixel kernel below about 10 % spikes at 32 channels and
+ * 20 % at 64; with 16 channels (two accumulator chains) it never was. */
 static void conv_block_avx2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                             const int32_t *bias, int sparse)
 {
     if (!p->x_unsigned) {
-        (sparse ? y_s1e : y_s1)(p, x, y, w, bias);
+        y_s1(p, x, y, w, bias);
     } else if ((p->out_c + 15) / 16 % 2 == 0) {
         (sparse ? y_u4e : y_u4)(p, x, y, w, bias);
     } else {
-        (sparse ? y_u2e : y_u2)(p, x, y, w, bias);
+        y_u2(p, x, y, w, bias);
     }
 }
 #endif
@@ -760,7 +895,7 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 {
 #if defined(SNNCC_X86_AVX512)
     if (x86_level() == 2) {
-        conv_block_avx512(p, x, y, w, bias, sparse);
+        conv_block_avx512(p, x, y, w, bias);
         return;
     }
 #endif
@@ -865,10 +1000,77 @@ void snncc_dense_i32(const snncc_dense_t *p, const int32_t *x, int32_t *y, const
         }                                                                                  \
     }
 
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/* Elementwise kernels on x86: a chunk of channels at a time with its scale and shift in
+ * registers (the channel loop outside the pixel loop), and n-element adds; the same
+ * int32 arithmetic (wrapping lanes; the range analysis keeps every value in range). */
+#define SNNCC_X86_ELEMENTWISE(ISA, TGT, VEC, W, LOAD, STORE, SET1, ADD, MUL, LOADX)       \
+    static TGT void affine_i8_##ISA(const int8_t *x, int32_t *y, const int32_t *scale,      \
+                                    const int32_t *shift, int32_t outer, int32_t ch)       \
+    {                                                                                      \
+        const int32_t vec = ch / (W) * (W);                                                \
+        int32_t a, c0, c;                                                                  \
+        for (c0 = 0; c0 < vec; c0 += (W)) {                                                \
+            const VEC sc = LOAD(scale + c0), sh = LOAD(shift + c0);                         \
+            for (a = 0; a < outer; ++a) {                                                  \
+                STORE(y + a * ch + c0, ADD(MUL(LOADX(x + a * ch + c0), sc), sh));          \
+            }                                                                              \
+        }                                                                                  \
+        for (a = 0; a < outer; ++a) {                                                      \
+            for (c = vec; c < ch; ++c) {                                                   \
+                y[a * ch + c] = x[a * ch + c] * scale[c] + shift[c];                       \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    static TGT void add_i32_##ISA(int32_t *y, const int32_t *a, const int32_t *b, int32_t n) \
+    {                                                                                      \
+        int32_t i;                                                                         \
+        for (i = 0; i + (W) <= n; i += (W)) {                                              \
+            STORE(y + i, ADD(LOAD(a + i), LOAD(b + i)));                                   \
+        }                                                                                  \
+        for (; i < n; ++i) {                                                               \
+            y[i] = a[i] + b[i];                                                            \
+        }                                                                                  \
+    }
+#endif
+#if defined(SNNCC_X86_AVX512)
+#define SNNCC_Z_LOAD(ptr) _mm512_loadu_si512((const void *)(ptr))
+#define SNNCC_Z_STORE(ptr, v) _mm512_storeu_si512((void *)(ptr), (v))
+#define SNNCC_Z_LOADX(ptr) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(ptr)))
+SNNCC_X86_ELEMENTWISE(avx512, __attribute__((target("avx512f"))), __m512i, 16, SNNCC_Z_LOAD,
+                      SNNCC_Z_STORE, _mm512_set1_epi32, _mm512_add_epi32, _mm512_mullo_epi32,
+                      SNNCC_Z_LOADX)
+#endif
+#if defined(SNNCC_X86_AVX2)
+#define SNNCC_Y_STORE(ptr, v) _mm256_storeu_si256((__m256i *)(void *)(ptr), (v))
+#define SNNCC_Y_LOADX(ptr) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(ptr)))
+SNNCC_X86_ELEMENTWISE(avx2, __attribute__((target("avx2"))), __m256i, 8, SNNCC_Y_LOAD, SNNCC_Y_STORE,
+                      _mm256_set1_epi32, _mm256_add_epi32, _mm256_mullo_epi32, SNNCC_Y_LOADX)
+#endif
+
 void snncc_affine_i8(const int8_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
                      int32_t outer, int32_t channels, int32_t inner)
 {
-    SNNCC_AFFINE_BODY()
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    if (inner == 1) {
+        const int level = x86_level();
+#if defined(SNNCC_X86_AVX512)
+        if (level == 2) {
+            affine_i8_avx512(x, y, scale, shift, outer, channels);
+            return;
+        }
+#endif
+#if defined(SNNCC_X86_AVX2)
+        if (level == 1) {
+            affine_i8_avx2(x, y, scale, shift, outer, channels);
+            return;
+        }
+#endif
+    }
+#endif
+    {
+        SNNCC_AFFINE_BODY()
+    }
 }
 
 void snncc_affine_i32(const int32_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
@@ -880,6 +1082,18 @@ void snncc_affine_i32(const int32_t *x, int32_t *y, const int32_t *scale, const 
 void snncc_add_i32(int32_t *y, const int32_t *a, const int32_t *b, int32_t n)
 {
     int32_t i;
+#if defined(SNNCC_X86_AVX512)
+    if (x86_level() == 2) {
+        add_i32_avx512(y, a, b, n);
+        return;
+    }
+#endif
+#if defined(SNNCC_X86_AVX2)
+    if (x86_level() == 1) {
+        add_i32_avx2(y, a, b, n);
+        return;
+    }
+#endif
     for (i = 0; i < n; ++i) {
         y[i] = a[i] + b[i];
     }
@@ -887,10 +1101,7 @@ void snncc_add_i32(int32_t *y, const int32_t *a, const int32_t *b, int32_t n)
 
 void snncc_addto_i32(int32_t *y, const int32_t *a, int32_t n)
 {
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        y[i] += a[i];
-    }
+    snncc_add_i32(y, y, a, n);
 }
 
 void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n)
@@ -1006,8 +1217,13 @@ static void neuron_fast_c(const snncc_neuron_t *p, const int32_t *cur, int32_t *
     }
 }
 
+/* SIMD neurons: a chunk of channels at a time (outer loop), so that its thresholds stay
+ * in registers over the pixels (inner loop).  At most SNNCC_FAST_STEPS threshold steps
+ * (the memory plan's limit for this kernel); more take the portable code. */
+#define SNNCC_FAST_STEPS 32
+
 #if defined(SNNCC_X86_AVX512)
-/* The same with 16 channels per register (masked at the end of a row). */
+/* 16 channels per register, masked at the end of a row. */
 static __attribute__((target("avx512f"))) void neuron_fast_avx512(
     const snncc_neuron_t *p, const int32_t *cur, int32_t *v, const int32_t *theta,
     const int32_t *v_init, const int32_t *thr, int8_t *z)
@@ -1015,24 +1231,32 @@ static __attribute__((target("avx512f"))) void neuron_fast_avx512(
     const int32_t outer = p->outer, ch = p->channels;
     const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
     const __m512i vmin = _mm512_set1_epi32(p->vmin), vmax = _mm512_set1_epi32(p->vmax);
-    const __m512i one = _mm512_set1_epi32(1), vlo = _mm512_set1_epi32(lo);
+    const __m512i one = _mm512_set1_epi32(1), vlo = _mm512_set1_epi32(lo), zero = _mm512_setzero_si512();
     const __m512i grid = _mm512_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
+    __m512i tk[SNNCC_FAST_STEPS];
     int32_t a, c0, k;
-    for (a = 0; a < outer; ++a) {
-        for (c0 = 0; c0 < ch; c0 += 16) {
-            const __mmask16 m = ch - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ch - c0)) - 1u);
+    for (c0 = 0; c0 < ch; c0 += 16) {
+        const __mmask16 m = ch - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ch - c0)) - 1u);
+        const __m512i vi = _mm512_maskz_loadu_epi32(m, v_init + c0);
+        const __m512i th = _mm512_maskz_loadu_epi32(m, theta + c0);
+        for (k = 0; k < steps; ++k) {
+            tk[k] = _mm512_maskz_loadu_epi32(m, thr + k * ch + c0);
+        }
+        for (a = 0; a < outer; ++a) {
             const int32_t base = a * ch + c0;
-            const __m512i v0 = v != 0 ? _mm512_maskz_loadu_epi32(m, v + base)
-                                      : _mm512_maskz_loadu_epi32(m, v_init + c0);
-            __m512i t = _mm512_add_epi32(v0, _mm512_maskz_loadu_epi32(m, cur + base)), q = vlo;
+            const __m512i v0 = v != 0 ? _mm512_maskz_loadu_epi32(m, v + base) : vi;
+            __m512i t = _mm512_add_epi32(v0, _mm512_maskz_loadu_epi32(m, cur + base)), q = vlo, q1 = zero;
             t = _mm512_min_epi32(_mm512_max_epi32(t, vmin), vmax);
-            for (k = 0; k < steps; ++k) {
-                const __m512i tk = _mm512_maskz_loadu_epi32(m, thr + k * ch + c0);
-                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, tk), q, one);
+            for (k = 0; k + 1 < steps; k += 2) { /* two independent counts */
+                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, tk[k]), q, one);
+                q1 = _mm512_mask_add_epi32(q1, _mm512_cmpge_epi32_mask(t, tk[k + 1]), q1, one);
             }
+            if (k < steps) {
+                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, tk[k]), q, one);
+            }
+            q = _mm512_add_epi32(q, q1);
             _mm512_mask_cvtepi32_storeu_epi8((void *)(z + base), m, q);
             if (v != 0) {
-                const __m512i th = _mm512_maskz_loadu_epi32(m, theta + c0);
                 t = _mm512_and_si512(_mm512_sub_epi32(t, _mm512_mullo_epi32(q, th)), grid);
                 _mm512_mask_storeu_epi32((void *)(v + base), m, t);
             }
@@ -1050,24 +1274,34 @@ static __attribute__((target("avx2"))) void neuron_fast_avx2(
     const int32_t outer = p->outer, ch = p->channels, vec = ch / 8 * 8;
     const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
     const __m256i vmin = _mm256_set1_epi32(p->vmin), vmax = _mm256_set1_epi32(p->vmax);
-    const __m256i top = _mm256_set1_epi32(lo + steps);
+    const __m256i top = _mm256_set1_epi32(lo + steps), zero = _mm256_setzero_si256();
     const __m256i grid = _mm256_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
+    __m256i tk[SNNCC_FAST_STEPS];
     int32_t a, c0, k;
-    for (a = 0; a < outer; ++a) {
-        for (c0 = 0; c0 < vec; c0 += 8) {
+    for (c0 = 0; c0 < vec; c0 += 8) {
+        const __m256i vi = SNNCC_Y_LOAD(v_init + c0), th = SNNCC_Y_LOAD(theta + c0);
+        for (k = 0; k < steps; ++k) {
+            tk[k] = SNNCC_Y_LOAD(thr + k * ch + c0);
+        }
+        for (a = 0; a < outer; ++a) {
             const int32_t base = a * ch + c0;
-            const __m256i v0 = SNNCC_Y_LOAD(v != 0 ? v + base : v_init + c0);
-            __m256i t = _mm256_add_epi32(v0, SNNCC_Y_LOAD(cur + base)), q = top, b;
+            const __m256i v0 = v != 0 ? SNNCC_Y_LOAD(v + base) : vi;
+            __m256i t = _mm256_add_epi32(v0, SNNCC_Y_LOAD(cur + base)), q = top, q1 = zero, b;
             t = _mm256_min_epi32(_mm256_max_epi32(t, vmin), vmax);
-            for (k = 0; k < steps; ++k) { /* t >= thr: count down where thr > t */
-                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(SNNCC_Y_LOAD(thr + k * ch + c0), t));
+            for (k = 0; k + 1 < steps; k += 2) { /* t >= thr: count down where thr > t */
+                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(tk[k], t));
+                q1 = _mm256_add_epi32(q1, _mm256_cmpgt_epi32(tk[k + 1], t));
             }
+            if (k < steps) {
+                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(tk[k], t));
+            }
+            q = _mm256_add_epi32(q, q1);
             b = _mm256_packs_epi32(q, q);
             b = _mm256_packs_epi16(b, b); /* levels in bytes 0-3 of each half */
             _mm_storel_epi64((__m128i *)(void *)(z + base),
                              _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
             if (v != 0) {
-                t = _mm256_and_si256(_mm256_sub_epi32(t, _mm256_mullo_epi32(q, SNNCC_Y_LOAD(theta + c0))), grid);
+                t = _mm256_and_si256(_mm256_sub_epi32(t, _mm256_mullo_epi32(q, th)), grid);
                 _mm256_storeu_si256((__m256i *)(void *)(v + base), t);
             }
         }
@@ -1082,13 +1316,13 @@ void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
                        const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
 {
 #if defined(SNNCC_X86_AVX512)
-    if (x86_level() == 2) {
+    if (x86_level() == 2 && p->levels * (p->is_signed ? 2 : 1) <= SNNCC_FAST_STEPS) {
         neuron_fast_avx512(p, cur, v, theta, v_init, thr, z);
         return;
     }
 #endif
 #if defined(SNNCC_X86_AVX2)
-    if (x86_level() == 1) {
+    if (x86_level() == 1 && p->levels * (p->is_signed ? 2 : 1) <= SNNCC_FAST_STEPS) {
         neuron_fast_avx2(p, cur, v, theta, v_init, thr, z);
         return;
     }
