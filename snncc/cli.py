@@ -6,6 +6,7 @@ Every user mistake surfaces as one line on stderr and exit code 2; see
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -17,14 +18,98 @@ from snncc.errors import SnnccError
 
 
 class _Group(click.Group):
-    """Turns SnnccError into a one-line message and exit code 2."""
+    """Turns SnnccError and click's usage errors into one line and exit code 2."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["snncc.argv"] = list(args)  # the raw words, to explain a stray value after a flag
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if _is_help_request(exc):
+                raise
+            _fail(ctx, usage_message(exc, args, ctx))
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SnnccError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+            _fail(ctx, str(exc))
+        except click.UsageError as exc:  # bad words for a subcommand: parsed inside Group.invoke
+            if _is_help_request(exc):
+                raise
+            sub = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            sub_ctx = exc.ctx or (click.Context(sub, info_name=ctx.invoked_subcommand, parent=ctx) if sub else ctx)
+            _fail(ctx, usage_message(exc, ctx.meta.get("snncc.argv", []), sub_ctx))
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    ctx.exit(2)
+
+
+def _is_help_request(exc: click.UsageError) -> bool:
+    # `snncc` alone prints the help (click >= 8.2 raises it as a UsageError subclass).
+    help_error = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    return help_error is not None and isinstance(exc, help_error)
+
+
+def usage_message(exc: click.UsageError, argv: list[str], ctx: click.Context) -> str:
+    """click's multi-line usage error as one line in snncc's style: what is wrong, with which option.
+
+    ``ctx`` is the context of the command whose words were wrong (click leaves
+    ``exc.ctx`` unset for some parser errors).
+    """
+    ctx = exc.ctx or ctx
+    cmd = ctx.command
+    if isinstance(exc, click.MissingParameter) and exc.param is not None:
+        msg = f"{_param_label(exc.param)} is required"
+    elif isinstance(exc, click.BadParameter) and exc.param is not None:
+        msg = f"{_param_label(exc.param)}: {_sentence(exc.message)}"
+    elif isinstance(exc, click.NoSuchOption):
+        msg = f"no such option {exc.option_name}"
+        if exc.possibilities:
+            msg += f" (did you mean {' or '.join(exc.possibilities)}?)"
+    elif isinstance(exc, click.BadOptionUsage) and _flag(cmd, exc.option_name) is not None:
+        msg = _flag_message(_flag(cmd, exc.option_name), exc.option_name, None)
+    elif "extra argument" in exc.message:
+        msg = _extra_after_flag(exc, cmd, argv) or _sentence(exc.format_message()).removeprefix("got ")
+    else:
+        msg = _sentence(exc.format_message()).replace("requires an argument", "needs a value")
+    return f"{msg}; see '{ctx.command_path} --help'"
+
+
+def _param_label(param: click.Parameter) -> str:
+    if isinstance(param, click.Option):
+        return f"option {max(param.opts, key=len)}"
+    return f"argument {param.human_readable_name}"
+
+
+def _sentence(text: str) -> str:
+    text = re.sub(r"'(-{1,2}[\w-]+)'", r"\1", " ".join(str(text).split()).rstrip("."))  # 'option --x'
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def _flag(cmd: click.Command | None, word: str) -> click.Option | None:
+    """The on/off option that ``word`` (e.g. --step-search, --no-step-search, --force) names."""
+    for param in cmd.params if cmd is not None else ():
+        if isinstance(param, click.Option) and param.is_flag and word in (*param.opts, *param.secondary_opts):
+            return param
+    return None
+
+
+def _flag_message(flag: click.Option, word: str, value: str | None) -> str:
+    forms = " or ".join([*flag.opts, *flag.secondary_opts])
+    got = f", got {value!r} after it" if value is not None else ""
+    return f"option {word} is a flag and takes no value{got} (write {forms} alone)"
+
+
+def _extra_after_flag(exc: click.UsageError, cmd: click.Command | None, argv: list[str]) -> str | None:
+    """``--step-search 1``: click only sees an extra argument '1'; name the flag it follows."""
+    for i in range(1, len(argv)):
+        flag = _flag(cmd, argv[i - 1])
+        if flag is not None and not argv[i].startswith("-") and f"({argv[i]}" in exc.message:
+            return _flag_message(flag, argv[i - 1], argv[i])
+    return None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

@@ -137,3 +137,65 @@ def test_no_traceback_from_console_script(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- click's usage errors: one line in snncc's style, on every command ---------------
+
+USAGE_ERRORS = [
+    # (words after the command, fragment the one line must name)
+    (["compile", DIGITS, "--step-search", "1"], "--step-search"),
+    (["compile", DIGITS, "--step-search=yes"], "--step-search"),
+    (["compile", DIGITS, "--no-bias-correction=0"], "--no-bias-correction"),
+    (["compile", DIGITS, "--weight-bits", "x"], "--weight-bits"),
+    (["compile", DIGITS, "--weight-rounding", "foo"], "--weight-rounding"),
+    (["compile", DIGITS, "--report", "pdf"], "--report"),
+    (["compile", DIGITS, "--forc"], "--forc"),
+    (["compile", DIGITS, "extra"], "extra"),
+    (["compile", DIGITS, "--levels"], "--levels"),
+    (["compile"], "MODEL"),
+    (["verify", DIGITS, "--target", "fpga"], "--target"),
+    (["verify", DIGITS, "--max-top1-drop", "one"], "--max-top1-drop"),
+    (["verify", DIGITS, "--data"], "--data"),
+    (["sweep", DIGITS, "--jobs", "x"], "--jobs"),
+    (["sweep", DIGITS, "--force=yes"], "--force"),
+    (["report", "r.json", "--text=1"], "--text"),
+    (["run", DIGITS], "--input"),
+    (["inspect"], "MODEL"),
+    (["inspect", DIGITS, "--canonical", "yes"], "--canonical"),
+    (["--bogus"], "--bogus"),
+    (["nosuch"], "nosuch"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", USAGE_ERRORS, ids=lambda v: " ".join(map(str, v))
+                         if isinstance(v, list) else None)
+def test_usage_errors_are_one_line(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    if args[0] in ("compile", "sweep") and len(args) > 1:
+        args = [*args[:2], "--calib", DIGITS_CALIB, "-o", out, *args[2:]]
+    result = invoke(*args)
+    assert_one_line_error(result, fragment)
+    line = result.output.strip()
+    assert line.startswith("error: ") and "Usage:" not in line and "Error:" not in line, line
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_stray_value_after_a_flag_names_the_flag():
+    result = invoke("compile", DIGITS, "--step-search", "1")
+    assert_one_line_error(result, "option --step-search is a flag", "'1'", "--no-step-search")
+
+
+def test_no_arguments_still_prints_the_help():
+    result = invoke()
+    assert "Usage:" in result.output and "Commands:" in result.output
+    assert "error:" not in result.output
+
+
+def test_usage_error_from_console_script_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snncc", "compile", str(DIGITS), "--weight-bits", "x",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: option --weight-bits: 'x' is not a valid integer; see 'snncc compile --help'"]
+    assert not (tmp_path / "out").exists()
