@@ -15,8 +15,9 @@ def format_summary(report: dict) -> str:
     """A few lines of totals plus one line per layer; no trailing newline."""
     lines = [_title(report)]
     acc = as_dict(report.get("accuracy"))
+    # report.json's figures come from the calibration data (docs/report.md): say so, they are optimistic.
     lines.append(f"{'accuracy':<10s} ANN {pct(acc.get('ann'))}  SNN {pct(acc.get('snn'))}  "
-                 f"top-1 agreement {pct(first_of(acc, 'top1_agreement', 'agreement'))}")
+                 f"top-1 agreement {pct(first_of(acc, 'top1_agreement', 'agreement'))} (on the calibration data)")
     act = as_dict(report.get("activity"))
     lines.append(f"{'activity':<10s} {num(act.get('spike_events'))} spike events, "
                  f"{num(act.get('spike_levels'))} spike levels, {num(act.get('sops'))} SOPs per inference")

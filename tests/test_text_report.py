@@ -10,7 +10,7 @@ from snncc.text_report import bytes_text, energy_text, format_summary, pct
 def test_summary_has_the_headline_figures():
     text = format_summary(sample_report())
     assert text.splitlines()[0] == "snncc: digits_cnn.onnx -> c (N=4, T=1, weight bits=8)"
-    assert "ANN 99.26%  SNN 98.70%  top-1 agreement 99.07%" in text
+    assert "accuracy   ANN 99.26%  SNN 98.70%  top-1 agreement 99.07% (on the calibration data)" in text
     assert "812.2 spike events, 1402.5 spike levels, 61234 SOPs per inference" in text
     # 1311824 pJ vs 55110.6 pJ: ratio 23.80
     assert "ANN 1.31 uJ  SNN 55.11 nJ (23.8x less)" in text
