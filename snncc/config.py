@@ -19,12 +19,15 @@ any section.  ``layer_bits`` is a table of layer name -> bits.  ``[compile] cali
 names the default calibration file, relative to the config file
 (``pop_compile_calib``).  ``load_config`` returns the option overrides as a dict;
 the caller merges them under explicit CLI flags and runs
-``CompileOptions.validate()``.
+``CompileOptions.validate()``.  ``find_config`` / ``open_config`` do the CLI's part:
+which file, its overrides, and where each came from, so that ``blame_config`` can name
+the file and key when a value from it is refused later (by ``validate`` or a pass).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from snncc.errors import SnnccError
@@ -40,12 +43,21 @@ def load_config(path) -> dict:
     return config_overrides(doc, str(path))
 
 
-def config_overrides(doc: dict, where: str = "config") -> dict:
-    """Validate a parsed TOML document and flatten it to CompileOptions overrides."""
+def option_fields() -> list[dataclasses.Field]:
+    """The CompileOptions fields a config file may set: plain values, not runtime objects (calib_data)."""
     defaults = CompileOptions()
-    # Only plain option values; runtime objects (calib_data) are not configurable.
-    fields = {f.name: f for f in dataclasses.fields(CompileOptions)
-              if isinstance(getattr(defaults, f.name), (bool, int, float, str, dict))}
+    return [f for f in dataclasses.fields(CompileOptions)
+            if isinstance(getattr(defaults, f.name), (bool, int, float, str, dict))]
+
+
+def config_overrides(doc: dict, where: str = "config", labels: dict | None = None) -> dict:
+    """Validate a parsed TOML document and flatten it to CompileOptions overrides.
+
+    ``labels``, when given, receives each option's key as written in the file
+    (``"quantize.weight_bits"``), for error messages.
+    """
+    defaults = CompileOptions()
+    fields = {f.name: f for f in option_fields()}
     out: dict = {}
 
     def put(key: str, value, label: str) -> None:
@@ -55,6 +67,8 @@ def config_overrides(doc: dict, where: str = "config") -> dict:
         if key in out:
             raise SnnccError(f"option --config: key {label!r} is given twice in {where}")
         out[key] = _typed(key, value, getattr(defaults, key), label, where)
+        if labels is not None:
+            labels[key] = label
 
     for key, value in doc.items():
         if key in SECTIONS and isinstance(value, dict):
@@ -125,3 +139,70 @@ def pop_compile_calib(doc: dict, path) -> str | None:
 
 def read_compile_calib(path) -> str | None:
     return pop_compile_calib(read_toml(path), path)
+
+
+@dataclass
+class ConfigFile:
+    """A config file as the CLI uses it."""
+
+    path: Path
+    overrides: dict  # CompileOptions field -> value
+    labels: dict[str, str] = field(default_factory=dict)  # field -> key as written, e.g. "quantize.layer_bits"
+    calib: str | None = None  # [compile] calib, resolved against the file's folder
+
+
+def find_config(model: Path, explicit: Path | None) -> Path | None:
+    """--config, else a ``snncc.toml`` next to the model, else None."""
+    if explicit is not None:
+        return Path(explicit)
+    sibling = Path(model).parent / "snncc.toml"
+    return sibling if sibling.is_file() else None
+
+
+def open_config(path: Path | None) -> ConfigFile | None:
+    if path is None:
+        return None
+    doc = read_toml(path)
+    calib = pop_compile_calib(doc, path)
+    labels: dict[str, str] = {}
+    overrides = config_overrides(doc, str(path), labels)
+    return ConfigFile(Path(path), overrides, labels, calib)
+
+
+def blame_config(exc: SnnccError, cfg: ConfigFile | None, flags=(), flag_layers=()) -> SnnccError:
+    """The same error, naming the config file and key when a value from the file caused it.
+
+    Errors about option ``k`` read ``option --k ...`` (or ``option k ...``); the option
+    library cannot know the value came from a file.  ``flags`` are the options given on
+    the command line (they win, so an error about them is theirs); ``flag_layers`` the
+    layer names given with --layer-bits (merged into the file's table).
+    """
+    if cfg is None:
+        return exc
+    msg = str(exc)
+    for key, label in cfg.labels.items():
+        if key in flags and key != "layer_bits":
+            continue
+        rest = _after_option(msg, key)
+        if rest is None:
+            continue
+        if key == "layer_bits":
+            layer = next((n for n in cfg.overrides[key] if n not in flag_layers and _names_layer(rest, n)), None)
+            if layer is None:  # about a flag's layer, else say where the other entries came from
+                return exc if any(_names_layer(rest, n) for n in flag_layers) else \
+                    SnnccError(f"{msg} (layer_bits also set in {cfg.path})")
+            label = f"{label}.{layer}"
+        return SnnccError(f"option --config: key {label!r} in {cfg.path}: {rest}")
+    return exc
+
+
+def _names_layer(text: str, layer: str) -> bool:
+    return repr(layer) in text or text.startswith(f"{layer} ") or f"{layer}=" in text
+
+
+def _after_option(msg: str, key: str) -> str | None:
+    """The message after ``option --key`` / ``option key``, or None when it is about another option."""
+    for prefix in (f"option --{key.replace('_', '-')}", f"option {key}"):
+        if msg.startswith(prefix) and msg[len(prefix):len(prefix) + 1] in ("", " ", ":"):
+            return msg[len(prefix):].lstrip(" :")
+    return None

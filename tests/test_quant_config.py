@@ -66,3 +66,37 @@ def test_compile_calib_is_resolved_not_an_option(tmp_path):
     assert pop_compile_calib(doc, p) == str((tmp_path / "data" / "c.npz").resolve())
     assert config_overrides(doc) == {"weight_bits": 6}
     assert pop_compile_calib({}, p) is None
+
+
+def test_open_config_records_where_each_key_came_from(tmp_path):
+    from snncc.config import open_config
+
+    p = _write(tmp_path, 'seed = 3\n[compile]\ncalib = "c.npz"\n[quantize]\nweight_bits = 4\n'
+                         '[quantize.layer_bits]\nfirst = 8\n')
+    cfg = open_config(p)
+    assert cfg.overrides == {"seed": 3, "weight_bits": 4, "layer_bits": {"first": 8}}
+    assert cfg.labels == {"seed": "seed", "weight_bits": "quantize.weight_bits", "layer_bits": "quantize.layer_bits"}
+    assert cfg.calib == str((tmp_path / "c.npz").resolve())
+
+
+def test_blame_config_names_the_file_only_for_the_file_s_values(tmp_path):
+    from snncc.config import blame_config, open_config
+
+    cfg = open_config(_write(tmp_path, "calib_batch = 0\n[quantize]\nmembrane_bits = 12\n"
+                                       "[quantize.layer_bits]\nconv9 = 4\n"))
+    where = str(tmp_path / "snncc.toml")
+    msg = str(blame_config(SnnccError("option --calib-batch must be >= 1, got 0"), cfg))
+    assert msg == f"option --config: key 'calib_batch' in {where}: must be >= 1, got 0"
+    msg = str(blame_config(SnnccError("option --layer-bits: unknown layer 'conv9'; valid names are x"), cfg))
+    assert msg == (f"option --config: key 'quantize.layer_bits.conv9' in {where}: "
+                   "unknown layer 'conv9'; valid names are x")
+    # a flag set the value: the error is the flag's
+    err = SnnccError("option --membrane-bits must be in 4..32, got 3")
+    assert blame_config(err, cfg, flags={"membrane_bits"}) is err
+    err = SnnccError("option --layer-bits: unknown layer 'frist'; valid names are x")
+    assert blame_config(err, cfg, flag_layers={"frist"}) is err
+    # another option that only shares a prefix is not blamed on the file
+    cfg2 = open_config(_write(tmp_path, "threshold = 'mse'\n"))
+    err = SnnccError("option --threshold-search must be one of none, output; got 'x'")
+    assert blame_config(err, cfg2) is err
+    assert blame_config(err, None) is err
