@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import click
@@ -258,41 +260,67 @@ def _build_options(kw: dict, model: Path):
 
     The config is --config, else a ``snncc.toml`` next to the model.  Its
     ``[compile] calib`` key names the default calibration file, relative to it.
+    --layer-bits flags are merged into the file's ``layer_bits`` table (a flag wins
+    for the same name).  Returns the options, the calibration spec and a context
+    manager that rewrites errors caused by a value from the file to name the file.
     """
-    from snncc.config import config_overrides, pop_compile_calib, read_toml
+    from snncc.config import find_config, open_config
     from snncc.options import CompileOptions
 
     options = CompileOptions()
-    config_path = kw.pop("config_path", None)
-    if config_path is None and (model.parent / "snncc.toml").is_file():
-        config_path = model.parent / "snncc.toml"
-    default_calib = None
-    if config_path is not None:
-        doc = read_toml(config_path)
-        default_calib = pop_compile_calib(doc, config_path)
-        for key, value in config_overrides(doc, str(config_path)).items():
-            setattr(options, key, value)
-    for item in kw.pop("layer_bits", ()):
-        name, sep, bits = item.partition("=")
-        if not sep or not name:
-            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
-        try:
-            options.layer_bits[name] = int(bits)
-        except ValueError:
-            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
-    calib = kw.pop("calib", None) or default_calib
+    cfg = open_config(find_config(model, kw.pop("config_path", None)))
+    for key, value in (cfg.overrides if cfg else {}).items():
+        setattr(options, key, value)
+    flag_layers = parse_layer_bits(kw.pop("layer_bits", ()))
+    options.layer_bits.update(flag_layers)
+    calib = kw.pop("calib", None) or (cfg.calib if cfg else None)
     if calib is None:
         sibling = model.with_name(model.stem + ".calib.npz")
         if sibling.is_file():
             calib = str(sibling)
     if calib is None:
         raise SnnccError("option --calib is required: give a .npy/.npz of input samples, or "
-                         "'--calib random' for structure tests only (no [compile] calib in a "
-                         f"snncc.toml and no {model.stem}.calib.npz next to the model)")
-    for key, value in kw.items():
-        if value is not None:
-            setattr(options, key, value)
-    return options.validate(), calib
+                         f"'--calib random' for structure tests only ({missing_calib_where(model, cfg)})")
+    flags = {key for key, value in kw.items() if value is not None}
+    for key in flags:
+        setattr(options, key, kw[key])
+    blame = partial(config_blame, cfg, flags | ({"layer_bits"} if flag_layers else set()), set(flag_layers))
+    with blame():
+        options.validate()
+    return options, calib, blame
+
+
+def missing_calib_where(model: Path, cfg) -> str:
+    """Where snncc looked for a default --calib, for the 'option --calib is required' error."""
+    toml = f"{cfg.path} has no [compile] calib" if cfg else "no snncc.toml next to the model"
+    return f"{toml}, and there is no {model.stem}.calib.npz next to the model"
+
+
+def parse_layer_bits(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, bits = item.partition("=")
+        if not sep or not name:
+            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
+        try:
+            out[name] = int(bits)
+        except ValueError:
+            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
+    return out
+
+
+@contextmanager
+def config_blame(cfg, flags: set[str], flag_layers: set[str]):
+    """Re-raise an SnnccError caused by a config-file value so that it names the file and key."""
+    from snncc.config import blame_config
+
+    try:
+        yield
+    except SnnccError as exc:
+        better = blame_config(exc, cfg, flags, flag_layers)
+        if better is exc:
+            raise
+        raise better from None
 
 
 # --- compile ---------------------------------------------------------------------
@@ -319,12 +347,13 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
-    options, calib = _build_options(kw, model)
+    options, calib, blame = _build_options(kw, model)
     output = output or Path("build") / c_safe_name(model.stem)
     if name is not None and not name.isidentifier():
         raise SnnccError(f"option --name must be a C identifier, got {name!r}")
-    result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
-                           name=name, dump_after=dump_ir_after, echo=click.echo)
+    with blame():
+        result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
+                               name=name, dump_after=dump_ir_after, echo=click.echo)
     if report_format == "html":
         from snncc.html_report import write_html_report
 
@@ -353,9 +382,10 @@ def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, **kw)
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
-    options, calib = _build_options(kw, model)
-    ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
-                    cc=cc, echo=click.echo)
+    options, calib, blame = _build_options(kw, model)
+    with blame():
+        ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
+                        cc=cc, echo=click.echo)
     if not ok:
         click.get_current_context().exit(1)
 

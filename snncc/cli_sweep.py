@@ -46,18 +46,20 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
     process and is scored on the calibration data: SNN accuracy (or ANN/SNN agreement
     without labels), model size in bits and the SNN energy estimate.
     """
+    from snncc.cli import config_blame, missing_calib_where, parse_layer_bits
     from snncc.compiler import c_safe_name
+    from snncc.config import find_config, open_config
     from snncc.sweep import format_table, parse_int_list, run_sweep
 
     if not model.is_file():
         raise SnnccError(f"argument MODEL: file not found: {model}")
-    base, config_calib = _config_options(model, config_path)
-    calib = calib or config_calib
+    cfg = open_config(find_config(model, config_path))
+    base = dict(cfg.overrides) if cfg else {}
+    calib = calib or (cfg.calib if cfg else None)
     if calib is None and model.with_name(model.stem + ".calib.npz").is_file():
         calib = str(model.with_name(model.stem + ".calib.npz"))
     if calib is None:
-        raise SnnccError("option --calib is required (no [compile] calib in a snncc.toml and no "
-                         f"{model.stem}.calib.npz next to the model)")
+        raise SnnccError(f"option --calib is required ({missing_calib_where(model, cfg)})")
     if jobs is not None and jobs < 1:
         raise SnnccError(f"option --jobs must be >= 1, got {jobs}")
     grid = {"levels": parse_int_list(levels, "--levels"), "weight_bits": parse_int_list(weight_bits, "--weight-bits"),
@@ -66,38 +68,12 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
         base["threshold"] = threshold
     if weight_quantizer is not None:
         base["weight_quantizer"] = weight_quantizer
-    if layer_bits:
-        base["layer_bits"] = {**base.get("layer_bits", {}), **_parse_layer_bits(layer_bits)}
+    flag_layers = parse_layer_bits(layer_bits)
+    if flag_layers:
+        base["layer_bits"] = {**base.get("layer_bits", {}), **flag_layers}
+    flags = {*grid, *(["threshold"] if threshold else []), *(["weight_quantizer"] if weight_quantizer else [])}
     output = output or Path("build") / f"sweep_{c_safe_name(model.stem)}"
-    rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo)
+    with config_blame(cfg, flags, set(flag_layers)):
+        rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo)
     click.echo(format_table(rows))
     click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png")
-
-
-def _config_options(model: Path, config_path: Path | None) -> tuple[dict, str | None]:
-    """Options shared by all points, and the default --calib, from --config or a sibling snncc.toml.
-
-    The same convention as `snncc compile`, so a sweep scores what compile would build.
-    """
-    from snncc.config import config_overrides, pop_compile_calib, read_toml
-
-    if config_path is None and (model.parent / "snncc.toml").is_file():
-        config_path = model.parent / "snncc.toml"
-    if config_path is None:
-        return {}, None
-    doc = read_toml(config_path)
-    calib = pop_compile_calib(doc, config_path)
-    return config_overrides(doc, str(config_path)), calib
-
-
-def _parse_layer_bits(items: tuple[str, ...]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        name, sep, bits = item.partition("=")
-        if not sep or not name:
-            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
-        try:
-            out[name] = int(bits)
-        except ValueError:
-            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
-    return out
