@@ -119,7 +119,7 @@ def _extra_after_flag(exc: click.UsageError, cmd: click.Command | None, argv: li
 Examples:
   snncc inspect model.onnx
   snncc compile model.onnx --target c --calib calib.npz -o build/model
-  snncc verify model.onnx --target c --calib test.npz --max-top1-drop 1.0
+  snncc verify model.onnx --target c --calib calib.npz --data test.npz --max-top1-drop 1.0
   snncc run model.onnx --input x.npy --output y.npy
 """)
 @click.version_option(__version__, prog_name="snncc")
@@ -369,23 +369,28 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
 
 @cli.command(epilog="""\b
 Examples:
-  snncc verify model.onnx --target c --calib test.npz
-  snncc verify model.onnx --target python --calib test.npz --max-top1-drop 1.0
+  snncc verify model.onnx --target c --calib calib.npz --data test.npz
+  snncc verify model.onnx --target python --calib calib.npz --data test.npz --max-top1-drop 1.0
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True)
-@click.option("--max-top1-drop", type=float, default=None,
-              help="Fail if SNN top-1 accuracy (or agreement, without labels) drops more than P points.")
+@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+              help="The code to check bit for bit against the integer runtime.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              help="Evaluation inputs: .npy or .npz (keys x[, y]), like --calib. The ladder and the "
+                   "accuracy run on them. Default: the calibration data (optimistic accuracy).")
+@click.option("--max-top1-drop", type=float, default=None, metavar="P",
+              help="Fail if SNN top-1 accuracy (or agreement, without labels) drops more than P points. "
+                   "Default: no budget (equivalence only; a drop over 1 point warns).")
 @click.option("--cc", default="cc", show_default=True, help="Host C compiler for --target c.")
 @_compile_options
-def verify(model: Path, target: str, max_top1_drop: float | None, cc: str, **kw):
+def verify(model: Path, target: str, data: Path | None, max_top1_drop: float | None, cc: str, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
     options, calib, blame = _build_options(kw, model)
     with blame():
         ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
-                        cc=cc, echo=click.echo)
+                        cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True))
     if not ok:
         click.get_current_context().exit(1)
 

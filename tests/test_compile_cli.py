@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -107,6 +108,11 @@ def test_verify_python_passes():
     line = next(ln for ln in result.output.splitlines() if ln.startswith("[ok] float SNN vs integer SNN"))
     pcts = [float(p) for p in re.findall(r"([0-9.]+)%", line)]
     assert len(pcts) == 3 and pcts[0] >= 99.0 and pcts[1] <= pcts[0] and 90.0 <= pcts[2] <= 100.0, line
+    # without --data the figures come from the calibration data, and the summary says so
+    assert "top-1 agreement ANN vs integer SNN: " in result.output
+    assert "on 540 samples of the calibration data" in result.output
+    assert "accuracy on the calibration data: ANN" in result.output
+    assert "warning:" not in result.output
 
 
 def test_verify_c_passes():
@@ -127,3 +133,57 @@ def test_verify_missing_compiler():
     assert result.exit_code == 2
     assert "no-such-cc-xyz" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_verify_evaluates_on_data(tmp_path):
+    z = np.load(DIGITS_CALIB)
+    np.savez(tmp_path / "test.npz", x=z["x"][:100], y=z["y"][:100])
+    result = invoke("verify", DIGITS, "--target", "python", "--data", tmp_path / "test.npz")
+    assert result.exit_code == 0, result.output
+    assert f"on 100 samples of {tmp_path / 'test.npz'}" in result.output
+    assert f"accuracy on {tmp_path / 'test.npz'}: ANN" in result.output
+    assert "calibration data" not in result.output
+    assert "100 samples bit-exact" in result.output  # the ladder ran on --data too
+
+
+def test_verify_data_without_labels_reports_agreement(tmp_path):
+    np.save(tmp_path / "x.npy", np.load(DIGITS_CALIB)["x"][:20])
+    result = invoke("verify", DIGITS, "--target", "python", "--data", tmp_path / "x.npy")
+    assert result.exit_code == 0, result.output
+    assert f"on 20 samples of {tmp_path / 'x.npy'}" in result.output
+    assert "accuracy on" not in result.output
+
+
+def _bad_data(tmp_path, kind):
+    x = np.load(DIGITS_CALIB)["x"][:4]
+    path = tmp_path / ("d.npz" if kind != "suffix" else "d.csv")
+    if kind == "keys":
+        np.savez(path, a=x, b=x)
+    elif kind == "shape":
+        np.savez(path, x=np.zeros((4, 3, 5, 5), np.float32))
+    elif kind == "nan":
+        np.savez(path, x=np.full_like(x, np.nan))
+    elif kind == "suffix":
+        path.write_text("1,2,3")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "suffix", "keys", "shape", "nan"])
+def test_verify_bad_data_is_one_line(tmp_path, kind):
+    path = _bad_data(tmp_path, kind)
+    result = invoke("verify", DIGITS, "--target", "python", "--data", path)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert "Traceback" not in result.output
+    assert len(lines) == 1 and lines[0].startswith("error: option --data") and path.name in lines[0], lines
+
+
+def test_verify_warns_on_a_large_drop_without_a_budget():
+    # 4-bit membranes wreck accuracy (a drop of ~89 points on digits) but every rung holds.
+    result = invoke("verify", DIGITS, "--target", "python", "--membrane-bits", "4")
+    assert result.exit_code == 0, result.output
+    assert "verify: PASSED" in result.output
+    warning = [ln for ln in result.output.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and "--max-top1-drop" in warning[0] and "calibration data" in warning[0], warning
+    budget = invoke("verify", DIGITS, "--target", "python", "--membrane-bits", "4", "--max-top1-drop", "100")
+    assert budget.exit_code == 0 and "warning:" not in budget.output, budget.output
