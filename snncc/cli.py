@@ -125,7 +125,7 @@ Examples:
 @click.version_option(__version__, prog_name="snncc")
 def cli():
     """snncc: compile a trained CNN (ONNX) into an integer-only spiking network
-    and emit bit-exact code for firmware (C), FPGA or Python."""
+    and emit bit-exact code for firmware (C) or Python."""
 
 
 # --- inspect ---------------------------------------------------------------------
@@ -227,7 +227,9 @@ def _compile_options(f):
         click.option("--threshold-granularity", type=click.Choice(["channel", "layer"]), default=None,
                      help="One threshold per channel (default) or per layer."),
         click.option("--threshold-search", type=click.Choice(["none", "output"]), default=None,
-                     help="Refine thresholds on the output error at T=1 (output, default) or not (none)."),
+                     help="output (default): per layer, keep the thresholds that minimize the logits' "
+                          "error against the ANN on calibration samples, each candidate simulated over all "
+                          "T timesteps (slower as T grows); none: keep the threshold method's."),
         click.option("--bias-correction/--no-bias-correction", default=None,
                      help="Shift biases by the mean quantization error (default on)."),
         click.option("--weight-bits", type=int, default=None, help="Weight bits, 2..8 (default 8)."),
@@ -235,20 +237,23 @@ def _compile_options(f):
                      help="Per-layer weight bits, NAME=BITS (repeatable; 'first'/'last' allowed)."),
         click.option("--weight-quantizer", default=None, help="max, percentile, mse or rescaw (default mse)."),
         click.option("--weight-rounding", type=click.Choice(["auto", "gptq", "nearest"]), default=None,
-                     help="Round weights data-aware (gptq), to nearest, or auto: gptq up to 2M weights."),
+                     help="Round weights data-aware (gptq), to nearest, or auto (default): gptq "
+                          "up to 2M weights in the model, else nearest."),
         click.option("--step-search/--no-step-search", default=None,
                      help="With gptq rounding, search each channel's current step on the calibration "
                           "data (default on)."),
-        click.option("--membrane-bits", type=int, default=None, help="Membrane bit width B (default 16)."),
+        click.option("--membrane-bits", type=int, default=None,
+                     help="Membrane bit width B, 4..32 (default 16)."),
         click.option("--membrane-shift", type=int, default=None,
-                     help="Stored membrane precision: keep the residual on a 2^k grid (default 0)."),
+                     help="Stored membrane precision: keep the residual on a 2^k grid, k in 0..B-2 "
+                          "(default 0)."),
         click.option("--residual", type=click.Choice(["sparse", "sew"]), default=None,
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
         click.option("--barrier-scale", type=float, default=None,
                      help="Scale the barrier neurons' thresholds by k (default 1.0)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="A TOML file of options (default: snncc.toml next to the model); "
-                          "CLI flags override it. See snncc/config.py."),
+                          "flags override it, --layer-bits merges into its layer_bits table. See docs/cli.md."),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -36,7 +36,7 @@ and against energy, front marked) into the output folder.
                                                   "(repeatable; 'first'/'last' allowed).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A TOML file of options shared by every point (default: snncc.toml next to the model); "
-                   "the grid and CLI flags override it.")
+                   "the grid and flags override it, --layer-bits merges into its layer_bits table.")
 def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, timesteps: str, jobs: int | None,
               output: Path | None, force: bool, threshold: str | None, weight_quantizer: str | None,
               layer_bits: tuple[str, ...], config_path: Path | None):

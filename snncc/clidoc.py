@@ -3,13 +3,14 @@
     python -m snncc.clidoc > docs/cli.md
 
 The page is each command's ``--help`` (rendered at a fixed width, independent of the
-terminal), followed by the option defaults read from :class:`CompileOptions`.
+terminal), followed by the config-file keys (those ``snncc.config`` accepts) with their
+defaults read from :class:`CompileOptions`, written as TOML.
 A test compares the committed file with this output.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import sys
 
 import click
@@ -49,27 +50,59 @@ def generate_cli_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def toml_value(value) -> str:
+    """A default as it is written in snncc.toml (``true``, ``"mse"``, ``{}``), not as Python."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string for these values
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }" \
+            if value else "{}"
+    return repr(value)
+
+
+def _flag_names() -> dict[str, str]:
+    """Option field -> the `snncc compile` flag that sets it."""
+    from snncc.cli import compile_cmd
+
+    out = {}
+    for param in compile_cmd.params:
+        if isinstance(param, click.Option) and param.name:
+            out[param.name] = " / ".join(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
+    return out
+
+
 def _options_section() -> list[str]:
+    from snncc.config import option_fields
     from snncc.options import CompileOptions
 
     defaults = CompileOptions()
-    rows = ["| key | default |", "|---|---|"]
-    for f in dataclasses.fields(CompileOptions):
-        value = getattr(defaults, f.name)
-        rows.append(f"| `{f.name}` | `{value!r}` |")
+    flags = _flag_names()
+    rows = ["| key | default | command-line flag |", "|---|---|---|"]
+    for f in option_fields():
+        flag = flags.get(f.name)
+        rows.append(f"| `{f.name}` | `{toml_value(getattr(defaults, f.name))}` | "
+                    + (f"`{flag}`" if flag else "(file only)") + " |")
+    rows.append("| `calib` (in `[compile]` only) | none | `--calib` |")
     return [
         "## Configuration file (`--config`)", "",
-        "`snncc compile` and `snncc verify` read compile options from a TOML file given with",
-        "`--config`. Keys are the option names below, at the top level or in a section named",
-        "after the pass they tune (`[compile]`, `[calibrate]`, `[residual]`, `[convert]`,",
-        "`[prune]`, `[quantize]`); flags on the command line win over the file.", "",
+        "`snncc compile`, `verify` and `sweep` read compile options from a TOML file given with",
+        "`--config`, else from `snncc.toml` next to the model. Keys are the option names below, at",
+        "the top level or in a section named after the pass they tune (`[compile]`, `[calibrate]`,",
+        "`[residual]`, `[convert]`, `[prune]`, `[quantize]`). A flag given on the command line",
+        "replaces the file's value, except `--layer-bits NAME=BITS`: those are merged into the",
+        "file's `layer_bits` table (a flag wins for the same layer name, the file's other",
+        "entries stay).", "",
         "```toml", "[quantize]", "weight_bits = 4", "", "[quantize.layer_bits]", "first = 8", "last = 8", "```", "",
         *rows, "",
         "## Finding the calibration data", "",
-        "Without `--calib`, `snncc compile`, `verify` and `sweep` look next to the model for",
-        "`snncc.toml` with `[compile] calib = \"file.npz\"` (relative to that folder), then for",
-        "`<model stem>.calib.npz`. A `.npz` holds `x` (N x C x H x W) and optionally labels `y`;",
-        "with labels, reports give accuracy, without them ANN/SNN agreement.",
+        "Without `--calib`, `snncc compile`, `verify` and `sweep` use `[compile] calib = \"file.npz\"`",
+        "of the config file (relative to that file), then `<model stem>.calib.npz` next to the",
+        "model. A `.npz` holds `x` (N x C x H x W) and optionally labels `y`; with labels, reports",
+        "give accuracy, without them ANN/SNN agreement. Those figures are measured on the",
+        "calibration data, which is optimistic: `snncc verify --data test.npz` measures them on",
+        "data the compiler has not seen.",
     ]
 
 
