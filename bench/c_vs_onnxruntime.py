@@ -6,10 +6,15 @@ Models: the digits CNN (examples/digits) and the ResNet-20-style zoo model at
 3x32x32 (tests/zoo.py, seeded random weights, calibrated on seeded Gaussian noise).
 Both compile at T=1, N=4, 8-bit weights.  ResNet-20 uses
 ``threshold_search="none", bias_correction=False`` to keep the compile short (the
-kernels and their speed do not depend on it).
+kernels and their speed do not depend on it).  An extra row, ``resnet20_digits
+(trained)``, is the same architecture with a 1-channel stem trained on digits
+(examples/digits/train.py, ~15 s) and compiled with the default options, timed on the
+digits test split: a trained network's spike rates on real data.
 
 C latency is timed inside the host runner (``-O3``, plus ``-O3 -march=native`` with
-``--native``) over many inferences; onnxruntime runs the same samples one at a time
+``--native``) over many inferences; the kernels a build ran (``snncc_simd()``: the x86
+SIMD level is chosen at run time, so plain ``-O3`` runs AVX-512 VNNI or AVX2 kernels on
+CPUs that have them) are listed below the table.  onnxruntime runs the same samples one at a time
 with ``intra_op_num_threads=1``.  Both are measured as process CPU time (robust on a
 busy machine) and as wall time, alternately over ``--rounds`` rounds; the table
 reports the median of the rounds and the ratio ORT / C (> 1: C is faster).
@@ -21,6 +26,7 @@ peak-live lower bound.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +40,7 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "examples" / "digits"))
 
 from snncc.backends.c.emit import emit_c  # noqa: E402
 from snncc.backends.python.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
@@ -94,7 +101,7 @@ def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, varia
     compile_s = time.perf_counter() - t0
     x_q = quantize_input(graph, eval_x)
     rates = spike_rates(graph, quantize_input(graph, calib_x))
-    out = work / label
+    out = work / re.sub(r"\W+", "_", label)
     out.mkdir()
     report: dict = {}
     emit_c(graph, out, report=report, spike_rates=rates)
@@ -110,12 +117,23 @@ def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, varia
         for v, exe in exes.items():
             times[v].append(run_host(exe, x_q, bench_iters=iters)[1])
     med = {k: {m: statistics.median(r[m] for r in rs) for m in ("cpu_ns", "wall_ns")} for k, rs in times.items()}
+    simd = {v: times[v][0]["simd"] for v in variants}
     try:
         fw = firmware_size(out, build_firmware(out))["library"]
     except Exception as exc:  # tools missing: report weights only
         fw = {"flash_bytes": None, "ram_bytes": None, "error": str(exc).splitlines()[0]}
     return {"label": label, "compile_s": compile_s, "times": med, "mem": mem, "fp32": fp32_bytes(onnx_path),
-            "fw": fw, "rates": rates}
+            "fw": fw, "rates": rates, "simd": simd}
+
+
+def trained_resnet20_digits(work: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """ResNet-20 with a 1-channel stem trained on digits: (onnx, calibration x, test x)."""
+    import train
+    import zoo
+
+    x_tr, y_tr, x_te, _ = train.load_digits_split()
+    model = train.train(zoo.build_for_digits("resnet20"), x_tr, y_tr)
+    return train.export_onnx(model, work / "resnet20_digits.onnx"), x_tr[:256], x_te
 
 
 def main() -> None:
@@ -140,6 +158,9 @@ def main() -> None:
         results.append(bench_model("resnet20_32x32", path, x, x[:32],
                                    {"levels": 4, "timesteps": 1, "threshold_search": "none",
                                     "bias_correction": False}, 200, args.rounds, variants, work))
+        path, calib, test = trained_resnet20_digits(work)
+        results.append(bench_model("resnet20_digits (trained)", path, calib, test, {"levels": 4, "timesteps": 1},
+                                   2000, args.rounds, variants, work))
     print("\nLatency per inference (median of rounds; CPU time, wall time in brackets)\n")
     head = "| model | onnxruntime fp32 1 thread | " + " | ".join(f"C {v}" for v in variants)
     head += " | " + " | ".join(f"ORT / C {v}" for v in variants) + " |"
@@ -162,7 +183,8 @@ def main() -> None:
               f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {rate:.3f} |")
     for r in results:
         modes = ", ".join(f"{x['ident']}:{x['mode']}" for x in r["mem"]["layers"])
-        print(f"\n{r['label']}: pipeline {r['compile_s']:.1f} s; kernels {modes}")
+        simd = ", ".join(f"C {v}: {k}" for v, k in r["simd"].items())
+        print(f"\n{r['label']}: pipeline {r['compile_s']:.1f} s; SIMD kernels {simd}; layers {modes}")
 
 
 if __name__ == "__main__":

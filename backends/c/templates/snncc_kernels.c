@@ -306,15 +306,15 @@ static int x86_level(void)
 
 #if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
 /*
- * Multi-pixel kernels.  MR consecutive output pixels (row-major, a block may wrap to
- * the next row) share every weight load; each keeps its own accumulators, so MR
- * independent dependency chains hide the multiply-add latency.  Per tap each pixel
- * reads its input through a pointer that is snncc_zeros for taps in the padding (and
- * for block pixels past the last one, which are not stored).  Input channel quads
- * are read whole: the quad past in_c of the last pixel reads at most 3 bytes beyond
- * the tensor, which the memory plan reserves (buffer slack), and the weights of those
- * channels are zero.  The channel loop runs in chunks of SNNCC_ZQ quads, the extent of
- * snncc_zeros.
+ * Multi-pixel kernels.  A block of MR output pixels shares every weight load; each
+ * pixel keeps its own accumulators, so MR independent dependency chains hide the
+ * multiply-add latency.  Pixels whose taps all lie inside the input (most of them) read
+ * through one pointer per pixel and block, taps being offsets from it; pixels with taps
+ * in the padding read through a pointer per tap, snncc_zeros for padded taps (see
+ * SNNCC_MP_LOOP).  Block pixels past the last are computed and not stored.  Input
+ * channel quads are read whole: the quad past in_c of the last pixel reads at most 3
+ * bytes beyond the tensor, which the memory plan reserves (buffer slack), and the
+ * weights of those channels are zero.
  */
 #define SNNCC_ZQ 128
 static const int8_t snncc_zeros[4 * SNNCC_ZQ] = {0};
@@ -467,10 +467,10 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
  * interior pixels (every tap inside; blocks run on across rows), the interior columns
  * of the other rows when at least a block wide (tap rows in the padding skipped; not
  * with PADDED, where padding must be read as zeros), and the rest (a pointer per tap,
- * snncc_zeros in the padding).
- * Each path defines, before expanding it:
- * PASS_INIT (once per pass), INIT(r) and STORE(r) (per block pixel), WLOAD (the weights
- * of one step, at wr) and STEP(r) (reading the pixel's input at xp[r] + xo). */
+ * snncc_zeros in the padding, channels in chunks of SNNCC_ZQ quads, its extent).  Each
+ * path defines, before expanding it: PASS_INIT (once per pass), INIT(r) and STORE(r)
+ * (per block pixel), WLOAD (the weights of one step, at wr) and STEP(r) (reading the
+ * pixel's input at xp[r] + xo). */
 #define SNNCC_MP_LOOP(MR, PASS, QS, PADDED)                                                \
     conv_interior(p, ir);                                                                  \
     nj = ir[3] - ir[2];                                                                    \
@@ -640,7 +640,8 @@ SNNCC_V512_KERNEL(v512_s1, 8, 1, 1, 0)
  * each vpdpbusd does 64 useful MACs per input load (one 4-byte broadcast per vpdpbusd
  * otherwise).  Accumulator m of a pixel keeps (output m + 4k, quad i) partial sums; a
  * 4 x 4 transpose-add per 128-bit lane gives outputs 0..15 in order.  The weights are
- * permuted into that order on the stack, per call (at most SNNCC_G16_BYTES).
+ * permuted into that order (a 4 x 4 transpose per lane of the four quads' registers)
+ * on the stack, per call (at most SNNCC_G16_BYTES).
  */
 #define SNNCC_G16_BYTES 16384
 #define PASS_INIT
@@ -684,13 +685,21 @@ SNNCC_V512_KERNEL(v512_s1, 8, 1, 1, 0)
         const __m512i k80 = _mm512_set1_epi8(-128);                                        \
         const __m512i bv0 = _mm512_loadu_si512((const void *)(bias + ((SIGNED) ? 16 : 0)));  \
         const __mmask16 m0 = (__mmask16)((1u << out_c) - 1u);                              \
-        int32_t wt32[SNNCC_G16_BYTES / 4], blk, j;                                         \
-        const int8_t *w = (const int8_t *)wt32;                                            \
-        __m512i acc[4 * (MR)];                                                             \
-        for (blk = 0; blk < k_h * k_w * c4 / 4; ++blk) { /* 64 words: [i][o] -> [m][k][i] */ \
-            for (j = 0; j < 64; ++j) {                                                     \
-                memcpy(&wt32[64 * blk + j], wsrc + 256 * blk + 64 * (j & 3) + 4 * ((j >> 4) + 4 * ((j >> 2) & 3)), 4); \
-            }                                                                              \
+        __m512i wt[SNNCC_G16_BYTES / 64], acc[4 * (MR)];                                   \
+        const int8_t *w = (const int8_t *)wt;                                              \
+        int32_t blk;                                                                       \
+        for (blk = 0; blk < k_h * k_w * c4 / 4; ++blk) { /* a 4 x 4 transpose per lane */  \
+            const int8_t *s_ = wsrc + 256 * blk;                                           \
+            const __m512i s0_ = _mm512_loadu_si512((const void *)s_);                      \
+            const __m512i s1_ = _mm512_loadu_si512((const void *)(s_ + 64));               \
+            const __m512i s2_ = _mm512_loadu_si512((const void *)(s_ + 128));              \
+            const __m512i s3_ = _mm512_loadu_si512((const void *)(s_ + 192));              \
+            const __m512i t0_ = _mm512_unpacklo_epi32(s0_, s1_), t1_ = _mm512_unpackhi_epi32(s0_, s1_); \
+            const __m512i t2_ = _mm512_unpacklo_epi32(s2_, s3_), t3_ = _mm512_unpackhi_epi32(s2_, s3_); \
+            wt[4 * blk] = _mm512_unpacklo_epi64(t0_, t2_);                                 \
+            wt[4 * blk + 1] = _mm512_unpackhi_epi64(t0_, t2_);                             \
+            wt[4 * blk + 2] = _mm512_unpacklo_epi64(t1_, t3_);                             \
+            wt[4 * blk + 3] = _mm512_unpackhi_epi64(t1_, t3_);                             \
         }                                                                                  \
         SNNCC_MP_LOOP(MR, 16, 4, sgn)                                                      \
     }
