@@ -110,7 +110,6 @@ class _Builder:
         self.tensors: dict[str, Tensor] = {}
         self.producers = graph.producers()
         self.rates = dict(spike_rates or {})
-        self.slack: set[int] = set()  # buffers already given 3 bytes of read slack
 
     # --- helpers ------------------------------------------------------------
     def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
@@ -246,6 +245,8 @@ class _Builder:
         else:
             slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
         wref, sb = self.weights(node, ident, slices, bits)
+        if block and c % 4:
+            x = self.pad_channels(x)
         if block and not x.nonneg:
             bref = self.bias_offset(node, ident, wt)
         else:
@@ -254,7 +255,7 @@ class _Builder:
         pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
         dh, dw = a.get("dilations", (1, 1))
         self.plan.param_decls.append(
-            f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {c}, {out_shape[1]}, {out_shape[2]}, {o}, "
+            f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
@@ -287,26 +288,17 @@ class _Builder:
         return self.array(f"{ident}_b", np.concatenate([b, off]).astype(np.int32), "int32_t",
                           f"{ident} bias; then bias - 128 * sum(W) for offset inputs")
 
-    def quad_readable(self, x: Tensor) -> Tensor:
-        """x, in a buffer that may be read 3 bytes past its end (SIMD block convs read
-        whole channel quads; the extra channels have zero weights)."""
-        if x.shape[0] % 4 == 0:
-            return x
-        buf = self.plan.buffers[x.buf]
-        if buf.external:
-            n = int(np.prod(x.shape))
-            copy = self.tensor("i8", x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
-            self.step([f"snncc_concat_part({self.ptr(copy)}, {self.ptr(x)}, 1, {n}, {n}, 0, 1);"], [copy.buf])
-            x, buf = copy, self.plan.buffers[copy.buf]
-        if x.buf not in self.slack:
-            self.slack.add(x.buf)
-            buf.nbytes += 3
-        return x
+    def pad_channels(self, x: Tensor) -> Tensor:
+        """A copy of the HWC int8 tensor x with channels zero-padded to a multiple of 4:
+        block convs then read whole channel quads (the weights of padded channels are 0)."""
+        c, h, w = x.shape
+        cp = -(-c // 4) * 4
+        y = self.tensor("i8", (cp, h, w), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, {h * w}, {c}, {cp});"], [x.buf, y.buf])
+        return y
 
     def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
                    bufs: list[int], bits: int) -> Tensor:
-        x = self.quad_readable(x)
-        bufs = [x.buf] + bufs[1:]
         sparse = self.sparse(x)
         self.layer(node, ident, "event" if sparse else "dense", bits, 8)
         self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],

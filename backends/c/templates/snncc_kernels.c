@@ -312,9 +312,8 @@ static int x86_level(void)
  * through one pointer per pixel and block, taps being offsets from it; pixels with taps
  * in the padding read through a pointer per tap, snncc_zeros for padded taps (see
  * SNNCC_MP_LOOP).  Block pixels past the last are computed and not stored.  Input
- * channel quads are read whole: the quad past in_c of the last pixel reads at most 3
- * bytes beyond the tensor, which the memory plan reserves (buffer slack), and the
- * weights of those channels are zero.
+ * channel quads are read whole: in_c is a multiple of 4 (the memory plan pads the
+ * channels of other inputs; snncc_conv_block_i8 sends them to the portable kernels).
  */
 #define SNNCC_ZQ 128
 static const int8_t snncc_zeros[4 * SNNCC_ZQ] = {0};
@@ -903,13 +902,13 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
                          const int32_t *bias, int sparse)
 {
 #if defined(SNNCC_X86_AVX512)
-    if (x86_level() == 2) {
+    if (x86_level() == 2 && p->in_c % 4 == 0) {
         conv_block_avx512(p, x, y, w, bias);
         return;
     }
 #endif
 #if defined(SNNCC_X86_AVX2)
-    if (x86_level() == 1) {
+    if (x86_level() == 1 && p->in_c % 4 == 0) {
         conv_block_avx2(p, x, y, w, bias, sparse);
         return;
     }
@@ -1408,30 +1407,37 @@ void snncc_neuron_step(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
     }
 }
 
-void snncc_hwc_to_chw(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize)
+/* Transposes of [a][b] -> [b][a] elements; typed loops for the two element sizes. */
+static void transpose_elems(const void *x, void *y, int32_t a, int32_t b, int32_t esize)
 {
-    const uint8_t *src = (const uint8_t *)x;
-    uint8_t *dst = (uint8_t *)y;
-    int32_t pix, ch, hw = h * w;
-    for (pix = 0; pix < hw; ++pix) {
-        for (ch = 0; ch < c; ++ch) {
-            memcpy(dst + ((uint32_t)(ch * hw + pix)) * (uint32_t)esize,
-                   src + ((uint32_t)(pix * c + ch)) * (uint32_t)esize, (uint32_t)esize);
+    int32_t i, j;
+    if (esize == 1) {
+        const int8_t *src = (const int8_t *)x;
+        int8_t *dst = (int8_t *)y;
+        for (i = 0; i < a; ++i) {
+            for (j = 0; j < b; ++j) {
+                dst[j * a + i] = src[i * b + j];
+            }
+        }
+    } else {
+        const int32_t *src = (const int32_t *)x;
+        int32_t *dst = (int32_t *)y;
+        for (i = 0; i < a; ++i) {
+            for (j = 0; j < b; ++j) {
+                dst[j * a + i] = src[i * b + j];
+            }
         }
     }
 }
 
+void snncc_hwc_to_chw(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize)
+{
+    transpose_elems(x, y, h * w, c, esize);
+}
+
 void snncc_chw_to_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int32_t esize)
 {
-    const uint8_t *src = (const uint8_t *)x;
-    uint8_t *dst = (uint8_t *)y;
-    int32_t pix, ch, hw = h * w;
-    for (ch = 0; ch < c; ++ch) {
-        for (pix = 0; pix < hw; ++pix) {
-            memcpy(dst + ((uint32_t)(pix * c + ch)) * (uint32_t)esize,
-                   src + ((uint32_t)(ch * hw + pix)) * (uint32_t)esize, (uint32_t)esize);
-        }
-    }
+    transpose_elems(x, y, c, h * w, esize);
 }
 
 void snncc_concat_part(void *dst, const void *src, int32_t outer, int32_t src_chunk,
@@ -1454,6 +1460,21 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
     for (row = 0; row < h; ++row) {
         memcpy((uint8_t *)y + (uint32_t)(((row + pad_t) * ow + pad_l) * c * esize),
                (const uint8_t *)x + (uint32_t)row * row_bytes, row_bytes);
+    }
+}
+
+void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp)
+{
+    int32_t pix, ch;
+    for (pix = 0; pix < pixels; ++pix) {
+        const int8_t *src = x + pix * c;
+        int8_t *dst = y + pix * cp;
+        for (ch = 0; ch < c; ++ch) {
+            dst[ch] = src[ch];
+        }
+        for (; ch < cp; ++ch) {
+            dst[ch] = 0;
+        }
     }
 }
 

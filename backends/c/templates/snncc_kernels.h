@@ -72,8 +72,12 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
 /* Conv with 8-bit weights and group 1, gathered per output pixel in blocks of
  * SNNCC_OBLOCK output channels held in registers.  Weights are [ky][kx][c/4][o16][4]
  * (input channel quads interleaved, C padded to a multiple of 4) and bias [o16], the
- * output channels zero-padded to a multiple of SNNCC_OBLOCK.
- * The sparse variant skips silent inputs (zero levels); the dense one has no branch. */
+ * output channels zero-padded to a multiple of SNNCC_OBLOCK; for signed input
+ * (x_unsigned == 0) a second row [o16] follows, bias - 128 * sum(W) (x86 kernels feed
+ * x + 128).  On x86-64 the AVX-512 VNNI / AVX2 kernels (chosen at run time) run when
+ * in_c is a multiple of 4, several output pixels per block.  `sparse` asks for the
+ * event-driven variant, which skips silent inputs (zero levels); paths where it measured
+ * slower than the dense kernel (AVX-512 VNNI; AVX2 below 32 output channels) ignore it. */
 #define SNNCC_OBLOCK 16
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse);
@@ -123,6 +127,9 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
                    int32_t pad_l, int32_t pad_b, int32_t pad_r, int32_t esize);
 void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channels,
                            int32_t inner, int32_t groups, int32_t esize);
+
+/* HWC int8 of c channels -> cp >= c channels, the extra ones 0 (block conv inputs). */
+void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp);
 
 /* Output accumulation over timesteps: acc (C order) = or += y (HWC when h*w > 1). */
 void snncc_accum_i32(int32_t *acc, const int32_t *y, int32_t h, int32_t w, int32_t c, int first);
