@@ -198,7 +198,7 @@ def test_calibration_data_enables_gptq_and_bias_correction():
         opts.calib_data = calib
         gi = quantize.run(g, opts)
         notes = " ".join(gi.meta["notes"])
-        assert "biases corrected" in notes and (("GPTQ" in notes) == (rounding == "gptq"))
+        assert "biases corrected" in notes and (("GPTQ weight rounding in" in notes) == (rounding == "gptq"))
         assert np.abs(gi.node("conv2").params["weight"]).max() <= 31
         agree[rounding] = level_agreement(gi, g, x)["n2"]["isolated"]
     assert agree["gptq"] > agree["nearest"]  # GPTQ keeps the currents closer to the float SNN's
