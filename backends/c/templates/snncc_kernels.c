@@ -148,15 +148,19 @@ static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
     return v;
 }
 
-/* The loop nest shared by every path: BW output channels per pass; each path defines
- * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
- * and BLOCK_STORE before expanding it. */
-#define SNNCC_CONV_BLOCK_LOOP(BW)                                       \
+/* The conv geometry as locals, declared by every blocked conv kernel. */
+#define SNNCC_CONV_GEOMETRY                                                                \
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
     const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
-    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
+    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
+
+/* The loop nest shared by every path: BW output channels per pass; each path defines
+ * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
+ * and BLOCK_STORE before expanding it. */
+#define SNNCC_CONV_BLOCK_LOOP(BW)                                       \
+    SNNCC_CONV_GEOMETRY                                                                    \
     int32_t oy, ox, ob, ky, kx, cq;                                                        \
     for (oy = 0; oy < out_h; ++oy) {                                                       \
         for (ox = 0; ox < out_w; ++ox) {                                                   \
@@ -373,11 +377,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
 }
 
 #define SNNCC_MP_DECLS(MR)                                                                 \
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
-    const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
-    const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
-    const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
-    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;          \
+    SNNCC_CONV_GEOMETRY                                                                    \
     const int8_t *xp[MR];                                                                  \
     int32_t iy0[MR], ix0[MR], pix[MR], ir[4], br[4], nj, nint, nkx, runq, kylo, kyhi, rowclip, q0, \
         rq, p0, ob, ky, kx, c0, cq, oy_, ox_, iy_i, ix_i;
