@@ -413,11 +413,15 @@ def _input_factor(node: Node, domains: dict[str, str], s_x: float) -> float:
     return s_x if domains[node.inputs[0]] == "input" else 1.0
 
 
+def _real_weights(node: Node, domains: dict[str, str], s_x: float) -> np.ndarray:
+    """A conv/dense node's float64 weights as the integer layer sees them (input scale folded in)."""
+    return np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
+
+
 def _own_step(node: Node, domains: dict[str, str], bits: dict[str, int], s_x: float,
               options: CompileOptions) -> np.ndarray:
     """The weight quantizer's per-channel step of a conv/dense node on its own."""
-    w = np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
-    return weight_quant.channel_scales(w, bits[node.name], options.weight_quantizer)
+    return weight_quant.channel_scales(_real_weights(node, domains, s_x), bits[node.name], options.weight_quantizer)
 
 
 def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
@@ -499,8 +503,8 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     members = {}
     for node in g.nodes:
         if node.op in WEIGHT_OPS:
-            w = np.asarray(node.params["weight"], dtype=np.float64) * _input_factor(node, domains, s_x)
-            members[node.name] = (w, sc.node_roots(node), weight_quant.qmax(bits[node.name]))
+            members[node.name] = (_real_weights(node, domains, s_x), sc.node_roots(node),
+                                  weight_quant.qmax(bits[node.name]))
     sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
     if changed:
         g.meta.setdefault("notes", []).append(
@@ -525,7 +529,7 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
         if node.op == "affine":
             out[node.name] = (_to_int32(np.asarray(node.params["scale"], dtype=np.float64) * f / S, node), S)
             continue
-        w = np.asarray(node.params["weight"], dtype=np.float64) * f
+        w = _real_weights(node, domains, s_x)
         if node.name in hs:
             q = weight_rounding.gptq(w, S, weight_quant.qmax(bits[node.name]), hs[node.name])
         else:

@@ -43,8 +43,9 @@ def channel_errors(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray, grid:
     rows = np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)
     o = rows.shape[0]
     steps = (grid[:, None] * S[None, :]).ravel()  # candidate-major, like the tiled rows
-    q = weight_rounding.gptq(np.tile(rows, (len(grid), 1)), steps, qmax, H).astype(np.float64)
-    err = np.tile(rows, (len(grid), 1)) - q * steps[:, None]
+    tiled = np.tile(rows, (len(grid), 1))
+    q = weight_rounding.gptq(tiled, steps, qmax, H).astype(np.float64)
+    err = tiled - q * steps[:, None]
     return ((err @ H) * err).sum(axis=1).reshape(len(grid), o)
 
 
