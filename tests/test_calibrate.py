@@ -36,13 +36,14 @@ def test_statistics_match_numpy(digits_graph, digits):
         a = np.moveaxis(acts[v], 1, 0).reshape(acts[v].shape[1], -1).astype(np.float64)
         st = g.stats[v]
         assert st["kind"] == "relu" and st["count"] == a.shape[1]
-        np.testing.assert_allclose(st["max"], a.max(1), rtol=1e-6)
-        np.testing.assert_allclose(st["min"], a.min(1), rtol=1e-6)
+        np.testing.assert_allclose(st["max"], a.max(1), rtol=1e-5)
+        np.testing.assert_allclose(st["min"], a.min(1), rtol=1e-5)
         np.testing.assert_allclose(st["mean"], a.mean(1), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(st["nonzero"], (a != 0).mean(1))
         # the tail is exactly the 64 largest |x| per channel, descending
         top = -np.sort(-np.abs(a), axis=1)[:, :64]
-        np.testing.assert_allclose(st["tail"], top, rtol=1e-6)
+        # float32 GEMMs round differently with the batch size (BLAS blocking; seen 2.5e-6 on AVX-512)
+        np.testing.assert_allclose(st["tail"], top, rtol=1e-5)
         # high percentiles come exactly from the tail
         p = 99.9
         np.testing.assert_allclose(_percentile(np.abs(st["sample"]), st["tail"], st["count"], p),

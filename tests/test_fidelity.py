@@ -44,6 +44,7 @@ def test_report_with_labels_matches_the_simulator(digits_T2, digits, tmp_path):
     assert [lay["name"] for lay in layers] == [n.name for n in snn.nodes if n.op in ("conv", "dense", "neuron")]
     neurons = [lay for lay in layers if lay["op"] == "neuron"]
     assert sum(lay["spike_events"] for lay in neurons) == pytest.approx(act["spike_events"])
+    print("MEASURE fidelity min cosine", min(lay["cosine"] for lay in neurons))
     for lay in neurons:
         assert 0 < lay["spike_rate"] <= 1 and 1 <= lay["mean_level"] <= 4
         assert 0.8 < lay["cosine"] <= 1

@@ -33,7 +33,7 @@ def test_trained_zoo_level_agreement(digits_zoo, name):
     assert gi.stage == "int" and all(n.attrs["membrane_bits"] == 16 for n in gi.nodes if n.op == "neuron")
     agree = level_agreement(gi, res.snn_graph, d.x_test)
     iso, e2e = pooled_agreement(agree, "isolated"), pooled_agreement(agree, "end_to_end")
-    print(f"{name}: isolated {iso:.4f} (worst layer {min(v['isolated'] for v in agree.values()):.4f}), "
+    print(f"MEASURE {name}: isolated {iso:.4f} (worst layer {min(v['isolated'] for v in agree.values()):.4f}), "
           f"end to end {e2e:.4f}")
     assert iso >= 0.99, agree
     assert min(v["isolated"] for v in agree.values()) >= 0.985, agree
@@ -50,7 +50,7 @@ def test_trained_preact_resnet_accuracy_at_4_bits(digits_zoo):
     float_acc = float((simulate(res.snn_graph, d.x_test).logits.argmax(1) == d.y_test).mean())
     logits = dequantize_output(gi, run_int(gi, quantize_input(gi, d.x_test))[gi.outputs[0]])
     int_acc = float((logits.argmax(1) == d.y_test).mean())
-    print(f"preact_resnet 4-bit: float SNN {float_acc:.4f}, integer SNN {int_acc:.4f}, "
+    print(f"MEASURE preact_resnet 4-bit: float SNN {float_acc:.4f}, integer SNN {int_acc:.4f}, "
           f"ANN {d.ann_test_accuracy:.4f}")
     assert int_acc >= float_acc - 0.03
     assert any(n.attrs.get("rescale") for n in gi.nodes if n.op == "affine")

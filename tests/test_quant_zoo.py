@@ -38,6 +38,7 @@ def test_digits_accuracy(digits, digits_snn, bits, layer_bits, max_drop):
     gi = quantize.run(snn, replace(options, weight_bits=bits, layer_bits=layer_bits, weight_quantizer="mse"))
     acc = _int_accuracy(gi, digits)
     print(f"digits int SNN, {bits}-bit mse: {acc:.4f} (ANN {digits.ann_test_accuracy:.4f})")
+    print(f"MEASURE quant_zoo {bits}-bit drop {digits.ann_test_accuracy - acc:.4f}")
     assert acc >= digits.ann_test_accuracy - max_drop
 
 
@@ -55,6 +56,8 @@ def test_digits_level_agreement(digits, digits_snn):
     snn, options = digits_snn
     gi = quantize.run(snn, replace(options, weight_bits=8, membrane_bits=16))
     res = level_agreement(gi, snn, digits.x_test)
+    print(f"MEASURE quant_zoo digits level agreement isolated {pooled_agreement(res, 'isolated'):.4f} worst "
+          f"{min(v['isolated'] for v in res.values()):.4f} e2e {pooled_agreement(res, 'end_to_end'):.4f}")
     assert pooled_agreement(res, "isolated") >= 0.99
     assert min(v["isolated"] for v in res.values()) >= 0.99
     assert pooled_agreement(res, "end_to_end") >= 0.97

@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import residual_models
+from conftest import TRAIN_SEED
 
 from snncc.activity import activity_report, activity_trace_nodes, format_activity, simulate_activity
 from snncc.backends.python.float_runtime import run_graph
@@ -28,7 +29,7 @@ KS = (1.0, 1.25, 1.5, 2.0)
 
 @pytest.fixture(scope="session")
 def res_models(tmp_path_factory) -> residual_models.ResidualModels:
-    return residual_models.lazy_models(tmp_path_factory.mktemp("residual_models"))
+    return residual_models.lazy_models(tmp_path_factory.mktemp("residual_models"), TRAIN_SEED)
 
 
 class Compiled:
@@ -320,6 +321,8 @@ def test_snn_accuracy_within_1_5_points_at_n4_t1_8bit(compiled, res_models, name
     assert ann == pytest.approx(res_models[name].ann_test_accuracy, abs=1e-9)
     intg = run_pipeline(snn, ["quantize"], opts)
     out = run_int(intg, quantize_input(intg, res_models.x_test))[intg.outputs[0]]
+    print(f"MEASURE residual {name} ANN {ann:.4f} int drop {ann - accuracy(out, res_models.y_test):.4f} float SNN drop "
+          f"{ann - accuracy(simulate(snn, res_models.x_test).logits, res_models.y_test):.4f}")
     assert accuracy(out, res_models.y_test) >= ann - 0.015
     assert accuracy(simulate(snn, res_models.x_test).logits, res_models.y_test) >= ann - 0.015
 

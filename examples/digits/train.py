@@ -1,16 +1,21 @@
 """Train the digits CNN used by the example and the test fixtures.
 
-Run ``python examples/digits/train.py`` to regenerate ``digits_cnn.onnx`` and
-``digits_calib.npz`` next to this file. The script is deterministic: running it
-twice gives byte-identical files. It is also importable (``tests/conftest.py``
-uses its functions to train once per test session).
+Run ``python examples/digits/train.py`` to regenerate ``digits_cnn.onnx``,
+``digits_calib.npz`` and ``provenance.json`` next to this file. The script is
+deterministic on one machine: running it twice gives byte-identical files. Another
+CPU type may train slightly different weights (torch kernels differ by ISA), which
+is why ``provenance.json`` records this script's hash, the split and the accuracy.
+It is also importable (``tests/conftest.py`` uses its functions to train once per
+test session).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
+import json
 import sys
 import time
 import warnings
@@ -109,6 +114,16 @@ def export_onnx(model: nn.Module, path, dynamo: bool = False, input_shape=(1, 8,
     return path
 
 
+def provenance(x_te: np.ndarray, y_te: np.ndarray, ann_test_accuracy: float, seed: int, epochs: int) -> dict:
+    """What the committed ONNX was made from: this script's hash, the test split's hash and the
+    accuracy it reached.  Torch training is not bit-identical across CPU types, so a check that
+    the example is current compares these, not the weights a fresh run would give."""
+    split = hashlib.sha256(np.ascontiguousarray(x_te).tobytes() + np.ascontiguousarray(y_te).tobytes())
+    return {"train_py_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+            "test_split_sha256": split.hexdigest(), "seed": seed, "epochs": epochs,
+            "ann_test_accuracy": round(ann_test_accuracy, 6)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: next to this script)")
@@ -125,9 +140,11 @@ def main(argv=None) -> int:
     # The held-out test split doubles as calibration set (see README).
     with open(args.out / "digits_calib.npz", "wb") as f:
         np.savez(f, x=x_te, y=y_te)
-    print(f"trained in {elapsed:.1f} s; ANN test accuracy {accuracy(model, x_te, y_te):.4f} "
-          f"({len(y_te)} held-out images)")
-    print(f"wrote {args.out / 'digits_cnn.onnx'} and {args.out / 'digits_calib.npz'}")
+    acc = accuracy(model, x_te, y_te)
+    record = provenance(x_te, y_te, acc, args.seed, args.epochs)
+    (args.out / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    print(f"trained in {elapsed:.1f} s; ANN test accuracy {acc:.4f} ({len(y_te)} held-out images)")
+    print(f"wrote {args.out / 'digits_cnn.onnx'}, {args.out / 'digits_calib.npz'} and {args.out / 'provenance.json'}")
     return 0
 
 
