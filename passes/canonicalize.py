@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import ops
 from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
-
-_RESHAPES = ("reshape", "flatten")
 
 
 def run(graph: Graph, options: CompileOptions) -> Graph:
@@ -94,15 +93,15 @@ def _is_identity(g: Graph, node: Node) -> bool:
     in_shape = g.shape(node.inputs[0]) if node.inputs else None
     if node.op == "affine":
         return bool(np.all(node.params["scale"] == 1) and np.all(node.params["shift"] == 0))
-    if node.op in _RESHAPES:
+    if node.op in ops.RESHAPES:
         return tuple(g.shape(node.output)) == tuple(in_shape)
-    if node.op in ("concat", "add"):
+    if node.op in ops.VARIADIC:
         return len(node.inputs) == 1
     if node.op == "pad":
         return not any(a["pads"])
     if node.op == "channel_shuffle":
         return a["groups"] in (1, in_shape[0])
-    if node.op in ("maxpool", "sumpool", "avgpool"):
+    if node.op in ops.POOLS:
         return (tuple(a["kernel"]) == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"]))
     return False
 
@@ -121,10 +120,10 @@ def _drop_identities(g: Graph, counts) -> bool:
 def _merge_reshapes(g: Graph, counts) -> bool:
     """reshape(reshape(x)) == reshape(x): read x directly (C-order data is unchanged)."""
     for node in g.nodes:
-        if node.op not in _RESHAPES:
+        if node.op not in ops.RESHAPES:
             continue
         prod = g.producer(node.inputs[0])
-        if prod is not None and prod.op in _RESHAPES:
+        if prod is not None and prod.op in ops.RESHAPES:
             node.inputs = [prod.inputs[0]]
             g.remove_unused()
             counts["reshape"] += 1
@@ -160,7 +159,7 @@ def _fold_pads(g: Graph, counts) -> bool:
             continue
         users = g.consumers(node.output)
         for user in users:
-            if user.op in ("conv", "sumpool") and user.inputs[0] == node.output:
+            if user.op in ops.ZERO_PADS and user.inputs[0] == node.output:
                 user.attrs["pads"] = tuple(int(p) + int(q) for p, q in zip(user.attrs["pads"], node.attrs["pads"]))
                 user.inputs = [node.inputs[0]] + user.inputs[1:]
                 g.remove_unused()
@@ -175,7 +174,7 @@ def _fold_affine_backward(g: Graph, counts) -> bool:
         if node.op != "affine":
             continue
         prod = g.producer(node.inputs[0])
-        if prod is None or prod.op not in ("conv", "dense", "affine"):
+        if prod is None or prod.op not in ops.SYNAPTIC:
             continue
         if _sole_consumer(g, prod.output) is not node:
             continue

@@ -20,13 +20,14 @@ import copy
 
 import numpy as np
 
+from snncc import ops
 from snncc.backends.python.float_runtime import run_graph
 from snncc.backends.python.snn_sim import run_quantized, simulate
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.passes.convert_build import build
-from snncc.passes.convert_plan import DATA_MOVEMENT, Plan, is_scale_affine, plan
+from snncc.passes.convert_plan import Plan, is_scale_affine, plan
 from snncc.passes.convert_thresholds import thresholds
 from snncc.passes.residual import scale_barriers
 
@@ -111,7 +112,7 @@ def populations(graph: Graph, p: Plan) -> list[list[str]]:
     for node in graph.nodes:
         if node.output in source:
             continue
-        keep = (node.op in ("maxpool", "sumpool", "avgpool", "pad") or node.output in p.identity_relus
+        keep = ((node.op in ops.DATA_MOVEMENT and ops.channel_identity(node.op)) or node.output in p.identity_relus
                 or (node.op == "affine" and is_scale_affine(node)))
         if keep and node.inputs[0] in source:
             source[node.output] = source[node.inputs[0]]
@@ -160,7 +161,7 @@ class _Tuner:
 
     def __init__(self, graph: Graph, p: Plan, levels: int, timesteps: int, x: np.ndarray):
         self.graph, self.p, self.N, self.T, self.x = graph, p, levels, timesteps, x
-        syn = [n.output for n in graph.nodes if n.op in ("conv", "dense")]
+        syn = [n.output for n in graph.nodes if n.op in ops.WEIGHTED]
         ref = run_graph(graph, x, capture=syn, dtype=np.float64)
         self.ref_logits = ref[graph.outputs[0]]
         self.ann_mean = {v: _channel_mean(ref[v]) for v in syn}
@@ -202,9 +203,9 @@ class _Tuner:
         delta: dict[str, np.ndarray] = {}
         static = set(self.graph.inputs)
         for node in self.graph.nodes:
-            if all(v in static for v in node.inputs) and node.op in DATA_MOVEMENT | {"conv", "dense", "affine"}:
+            if all(v in static for v in node.inputs) and node.op in ops.DATA_MOVEMENT | ops.SYNAPTIC:
                 static.add(node.output)  # fed by the input only: exact, nothing to correct
-        todo = [(i, n) for i, n in enumerate(self.graph.nodes) if n.op in ("conv", "dense") and n.output not in static]
+        todo = [(i, n) for i, n in enumerate(self.graph.nodes) if n.op in ops.WEIGHTED and n.output not in static]
         if self.T == 1:
             specs = self.specs(thetas)
             env, at = None, 0

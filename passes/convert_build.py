@@ -13,6 +13,7 @@ import copy
 
 import numpy as np
 
+from snncc import ops
 from snncc.backends.python import kernels as K
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value, infer_shape
@@ -219,13 +220,13 @@ class _Builder:
         op, a = node.op, node.attrs
         out_shape = self.src.values[node.output].shape
         maps = [self.as_levels(f, node)[1] for f in node.inputs]
-        if op in ("maxpool", "sumpool", "avgpool"):
+        if op in ops.POOLS:
             c = self._per_channel(maps[0], node)
             if op == "maxpool" and (c <= 0).any():
                 raise SnnccError("max pooling over levels with a non-positive scale is not a max of levels",
                                  node=node.name, op=op)
             return _broadcast(c / k, out_shape)
-        if op in ("flatten", "reshape"):
+        if op in ops.RESHAPES:
             return maps[0].reshape(out_shape)
         if op == "concat":
             return np.concatenate(maps, axis=int(a["axis"]))

@@ -19,13 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-
-# Ops that only move or pool values: levels stay levels, currents stay currents.
-DATA_MOVEMENT = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad",
-                           "channel_shuffle"})
-WEIGHTED = frozenset({"conv", "dense"})
 
 
 @dataclass
@@ -65,7 +61,7 @@ def plan(graph: Graph) -> Plan:
 def _origins(v: str, p: Plan, prod: dict) -> set[str]:
     """The currents that flow, through data movement only, into current value ``v``."""
     node = prod.get(v)
-    if node is None or node.op not in DATA_MOVEMENT:
+    if node is None or node.op not in ops.DATA_MOVEMENT:
         return {v}
     out: set[str] = set()
     for i in node.inputs:
@@ -96,13 +92,13 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
                 p.identity_relus.append(node.output)  # relu(relu(x)) = relu(x)
             else:
                 p.relus.append(node.output)
-        elif op in WEIGHTED or op == "affine":
+        elif op in ops.SYNAPTIC:
             if op == "affine" and ins[0] == "levels" and is_scale_affine(node):
                 p.kind[node.output] = "levels"  # a rescale of levels (e.g. avgpool's 1/k)
                 if node.inputs[0] in nonneg and (np.asarray(node.params["scale"]) > 0).all():
                     nonneg.add(node.output)
             else:
-                if op in WEIGHTED and not lv(node.inputs[0]):
+                if op in ops.WEIGHTED and not lv(node.inputs[0]):
                     requests.add(node.inputs[0])
                 p.kind[node.output] = "current"
         elif op == "add":
@@ -114,7 +110,7 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
                 p.level_adds.append(node.output)
                 if all(v in nonneg for v in node.inputs):
                     nonneg.add(node.output)
-        elif op in DATA_MOVEMENT:
+        elif op in ops.DATA_MOVEMENT:
             p.kind[node.output] = "levels" if all(lv(v) for v in node.inputs) else "current"
             if all(v in nonneg for v in node.inputs) and p.kind[node.output] == "levels":
                 nonneg.add(node.output)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import ops
 from snncc.backends.python import kernels as K
 from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
@@ -33,7 +34,6 @@ from snncc.ir import Graph, Node
 
 LIMIT = 2 ** 31
 INPUT_RANGE = (-128, 127)
-MOVE_OPS = frozenset({"flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def analyze(graph: Graph) -> dict[str, dict]:
@@ -69,7 +69,7 @@ def analyze(graph: Graph) -> dict[str, dict]:
 
 def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.ndarray]:
     op, p, a = node.op, node.params, node.attrs
-    if op in ("conv", "dense", "affine"):
+    if op in ops.SYNAPTIC:
         lo, hi = ins[0]
         bias = np.asarray(p["shift" if op == "affine" else "bias"], dtype=np.float64)
         tight = _synaptic(node, lo, hi, bias)
@@ -92,7 +92,7 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
         lo, hi = ins[0]
         out = K.maxpool(np.stack([lo, hi]), a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
         return out[0], out[1]
-    if op in MOVE_OPS:
+    if op in ops.MOVES:
         lo = eval_node(node, [x[0][None] for x in ins])[0]
         hi = eval_node(node, [x[1][None] for x in ins])[0]
         return lo, hi

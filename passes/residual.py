@@ -31,12 +31,12 @@ import copy
 
 import networkx as nx
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
 
 # Ops that move or max-pool values: non-negative levels stay non-negative levels.
-_LEVEL_PRESERVING = frozenset({"maxpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def value_graph(graph: Graph) -> nx.DiGraph:
@@ -68,7 +68,7 @@ def nonnegative_levels(graph: Graph) -> set[str]:
     for node in graph.nodes:
         if node.op == "relu":
             levels.add(node.output)
-        elif node.op in _LEVEL_PRESERVING and all(v in levels for v in node.inputs):
+        elif node.op in ops.KEEPS_LEVELS and all(v in levels for v in node.inputs):
             levels.add(node.output)
         elif node.op == "add" and all(v in levels for v in node.inputs):
             levels.add(node.output)

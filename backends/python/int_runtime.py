@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from snncc import ops
 from snncc.backends.python import kernels as K
 from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
@@ -144,7 +145,6 @@ def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) 
     return z
 
 
-_DATA_MOVEMENT = frozenset({"add", "sumpool", "maxpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -159,7 +159,7 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return np.rint(out).astype(np.int64)
     if op == "affine":
         return K.affine(x, p["scale"].astype(np.int64), p["shift"].astype(np.int64))
-    if op in _DATA_MOVEMENT:  # integer-exact as they are: share the float runtime's code
+    if op in ops.INT_EXACT:  # integer-exact as they are: share the float runtime's code
         return eval_node(node, args)
     raise SnnccError("the integer runtime cannot execute this op", node=node.name, op=op)
 

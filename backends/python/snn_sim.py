@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from snncc import ops
 from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-
-SYNAPTIC_WEIGHTED = ("conv", "dense", "affine")
 
 
 @dataclass
@@ -147,7 +146,7 @@ class _Totals:
                 self.level_sum[node.name] = 0.0
                 self.hist[node.name] = np.zeros(2 * n + 1 if node.attrs.get("signed") else n + 1, np.int64)
                 self.elements[node.name] = int(np.prod(graph.values[node.output].shape))
-            elif node.op in SYNAPTIC_WEIGHTED:
+            elif node.op in ops.SYNAPTIC:
                 self.in_events[node.name] = 0.0
                 self.sops[node.name] = 0.0
                 self.sops_ml[node.name] = 0.0
@@ -218,7 +217,7 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
             for v in node.inputs:  # free this step's activations nobody reads any more
                 if last[v] == i and v not in outputs:
                     env.pop(v, None)
-            if total and node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
+            if total and node.op in ops.SYNAPTIC and node.inputs[0] not in static:
                 total.synapse(node, args[0])  # static inputs are real values: MACs, computed once
             if node.output in static and t > 0:
                 out = env_static[node.output]
@@ -255,7 +254,6 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
 
 # --- the activation-quantized ANN (the T=1 oracle) -------------------------------------
 
-_MOVES = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def neuron_specs(graph_snn: Graph) -> dict[str, tuple[np.ndarray, int, bool]]:
@@ -303,7 +301,7 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
     keep = set(keep) | set(graph.outputs)
     for i in range(start, stop):
         node = nodes[i]
-        if node.op in ("conv", "dense"):
+        if node.op in ops.WEIGHTED:
             args = [env.get(node.inputs[0] + "#q", env[node.inputs[0]])]
         else:
             args = [env[v] for v in node.inputs]
@@ -311,7 +309,7 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
             out = args[0]
         else:
             out = eval_node(node, args).astype(np.float64, copy=False)
-        if node.op in _MOVES and any(v + "#q" in env for v in node.inputs):
+        if node.op in ops.DATA_MOVEMENT and any(v + "#q" in env for v in node.inputs):
             # data movement between a signed neuron and the conv/dense that reads its levels
             qargs = [env.get(v + "#q", env[v]) for v in node.inputs]
             env[node.output + "#q"] = eval_node(node, qargs).astype(np.float64, copy=False)
