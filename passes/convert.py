@@ -21,8 +21,6 @@ import copy
 import numpy as np
 
 from snncc import ops
-from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import run_quantized, simulate
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
@@ -30,6 +28,9 @@ from snncc.passes.convert_build import build
 from snncc.passes.convert_plan import Plan, is_scale_affine, plan
 from snncc.passes.convert_thresholds import thresholds
 from snncc.passes.residual import scale_barriers
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.neuron import quantize_levels
+from snncc.sim.snn_sim import run_quantized, simulate
 
 SEARCH_SAMPLES = 256  # calibration samples used by threshold search and bias correction, at most
 SEARCH_ELEMENTS = 20_000_000  # ... and fewer for big models: samples x activations per sample
@@ -255,7 +256,7 @@ def _rerun_node(graph: Graph, specs: dict, x, delta: dict, env: dict, i: int) ->
     if spec is not None:  # a signed site: re-quantize the corrected current
         theta, n, signed = spec
         th = theta.reshape((1, -1) + (1,) * (out.ndim - 2))
-        env[node.output + "#q"] = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
+        env[node.output + "#q"] = quantize_levels(out, th, n, signed) * th
     return env
 
 

@@ -14,10 +14,10 @@ import copy
 import numpy as np
 
 from snncc import ops
-from snncc.backends.python import kernels as K
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value, infer_shape
 from snncc.passes.convert_plan import Plan
+from snncc.sim import kernels as K
 
 
 class _Builder:

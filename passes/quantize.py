@@ -32,6 +32,7 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
 from snncc.passes import current_affine, range_analysis, step_search, weight_quant, weight_rounding
+from snncc.sim.neuron import v_init
 
 # Ops that move or select values without arithmetic on them (same domain in and out).
 INPUT_BITS = 8
@@ -377,7 +378,7 @@ class _Scales:
 
     def _move(self, node: Node, shape) -> np.ndarray:
         """Scale ids through data movement: apply the same movement to the id array."""
-        from snncc.backends.python.float_runtime import eval_node
+        from snncc.sim.float_runtime import eval_node
 
         src = [np.asarray(self.ids[v]) for v in node.inputs]
         if node.op in ops.POOLS:
@@ -550,7 +551,7 @@ def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, mea
     input against W_q * S on the integer network's (x_q for the input layer).  Its
     mean over positions goes into the real bias before rounding.
     """
-    from snncc.backends.python.float_runtime import eval_node
+    from snncc.sim.float_runtime import eval_node
 
     for node in g.nodes:
         if node.name not in wq or domains[node.inputs[0]] == "current":
@@ -616,7 +617,7 @@ def _quantize_nodes(g: Graph, bits: dict[str, int], wq: dict, sc: _Scales, optio
             theta_q = np.maximum(1, _to_int32(theta / S, node))
             node.params = {
                 "theta": theta_q.astype(np.int32),
-                "v_init": (theta_q // 2).astype(np.int32),
+                "v_init": v_init(theta_q).astype(np.int32),
                 "theta_real": theta.copy(),
             }
             node.attrs["membrane_bits"] = int(options.membrane_bits)

@@ -27,10 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from snncc import ops
-from snncc.backends.python import kernels as K
-from snncc.backends.python.float_runtime import eval_node
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
+from snncc.sim import kernels as K
+from snncc.sim.float_runtime import eval_node
+from snncc.sim.neuron import floor_to_grid, levels, saturate
+from snncc.sim.walk import walk
 
 LIMIT = 2 ** 31
 INPUT_RANGE = (-128, 127)
@@ -47,14 +49,16 @@ def analyze(graph: Graph) -> dict[str, dict]:
         shape = graph.shape(name)
         env[name] = (np.full(shape, float(INPUT_RANGE[0])), np.full(shape, float(INPUT_RANGE[1])))
     result: dict[str, dict] = {}
-    for node in graph.nodes:
+
+    def step(i: int, node: Node, env: dict) -> tuple[np.ndarray, np.ndarray]:
         info: dict[str, list[int]] = {}
-        ins = [env[v] for v in node.inputs]
-        lo, hi = _node_interval(node, ins, info, T)
-        env[node.output] = (lo, hi)
+        lo, hi = _node_interval(node, [env[v] for v in node.inputs], info, T)
         info["range"] = [int(lo.min()), int(hi.max())]
         _check(node, info["range"], "the output")
         result[node.name] = info
+        return lo, hi
+
+    walk(graph, env, step)
     for name in graph.outputs:
         node = graph.producer(name)
         lo, hi = env[name]
@@ -132,10 +136,10 @@ def _neuron(node: Node, current, info: dict, T: int):
     ilo, ihi = current
     a, p = node.attrs, node.params
     n_hi = int(a["levels"])
-    n_lo = n_hi if a.get("signed") else 0
+    signed = bool(a.get("signed"))
+    n_lo = n_hi if signed else 0
     B = int(a.get("membrane_bits", 32))
     k = int(a.get("membrane_shift", 0))
-    vmin, vmax = -(2 ** (B - 1)), 2 ** (B - 1) - 1
     shape = (-1,) + (1,) * (ilo.ndim - 1)
     th = np.asarray(p["theta"], dtype=np.float64).reshape(shape)
     v0 = np.broadcast_to(np.asarray(p["v_init"], dtype=np.float64).reshape(shape), ilo.shape)
@@ -147,15 +151,14 @@ def _neuron(node: Node, current, info: dict, T: int):
     for _ in range(T):
         plo, phi = vlo + ilo, vhi + ihi
         pre = [min(pre[0], float(plo.min())), max(pre[1], float(phi.max()))]
-        slo, shi = np.clip(plo, vmin, vmax), np.clip(phi, vmin, vmax)
-        zlo_all = np.minimum(zlo_all, np.clip(np.floor(slo / th), -n_lo, n_hi))
-        zhi_all = np.maximum(zhi_all, np.clip(np.floor(shi / th), -n_lo, n_hi))
+        slo, shi = saturate(plo, B), saturate(phi, B)
+        zlo_all = np.minimum(zlo_all, levels(slo, th, n_hi, signed))
+        zhi_all = np.maximum(zhi_all, levels(shi, th, n_hi, signed))
         # Image of [slo, shi] under the subtractive reset v - z*theta (see module doc).
         nlo = np.where(slo < -n_lo * th, slo + n_lo * th, np.maximum(0, slo - n_hi * th))
         nhi = np.where(shi < -n_lo * th, shi + n_lo * th,
                        np.maximum(np.minimum(th - 1, shi + n_lo * th), shi - n_hi * th))
-        if k:
-            nlo, nhi = np.floor(nlo / 2 ** k) * 2 ** k, np.floor(nhi / 2 ** k) * 2 ** k
+        nlo, nhi = floor_to_grid(nlo, k), floor_to_grid(nhi, k)
         state = [min(state[0], float(nlo.min())), max(state[1], float(nhi.max()))]
         if np.array_equal(nlo, vlo) and np.array_equal(nhi, vhi):
             break  # fixed point: every later step gives the same intervals

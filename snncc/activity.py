@@ -66,7 +66,7 @@ def activity_trace_nodes(graph: Graph) -> list[str]:
 
 def simulate_activity(graph: Graph, x: np.ndarray, *, timesteps: int | None = None):
     """Simulate the float SNN with the traces the analysis needs; returns (SimResult, report)."""
-    from snncc.backends.python.snn_sim import simulate
+    from snncc.sim.snn_sim import simulate
 
     sim = simulate(graph, x, timesteps=timesteps, trace=activity_trace_nodes(graph))
     return sim, activity_report(graph, sim)

@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from snncc import __version__
+from snncc.backends import names as target_names
 from snncc.errors import SnnccError
 
 
@@ -337,7 +338,7 @@ Examples:
   snncc compile model.onnx --calib calib.npz --weight-bits 4 --layer-bits first=8 --layer-bits last=8 -o out
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+@click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="What to emit.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default build/<model name>).")
@@ -378,7 +379,7 @@ Examples:
   snncc verify model.onnx --target python --calib calib.npz --data test.npz --max-top1-drop 1.0
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+@click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="The code to check bit for bit against the integer runtime.")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluation inputs: .npy or .npz (keys x[, y]), like --calib. The ladder and the "

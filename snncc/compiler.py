@@ -18,7 +18,6 @@ from snncc.options import CompileOptions
 from snncc.outdir import atomic_output_dir, check_output_dir, write_text
 
 REPORT_SCHEMA_VERSION = 1
-TARGETS = ("c", "python")
 
 
 @dataclass
@@ -139,20 +138,32 @@ def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:
     return acc
 
 
+def spike_rates(graph: Graph, report: dict | None) -> dict[str, float]:
+    """Neuron output value -> measured spike rate, from the report's per-layer entries.
+
+    The driver measures activity once (the fidelity report) and hands the rates to the
+    emitter, which picks event-driven or dense kernels from them.
+    """
+    if not report or not isinstance(report.get("layers"), list):
+        return {}
+    by_name = {n.name: n for n in graph.nodes if n.op == "neuron"}
+    rates = {}
+    for layer in report["layers"]:
+        if not isinstance(layer, dict):
+            continue
+        node = by_name.get(layer.get("name"))
+        rate = layer.get("spike_rate")
+        if node is not None and isinstance(rate, (int, float)):
+            rates[node.output] = float(rate)
+    return rates
+
+
 def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str) -> dict:
-    """Write the target's files into ``out_dir`` (already created, empty)."""
-    extra: dict = {}
-    if target == "c":
-        from snncc.backends.c.emit import emit_c
+    """Write the target's files into ``out_dir`` (already created, empty); return its report keys."""
+    from snncc.backends import target as get_target
 
-        info = emit_c(result.int_graph, out_dir, name=name, report=result.report)
-        if isinstance(info, dict):
-            extra["c"] = info
-    elif target == "python":
-        from snncc.irio import save_ir
-
-        save_ir(result.int_graph, out_dir / name)
-    return extra
+    return get_target(target).emit(result.int_graph, out_dir, name=name,
+                                   spike_rates=spike_rates(result.int_graph, result.report))
 
 
 def compile_model(model_path: Path | str, *, options: CompileOptions | None = None, calib=None,
@@ -160,9 +171,10 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                   name: str | None = None, dump_after: Iterable[str] = (),
                   echo: Callable[[str], None] = print) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given."""
+    from snncc.backends import target as get_target
+
     options = options or CompileOptions()
-    if target not in TARGETS:
-        raise SnnccError(f"option --target must be one of {', '.join(TARGETS)}, got {target!r}")
+    get_target(target)  # an unknown --target fails before the slow work
     model_path = Path(model_path)
     if output is not None:
         check_output_dir(Path(output), force)  # fail before the slow work

@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from snncc import ops
-from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import simulate
 from snncc.calib_data import CalibData
 from snncc.graph_stats import node_macs, node_param_count
 from snncc.ir import Graph
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.snn_sim import simulate
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9

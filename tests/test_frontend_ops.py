@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from snncc.backends.python.float_runtime import run_graph
 from snncc.frontend.onnx_import import import_onnx_model
 from snncc.options import CompileOptions
 from snncc.passes import canonicalize
+from snncc.sim.float_runtime import run_graph
 
 RNG = np.random.default_rng(0)
 

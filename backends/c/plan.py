@@ -17,6 +17,7 @@ import numpy as np
 from snncc.backends.c import layout as L
 from snncc.errors import SnnccError, sanitize_name
 from snncc.ir import Graph, Node
+from snncc.sim import neuron
 
 CTYPE = {"i8": "int8_t", "i32": "int32_t"}
 ESIZE = {"i8": 1, "i32": 4}
@@ -390,7 +391,8 @@ class _Builder:
             raise SnnccError(f"membrane_bits {bits} / membrane_shift {shift} out of range",
                              node=node.name, op=node.op)
         theta = self.int_param(node, "theta", 1, 2**31 - 1)
-        v_init = self.int_param(node, "v_init", -(2**31), 2**31 - 1) if "v_init" in node.params else theta // 2
+        v_init = (self.int_param(node, "v_init", -(2**31), 2**31 - 1) if "v_init" in node.params
+                  else neuron.v_init(theta))
         vmin, vmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         thref = self.array(f"{ident}_theta", np.broadcast_to(theta, (ch,)).astype(np.int32), "int32_t",
                            f"{ident} thresholds")
