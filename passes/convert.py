@@ -25,7 +25,7 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.passes.convert_build import build
-from snncc.passes.convert_plan import Plan, is_scale_affine, plan
+from snncc.passes.convert_plan import Plan, plan, populations
 from snncc.passes.convert_thresholds import thresholds
 from snncc.passes.residual import scale_barriers
 from snncc.sim.float_runtime import run_graph
@@ -95,50 +95,6 @@ def initial_thresholds(graph: Graph, p: Plan, options: CompileOptions):
         if clip is not None:
             caps[v] = float(clip) / N
     return thetas, caps
-
-
-def populations(graph: Graph, p: Plan) -> list[list[str]]:
-    """Neuron populations whose thresholds move together: the inputs of spike + spike joins
-    (union-find through channel-preserving ops), and every other neuron alone. Graph order."""
-    parent: dict[str, str] = {v: v for v in list(p.relus) + list(p.signed_sites)}
-
-    def find(v: str) -> str:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    source: dict[str, str | None] = {v: v for v in parent}  # levels value -> a neuron it comes from
-    prod = graph.producers()
-    for node in graph.nodes:
-        if node.output in source:
-            continue
-        keep = ((node.op in ops.DATA_MOVEMENT and ops.channel_identity(node.op)) or node.output in p.identity_relus
-                or (node.op == "affine" and is_scale_affine(node)))
-        if keep and node.inputs[0] in source:
-            source[node.output] = source[node.inputs[0]]
-        elif node.output in p.level_adds:
-            srcs = [source.get(v) for v in node.inputs]
-            if any(s is None for s in srcs):
-                bad = node.inputs[srcs.index(None)]
-                where = prod.get(bad)
-                raise SnnccError(f"a spike + spike join needs both inputs straight from neurons; input {bad!r}"
-                                 f" comes from {where.op if where else 'the graph input'}",
-                                 node=node.name, op=node.op)
-            for s in srcs[1:]:
-                parent[find(s)] = find(srcs[0])
-            source[node.output] = srcs[0]
-    # residual pass (sparse mode): keep the threshold sharing a SEW join imposes (attrs["theta_group"])
-    tied: dict[str, str] = {}
-    for node in graph.nodes:
-        key = node.attrs.get("theta_group") if node.op == "relu" else None
-        if key is not None:
-            parent[find(node.output)] = find(tied.setdefault(key, node.output))
-    order = {v: i for i, v in enumerate(parent)}
-    groups: dict[str, list[str]] = {}
-    for v in parent:
-        groups.setdefault(find(v), []).append(v)
-    return sorted((sorted(g, key=order.get) for g in groups.values()), key=lambda g: order[g[0]])
 
 
 def _equalize(thetas: dict, caps: dict, members: list[str]) -> None:

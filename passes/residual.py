@@ -35,6 +35,7 @@ from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
+from snncc.passes.convert_plan import plan, populations
 
 # Ops that move or max-pool values: non-negative levels stay non-negative levels.
 
@@ -160,11 +161,9 @@ def _tie_sew_thresholds(graph: Graph) -> None:
 
     ``convert`` must equalize the thresholds of levels added together (sew mode).
     Keeping the same sharing in sparse mode (``attrs["theta_group"]``, read by
-    ``convert.populations``) makes the barriers the only difference between the
+    ``convert_plan.populations``) makes the barriers the only difference between the
     two modes, so a barrier can only remove events at its join.
     """
-    from snncc.passes.convert import populations  # convert imports this module
-    from snncc.passes.convert_plan import plan
 
     relus = {n.output: n for n in graph.nodes if n.op == "relu"}
     for members in populations(graph, plan(graph)):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from snncc import __version__
 from snncc.backends import names as target_names
+from snncc.cli_options import config_blame, missing_calib_where, parse_layer_bits
 from snncc.errors import SnnccError
 
 
@@ -294,39 +294,6 @@ def _build_options(kw: dict, model: Path):
     with blame():
         options.validate()
     return options, calib, blame
-
-
-def missing_calib_where(model: Path, cfg) -> str:
-    """Where snncc looked for a default --calib, for the 'option --calib is required' error."""
-    toml = f"{cfg.path} has no [compile] calib" if cfg else "no snncc.toml next to the model"
-    return f"{toml}, and there is no {model.stem}.calib.npz next to the model"
-
-
-def parse_layer_bits(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        name, sep, bits = item.partition("=")
-        if not sep or not name:
-            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
-        try:
-            out[name] = int(bits)
-        except ValueError:
-            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
-    return out
-
-
-@contextmanager
-def config_blame(cfg, flags: set[str], flag_layers: set[str]):
-    """Re-raise an SnnccError caused by a config-file value so that it names the file and key."""
-    from snncc.config import blame_config
-
-    try:
-        yield
-    except SnnccError as exc:
-        better = blame_config(exc, cfg, flags, flag_layers)
-        if better is exc:
-            raise
-        raise better from None
 
 
 # --- compile ---------------------------------------------------------------------
