@@ -101,7 +101,7 @@ def _is_identity(g: Graph, node: Node) -> bool:
         return not any(a["pads"])
     if node.op == "channel_shuffle":
         return a["groups"] in (1, in_shape[0])
-    if node.op in ops.POOLS:
+    if node.op in ops.POOLS and node.op in ops.WINDOWED:
         return (tuple(a["kernel"]) == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"]))
     return False
 

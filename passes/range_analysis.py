@@ -6,8 +6,8 @@ input range [-128, 127]:
 - conv/dense/affine: [sum W+ * lo + W- * hi + b, sum W+ * hi + W- * lo + b]; zero
   padding contributes 0 exactly, because the interval arrays go through the same
   kernels as the data.
-- add sums intervals, sumpool sums windows, maxpool takes window maxima of both
-  ends, data movement moves both ends.
+- add sums intervals, sumpool sums windows; max pools and data movement are
+  monotone, so they map both ends.
 - neuron: the membrane is iterated as an interval for t = 1..T (stopping early at a
   fixed point): pre-saturation v + I, saturation to B bits, the level
   z = clamp(floor(v / theta), lo, N) (monotone in v), the subtractive reset, the
@@ -92,11 +92,7 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
                         a["pads"])
         _check(node, [out[2].min(), out[3].max()], "the window sum")
         return out[0], out[1]
-    if op == "maxpool":
-        lo, hi = ins[0]
-        out = K.maxpool(np.stack([lo, hi]), a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
-        return out[0], out[1]
-    if op in ops.MOVES:
+    if op in ops.MOVES or op in ops.MAX_POOLS:  # monotone: the bounds map through the op itself
         lo = eval_node(node, [x[0][None] for x in ins])[0]
         hi = eval_node(node, [x[1][None] for x in ins])[0]
         return lo, hi

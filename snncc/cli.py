@@ -312,11 +312,17 @@ Examples:
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--name", help="C identifier prefix of the generated API (default: from the file name).")
 @click.option("--dump-ir-after", multiple=True, metavar="PASS", help="Print the IR after this pass (repeatable).")
+@click.option("--stop-after", metavar="PASS",
+              help="End the pipeline after this pass and write only its IR (<name>.json + <name>.npz) to -o.")
+@click.option("--start-from", metavar="IR", type=click.Path(path_type=Path),
+              help="Resume from an IR written by --stop-after (the path without .json/.npz); MODEL stays "
+                   "the float reference of the report.")
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
 def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name: str | None,
-                dump_ir_after: tuple[str, ...], report_format: str, **kw):
+                dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
+                start_from: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
@@ -326,7 +332,11 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
         raise SnnccError(f"option --name must be a C identifier, got {name!r}")
     with blame():
         result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
-                               name=name, dump_after=dump_ir_after, echo=click.echo)
+                               name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
+                               start_from=start_from)
+    if stop_after is not None:
+        click.echo(f"wrote {output}/ (IR after {stop_after})")
+        return
     if report_format == "html":
         from snncc.html_report import write_html_report
 

@@ -190,11 +190,14 @@ MOVES = group("moves")
 KEEPS_LEVELS = group("keeps_levels")
 POOLS = group("pool")
 INT_EXACT = group("int_exact")
+WINDOWED = group("windowed")
 ZERO_PADS = group("zero_pads")
 VARIADIC = group("variadic")
 RESHAPES = group("reshapes")
 # Ops that only move or pool values: levels stay levels, currents stay currents.
 DATA_MOVEMENT = MOVES | POOLS
+# Pools that take a max: exact on levels at T=1, and monotone (range analysis maps both ends).
+MAX_POOLS = POOLS & KEEPS_LEVELS
 # Data movement the integer IR keeps (avgpool became sumpool + a scale in canonicalize).
 INT_DATA_MOVEMENT = DATA_MOVEMENT & INT_EXACT
 

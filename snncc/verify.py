@@ -81,6 +81,8 @@ def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
 
     if timesteps != 1:
         return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
+    if ann_graph is None:
+        return Rung("quantized ANN == float SNN", True, "skipped: no pass turned a float graph into the SNN")
     expected = quantized_ann_levels(ann_graph, snn_graph, x)
     neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
     sim = simulate(snn_graph, x, capture=neurons, activity=False)
