@@ -1,6 +1,6 @@
 """Targets, one subpackage each; ``TARGETS`` is the one registry.
 
-A target module offers:
+``TARGETS`` maps a target name to its interface module, ``<folder>/target.py``, which offers:
 
 - ``LABEL``: how ``snncc verify`` names it ("integer runtime == LABEL");
 - ``emit(graph, out_dir, *, name, spike_rates) -> dict``: write the files for the
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 TARGETS: dict[str, str] = {
-    "c": "snncc.backends.c",
-    "python": "snncc.backends.python",
+    "c": "snncc.backends.c.target",
+    "python": "snncc.backends.python.target",
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from c_graphs import IntGraphBuilder, block_conv_net, conv_geometry_net, sample_inputs, simd_builds
 
-from snncc.backends import c as c_target
+from snncc.backends.c import target as c_target
 from snncc.backends.c.emit import c_memory, emit_c
 from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs, run_host
 from snncc.compiler import spike_rates
