@@ -108,6 +108,11 @@ def _pool(node, shapes, fail) -> Shape:
     return (c, pool_out(h, kh, sh, t, b, dh), pool_out(w, kw, sw, l_, r, dw))
 
 
+def _global_pool(node, shapes, fail) -> Shape:
+    c, _, _ = _rank(shapes[0], 3, fail)
+    return (c, 1, 1)
+
+
 def _add(node, shapes, fail) -> Shape:
     for s in shapes[1:]:
         if tuple(s) != tuple(shapes[0]):
@@ -157,6 +162,8 @@ _ROWS = [
     Op("avgpool", (), _pool, pool=True, windowed=True, doc="attrs: kernel, strides, pads, count_include_pad"),
     Op("sumpool", (), _pool, pool=True, windowed=True, int_exact=True, zero_pads=True,
        doc="attrs: kernel, strides, pads (zero padding)"),
+    Op("global_maxpool", (), _global_pool, keeps_levels=True, pool=True, int_exact=True,
+       doc="per channel, the max over all H x W positions: (C, H, W) -> (C, 1, 1)"),
     Op("flatten", (), _flatten, "block", moves=True, keeps_levels=True, int_exact=True, reshapes=True),
     Op("reshape", (), _reshape, "block", moves=True, keeps_levels=True, int_exact=True, reshapes=True,
        doc="attrs: shape (per-sample target)"),

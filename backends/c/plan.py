@@ -371,6 +371,31 @@ class _Builder:
         self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
         return y
 
+    def op_global_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        """y[ch] = max over the H*W positions of x (channel-last: x[pos * C + ch])."""
+        x = ins[0]
+        c, h, w = x.shape
+        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        t = CTYPE[x.kind]
+        self.step([
+            "{",
+            f"    const {t} *gx = {self.ptr(x)};",
+            f"    {t} *gy = {self.ptr(y)};",
+            "    int32_t pos, ch;",
+            f"    for (ch = 0; ch < {c}; ++ch) {{",
+            "        gy[ch] = gx[ch];",
+            "    }",
+            f"    for (pos = 1; pos < {h * w}; ++pos) {{",
+            f"        for (ch = 0; ch < {c}; ++ch) {{",
+            f"            if (gx[pos * {c} + ch] > gy[ch]) {{",
+            f"                gy[ch] = gx[pos * {c} + ch];",
+            "            }",
+            "        }",
+            "    }",
+            "}",
+        ], [x.buf, y.buf])
+        return y
+
     def op_sumpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
         p = self.pool_decl(node, ident, x)

@@ -34,6 +34,8 @@ def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return out
     if op == "maxpool":
         return K.maxpool(x, a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
+    if op == "global_maxpool":
+        return K.global_maxpool(x)
     if op == "avgpool":
         return K.avgpool(x, a["kernel"], a["strides"], a["pads"], a["count_include_pad"])
     if op == "sumpool":
