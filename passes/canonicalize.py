@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from snncc import ops
-from snncc.ir import Graph, Node, Value
+from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
 
 
@@ -47,10 +47,6 @@ def _sole_consumer(g: Graph, value: str) -> Node | None:
     return users[0]
 
 
-def _remove(g: Graph, node: Node) -> None:
-    g.nodes.remove(node)
-
-
 def _bypass(g: Graph, node: Node) -> None:
     """Remove a one-input node whose output equals its input."""
     src = node.inputs[0]
@@ -61,21 +57,12 @@ def _bypass(g: Graph, node: Node) -> None:
         # The producer of ``src`` takes over the output name when nothing else reads src.
         prod = g.producer(src)
         if prod is not None and _sole_consumer(g, src) is node:
-            _rename_output(g, prod, node.output)
-            _remove(g, node)
+            g.rename_output(prod, node.output)
+            g.remove_node(node)
             return
         return
     g.replace_uses(node.output, src)
-    _remove(g, node)
-
-
-def _rename_output(g: Graph, node: Node, new: str) -> None:
-    """Let ``node`` produce the value ``new`` (whose old producer is being removed)."""
-    old = node.output
-    node.output = new
-    g.values[new] = Value(new, g.values[old].shape, g.values[old].dtype)
-    g.replace_uses(old, new)
-    g.values.pop(old, None)
+    g.remove_node(node)
 
 
 def _f64(arr) -> np.ndarray:
@@ -139,16 +126,15 @@ def _avgpool_to_sumpool(g: Graph, counts) -> None:
             continue
         k = float(a["kernel"][0] * a["kernel"][1])
         channels = g.shape(node.output)[0]
-        summed = g.unique_name(f"{node.name}_sum")
-        g.values[summed] = Value(summed, g.shape(node.output), g.values[node.output].dtype)
-        scale = Node(name=g.unique_name(f"{node.name}_scale"), op="affine", inputs=[summed],
-                     output=node.output, params={"scale": _f32(np.full(channels, 1.0 / k)),
-                                                 "shift": _f32(np.zeros(channels))},
+        out = node.output
+        g.rename_output(node, g.unique_name(f"{node.name}_sum"), move_uses=False)
+        scale = Node(name=g.unique_name(f"{node.name}_scale"), op="affine", inputs=[node.output],
+                     output=out, params={"scale": _f32(np.full(channels, 1.0 / k)),
+                                         "shift": _f32(np.zeros(channels))},
                      origin=node.origin)
         node.op = "sumpool"
         node.attrs = {"kernel": tuple(a["kernel"]), "strides": tuple(a["strides"]), "pads": tuple(a["pads"])}
-        node.output = summed
-        g.nodes.insert(g.nodes.index(node) + 1, scale)
+        g.insert_after(node, scale)
         counts["avgpool"] += 1
 
 
@@ -187,8 +173,8 @@ def _fold_affine_backward(g: Graph, counts) -> bool:
             prod.params["weight"] = _f32(w * s.reshape((-1,) + (1,) * (w.ndim - 1)))
             prod.params["bias"] = _f32(_f64(prod.params["bias"]) * s + t)
         out = node.output
-        _remove(g, node)
-        _rename_output(g, prod, out)
+        g.remove_node(node)
+        g.rename_output(prod, out)
         counts["affine_backward"] += 1
         return True
     return False
@@ -231,7 +217,7 @@ def _fold_affine_forward(g: Graph, counts) -> bool:
             continue
         target = flatten if flatten is not None else user
         target.inputs = [node.inputs[0]] + target.inputs[1:]
-        _remove(g, node)
+        g.remove_node(node)
         g.values.pop(node.output, None)
         counts["affine_forward"] += 1
         return True

@@ -22,6 +22,7 @@ import numpy as np
 from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
+from snncc.unionfind import UnionFind
 
 
 @dataclass
@@ -129,15 +130,8 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
 def populations(graph: Graph, p: Plan) -> list[list[str]]:
     """Neuron populations whose thresholds move together: the inputs of spike + spike joins
     (union-find through channel-preserving ops), and every other neuron alone. Graph order."""
-    parent: dict[str, str] = {v: v for v in list(p.relus) + list(p.signed_sites)}
-
-    def find(v: str) -> str:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    source: dict[str, str | None] = {v: v for v in parent}  # levels value -> a neuron it comes from
+    uf = UnionFind(list(p.relus) + list(p.signed_sites))
+    source: dict[str, str | None] = {v: v for v in uf.parent}  # levels value -> a neuron it comes from
     prod = graph.producers()
     for node in graph.nodes:
         if node.output in source:
@@ -154,20 +148,16 @@ def populations(graph: Graph, p: Plan) -> list[list[str]]:
                 raise SnnccError(f"a spike + spike join needs both inputs straight from neurons; input {bad!r}"
                                  f" comes from {where.op if where else 'the graph input'}",
                                  node=node.name, op=node.op)
-            for s in srcs[1:]:
-                parent[find(s)] = find(srcs[0])
+            uf.union(srcs)
             source[node.output] = srcs[0]
     # residual pass (sparse mode): keep the threshold sharing a SEW join imposes (attrs["theta_group"])
     tied: dict[str, str] = {}
     for node in graph.nodes:
         key = node.attrs.get("theta_group") if node.op == "relu" else None
         if key is not None:
-            parent[find(node.output)] = find(tied.setdefault(key, node.output))
-    order = {v: i for i, v in enumerate(parent)}
-    groups: dict[str, list[str]] = {}
-    for v in parent:
-        groups.setdefault(find(v), []).append(v)
-    return sorted((sorted(g, key=order.get) for g in groups.values()), key=lambda g: order[g[0]])
+            uf.union([node.output, tied.setdefault(key, node.output)])
+    order = {v: i for i, v in enumerate(uf.parent)}
+    return sorted((sorted(g, key=order.get) for g in uf.classes().values()), key=lambda g: order[g[0]])
 
 
 def _order(graph: Graph):

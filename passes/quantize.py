@@ -33,8 +33,8 @@ from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
 from snncc.passes import current_affine, range_analysis, step_search, weight_quant, weight_rounding
 from snncc.sim.neuron import v_init
+from snncc.unionfind import UnionFind
 
-# Ops that move or select values without arithmetic on them (same domain in and out).
 INPUT_BITS = 8
 INPUT_QMAX = 127
 AFFINE_BITS = 8  # step of a population fed only by affines: its weight uses +-127
@@ -281,27 +281,15 @@ def _stat_absmax(st) -> float:
 
 # --- joint current scales ------------------------------------------------------------
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
+class _UnionFind(UnionFind):
+    """Scale variables 0..n-1; ids < 0 mean "no variable"."""
 
-    def find(self, i: int) -> int:
-        p = self.parent
-        root = i
-        while p[root] != root:
-            root = p[root]
-        while p[i] != root:  # path compression
-            p[i], i = root, p[i]
-        return int(root)
+    def __init__(self, n: int):
+        super().__init__(range(n))
 
     def union_all(self, ids: np.ndarray) -> None:
         """Put every id >= 0 in ``ids`` into one class (smallest root wins: deterministic)."""
-        ids = np.unique(ids[ids >= 0])
-        if ids.size < 2:
-            return
-        roots = sorted({self.find(int(i)) for i in ids})
-        for r in roots[1:]:
-            self.parent[r] = roots[0]
+        self.union(int(i) for i in np.unique(ids[ids >= 0]))
 
     def roots(self, ids: np.ndarray) -> np.ndarray:
         return np.array([self.find(int(i)) if i >= 0 else -1 for i in ids.ravel()],

@@ -33,11 +33,9 @@ import networkx as nx
 
 from snncc import ops
 from snncc.errors import SnnccError
-from snncc.ir import Graph, Node, Value
+from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
 from snncc.passes.convert_plan import plan, populations
-
-# Ops that move or max-pool values: non-negative levels stay non-negative levels.
 
 
 def value_graph(graph: Graph) -> nx.DiGraph:
@@ -142,13 +140,10 @@ def _insert_barrier(graph: Graph, add: Node, scale: float) -> str:
                          "run the calibrate pass before residual", node=add.name, op=add.op)
     name = graph.unique_name(add.name + "/barrier")
     out = graph.unique_name(add.output + "/barrier")
-    src = graph.values[add.output]
-    graph.values[out] = Value(out, tuple(src.shape), src.dtype)
     graph.replace_uses(add.output, out)
     barrier = Node(name, "relu", [add.output], out, {"max": None, "barrier": True, "barrier_scale": scale},
                    origin=add.origin)
-    at = next(i for i, n in enumerate(graph.nodes) if n is add)
-    graph.nodes.insert(at + 1, barrier)
+    graph.insert_after(add, barrier)
     stats = copy.deepcopy(graph.stats[add.output])
     if isinstance(stats, dict) and "kind" in stats:
         stats["kind"] = "relu"

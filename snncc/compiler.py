@@ -30,25 +30,6 @@ class CompileResult:
     output_dir: Path | None = None
 
 
-def find_default_calib(model_path: Path) -> Path | str | None:
-    """The calibration-file convention when --calib is not given.
-
-    1. ``snncc.toml`` next to the model with ``[compile] calib = "file.npz"``
-       (relative to the TOML file, or ``"random"``);
-    2. a sibling ``<model stem>.calib.npz``.
-    """
-    from snncc.config import read_compile_calib
-
-    model_path = Path(model_path)
-    toml_path = model_path.parent / "snncc.toml"
-    if toml_path.is_file():
-        calib = read_compile_calib(toml_path)
-        if calib is not None:
-            return calib
-    sibling = model_path.with_name(model_path.stem + ".calib.npz")
-    return sibling if sibling.is_file() else None
-
-
 def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
               dump_after: Iterable[str] = (), echo: Callable[[str], None] = print,
               pipeline: list[str] | None = None, stop_after: str | None = None,

@@ -145,6 +145,32 @@ class Graph:
             node.inputs = [new if v == old else v for v in node.inputs]
         self.outputs = [new if v == old else v for v in self.outputs]
 
+    # --- edits ----------------------------------------------------------------
+    def insert_after(self, anchor: Node, node: Node) -> None:
+        """Put ``node`` right after ``anchor``; a new output value gets the inferred shape
+        and the dtype of the node's first input.  Readers are not rewired."""
+        if node.output not in self.values:
+            src = self.values[node.inputs[0]]
+            self.values[node.output] = Value(node.output, tuple(infer_shape(self, node)), src.dtype)
+        at = next(i for i, n in enumerate(self.nodes) if n is anchor)
+        self.nodes.insert(at + 1, node)
+
+    def remove_node(self, node: Node) -> None:
+        """Drop ``node`` (its readers must already read something else)."""
+        self.nodes = [n for n in self.nodes if n is not node]
+
+    def rename_output(self, node: Node, new: str, *, move_uses: bool = True) -> None:
+        """Let ``node`` produce the value ``new`` (same shape and dtype).
+
+        With ``move_uses`` every reader (and graph output) of the old value follows and
+        the old value is dropped; without, the old value stays for a new producer."""
+        old = node.output
+        node.output = new
+        self.values[new] = Value(new, self.values[old].shape, self.values[old].dtype)
+        if move_uses:
+            self.replace_uses(old, new)
+            self.values.pop(old, None)
+
     def verify(self) -> None:
         """Check the invariants every pass must keep; raise SnnccError if broken."""
         if self.stage not in STAGES:
