@@ -1,1 +1,48 @@
-"""Code generators and runtimes; each reads only the IR (integer IR for codegen)."""
+"""Targets, one subpackage each; ``TARGETS`` is the one registry.
+
+``TARGETS`` maps a target name to its interface module, ``<folder>/target.py``, which offers:
+
+- ``LABEL``: how ``snncc verify`` names it ("integer runtime == LABEL");
+- ``emit(graph, out_dir, *, name, spike_rates) -> dict``: write the files for the
+  integer IR into the existing folder ``out_dir``; return what the report records
+  about them (the driver owns report.json: emitters neither read nor write it);
+- ``check_tools(**verify_options)``: raise SnnccError early if a tool is missing;
+- ``verify(graph, out_dir, x_q, *, reference, **verify_options) -> Check``: run what
+  ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
+  ``reference``, the integer runtime's (N, OUT) int outputs.
+
+A new backend is one folder here plus one line in ``TARGETS`` (docs/contributing.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+TARGETS: dict[str, str] = {
+    "c": "snncc.backends.c.target",
+    "python": "snncc.backends.python.target",
+}
+
+
+@dataclass
+class Check:
+    """A target's verdict: bit-exact or not, one line of detail, rows for the table."""
+
+    ok: bool
+    detail: str
+    table: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(TARGETS)
+
+
+def target(name: str) -> ModuleType:
+    """The module of target ``name``; SnnccError naming --target when unknown."""
+    if name not in TARGETS:
+        from snncc.errors import SnnccError
+
+        raise SnnccError(f"option --target must be one of {', '.join(TARGETS)}, got {name!r}")
+    return importlib.import_module(TARGETS[name])

@@ -42,14 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
 
-from snncc.backends.c.emit import emit_c  # noqa: E402
-from snncc.backends.python.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
+from snncc.backends.c.emit import c_memory, emit_c  # noqa: E402
+from snncc.backends.c.verify_c import STRICT_FLAGS, build_firmware, firmware_size, flat_outputs, run_host  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
-from snncc.verify_c import STRICT_FLAGS, build_firmware, firmware_size, flat_outputs, run_host  # noqa: E402
+from snncc.sim.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
 
 
 def spike_rates(graph, x_q) -> dict[str, float]:
@@ -103,9 +103,8 @@ def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, varia
     rates = spike_rates(graph, quantize_input(graph, calib_x))
     out = work / re.sub(r"\W+", "_", label)
     out.mkdir()
-    report: dict = {}
-    emit_c(graph, out, report=report, spike_rates=rates)
-    mem = report["c_memory"]
+    emit_c(graph, out, spike_rates=rates)
+    mem = c_memory(graph, rates)
     exes = {v: build(out, v.split()) for v in variants}
     ref = flat_outputs(graph, run_int(graph, x_q))
     for exe in exes.values():  # the timed program is the bit-exact one

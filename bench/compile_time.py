@@ -28,7 +28,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from snncc.backends.c.emit import emit_c  # noqa: E402
+from snncc.backends.c.emit import c_memory, emit_c  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
@@ -103,9 +103,8 @@ def main() -> None:
             times[name] = time.perf_counter() - t
         out = tmp / "c"
         out.mkdir()
-        report: dict = {}
         t = time.perf_counter()
-        files = emit_c(graph, out, name="resnet50", report=report)
+        files = emit_c(graph, out, name="resnet50")
         times["emit_c"] = time.perf_counter() - t
         total = sum(times.values())
         src_bytes = sum(p.stat().st_size for p in files)
@@ -116,7 +115,7 @@ def main() -> None:
                 subprocess.run(["cc", "-std=c99", "-O2", "-c", str(out / src), "-o", str(tmp / (src + ".o"))],
                                check=True)
             cc_s = time.perf_counter() - t
-    mem = report["c_memory"]
+    mem = c_memory(graph)
     print(f"\nResNet-50-sized graph: {params / 1e6:.2f}M parameters, input {list(shape)}, "
           f"{len(graph.nodes)} integer-IR nodes, weight quantizer {args.weight_quantizer}, "
           f"rounding {args.weight_rounding}\n")

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
 
 import snncc  # noqa: E402
-from snncc.backends.python.snn_sim import simulate  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
+from snncc.sim.snn_sim import simulate  # noqa: E402
 
 
 def snn_accuracy(graph, x_cal, x_te, y_te, **kw) -> tuple[float, float]:

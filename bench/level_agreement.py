@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import train  # noqa: E402
 import zoo  # noqa: E402
 
-from snncc.backends.python.float_runtime import run  # noqa: E402
-from snncc.backends.python.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int  # noqa: E402
-from snncc.backends.python.snn_sim import simulate  # noqa: E402
 from snncc.compiler import build_snn  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.passes import quantize  # noqa: E402
+from snncc.sim.float_runtime import run  # noqa: E402
+from snncc.sim.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int  # noqa: E402
+from snncc.sim.snn_sim import simulate  # noqa: E402
 
 MODELS = ("digits", "resnet8", "concat_net", "mobilenetv2_block", "sew_resnet", "preact_resnet")
 

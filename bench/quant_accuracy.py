@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT / "examples" / "digits"))
 
 import train  # noqa: E402
 
-from snncc.backends.python.float_runtime import run  # noqa: E402
-from snncc.backends.python.int_runtime import quantize_input, run_int  # noqa: E402
-from snncc.backends.python.snn_sim import simulate  # noqa: E402
 from snncc.compiler import build_snn  # noqa: E402
 from snncc.memory_report import memory_report  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.passes import quantize  # noqa: E402
+from snncc.sim.float_runtime import run  # noqa: E402
+from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
+from snncc.sim.snn_sim import simulate  # noqa: E402
 
 QUANTIZERS = ("max", "percentile", "mse", "rescaw")
 

@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import residual_models  # noqa: E402
 
 from snncc.activity import format_activity, simulate_activity  # noqa: E402
-from snncc.backends.python.int_runtime import quantize_input, run_int  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
+from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
 
 KS = (1.0, 1.25, 1.5, 2.0)
 

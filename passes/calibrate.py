@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.backends.python.float_runtime import run_graph
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.passes.convert_plan import calibrated_values, plan
+from snncc.sim.float_runtime import run_graph
 
 TAIL = 64  # exact largest |x| kept per channel: high percentiles without a huge sample
 

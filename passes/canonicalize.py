@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.ir import Graph, Node, Value
+from snncc import ops
+from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
-
-_RESHAPES = ("reshape", "flatten")
 
 
 def run(graph: Graph, options: CompileOptions) -> Graph:
@@ -48,10 +47,6 @@ def _sole_consumer(g: Graph, value: str) -> Node | None:
     return users[0]
 
 
-def _remove(g: Graph, node: Node) -> None:
-    g.nodes.remove(node)
-
-
 def _bypass(g: Graph, node: Node) -> None:
     """Remove a one-input node whose output equals its input."""
     src = node.inputs[0]
@@ -62,21 +57,12 @@ def _bypass(g: Graph, node: Node) -> None:
         # The producer of ``src`` takes over the output name when nothing else reads src.
         prod = g.producer(src)
         if prod is not None and _sole_consumer(g, src) is node:
-            _rename_output(g, prod, node.output)
-            _remove(g, node)
+            g.rename_output(prod, node.output)
+            g.remove_node(node)
             return
         return
     g.replace_uses(node.output, src)
-    _remove(g, node)
-
-
-def _rename_output(g: Graph, node: Node, new: str) -> None:
-    """Let ``node`` produce the value ``new`` (whose old producer is being removed)."""
-    old = node.output
-    node.output = new
-    g.values[new] = Value(new, g.values[old].shape, g.values[old].dtype)
-    g.replace_uses(old, new)
-    g.values.pop(old, None)
+    g.remove_node(node)
 
 
 def _f64(arr) -> np.ndarray:
@@ -94,15 +80,15 @@ def _is_identity(g: Graph, node: Node) -> bool:
     in_shape = g.shape(node.inputs[0]) if node.inputs else None
     if node.op == "affine":
         return bool(np.all(node.params["scale"] == 1) and np.all(node.params["shift"] == 0))
-    if node.op in _RESHAPES:
+    if node.op in ops.RESHAPES:
         return tuple(g.shape(node.output)) == tuple(in_shape)
-    if node.op in ("concat", "add"):
+    if node.op in ops.VARIADIC:
         return len(node.inputs) == 1
     if node.op == "pad":
         return not any(a["pads"])
     if node.op == "channel_shuffle":
         return a["groups"] in (1, in_shape[0])
-    if node.op in ("maxpool", "sumpool", "avgpool"):
+    if node.op in ops.POOLS and node.op in ops.WINDOWED:
         return (tuple(a["kernel"]) == (1, 1) and tuple(a["strides"]) == (1, 1) and not any(a["pads"]))
     return False
 
@@ -121,10 +107,10 @@ def _drop_identities(g: Graph, counts) -> bool:
 def _merge_reshapes(g: Graph, counts) -> bool:
     """reshape(reshape(x)) == reshape(x): read x directly (C-order data is unchanged)."""
     for node in g.nodes:
-        if node.op not in _RESHAPES:
+        if node.op not in ops.RESHAPES:
             continue
         prod = g.producer(node.inputs[0])
-        if prod is not None and prod.op in _RESHAPES:
+        if prod is not None and prod.op in ops.RESHAPES:
             node.inputs = [prod.inputs[0]]
             g.remove_unused()
             counts["reshape"] += 1
@@ -140,16 +126,15 @@ def _avgpool_to_sumpool(g: Graph, counts) -> None:
             continue
         k = float(a["kernel"][0] * a["kernel"][1])
         channels = g.shape(node.output)[0]
-        summed = g.unique_name(f"{node.name}_sum")
-        g.values[summed] = Value(summed, g.shape(node.output), g.values[node.output].dtype)
-        scale = Node(name=g.unique_name(f"{node.name}_scale"), op="affine", inputs=[summed],
-                     output=node.output, params={"scale": _f32(np.full(channels, 1.0 / k)),
-                                                 "shift": _f32(np.zeros(channels))},
+        out = node.output
+        g.rename_output(node, g.unique_name(f"{node.name}_sum"), move_uses=False)
+        scale = Node(name=g.unique_name(f"{node.name}_scale"), op="affine", inputs=[node.output],
+                     output=out, params={"scale": _f32(np.full(channels, 1.0 / k)),
+                                         "shift": _f32(np.zeros(channels))},
                      origin=node.origin)
         node.op = "sumpool"
         node.attrs = {"kernel": tuple(a["kernel"]), "strides": tuple(a["strides"]), "pads": tuple(a["pads"])}
-        node.output = summed
-        g.nodes.insert(g.nodes.index(node) + 1, scale)
+        g.insert_after(node, scale)
         counts["avgpool"] += 1
 
 
@@ -160,7 +145,7 @@ def _fold_pads(g: Graph, counts) -> bool:
             continue
         users = g.consumers(node.output)
         for user in users:
-            if user.op in ("conv", "sumpool") and user.inputs[0] == node.output:
+            if user.op in ops.ZERO_PADS and user.inputs[0] == node.output:
                 user.attrs["pads"] = tuple(int(p) + int(q) for p, q in zip(user.attrs["pads"], node.attrs["pads"]))
                 user.inputs = [node.inputs[0]] + user.inputs[1:]
                 g.remove_unused()
@@ -175,7 +160,7 @@ def _fold_affine_backward(g: Graph, counts) -> bool:
         if node.op != "affine":
             continue
         prod = g.producer(node.inputs[0])
-        if prod is None or prod.op not in ("conv", "dense", "affine"):
+        if prod is None or prod.op not in ops.SYNAPTIC:
             continue
         if _sole_consumer(g, prod.output) is not node:
             continue
@@ -188,8 +173,8 @@ def _fold_affine_backward(g: Graph, counts) -> bool:
             prod.params["weight"] = _f32(w * s.reshape((-1,) + (1,) * (w.ndim - 1)))
             prod.params["bias"] = _f32(_f64(prod.params["bias"]) * s + t)
         out = node.output
-        _remove(g, node)
-        _rename_output(g, prod, out)
+        g.remove_node(node)
+        g.rename_output(prod, out)
         counts["affine_backward"] += 1
         return True
     return False
@@ -232,7 +217,7 @@ def _fold_affine_forward(g: Graph, counts) -> bool:
             continue
         target = flatten if flatten is not None else user
         target.inputs = [node.inputs[0]] + target.inputs[1:]
-        _remove(g, node)
+        g.remove_node(node)
         g.values.pop(node.output, None)
         counts["affine_forward"] += 1
         return True

@@ -20,15 +20,17 @@ import copy
 
 import numpy as np
 
-from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import run_quantized, simulate
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.passes.convert_build import build
-from snncc.passes.convert_plan import DATA_MOVEMENT, Plan, is_scale_affine, plan
+from snncc.passes.convert_plan import Plan, plan, populations
 from snncc.passes.convert_thresholds import thresholds
 from snncc.passes.residual import scale_barriers
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.neuron import quantize_levels
+from snncc.sim.snn_sim import run_quantized, simulate
 
 SEARCH_SAMPLES = 256  # calibration samples used by threshold search and bias correction, at most
 SEARCH_ELEMENTS = 20_000_000  # ... and fewer for big models: samples x activations per sample
@@ -95,50 +97,6 @@ def initial_thresholds(graph: Graph, p: Plan, options: CompileOptions):
     return thetas, caps
 
 
-def populations(graph: Graph, p: Plan) -> list[list[str]]:
-    """Neuron populations whose thresholds move together: the inputs of spike + spike joins
-    (union-find through channel-preserving ops), and every other neuron alone. Graph order."""
-    parent: dict[str, str] = {v: v for v in list(p.relus) + list(p.signed_sites)}
-
-    def find(v: str) -> str:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    source: dict[str, str | None] = {v: v for v in parent}  # levels value -> a neuron it comes from
-    prod = graph.producers()
-    for node in graph.nodes:
-        if node.output in source:
-            continue
-        keep = (node.op in ("maxpool", "sumpool", "avgpool", "pad") or node.output in p.identity_relus
-                or (node.op == "affine" and is_scale_affine(node)))
-        if keep and node.inputs[0] in source:
-            source[node.output] = source[node.inputs[0]]
-        elif node.output in p.level_adds:
-            srcs = [source.get(v) for v in node.inputs]
-            if any(s is None for s in srcs):
-                bad = node.inputs[srcs.index(None)]
-                where = prod.get(bad)
-                raise SnnccError(f"a spike + spike join needs both inputs straight from neurons; input {bad!r}"
-                                 f" comes from {where.op if where else 'the graph input'}",
-                                 node=node.name, op=node.op)
-            for s in srcs[1:]:
-                parent[find(s)] = find(srcs[0])
-            source[node.output] = srcs[0]
-    # residual pass (sparse mode): keep the threshold sharing a SEW join imposes (attrs["theta_group"])
-    tied: dict[str, str] = {}
-    for node in graph.nodes:
-        key = node.attrs.get("theta_group") if node.op == "relu" else None
-        if key is not None:
-            parent[find(node.output)] = find(tied.setdefault(key, node.output))
-    order = {v: i for i, v in enumerate(parent)}
-    groups: dict[str, list[str]] = {}
-    for v in parent:
-        groups.setdefault(find(v), []).append(v)
-    return sorted((sorted(g, key=order.get) for g in groups.values()), key=lambda g: order[g[0]])
-
-
 def _equalize(thetas: dict, caps: dict, members: list[str]) -> None:
     if len(members) < 2:
         return
@@ -160,7 +118,7 @@ class _Tuner:
 
     def __init__(self, graph: Graph, p: Plan, levels: int, timesteps: int, x: np.ndarray):
         self.graph, self.p, self.N, self.T, self.x = graph, p, levels, timesteps, x
-        syn = [n.output for n in graph.nodes if n.op in ("conv", "dense")]
+        syn = [n.output for n in graph.nodes if n.op in ops.WEIGHTED]
         ref = run_graph(graph, x, capture=syn, dtype=np.float64)
         self.ref_logits = ref[graph.outputs[0]]
         self.ann_mean = {v: _channel_mean(ref[v]) for v in syn}
@@ -202,9 +160,9 @@ class _Tuner:
         delta: dict[str, np.ndarray] = {}
         static = set(self.graph.inputs)
         for node in self.graph.nodes:
-            if all(v in static for v in node.inputs) and node.op in DATA_MOVEMENT | {"conv", "dense", "affine"}:
+            if all(v in static for v in node.inputs) and node.op in ops.DATA_MOVEMENT | ops.SYNAPTIC:
                 static.add(node.output)  # fed by the input only: exact, nothing to correct
-        todo = [(i, n) for i, n in enumerate(self.graph.nodes) if n.op in ("conv", "dense") and n.output not in static]
+        todo = [(i, n) for i, n in enumerate(self.graph.nodes) if n.op in ops.WEIGHTED and n.output not in static]
         if self.T == 1:
             specs = self.specs(thetas)
             env, at = None, 0
@@ -254,7 +212,7 @@ def _rerun_node(graph: Graph, specs: dict, x, delta: dict, env: dict, i: int) ->
     if spec is not None:  # a signed site: re-quantize the corrected current
         theta, n, signed = spec
         th = theta.reshape((1, -1) + (1,) * (out.ndim - 2))
-        env[node.output + "#q"] = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
+        env[node.output + "#q"] = quantize_levels(out, th, n, signed) * th
     return env
 
 

@@ -13,10 +13,11 @@ import copy
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value, infer_shape
 from snncc.passes.convert_plan import Plan
+from snncc.sim import kernels as K
 
 
 class _Builder:
@@ -219,13 +220,13 @@ class _Builder:
         op, a = node.op, node.attrs
         out_shape = self.src.values[node.output].shape
         maps = [self.as_levels(f, node)[1] for f in node.inputs]
-        if op in ("maxpool", "sumpool", "avgpool"):
+        if op in ops.POOLS:
             c = self._per_channel(maps[0], node)
-            if op == "maxpool" and (c <= 0).any():
+            if op in ops.MAX_POOLS and (c <= 0).any():
                 raise SnnccError("max pooling over levels with a non-positive scale is not a max of levels",
                                  node=node.name, op=op)
             return _broadcast(c / k, out_shape)
-        if op in ("flatten", "reshape"):
+        if op in ops.RESHAPES:
             return maps[0].reshape(out_shape)
         if op == "concat":
             return np.concatenate(maps, axis=int(a["axis"]))
@@ -250,7 +251,7 @@ def build(graph: Graph, p: Plan, thetas: dict[str, np.ndarray], levels: int, tim
     g.meta["timesteps"] = int(timesteps)
     g.meta["levels"] = int(levels)
     g.meta.setdefault("notes", [])
-    pools = [n.name for n in g.nodes if n.op == "maxpool"]
+    pools = [n.name for n in g.nodes if n.op in ops.MAX_POOLS]
     if timesteps > 1 and pools:
         g.meta["notes"].append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
                                "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")

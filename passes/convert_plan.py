@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-
-# Ops that only move or pool values: levels stay levels, currents stay currents.
-DATA_MOVEMENT = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad",
-                           "channel_shuffle"})
-WEIGHTED = frozenset({"conv", "dense"})
+from snncc.unionfind import UnionFind
 
 
 @dataclass
@@ -65,7 +62,7 @@ def plan(graph: Graph) -> Plan:
 def _origins(v: str, p: Plan, prod: dict) -> set[str]:
     """The currents that flow, through data movement only, into current value ``v``."""
     node = prod.get(v)
-    if node is None or node.op not in DATA_MOVEMENT:
+    if node is None or node.op not in ops.DATA_MOVEMENT:
         return {v}
     out: set[str] = set()
     for i in node.inputs:
@@ -96,13 +93,13 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
                 p.identity_relus.append(node.output)  # relu(relu(x)) = relu(x)
             else:
                 p.relus.append(node.output)
-        elif op in WEIGHTED or op == "affine":
+        elif op in ops.SYNAPTIC:
             if op == "affine" and ins[0] == "levels" and is_scale_affine(node):
                 p.kind[node.output] = "levels"  # a rescale of levels (e.g. avgpool's 1/k)
                 if node.inputs[0] in nonneg and (np.asarray(node.params["scale"]) > 0).all():
                     nonneg.add(node.output)
             else:
-                if op in WEIGHTED and not lv(node.inputs[0]):
+                if op in ops.WEIGHTED and not lv(node.inputs[0]):
                     requests.add(node.inputs[0])
                 p.kind[node.output] = "current"
         elif op == "add":
@@ -114,7 +111,7 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
                 p.level_adds.append(node.output)
                 if all(v in nonneg for v in node.inputs):
                     nonneg.add(node.output)
-        elif op in DATA_MOVEMENT:
+        elif op in ops.DATA_MOVEMENT:
             p.kind[node.output] = "levels" if all(lv(v) for v in node.inputs) else "current"
             if all(v in nonneg for v in node.inputs) and p.kind[node.output] == "levels":
                 nonneg.add(node.output)
@@ -128,6 +125,39 @@ def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
         else:
             raise SnnccError("convert cannot map this op onto spiking neurons", node=node.name, op=op)
     return p, requests
+
+
+def populations(graph: Graph, p: Plan) -> list[list[str]]:
+    """Neuron populations whose thresholds move together: the inputs of spike + spike joins
+    (union-find through channel-preserving ops), and every other neuron alone. Graph order."""
+    uf = UnionFind(list(p.relus) + list(p.signed_sites))
+    source: dict[str, str | None] = {v: v for v in uf.parent}  # levels value -> a neuron it comes from
+    prod = graph.producers()
+    for node in graph.nodes:
+        if node.output in source:
+            continue
+        keep = ((node.op in ops.DATA_MOVEMENT and ops.channel_identity(node.op)) or node.output in p.identity_relus
+                or (node.op == "affine" and is_scale_affine(node)))
+        if keep and node.inputs[0] in source:
+            source[node.output] = source[node.inputs[0]]
+        elif node.output in p.level_adds:
+            srcs = [source.get(v) for v in node.inputs]
+            if any(s is None for s in srcs):
+                bad = node.inputs[srcs.index(None)]
+                where = prod.get(bad)
+                raise SnnccError(f"a spike + spike join needs both inputs straight from neurons; input {bad!r}"
+                                 f" comes from {where.op if where else 'the graph input'}",
+                                 node=node.name, op=node.op)
+            uf.union(srcs)
+            source[node.output] = srcs[0]
+    # residual pass (sparse mode): keep the threshold sharing a SEW join imposes (attrs["theta_group"])
+    tied: dict[str, str] = {}
+    for node in graph.nodes:
+        key = node.attrs.get("theta_group") if node.op == "relu" else None
+        if key is not None:
+            uf.union([node.output, tied.setdefault(key, node.output)])
+    order = {v: i for i, v in enumerate(uf.parent)}
+    return sorted((sorted(g, key=order.get) for g in uf.classes().values()), key=lambda g: order[g[0]])
 
 
 def _order(graph: Graph):

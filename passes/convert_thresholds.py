@@ -12,12 +12,7 @@ import numpy as np
 
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
-
-
-def quantize_levels(x: np.ndarray, theta, levels: int, signed: bool) -> np.ndarray:
-    """Levels of the T=1 neuron: clamp(floor(x/theta + 1/2), lo, N) (round half up)."""
-    lo = -levels if signed else 0
-    return np.clip(np.floor(x / theta + 0.5), lo, levels)
+from snncc.sim.neuron import quantize_levels
 
 
 def thresholds(stats: dict, levels: int, signed: bool, options: CompileOptions,

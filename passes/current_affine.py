@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from snncc.errors import SnnccError
-from snncc.ir import Graph, Node, Value
+from snncc.ir import Graph, Node
 
 RESCALE_MIN_RATIO = 2.0  # a branch this much coarser (median over channels) is rescaled
 
@@ -143,9 +143,8 @@ def _insert(g: Graph, domains: dict[str, str], node: Node, add: Node) -> None:
     aff = Node(name, "affine", [node.output], value, {"rescale": True},
                {"scale": np.ones(o), "shift": bias.copy()}, node.origin)
     node.params = {**node.params, "bias": np.zeros_like(bias)}
-    g.values[value] = Value(value, g.shape(node.output), g.values[node.output].dtype)
+    g.insert_after(node, aff)
     add.inputs = [value if v == node.output else v for v in add.inputs]
-    g.nodes.insert(g.nodes.index(node) + 1, aff)
     domains[value] = "current"
 
 

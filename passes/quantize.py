@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
 from snncc.passes import current_affine, range_analysis, step_search, weight_quant, weight_rounding
+from snncc.sim.neuron import v_init
+from snncc.unionfind import UnionFind
 
-# Ops that move or select values without arithmetic on them (same domain in and out).
-MOVE_OPS = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
-WEIGHT_OPS = ("conv", "dense")  # synaptic ops whose weights get ``bits`` bits
 INPUT_BITS = 8
 INPUT_QMAX = 127
 AFFINE_BITS = 8  # step of a population fed only by affines: its weight uses +-127
@@ -55,7 +55,7 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     correct = bool(getattr(options, "bias_correction", True))
     means, mean_xq, hs = {}, None, {}
     if data is not None and (correct or rounding == "gptq"):
-        syn = [n for n in g.nodes if n.op in ("conv", "dense", "affine")]
+        syn = [n for n in g.nodes if n.op in ops.SYNAPTIC]
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
             centred=correct, seed=int(options.seed))
@@ -104,7 +104,7 @@ def value_domains(graph: Graph) -> dict[str, str]:
         if node.op == "affine" and ins[0] == "current":
             current_affine.check_consumers(graph, node, consumers)
             dom[node.output] = "current"
-        elif node.op in ("conv", "dense", "affine"):
+        elif node.op in ops.SYNAPTIC:
             if ins[0] == "current":
                 raise SnnccError("synaptic op reads a current, not spike levels or the input "
                                  "(convert should have put a neuron in between)", node=node.name, op=node.op)
@@ -120,7 +120,7 @@ def value_domains(graph: Graph) -> dict[str, str]:
                 raise SnnccError("add joins spike levels, not currents (convert should have made the "
                                  "identity shortcut an affine)", node=node.name, op=node.op)
             dom[node.output] = "current"
-        elif node.op in MOVE_OPS:
+        elif node.op in ops.INT_DATA_MOVEMENT:
             if len(set(ins)) != 1:
                 raise SnnccError(f"inputs mix {sorted(set(ins))} values", node=node.name, op=node.op)
             dom[node.output] = ins[0]
@@ -168,7 +168,7 @@ def layer_names(node: Node) -> list[str]:
 
 def first_last_layers(graph: Graph, domains: dict[str, str]) -> tuple[list[str], list[str]]:
     """conv/dense nodes reading the graph input, and those whose current reaches a graph output."""
-    first = [n.name for n in graph.nodes if n.op in WEIGHT_OPS and domains[n.inputs[0]] == "input"]
+    first = [n.name for n in graph.nodes if n.op in ops.WEIGHTED and domains[n.inputs[0]] == "input"]
     prod = graph.producers()
     last: set[str] = set()
     stack = list(graph.outputs)
@@ -176,9 +176,9 @@ def first_last_layers(graph: Graph, domains: dict[str, str]) -> tuple[list[str],
         node = prod.get(stack.pop())
         if node is None:
             continue
-        if node.op in WEIGHT_OPS:
+        if node.op in ops.WEIGHTED:
             last.add(node.name)
-        elif node.op in ("add",) or (node.op in MOVE_OPS and domains[node.output] == "current"):
+        elif node.op == "add" or (node.op in ops.INT_DATA_MOVEMENT and domains[node.output] == "current"):
             stack.extend(node.inputs)
     return first, [n.name for n in graph.nodes if n.name in last]
 
@@ -193,7 +193,7 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
     reach one layer with different bits are refused: no silent winner.
     """
     domains = domains if domains is not None else value_domains(graph)
-    layers = [n for n in graph.nodes if n.op in WEIGHT_OPS]
+    layers = [n for n in graph.nodes if n.op in ops.WEIGHTED]
     bits = {n.name: int(weight_bits) for n in layers}
     lookup: dict[str, list[str]] = {}
     for n in layers:
@@ -243,7 +243,7 @@ GPTQ_AUTO_MAX_WEIGHTS = 2_000_000
 def _pick_rounding(g: Graph, requested: str) -> str:
     if requested != "auto":
         return requested
-    total = sum(int(n.params["weight"].size) for n in g.nodes if n.op in ("conv", "dense"))
+    total = sum(int(n.params["weight"].size) for n in g.nodes if n.op in ops.WEIGHTED)
     if total <= GPTQ_AUTO_MAX_WEIGHTS:
         return "gptq"
     g.meta.setdefault("notes", []).append(
@@ -281,27 +281,15 @@ def _stat_absmax(st) -> float:
 
 # --- joint current scales ------------------------------------------------------------
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
+class _UnionFind(UnionFind):
+    """Scale variables 0..n-1; ids < 0 mean "no variable"."""
 
-    def find(self, i: int) -> int:
-        p = self.parent
-        root = i
-        while p[root] != root:
-            root = p[root]
-        while p[i] != root:  # path compression
-            p[i], i = root, p[i]
-        return int(root)
+    def __init__(self, n: int):
+        super().__init__(range(n))
 
     def union_all(self, ids: np.ndarray) -> None:
         """Put every id >= 0 in ``ids`` into one class (smallest root wins: deterministic)."""
-        ids = np.unique(ids[ids >= 0])
-        if ids.size < 2:
-            return
-        roots = sorted({self.find(int(i)) for i in ids})
-        for r in roots[1:]:
-            self.parent[r] = roots[0]
+        self.union(int(i) for i in np.unique(ids[ids >= 0]))
 
     def roots(self, ids: np.ndarray) -> np.ndarray:
         return np.array([self.find(int(i)) if i >= 0 else -1 for i in ids.ravel()],
@@ -316,7 +304,7 @@ class _Scales:
         self.ids: dict[str, np.ndarray] = {}  # current value -> per-sample array of scale ids
         n = 0
         for node in graph.nodes:
-            if node.op in ("conv", "dense", "affine"):
+            if node.op in ops.SYNAPTIC:
                 self.base[node.name] = n
                 n += graph.shape(node.output)[0]
         self.uf = _UnionFind(n)
@@ -327,7 +315,7 @@ class _Scales:
             if domains[node.output] != "current":
                 continue
             shape = graph.shape(node.output)
-            if node.op in ("conv", "dense", "affine"):
+            if node.op in ops.SYNAPTIC:
                 ch = self.base[node.name] + np.arange(shape[0])
                 self.ids[node.output] = np.broadcast_to(ch.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
             elif node.op == "add":
@@ -378,10 +366,10 @@ class _Scales:
 
     def _move(self, node: Node, shape) -> np.ndarray:
         """Scale ids through data movement: apply the same movement to the id array."""
-        from snncc.backends.python.float_runtime import eval_node
+        from snncc.sim.float_runtime import eval_node
 
         src = [np.asarray(self.ids[v]) for v in node.inputs]
-        if node.op in ("maxpool", "sumpool"):
+        if node.op in ops.POOLS:
             self._unify_channels(src[0])  # a window stays in one channel
             per_ch = np.array([self.uf.find(int(ids.ravel()[0])) for ids in src[0]])
             return np.broadcast_to(per_ch.reshape((-1, 1, 1)), shape)
@@ -431,7 +419,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     ``domains``) behind coarse join branches (passes/current_affine.py)."""
     cur = current_affine.current_affines(g, domains)
     if cur:
-        own = {n.name: _own_step(n, domains, bits, s_x, options) for n in g.nodes if n.op in WEIGHT_OPS}
+        own = {n.name: _own_step(n, domains, bits, s_x, options) for n in g.nodes if n.op in ops.WEIGHTED}
         rescaled = current_affine.insert_rescales(g, domains, _Scales(g, domains), own)
         if rescaled:
             g.meta.setdefault("notes", []).append(
@@ -446,7 +434,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     affine_mag = np.zeros(n)
     affine_count = np.zeros(n, dtype=np.int64)
     for node in g.nodes:
-        if node.op not in ("conv", "dense", "affine") or node.output in cur:
+        if node.op not in ops.SYNAPTIC or node.output in cur:
             continue  # an affine on a current gets a derived step (current_affine.derive_steps)
         roots = sc.node_roots(node)
         f = _input_factor(node, domains, s_x)
@@ -502,7 +490,7 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
     """Coarsen class steps where the GPTQ-rounded current error drops (passes/step_search.py)."""
     members = {}
     for node in g.nodes:
-        if node.op in WEIGHT_OPS:
+        if node.op in ops.WEIGHTED:
             members[node.name] = (_real_weights(node, domains, s_x), sc.node_roots(node),
                                   weight_quant.qmax(bits[node.name]))
     sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
@@ -519,7 +507,7 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
     """
     out = {}
     for node in g.nodes:
-        if node.op not in ("conv", "dense", "affine"):
+        if node.op not in ops.SYNAPTIC:
             continue
         S = sc.S[sc.node_roots(node)]
         f = _input_factor(node, domains, s_x)
@@ -551,7 +539,7 @@ def _correct_biases(g: Graph, domains: dict[str, str], s_x: float, wq: dict, mea
     input against W_q * S on the integer network's (x_q for the input layer).  Its
     mean over positions goes into the real bias before rounding.
     """
-    from snncc.backends.python.float_runtime import eval_node
+    from snncc.sim.float_runtime import eval_node
 
     for node in g.nodes:
         if node.name not in wq or domains[node.inputs[0]] == "current":
@@ -591,7 +579,7 @@ def _merge_join_biases(g: Graph, domains: dict[str, str]) -> None:
         branches = []
         for v in node.inputs:
             p = prod.get(v)
-            if (p is not None and p.op in ("conv", "dense", "affine") and v not in outputs
+            if (p is not None and p.op in ops.SYNAPTIC and v not in outputs
                     and len(consumers.get(v, [])) == 1 and p not in branches):
                 branches.append(p)
         if len(branches) < 2:
@@ -617,7 +605,7 @@ def _quantize_nodes(g: Graph, bits: dict[str, int], wq: dict, sc: _Scales, optio
             theta_q = np.maximum(1, _to_int32(theta / S, node))
             node.params = {
                 "theta": theta_q.astype(np.int32),
-                "v_init": (theta_q // 2).astype(np.int32),
+                "v_init": v_init(theta_q).astype(np.int32),
                 "theta_real": theta.copy(),
             }
             node.attrs["membrane_bits"] = int(options.membrane_bits)

@@ -6,8 +6,8 @@ input range [-128, 127]:
 - conv/dense/affine: [sum W+ * lo + W- * hi + b, sum W+ * hi + W- * lo + b]; zero
   padding contributes 0 exactly, because the interval arrays go through the same
   kernels as the data.
-- add sums intervals, sumpool sums windows, maxpool takes window maxima of both
-  ends, data movement moves both ends.
+- add sums intervals, sumpool sums windows; max pools and data movement are
+  monotone, so they map both ends.
 - neuron: the membrane is iterated as an interval for t = 1..T (stopping early at a
   fixed point): pre-saturation v + I, saturation to B bits, the level
   z = clamp(floor(v / theta), lo, N) (monotone in v), the subtractive reset, the
@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
-from snncc.backends.python.float_runtime import eval_node
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
+from snncc.sim import kernels as K
+from snncc.sim.float_runtime import eval_node
+from snncc.sim.neuron import floor_to_grid, levels, saturate
+from snncc.sim.walk import walk
 
 LIMIT = 2 ** 31
 INPUT_RANGE = (-128, 127)
-MOVE_OPS = frozenset({"flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def analyze(graph: Graph) -> dict[str, dict]:
@@ -47,14 +49,16 @@ def analyze(graph: Graph) -> dict[str, dict]:
         shape = graph.shape(name)
         env[name] = (np.full(shape, float(INPUT_RANGE[0])), np.full(shape, float(INPUT_RANGE[1])))
     result: dict[str, dict] = {}
-    for node in graph.nodes:
+
+    def step(i: int, node: Node, env: dict) -> tuple[np.ndarray, np.ndarray]:
         info: dict[str, list[int]] = {}
-        ins = [env[v] for v in node.inputs]
-        lo, hi = _node_interval(node, ins, info, T)
-        env[node.output] = (lo, hi)
+        lo, hi = _node_interval(node, [env[v] for v in node.inputs], info, T)
         info["range"] = [int(lo.min()), int(hi.max())]
         _check(node, info["range"], "the output")
         result[node.name] = info
+        return lo, hi
+
+    walk(graph, env, step)
     for name in graph.outputs:
         node = graph.producer(name)
         lo, hi = env[name]
@@ -69,7 +73,7 @@ def analyze(graph: Graph) -> dict[str, dict]:
 
 def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.ndarray]:
     op, p, a = node.op, node.params, node.attrs
-    if op in ("conv", "dense", "affine"):
+    if op in ops.SYNAPTIC:
         lo, hi = ins[0]
         bias = np.asarray(p["shift" if op == "affine" else "bias"], dtype=np.float64)
         tight = _synaptic(node, lo, hi, bias)
@@ -88,11 +92,7 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
                         a["pads"])
         _check(node, [out[2].min(), out[3].max()], "the window sum")
         return out[0], out[1]
-    if op == "maxpool":
-        lo, hi = ins[0]
-        out = K.maxpool(np.stack([lo, hi]), a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
-        return out[0], out[1]
-    if op in MOVE_OPS:
+    if op in ops.MOVES or op in ops.MAX_POOLS:  # monotone: the bounds map through the op itself
         lo = eval_node(node, [x[0][None] for x in ins])[0]
         hi = eval_node(node, [x[1][None] for x in ins])[0]
         return lo, hi
@@ -132,10 +132,10 @@ def _neuron(node: Node, current, info: dict, T: int):
     ilo, ihi = current
     a, p = node.attrs, node.params
     n_hi = int(a["levels"])
-    n_lo = n_hi if a.get("signed") else 0
+    signed = bool(a.get("signed"))
+    n_lo = n_hi if signed else 0
     B = int(a.get("membrane_bits", 32))
     k = int(a.get("membrane_shift", 0))
-    vmin, vmax = -(2 ** (B - 1)), 2 ** (B - 1) - 1
     shape = (-1,) + (1,) * (ilo.ndim - 1)
     th = np.asarray(p["theta"], dtype=np.float64).reshape(shape)
     v0 = np.broadcast_to(np.asarray(p["v_init"], dtype=np.float64).reshape(shape), ilo.shape)
@@ -147,15 +147,14 @@ def _neuron(node: Node, current, info: dict, T: int):
     for _ in range(T):
         plo, phi = vlo + ilo, vhi + ihi
         pre = [min(pre[0], float(plo.min())), max(pre[1], float(phi.max()))]
-        slo, shi = np.clip(plo, vmin, vmax), np.clip(phi, vmin, vmax)
-        zlo_all = np.minimum(zlo_all, np.clip(np.floor(slo / th), -n_lo, n_hi))
-        zhi_all = np.maximum(zhi_all, np.clip(np.floor(shi / th), -n_lo, n_hi))
+        slo, shi = saturate(plo, B), saturate(phi, B)
+        zlo_all = np.minimum(zlo_all, levels(slo, th, n_hi, signed))
+        zhi_all = np.maximum(zhi_all, levels(shi, th, n_hi, signed))
         # Image of [slo, shi] under the subtractive reset v - z*theta (see module doc).
         nlo = np.where(slo < -n_lo * th, slo + n_lo * th, np.maximum(0, slo - n_hi * th))
         nhi = np.where(shi < -n_lo * th, shi + n_lo * th,
                        np.maximum(np.minimum(th - 1, shi + n_lo * th), shi - n_hi * th))
-        if k:
-            nlo, nhi = np.floor(nlo / 2 ** k) * 2 ** k, np.floor(nhi / 2 ** k) * 2 ** k
+        nlo, nhi = floor_to_grid(nlo, k), floor_to_grid(nhi, k)
         state = [min(state[0], float(nlo.min())), max(state[1], float(nhi.max()))]
         if np.array_equal(nlo, vlo) and np.array_equal(nhi, vhi):
             break  # fixed point: every later step gives the same intervals

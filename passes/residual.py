@@ -31,12 +31,11 @@ import copy
 
 import networkx as nx
 
+from snncc import ops
 from snncc.errors import SnnccError
-from snncc.ir import Graph, Node, Value
+from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
-
-# Ops that move or max-pool values: non-negative levels stay non-negative levels.
-_LEVEL_PRESERVING = frozenset({"maxpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
+from snncc.passes.convert_plan import plan, populations
 
 
 def value_graph(graph: Graph) -> nx.DiGraph:
@@ -68,7 +67,7 @@ def nonnegative_levels(graph: Graph) -> set[str]:
     for node in graph.nodes:
         if node.op == "relu":
             levels.add(node.output)
-        elif node.op in _LEVEL_PRESERVING and all(v in levels for v in node.inputs):
+        elif node.op in ops.KEEPS_LEVELS and all(v in levels for v in node.inputs):
             levels.add(node.output)
         elif node.op == "add" and all(v in levels for v in node.inputs):
             levels.add(node.output)
@@ -141,13 +140,10 @@ def _insert_barrier(graph: Graph, add: Node, scale: float) -> str:
                          "run the calibrate pass before residual", node=add.name, op=add.op)
     name = graph.unique_name(add.name + "/barrier")
     out = graph.unique_name(add.output + "/barrier")
-    src = graph.values[add.output]
-    graph.values[out] = Value(out, tuple(src.shape), src.dtype)
     graph.replace_uses(add.output, out)
     barrier = Node(name, "relu", [add.output], out, {"max": None, "barrier": True, "barrier_scale": scale},
                    origin=add.origin)
-    at = next(i for i, n in enumerate(graph.nodes) if n is add)
-    graph.nodes.insert(at + 1, barrier)
+    graph.insert_after(add, barrier)
     stats = copy.deepcopy(graph.stats[add.output])
     if isinstance(stats, dict) and "kind" in stats:
         stats["kind"] = "relu"
@@ -160,11 +156,9 @@ def _tie_sew_thresholds(graph: Graph) -> None:
 
     ``convert`` must equalize the thresholds of levels added together (sew mode).
     Keeping the same sharing in sparse mode (``attrs["theta_group"]``, read by
-    ``convert.populations``) makes the barriers the only difference between the
+    ``convert_plan.populations``) makes the barriers the only difference between the
     two modes, so a barrier can only remove events at its join.
     """
-    from snncc.passes.convert import populations  # convert imports this module
-    from snncc.passes.convert_plan import plan
 
     relus = {n.output: n for n in graph.nodes if n.op == "relu"}
     for members in populations(graph, plan(graph)):

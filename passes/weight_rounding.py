@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
 from snncc.ir import Graph, Node
+from snncc.sim import kernels as K
 
 SAMPLES = 256  # calibration samples
 BATCH = 64
@@ -42,7 +42,7 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     ``x_quant`` maps real inputs to what the integer network sees (x_q * s_x), so the
     input layer's statistics are those of the rounded input.
     """
-    from snncc.backends.python.snn_sim import simulate
+    from snncc.sim.snn_sim import simulate
 
     prod = g.producers()
     values = sorted({n.inputs[0] for n in nodes})

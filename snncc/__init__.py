@@ -29,7 +29,7 @@ def load_onnx(path) -> Graph:
 
 def run(graph: Graph, x):
     """Run the float IR on a batch ``x`` (N, ...) with the numpy reference runtime."""
-    from snncc.backends.python.float_runtime import run as _run
+    from snncc.sim.float_runtime import run as _run
 
     return _run(graph, x)
 

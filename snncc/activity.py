@@ -36,21 +36,13 @@ import math
 
 import numpy as np
 
+from snncc import ops
 from snncc.ir import Graph, Node
-
-SYNAPTIC = ("conv", "dense", "affine")
-_LEVEL_MOVES = frozenset({"maxpool", "sumpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def level_values(graph: Graph) -> set[str]:
     """SNN values that hold spike levels: neuron outputs, their data movement and sums."""
-    out: set[str] = set()
-    for node in graph.nodes:
-        if node.op == "neuron":
-            out.add(node.output)
-        elif node.op in _LEVEL_MOVES | {"add"} and all(v in out for v in node.inputs):
-            out.add(node.output)
-    return out
+    return {v for v, kind in ops.value_kinds(graph).items() if kind == "levels"}
 
 
 def level_adds(graph: Graph) -> list[Node]:
@@ -74,7 +66,7 @@ def activity_trace_nodes(graph: Graph) -> list[str]:
 
 def simulate_activity(graph: Graph, x: np.ndarray, *, timesteps: int | None = None):
     """Simulate the float SNN with the traces the analysis needs; returns (SimResult, report)."""
-    from snncc.backends.python.snn_sim import simulate
+    from snncc.sim.snn_sim import simulate
 
     sim = simulate(graph, x, timesteps=timesteps, trace=activity_trace_nodes(graph))
     return sim, activity_report(graph, sim)
@@ -185,7 +177,7 @@ def _block_totals(members: list[Node], sim, sew_events, sew_levels, sew_in) -> d
             out["neurons"] += 1
             out["spike_events"] = _add(out["spike_events"], float(sim.spike_counts.get(node.name, 0.0)))
             out["spike_levels"] = _add(out["spike_levels"], float(sim.level_sums.get(node.name, 0.0)))
-        elif node.op in SYNAPTIC:
+        elif node.op in ops.SYNAPTIC:
             out["synaptic_events"] = _add(out["synaptic_events"], float(sim.input_events.get(node.name, 0.0)))
             out["sops"] = _add(out["sops"], float(sim.sops.get(node.name, 0.0)))
         elif node.name in sew_events:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import click
 import numpy as np
 
 from snncc import __version__
+from snncc.backends import names as target_names
+from snncc.cli_options import config_blame, missing_calib_where, parse_layer_bits
 from snncc.errors import SnnccError
 
 
@@ -295,39 +296,6 @@ def _build_options(kw: dict, model: Path):
     return options, calib, blame
 
 
-def missing_calib_where(model: Path, cfg) -> str:
-    """Where snncc looked for a default --calib, for the 'option --calib is required' error."""
-    toml = f"{cfg.path} has no [compile] calib" if cfg else "no snncc.toml next to the model"
-    return f"{toml}, and there is no {model.stem}.calib.npz next to the model"
-
-
-def parse_layer_bits(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        name, sep, bits = item.partition("=")
-        if not sep or not name:
-            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
-        try:
-            out[name] = int(bits)
-        except ValueError:
-            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
-    return out
-
-
-@contextmanager
-def config_blame(cfg, flags: set[str], flag_layers: set[str]):
-    """Re-raise an SnnccError caused by a config-file value so that it names the file and key."""
-    from snncc.config import blame_config
-
-    try:
-        yield
-    except SnnccError as exc:
-        better = blame_config(exc, cfg, flags, flag_layers)
-        if better is exc:
-            raise
-        raise better from None
-
-
 # --- compile ---------------------------------------------------------------------
 
 @cli.command(name="compile", epilog="""\b
@@ -337,18 +305,24 @@ Examples:
   snncc compile model.onnx --calib calib.npz --weight-bits 4 --layer-bits first=8 --layer-bits last=8 -o out
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+@click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="What to emit.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default build/<model name>).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--name", help="C identifier prefix of the generated API (default: from the file name).")
 @click.option("--dump-ir-after", multiple=True, metavar="PASS", help="Print the IR after this pass (repeatable).")
+@click.option("--stop-after", metavar="PASS",
+              help="End the pipeline after this pass and write only its IR (<name>.json + <name>.npz) to -o.")
+@click.option("--start-from", metavar="IR", type=click.Path(path_type=Path),
+              help="Resume from an IR written by --stop-after (the path without .json/.npz); MODEL stays "
+                   "the float reference of the report.")
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
 def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name: str | None,
-                dump_ir_after: tuple[str, ...], report_format: str, **kw):
+                dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
+                start_from: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
@@ -358,7 +332,11 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
         raise SnnccError(f"option --name must be a C identifier, got {name!r}")
     with blame():
         result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
-                               name=name, dump_after=dump_ir_after, echo=click.echo)
+                               name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
+                               start_from=start_from)
+    if stop_after is not None:
+        click.echo(f"wrote {output}/ (IR after {stop_after})")
+        return
     if report_format == "html":
         from snncc.html_report import write_html_report
 
@@ -378,7 +356,7 @@ Examples:
   snncc verify model.onnx --target python --calib calib.npz --data test.npz --max-top1-drop 1.0
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(["c", "python"]), default="c", show_default=True,
+@click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="The code to check bit for bit against the integer runtime.")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluation inputs: .npy or .npz (keys x[, y]), like --calib. The ladder and the "

@@ -46,7 +46,7 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
     process and is scored on the calibration data: SNN accuracy (or ANN/SNN agreement
     without labels), model size in bits and the SNN energy estimate.
     """
-    from snncc.cli import config_blame, missing_calib_where, parse_layer_bits
+    from snncc.cli_options import config_blame, missing_calib_where, parse_layer_bits
     from snncc.compiler import c_safe_name
     from snncc.config import find_config, open_config
     from snncc.sweep import format_table, parse_int_list, run_sweep

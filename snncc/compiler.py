@@ -18,7 +18,6 @@ from snncc.options import CompileOptions
 from snncc.outdir import atomic_output_dir, check_output_dir, write_text
 
 REPORT_SCHEMA_VERSION = 1
-TARGETS = ("c", "python")
 
 
 @dataclass
@@ -31,33 +30,21 @@ class CompileResult:
     output_dir: Path | None = None
 
 
-def find_default_calib(model_path: Path) -> Path | str | None:
-    """The calibration-file convention when --calib is not given.
-
-    1. ``snncc.toml`` next to the model with ``[compile] calib = "file.npz"``
-       (relative to the TOML file, or ``"random"``);
-    2. a sibling ``<model stem>.calib.npz``.
-    """
-    from snncc.config import read_compile_calib
-
-    model_path = Path(model_path)
-    toml_path = model_path.parent / "snncc.toml"
-    if toml_path.is_file():
-        calib = read_compile_calib(toml_path)
-        if calib is not None:
-            return calib
-    sibling = model_path.with_name(model_path.stem + ".calib.npz")
-    return sibling if sibling.is_file() else None
-
-
 def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
               dump_after: Iterable[str] = (), echo: Callable[[str], None] = print,
-              pipeline: list[str] | None = None) -> CompileResult:
-    """Load the model and run the pass pipeline; no files are written."""
+              pipeline: list[str] | None = None, stop_after: str | None = None,
+              start_from: Path | str | None = None) -> CompileResult:
+    """Load the model and run the pass pipeline; no files are written.
+
+    ``stop_after`` ends the pipeline after that pass.  ``start_from`` resumes from an IR
+    saved by ``save_ir`` (``--stop-after``): the passes it records in ``meta["passes"]``
+    are skipped; the ONNX model stays the float reference of the report.  The oracle's
+    ANN and the float SNN are picked by ``graph.stage``: the float graph that the
+    float -> snn pass consumed, and what it produced.
+    """
     from snncc.calib_data import load_calib
     from snncc.frontend.onnx_import import load_onnx
     from snncc.pass_manager import run_pipeline
-    from snncc.passes import DEFAULT_PIPELINE
 
     options.validate()
     graph = load_onnx(model_path)
@@ -67,21 +54,51 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
                          "(N x C x H x W), or '--calib random' for structure tests only")
     input_shape = graph.values[graph.inputs[0]].shape
     options.calib_data = calib if hasattr(calib, "batches") else load_calib(calib, input_shape, seed=options.seed)
-    names = list(pipeline or DEFAULT_PIPELINE)
-    stages: dict[str, Graph] = {}
-
-    def keep(name: str, g: Graph) -> None:
-        stages[name] = g
-
-    current = graph
+    current = _resume(graph, start_from) if start_from is not None else graph
+    names = pipeline_slice(pipeline, current.meta.get("passes", []) if start_from is not None else [], stop_after)
+    ann = snn = None
+    if current.stage == "snn":
+        snn = current
     for name in names:
+        before = current
         current = run_pipeline(current, [name], options,
                                dump_after=[name] if name in set(dump_after) else [], echo=echo)
-        keep(name, current)
-    snn = stages.get("convert", current)
-    before_convert = names[names.index("convert") - 1] if "convert" in names[1:] else None
-    return CompileResult(float_graph=graph, snn_graph=snn, int_graph=current,
-                         ann_graph=stages.get(before_convert, graph))
+        if before.stage == "float" and current.stage == "snn":
+            ann, snn = before, current
+    return CompileResult(float_graph=graph, snn_graph=snn if snn is not None else current, int_graph=current,
+                         ann_graph=ann)
+
+
+def pipeline_slice(pipeline: list[str] | None, done: list[str], stop_after: str | None) -> list[str]:
+    """The passes still to run: after ``done`` (a prefix of the pipeline), up to ``stop_after``."""
+    from snncc.passes import DEFAULT_PIPELINE
+
+    names = list(pipeline or DEFAULT_PIPELINE)
+    if list(done) != names[:len(done)]:
+        raise SnnccError(f"option --start-from: the IR ran passes {', '.join(done) or 'none'}, which is not a "
+                         f"start of the pipeline {', '.join(names)}")
+    if stop_after is not None:
+        if stop_after not in names:
+            raise SnnccError(f"option --stop-after: unknown pass {stop_after!r}; the pipeline is {', '.join(names)}")
+        if names.index(stop_after) < len(done):
+            raise SnnccError(f"option --stop-after: pass {stop_after!r} already ran in the --start-from IR")
+        names = names[:names.index(stop_after) + 1]
+    return names[len(done):]
+
+
+def _resume(model_graph: Graph, start_from) -> Graph:
+    """The IR to resume from, checked against the model it claims to come from."""
+    from snncc.irio import load_ir
+
+    graph = load_ir(start_from)
+    graph.verify()
+    if graph.stage == "int":
+        raise SnnccError("option --start-from: the IR is already the integer SNN (stage 'int'); nothing to resume")
+    want = [tuple(model_graph.values[v].shape) for v in model_graph.inputs]
+    got = [tuple(graph.values[v].shape) for v in graph.inputs]
+    if want != got:
+        raise SnnccError(f"option --start-from: the IR's input shapes {got} differ from the model's {want}")
+    return graph
 
 
 def make_report(result: CompileResult, options: CompileOptions, *, model: str, target: str) -> dict:
@@ -139,37 +156,67 @@ def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:
     return acc
 
 
+def spike_rates(graph: Graph, report: dict | None) -> dict[str, float]:
+    """Neuron output value -> measured spike rate, from the report's per-layer entries.
+
+    The driver measures activity once (the fidelity report) and hands the rates to the
+    emitter, which picks event-driven or dense kernels from them.
+    """
+    if not report or not isinstance(report.get("layers"), list):
+        return {}
+    by_name = {n.name: n for n in graph.nodes if n.op == "neuron"}
+    rates = {}
+    for layer in report["layers"]:
+        if not isinstance(layer, dict):
+            continue
+        node = by_name.get(layer.get("name"))
+        rate = layer.get("spike_rate")
+        if node is not None and isinstance(rate, (int, float)):
+            rates[node.output] = float(rate)
+    return rates
+
+
 def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str) -> dict:
-    """Write the target's files into ``out_dir`` (already created, empty)."""
-    extra: dict = {}
-    if target == "c":
-        from snncc.backends.c.emit import emit_c
+    """Write the target's files into ``out_dir`` (already created, empty); return its report keys."""
+    from snncc.backends import target as get_target
 
-        info = emit_c(result.int_graph, out_dir, name=name, report=result.report)
-        if isinstance(info, dict):
-            extra["c"] = info
-    elif target == "python":
-        from snncc.irio import save_ir
-
-        save_ir(result.int_graph, out_dir / name)
-    return extra
+    return get_target(target).emit(result.int_graph, out_dir, name=name,
+                                   spike_rates=spike_rates(result.int_graph, result.report))
 
 
 def compile_model(model_path: Path | str, *, options: CompileOptions | None = None, calib=None,
                   target: str = "c", output: Path | str | None = None, force: bool = False,
                   name: str | None = None, dump_after: Iterable[str] = (),
-                  echo: Callable[[str], None] = print) -> CompileResult:
-    """Compile an ONNX model for ``target``; write ``output`` atomically when given."""
+                  echo: Callable[[str], None] = print, stop_after: str | None = None,
+                  start_from: Path | str | None = None) -> CompileResult:
+    """Compile an ONNX model for ``target``; write ``output`` atomically when given.
+
+    With ``stop_after`` the pipeline ends after that pass and ``output`` receives only the
+    IR (``<name>.json`` + ``<name>.npz``), which ``start_from`` resumes from.
+    """
+    from snncc.backends import target as get_target
+
     options = options or CompileOptions()
-    if target not in TARGETS:
-        raise SnnccError(f"option --target must be one of {', '.join(TARGETS)}, got {target!r}")
+    get_target(target)  # an unknown --target fails before the slow work
     model_path = Path(model_path)
     if output is not None:
         check_output_dir(Path(output), force)  # fail before the slow work
-    result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo)
+    result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,
+                       start_from=start_from)
+    name = name or c_safe_name(model_path.stem)
+    if stop_after is not None:
+        if output is not None:
+            from snncc.irio import save_ir
+
+            with atomic_output_dir(Path(output), force=force) as tmp:
+                save_ir(result.int_graph, tmp / name)
+            result.output_dir = Path(output)
+        return result
+    if result.int_graph.stage != "int":
+        raise SnnccError(f"the pipeline ended at stage {result.int_graph.stage!r}, not the integer SNN; "
+                         "use --stop-after to save an intermediate IR")
     result.report = make_report(result, options, model=model_path.name, target=target)
     if output is not None:
-        name = name or c_safe_name(model_path.stem)
         with atomic_output_dir(Path(output), force=force) as tmp:
             result.report.update(emit_target(result, target, tmp, name=name))
             write_text(tmp / "report.json", json.dumps(result.report, indent=2, sort_keys=True,

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import simulate
+from snncc import ops
 from snncc.calib_data import CalibData
 from snncc.graph_stats import node_macs, node_param_count
 from snncc.ir import Graph
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.snn_sim import simulate
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -30,7 +31,6 @@ ENERGY_MODEL = (
     "synaptic layers of non-zero input levels x fan-out (weights reached), over all timesteps, and a level "
     "|z| >= 2 costs one weight read plus a small multiply."
 )
-_SYNAPTIC = ("conv", "dense", "affine")
 
 
 def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, options, *,
@@ -80,11 +80,11 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
         y = np.concatenate(labels)
         accuracy = {"ann": float((y_ann == y).mean()), "snn": float((y_snn == y).mean()), **accuracy}
 
-    feeds = _reported_inputs(graph_snn, lambda n: n.op in _SYNAPTIC or n.op == "neuron")
+    feeds = _reported_inputs(graph_snn, lambda n: n.op in ops.SYNAPTIC or n.op == "neuron")
     layers = []
     ann_macs_total = snn_macs_total = 0
     for node in graph_snn.nodes:
-        if node.op not in _SYNAPTIC and node.op != "neuron":
+        if node.op not in ops.SYNAPTIC and node.op != "neuron":
             continue
         entry = {"name": node.name, "op": node.op, "spike_rate": None, "mean_level": None, "sops": None,
                  "ann_macs": None, "cosine": None, "params": node_param_count(node),
@@ -100,7 +100,7 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
                          # per inference: index i is level i (unsigned) or i - N (signed)
                          level_hist=[float(v) / total for v in hist.get(node.name, [])])
         else:
-            macs = node_macs(graph_snn, node) if node.op in ("conv", "dense") else 0
+            macs = node_macs(graph_snn, node) if node.op in ops.WEIGHTED else 0
             ann_macs_total += macs
             is_static = node.name in static
             snn_macs = node_macs(graph_snn, node) if is_static else 0

@@ -17,6 +17,7 @@ import io
 import json
 from pathlib import Path
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.text_report import (
     NA,
@@ -258,7 +259,7 @@ def _graph_figure(report: dict, layers: list[dict], graph) -> str | None:
 def _kind(op: str) -> str:
     if op == "neuron" or op == "relu":
         return "neuron"
-    if op in ("conv", "dense", "affine"):
+    if op in ops.SYNAPTIC:
         return "synaptic"
     return "other"
 

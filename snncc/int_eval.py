@@ -9,8 +9,8 @@ def integer_scores(result, options) -> dict:
     Predictions use the real logits out_q[o] * S[o] / T, since S may differ per
     output channel (a raw argmax of out_q is not the prediction).
     """
-    from snncc.backends.python.float_runtime import run_graph
-    from snncc.backends.python.int_runtime import dequantize_output, quantize_input, run_int
+    from snncc.sim.float_runtime import run_graph
+    from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int
 
     g, ann = result.int_graph, result.float_graph
     n = hits_int = hits_ann = same = 0

@@ -5,7 +5,7 @@ exactly one output value.  Shapes are *per sample*: the batch dimension is impli
 and never stored, so a conv output is ``(C, H, W)`` and a dense output ``(F,)``.
 Weights live on the node (``node.params``) as numpy arrays, not as graph inputs.
 
-The op set is small and fixed (see ``OPS`` and docs/ir.md).  The ONNX frontend maps
+The op set is small and fixed (see the table in snncc/ops.py and docs/ir.md).  The ONNX frontend maps
 ONNX ops onto it; passes rewrite it; backends read it.  The same dataclasses hold
 the float ANN, the float SNN (after ``convert``) and the integer SNN (after
 ``quantize``); ``graph.stage`` says which.
@@ -21,28 +21,8 @@ import networkx as nx
 import numpy as np
 
 from snncc.errors import SnnccError
-
-# Ops that carry weights and produce a current (design: "synaptic layers").
-SYNAPTIC_OPS = frozenset({"conv", "dense", "affine"})
-
-# op name -> the params it must carry (by stage it may carry more).
-OPS: dict[str, tuple[str, ...]] = {
-    "conv": ("weight", "bias"),  # attrs: strides, pads(t,l,b,r), dilations, group
-    "dense": ("weight", "bias"),  # y = W @ x + b, W is (out, in)
-    "affine": ("scale", "shift"),  # per-channel y[c] = x[c]*scale[c] + shift[c]
-    "relu": (),  # attrs: max (None = unbounded)
-    "add": (),  # n-ary elementwise sum of same-shape inputs
-    "maxpool": (),  # attrs: kernel, strides, pads, dilations
-    "avgpool": (),  # attrs: kernel, strides, pads, count_include_pad
-    "sumpool": (),  # attrs: kernel, strides, pads (zero padding)
-    "flatten": (),
-    "reshape": (),  # attrs: shape (per-sample target)
-    "concat": (),  # attrs: axis (per-sample axis)
-    "pad": (),  # attrs: pads (t,l,b,r), zero padding
-    "channel_shuffle": (),  # attrs: groups
-    "softmax": (),  # attrs: axis (per-sample axis)
-    "neuron": ("theta",),  # attrs: levels, signed, barrier; int stage adds v_init etc.
-}
+from snncc.ops import TABLE as OPS
+from snncc.ops import infer_shape
 
 STAGES = ("float", "snn", "int")
 
@@ -165,6 +145,32 @@ class Graph:
             node.inputs = [new if v == old else v for v in node.inputs]
         self.outputs = [new if v == old else v for v in self.outputs]
 
+    # --- edits ----------------------------------------------------------------
+    def insert_after(self, anchor: Node, node: Node) -> None:
+        """Put ``node`` right after ``anchor``; a new output value gets the inferred shape
+        and the dtype of the node's first input.  Readers are not rewired."""
+        if node.output not in self.values:
+            src = self.values[node.inputs[0]]
+            self.values[node.output] = Value(node.output, tuple(infer_shape(self, node)), src.dtype)
+        at = next(i for i, n in enumerate(self.nodes) if n is anchor)
+        self.nodes.insert(at + 1, node)
+
+    def remove_node(self, node: Node) -> None:
+        """Drop ``node`` (its readers must already read something else)."""
+        self.nodes = [n for n in self.nodes if n is not node]
+
+    def rename_output(self, node: Node, new: str, *, move_uses: bool = True) -> None:
+        """Let ``node`` produce the value ``new`` (same shape and dtype).
+
+        With ``move_uses`` every reader (and graph output) of the old value follows and
+        the old value is dropped; without, the old value stays for a new producer."""
+        old = node.output
+        node.output = new
+        self.values[new] = Value(new, self.values[old].shape, self.values[old].dtype)
+        if move_uses:
+            self.replace_uses(old, new)
+            self.values.pop(old, None)
+
     def verify(self) -> None:
         """Check the invariants every pass must keep; raise SnnccError if broken."""
         if self.stage not in STAGES:
@@ -191,7 +197,7 @@ class Graph:
             if node.output not in self.values:
                 raise SnnccError(f"output {node.output!r} has no value info",
                                  node=node.name, op=node.op)
-            for key in OPS[node.op]:
+            for key in OPS[node.op].params:
                 if key not in node.params:
                     raise SnnccError(f"missing param {key!r}", node=node.name, op=node.op)
             expected = infer_shape(self, node)
@@ -246,81 +252,3 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"[{len(value)} items]"
     return repr(value)
-
-
-# --- shape inference ---------------------------------------------------------
-
-def _pool_out(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
-    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
-def infer_shape(graph: Graph, node: Node) -> tuple[int, ...]:
-    """Per-sample output shape of ``node`` from its input shapes and attrs."""
-    shapes = [graph.values[v].shape for v in node.inputs]
-    a = node.attrs
-    op = node.op
-
-    def fail(msg: str) -> SnnccError:
-        return SnnccError(msg, node=node.name, op=op)
-
-    if op == "conv":
-        c, h, w = _need_rank(shapes[0], 3, fail)
-        wt = node.params["weight"]
-        o, ig, kh, kw = wt.shape
-        if ig * a["group"] != c:
-            raise fail(f"weight expects {ig * a['group']} input channels, got {c}")
-        t, l_, b, r = a["pads"]
-        sh, sw = a["strides"]
-        dh, dw = a["dilations"]
-        return (o, _pool_out(h, kh, sh, t, b, dh), _pool_out(w, kw, sw, l_, r, dw))
-    if op == "dense":
-        (f,) = _need_rank(shapes[0], 1, fail)
-        o, i = node.params["weight"].shape
-        if i != f:
-            raise fail(f"weight expects {i} inputs, got {f}")
-        return (o,)
-    if op in ("maxpool", "avgpool", "sumpool"):
-        c, h, w = _need_rank(shapes[0], 3, fail)
-        kh, kw = a["kernel"]
-        sh, sw = a["strides"]
-        t, l_, b, r = a["pads"]
-        dh, dw = a.get("dilations", (1, 1))
-        return (c, _pool_out(h, kh, sh, t, b, dh), _pool_out(w, kw, sw, l_, r, dw))
-    if op in ("relu", "affine", "neuron", "softmax", "channel_shuffle"):
-        return tuple(shapes[0])
-    if op == "add":
-        for s in shapes[1:]:
-            if tuple(s) != tuple(shapes[0]):
-                raise fail(f"inputs have different shapes {[list(x) for x in shapes]}")
-        return tuple(shapes[0])
-    if op == "flatten":
-        return (int(np.prod(shapes[0])),)
-    if op == "reshape":
-        target = tuple(a["shape"])
-        if int(np.prod(target)) != int(np.prod(shapes[0])):
-            raise fail(f"cannot reshape {list(shapes[0])} to {list(target)}")
-        return target
-    if op == "concat":
-        axis = a["axis"]
-        base = list(shapes[0])
-        for s in shapes[1:]:
-            if len(s) != len(base) or any(x != y for i, (x, y) in enumerate(zip(s, base)) if i != axis):
-                raise fail(f"inputs do not match outside axis {axis}: {[list(x) for x in shapes]}")
-        base[axis] = sum(s[axis] for s in shapes)
-        return tuple(base)
-    if op == "pad":
-        c, h, w = _need_rank(shapes[0], 3, fail)
-        t, l_, b, r = a["pads"]
-        return (c, h + t + b, w + l_ + r)
-    raise fail("no shape rule")
-
-
-def _need_rank(shape, rank, fail):
-    if len(shape) != rank:
-        raise fail(f"expects a rank-{rank} per-sample input, got shape {list(shape)}")
-    return shape
-
-
-def channels(shape: tuple[int, ...]) -> int:
-    """Number of channels of a per-sample shape (features for rank 1)."""
-    return int(shape[0])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import ops
 from snncc.ir import Graph
 
 
@@ -45,7 +46,7 @@ def memory_report(graph_int: Graph, graph_float: Graph) -> dict:
     for node in graph_int.nodes:
         p, a = node.params, node.attrs
         row = {"name": node.name, "op": node.op}
-        if node.op in ("conv", "dense"):
+        if node.op in ops.WEIGHTED:
             w, b = p["weight"], p["bias"]
             row.update(bits=int(a["bits"]), weights=int(w.size), weight_bits=int(w.size) * int(a["bits"]),
                        bias_width=signed_bits(b), bias_bits=int(b.size) * signed_bits(b))
@@ -72,7 +73,7 @@ def memory_report(graph_int: Graph, graph_float: Graph) -> dict:
     param_bits = tot["weight_bits"] + tot["bias_bits"] + tot["threshold_bits"] + tot["shortcut_bits"]
     fp32_params = sum(int(np.asarray(v).size) for n in graph_float.nodes for v in n.params.values())
     fp32_weights = sum(int(np.asarray(n.params["weight"]).size) for n in graph_float.nodes
-                       if n.op in ("conv", "dense") and "weight" in n.params)
+                       if n.op in ops.WEIGHTED and "weight" in n.params)
     return {
         **tot,
         "param_bits": param_bits,

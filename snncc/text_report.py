@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from snncc import ops
+
 NA = "n/a"
 
 
@@ -83,7 +85,7 @@ def layer_bits(report: dict) -> dict[str, object]:
     out: dict[str, object] = {}
     mem_layers = as_dict(report.get("memory")).get("layers")
     for entry in mem_layers if isinstance(mem_layers, list) else []:
-        if isinstance(entry, dict) and entry.get("op") in (None, "conv", "dense") and "bits" in entry:
+        if isinstance(entry, dict) and (entry.get("op") is None or entry.get("op") in ops.WEIGHTED) and "bits" in entry:
             out[str(entry.get("name"))] = entry["bits"]
     for entry in report.get("layers") or []:
         if isinstance(entry, dict) and first_of(entry, "weight_bits", "bits") is not None:

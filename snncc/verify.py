@@ -65,7 +65,7 @@ def onnxruntime_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
-    from snncc.backends.python.float_runtime import run_graph
+    from snncc.sim.float_runtime import run_graph
 
     ref = onnxruntime_outputs(model_path, x).reshape(len(x), -1).astype(np.float64)
     ours = run_graph(graph, x)[graph.outputs[0]].reshape(len(x), -1).astype(np.float64)
@@ -77,10 +77,12 @@ def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
 
 def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
     """At T=1 every neuron's level equals the activation-quantized ANN's, exactly."""
-    from snncc.backends.python.snn_sim import quantized_ann_levels, simulate
+    from snncc.sim.snn_sim import quantized_ann_levels, simulate
 
     if timesteps != 1:
         return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
+    if ann_graph is None:
+        return Rung("quantized ANN == float SNN", True, "skipped: no pass turned a float graph into the SNN")
     expected = quantized_ann_levels(ann_graph, snn_graph, x)
     neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
     sim = simulate(snn_graph, x, capture=neurons, activity=False)
@@ -104,14 +106,14 @@ def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray,
     integer layer fed the float SNN's levels (its own quantization error), and end to
     end, where a flipped level also perturbs every later layer.
     """
-    from snncc.backends.python.int_runtime import (
+    from snncc.sim.int_runtime import (
         dequantize_output,
         level_agreement,
         pooled_agreement,
         quantize_input,
         run_int,
     )
-    from snncc.backends.python.snn_sim import simulate
+    from snncc.sim.snn_sim import simulate
 
     T = int(int_graph.meta.get("timesteps", 1))
     sim = simulate(snn_graph, x, activity=False)
@@ -136,32 +138,13 @@ def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray,
 
 def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
     """The deployed code against the integer runtime, every output of every sample."""
-    if target == "python":
-        from snncc.backends.python.int_runtime import run_int
-        from snncc.irio import load_ir, save_ir
+    from snncc.backends import target as get_target
 
-        with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
-            save_ir(int_graph, Path(tmp) / "model")
-            reloaded = load_ir(Path(tmp) / "model")
-        out = run_int(reloaded, x_q)[reloaded.outputs[0]].reshape(reference.shape)
-        bad = np.argwhere(out != reference)
-        if len(bad):
-            s, o = bad[0]
-            return Rung("integer runtime == python target", False,
-                        f"{len(bad)} mismatches; first at sample {s} output {o}")
-        return Rung("integer runtime == python target", True,
-                    f"{reference.size} outputs of {len(x_q)} samples bit-exact (saved and reloaded IR)")
-    from snncc.backends.c.emit import emit_c
-    from snncc.verify_c import compare_c
-
+    backend = get_target(target)
     with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
-        emit_c(int_graph, Path(tmp), name="model")
-        cmp = compare_c(int_graph, Path(tmp), x_q, cc=cc)
-    if cmp.ok:
-        return Rung("integer runtime == C", True, f"{cmp.samples * cmp.outputs} outputs of {cmp.samples} "
-                                                  "samples bit-exact")
-    table = [(cmp.diverging_node or "?", cmp.diverging_op or "?", "first node whose output differs")]
-    return Rung("integer runtime == C", False, cmp.summary(), table)
+        backend.emit(int_graph, Path(tmp), name="model")
+        check = backend.verify(int_graph, Path(tmp), x_q, reference=reference, cc=cc)
+    return Rung(f"integer runtime == {backend.LABEL}", check.ok, check.detail, check.table)
 
 
 def check_data_path(data) -> None:
@@ -193,17 +176,14 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
 
     ``warn`` prints the ``warning:`` line (the CLI sends it to stderr); default ``echo``.
     """
-    from snncc.backends.python.int_runtime import quantize_input
+    from snncc.backends import target as get_target
     from snncc.compiler import build_snn
+    from snncc.sim.int_runtime import quantize_input
 
-    if target not in ("c", "python"):
-        raise SnnccError(f"option --target must be c or python, got {target!r}")
+    backend = get_target(target)
     if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
         raise SnnccError(f"option --max-top1-drop must be in 0..100 points, got {max_top1_drop}")
-    if target == "c":
-        from snncc.verify_c import find_compiler
-
-        find_compiler(cc)  # fail fast, before the slow work
+    backend.check_tools(cc=cc)  # fail fast, before the slow work
     check_data_path(data)
     model_path = Path(model_path)
     result = build_snn(model_path, options, calib, echo=echo)
@@ -219,7 +199,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     rungs.append(int_rung)
     rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
 
-    from snncc.backends.python.float_runtime import run_graph
+    from snncc.sim.float_runtime import run_graph
 
     ann = run_graph(result.float_graph, x)[result.float_graph.outputs[0]].reshape(len(x), -1)
     agreement = float(np.mean(ann.argmax(1) == int_logits.argmax(1)))

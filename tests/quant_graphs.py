@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
 from snncc.ir import Graph, Node, Value
+from snncc.sim import kernels as K
 
 CONV = {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "group": 1}
 

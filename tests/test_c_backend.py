@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from c_graphs import IntGraphBuilder, block_conv_net, conv_geometry_net, sample_inputs, simd_builds
 
+from snncc.backends.c import target as c_target
 from snncc.backends.c.emit import c_memory, emit_c
-from snncc.backends.python.int_runtime import run_int
+from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs, run_host
+from snncc.compiler import spike_rates
 from snncc.errors import SnnccError
-from snncc.verify_c import build_host, compare_c, flat_outputs, run_host
+from snncc.sim.int_runtime import run_int
 
 
 def _lenet(T=1, N=4, bits=8, mb=16, shift=0, signed=False):
@@ -111,8 +113,7 @@ def test_block_conv_paths(mode, tmp_path):
     neurons = [n.output for n in graph.nodes if n.op == "neuron"]
     out = tmp_path / "o"
     out.mkdir()
-    report: dict = {}
-    emit_c(graph, out, report=report, spike_rates={v: 1.0 if mode == "dense" else 0.0 for v in neurons})
+    report = c_target.emit(graph, out, name="model", spike_rates={v: 1.0 if mode == "dense" else 0.0 for v in neurons})
     layers = report["c_memory"]["layers"]
     assert [x["mode"] for x in layers] == ["dense"] + [mode] * 5  # the image layer is always dense
     assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 6
@@ -266,8 +267,8 @@ def test_spike_rates_pick_kernels(tmp_path):
     neuron = graph.nodes[1]
     assert neuron.op == "neuron"
     report = {"layers": [{"name": neuron.name, "op": "neuron", "spike_rate": 0.9}]}
-    emit_c(graph, tmp_path, report=report)
-    modes = {x["ident"]: x["mode"] for x in report["c_memory"]["layers"]}
+    info = c_target.emit(graph, tmp_path, name="model", spike_rates=spike_rates(graph, report))
+    modes = {x["ident"]: x["mode"] for x in info["c_memory"]["layers"]}
     assert modes["l2_conv"] == "dense" and modes["l4_conv"] == "event"
     low = c_memory(graph, spike_rates={neuron.output: 0.05})
     assert {x["ident"]: x["mode"] for x in low["layers"]}["l2_conv"] == "event"

@@ -1,7 +1,7 @@
 """Firmware: the digits model cross-compiled for Cortex-M4 and run under qemu.
 
 Needs arm-none-eabi-gcc, newlib and qemu-system-arm.  Without them the test FAILS
-with the install command (snncc.verify_c.ARM_INSTALL); it never skips.
+with the install command (snncc.backends.c.verify_c.ARM_INSTALL); it never skips.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 from c_graphs import sample_inputs
 
-from snncc.backends.c.emit import emit_c
-from snncc.backends.python.int_runtime import quantize_input, run_int
+from snncc.backends.c.emit import c_memory, emit_c
+from snncc.backends.c.verify_c import build_firmware, firmware_size, flat_outputs, run_qemu
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
-from snncc.verify_c import build_firmware, firmware_size, flat_outputs, run_qemu
+from snncc.sim.int_runtime import quantize_input, run_int
 
 
 def test_digits_firmware_under_qemu(digits_example, tmp_path):
@@ -27,8 +27,7 @@ def test_digits_firmware_under_qemu(digits_example, tmp_path):
     graph = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
     out = tmp_path / "c"
     out.mkdir()
-    report: dict = {}
-    emit_c(graph, out, name="digits", report=report)
+    emit_c(graph, out, name="digits")
     elf = build_firmware(out)
     x = np.concatenate([quantize_input(graph, calib["x"]), sample_inputs((1, 8, 8), n=100)])
     got = run_qemu(elf, x, timeout=300)
@@ -40,7 +39,7 @@ def test_digits_firmware_under_qemu(digits_example, tmp_path):
     assert float(np.mean(got[: len(calib["y"])].argmax(1) == calib["y"])) > 0.9
 
     sizes = firmware_size(out, elf)
-    mem = report["c_memory"]
+    mem = c_memory(graph)
     lib = sizes["library"]
     print(f"\nfirmware (arm-none-eabi-size): elf {sizes['elf']}, library {lib}, c_memory {mem['arena_bytes']} "
           f"arena / {mem['weight_bytes']} weight bytes")

@@ -12,13 +12,13 @@ import pytest
 from c_graphs import sample_inputs, simd_builds
 
 from snncc.backends.c.emit import emit_c
-from snncc.backends.python.int_runtime import quantize_input, run_int
+from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
-from snncc.verify_c import build_host, compare_c, flat_outputs
+from snncc.sim.int_runtime import quantize_input, run_int
 
 
 def compile_int(onnx_path, calib_x, **opts):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import snncc
-from snncc.backends.python.float_runtime import run_graph
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
 from snncc.passes import calibrate, canonicalize
 from snncc.passes.convert_thresholds import _percentile
+from snncc.sim.float_runtime import run_graph
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from snncc.backends.python.float_runtime import run_graph
 from snncc.ir import Graph, Node, Value, infer_shape
 from snncc.options import CompileOptions
 from snncc.passes import canonicalize
+from snncc.sim.float_runtime import run_graph
 
 RNG = np.random.default_rng(7)
 CONV = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1}

@@ -187,3 +187,30 @@ def test_verify_warns_on_a_large_drop_without_a_budget():
     assert len(warning) == 1 and "--max-top1-drop" in warning[0] and "calibration data" in warning[0], warning
     budget = invoke("verify", DIGITS, "--target", "python", "--membrane-bits", "4", "--max-top1-drop", "100")
     assert budget.exit_code == 0 and "warning:" not in budget.output, budget.output
+
+
+def test_stop_after_and_start_from_give_the_same_library(compiled_c, tmp_path):
+    """--stop-after convert writes only the IR; --start-from it runs the rest of the
+    pipeline, and the emitted files equal a compile in one go, byte for byte."""
+    stop = tmp_path / "stop"
+    res = invoke("compile", DIGITS, "--stop-after", "convert", "-o", stop)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in stop.iterdir()) == ["digits_cnn.json", "digits_cnn.npz"]
+    assert json.loads((stop / "digits_cnn.json").read_text())["stage"] == "snn"
+    resumed = tmp_path / "resumed"
+    res = invoke("compile", DIGITS, "--start-from", stop / "digits_cnn", "-o", resumed, "--report", "none")
+    assert res.exit_code == 0, res.output
+    whole, _ = compiled_c
+    for path in sorted(whole.iterdir()):
+        if path.is_file():
+            assert (resumed / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_stop_after_unknown_pass_and_resume_from_int_ir_fail(tmp_path):
+    res = invoke("compile", DIGITS, "--stop-after", "nonsense", "-o", tmp_path / "x")
+    assert res.exit_code == 2 and "option --stop-after: unknown pass 'nonsense'" in res.output
+    assert not (tmp_path / "x").exists()
+    done = tmp_path / "int"
+    assert invoke("compile", DIGITS, "--stop-after", "quantize", "-o", done).exit_code == 0
+    res = invoke("compile", DIGITS, "--start-from", done / "digits_cnn", "-o", tmp_path / "y")
+    assert res.exit_code == 2 and "nothing to resume" in res.output

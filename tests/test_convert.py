@@ -10,7 +10,6 @@ import pytest
 import zoo
 
 import snncc
-from snncc.backends.python.snn_sim import quantized_ann_levels, simulate
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value, infer_shape
@@ -18,6 +17,7 @@ from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
 from snncc.passes import convert
 from snncc.passes.convert_thresholds import quantize_levels, thresholds
+from snncc.sim.snn_sim import quantized_ann_levels, simulate
 
 
 def compile_snn(graph, x, **kw):

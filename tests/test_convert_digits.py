@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import snncc
-from snncc.backends.python.snn_sim import simulate
 from snncc.calib_data import load_calib
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
+from snncc.sim.snn_sim import simulate
 
 
 def _snn_accuracy(digits, **kw) -> float:

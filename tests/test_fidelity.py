@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import snncc
-from snncc.backends.python.snn_sim import simulate
 from snncc.calib_data import load_calib
 from snncc.fidelity import E_AC_PJ, E_MAC_PJ, E_MUL8_PJ, fidelity_report
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
+from snncc.sim.snn_sim import simulate
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from snncc.backends.python.float_runtime import run_graph
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
 from snncc.passes import canonicalize
+from snncc.sim.float_runtime import run_graph
 
 
 class Shuffle(nn.Module):

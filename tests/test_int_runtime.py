@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from quant_graphs import sample_x, tiny_snn
 
-from snncc.backends.python.int_runtime import (
+from snncc.errors import SnnccError
+from snncc.ir import Graph, Node, Value
+from snncc.options import CompileOptions
+from snncc.passes import quantize
+from snncc.sim.int_runtime import (
     level_agreement,
     pooled_agreement,
     quantize_input,
     run_int,
     run_int_levels,
 )
-from snncc.errors import SnnccError
-from snncc.ir import Graph, Node, Value
-from snncc.options import CompileOptions
-from snncc.passes import quantize
 
 
 def neuron_graph(theta, levels, signed, B, k, T):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from quant_graphs import sample_x, tiny_snn
 
-from snncc.backends.python.int_runtime import quantize_input, run_int
 from snncc.errors import SnnccError
 from snncc.irio import load_ir, save_ir
 from snncc.options import CompileOptions
 from snncc.passes import quantize
+from snncc.sim.int_runtime import quantize_input, run_int
 
 
 def _int_graph():

@@ -19,11 +19,11 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from snncc.backends.python.float_runtime import eval_node, run_graph
 from snncc.errors import SnnccError
 from snncc.frontend.onnx_import import import_onnx_model, list_unsupported, load_onnx
 from snncc.options import CompileOptions
 from snncc.passes import canonicalize
+from snncc.sim.float_runtime import eval_node, run_graph
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
 LIGHT = DATA / "light"

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from quant_graphs import dense_snn, sample_x, tiny_snn
 
-from snncc.backends.python.int_runtime import dequantize_output, quantize_input, run_int
-from snncc.backends.python.snn_sim import simulate
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
 from snncc.passes import DEFAULT_PIPELINE, PASSES, quantize
 from snncc.passes import weight_quant as wq
+from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int
+from snncc.sim.snn_sim import simulate
 
 
 def _q(graph, **kw):
@@ -186,8 +186,8 @@ def test_dense_only_graph():
 
 
 def test_calibration_data_enables_gptq_and_bias_correction():
-    from snncc.backends.python.int_runtime import level_agreement
     from snncc.calib_data import load_calib
+    from snncc.sim.int_runtime import level_agreement
 
     g = tiny_snn()
     x = sample_x(300, seed=11)

@@ -11,16 +11,16 @@ end on 86-98% of positions on these models.
 
 import pytest
 
-from snncc.backends.python.int_runtime import (
+from snncc.compiler import build_snn
+from snncc.options import CompileOptions
+from snncc.sim.int_runtime import (
     dequantize_output,
     level_agreement,
     pooled_agreement,
     quantize_input,
     run_int,
 )
-from snncc.backends.python.snn_sim import simulate
-from snncc.compiler import build_snn
-from snncc.options import CompileOptions
+from snncc.sim.snn_sim import simulate
 
 TRAINED = ["resnet8", "concat_net", "mobilenetv2_block", "sew_resnet", "preact_resnet"]
 

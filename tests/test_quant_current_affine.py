@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from quant_graphs import preact_snn, sample_x
 
-from snncc.backends.python.int_runtime import dequantize_output, level_agreement, quantize_input, run_int
-from snncc.backends.python.snn_sim import simulate
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Node
 from snncc.options import CompileOptions
 from snncc.passes import quantize
+from snncc.sim.int_runtime import dequantize_output, level_agreement, quantize_input, run_int
+from snncc.sim.snn_sim import simulate
 
 
 def _q(graph, calib=False, **kw):

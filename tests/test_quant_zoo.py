@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import zoo
 
-from snncc.backends.python.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int
 from snncc.compiler import build_snn
 from snncc.irio import save_ir
 from snncc.options import CompileOptions
 from snncc.passes import quantize
+from snncc.sim.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int
 
 SNN_PIPELINE = ["canonicalize", "calibrate", "convert"]
 
@@ -114,7 +114,7 @@ def test_int_graph_shares_no_arrays_with_snn(digits_snn):
 
 @pytest.mark.parametrize("bits,layer_bits", [(8, {}), (2, {"first": 8, "last": 8})])
 def test_output_has_one_step_so_raw_argmax_is_the_prediction(digits, digits_snn, bits, layer_bits):
-    from snncc.backends.python.int_runtime import dequantize_output
+    from snncc.sim.int_runtime import dequantize_output
 
     snn, options = digits_snn
     gi = quantize.run(snn, replace(options, weight_bits=bits, layer_bits=layer_bits))

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from quant_graphs import dense_snn, preact_snn, tiny_snn, wide_snn
 
-from snncc.backends.python.int_runtime import run_int
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
 from snncc.passes import quantize, range_analysis
+from snncc.sim.int_runtime import run_int
 
 
 def _q(graph, **kw):

@@ -13,8 +13,6 @@ import residual_models
 from conftest import TRAIN_SEED
 
 from snncc.activity import activity_report, activity_trace_nodes, format_activity, simulate_activity
-from snncc.backends.python.float_runtime import run_graph
-from snncc.backends.python.snn_sim import quantized_ann_levels, simulate
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.frontend.onnx_import import load_onnx
@@ -22,6 +20,8 @@ from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE, residual
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.snn_sim import quantized_ann_levels, simulate
 
 N = 4
 KS = (1.0, 1.25, 1.5, 2.0)
@@ -312,7 +312,7 @@ def test_t1_oracle_holds_exactly(compiled, res_models, name):
 
 @pytest.mark.parametrize("name", ["resnet", "mobilenet"])
 def test_snn_accuracy_within_1_5_points_at_n4_t1_8bit(compiled, res_models, name):
-    from snncc.backends.python.int_runtime import quantize_input, run_int
+    from snncc.sim.int_runtime import quantize_input, run_int
 
     _, snn, opts = compiled(name)
     assert opts.weight_bits == 8
@@ -329,7 +329,7 @@ def test_snn_accuracy_within_1_5_points_at_n4_t1_8bit(compiled, res_models, name
 
 @pytest.mark.parametrize("name, mode", [("sew", "sparse"), ("sew", "sew"), ("mobilenet", "sparse")])
 def test_integer_graph_keeps_barriers_and_bounds_levels(compiled, res_models, name, mode):
-    from snncc.backends.python.int_runtime import quantize_input, run_int_levels
+    from snncc.sim.int_runtime import quantize_input, run_int_levels
 
     _, snn, opts = compiled(name, mode)
     intg = run_pipeline(snn, ["quantize"], opts)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import snncc
-from snncc.backends.python import kernels as K
-from snncc.backends.python.float_runtime import eval_node
-from snncc.backends.python.snn_sim import fanout_map, neuron_step, simulate
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Node
 from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
+from snncc.sim import kernels as K
+from snncc.sim.float_runtime import eval_node
+from snncc.sim.snn_sim import fanout_map, neuron_step, simulate
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from snncc.backends.python.int_runtime import level_agreement, pooled_agreement
 from snncc.compiler import build_snn
 from snncc.options import CompileOptions
 from snncc.passes import quantize, step_search, weight_rounding
+from snncc.sim.int_runtime import level_agreement, pooled_agreement
 
 
 def _layer(seed: int, out: int, fan_in: int, samples: int = 4000):

@@ -28,23 +28,26 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TEMPLATES = ("snncc_kernels.h", "snncc_kernels.c")
 
 
-def emit_c(graph: Graph, out_dir: Path, *, name: str = "model", report: dict | None = None,
+def emit_c(graph: Graph, out_dir: Path, *, name: str = "model",
            spike_rates: dict[str, float] | None = None) -> list[Path]:
-    """Write the C library for ``graph`` into the existing folder ``out_dir``.
+    """Write the C library for ``graph`` into the existing folder ``out_dir``; return the paths (sorted).
 
-    Returns the written paths (sorted).  If ``report`` is given, its ``"c_memory"``
-    key receives the memory summary (see :func:`memory_summary`).  ``spike_rates``
-    (value name -> measured fraction of non-zero levels, e.g. from
-    ``run_int_levels`` on calibration data) picks the event-driven or the dense
-    kernel per layer; without it, the rates of ``report["layers"]`` (the fidelity
-    report's neuron entries) are used, and without those, layers fed by neurons are
+    ``spike_rates`` (value name -> measured fraction of non-zero levels, which the
+    driver takes from the report, or ``run_int_levels`` on calibration data) picks the
+    event-driven or the dense kernel per layer; without it, layers fed by neurons are
     event-driven.
     """
+    return write_c(graph, out_dir, name=name, spike_rates=spike_rates)[0]
+
+
+def write_c(graph: Graph, out_dir: Path, *, name: str = "model",
+            spike_rates: dict[str, float] | None = None) -> tuple[list[Path], Plan]:
+    """:func:`emit_c`, also returning the plan (its memory summary goes into the report)."""
     if not _NAME_RE.match(name) or name.lower().startswith("snncc"):
         raise SnnccError(f"option --name: {name!r} is not a C identifier (letters, digits, _; "
                          "not starting with a digit or 'snncc')")
     out_dir = Path(out_dir)
-    plan = build_plan(graph, spike_rates if spike_rates is not None else report_spike_rates(graph, report))
+    plan = build_plan(graph, spike_rates or {})
     files = {
         f"{name}.h": _header(graph, plan, name),
         f"{name}.c": _source(graph, plan, name),
@@ -60,25 +63,7 @@ def emit_c(graph: Graph, out_dir: Path, *, name: str = "model", report: dict | N
         path = out_dir / fname
         path.write_bytes(files[fname].encode("utf-8"))
         written.append(path)
-    if report is not None:
-        report["c_memory"] = memory_summary(plan)
-    return written
-
-
-def report_spike_rates(graph: Graph, report: dict | None) -> dict[str, float]:
-    """Neuron output value -> measured spike rate, from a report's per-layer entries."""
-    if not report or not isinstance(report.get("layers"), list):
-        return {}
-    by_name = {n.name: n for n in graph.nodes if n.op == "neuron"}
-    rates = {}
-    for layer in report["layers"]:
-        if not isinstance(layer, dict):
-            continue
-        node = by_name.get(layer.get("name"))
-        rate = layer.get("spike_rate")
-        if node is not None and isinstance(rate, (int, float)):
-            rates[node.output] = float(rate)
-    return rates
+    return written, plan
 
 
 def memory_summary(plan: Plan) -> dict:

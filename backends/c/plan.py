@@ -17,6 +17,7 @@ import numpy as np
 from snncc.backends.c import layout as L
 from snncc.errors import SnnccError, sanitize_name
 from snncc.ir import Graph, Node
+from snncc.sim import neuron
 
 CTYPE = {"i8": "int8_t", "i32": "int32_t"}
 ESIZE = {"i8": 1, "i32": 4}
@@ -370,6 +371,31 @@ class _Builder:
         self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
         return y
 
+    def op_global_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
+        """y[ch] = max over the H*W positions of x (channel-last: x[pos * C + ch])."""
+        x = ins[0]
+        c, h, w = x.shape
+        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        t = CTYPE[x.kind]
+        self.step([
+            "{",
+            f"    const {t} *gx = {self.ptr(x)};",
+            f"    {t} *gy = {self.ptr(y)};",
+            "    int32_t pos, ch;",
+            f"    for (ch = 0; ch < {c}; ++ch) {{",
+            "        gy[ch] = gx[ch];",
+            "    }",
+            f"    for (pos = 1; pos < {h * w}; ++pos) {{",
+            f"        for (ch = 0; ch < {c}; ++ch) {{",
+            f"            if (gx[pos * {c} + ch] > gy[ch]) {{",
+            f"                gy[ch] = gx[pos * {c} + ch];",
+            "            }",
+            "        }",
+            "    }",
+            "}",
+        ], [x.buf, y.buf])
+        return y
+
     def op_sumpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
         p = self.pool_decl(node, ident, x)
@@ -390,7 +416,8 @@ class _Builder:
             raise SnnccError(f"membrane_bits {bits} / membrane_shift {shift} out of range",
                              node=node.name, op=node.op)
         theta = self.int_param(node, "theta", 1, 2**31 - 1)
-        v_init = self.int_param(node, "v_init", -(2**31), 2**31 - 1) if "v_init" in node.params else theta // 2
+        v_init = (self.int_param(node, "v_init", -(2**31), 2**31 - 1) if "v_init" in node.params
+                  else neuron.v_init(theta))
         vmin, vmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         thref = self.array(f"{ident}_theta", np.broadcast_to(theta, (ch,)).astype(np.int32), "int32_t",
                            f"{ident} thresholds")

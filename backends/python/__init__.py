@@ -1,1 +1,1 @@
-"""Python reference runtimes: float IR, float SNN simulator, integer SNN."""
+"""Python target: the saved integer IR (target interface: target.py)."""

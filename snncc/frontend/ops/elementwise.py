@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc import ops
 from snncc.frontend.ops.common import per_channel
 
 
@@ -24,7 +25,7 @@ def _fold_bias(ctx, x: str, shift: np.ndarray) -> bool:
     """Add a constant to the bias of the conv/dense producing ``x`` when nothing
     else reads the pre-bias value."""
     producer = ctx.producer(ctx.acts[x])
-    if producer is None or producer.op not in ("conv", "dense"):
+    if producer is None or producer.op not in ops.WEIGHTED:
         return False
     # Every ONNX name of the pre-bias value (Identity/Dropout aliases) counts.
     names = [k for k, v in ctx.acts.items() if v == producer.output]

@@ -73,8 +73,7 @@ def import_global_pool(ctx) -> None:
         ctx.emit("avgpool", [ctx.act(node.input[0])], {**attrs, "count_include_pad": 1},
                  output=node.output[0])
     else:
-        ctx.emit("maxpool", [ctx.act(node.input[0])], {**attrs, "dilations": (1, 1)},
-                 output=node.output[0])
+        ctx.emit("global_maxpool", [ctx.act(node.input[0])], {}, output=node.output[0])
 
 
 def import_spatial_reduce(ctx) -> None:

@@ -1,4 +1,7 @@
-"""Float reference runtime: executes the float IR (stage "float") with numpy."""
+"""Float reference runtime: executes the float IR (stage "float") with numpy.
+
+``eval_node`` is the per-op semantics every other walker reuses for ops that only
+move, pool or sum values."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
+from snncc.sim import kernels as K
+from snncc.sim.walk import batch_input, walk
 
 
 def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -30,6 +34,8 @@ def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return out
     if op == "maxpool":
         return K.maxpool(x, a["kernel"], a["strides"], a["pads"], a.get("dilations", (1, 1)))
+    if op == "global_maxpool":
+        return K.global_maxpool(x)
     if op == "avgpool":
         return K.avgpool(x, a["kernel"], a["strides"], a["pads"], a["count_include_pad"])
     if op == "sumpool":
@@ -65,35 +71,16 @@ def run_graph(graph: Graph, x: np.ndarray | dict[str, np.ndarray], *,
     for name in graph.inputs:
         if name not in feeds:
             raise SnnccError(f"missing input {name!r}")
-        arr = np.asarray(feeds[name], dtype=dtype)
-        want = graph.values[name].shape
-        if arr.ndim == len(want):  # a single sample without batch dim
-            arr = arr[None]
-        if tuple(arr.shape[1:]) != tuple(want):
-            raise SnnccError(f"input {name!r} has shape {list(arr.shape)}, "
-                             f"the model expects [N, {', '.join(map(str, want))}]")
-        env[name] = arr
+        env[name] = batch_input(graph, feeds[name], dtype, name)
         if on_value:
-            on_value(name, arr)
+            on_value(name, env[name])
     keep = set(graph.outputs) | set(capture or ())
-    last_use = _last_uses(graph)
-    for i, node in enumerate(graph.nodes):
-        out = eval_node(node, [env[v] for v in node.inputs])
-        env[node.output] = out.astype(dtype, copy=False)
-        if on_value:
-            on_value(node.output, env[node.output])
-        for v in node.inputs:  # free activations nobody needs any more
-            if last_use.get(v) == i and v not in keep:
-                env.pop(v, None)
+
+    def step(i: int, node: Node, env: dict) -> np.ndarray:
+        return eval_node(node, [env[v] for v in node.inputs]).astype(dtype, copy=False)
+
+    walk(graph, env, step, keep=keep, on_value=on_value)
     return {k: env[k] for k in env if k in keep}
-
-
-def _last_uses(graph: Graph) -> dict[str, int]:
-    last: dict[str, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last[v] = i
-    return last
 
 
 def run(graph: Graph, x: np.ndarray) -> np.ndarray | list[np.ndarray]:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from snncc.backends.python.float_runtime import eval_node
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-
-SYNAPTIC_WEIGHTED = ("conv", "dense", "affine")
+from snncc.sim.float_runtime import eval_node
+from snncc.sim.neuron import channel_view, neuron_step, quantize_levels, v_init
+from snncc.sim.walk import last_uses, static_values, walk
 
 
 @dataclass
@@ -58,18 +59,6 @@ class SimResult:
     traces: dict[str, np.ndarray] = field(default_factory=dict)
     captured: dict[str, np.ndarray] = field(default_factory=dict)
     static_nodes: list[str] = field(default_factory=list)  # computed once (input-only): MACs, not SOPs
-
-
-def neuron_step(v: np.ndarray, current: np.ndarray, theta: np.ndarray, levels: int, signed: bool):
-    """One IF step with subtractive reset; returns (z, new v). theta broadcasts per channel."""
-    v = v + current
-    z = np.clip(np.floor(v / theta), -levels if signed else 0, levels)
-    return z, v - z * theta
-
-
-def _channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
-    """Reshape a per-channel vector to broadcast over (N, C, ...)."""
-    return arr.reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def simulate(graph: Graph, x: np.ndarray, *, timesteps: int | None = None, trace: Iterable[str] = (),
@@ -147,7 +136,7 @@ class _Totals:
                 self.level_sum[node.name] = 0.0
                 self.hist[node.name] = np.zeros(2 * n + 1 if node.attrs.get("signed") else n + 1, np.int64)
                 self.elements[node.name] = int(np.prod(graph.values[node.output].shape))
-            elif node.op in SYNAPTIC_WEIGHTED:
+            elif node.op in ops.SYNAPTIC:
                 self.in_events[node.name] = 0.0
                 self.sops[node.name] = 0.0
                 self.sops_ml[node.name] = 0.0
@@ -203,48 +192,44 @@ def _cover(size: int, k: int, stride: int, p0: int, p1: int, dil: int) -> np.nda
 
 
 def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: set, total: _Totals | None):
-    static = set(graph.inputs)  # values constant over time (computed at t=0, reused)
+    static = static_values(graph)  # values constant over time (computed at t=0, reused)
     env_static: dict[str, np.ndarray] = {graph.inputs[0]: xb}
     v_state: dict[str, np.ndarray] = {}
     acc = {v: 0.0 for v in graph.outputs}
     traces = {n: [] for n in trace}
     caps: dict[str, np.ndarray | float] = {n: 0.0 for n in capture}
-    last = {v: i for i, node in enumerate(graph.nodes) for v in node.inputs}
-    outputs = set(graph.outputs)
+    last = last_uses(graph)
     for t in range(T):
-        env = dict(env_static)
-        for i, node in enumerate(graph.nodes):
+        def step(i: int, node: Node, env: dict, t: int = t) -> np.ndarray:
             args = [env[v] for v in node.inputs]
-            for v in node.inputs:  # free this step's activations nobody reads any more
-                if last[v] == i and v not in outputs:
-                    env.pop(v, None)
-            if total and node.op in SYNAPTIC_WEIGHTED and node.inputs[0] not in static:
+            if total and node.op in ops.SYNAPTIC and node.inputs[0] not in static:
                 total.synapse(node, args[0])  # static inputs are real values: MACs, computed once
             if node.output in static and t > 0:
                 out = env_static[node.output]
             elif node.op == "neuron":
-                theta = _channel_view(np.asarray(node.params["theta"], np.float64), args[0].ndim)
+                theta = channel_view(np.asarray(node.params["theta"], np.float64), args[0].ndim)
                 v = v_state.get(node.name)
                 if v is None:
-                    v = np.broadcast_to(theta / 2, args[0].shape).copy()
-                out, v = neuron_step(v, args[0], theta, int(node.attrs["levels"]), bool(node.attrs.get("signed")))
-                v_state[node.name] = v
+                    v = np.broadcast_to(v_init(theta), args[0].shape).copy()
+                out, v_state[node.name] = neuron_step(v, args[0], theta, int(node.attrs["levels"]),
+                                                      bool(node.attrs.get("signed")))
                 if total:
                     total.neuron(node, out)
                 if node.name in trace:
-                    traces[node.name].append(v)
+                    traces[node.name].append(v_state[node.name])
             else:
                 out = eval_node(node, args)
                 if out.dtype != np.float64:
                     out = out.astype(np.float64)
-                if t == 0 and node.op != "neuron" and all(i in static for i in node.inputs):
-                    static.add(node.output)
+                if node.output in static:
                     env_static[node.output] = out
-            env[node.output] = out
             if node.name in capture:
                 caps[node.name] = caps[node.name] + out
             if node.name in trace and node.op != "neuron":
                 traces[node.name].append(out)
+            return out
+
+        env = walk(graph, dict(env_static), step, last=last)
         for v in graph.outputs:
             acc[v] = acc[v] + env[v]
     if total:
@@ -255,7 +240,6 @@ def _simulate_batch(graph: Graph, xb: np.ndarray, T: int, trace: set, capture: s
 
 # --- the activation-quantized ANN (the T=1 oracle) -------------------------------------
 
-_MOVES = frozenset({"maxpool", "sumpool", "avgpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def neuron_specs(graph_snn: Graph) -> dict[str, tuple[np.ndarray, int, bool]]:
@@ -296,14 +280,9 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
         env = {graph.inputs[0]: arr}
     else:
         env = dict(env)
-    last: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for v in node.inputs:
-            last[v] = i
-    keep = set(keep) | set(graph.outputs)
-    for i in range(start, stop):
-        node = nodes[i]
-        if node.op in ("conv", "dense"):
+
+    def step(i: int, node: Node, env: dict) -> np.ndarray:
+        if node.op in ops.WEIGHTED:
             args = [env.get(node.inputs[0] + "#q", env[node.inputs[0]])]
         else:
             args = [env[v] for v in node.inputs]
@@ -311,7 +290,7 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
             out = args[0]
         else:
             out = eval_node(node, args).astype(np.float64, copy=False)
-        if node.op in _MOVES and any(v + "#q" in env for v in node.inputs):
+        if node.op in ops.DATA_MOVEMENT and any(v + "#q" in env for v in node.inputs):
             # data movement between a signed neuron and the conv/dense that reads its levels
             qargs = [env.get(v + "#q", env[v]) for v in node.inputs]
             env[node.output + "#q"] = eval_node(node, qargs).astype(np.float64, copy=False)
@@ -321,17 +300,19 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
         spec = specs.get(node.output)
         if spec is not None:
             theta, n, signed = spec
-            th = _channel_view(theta, out.ndim)
-            q = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
+            th = channel_view(theta, out.ndim)
+            q = quantize_levels(out, th, n, signed) * th
             if node.op == "relu":
                 out = q
             else:
                 env[node.output + "#q"] = q
-        env[node.output] = out
-        for v in node.inputs:  # free what no later node reads
-            if last.get(v) == i and v not in keep:
-                env.pop(v, None)
-                env.pop(v + "#q", None)
+        return out
+
+    def release(env: dict, v: str) -> None:  # a value and its quantized copy
+        env.pop(v, None)
+        env.pop(v + "#q", None)
+
+    walk(graph, env, step, keep=keep, start=start, stop=stop, release=release)
     return env
 
 
@@ -345,7 +326,7 @@ def quantized_ann_levels(graph_float: Graph, graph_snn: Graph, x) -> dict[str, n
     for value, node in by_value.items():
         theta, _, _ = specs[value]
         q = env[value + "#q"] if value + "#q" in env else env[value]
-        out[node.name] = np.rint(q / _channel_view(theta, q.ndim))  # z*theta/theta: exact up to 1 ulp
+        out[node.name] = np.rint(q / channel_view(theta, q.ndim))  # z*theta/theta: exact up to 1 ulp
     for f, s in zip(graph_float.outputs, graph_snn.outputs):
         out[s] = env[f]
     return out

@@ -17,10 +17,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from snncc.backends.python import kernels as K
-from snncc.backends.python.float_runtime import eval_node
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
+from snncc.sim import kernels as K
+from snncc.sim.float_runtime import eval_node
+from snncc.sim.neuron import channel_view, neuron_step
+from snncc.sim.walk import batch_input, last_uses, static_values, walk
 
 
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -72,13 +75,7 @@ def _simulate(graph: Graph, x_q, capture, timesteps, record: bool):
     if T < 1:
         raise SnnccError(f"timesteps must be >= 1, got {T}")
     name = graph.inputs[0]
-    x = np.asarray(x_q)
-    want = tuple(graph.shape(name))
-    if x.ndim == len(want):
-        x = x[None]
-    if tuple(x.shape[1:]) != want:
-        raise SnnccError(f"input {name!r} has shape {list(x.shape)}, "
-                         f"the model expects [N, {', '.join(map(str, want))}]")
+    x = batch_input(graph, x_q, None)
     if not np.issubdtype(x.dtype, np.integer) or x.min(initial=0) < -128 or x.max(initial=0) > 127:
         raise SnnccError(f"input {name!r} must be int8 values in [-128, 127] (use quantize_input)")
     x = x.astype(np.int64)
@@ -87,26 +84,28 @@ def _simulate(graph: Graph, x_q, capture, timesteps, record: bool):
     if unknown:
         raise SnnccError(f"cannot capture unknown value(s) {', '.join(unknown)}")
 
-    static = _static_values(graph)
+    static = static_values(graph)
     env: dict[str, np.ndarray] = {name: x}
     state: dict[str, np.ndarray] = {}
     stats: dict[str, dict[str, np.ndarray]] = {}
     acc = {o: None for o in graph.outputs}
+    last = last_uses(graph)
     for t in range(T):
-        for node in graph.nodes:
+        def step(i: int, node: Node, env: dict, t: int = t) -> np.ndarray:
             if t > 0 and node.output in static:
-                continue  # constant input current: computed at t = 0
+                return env[node.output]  # constant input current: computed at t = 0
             args = [env[v] for v in node.inputs]
-            if node.op == "neuron":
-                z = _neuron_step(node, args[0], state)
-                if record:
-                    s = stats.setdefault(node.name, {"levels": np.zeros(z.shape, np.int64),
-                                                     "events": np.zeros(z.shape, np.int64)})
-                    s["levels"] += np.abs(z)
-                    s["events"] += z != 0
-                env[node.output] = z
-            else:
-                env[node.output] = _eval(node, args)
+            if node.op != "neuron":
+                return _eval(node, args)
+            z = _neuron_step(node, args[0], state)
+            if record:
+                s = stats.setdefault(node.name, {"levels": np.zeros(z.shape, np.int64),
+                                                 "events": np.zeros(z.shape, np.int64)})
+                s["levels"] += np.abs(z)
+                s["events"] += z != 0
+            return z
+
+        walk(graph, env, step, keep=static | capture, last=last)
         for o in graph.outputs:
             acc[o] = env[o].copy() if acc[o] is None else acc[o] + env[o]
     result = {o: acc[o].astype(np.int32) for o in graph.outputs}
@@ -116,35 +115,15 @@ def _simulate(graph: Graph, x_q, capture, timesteps, record: bool):
     return result, stats
 
 
-def _static_values(graph: Graph) -> set[str]:
-    """Values that depend only on the graph input (no neuron upstream)."""
-    static = set(graph.inputs)
-    for node in graph.nodes:
-        if node.op != "neuron" and all(v in static for v in node.inputs):
-            static.add(node.output)
-    return static
-
-
 def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
     a, p = node.attrs, node.params
-    shape = (1, -1) + (1,) * (current.ndim - 2)
-    theta = p["theta"].astype(np.int64).reshape(shape)
+    theta = channel_view(p["theta"].astype(np.int64), current.ndim)
     v = state.get(node.name)
     if v is None:
-        v = np.broadcast_to(p["v_init"].astype(np.int64).reshape(shape), current.shape)
-    B = int(a["membrane_bits"])
-    v = np.clip(v + current, -(1 << (B - 1)), (1 << (B - 1)) - 1)
-    n = int(a["levels"])
-    z = np.clip(v // theta, -n if a.get("signed") else 0, n)  # numpy // is floor division
-    v = v - z * theta
-    k = int(a.get("membrane_shift", 0))
-    if k:
-        v = (v >> k) << k  # arithmetic shift: floor(v / 2^k) * 2^k
-    state[node.name] = v
+        v = np.broadcast_to(channel_view(p["v_init"].astype(np.int64), current.ndim), current.shape)
+    z, state[node.name] = neuron_step(v, current, theta, int(a["levels"]), bool(a.get("signed")),
+                                      bits=int(a["membrane_bits"]), shift=int(a.get("membrane_shift", 0)))
     return z
-
-
-_DATA_MOVEMENT = frozenset({"add", "sumpool", "maxpool", "flatten", "reshape", "concat", "pad", "channel_shuffle"})
 
 
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -159,7 +138,7 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         return np.rint(out).astype(np.int64)
     if op == "affine":
         return K.affine(x, p["scale"].astype(np.int64), p["shift"].astype(np.int64))
-    if op in _DATA_MOVEMENT:  # integer-exact as they are: share the float runtime's code
+    if op in ops.INT_EXACT:  # integer-exact as they are: share the float runtime's code
         return eval_node(node, args)
     raise SnnccError("the integer runtime cannot execute this op", node=node.name, op=op)
 
@@ -174,25 +153,26 @@ def level_agreement(graph_int: Graph, graph_snn: Graph, x: np.ndarray) -> dict[s
     the propagation of earlier mismatches, which untrained deep nets amplify.
     Levels are compared at the last timestep (T=1: the only one).
     """
-    from snncc.backends.python.snn_sim import simulate
+    from snncc.sim.snn_sim import simulate
 
     xq = quantize_input(graph_int, x)
     neurons = [n for n in graph_int.nodes if n.op == "neuron"]
     fs = simulate(graph_snn, xq * float(graph_int.meta["input_scale"]), timesteps=1,
                   capture=[n.name for n in neurons])
     e2e = run_int(graph_int, xq, capture=[n.output for n in neurons], timesteps=1)
-    env: dict[str, np.ndarray] = {graph_int.inputs[0]: xq.astype(np.int64)}
     out: dict[str, dict[str, float]] = {}
-    for node in graph_int.nodes:
-        if node.op == "neuron":
-            ref = fs.captured[node.name]
-            z = _neuron_step(node, env[node.inputs[0]], {})
-            out[node.name] = {"isolated": float((z == ref).mean()),
-                              "end_to_end": float((e2e[node.output] == ref).mean()),
-                              "positions": int(ref.size)}
-            env[node.output] = ref.astype(np.int64)
-        else:
-            env[node.output] = _eval(node, [env[v] for v in node.inputs])
+
+    def step(i: int, node: Node, env: dict) -> np.ndarray:
+        if node.op != "neuron":
+            return _eval(node, [env[v] for v in node.inputs])
+        ref = fs.captured[node.name]
+        z = _neuron_step(node, env[node.inputs[0]], {})
+        out[node.name] = {"isolated": float((z == ref).mean()),
+                          "end_to_end": float((e2e[node.output] == ref).mean()),
+                          "positions": int(ref.size)}
+        return ref.astype(np.int64)  # the next layer reads the float SNN's levels
+
+    walk(graph_int, {graph_int.inputs[0]: xq.astype(np.int64)}, step)
     return out
 
 

@@ -141,7 +141,7 @@ class CompareResult:
 
 
 def reference_outputs(graph: Graph, x_q: np.ndarray, capture=()) -> dict:
-    from snncc.backends.python.int_runtime import run_int
+    from snncc.sim.int_runtime import run_int
 
     return run_int(graph, x_q, capture=capture)
 

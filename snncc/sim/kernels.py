@@ -70,6 +70,10 @@ def maxpool(x, kernel, strides, pads, dilations=(1, 1)):
     return _windows(xp, kernel, strides, dilations).max(axis=(4, 5))
 
 
+def global_maxpool(x):
+    return x.max(axis=(2, 3), keepdims=True)
+
+
 def sumpool(x, kernel, strides, pads):
     xp = pad_nchw(x, pads)
     return _windows(xp, kernel, strides, (1, 1)).sum(axis=(4, 5))
