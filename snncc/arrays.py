@@ -20,7 +20,7 @@ from snncc.errors import SnnccError
 
 MAX_NPZ_BYTES = 4 << 30  # uncompressed; larger data sets go in a .npy file (memory-mapped)
 _NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_MAGIC = b"PK"  # a local file header (PK\x03\x04), or an empty archive (PK\x05\x06)
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
 
 
@@ -31,7 +31,7 @@ def read_arrays(path: str | Path, option: str) -> dict[str, np.ndarray]:
     """
     path = check_array_path(path, option)
     try:
-        arrays = _read_npy(path) if path.suffix.lower() == ".npy" else _read_npz(path, option)
+        arrays = _read_npy(path, option) if path.suffix.lower() == ".npy" else _read_npz(path, option)
     except SnnccError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
@@ -65,8 +65,10 @@ def check_array_path(path: str | Path, option: str) -> Path:
     return path
 
 
-def _read_npy(path: Path) -> dict[str, np.ndarray]:
-    # mmap reads only the header: a truncated file or an object dtype fails here, cheaply.
+def _read_npy(path: Path, option: str) -> dict[str, np.ndarray]:
+    with open(path, "rb") as f:
+        _check_dtype(_npy_header(f)[1], "x", path, option)
+    # mmap reads only the header: a truncated file fails here, cheaply.
     return {"x": np.load(path, mmap_mode="r", allow_pickle=False)}
 
 
