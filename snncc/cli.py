@@ -180,10 +180,10 @@ Examples:
   snncc run model.onnx --input x.npy --output y.npy
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), metavar="FILE",
               help="A .npy array of inputs, N x C x H x W (or one sample without N); or a .npz "
                    "(its array x, else its only array).")
-@click.option("--output", "output_path", type=click.Path(path_type=Path),
+@click.option("--output", "output_path", type=click.Path(path_type=Path), metavar="FILE",
               help="Write the outputs to this .npy file (.npy is added when missing) instead of printing them.")
 def run(model: Path, input_path: Path, output_path: Path | None):
     """Run the float reference runtime (numpy) on the model."""
@@ -329,7 +329,9 @@ def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
     names the file and key (the CLI root reads this, see ``_Group.invoke``)."""
     from snncc.config import ConfigSource
 
-    click.get_current_context().meta["snncc.config"] = ConfigSource(cfg, flags, flag_layers)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["snncc.config"] = ConfigSource(cfg, flags, flag_layers)
 
 
 def missing_calib_where(model: Path, cfg) -> str:

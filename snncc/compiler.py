@@ -211,13 +211,13 @@ def name_problem(name: str, target: str) -> str | None:
     """Why ``name`` cannot name ``target``'s output (None when it can): not an ASCII
     identifier, a file name the folder already uses, or a C header it would shadow."""
     if target == "c":
-        from snncc.backends.c.emit import name_problem as c_problem, named_files
+        from snncc.backends.c import emit as backend
     else:
-        from snncc.irio import name_problem as c_problem, named_files
-    problem = c_problem(name)
+        from snncc import irio as backend
+    problem = backend.name_problem(name)
     if problem is not None:
         return problem
-    clash = next((f for f in named_files(name) if f.lower() in REPORT_FILES), None)
+    clash = next((f for f in backend.named_files(name) if f.lower() in REPORT_FILES), None)
     return None if clash is None else f"would emit {clash}, which overwrites the compile report"
 
 

@@ -62,7 +62,7 @@ class CompileOptions:
         if isinstance(self.barrier_scale, bool) or not isinstance(self.barrier_scale, (int, float)) \
                 or not 0 < self.barrier_scale < float("inf"):
             raise SnnccError(f"must be a finite number > 0, got {self.barrier_scale}", option="barrier_scale")
-        _check_int("calib_batch", self.calib_batch, 1, 1 << 30)
+        _check_int("calib_batch", self.calib_batch, 1, None)
         _check_int("seed", self.seed, 0, (1 << 32) - 1)
         _check_choice("threshold_search", self.threshold_search, THRESHOLD_SEARCHES)
         for key in ("bias_correction", "step_search"):
@@ -88,9 +88,12 @@ class CompileOptions:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "calib_data"}
 
 
-def _check_int(option: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
-        raise SnnccError(f"must be an integer in {lo}..{hi}, got {value!r}", option=option)
+def _check_int(option: str, value, lo: int, hi: int | None) -> None:
+    span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SnnccError(f"must be an integer {span}, got {value!r}", option=option)
+    if not lo <= int(value) <= (hi if hi is not None else int(value)):
+        raise SnnccError(f"must be {span}, got {value!r}", option=option)
 
 
 def _check_choice(option: str, value, choices) -> None:

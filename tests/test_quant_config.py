@@ -87,7 +87,8 @@ def test_describe_error_names_the_file_only_for_the_file_s_values(tmp_path):
     where = str(tmp_path / "snncc.toml")
     err = SnnccError("must be >= 1, got 0", option="calib_batch")
     assert str(err) == "option --calib-batch must be >= 1, got 0"
-    assert describe_error(err, ConfigSource(cfg)) == f"option --config: key 'calib_batch' in {where}: must be >= 1, got 0"
+    assert describe_error(err, ConfigSource(cfg)) == \
+        f"option --config: key 'calib_batch' in {where}: must be >= 1, got 0"
     err = SnnccError(": unknown layer 'conv9'; valid names are x", option="layer_bits", key="conv9")
     assert describe_error(err, ConfigSource(cfg)) == (f"option --config: key 'quantize.layer_bits.conv9' in {where}: "
                                                       "unknown layer 'conv9'; valid names are x")
