@@ -49,7 +49,7 @@ class CompileOptions:
         if self.threshold.startswith("percentile"):
             self.percentile()  # validates P
         _check_choice("threshold_granularity", self.threshold_granularity, ("channel", "layer"))
-        _check_int("weight_bits", self.weight_bits, 2, 8)
+        _check_int("weight_bits", self.weight_bits, 2, 8, say_integer=True)
         if not isinstance(self.layer_bits, dict):
             raise SnnccError(f"must be a table of layer name = bits, got {self.layer_bits!r}", option="layer_bits")
         for name, bits in self.layer_bits.items():
@@ -88,12 +88,12 @@ class CompileOptions:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "calib_data"}
 
 
-def _check_int(option: str, value, lo: int, hi: int | None) -> None:
+def _check_int(option: str, value, lo: int, hi: int | None, *, say_integer: bool = False) -> None:
     span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SnnccError(f"must be an integer {span}, got {value!r}", option=option)
-    if not lo <= int(value) <= (hi if hi is not None else int(value)):
-        raise SnnccError(f"must be {span}, got {value!r}", option=option)
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if wrong_type or not lo <= int(value) <= (hi if hi is not None else int(value)):
+        raise SnnccError(f"must be {'an integer ' if wrong_type or say_integer else ''}{span}, got {value!r}",
+                         option=option)
 
 
 def _check_choice(option: str, value, choices) -> None:
