@@ -3,6 +3,9 @@
 ``TARGETS`` maps a target name to its interface module, ``<folder>/target.py``, which offers:
 
 - ``LABEL``: how ``snncc verify`` names it ("integer runtime == LABEL");
+- ``named_files(name)``: the files ``emit`` names after the model; ``name_problem(name)``:
+  why ``name`` cannot name the output (not an identifier, a clash with a fixed file or a
+  system header), or None;
 - ``emit(graph, out_dir, *, name, spike_rates) -> dict``: write the files for the
   integer IR into the existing folder ``out_dir``; return what the report records
   about them (the driver owns report.json: emitters neither read nor write it);
@@ -44,5 +47,5 @@ def target(name: str) -> ModuleType:
     if name not in TARGETS:
         from snncc.errors import SnnccError
 
-        raise SnnccError(f"option --target must be one of {', '.join(TARGETS)}, got {name!r}")
+        raise SnnccError(f"must be one of {', '.join(TARGETS)}, got {name!r}", option="target")
     return importlib.import_module(TARGETS[name])

@@ -39,7 +39,7 @@ def thresholds(stats: dict, levels: int, signed: bool, options: CompileOptions,
         else:
             clip = _mse_clip(sample, levels, signed)
     else:  # validate() refuses these first
-        raise SnnccError(f"option --threshold: unknown method {options.threshold!r}")
+        raise SnnccError(f": unknown method {options.threshold!r}", option="threshold")
     theta = np.asarray(clip, np.float64) / levels
     if clip_max is not None:  # Clip(0, a): the level grid must not exceed a
         theta = np.minimum(theta, float(clip_max) / levels)

@@ -204,16 +204,16 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
     set_by: dict[str, tuple[str, int]] = {}  # layer -> (key, bits) of the last override
     for key, b in ordered:
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 2 <= b <= 8:
-            raise SnnccError(f"option --layer-bits {key} must be an integer in 2..8, got {b!r}")
+            raise SnnccError(f"{key} must be an integer in 2..8, got {b!r}", option="layer_bits", key=key)
         targets = first if key == "first" else last if key == "last" else lookup.get(key)
         if targets is None:
-            raise SnnccError(_unknown_layer(graph, layers, key))
+            raise SnnccError(_unknown_layer(graph, layers, key), option="layer_bits", key=key)
         for name in targets:
             prev = set_by.get(name)
             same_kind = prev is not None and (prev[0] in ("first", "last")) == (key in ("first", "last"))
             if same_kind and prev[1] != int(b):
-                raise SnnccError(f"option --layer-bits: {prev[0]}={prev[1]} and {key}={b} both set layer "
-                                 f"{name!r}; give it one value")
+                raise SnnccError(f": {prev[0]}={prev[1]} and {key}={b} both set layer {name!r}; give it one value",
+                                 option="layer_bits", key=key)
             set_by[name] = (key, int(b))
             bits[name] = int(b)
     return bits
@@ -222,13 +222,13 @@ def resolve_layer_bits(graph: Graph, weight_bits: int, layer_bits: dict[str, int
 def _unknown_layer(graph: Graph, layers: list[Node], key: str) -> str:
     other = next((n for n in graph.nodes if key in layer_names(n)), None)
     if other is not None:
-        return (f"option --layer-bits: layer {key!r} is a {other.op}, not a conv or dense layer "
+        return (f": layer {key!r} is a {other.op}, not a conv or dense layer "
                 "(only those have weight bits)")
     examples = []
     for n in layers[:4]:
         names = layer_names(n)
         examples.append(repr(names[0]) + (f" (or {', '.join(repr(a) for a in names[1:])})" if names[1:] else ""))
-    return (f"option --layer-bits: unknown layer {key!r}; valid names are first, last, or a conv/dense "
+    return (f": unknown layer {key!r}; valid names are first, last, or a conv/dense "
             f"layer's IR name, ONNX name or torch path, e.g. {'; '.join(examples)}")
 
 

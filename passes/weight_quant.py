@@ -37,7 +37,7 @@ MSE_RATIOS = np.linspace(0.2, 1.0, 81)
 def qmax(bits: int) -> int:
     """Largest integer weight magnitude at ``bits`` bits (b=2: ternary {-1, 0, 1})."""
     if not 2 <= int(bits) <= 8:
-        raise SnnccError(f"option --weight-bits must be an integer in 2..8, got {bits!r}")
+        raise SnnccError(f"must be an integer in 2..8, got {bits!r}", option="weight_bits")
     return (1 << (int(bits) - 1)) - 1
 
 
@@ -75,7 +75,7 @@ def channel_scales(w: np.ndarray, bits: int, method: str = "mse") -> np.ndarray:
     elif method == "rescaw":
         clip = rows.mean(axis=1)
     else:
-        raise SnnccError(f"option --weight-quantizer must be one of {', '.join(METHODS)}; got {method!r}")
+        raise SnnccError(f"must be one of {', '.join(METHODS)}; got {method!r}", option="weight_quantizer")
     clip = np.where(clip > 0, clip, absmax)  # e.g. percentile of a mostly-zero channel
     return clip / q
 

@@ -27,7 +27,9 @@ class CalibData:
     float32 and checks it for NaN/inf as it streams.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...], source: str):
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...], source: str,
+                 option: str = "calib"):
+        self.option = option  # the option that named the data, for error messages
         self._x = x
         self._y = y
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -52,7 +54,7 @@ class CalibData:
         ``limit`` stops after that many samples.
         """
         if int(batch_size) < 1:
-            raise SnnccError(f"option --calib-batch must be >= 1, got {batch_size}")
+            raise SnnccError(f"must be >= 1, got {batch_size}", option="calib_batch")
         total = self.n if limit is None else min(self.n, int(limit))
         bar = _Progress(progress, total) if progress else None
         try:
@@ -61,8 +63,8 @@ class CalibData:
                 xb = np.asarray(self._x[start:stop], dtype=np.float32)
                 if not np.isfinite(xb).all():
                     bad = start + int(np.argwhere(~np.isfinite(xb).reshape(len(xb), -1).all(axis=1))[0, 0])
-                    raise SnnccError(f"option --calib: data from {self.source} contains NaN or inf "
-                                     f"(first in sample {bad})")
+                    raise SnnccError(f": data from {self.source} contains NaN or inf (first in sample {bad})",
+                                     option=self.option)
                 yb = None if self._y is None else np.asarray(self._y[start:stop])
                 if bar:
                     bar.update(stop)
@@ -80,13 +82,18 @@ class CalibData:
 
 
 def load_calib(spec: str | Path | np.ndarray, input_shape: tuple, *, seed: int = 0,
-               random_count: int = 64) -> CalibData:
-    """Open calibration data for a model whose per-sample input shape is ``input_shape``."""
+               random_count: int = 64, option: str = "calib") -> CalibData:
+    """Open calibration data for a model whose per-sample input shape is ``input_shape``.
+
+    ``option`` is the option that named ``spec`` (``"calib"``, or verify's ``"data"``).
+    """
+    from snncc.arrays import read_arrays
+
     input_shape = tuple(int(d) for d in input_shape)
     if isinstance(spec, CalibData):
         return spec
     if isinstance(spec, np.ndarray):
-        return _make(spec, None, input_shape, "the given array")
+        return _make(spec, None, input_shape, "the given array", option)
     if isinstance(spec, str) and spec == "random":
         msg = ("option --calib random: calibrating on seeded random noise; thresholds and accuracy "
                "figures are meaningless (structure tests only)")
@@ -95,53 +102,38 @@ def load_calib(spec: str | Path | np.ndarray, input_shape: tuple, *, seed: int =
         x = rng.standard_normal((int(random_count), *input_shape)).astype(np.float32)
         return CalibData(x, None, input_shape, "random")
     path = Path(spec)
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".npz"):
-        raise SnnccError(f"option --calib: {path.name!r} must be a .npy or .npz file (or 'random')")
-    if not path.is_file():
-        raise SnnccError(f"option --calib: file {str(path)!r} does not exist")
-    try:
-        if suffix == ".npy":
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-            y = None
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if "x" in keys:
-                    xkey = "x"
-                elif len(keys) == 1:
-                    xkey = keys[0]
-                else:
-                    raise SnnccError(f"option --calib: {path.name!r} holds arrays {sorted(keys)}; "
-                                     "name the inputs 'x' (and labels 'y')")
-                x = z[xkey]  # loaded once; batches are views of it
-                y = z["y"] if "y" in keys and xkey == "x" else None
-    except SnnccError:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise SnnccError(f"option --calib: cannot read {path.name!r}: {e}") from None
-    return _make(x, y, input_shape, repr(path.name))
+    arrays = read_arrays(path, option)
+    keys = sorted(arrays)
+    if "x" in arrays:
+        x, y = arrays["x"], arrays.get("y")
+    elif len(keys) == 1:
+        x, y = arrays[keys[0]], None
+    else:
+        raise SnnccError(f": {path.name!r} holds arrays {keys}; name the inputs 'x' (and labels 'y')",
+                         option=option)
+    return _make(x, y, input_shape, repr(path.name), option)
 
 
-def _make(x: np.ndarray, y, input_shape: tuple[int, ...], source: str) -> CalibData:
+def _make(x: np.ndarray, y, input_shape: tuple[int, ...], source: str, option: str = "calib") -> CalibData:
     if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.floating)
                                               or np.issubdtype(x.dtype, np.integer)):
         kind = getattr(x, "dtype", type(x).__name__)
-        raise SnnccError(f"option --calib: {source} holds {kind} data; expected a numeric array")
+        raise SnnccError(f": {source} holds {kind} data; expected a numeric array", option=option)
     if tuple(x.shape) == input_shape:  # a single sample without the batch dimension
         x = x[None]
     if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
-        raise SnnccError(f"option --calib: {source} has shape {list(x.shape)}, but the model input is "
-                         f"{list(input_shape)} per sample (expected [N, {', '.join(map(str, input_shape))}])")
+        raise SnnccError(f": {source} has shape {list(x.shape)}, but the model input is "
+                         f"{list(input_shape)} per sample (expected [N, {', '.join(map(str, input_shape))}])",
+                         option=option)
     if x.shape[0] == 0:
-        raise SnnccError(f"option --calib: {source} holds no samples")
+        raise SnnccError(f": {source} holds no samples", option=option)
     if y is not None:
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-            raise SnnccError(f"option --calib: labels 'y' in {source} must be {len(x)} integers, "
-                             f"got {y.dtype} of shape {list(y.shape)}")
+            raise SnnccError(f": labels 'y' in {source} must be {len(x)} integers, "
+                             f"got {y.dtype} of shape {list(y.shape)}", option=option)
         y = y.astype(np.int64, copy=False)
-    return CalibData(x, y, input_shape, source)
+    return CalibData(x, y, input_shape, source, option)
 
 
 class _Progress:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-from functools import partial
 from pathlib import Path
 
 import click
@@ -16,7 +15,7 @@ import numpy as np
 
 from snncc import __version__
 from snncc.backends import names as target_names
-from snncc.cli_options import config_blame, missing_calib_where, parse_layer_bits
+from snncc.cli_options import missing_calib_where, parse_layer_bits, remember_config
 from snncc.errors import SnnccError
 
 
@@ -33,10 +32,12 @@ class _Group(click.Group):
             _fail(ctx, usage_message(exc, args, ctx))
 
     def invoke(self, ctx):
+        from snncc.config import describe_error
+
         try:
             return super().invoke(ctx)
         except SnnccError as exc:
-            _fail(ctx, str(exc))
+            _fail(ctx, describe_error(exc, ctx.meta.get("snncc.config")))
         except click.UsageError as exc:  # bad words for a subcommand: parsed inside Group.invoke
             if _is_help_request(exc):
                 raise
@@ -181,38 +182,68 @@ Examples:
   snncc run model.onnx --input x.npy --output y.npy
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A .npy array of inputs, N x C x H x W (or one sample without N).")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the outputs to this .npy file instead of printing them.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="A .npy array of inputs, N x C x H x W (or one sample without N); or a .npz "
+                   "(its array x, else its only array).")
+@click.option("--output", "output_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write the outputs to this .npy file (.npy is added when missing) instead of printing them.")
 def run(model: Path, input_path: Path, output_path: Path | None):
     """Run the float reference runtime (numpy) on the model."""
     import snncc
 
+    target = _npy_output_path(output_path) if output_path else None
     graph = snncc.load_onnx(model)
-    x = _load_npy(input_path, "--input")
+    x = _load_input(input_path)
     y = snncc.run(graph, x)
     if isinstance(y, list):
         raise SnnccError("the model has several outputs; `snncc run` supports one")
-    if output_path:
-        np.save(output_path, y)
-        click.echo(f"wrote {output_path} {list(y.shape)}")
+    if target is not None:
+        _save_npy(target, y)
+        click.echo(f"wrote {target} {list(y.shape)}")
     else:
         np.set_printoptions(precision=5, suppress=True, linewidth=120)
         click.echo(np.array2string(y))
 
 
-def _load_npy(path: Path, option: str) -> np.ndarray:
-    if not path.is_file():
-        raise SnnccError(f"option {option}: file not found: {path}")
+def _load_input(path: Path) -> np.ndarray:
+    from snncc.arrays import read_arrays
+
+    arrays = read_arrays(path, "input")
+    if "x" in arrays:
+        return arrays["x"]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise SnnccError(f": {path.name!r} holds arrays {sorted(arrays)}; name the inputs 'x'", option="input")
+
+
+def _npy_output_path(path: Path) -> Path:
+    """The file ``--output`` writes (numpy's rule: ``.npy`` is added when missing), checked before any work."""
+    target = path if path.suffix.lower() == ".npy" else path.with_name(path.name + ".npy")
+    if target.is_dir():
+        raise SnnccError(f": {target} is a folder; give a file name", option="output_path")
+    if not target.parent.is_dir():
+        raise SnnccError(f": folder {str(target.parent)!r} does not exist", option="output_path")
+    return target
+
+
+def _save_npy(target: Path, y: np.ndarray) -> None:
+    """Write through a temporary file in the same folder: never a half-written .npy."""
+    import os
+    import tempfile
+
     try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for non-npy files
-        raise SnnccError(f"option {option}: {path} is not a readable .npy file ({type(exc).__name__})") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        keys = list(arr.keys())
-        arr = arr["x"] if "x" in keys else arr[keys[0]]
-    return arr
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    except OSError as exc:
+        raise SnnccError(f": cannot write to {target.parent}: {exc.strerror}", option="output_path") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, y)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise SnnccError(f": cannot write {target}: {exc.strerror}", option="output_path") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 # --- compile options shared by compile / verify ------------------------------------
@@ -262,13 +293,13 @@ def _compile_options(f):
 
 
 def _build_options(kw: dict, model: Path):
-    """CompileOptions from (lowest first) defaults, the TOML config, CLI flags.
+    """CompileOptions from (lowest first) defaults, the TOML config, CLI flags; validated.
 
     The config is --config, else a ``snncc.toml`` next to the model.  Its
     ``[compile] calib`` key names the default calibration file, relative to it.
     --layer-bits flags are merged into the file's ``layer_bits`` table (a flag wins
-    for the same name).  Returns the options, the calibration spec and a context
-    manager that rewrites errors caused by a value from the file to name the file.
+    for the same name).  Returns the options and the calibration spec; where each
+    value came from is kept for error messages (see :func:`remember_config`).
     """
     from snncc.config import find_config, open_config
     from snncc.options import CompileOptions
@@ -290,10 +321,9 @@ def _build_options(kw: dict, model: Path):
     flags = {key for key, value in kw.items() if value is not None}
     for key in flags:
         setattr(options, key, kw[key])
-    blame = partial(config_blame, cfg, flags | ({"layer_bits"} if flag_layers else set()), set(flag_layers))
-    with blame():
-        options.validate()
-    return options, calib, blame
+    remember_config(cfg, flags, set(flag_layers))
+    options.validate()
+    return options, calib
 
 
 # --- compile ---------------------------------------------------------------------
@@ -326,14 +356,11 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
-    options, calib, blame = _build_options(kw, model)
+    options, calib = _build_options(kw, model)
     output = output or Path("build") / c_safe_name(model.stem)
-    if name is not None and not name.isidentifier():
-        raise SnnccError(f"option --name must be a C identifier, got {name!r}")
-    with blame():
-        result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
-                               name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                               start_from=start_from)
+    result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
+                           name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
+                           start_from=start_from)
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
         return
@@ -370,10 +397,9 @@ def verify(model: Path, target: str, data: Path | None, max_top1_drop: float | N
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
-    options, calib, blame = _build_options(kw, model)
-    with blame():
-        ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
-                        cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True))
+    options, calib = _build_options(kw, model)
+    ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
+                    cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True))
     if not ok:
         click.get_current_context().exit(1)
 
@@ -385,12 +411,15 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main() -> None:
     import warnings
 
+    from snncc.signals import Interrupted, handle_signals
+
     warnings.showwarning = _one_line_warning
+    handle_signals()
     try:
         cli.main(prog_name="snncc", standalone_mode=True)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except Interrupted as exc:  # the clean-up ran on the way out (see snncc.signals)
+        click.echo(f"error: interrupted by {exc.name}; no partial output left", err=True)
+        sys.exit(128 + exc.signum)
 
 
 def _register_extra_commands() -> None:  # report / sweep live in their own modules

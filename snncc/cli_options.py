@@ -3,8 +3,9 @@ neither command module imports the other)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
+
+import click
 
 from snncc.errors import SnnccError
 
@@ -20,23 +21,20 @@ def parse_layer_bits(items) -> dict[str, int]:
     for item in items:
         name, sep, bits = item.partition("=")
         if not sep or not name:
-            raise SnnccError(f"option --layer-bits expects NAME=BITS, got {item!r}")
+            raise SnnccError(f"expects NAME=BITS, got {item!r}", option="layer_bits")
         try:
             out[name] = int(bits)
         except ValueError:
-            raise SnnccError(f"option --layer-bits {name}: bits must be an integer, got {bits!r}") from None
+            raise SnnccError(f"{name}: bits must be an integer, got {bits!r}", option="layer_bits",
+                             key=name) from None
     return out
 
 
-@contextmanager
-def config_blame(cfg, flags: set[str], flag_layers: set[str]):
-    """Re-raise an SnnccError caused by a config-file value so that it names the file and key."""
-    from snncc.config import blame_config
+def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
+    """Record where the options came from: an error caused by a config-file value then
+    names the file and key (the CLI root reads this, see ``cli._Group.invoke``)."""
+    from snncc.config import ConfigSource
 
-    try:
-        yield
-    except SnnccError as exc:
-        better = blame_config(exc, cfg, flags, flag_layers)
-        if better is exc:
-            raise
-        raise better from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["snncc.config"] = ConfigSource(cfg, flags, flag_layers)

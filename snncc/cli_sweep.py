@@ -46,7 +46,7 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
     process and is scored on the calibration data: SNN accuracy (or ANN/SNN agreement
     without labels), model size in bits and the SNN energy estimate.
     """
-    from snncc.cli_options import config_blame, missing_calib_where, parse_layer_bits
+    from snncc.cli_options import missing_calib_where, parse_layer_bits, remember_config
     from snncc.compiler import c_safe_name
     from snncc.config import find_config, open_config
     from snncc.sweep import format_table, parse_int_list, run_sweep
@@ -61,7 +61,7 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
     if calib is None:
         raise SnnccError(f"option --calib is required ({missing_calib_where(model, cfg)})")
     if jobs is not None and jobs < 1:
-        raise SnnccError(f"option --jobs must be >= 1, got {jobs}")
+        raise SnnccError(f"must be >= 1, got {jobs}", option="jobs")
     grid = {"levels": parse_int_list(levels, "--levels"), "weight_bits": parse_int_list(weight_bits, "--weight-bits"),
             "timesteps": parse_int_list(timesteps, "--timesteps")}
     if threshold is not None:
@@ -73,7 +73,8 @@ def sweep_cmd(model: Path, calib: str | None, levels: str, weight_bits: str, tim
         base["layer_bits"] = {**base.get("layer_bits", {}), **flag_layers}
     flags = {*grid, *(["threshold"] if threshold else []), *(["weight_quantizer"] if weight_quantizer else [])}
     output = output or Path("build") / f"sweep_{c_safe_name(model.stem)}"
-    with config_blame(cfg, flags, set(flag_layers)):
-        rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo)
+    remember_config(cfg, flags, set(flag_layers))
+    rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, echo=click.echo,
+                     protect=[model, calib, config_path])
     click.echo(format_table(rows))
     click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png")

@@ -47,6 +47,7 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
     from snncc.pass_manager import run_pipeline
 
     options.validate()
+    check_pass_names(dump_after, pipeline)
     graph = load_onnx(model_path)
     graph.verify()
     if calib is None:
@@ -99,6 +100,17 @@ def _resume(model_graph: Graph, start_from) -> Graph:
     if want != got:
         raise SnnccError(f"option --start-from: the IR's input shapes {got} differ from the model's {want}")
     return graph
+
+
+def check_pass_names(dump_after: Iterable[str], pipeline: list[str] | None = None) -> None:
+    """Refuse a --dump-ir-after name that is not a pass of the pipeline, listing the valid ones."""
+    from snncc.passes import DEFAULT_PIPELINE
+
+    names = list(pipeline or DEFAULT_PIPELINE)
+    unknown = [p for p in dump_after if p not in names]
+    if unknown:
+        raise SnnccError(f": no pass named {', '.join(map(repr, unknown))}; the passes are {', '.join(names)}",
+                         option="dump_ir_after")
 
 
 def make_report(result: CompileResult, options: CompileOptions, *, model: str, target: str) -> dict:
@@ -199,16 +211,20 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     options = options or CompileOptions()
     get_target(target)  # an unknown --target fails before the slow work
     model_path = Path(model_path)
+    if name is None:
+        name = default_name(model_path.stem, target)
+    check_name(name, target)
+    check_pass_names(dump_after)
+    protect = [model_path, *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
     if output is not None:
-        check_output_dir(Path(output), force)  # fail before the slow work
+        check_output_dir(Path(output), force, protect=protect)  # fail before the slow work
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,
                        start_from=start_from)
-    name = name or c_safe_name(model_path.stem)
     if stop_after is not None:
         if output is not None:
             from snncc.irio import save_ir
 
-            with atomic_output_dir(Path(output), force=force) as tmp:
+            with atomic_output_dir(Path(output), force=force, protect=protect) as tmp:
                 save_ir(result.int_graph, tmp / name)
             result.output_dir = Path(output)
         return result
@@ -217,7 +233,7 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                          "use --stop-after to save an intermediate IR")
     result.report = make_report(result, options, model=model_path.name, target=target)
     if output is not None:
-        with atomic_output_dir(Path(output), force=force) as tmp:
+        with atomic_output_dir(Path(output), force=force, protect=protect) as tmp:
             result.report.update(emit_target(result, target, tmp, name=name))
             write_text(tmp / "report.json", json.dumps(result.report, indent=2, sort_keys=True,
                                                        default=_json_default) + "\n")
@@ -226,11 +242,41 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
 
 
 def c_safe_name(stem: str) -> str:
-    """A C identifier derived from the model file name (never from model contents)."""
-    out = "".join(ch if ch.isalnum() else "_" for ch in stem.lower()).strip("_")
-    if not out or out[0].isdigit():
+    """An ASCII C identifier derived from the model file name (never from model contents):
+    ``réseau`` -> ``r_seau``."""
+    out = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in stem.lower()).strip("_")
+    if not out or out[0].isdigit() or out.startswith("snncc"):
         out = "model_" + out
     return out[:40]
+
+
+# Files the compiler itself writes into every output folder.
+REPORT_FILES = ("report.json", "report.html")
+
+
+def name_problem(name: str, target: str) -> str | None:
+    """Why ``name`` cannot name ``target``'s output (None when it can): not an ASCII
+    identifier, a file name the folder already uses, or a C header it would shadow."""
+    from snncc.backends import target as get_target
+
+    backend = get_target(target)
+    problem = backend.name_problem(name)
+    if problem is not None:
+        return problem
+    clash = next((f for f in backend.named_files(name) if f.lower() in REPORT_FILES), None)
+    return None if clash is None else f"would emit {clash}, which overwrites the compile report"
+
+
+def check_name(name: str, target: str) -> None:
+    problem = name_problem(name, target)
+    if problem is not None:
+        raise SnnccError(f": {name!r} {problem} (choose another --name)", option="name")
+
+
+def default_name(stem: str, target: str) -> str:
+    """The output's name when --name is not given: the file name, made safe (never refused)."""
+    name = c_safe_name(stem)
+    return name if name_problem(name, target) is None else "model_" + name
 
 
 def _json_default(obj):

@@ -20,8 +20,9 @@ names the default calibration file, relative to the config file
 (``pop_compile_calib``).  ``load_config`` returns the option overrides as a dict;
 the caller merges them under explicit CLI flags and runs
 ``CompileOptions.validate()``.  ``find_config`` / ``open_config`` do the CLI's part:
-which file, its overrides, and where each came from, so that ``blame_config`` can name
-the file and key when a value from it is refused later (by ``validate`` or a pass).
+which file, its overrides, and where each came from, so that ``describe_error`` can name
+the file and key when a value from it is refused later (by ``validate`` or a pass): the
+error says which option it is about (``SnnccError.option``), never by its text.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def read_toml(path) -> dict:
             return tomllib.load(f)
     except OSError as e:
         raise SnnccError(f"option --config: cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise SnnccError(f"option --config: {path} is not UTF-8 text (TOML files are UTF-8)") from None
     except tomllib.TOMLDecodeError as e:
         raise SnnccError(f"option --config: {path} is not valid TOML: {e}") from None
 
@@ -169,40 +172,25 @@ def open_config(path: Path | None) -> ConfigFile | None:
     return ConfigFile(Path(path), overrides, labels, calib)
 
 
-def blame_config(exc: SnnccError, cfg: ConfigFile | None, flags=(), flag_layers=()) -> SnnccError:
-    """The same error, naming the config file and key when a value from the file caused it.
-
-    Errors about option ``k`` read ``option --k ...`` (or ``option k ...``); the option
-    library cannot know the value came from a file.  ``flags`` are the options given on
-    the command line (they win, so an error about them is theirs); ``flag_layers`` the
-    layer names given with --layer-bits (merged into the file's table).
-    """
-    if cfg is None:
-        return exc
-    msg = str(exc)
-    for key, label in cfg.labels.items():
-        if key in flags and key != "layer_bits":
-            continue
-        rest = _after_option(msg, key)
-        if rest is None:
-            continue
-        if key == "layer_bits":
-            layer = next((n for n in cfg.overrides[key] if n not in flag_layers and _names_layer(rest, n)), None)
-            if layer is None:  # about a flag's layer, else say where the other entries came from
-                return exc if any(_names_layer(rest, n) for n in flag_layers) else \
-                    SnnccError(f"{msg} (layer_bits also set in {cfg.path})")
-            label = f"{label}.{layer}"
-        return SnnccError(f"option --config: key {label!r} in {cfg.path}: {rest}")
-    return exc
+def describe_error(exc: SnnccError, source: ConfigSource | None) -> str:
+    """The error's one line; when a value from the config file caused it (``exc.option``
+    is a key the file set and no flag overrode), it names the file and the key."""
+    if source is None or source.config is None or exc.option not in source.config.labels:
+        return str(exc)
+    cfg, label = source.config, source.config.labels[exc.option]
+    if exc.option == "layer_bits":
+        if exc.key is None or exc.key in source.flag_layers or exc.key not in cfg.overrides["layer_bits"]:
+            return str(exc)
+        label = f"{label}.{exc.key}"
+    elif exc.option in source.flags:
+        return str(exc)
+    return f"option --config: key {label!r} in {cfg.path}: {exc.body.lstrip(' :')}"
 
 
-def _names_layer(text: str, layer: str) -> bool:
-    return repr(layer) in text or text.startswith(f"{layer} ") or f"{layer}=" in text
+@dataclass
+class ConfigSource:
+    """Where the options of one command came from: the config file, and what flags overrode."""
 
-
-def _after_option(msg: str, key: str) -> str | None:
-    """The message after ``option --key`` / ``option key``, or None when it is about another option."""
-    for prefix in (f"option --{key.replace('_', '-')}", f"option {key}"):
-        if msg.startswith(prefix) and msg[len(prefix):len(prefix) + 1] in ("", " ", ":"):
-            return msg[len(prefix):].lstrip(" :")
-    return None
+    config: ConfigFile | None
+    flags: set[str] = field(default_factory=set)  # CompileOptions fields given as flags
+    flag_layers: set[str] = field(default_factory=set)  # layer names given with --layer-bits

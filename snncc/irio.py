@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,19 @@ from snncc.ir import Graph, Node, Value
 FORMAT = "snncc-ir"
 VERSION = 1
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def named_files(name: str) -> tuple[str, ...]:
+    """The files ``save_ir(graph, folder / name)`` writes."""
+    return (f"{name}.json", f"{name}.npz")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a saved IR (the python target's output), or None."""
+    if not _NAME_RE.match(name):
+        return "is not an identifier (ASCII letters, digits, _; not starting with a digit)"
+    return None
 
 
 def save_ir(graph: Graph, path_prefix) -> tuple[Path, Path]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, fields
 
+import numpy as np
+
 from snncc.errors import SnnccError
 
 THRESHOLD_METHODS = ("max", "percentile", "mse")
 WEIGHT_QUANTIZERS = ("max", "percentile", "mse", "rescaw")
 RESIDUAL_MODES = ("sparse", "sew")
 THRESHOLD_SEARCHES = ("none", "output")
+WEIGHT_ROUNDINGS = ("auto", "gptq", "nearest")
 
 
 @dataclass
@@ -38,47 +41,35 @@ class CompileOptions:
     calib_data: object = field(default=None, repr=False, compare=False)
 
     def validate(self) -> CompileOptions:
-        if not 1 <= int(self.levels) <= 127:
-            raise SnnccError(f"option --levels must be in 1..127, got {self.levels}")
-        if not 1 <= int(self.timesteps) <= 1024:
-            raise SnnccError(f"option --timesteps must be in 1..1024, got {self.timesteps}")
-        method = self.threshold.split(":", 1)[0]
-        if method not in THRESHOLD_METHODS:
-            raise SnnccError(f"option --threshold must be one of max, percentile:P, mse; got {self.threshold!r}")
-        if method == "percentile":
+        """Check every option's type and range; SnnccError naming the option (``option=``)."""
+        _check_int("levels", self.levels, 1, 127)
+        _check_int("timesteps", self.timesteps, 1, 1024)
+        if not isinstance(self.threshold, str) or self.threshold.split(":", 1)[0] not in THRESHOLD_METHODS:
+            raise SnnccError(f"must be one of max, percentile:P, mse; got {self.threshold!r}", option="threshold")
+        if self.threshold.startswith("percentile"):
             self.percentile()  # validates P
-        if self.threshold_granularity not in ("channel", "layer"):
-            raise SnnccError("option --threshold-granularity must be 'channel' or 'layer', "
-                             f"got {self.threshold_granularity!r}")
-        _check_bits("--weight-bits", self.weight_bits)
+        _check_choice("threshold_granularity", self.threshold_granularity, ("channel", "layer"))
+        _check_int("weight_bits", self.weight_bits, 2, 8, say_integer=True)
+        if not isinstance(self.layer_bits, dict):
+            raise SnnccError(f"must be a table of layer name = bits, got {self.layer_bits!r}", option="layer_bits")
         for name, bits in self.layer_bits.items():
-            _check_bits(f"--layer-bits {name}", bits)
-        if self.weight_quantizer not in WEIGHT_QUANTIZERS:
-            raise SnnccError(f"option --weight-quantizer must be one of {', '.join(WEIGHT_QUANTIZERS)}; "
-                             f"got {self.weight_quantizer!r}")
-        if not 4 <= int(self.membrane_bits) <= 32:
-            raise SnnccError(f"option --membrane-bits must be in 4..32, got {self.membrane_bits}")
-        if not 0 <= int(self.membrane_shift) < int(self.membrane_bits) - 1:
-            raise SnnccError(f"option --membrane-shift must be in 0..{int(self.membrane_bits) - 2}, "
-                             f"got {self.membrane_shift}")
-        if self.residual not in RESIDUAL_MODES:
-            raise SnnccError(f"option --residual must be 'sparse' or 'sew', got {self.residual!r}")
-        if not self.barrier_scale > 0:
-            raise SnnccError(f"option --barrier-scale must be > 0, got {self.barrier_scale}")
-        if int(self.calib_batch) < 1:
-            raise SnnccError(f"option --calib-batch must be >= 1, got {self.calib_batch}")
-        if self.threshold_search not in THRESHOLD_SEARCHES:
-            raise SnnccError(f"option --threshold-search must be one of {', '.join(THRESHOLD_SEARCHES)}; "
-                             f"got {self.threshold_search!r}")
-        if not isinstance(self.bias_correction, bool):
-            raise SnnccError(f"option --bias-correction must be true or false, got {self.bias_correction!r}")
-        if not isinstance(self.step_search, bool):
-            raise SnnccError(f"option --step-search must be true or false, got {self.step_search!r}")
-        if self.weight_rounding not in ("auto", "gptq", "nearest"):
-            raise SnnccError("option --weight-rounding must be 'auto', 'gptq' or 'nearest', "
-                             f"got {self.weight_rounding!r}")
-        if not 16 <= int(self.calib_reservoir) <= 1 << 20:
-            raise SnnccError(f"option --calib-reservoir must be in 16..1048576, got {self.calib_reservoir}")
+            if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+                raise SnnccError(f"{name} must be an integer in 2..8, got {bits!r}", option="layer_bits", key=name)
+        _check_choice("weight_quantizer", self.weight_quantizer, WEIGHT_QUANTIZERS)
+        _check_int("membrane_bits", self.membrane_bits, 4, 32)
+        _check_int("membrane_shift", self.membrane_shift, 0, int(self.membrane_bits) - 2)
+        _check_choice("residual", self.residual, RESIDUAL_MODES)
+        if isinstance(self.barrier_scale, bool) or not isinstance(self.barrier_scale, (int, float)) \
+                or not 0 < self.barrier_scale < float("inf"):
+            raise SnnccError(f"must be a finite number > 0, got {self.barrier_scale}", option="barrier_scale")
+        _check_int("calib_batch", self.calib_batch, 1, None)
+        _check_int("seed", self.seed, 0, (1 << 32) - 1)
+        _check_choice("threshold_search", self.threshold_search, THRESHOLD_SEARCHES)
+        for key in ("bias_correction", "step_search"):
+            if not isinstance(getattr(self, key), bool):
+                raise SnnccError(f"must be true or false, got {getattr(self, key)!r}", option=key)
+        _check_choice("weight_rounding", self.weight_rounding, WEIGHT_ROUNDINGS)
+        _check_int("calib_reservoir", self.calib_reservoir, 16, 1 << 20)
         return self
 
     def percentile(self) -> float:
@@ -87,9 +78,9 @@ class CompileOptions:
         try:
             p = float(arg) if arg else 99.99
         except ValueError:
-            raise SnnccError(f"option --threshold percentile:P needs a number, got {self.threshold!r}") from None
+            raise SnnccError(f"percentile:P needs a number, got {self.threshold!r}", option="threshold") from None
         if not 0 < p <= 100:
-            raise SnnccError(f"option --threshold percentile:P needs 0 < P <= 100, got {p}")
+            raise SnnccError(f"percentile:P needs 0 < P <= 100, got {p}", option="threshold")
         return p
 
     def to_dict(self) -> dict:
@@ -97,6 +88,14 @@ class CompileOptions:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "calib_data"}
 
 
-def _check_bits(option: str, bits) -> None:
-    if not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise SnnccError(f"option {option} must be an integer in 2..8, got {bits!r}")
+def _check_int(option: str, value, lo: int, hi: int | None, *, say_integer: bool = False) -> None:
+    span = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+    wrong_type = isinstance(value, bool) or not isinstance(value, (int, np.integer))
+    if wrong_type or not lo <= int(value) <= (hi if hi is not None else int(value)):
+        raise SnnccError(f"must be {'an integer ' if wrong_type or say_integer else ''}{span}, got {value!r}",
+                         option=option)
+
+
+def _check_choice(option: str, value, choices) -> None:
+    if value not in choices:
+        raise SnnccError(f"must be one of {', '.join(choices)}; got {value!r}", option=option)

@@ -58,12 +58,13 @@ def grid_points(grid: Mapping[str, Sequence[int]]) -> list[dict]:
 
 def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None = None, out_dir=None, *,
               base_options: Mapping | None = None, force: bool = False,
-              echo: Callable[[str], None] = print) -> list[dict]:
+              echo: Callable[[str], None] = print, protect: Sequence = ()) -> list[dict]:
     """Compile every grid point (in ``jobs`` processes) and return one result dict per point.
 
     ``calib`` is a path (or ``"random"``), loaded by each worker. ``base_options`` are
     CompileOptions fields shared by all points. With ``out_dir``, writes ``sweep.csv``,
-    ``sweep_pareto.png`` and ``sweep_table.txt`` there atomically.
+    ``sweep_pareto.png`` and ``sweep_table.txt`` there atomically; ``--force`` never deletes
+    a folder that holds one of ``protect`` (default: the model and calibration files).
     """
     from snncc.options import CompileOptions
     from snncc.outdir import atomic_output_dir, check_output_dir
@@ -79,8 +80,9 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None 
     for point in points:  # refuse a bad grid before any slow work
         _options(base, point, CompileOptions)
     _check_inputs(model, calib)
+    protect = [model, *([calib] if calib != "random" else []), *protect]
     if out_dir is not None:
-        check_output_dir(Path(out_dir), force)
+        check_output_dir(Path(out_dir), force, protect)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     echo(f"sweep: {len(points)} points, {min(jobs, len(points))} process(es)")
     t0 = time.perf_counter()
@@ -98,7 +100,7 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence[int]], jobs: int | None 
     mark_pareto(rows)
     echo(f"sweep: done in {wall:.1f} s")
     if out_dir is not None:
-        with atomic_output_dir(Path(out_dir), force=force) as tmp:
+        with atomic_output_dir(Path(out_dir), force=force, protect=protect) as tmp:
             write_csv(rows, tmp / "sweep.csv")
             (tmp / "sweep_table.txt").write_text(format_table(rows) + "\n", encoding="utf-8")
             write_pareto_plot(rows, tmp / "sweep_pareto.png", title=Path(model).name)
@@ -147,8 +149,10 @@ def _execute(model: str, calib: str, base: dict, points: list[dict], jobs: int):
             try:
                 for fut in as_completed(futures):
                     yield futures[fut], fut.result()
-            except BaseException:  # a bug in one point, or Ctrl-C: do not wait for the rest
+            except BaseException:  # a bug in one point, or a signal: do not wait for the rest
                 pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list(getattr(pool, "_processes", {}).values()):  # nor for running points
+                    proc.terminate()
                 raise
     finally:
         for k, v in saved.items():

@@ -149,24 +149,17 @@ def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.
 
 def check_data_path(data) -> None:
     """Fail fast (before the slow build) on a --data file that cannot be evaluation data."""
-    if data is None or not isinstance(data, (str, Path)):
-        return
-    path = Path(data)
-    if path.suffix.lower() not in (".npy", ".npz"):
-        raise SnnccError(f"option --data: {path.name!r} must be a .npy or .npz file")
-    if not path.is_file():
-        raise SnnccError(f"option --data: file {str(path)!r} does not exist")
+    from snncc.arrays import check_array_path
+
+    if data is not None and isinstance(data, (str, Path)):
+        check_array_path(data, "data")
 
 
 def load_eval_data(data, input_shape: tuple) -> tuple[np.ndarray, np.ndarray | None]:
     """All samples of the --data file (same format as --calib), errors naming --data."""
     from snncc.calib_data import load_calib
 
-    check_data_path(data)
-    try:
-        return collect(load_calib(data, input_shape))
-    except SnnccError as exc:  # the loader is --calib's; say which option the user should fix
-        raise SnnccError(str(exc).replace("option --calib", "option --data", 1)) from None
+    return collect(load_calib(data, input_shape, option="data"))
 
 
 def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target: str = "c",
@@ -182,7 +175,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
 
     backend = get_target(target)
     if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
-        raise SnnccError(f"option --max-top1-drop must be in 0..100 points, got {max_top1_drop}")
+        raise SnnccError(f"must be in 0..100 points, got {max_top1_drop}", option="max_top1_drop")
     backend.check_tools(cc=cc)  # fail fast, before the slow work
     check_data_path(data)
     model_path = Path(model_path)

@@ -261,6 +261,6 @@ def test_layer_bits_flags_merge_into_the_config_table(tmp_path):
 
     model = _model_with_config(tmp_path, '[compile]\ncalib = "c.npz"\n[quantize]\nweight_bits = 4\n'
                                          '[quantize.layer_bits]\nfirst = 8\nlast = 8\n')
-    options, calib, _ = _build_options({"layer_bits": ("last=6", "conv2=5"), "weight_bits": 6}, model)
+    options, calib = _build_options({"layer_bits": ("last=6", "conv2=5"), "weight_bits": 6}, model)
     assert options.layer_bits == {"first": 8, "last": 6, "conv2": 5}  # the file's first=8 stays
     assert options.weight_bits == 6 and calib == str(tmp_path / "c.npz")

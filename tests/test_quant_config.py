@@ -79,24 +79,26 @@ def test_open_config_records_where_each_key_came_from(tmp_path):
     assert cfg.calib == str((tmp_path / "c.npz").resolve())
 
 
-def test_blame_config_names_the_file_only_for_the_file_s_values(tmp_path):
-    from snncc.config import blame_config, open_config
+def test_describe_error_names_the_file_only_for_the_file_s_values(tmp_path):
+    from snncc.config import ConfigSource, describe_error, open_config
 
     cfg = open_config(_write(tmp_path, "calib_batch = 0\n[quantize]\nmembrane_bits = 12\n"
                                        "[quantize.layer_bits]\nconv9 = 4\n"))
     where = str(tmp_path / "snncc.toml")
-    msg = str(blame_config(SnnccError("option --calib-batch must be >= 1, got 0"), cfg))
-    assert msg == f"option --config: key 'calib_batch' in {where}: must be >= 1, got 0"
-    msg = str(blame_config(SnnccError("option --layer-bits: unknown layer 'conv9'; valid names are x"), cfg))
-    assert msg == (f"option --config: key 'quantize.layer_bits.conv9' in {where}: "
-                   "unknown layer 'conv9'; valid names are x")
+    err = SnnccError("must be >= 1, got 0", option="calib_batch")
+    assert str(err) == "option --calib-batch must be >= 1, got 0"
+    assert describe_error(err, ConfigSource(cfg)) == \
+        f"option --config: key 'calib_batch' in {where}: must be >= 1, got 0"
+    err = SnnccError(": unknown layer 'conv9'; valid names are x", option="layer_bits", key="conv9")
+    assert describe_error(err, ConfigSource(cfg)) == (f"option --config: key 'quantize.layer_bits.conv9' in {where}: "
+                                                      "unknown layer 'conv9'; valid names are x")
     # a flag set the value: the error is the flag's
-    err = SnnccError("option --membrane-bits must be in 4..32, got 3")
-    assert blame_config(err, cfg, flags={"membrane_bits"}) is err
-    err = SnnccError("option --layer-bits: unknown layer 'frist'; valid names are x")
-    assert blame_config(err, cfg, flag_layers={"frist"}) is err
-    # another option that only shares a prefix is not blamed on the file
+    err = SnnccError("must be in 4..32, got 3", option="membrane_bits")
+    assert describe_error(err, ConfigSource(cfg, flags={"membrane_bits"})) == str(err)
+    err = SnnccError(": unknown layer 'frist'; valid names are x", option="layer_bits", key="frist")
+    assert describe_error(err, ConfigSource(cfg, flag_layers={"frist"})) == str(err)
+    # an option the file does not set is never blamed on it, whatever the text says
     cfg2 = open_config(_write(tmp_path, "threshold = 'mse'\n"))
-    err = SnnccError("option --threshold-search must be one of none, output; got 'x'")
-    assert blame_config(err, cfg2) is err
-    assert blame_config(err, None) is err
+    err = SnnccError("must be one of none, output; got 'x'", option="threshold_search")
+    assert describe_error(err, ConfigSource(cfg2)) == str(err)
+    assert describe_error(err, None) == str(err)

@@ -26,6 +26,35 @@ from snncc.ir import Graph
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TEMPLATES = ("snncc_kernels.h", "snncc_kernels.c")
+# Files every emitted folder holds whatever the model's name; ``<name>.h/.c`` and
+# ``<name>_weights.c`` must not overwrite them.
+FIXED_FILES = ("main_host.c", "Makefile", "CMakeLists.txt", *_TEMPLATES)
+# Headers the emitted code or its users include with <...>: the build puts the output
+# folder on the include path, so a ``<name>.h`` of one of these names would shadow it.
+C_HEADERS = frozenset({
+    "assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646", "limits", "locale", "math",
+    "setjmp", "signal", "stdalign", "stdarg", "stdatomic", "stdbit", "stdbool", "stdckdint", "stddef", "stdint",
+    "stdio", "stdlib", "stdnoreturn", "string", "strings", "tgmath", "threads", "time", "uchar", "wchar", "wctype",
+    "unistd", "fcntl", "malloc", "alloca", "memory", "immintrin", "emmintrin", "xmmintrin", "pmmintrin",
+    "tmmintrin", "smmintrin", "nmmintrin", "avxintrin", "avx2intrin", "arm_neon", "arm_acle", "arm_math", "cmsis_gcc"})
+
+
+def named_files(name: str) -> tuple[str, ...]:
+    """The files of an emitted folder named after the model."""
+    return (f"{name}.h", f"{name}.c", f"{name}_weights.c")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an emitted C library (None when it can)."""
+    if not _NAME_RE.match(name) or name.lower().startswith("snncc"):
+        return "is not a C identifier (ASCII letters, digits, _; not starting with a digit or 'snncc')"
+    if name.lower() in C_HEADERS:
+        return f"would emit {name}.h, which shadows the C header <{name.lower()}.h>"
+    fixed = {f.lower() for f in FIXED_FILES}
+    clash = next((f for f in named_files(name) if f.lower() in fixed), None)
+    if clash is not None:
+        return f"would emit {clash}, which overwrites the generated file of that name"
+    return None
 
 
 def emit_c(graph: Graph, out_dir: Path, *, name: str = "model",
@@ -43,9 +72,9 @@ def emit_c(graph: Graph, out_dir: Path, *, name: str = "model",
 def write_c(graph: Graph, out_dir: Path, *, name: str = "model",
             spike_rates: dict[str, float] | None = None) -> tuple[list[Path], Plan]:
     """:func:`emit_c`, also returning the plan (its memory summary goes into the report)."""
-    if not _NAME_RE.match(name) or name.lower().startswith("snncc"):
-        raise SnnccError(f"option --name: {name!r} is not a C identifier (letters, digits, _; "
-                         "not starting with a digit or 'snncc')")
+    problem = name_problem(name)
+    if problem is not None:
+        raise SnnccError(f": {name!r} {problem}", option="name")
     out_dir = Path(out_dir)
     plan = build_plan(graph, spike_rates or {})
     files = {

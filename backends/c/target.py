@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snncc.backends.c.emit import name_problem, named_files  # noqa: F401  (the target interface)
 from snncc.ir import Graph
 
 LABEL = "C"

@@ -18,6 +18,7 @@ import numpy as np
 
 from snncc.errors import SnnccError
 from snncc.ir import Graph
+from snncc.signals import run_child
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
@@ -34,7 +35,7 @@ def library_name(out_dir: Path) -> str:
 def find_compiler(cc: str) -> str:
     path = shutil.which(cc)
     if path is None:
-        raise SnnccError(f"C compiler {cc!r} not found; install gcc or pass --cc")
+        raise SnnccError(f": C compiler {cc!r} not found; install gcc or pass --cc", option="cc")
     return path
 
 
@@ -60,9 +61,11 @@ def build_host(out_dir: Path, *, cc: str = "cc", debug: bool = False, sanitize: 
     if sanitize:
         cmd += SANITIZE_FLAGS
     cmd += ["-I", str(out_dir), *map(str, srcs), "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_child(cmd)
     if proc.returncode != 0:
         raise SnnccError(f"C compilation failed ({' '.join(cmd[:1] + cmd[1:8])} ...):\n{proc.stderr[-4000:]}")
+    if not exe.is_file():
+        raise SnnccError(f": C compiler {cc!r} exited 0 but wrote no executable {exe.name}", option="cc")
     return exe
 
 
@@ -86,7 +89,7 @@ def run_host(exe: Path, x_q: np.ndarray, *, dump: bool = False,
             cmd += ["--dump", str(tmp / "dump.bin")]
         if bench_iters:
             cmd += ["--bench", str(int(bench_iters))]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_child(cmd)
         if proc.returncode != 0:
             raise SnnccError(f"emitted C program failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
         out = np.fromfile(tmp / "out.bin", dtype="<i4").reshape(n, -1)
@@ -237,7 +240,7 @@ def build_firmware(out_dir: Path, *, opt: str = "-O2", build_dir: Path | None = 
     cmd = [cc, *ARM_FLAGS, opt, *STRICT_FLAGS, "-ffunction-sections", "-fdata-sections", "-I", str(out_dir),
            "-nostartfiles", "-T", str(build_dir / "mps2_an386.ld"), "--specs=rdimon.specs",
            "-Wl,--gc-sections", *map(str, srcs), "-o", str(elf), "-lc", "-lrdimon"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_child(cmd)
     if proc.returncode != 0:
         raise SnnccError(f"firmware build failed:\n{proc.stderr[-4000:]}")
     return elf
@@ -255,8 +258,7 @@ def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0) -> np.ndarra
         cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting", "-monitor", "none",
                "-kernel", str(Path(elf).resolve())]
         try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
+            proc = run_child(cmd, cwd=tmp, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise SnnccError(f"firmware did not finish under qemu within {timeout:.0f} s") from None
         if proc.returncode != 0 or not (tmp / "output.bin").exists():
@@ -281,13 +283,15 @@ def firmware_size(out_dir: Path, elf: Path, *, opt: str = "-O2") -> dict:
     for src in (f"{name}.c", f"{name}_weights.c", "snncc_kernels.c"):
         obj = obj_dir / (src[:-2] + ".o")
         cmd = [cc, *ARM_FLAGS, opt, *STRICT_FLAGS, "-I", str(out_dir), "-c", str(out_dir / src), "-o", str(obj)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_child(cmd)
         if proc.returncode != 0:
             raise SnnccError(f"firmware object build failed:\n{proc.stderr[-4000:]}")
         objs.append(obj)
 
     def sizes(paths) -> dict:
-        proc = subprocess.run([size_tool, "-t", *map(str, paths)], capture_output=True, text=True, check=True)
+        proc = run_child([size_tool, "-t", *map(str, paths)])
+        if proc.returncode != 0:
+            raise SnnccError(f"{ARM_SIZE} failed: {proc.stderr.strip()[-2000:]}")
         text, data, bss = (int(v) for v in proc.stdout.strip().splitlines()[-1].split()[:3])
         return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "ram_bytes": data + bss}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from snncc.ir import Graph
+from snncc.irio import name_problem, named_files  # noqa: F401  (the target interface)
 
 LABEL = "python target"
 

@@ -23,6 +23,17 @@ BATCH_A = 1_000_003
 BATCH_B = 1_000_033
 
 
+def check_finite(arr: np.ndarray, key: str, error) -> None:
+    """The one check that a parameter holds no NaN/inf (also after float32 rounding);
+    ``error(message)`` makes the SnnccError naming the node."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        kind = "NaN" if np.isnan(arr).any() else "inf"
+        raise error(f"parameter {key!r} holds {kind} ({int(bad.sum())} of {arr.size} values); "
+                    "the model's weights are broken (a diverged training run, or a BatchNorm with "
+                    "var + epsilon <= 0)")
+
+
 class ImportContext:
     def __init__(self, graph: Graph, opset: int, batch: int | None,
                  node_names: list[str], consumers: dict[str, list[onnx.NodeProto]],
@@ -124,6 +135,9 @@ class ImportContext:
         ``suffix`` marks helper nodes (``<name>_<suffix>``) that one ONNX node
         needs besides its main node.
         """
+        params = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (params or {}).items()}
+        for key, arr in params.items():
+            check_finite(arr, key, self.error)
         base = self.name if suffix is None else f"{self.name}_{suffix}"
         node_name = self._claim(base, self._nodes_taken, self._reserved_nodes, suffix is None)
         if output:
@@ -132,7 +146,7 @@ class ImportContext:
             value = self._claim(node_name, self._values_taken, self._reserved_values, False)
         node = Node(name=node_name, op=op, inputs=list(inputs), output=value,
                     attrs=dict(attrs or {}),
-                    params={k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (params or {}).items()},
+                    params=params,
                     origin=f"{self.onnx_node.op_type}:{self.onnx_node.name}")
         shape = infer_shape(self.graph, node)
         self.graph.values[value] = Value(value, tuple(int(s) for s in shape), "float32")

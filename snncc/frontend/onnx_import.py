@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from snncc.errors import SnnccError
-from snncc.frontend.context import ImportContext
+from snncc.frontend.context import ImportContext, check_finite
 from snncc.frontend.folding import try_fold
 from snncc.frontend.ops import IMPORTERS
 from snncc.frontend.reader import node_labels, prepare, read_model, unsupported_error
@@ -48,6 +48,9 @@ def import_model(model: onnx.ModelProto, base_dir=None) -> Graph:
         raise first_error
     graph.remove_unused()
     graph.verify()
+    for node in graph.nodes:  # parameters changed after emit (a bias folded into a conv)
+        for key, arr in node.params.items():
+            check_finite(arr, key, lambda msg, node=node: SnnccError(msg, node=node.name, op=node.op))
     return graph
 
 
@@ -85,7 +88,10 @@ def _graph_inputs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...], in
         batch = dims[0].dim_value if dims[0].HasField("dim_value") else None
         shape = []
         for axis, d in enumerate(dims[1:], start=1):
-            if not d.HasField("dim_value") or d.dim_value <= 0:
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                raise SnnccError(f"dimension {axis} is {d.dim_value}; every dimension but the batch "
+                                 "needs at least one element", **where)
+            if not d.HasField("dim_value"):
                 label = d.dim_param or "unknown"
                 raise SnnccError(f"dimension {axis} is dynamic ({label!r}); only the batch "
                                  "dimension may be symbolic, spatial dims must be static", **where)
@@ -93,6 +99,10 @@ def _graph_inputs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...], in
         out.append((vi.name, tuple(shape), batch or None))
     if not out:
         raise SnnccError("the model has no graph input")
+    if len(out) > 1:
+        names = ", ".join(repr(n) for n, _, _ in out)
+        raise SnnccError(f"the model has {len(out)} graph inputs ({names}); snncc takes one input tensor "
+                         "(merge the inputs into one, or export the part of the model after them)")
     return out
 
 

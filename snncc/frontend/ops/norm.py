@@ -19,6 +19,11 @@ def import_batchnorm(ctx) -> None:
         if arr.shape != (channels,):
             raise ctx.error(f"{what} has {arr.size} entries, expected {channels} channels")
     eps = float(ctx.attr("epsilon", 1e-5))
+    denom = var + eps
+    if not np.all(denom > 0):  # NaN fails too
+        c = int(np.argmax(~(denom > 0)))
+        raise ctx.error(f"var + epsilon must be > 0 in every channel; channel {c} has var={var[c]:g}, "
+                        f"epsilon={eps:g}")
     s = scale / np.sqrt(var + eps)
     ctx.emit("affine", [ctx.act(node.input[0])], {}, {"scale": s, "shift": bias - mean * s},
              output=node.output[0])

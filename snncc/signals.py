@@ -1,0 +1,59 @@
+"""The one signal mechanism of the CLI: SIGINT, SIGTERM and SIGHUP become an exception.
+
+``handle_signals()`` (called once, by ``snncc.cli.main``) makes these signals raise
+:class:`Interrupted` in the main thread.  It is a BaseException but not a
+KeyboardInterrupt, so neither click nor an ``except Exception`` swallows it, and every
+``with``/``finally`` on the stack runs: ``atomic_output_dir`` removes its temporary
+folder, ``TemporaryDirectory`` its folder, ``run_child`` kills its child's process
+group.  The CLI then exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """A signal asked snncc to stop."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+def handle_signals() -> None:
+    for sig in SIGNALS:
+        signal.signal(sig, _raise)
+
+
+def _raise(signum, frame) -> None:
+    for sig in SIGNALS:  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def run_child(cmd: list[str], *, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with the child in its own
+    process group; on any exception (a signal, a timeout) the whole group is killed, so
+    a compiler driver's cc1/as/ld never outlive snncc."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            _kill_group(proc)
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:  # already gone
+        pass
+    proc.wait()

@@ -1,0 +1,103 @@
+"""Signals (snncc/signals.py): SIGTERM or Ctrl-C leave no temporary folder and no child
+process behind, and the exit code is 128 + the signal (issue 12, section 2).
+
+Each test runs the real `snncc` entry point (``snncc.cli.main``) in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hostile_models import FAST, save_model
+
+# Runs `snncc ARGS`; the compile signals itself once the output is written into its temp folder.
+SIGNAL_DURING_EMIT = """
+import os, signal, sys, time
+import snncc.compiler as compiler
+real = compiler.emit_target
+def emit_then_signal(*args, **kwargs):
+    out = real(*args, **kwargs)
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(60)  # the signal arrives before this ends
+    return out
+compiler.emit_target = emit_then_signal
+sys.argv = ["snncc", *sys.argv[1:]]
+from snncc.cli import main
+main()
+"""
+
+
+def _env(tmp_path: Path) -> dict:
+    temp = tmp_path / "tmp"
+    temp.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(temp)}
+
+
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_during_compile_leaves_nothing(tmp_path, sig, code):
+    model = save_model(tmp_path / "m")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_EMIT.format(sig=sig), "compile", str(model),
+                           "-o", str(out), *FAST], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"error: interrupted by {sig}; no partial output left"], proc.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a killed child not yet reaped is a zombie
+
+
+def test_sigterm_during_verify_kills_the_compiler_and_cleans_up(tmp_path):
+    model = save_model(tmp_path / "m")
+    pidfile = tmp_path / "cc.pid"
+    fake_cc = tmp_path / "slowcc"
+    # A compiler driver that starts a long "cc1" and waits for it, like gcc.
+    fake_cc.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        sleep 300 &
+        echo $! > {pidfile}.part && mv {pidfile}.part {pidfile}
+        wait
+        """))
+    fake_cc.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "snncc", "verify", str(model), "--target", "c",
+                             "--cc", str(fake_cc), *FAST], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not pidfile.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "verify never reached the C compiler"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert _alive(child)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "error: interrupted by SIGTERM; no partial output left", err
+    assert "Traceback" not in err
+    for _ in range(50):
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child), "the C compiler's child process outlived snncc"
+    # (.ses is onnxruntime's session-id file, not snncc's)
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name != ".ses"] == [], \
+        "verify left its temporary build folder behind"
