@@ -86,14 +86,17 @@ class OnnxBuilder:
         self.shapes[name] = tuple(int(s) for s in shape)
         return name
 
-    def conv(self, x, out_c, k=3, stride=1, pads=(1, 1, 1, 1), dil=1, group=1, bias=True) -> str:
+    def conv(self, x, out_c, k=3, stride=1, pads=(1, 1, 1, 1), dil=1, group=1, bias=True, dead=0,
+             gain=1.0, bias_shift=0.0) -> str:
         c, h, w = self.shapes[x]
         fan = c // group * k * k
-        wt = self.rng.normal(0, np.sqrt(2.0 / fan), size=(out_c, c // group, k, k)).astype(np.float32)
+        wt = self.rng.normal(0, gain * np.sqrt(2.0 / fan), size=(out_c, c // group, k, k)).astype(np.float32)
+        wt[:min(dead, out_c - 1)] = 0.0  # dead output channels (all-zero weights)
         name = self._name("Conv")
         ins = [x, self.const(name + "_w", wt)]
         if bias:
-            ins.append(self.const(name + "_b", self.rng.normal(0, 0.1, size=out_c).astype(np.float32)))
+            b = self.rng.normal(bias_shift, 0.1, size=out_c) * gain
+            ins.append(self.const(name + "_b", b.astype(np.float32)))
         oh = conv_out(h, k, stride, pads[0], pads[2], dil)
         ow = conv_out(w, k, stride, pads[1], pads[3], dil)
         return self.node("Conv", ins, (out_c, oh, ow), kernel_shape=[k, k], strides=[stride, stride],
@@ -126,11 +129,27 @@ class OnnxBuilder:
             attrs["count_include_pad"] = int(self.rng.integers(0, 2)) if not ceil else 0
         return self.node(op, [x], (c, oh, ow), **attrs)
 
-    def global_avgpool(self, x) -> str:
-        return self.node("GlobalAveragePool", [x], (self.shapes[x][0], 1, 1))
+    def global_pool(self, x, op: str = "GlobalAveragePool") -> str:
+        if op == "ReduceMean":
+            return self.node("ReduceMean", [x], (self.shapes[x][0], 1, 1), axes=[2, 3], keepdims=1)
+        return self.node(op, [x], (self.shapes[x][0], 1, 1))
 
-    def add(self, a, b) -> str:
-        return self.node("Add", [a, b], self.shapes[a])
+    def affine(self, x, op: str) -> str:
+        """Add/Sub/Mul/Div by a per-channel or scalar constant (an IR affine)."""
+        c = self.shapes[x][0]
+        shape = (c, 1, 1) if len(self.shapes[x]) == 3 and self.rng.random() < 0.7 else ()
+        if op in ("Mul", "Div"):
+            k = self.rng.uniform(0.5, 2.0, size=shape) * self.rng.choice([1.0, -1.0], size=shape, p=[0.8, 0.2])
+        else:
+            k = self.rng.normal(0, 0.3, size=shape)
+        name = self._name(op)
+        return self.node(op, [x, self.const(name + "_k", np.asarray(k, np.float32))], self.shapes[x])
+
+    def softmax(self, x) -> str:
+        return self.node("Softmax", [x], self.shapes[x], axis=-1)
+
+    def add(self, a, b, op: str = "Add") -> str:
+        return self.node(op, [a, b], self.shapes[a])
 
     def concat(self, *xs) -> str:
         c = sum(self.shapes[x][0] for x in xs)
@@ -193,9 +212,12 @@ class FuzzCase:
     weight_seed: int
     input_shape: tuple[int, ...]
     ops: list[str] = field(default_factory=list)  # what the generator drew, for the report
+    spike_rate: float | None = None  # emit_c's spike_rates for every neuron (None: its default)
+    input_magnitude: float = 1.0  # std of the Gaussian calibration and test inputs
 
     def describe(self) -> str:
-        return f"{'-'.join(self.ops)} {self.input_shape} {json.dumps(self.options, sort_keys=True)}"
+        return (f"{'-'.join(self.ops)} {self.input_shape} rate={self.spike_rate} x*{self.input_magnitude} "
+                f"{json.dumps(self.options, sort_keys=True)}")
 
 
 ACTS = ["relu", "relu", "relu", "clip", "none"]
@@ -204,7 +226,7 @@ ACTS = ["relu", "relu", "relu", "clip", "none"]
 def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group=1, act=None) -> str:
     """Conv (random geometry that keeps the output at least 1x1) [+ BatchNorm] + activation."""
     c, h, w = b.shapes[x]
-    out_c = out_c or ch.int(1, 12)
+    out_c = out_c or (ch.int(1, 12) if ch.bool(0.8) else ch.int(13, 40))
     k = ch.choice([1, 3, 3, 2, 5])
     dil = ch.choice([1, 1, 1, 2])
     stride = ch.choice([1, 1, 2, 3])
@@ -213,11 +235,20 @@ def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group
         k, dil = max(1, k - 1), 1
         if k == 1:
             pads, stride = (0, 0, 0, 0), 1
-    y = b.conv(x, out_c, k=k, stride=stride, pads=pads, dil=dil, group=group, bias=ch.bool(0.8))
-    ops.append(f"conv{k}s{stride}d{dil}g{group}")
+    dead = ch.int(1, 2) if ch.bool(0.1) else 0
+    gain = ch.choice([1.0] * 6 + [1e-3, 30.0])  # tiny or huge weights (and biases)
+    shift = ch.choice([0.0] * 6 + [-3.0, 3.0])  # mostly dead or mostly saturated channels
+    y = b.conv(x, out_c, k=k, stride=stride, pads=pads, dil=dil, group=group, bias=ch.bool(0.8), dead=dead,
+               gain=gain, bias_shift=shift)
+    ops.append(f"conv{k}s{stride}d{dil}g{group}" + (f"dead{dead}" if dead else "") +
+               (f"x{gain:g}" if gain != 1 else "") + (f"b{shift:+g}" if shift else ""))
     if ch.bool(0.4):
         y = b.batchnorm(y)
         ops.append("bn")
+    if ch.bool(0.15):
+        op = ch.choice(["Add", "Sub", "Mul", "Div"])
+        y = b.affine(y, op)
+        ops.append(op.lower())
     a = act or ch.choice(ACTS)
     ops.append(a)
     return b.act(y, a)
@@ -261,8 +292,9 @@ def _block(b: OnnxBuilder, ch, x: str, ops: list[str]) -> str:
             sc = b.conv(x, mc, k=1, stride=stride_h, pads=(0, 0, 0, 0))
             ops.append(f"sc1x1s{stride_h}")
         a = ch.choice(["relu", "relu", "none"])
-        ops.append(f"){a}")
-        return b.act(b.add(m, sc), a)
+        join = ch.choice(["Add", "Add", "Sum"])
+        ops.append(f"){join.lower()}-{a}")
+        return b.act(b.add(m, sc, join) if ch.bool() else b.add(sc, m, join), a)
     if kind == "concat":
         ops.append("cat(")
         br = _conv_block(b, ch, x, ops, act="relu")
@@ -322,12 +354,20 @@ def random_case(ch) -> FuzzCase:
         out = b.conv(h, ch.int(1, 6), k=1, pads=(0, 0, 0, 0))
     else:
         if head == "gap_dense":
-            h = b.global_avgpool(h)
+            pool = ch.choice(["GlobalAveragePool", "GlobalAveragePool", "ReduceMean", "GlobalMaxPool"])
+            ops[-1] += f"({pool})"
+            h = b.global_pool(h, pool)
         h = b.flatten(h)
         if head == "flatten_mlp":
             h = b.act(b.dense(h, ch.int(2, 16), matmul=ch.bool()), "relu")
         out = b.dense(h, ch.int(2, 10), matmul=ch.bool())
-    return FuzzCase(b.model(out), random_options(ch), weight_seed, shape, ops)
+        if ch.bool(0.1):
+            out = b.softmax(out)
+            ops.append("softmax")
+    options = random_options(ch)
+    rate = ch.choice([None, 0.0, 1.0])  # C kernels: from the graph, all event-driven, all dense
+    scale = ch.choice([1.0, 1.0, 1.0, 0.01, 100.0])  # calibration and test input magnitude
+    return FuzzCase(b.model(out), options, weight_seed, shape, ops, rate, scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +383,7 @@ class Outcome:
 
 def _calib(case: FuzzCase, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n,) + case.input_shape).astype(np.float32)
+    return (rng.standard_normal((n,) + case.input_shape) * case.input_magnitude).astype(np.float32)
 
 
 def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int = 24, cc: str = "cc",
@@ -366,8 +406,8 @@ def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int =
         model_path = work / "model.onnx"
         onnx.save(case.model, model_path)
         calib = _calib(case, n_calib, 1)
-        x_real = np.concatenate([_calib(case, 8, 2), np.full((1,) + case.input_shape, 4.0, np.float32),
-                                 np.full((1,) + case.input_shape, -4.0, np.float32)])
+        big = np.full((1,) + case.input_shape, 4.0 * case.input_magnitude, np.float32)
+        x_real = np.concatenate([_calib(case, 8, 2), big, -big])
         stage = "import"
         try:
             graph = load_onnx(model_path)
@@ -389,7 +429,9 @@ def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int =
         stage = "emit"
         out = work / "c"
         out.mkdir()
-        emit_c(int_graph, out)
+        rates = None if case.spike_rate is None else {
+            n.output: case.spike_rate for n in int_graph.nodes if n.op == "neuron"}
+        emit_c(int_graph, out, spike_rates=rates)
         stage = "c"
         x_q = quantize_input(int_graph, np.concatenate([calib[:4], _calib(case, n_random, 3)]))
         ext = np.stack([np.full(case.input_shape, -128, np.int8), np.full(case.input_shape, 127, np.int8)])
@@ -429,6 +471,8 @@ def save_reproducer(case: FuzzCase, outcome: Outcome, folder: Path, *, seed=None
     onnx.save(case.model, folder / "model.onnx")
     np.save(folder / "calib.npy", _calib(case, 16, 1))
     (folder / "options.json").write_text(json.dumps(case.options, indent=1, sort_keys=True) + "\n")
+    (folder / "case.json").write_text(json.dumps({"spike_rate": case.spike_rate, "ops": case.ops,
+                                                  "input_magnitude": case.input_magnitude}) + "\n")
     (folder / "failure.txt").write_text(
         f"seed: {seed}\nstage: {outcome.stage}\ngraph: {case.describe()}\n\n{outcome.detail}\n")
     return folder
