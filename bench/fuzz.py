@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,12 +49,17 @@ def main(argv=None) -> int:
     failures: list[tuple[int, str, str]] = []
     start = time.monotonic()
     i = 0
-    while time.monotonic() - start < args.seconds and (not args.count or i < args.count):
+    stop = []  # SIGTERM / SIGINT: finish the current graph, then print the figures
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while not stop and time.monotonic() - start < args.seconds and (not args.count or i < args.count):
         seed = args.seed + i
         ch = NumpyChooser(seed)
         case = random_case(ch)
         opt = ch.choice(builds)
         outcome = run_case_in_tmp(case, opt=opt, sanitize=args.sanitize)
+        if stop:  # the signal may have hit the C compiler too: this graph does not count
+            break
         counts[outcome.category] += 1
         if outcome.category == "rejected":
             rejections[_kind(outcome.detail)] += 1
@@ -64,13 +70,17 @@ def main(argv=None) -> int:
             print(f"FAIL seed {seed} [{outcome.stage}] {first}\n    {case.describe()}\n    reproducer: {folder}",
                   flush=True)
         i += 1
+        if not tty and i % 100 == 0:
+            print(f"[{time.monotonic() - start:.0f} s] {i} graphs: " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
         if tty:
             print(f"\r{i} graphs, {time.monotonic() - start:.0f} s, " +
                   ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), end="", file=sys.stderr, flush=True)
     if tty:
         print(file=sys.stderr)
     elapsed = time.monotonic() - start
-    print(f"fuzz: {i} graphs in {elapsed:.1f} s (seeds {args.seed}..{args.seed + i - 1})")
+    print(f"fuzz: {i} graphs in {elapsed:.1f} s (seeds {args.seed}..{args.seed + i - 1})"
+          + (" (stopped by a signal)" if stop else ""))
     for cat in ("exact", "rejected", "failure"):
         print(f"  {cat:9s} {counts[cat]}")
     if rejections:

@@ -66,8 +66,9 @@ class HypothesisChooser:
 class OnnxBuilder:
     """An ONNX graph built node by node, tracking per-sample shapes (C, H, W) or (F,)."""
 
-    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator):
+    def __init__(self, shape: tuple[int, ...], rng: np.random.Generator, batch: str | int = "N"):
         self.rng = rng
+        self.batch = batch  # the ONNX batch dimension: symbolic, or fixed at 1
         self.nodes: list = []
         self.inits: list = []
         self.shapes: dict[str, tuple[int, ...]] = {"x": tuple(shape)}
@@ -170,6 +171,10 @@ class OnnxBuilder:
         p = self.const(self._name("Pad") + "_p", np.array([0, 0, t, left, 0, 0, b, r], np.int64))
         return self.node("Pad", [x, p], (c, h + t + b, w + left + r), mode="constant")
 
+    def reshape(self, x, shape) -> str:
+        s = self.const(self._name("Reshape") + "_s", np.array([-1, *shape], np.int64))
+        return self.node("Reshape", [x, s], tuple(shape))
+
     def flatten(self, x) -> str:
         return self.node("Flatten", [x], (int(np.prod(self.shapes[x])),), axis=1)
 
@@ -185,8 +190,8 @@ class OnnxBuilder:
                          transB=1)
 
     def model(self, output: str) -> onnx.ModelProto:
-        inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *self.input_shape])
-        out = helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", *self.shapes[output]])
+        inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [self.batch, *self.input_shape])
+        out = helper.make_tensor_value_info(output, TensorProto.FLOAT, [self.batch, *self.shapes[output]])
         graph = helper.make_graph(self.nodes, "fuzz", [inp], [out], initializer=self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = 8
@@ -257,7 +262,13 @@ def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group
 def _block(b: OnnxBuilder, ch, x: str, ops: list[str]) -> str:
     c, h, w = b.shapes[x]
     kind = ch.choice(["conv", "depthwise", "group", "maxpool", "avgpool", "residual", "concat", "shuffle",
-                      "pad"])
+                      "pad", "reshape"])
+    if kind == "reshape":  # fold rows into channels (C*H, 1, W) or split channels into rows
+        if c % 2 == 0 and ch.bool():
+            ops.append("reshape(c/2,2h)")
+            return b.reshape(x, (c // 2, 2 * h, w))
+        ops.append("reshape(ch,1,w)")
+        return b.reshape(x, (c * h, 1, w))
     if kind == "depthwise":
         mult = ch.choice([1, 1, 2])
         return _conv_block(b, ch, x, ops, out_c=c * mult, group=c)
@@ -330,12 +341,18 @@ OPTION_CHOICES = {
     "weight_rounding": ["nearest", "auto", "gptq"],
     "bias_correction": [False, True],
     "step_search": [True, False],
+    "calib_batch": [256, 256, 1, 5],
+    "calib_reservoir": [4096, 4096, 16],
+    "barrier_scale": [1.0, 1.0, 0.5, 2.0],
 }
 
 
-def random_options(ch) -> dict:
+def random_options(ch, layers: list[str]) -> dict:
     opts = {key: ch.choice(values) for key, values in OPTION_CHOICES.items()}
     opts["membrane_shift"] = ch.int(0, min(3, opts["membrane_bits"] - 2)) if ch.bool(0.25) else 0
+    opts["seed"] = ch.int(0, 3)
+    if ch.bool(0.2):  # per-layer weight bits: an ONNX layer name, or first / last
+        opts["layer_bits"] = {ch.choice(layers + ["first", "last"]): ch.int(2, 8)}
     return opts
 
 
@@ -343,7 +360,7 @@ def random_case(ch) -> FuzzCase:
     """One random model and option set; every draw goes through ``ch``."""
     shape = (ch.int(1, 4), ch.int(3, 10), ch.int(3, 10))
     weight_seed = ch.int(0, 2**31 - 1)
-    b = OnnxBuilder(shape, np.random.default_rng(weight_seed))
+    b = OnnxBuilder(shape, np.random.default_rng(weight_seed), batch=ch.choice(["N", "N", 1]))
     ops: list[str] = []
     h = _conv_block(b, ch, "x", ops, act=ch.choice(["relu", "relu", "clip"]))
     for _ in range(ch.int(0, 4)):
@@ -364,7 +381,7 @@ def random_case(ch) -> FuzzCase:
         if ch.bool(0.1):
             out = b.softmax(out)
             ops.append("softmax")
-    options = random_options(ch)
+    options = random_options(ch, [n.name for n in b.nodes if n.op_type in ("Conv", "Gemm", "MatMul")])
     rate = ch.choice([None, 0.0, 1.0])  # C kernels: from the graph, all event-driven, all dense
     scale = ch.choice([1.0, 1.0, 1.0, 0.01, 100.0])  # calibration and test input magnitude
     return FuzzCase(b.model(out), options, weight_seed, shape, ops, rate, scale)
