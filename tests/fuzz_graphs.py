@@ -88,7 +88,7 @@ class OnnxBuilder:
         return name
 
     def conv(self, x, out_c, k=3, stride=1, pads=(1, 1, 1, 1), dil=1, group=1, bias=True, dead=0,
-             gain=1.0, bias_shift=0.0) -> str:
+             gain=1.0, bias_shift=0.0, auto_pad=None) -> str:
         c, h, w = self.shapes[x]
         fan = c // group * k * k
         wt = self.rng.normal(0, gain * np.sqrt(2.0 / fan), size=(out_c, c // group, k, k)).astype(np.float32)
@@ -98,10 +98,21 @@ class OnnxBuilder:
         if bias:
             b = self.rng.normal(bias_shift, 0.1, size=out_c) * gain
             ins.append(self.const(name + "_b", b.astype(np.float32)))
-        oh = conv_out(h, k, stride, pads[0], pads[2], dil)
-        ow = conv_out(w, k, stride, pads[1], pads[3], dil)
-        return self.node("Conv", ins, (out_c, oh, ow), kernel_shape=[k, k], strides=[stride, stride],
-                         pads=list(pads), dilations=[dil, dil], group=group)
+        attrs = {"strides": [stride, stride], "dilations": [dil, dil], "group": group}
+        if self.rng.random() < 0.7:  # kernel_shape is optional (taken from the weight)
+            attrs["kernel_shape"] = [k, k]
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            oh, ow = -(-h // stride), -(-w // stride)
+            attrs["auto_pad"] = auto_pad
+        else:
+            if auto_pad == "VALID":
+                pads = (0, 0, 0, 0)
+                attrs["auto_pad"] = auto_pad
+            else:
+                attrs["pads"] = list(pads)
+            oh = conv_out(h, k, stride, pads[0], pads[2], dil)
+            ow = conv_out(w, k, stride, pads[1], pads[3], dil)
+        return self.node("Conv", ins, (out_c, oh, ow), **attrs)
 
     def batchnorm(self, x) -> str:
         c = self.shapes[x][0]
@@ -121,11 +132,13 @@ class OnnxBuilder:
             return self.node("Clip", [x, lo, hi], self.shapes[x])
         return x
 
-    def pool(self, x, op: str, k: int, stride: int, pads, ceil: int = 0) -> str:
+    def pool(self, x, op: str, k: int, stride: int, pads, ceil: int = 0, dil: int = 1) -> str:
         c, h, w = self.shapes[x]
-        oh = pool_out(h, k, stride, pads[0], pads[2], ceil)
-        ow = pool_out(w, k, stride, pads[1], pads[3], ceil)
+        oh = pool_out(h, k, stride, pads[0], pads[2], ceil, dil)
+        ow = pool_out(w, k, stride, pads[1], pads[3], ceil, dil)
         attrs = {"kernel_shape": [k, k], "strides": [stride, stride], "pads": list(pads), "ceil_mode": ceil}
+        if dil != 1:
+            attrs["dilations"] = [dil, dil]
         if op == "AveragePool":
             attrs["count_include_pad"] = int(self.rng.integers(0, 2)) if not ceil else 0
         return self.node(op, [x], (c, oh, ow), **attrs)
@@ -186,8 +199,14 @@ class OnnxBuilder:
         if matmul:
             m = self.node("MatMul", [x, self.const(name + "_w", wt.T.copy())], (out_f,))
             return self.node("Add", [m, self.const(name + "_b", b)], (out_f,))
-        return self.node("Gemm", [x, self.const(name + "_w", wt), self.const(name + "_b", b)], (out_f,),
-                         transB=1)
+        attrs = {}
+        if self.rng.random() < 0.3:  # alpha/beta scale the product and the bias
+            attrs = {"alpha": float(self.rng.uniform(0.5, 2.0)), "beta": float(self.rng.uniform(0.5, 2.0))}
+        if self.rng.random() < 0.5:
+            return self.node("Gemm", [x, self.const(name + "_w", wt), self.const(name + "_b", b)], (out_f,),
+                             transB=1, **attrs)
+        return self.node("Gemm", [x, self.const(name + "_w", wt.T.copy()), self.const(name + "_b", b)], (out_f,),
+                         **attrs)
 
     def model(self, output: str) -> onnx.ModelProto:
         inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [self.batch, *self.input_shape])
@@ -202,8 +221,8 @@ def conv_out(size, k, s, p0, p1, d) -> int:
     return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
-def pool_out(size, k, s, p0, p1, ceil) -> int:
-    span = size + p0 + p1 - k
+def pool_out(size, k, s, p0, p1, ceil, d=1) -> int:
+    span = size + p0 + p1 - d * (k - 1) - 1
     out = (-(-span // s) if ceil else span // s) + 1
     if ceil and (out - 1) * s >= size + p0:
         out -= 1
@@ -231,7 +250,7 @@ ACTS = ["relu", "relu", "relu", "clip", "none"]
 def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group=1, act=None) -> str:
     """Conv (random geometry that keeps the output at least 1x1) [+ BatchNorm] + activation."""
     c, h, w = b.shapes[x]
-    out_c = out_c or (ch.int(1, 12) if ch.bool(0.8) else ch.int(13, 40))
+    out_c = out_c or (ch.int(1, 12) if ch.bool(0.8) else ch.int(13, 40) if ch.bool(0.9) else ch.int(513, 530))
     k = ch.choice([1, 3, 3, 2, 5])
     dil = ch.choice([1, 1, 1, 2])
     stride = ch.choice([1, 1, 2, 3])
@@ -240,12 +259,15 @@ def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group
         k, dil = max(1, k - 1), 1
         if k == 1:
             pads, stride = (0, 0, 0, 0), 1
+    auto_pad = ch.choice([None] * 7 + ["SAME_UPPER", "SAME_LOWER", "VALID"])
+    if auto_pad == "VALID" and min(conv_out(h, k, stride, 0, 0, dil), conv_out(w, k, stride, 0, 0, dil)) < 1:
+        auto_pad = None
     dead = ch.int(1, 2) if ch.bool(0.1) else 0
     gain = ch.choice([1.0] * 6 + [1e-3, 30.0])  # tiny or huge weights (and biases)
     shift = ch.choice([0.0] * 6 + [-3.0, 3.0])  # mostly dead or mostly saturated channels
     y = b.conv(x, out_c, k=k, stride=stride, pads=pads, dil=dil, group=group, bias=ch.bool(0.8), dead=dead,
-               gain=gain, bias_shift=shift)
-    ops.append(f"conv{k}s{stride}d{dil}g{group}" + (f"dead{dead}" if dead else "") +
+               gain=gain, bias_shift=shift, auto_pad=auto_pad)
+    ops.append(f"conv{k}s{stride}d{dil}g{group}" + (f"dead{dead}" if dead else "") + (auto_pad or "").lower() +
                (f"x{gain:g}" if gain != 1 else "") + (f"b{shift:+g}" if shift else ""))
     if ch.bool(0.4):
         y = b.batchnorm(y)
@@ -284,8 +306,9 @@ def _block(b: OnnxBuilder, ch, x: str, ops: list[str]) -> str:
         stride = ch.int(1, k)
         pad = ch.int(0, k // 2) if ch.bool(0.3) else 0
         ceil = int(ch.bool(0.2))
-        ops.append(f"{kind}{k}s{stride}p{pad}c{ceil}")
-        return b.pool(x, "MaxPool" if kind == "maxpool" else "AveragePool", k, stride, (pad,) * 4, ceil)
+        dil = 2 if kind == "maxpool" and min(h, w) >= 2 * k - 1 and ch.bool(0.2) else 1
+        ops.append(f"{kind}{k}s{stride}p{pad}c{ceil}d{dil}")
+        return b.pool(x, "MaxPool" if kind == "maxpool" else "AveragePool", k, stride, (pad,) * 4, ceil, dil)
     if kind == "residual":
         ops.append("res(")
         m = _conv_block(b, ch, x, ops)
@@ -330,7 +353,7 @@ def _block(b: OnnxBuilder, ch, x: str, ops: list[str]) -> str:
 
 OPTION_CHOICES = {
     "levels": [1, 2, 3, 4, 4, 7, 15, 31, 127],
-    "timesteps": [1, 1, 1, 2, 3, 4, 8],
+    "timesteps": [1, 1, 1, 2, 3, 4, 8, 16],
     "weight_bits": [2, 3, 4, 5, 6, 7, 8, 8],
     "membrane_bits": [16, 4, 6, 8, 10, 12, 24, 32],
     "threshold": ["mse", "max", "percentile", "percentile:99.5"],
