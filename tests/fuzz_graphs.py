@@ -260,6 +260,8 @@ def _conv_block(b: OnnxBuilder, ch, x: str, ops: list[str], *, out_c=None, group
         if k == 1:
             pads, stride = (0, 0, 0, 0), 1
     auto_pad = ch.choice([None] * 7 + ["SAME_UPPER", "SAME_LOWER", "VALID"])
+    if auto_pad and auto_pad != "VALID" and dil > 1:  # onnxruntime refuses dilated SAME convs
+        auto_pad = None
     if auto_pad == "VALID" and min(conv_out(h, k, stride, 0, 0, dil), conv_out(w, k, stride, 0, 0, dil)) < 1:
         auto_pad = None
     dead = ch.int(1, 2) if ch.bool(0.1) else 0
