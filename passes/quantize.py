@@ -59,6 +59,12 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
             centred=correct, seed=int(options.seed))
+        wide = [f"{n.name} ({weight_rounding.fan_in(n)})" for n in syn
+                if rounding == "gptq" and weight_rounding.gptq_kind(n) and not weight_rounding.gptq_applies(n)]
+        if wide:
+            g.meta.setdefault("notes", []).append(
+                f"quantize: nearest weight rounding in {len(wide)} layer(s) whose fan-in exceeds GPTQ's "
+                f"{weight_rounding.GPTQ_MAX_FAN_IN}: {', '.join(wide)}")
     elif rounding == "gptq" or correct:
         g.meta.setdefault("notes", []).append("quantize: no calibration data: nearest weight rounding, "
                                               "no step search, no bias correction")

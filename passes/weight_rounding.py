@@ -29,8 +29,23 @@ DAMP = 0.01  # GPTQ damping, relative to mean(diag H)
 GPTQ_BLOCK = 64  # columns per lazy-update block
 
 
-def gptq_applies(node: Node) -> bool:
+# H is fan-in x fan-in float64 and GPTQ inverts it (fan-in^3 time, several copies live):
+# a dense layer after a wide flatten (fan-in 50176 for 64 x 28 x 28) would need 20 GB
+# per copy, whatever the model's weight count.  Wider layers keep nearest rounding.
+GPTQ_MAX_FAN_IN = 4608  # 512 x 3 x 3, the widest conv of a ResNet-50: H is 170 MB
+
+
+def fan_in(node: Node) -> int:
+    return int(np.prod(node.params["weight"].shape[1:]))
+
+
+def gptq_kind(node: Node) -> bool:
+    """Ops GPTQ rounds: dense and ungrouped conv."""
     return node.op == "dense" or (node.op == "conv" and int(node.attrs["group"]) == 1)
+
+
+def gptq_applies(node: Node) -> bool:
+    return gptq_kind(node) and fan_in(node) <= GPTQ_MAX_FAN_IN
 
 
 def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred: bool = True,
