@@ -54,6 +54,7 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
               dump_after: Iterable[str] = (), echo: Callable[[str], None] = print,
               pipeline: list[str] | None = None) -> CompileResult:
     """Load the model and run the pass pipeline; no files are written."""
+    from snncc import resources
     from snncc.calib_data import load_calib
     from snncc.frontend.onnx_import import load_onnx
     from snncc.pass_manager import run_pipeline
@@ -62,24 +63,23 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
     options.validate()
     graph = load_onnx(model_path)
     graph.verify()
+    resources.check(graph, options.max_memory)  # before the calibration data or any activation exists
     if calib is None:
         raise SnnccError("option --calib is required: give a .npy/.npz of input samples "
                          "(N x C x H x W), or '--calib random' for structure tests only")
     input_shape = graph.values[graph.inputs[0]].shape
     options.calib_data = calib if hasattr(calib, "batches") else load_calib(calib, input_shape, seed=options.seed)
     names = list(pipeline or DEFAULT_PIPELINE)
-    stages: dict[str, Graph] = {}
-
-    def keep(name: str, g: Graph) -> None:
-        stages[name] = g
+    before_convert = names[names.index("convert") - 1] if "convert" in names[1:] else None
+    stages: dict[str, Graph] = {}  # only the stages the result needs: each holds a copy of the weights
 
     current = graph
     for name in names:
         current = run_pipeline(current, [name], options,
                                dump_after=[name] if name in set(dump_after) else [], echo=echo)
-        keep(name, current)
+        if name in ("convert", before_convert):
+            stages[name] = current
     snn = stages.get("convert", current)
-    before_convert = names[names.index("convert") - 1] if "convert" in names[1:] else None
     return CompileResult(float_graph=graph, snn_graph=snn, int_graph=current,
                          ann_graph=stages.get(before_convert, graph))
 

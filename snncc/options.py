@@ -34,6 +34,7 @@ class CompileOptions:
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
+    max_memory: str = "4G"  # memory budget: refuse models that cannot fit, batch calibration to fit (resources.py)
     # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
     calib_data: object = field(default=None, repr=False, compare=False)
 
@@ -77,6 +78,9 @@ class CompileOptions:
         if self.weight_rounding not in ("auto", "gptq", "nearest"):
             raise SnnccError("option --weight-rounding must be 'auto', 'gptq' or 'nearest', "
                              f"got {self.weight_rounding!r}")
+        from snncc.resources import parse_size
+
+        parse_size(self.max_memory)
         if not 16 <= int(self.calib_reservoir) <= 1 << 20:
             raise SnnccError(f"option --calib-reservoir must be in 16..1048576, got {self.calib_reservoir}")
         return self

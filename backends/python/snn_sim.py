@@ -274,9 +274,18 @@ def bias_deltas(graph_snn: Graph) -> dict[str, np.ndarray]:
             for n in graph_snn.nodes if n.attrs.get("bias_delta") is not None}
 
 
+def last_uses(graph: Graph) -> dict[str, int]:
+    """Value -> index of the last node that reads it."""
+    last: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            last[v] = i
+    return last
+
+
 def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = None,
                   env: dict | None = None, start: int = 0, stop: int | None = None,
-                  keep: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                  keep: Iterable[str] = (), last: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Run the float graph in float64 with every neuron's activation quantized.
 
     A ReLU output v in ``specs`` becomes ``theta * clamp(floor(v/theta + 1/2), 0, N)``
@@ -285,6 +294,8 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
     version (levels -N..N). ``env``/``start``/``stop`` resume a run part-way (the
     threshold search reuses the unchanged prefix). Returns the live values at
     ``stop`` (and ``keep``); quantized signed sites are under ``"<value>#q"``.
+    ``last`` (value -> index of its last reader) may be given by callers that resume
+    many times, so that each call costs only its own nodes.
     """
     bias_delta = bias_delta or {}
     nodes = graph.nodes
@@ -296,10 +307,8 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
         env = {graph.inputs[0]: arr}
     else:
         env = dict(env)
-    last: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for v in node.inputs:
-            last[v] = i
+    if last is None:
+        last = last_uses(graph)
     keep = set(keep) | set(graph.outputs)
     for i in range(start, stop):
         node = nodes[i]
