@@ -36,13 +36,16 @@ SEARCH_ELEMENTS = 20_000_000  # ... and fewer for big models: samples x activati
 SEARCH_GRID = (0.6, 0.75, 0.9, 1.1, 1.3, 1.6)  # factors tried on each population's thresholds
 # The search's cost model, in multiply-accumulates: a node costs its MACs plus its output
 # elements per sample, plus NODE_OVERHEAD for the fixed cost of one numpy kernel call.
-# Above SEARCH_BUDGET (about a minute of one core) the search scores candidates on a
-# horizon of nodes (T=1), then with fewer samples, and is skipped (with a note) when
-# even SEARCH_MIN_SAMPLES samples and a HORIZON_MIN-node horizon do not fit.
-SEARCH_BUDGET = 1e11
-NODE_OVERHEAD = 200_000
-HORIZON_MIN = 4
-HORIZON_WANT = 24
+# The search may cost SEARCH_PASSES forward passes over its samples (at least
+# SEARCH_BUDGET): linear in the model's size.  Over that, it scores candidates on a
+# horizon of nodes (T=1, all candidates stacked in one run), then with fewer samples,
+# and is skipped (with a note) when even SEARCH_MIN_SAMPLES samples and a
+# HORIZON_MIN-node horizon do not fit.
+SEARCH_BUDGET = 2e10
+SEARCH_PASSES = 6
+NODE_OVERHEAD = 1_000_000
+HORIZON_MIN = 2
+HORIZON_WANT = 16
 SEARCH_MIN_SAMPLES = 8
 
 
@@ -77,8 +80,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
             if why:
                 notes.append(why)
             if samples:
-                searcher = tuner if samples == len(x) and horizon is None else \
-                    _Tuner(graph, p, N, T, x[:samples], batch, horizon)
+                searcher = tuner if samples == len(x) and horizon is None else _Tuner(
+                    graph, p, N, T, x[:samples], max(1, batch // (len(SEARCH_GRID) + 2)), horizon)
                 alt = initial_thresholds(graph, p, _with_method(options, "max"))[0]
                 for members in groups:
                     _equalize(alt, caps, members)
@@ -112,31 +115,40 @@ def plan_search(graph: Graph, groups: list[list[str]], samples: int, T: int) -> 
     starts = np.array([min(pos[m] for m in g) for g in groups], dtype=np.int64)
     tries = len(SEARCH_GRID) + 2  # the candidates and the baseline
 
-    def cost(s: int, horizon: int) -> float:
-        stop = np.minimum(starts + horizon, n)
-        return float(tries * T * np.sum(s * (cum[stop] - cum[starts]) + NODE_OVERHEAD * (stop - starts))
-                     + 3 * T * (s * cum[n] + NODE_OVERHEAD * n))  # reference, prefix and probe passes
+    def full(s: int) -> float:
+        return T * (s * cum[n] + NODE_OVERHEAD * n)
 
-    if cost(samples, n) <= SEARCH_BUDGET:
+    def cost(s: int, horizon: int | None) -> float:
+        """Exact (horizon None): each candidate runs to the logits.  Horizon: the candidates
+        run stacked, one kernel call per node for all of them."""
+        if horizon is None:
+            return tries * T * float(np.sum(s * (cum[n] - cum[starts]) + NODE_OVERHEAD * (n - starts))) + full(s)
+        stop = np.minimum(starts + horizon, n)
+        return float(np.sum(tries * s * (cum[stop] - cum[starts]) + NODE_OVERHEAD * (stop - starts))) + 3 * full(s)
+
+    def fits(s: int, horizon: int | None) -> bool:
+        return cost(s, horizon) <= max(SEARCH_BUDGET, SEARCH_PASSES * full(s))
+
+    if fits(samples, None):
         return samples, None, ""
     if T != 1:  # no horizon: each candidate is simulated end to end
         s = samples
-        while s > SEARCH_MIN_SAMPLES and cost(s, n) > SEARCH_BUDGET:
+        while s > SEARCH_MIN_SAMPLES and not fits(s, None):
             s = max(SEARCH_MIN_SAMPLES, s // 2)
-        if cost(s, n) > SEARCH_BUDGET:
+        if not fits(s, None):
             return 0, None, (f"threshold search skipped: {len(groups)} populations x {n} nodes x T={T} "
-                             f"exceed its budget (--threshold-search none to silence)")
-        return s, None, f"threshold search on {s} samples (budget)"
+                             "exceed its budget")
+        return s, None, f"threshold search on {s} samples (its budget)"
     s = samples
     while True:
-        fits = [h for h in range(HORIZON_MIN, HORIZON_WANT + 1) if cost(s, h) <= SEARCH_BUDGET]
-        if (fits and fits[-1] >= HORIZON_WANT) or s <= SEARCH_MIN_SAMPLES:
+        ok = [h for h in range(HORIZON_MIN, HORIZON_WANT + 1) if fits(s, h)]
+        if (ok and ok[-1] >= HORIZON_WANT) or s <= SEARCH_MIN_SAMPLES:
             break
         s = max(SEARCH_MIN_SAMPLES, s // 2)
-    if not fits:
+    if not ok:
         return 0, None, (f"threshold search skipped: {len(groups)} populations over {n} nodes exceed its "
-                         "budget even on a short horizon (--threshold-search none to silence)")
-    h = fits[-1]
+                         "budget even on a short horizon")
+    h = ok[-1]
     return s, h, (f"threshold search scored each population on the values {h} nodes downstream "
                   f"(not the logits), on {s} samples: the full search exceeds its budget")
 
@@ -313,6 +325,47 @@ class _Tuner:
                     den[k] = den.get(k, 0.0) + float(np.sum(ref ** 2))
         return float(sum(num[k] / max(den[k], 1e-30) for k in sorted(num)))
 
+    def stacked_losses(self, specs: dict, envs: list, start: int, stop: int, ann: list | None, value: str,
+                       trials: list[dict]) -> list[float]:
+        """Losses of the current thresholds of the neuron at node ``start`` (first) and of each
+        trial's, in one run: the candidates' levels are stacked along the batch axis, so each
+        downstream node is one kernel call for all of them (horizon mode, T=1)."""
+        theta0, n_lv, signed = specs[value]
+        thetas = [theta0] + [t[value] for t in trials]
+        c = len(thetas)
+        rest = {k: v for k, v in specs.items() if k != value}
+        num, den = [{} for _ in range(c)], {}
+        sq = np.zeros(c)
+        size = 0
+        for i in range(len(self.batches)):
+            env = run_quantized(self.graph, rest, None, env=envs[i], start=start, stop=start + 1, last=self.last,
+                                keep=[value])
+            out = env[value]
+            levels = [np.clip(np.floor(out / _view(t, out.ndim) + 0.5), -n_lv if signed else 0, n_lv)
+                      * _view(t, out.ndim) for t in thetas]
+            stacked = {k: np.concatenate([a] * c) for k, a in env.items() if k != value}
+            if self.graph.nodes[start].op == "relu":
+                stacked[value] = np.concatenate(levels)
+            else:  # a signed site keeps its current; its readers take the levels
+                stacked[value] = np.concatenate([out] * c)
+                stacked[value + "#q"] = np.concatenate(levels)
+            res = run_quantized(self.graph, specs, None, env=stacked, start=start + 1, stop=stop, last=self.last)
+            b = len(out)
+            if stop < len(self.graph.nodes):
+                for k, ref in ann[i].items():
+                    if k in res and k not in self.graph.inputs:
+                        d = res[k].reshape((c, b) + ref.shape[1:]) - ref[None]
+                        for j in range(c):
+                            num[j][k] = num[j].get(k, 0.0) + float(np.sum(d[j] ** 2))
+                        den[k] = den.get(k, 0.0) + float(np.sum(ref ** 2))
+            else:
+                d = res[self.graph.outputs[0]].reshape((c, b) + self.ref_logits[i].shape[1:]) - self.ref_logits[i][None]
+                sq += (d ** 2).reshape(c, -1).sum(axis=1)
+                size += self.ref_logits[i].size
+        if stop < len(self.graph.nodes):
+            return [float(sum(num[j][k] / max(den[k], 1e-30) for k in sorted(num[j]))) for j in range(c)]
+        return [float(v) / size for v in sq]
+
     def search(self, thetas: dict, caps: dict, groups: list[list[str]], alt: dict) -> dict:
         """Per population in graph order, keep the best of: the current thresholds, each grid
         factor times them, and the ``alt`` (max-method) thresholds."""
@@ -332,6 +385,16 @@ class _Tuner:
                 best = self.probe_loss(specs, envs, start, stop, ann)
             elif self.horizon is not None and self.T == 1:
                 best = self.logits_loss(specs, {}, envs, start)
+            if self.horizon is not None and self.T == 1 and len(members) == 1 and self.pos[members[0]] == start:
+                trials = list(_candidates(thetas, caps, members, alt))
+                losses = self.stacked_losses(specs, envs, start, stop, ann, members[0], trials)
+                best = losses[0]  # the current thresholds
+                for trial, loss in zip(trials, losses[1:]):
+                    if loss < best * (1 - 1e-9):
+                        best = loss
+                        thetas[members[0]] = trial[members[0]]
+                specs[members[0]] = (thetas[members[0]],) + specs[members[0]][1:]
+                continue
             for trial in _candidates(thetas, caps, members, alt):
                 saved = {m: specs[m] for m in members}
                 specs.update({m: (trial[m],) + saved[m][1:] for m in members})
@@ -410,6 +473,10 @@ def _rerun_node(graph: Graph, specs: dict, delta: dict, env: dict, i: int) -> di
         th = theta.reshape((1, -1) + (1,) * (out.ndim - 2))
         env[node.output + "#q"] = np.clip(np.floor(out / th + 0.5), -n if signed else 0, n) * th
     return env
+
+
+def _view(theta: np.ndarray, ndim: int) -> np.ndarray:
+    return np.asarray(theta).reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _channel_sum(a: np.ndarray) -> np.ndarray:
