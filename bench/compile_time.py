@@ -110,12 +110,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stages(graph, opts, times: dict, rss: dict):
+def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
+    """The compile pipeline pass by pass, then (``report``) report.json's figures, as `snncc compile`."""
+    from snncc.compiler import CompileResult, make_report
+
+    stages = {"float": graph}
     for name in DEFAULT_PIPELINE:
         t = time.perf_counter()
         graph = run_pipeline(graph, [name], opts, echo=lambda s: None)
         times[name] = time.perf_counter() - t
         rss[name] = peak_rss_mb()
+        stages[name] = graph
+    if report:
+        t = time.perf_counter()
+        result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
+                               ann_graph=stages["residual"])
+        make_report(result, opts, model="bench", target="c")
+        times["report"] = time.perf_counter() - t
+        rss["report"] = peak_rss_mb()
     return graph
 
 

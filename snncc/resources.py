@@ -63,8 +63,9 @@ def param_bytes(graph: Graph) -> int:
                if isinstance(v, np.ndarray))
 
 
-def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, str, int]:
-    """(working-set bytes of one sample, the value with the most elements, its bytes).
+def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, int, int, str]:
+    """(working-set bytes of one sample, index of the node where the live activations peak,
+    those live bytes, the value with the most elements).
 
     The working set is the peak over nodes of the live values (graph inputs and
     outputs stay live) plus TEMP_COPIES of the largest value.
@@ -76,15 +77,16 @@ def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, str, int]:
             last[v] = i
     keep = set(graph.outputs) | set(graph.inputs)
     live = sum(sizes.get(v, 0) for v in graph.inputs)
-    peak = live
+    peak, at = live, 0
     for i, node in enumerate(graph.nodes):
         live += sizes.get(node.output, 0)
-        peak = max(peak, live)
+        if live > peak:
+            peak, at = live, i
         for v in set(node.inputs):
             if last.get(v) == i and v not in keep:
                 live -= sizes.get(v, 0)
     largest = max(sizes, key=lambda v: sizes[v]) if sizes else ""
-    return peak + TEMP_COPIES * sizes.get(largest, 0), largest, sizes.get(largest, 0)
+    return peak + TEMP_COPIES * sizes.get(largest, 0), at, peak, largest
 
 
 def activation_budget(graph: Graph, max_memory) -> int:
@@ -95,17 +97,18 @@ def activation_budget(graph: Graph, max_memory) -> int:
 def check(graph: Graph, max_memory) -> None:
     """Refuse a model that cannot run one sample within ``max_memory`` (see module doc)."""
     budget = activation_budget(graph, max_memory)
-    need, value, value_bytes = per_sample_bytes(graph, 8)
+    need, at, live, value = per_sample_bytes(graph, 8)
     if need <= budget:
         return
-    node = graph.producer(value)
-    where = (f"the output of layer {node.name!r} ({node.op}, shape {list(graph.shape(value))})" if node
-             else f"the graph input {value!r} (shape {list(graph.shape(value))})")
+    node = graph.nodes[at] if graph.nodes else None
+    if node is None:
+        raise SnnccError(f"the model's input needs {need} bytes per sample, more than --max-memory {max_memory}")
     total = need + PROCESS_BYTES + PARAM_COPIES * param_bytes(graph)
-    raise SnnccError(f"the model needs about {format_size(total)} ({total} bytes) to compile one sample, "
-                     f"more than --max-memory {max_memory} ({parse_size(max_memory)} bytes); the largest "
-                     f"activation is {where}: {value_bytes} bytes per sample in float64. Use a smaller input "
-                     "or raise --max-memory", node=node.name if node else None, op=node.op if node else None)
+    raise SnnccError(f"the model needs about {format_size(total)} ({total} bytes) to compile one sample, more "
+                     f"than --max-memory {max_memory} ({parse_size(max_memory)} bytes): at this layer the live "
+                     f"activations take {live} bytes per sample in float64 (the largest value, {value!r}, "
+                     f"has shape {list(graph.shape(value))}); use a smaller input or raise --max-memory",
+                     node=node.name, op=node.op)
 
 
 def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap: int | None = None) -> int:
@@ -115,7 +118,7 @@ def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap
     a float and a quantized copy, or captures every value, needs more than one).
     """
     budget = activation_budget(graph, getattr(options, "max_memory", DEFAULT_MAX_MEMORY))
-    need, _, _ = per_sample_bytes(graph, itemsize)
+    need = per_sample_bytes(graph, itemsize)[0]
     fit = int(budget // max(need * copies, 1))
     if cap is None:
         cap = int(getattr(options, "calib_batch", 256))
