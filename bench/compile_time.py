@@ -121,6 +121,8 @@ def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
         times[name] = time.perf_counter() - t
         rss[name] = peak_rss_mb()
         stages[name] = graph
+        print(f"  {name}: {times[name]:.1f} s, peak RSS {rss[name]:.0f} MB, CPU {time.process_time():.0f} s",
+              file=sys.stderr, flush=True)
     if report:
         t = time.perf_counter()
         result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
@@ -128,6 +130,8 @@ def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
         make_report(result, opts, model="bench", target="c")
         times["report"] = time.perf_counter() - t
         rss["report"] = peak_rss_mb()
+        print(f"  report: {times['report']:.1f} s, peak RSS {rss['report']:.0f} MB, CPU {time.process_time():.0f} s",
+              file=sys.stderr, flush=True)
     return graph
 
 

@@ -378,9 +378,13 @@ class _Tuner:
         for members in groups:
             start = min(self.pos[m] for m in members)
             if self.T == 1:  # the prefix before this population does not change
+                if start < at:  # populations are not always in graph order (signed sites come last)
+                    envs, at = None, 0
                 envs, at = self.advance(specs, envs, at, start), start
             stop = n if self.horizon is None or self.T != 1 else min(n, start + self.horizon)
             if stop < n:
+                if stop < ann_at:
+                    ann, ann_at = None, 0
                 ann, ann_at = self.advance({}, ann, ann_at, stop), stop
                 best = self.probe_loss(specs, envs, start, stop, ann)
             elif self.horizon is not None and self.T == 1:
