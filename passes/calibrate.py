@@ -60,7 +60,7 @@ class ChannelStats:
         self.sum = np.zeros(self.c)
         self.nonzero = np.zeros(self.c)
         self.sample = np.zeros((self.c, 0), np.float32)
-        self.keys = np.zeros((self.c, 0), np.uint64)
+        self.keys = np.zeros((self.c, 0), np.uint32)
         self.tail = np.zeros((self.c, 0), np.float32)
 
     def update(self, x: np.ndarray) -> None:
@@ -104,11 +104,14 @@ class ChannelStats:
         index = samples[which] * np.uint64(self.per) + pos.astype(np.uint64)  # global element index
         chan = np.arange(self.c, dtype=np.uint64)[:, None]
         with np.errstate(over="ignore"):
-            keys = mix64(index[None, :] * _GOLDEN + mix64(chan + self.salt))
+            keys = (mix64(index[None, :] * _GOLDEN + mix64(chan + self.salt)) >> np.uint64(32)).astype(np.uint32)
         sample = np.concatenate([self.sample, vals], axis=1)
         keys = np.concatenate([self.keys, keys], axis=1)
         if sample.shape[1] > self.k:
-            idx = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
+            # 32-bit keys (half the memory) may tie: order by (key, arrival), arrival being the
+            # column, since the kept sample is in arrival order and the new batch comes after it
+            order = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(keys.shape[1], dtype=np.uint64)
+            idx = np.argpartition(order, self.k - 1, axis=1)[:, :self.k]
             idx.sort(axis=1)  # keep the arrival order: deterministic and readable
             sample = np.take_along_axis(sample, idx, axis=1)
             keys = np.take_along_axis(keys, idx, axis=1)
@@ -145,19 +148,30 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     names = calibrated_values(graph)
     kinds = _kinds(graph)
     seed = int(options.seed)
+    reservoir = resources.reservoir_size(graph, names, options)
+    if reservoir < int(options.calib_reservoir):
+        graph.meta.setdefault("notes", []).append(
+            f"calibrate: reservoir sample of {reservoir} per channel, not {options.calib_reservoir}: "
+            f"{sum(_channels(graph, v) for v in names)} channels must fit --max-memory {options.max_memory}")
     salts = {v: int(mix64(np.uint64(zlib.crc32(v.encode()) + ((seed & 0xFFFFFFFF) << 32)))) for v in names}
-    acc = {v: ChannelStats(graph.values[v].shape, int(options.calib_reservoir), salts[v], data.n) for v in names}
+    acc = {v: ChannelStats(graph.values[v].shape, reservoir, salts[v], data.n) for v in names}
 
     def on_value(name: str, arr: np.ndarray) -> None:
         if name in acc:
             acc[name].update(arr)
 
-    batch = resources.batch_size(graph, options, itemsize=4)  # float32 activations
+    batch = resources.batch_size(graph, options, itemsize=4,  # float32 activations, next to the statistics
+                                 reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
     for xb, _ in data.batches(batch, progress="calibrate"):
         run_graph(graph, xb, on_value=on_value)
     graph.stats.update({v: acc[v].result(kinds.get(v, "add")) for v in names})
     graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
     return graph
+
+
+def _channels(graph: Graph, value: str) -> int:
+    shape = graph.values[value].shape
+    return int(shape[0]) if shape else 1
 
 
 def _kinds(graph: Graph) -> dict[str, str]:

@@ -35,6 +35,10 @@ PARAM_COPIES = 6
 # Temporaries of the largest value on top of the live activations: padded input,
 # window views made contiguous by einsum, statistics copies (abs, keys, partition).
 TEMP_COPIES = 6
+# Calibration statistics: bytes per reservoir entry (a float32 value, a uint32 key) and
+# the share of the activation budget they may take before the reservoir is made smaller.
+STATS_BYTES = 8
+STATS_SHARE = 1 / 3
 
 
 def parse_size(text, option: str = "--max-memory") -> int:
@@ -111,13 +115,25 @@ def check(graph: Graph, max_memory) -> None:
                      node=node.name, op=node.op)
 
 
-def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap: int | None = None) -> int:
+def reservoir_size(graph: Graph, values, options) -> int:
+    """calib_reservoir, or fewer entries per channel if the statistics of all ``values``
+    would take more than STATS_SHARE of the activation budget (a ResNet-50 calibrates
+    about 38,000 channels: 1.2 GiB at 4096 entries each)."""
+    channels = sum(int(graph.values[v].shape[0]) if graph.values[v].shape else 1 for v in values)
+    budget = activation_budget(graph, getattr(options, "max_memory", DEFAULT_MAX_MEMORY))
+    fit = int(STATS_SHARE * budget // max(STATS_BYTES * channels, 1))
+    return int(max(16, min(int(options.calib_reservoir), fit)))
+
+
+def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap: int | None = None,
+               reserved: int = 0) -> int:
     """Samples per batch that fit the activation budget (at least 1, at most ``cap``).
 
     ``copies`` counts working sets alive at once per sample (a simulation that keeps
-    a float and a quantized copy, or captures every value, needs more than one).
+    a float and a quantized copy, or captures every value, needs more than one);
+    ``reserved`` is memory the caller keeps besides (calibration statistics).
     """
-    budget = activation_budget(graph, getattr(options, "max_memory", DEFAULT_MAX_MEMORY))
+    budget = activation_budget(graph, getattr(options, "max_memory", DEFAULT_MAX_MEMORY)) - int(reserved)
     need = per_sample_bytes(graph, itemsize)[0]
     fit = int(budget // max(need * copies, 1))
     if cap is None:
