@@ -32,9 +32,9 @@ PROCESS_BYTES = 200 << 20
 # ... and copies of the parameters alive at once: the imported graph, the stages a
 # compile keeps (float ANN, float SNN, integer SNN), float64 working copies.
 PARAM_COPIES = 6
-# Temporaries of the largest value on top of the live activations: padded input,
-# window views made contiguous by einsum, statistics copies (abs, keys, partition).
-TEMP_COPIES = 6
+# Copies of the largest value on top of the live activations and the kernel's own
+# temporaries: statistics (abs, partition), quantized levels kept next to a current.
+TEMP_COPIES = 3
 # Calibration statistics: bytes per reservoir entry (a float32 value, a uint32 key) and
 # the share of the activation budget they may take before the reservoir is made smaller.
 STATS_BYTES = 8
@@ -68,11 +68,13 @@ def param_bytes(graph: Graph) -> int:
 
 
 def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, int, int, str]:
-    """(working-set bytes of one sample, index of the node where the live activations peak,
-    those live bytes, the value with the most elements).
+    """(working-set bytes of one sample, index of the node where it peaks, the live
+    activations there, the value with the most elements).
 
-    The working set is the peak over nodes of the live values (graph inputs and
-    outputs stay live) plus TEMP_COPIES of the largest value.
+    At each node: the values live at once (graph inputs and outputs stay live), plus
+    the kernel's temporaries (a conv's padded input and its windows made contiguous,
+    kh x kw times its input), plus TEMP_COPIES of the largest value for the
+    statistics and the quantized copies kept next to it.
     """
     sizes = {v: int(np.prod(val.shape, dtype=np.float64)) * itemsize for v, val in graph.values.items()}
     last: dict[str, int] = {}
@@ -81,16 +83,33 @@ def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, int, int, st
             last[v] = i
     keep = set(graph.outputs) | set(graph.inputs)
     live = sum(sizes.get(v, 0) for v in graph.inputs)
-    peak, at = live, 0
+    peak, at, live_at = live, 0, live
     for i, node in enumerate(graph.nodes):
         live += sizes.get(node.output, 0)
-        if live > peak:
-            peak, at = live, i
+        work = live + _kernel_temp(graph, node, itemsize)
+        if work > peak:
+            peak, at, live_at = work, i, live
         for v in set(node.inputs):
             if last.get(v) == i and v not in keep:
                 live -= sizes.get(v, 0)
     largest = max(sizes, key=lambda v: sizes[v]) if sizes else ""
-    return peak + TEMP_COPIES * sizes.get(largest, 0), at, peak, largest
+    return peak + TEMP_COPIES * sizes.get(largest, 0), at, live_at, largest
+
+
+def _kernel_temp(graph: Graph, node, itemsize: int) -> int:
+    """Bytes of one sample's temporaries inside the node's numpy kernel."""
+    out = int(np.prod(graph.shape(node.output), dtype=np.float64))
+    if node.op in ("conv", "maxpool", "sumpool", "avgpool") and node.inputs:
+        src = graph.shape(node.inputs[0])
+        if node.op == "conv":
+            kh, kw = node.params["weight"].shape[2:]
+        else:
+            kh, kw = node.attrs["kernel"]
+        pads = node.attrs.get("pads", (0, 0, 0, 0))
+        padded = src[0] * (src[1] + pads[0] + pads[2]) * (src[2] + pads[1] + pads[3]) if len(src) == 3 else 0
+        positions = out // max(int(graph.shape(node.output)[0]), 1)
+        return int(padded + positions * src[0] * kh * kw) * itemsize
+    return out * itemsize
 
 
 def activation_budget(graph: Graph, max_memory) -> int:
