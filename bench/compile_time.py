@@ -1,6 +1,8 @@
-"""Compile time of a ResNet-50-sized graph (about 25.5M parameters) to C.
+"""Compile time and peak memory: a ResNet-50-sized graph (about 25.5M parameters), or deep Conv+ReLU chains.
 
     .venv/bin/python bench/compile_time.py [--size 64] [--cc]
+    .venv/bin/python bench/compile_time.py --size 224 --samples 256 --weight-bits 4 --defaults
+    .venv/bin/python bench/compile_time.py --chain 100 1000 10000
 
 The model is torchvision's ResNet-50 layout (bottleneck blocks 3-4-6-3, widths
 64..2048, BatchNorm, 1000-way head) written out in torch with seeded random weights,
@@ -9,12 +11,23 @@ so the input is 3 x SIZE x SIZE (default 64) to keep calibration short; 8 Gaussi
 calibration samples, T=1, N=4, 8-bit weights, ``threshold_search="none"`` and
 ``bias_correction=False`` (the data-driven tuning passes scale with the data, not
 with the model size).  Prints the time of each stage: ONNX import, each pass, and C
-emission, and with ``--cc`` the time ``cc -O2 -c`` takes on the emitted files.
+emission, and with ``--cc`` the time ``cc -O2 -c`` takes on the emitted files.  ``--samples``,
+``--weight-bits`` and ``--defaults`` give the ImageNet-scale case of issue 12 (224 x 224,
+256 samples, 4-bit weights, every default).  The peak RSS column is the process's peak
+resident memory after each stage (``ru_maxrss``: it only grows).
+
+``--chain D [D ...]`` instead compiles, for each depth, a chain of D nodes written
+directly in ONNX: (D - 3) / 2 pairs of a 3x3 Conv (4 channels, 6 x 6, seeded weights
+0.5 x identity + noise and a 0.1 bias, so that activations neither vanish nor explode) and a ReLU, then
+GlobalAveragePool, Flatten and a Gemm, with every compile default and 64 Gaussian
+calibration samples.  It prints the time per depth and per node: linear in depth
+means a flat time per node.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,15 +76,109 @@ def resnet50() -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def chain_onnx(depth: int, path: Path, channels: int = 4, size: int = 6) -> Path:
+    """A chain of ``depth`` ONNX nodes: (depth - 3) // 2 Conv+ReLU pairs, GAP, Flatten, Gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    pairs = max(1, (depth - 3) // 2)
+    nodes, inits = [], []
+    x = "input"
+    eye = np.zeros((channels, channels, 3, 3), np.float32)
+    eye[np.arange(channels), np.arange(channels), 1, 1] = 0.5
+    for i in range(pairs):  # a contraction plus a bias: activations stay near 0.2 at any depth
+        w = (eye + rng.normal(0, 0.03, eye.shape)).astype(np.float32)
+        b = rng.normal(0.1, 0.02, channels).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        x = f"r{i}"
+    inits += [numpy_helper.from_array(rng.normal(0, 0.5, (10, channels)).astype(np.float32), "fc_w"),
+              numpy_helper.from_array(np.zeros(10, np.float32), "fc_b")]
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+              helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+              helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                              [1, channels, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
+    """The compile pipeline pass by pass, then (``report``) report.json's figures, as `snncc compile`."""
+    from snncc.compiler import CompileResult, make_report
+
+    stages = {"float": graph}
+    for name in DEFAULT_PIPELINE:
+        t = time.perf_counter()
+        graph = run_pipeline(graph, [name], opts, echo=lambda s: None)
+        times[name] = time.perf_counter() - t
+        rss[name] = peak_rss_mb()
+        stages[name] = graph
+        print(f"  {name}: {times[name]:.1f} s, peak RSS {rss[name]:.0f} MB, CPU {time.process_time():.0f} s",
+              file=sys.stderr, flush=True)
+    if report:
+        t = time.perf_counter()
+        result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
+                               ann_graph=stages["residual"])
+        make_report(result, opts, model="bench", target="c")
+        times["report"] = time.perf_counter() - t
+        rss["report"] = peak_rss_mb()
+        print(f"  report: {times['report']:.1f} s, peak RSS {rss['report']:.0f} MB, CPU {time.process_time():.0f} s",
+              file=sys.stderr, flush=True)
+    return graph
+
+
+def chain_main(depths: list[int], samples: int) -> None:
+    rows = []
+    for depth in depths:
+        with tempfile.TemporaryDirectory(prefix="snncc-ct-") as tmp:
+            path = chain_onnx(depth, Path(tmp) / "chain.onnx")
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            graph = load_onnx(path)
+            shape = graph.values[graph.inputs[0]].shape
+            opts = CompileOptions()
+            opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((samples,) + shape)
+                                         .astype(np.float32), shape)
+            times: dict = {"import": time.perf_counter() - t0}
+            graph = run_stages(graph, opts, times, {})
+            t = time.perf_counter()
+            emit_c(graph, Path(tmp), name="chain", report={})
+            times["emit_c"] = time.perf_counter() - t
+        total = sum(times.values())
+        rows.append((depth, total, times, time.process_time() - cpu0))
+        print(f"depth {depth}: {total:.1f} s wall, {rows[-1][3]:.1f} s CPU", flush=True)
+    stages = list(rows[0][2])
+    print("\n| ONNX nodes | total s (wall) | CPU s | ms per node (wall) | " + " | ".join(stages) + " |")
+    print("|---" * (4 + len(stages)) + "|")
+    for depth, total, times, cpu in rows:
+        print(f"| {depth} | {total:.1f} | {cpu:.1f} | {1000 * total / depth:.2f} | "
+              + " | ".join(f"{times[k]:.1f}" for k in stages) + " |")
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=8, help="Gaussian calibration samples (default 8)")
+    ap.add_argument("--weight-bits", type=int, default=8)
+    ap.add_argument("--chain", type=int, nargs="+", metavar="DEPTH",
+                    help="compile Conv+ReLU chains of these node counts instead (every default)")
     ap.add_argument("--cc", action="store_true", help="also time cc -O2 -c on the emitted C")
     ap.add_argument("--defaults", action="store_true",
                     help="use every compile default (threshold search and bias correction on)")
     ap.add_argument("--weight-quantizer", default="mse", help="max | percentile | mse | rescaw (default mse)")
     ap.add_argument("--weight-rounding", default="auto", help="auto | gptq | nearest (default auto, as compile)")
     args = ap.parse_args()
+    if args.chain:
+        chain_main(args.chain, 64)
+        return
     import zoo
 
     torch.manual_seed(0)
@@ -87,25 +194,26 @@ def main() -> None:
         tmp = Path(tmp)
         onnx_path = tmp / "resnet50.onnx"
         zoo.export(model, shape, onnx_path)
-        times = {}
+        times, rss = {}, {}
         t = time.perf_counter()
         graph = load_onnx(onnx_path)
         times["import"] = time.perf_counter() - t
+        rss["import"] = peak_rss_mb()
         opts = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False,
-                              weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding)
+                              weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding,
+                              weight_bits=args.weight_bits)
         if args.defaults:
-            opts = CompileOptions(weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding)
-        opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((8,) + shape).astype(np.float32),
-                                     shape)
-        for name in DEFAULT_PIPELINE:
-            t = time.perf_counter()
-            graph = run_pipeline(graph, [name], opts, echo=lambda s: None)
-            times[name] = time.perf_counter() - t
+            opts = CompileOptions(weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding,
+                                  weight_bits=args.weight_bits)
+        opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((args.samples,) + shape)
+                                     .astype(np.float32), shape)
+        graph = run_stages(graph, opts, times, rss)
         out = tmp / "c"
         out.mkdir()
         t = time.perf_counter()
         files = emit_c(graph, out, name="resnet50")
         times["emit_c"] = time.perf_counter() - t
+        rss["emit_c"] = peak_rss_mb()
         total = sum(times.values())
         src_bytes = sum(p.stat().st_size for p in files)
         cc_s = None
@@ -118,11 +226,12 @@ def main() -> None:
     mem = c_memory(graph)
     print(f"\nResNet-50-sized graph: {params / 1e6:.2f}M parameters, input {list(shape)}, "
           f"{len(graph.nodes)} integer-IR nodes, weight quantizer {args.weight_quantizer}, "
-          f"rounding {args.weight_rounding}\n")
-    print("| stage | seconds |")
-    print("|---|---|")
+          f"rounding {args.weight_rounding}, {args.weight_bits}-bit weights, {args.samples} calibration samples, "
+          f"{'every default' if args.defaults else 'no threshold search, no bias correction'}\n")
+    print("| stage | seconds | peak RSS MB |")
+    print("|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {v:.2f} |")
+        print(f"| {k} | {v:.2f} | {rss[k]:.0f} |")
     print(f"| **total (ONNX -> C files)** | **{total:.2f}** |")
     if cc_s is not None:
         print(f"| (cc -O2 -c of the emitted files) | {cc_s:.2f} |")

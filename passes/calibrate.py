@@ -8,8 +8,11 @@ statistics"). ``convert`` derives thresholds from them; ``prune`` may read them.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
+from snncc import resources
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
@@ -17,50 +20,98 @@ from snncc.passes.convert_plan import calibrated_values, plan
 from snncc.sim.float_runtime import run_graph
 
 TAIL = 64  # exact largest |x| kept per channel: high percentiles without a huge sample
+# Reservoir candidates per channel: a value with more elements per channel than
+# SUBSAMPLE x reservoir over the whole data offers only every r-th position of each
+# sample (a seeded offset per sample) to the reservoir; the result is still a uniform
+# sample, at a fraction of the hashing and selection work.
+SUBSAMPLE = 16
+_MIX1, _MIX2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64, so distinct inputs get distinct keys."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
 
 
 class ChannelStats:
-    """Streaming per-channel statistics of one value; memory O(C * (reservoir + TAIL))."""
+    """Streaming per-channel statistics of one value; memory O(C * (reservoir + TAIL)).
 
-    def __init__(self, shape: tuple[int, ...], reservoir: int, rng: np.random.Generator):
+    Every element gets a random key that depends only on (seed, value, channel,
+    sample index, position), and the reservoir keeps the ``reservoir`` smallest keys
+    in arrival order; sums accumulate per sample in sample order.  So the statistics
+    are identical for any split of the data into batches.
+    """
+
+    def __init__(self, shape: tuple[int, ...], reservoir: int, salt: int, samples: int):
         self.shape = tuple(shape)
         self.c = int(shape[0]) if shape else 1
         self.k = int(reservoir)
-        self.rng = rng
+        self.per = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
+        self.stride = max(1, (int(samples) * self.per) // (SUBSAMPLE * self.k))
+        self.salt = np.uint64(salt)
         self.count = 0
+        self.seen = 0  # samples so far: the next sample's global index
         self.max = np.full(self.c, -np.inf)
         self.min = np.full(self.c, np.inf)
         self.sum = np.zeros(self.c)
         self.nonzero = np.zeros(self.c)
         self.sample = np.zeros((self.c, 0), np.float32)
-        self.keys = np.zeros((self.c, 0), np.float32)
+        self.keys = np.zeros((self.c, 0), np.uint32)
         self.tail = np.zeros((self.c, 0), np.float32)
 
     def update(self, x: np.ndarray) -> None:
-        # (B, C, ...) -> (C, B*...): one row per channel
-        v = np.moveaxis(np.asarray(x, np.float32).reshape((x.shape[0], self.c, -1)), 1, 0).reshape(self.c, -1)
-        m = v.shape[1]
-        if m == 0:
+        b = int(x.shape[0])
+        v = np.asarray(x, np.float32).reshape((b, self.c, -1))  # (B, C, P)
+        if v.size == 0:
             return
-        self.count += m
-        self.max = np.maximum(self.max, v.max(axis=1))
-        self.min = np.minimum(self.min, v.min(axis=1))
-        self.sum += v.sum(axis=1, dtype=np.float64)
-        self.nonzero += np.count_nonzero(v, axis=1)
-        # exact top-|x| tail
-        a = np.abs(v)
-        if m > TAIL:
-            a = -np.partition(-a, TAIL - 1, axis=1)[:, :TAIL]
-        tail = np.concatenate([self.tail, a], axis=1)
+        self.count += b * self.per
+        self.max = np.maximum(self.max, v.max(axis=(0, 2)))
+        self.min = np.minimum(self.min, v.min(axis=(0, 2)))
+        per_sample = v.sum(axis=2, dtype=np.float64)  # (B, C), then summed in sample order
+        self.sum = np.concatenate([self.sum[None], per_sample]).cumsum(axis=0)[-1]
+        self.nonzero += np.count_nonzero(v, axis=(0, 2))
+        self._update_tail(v)
+        self._update_reservoir(v)
+        self.seen += b
+
+    def _update_tail(self, v: np.ndarray) -> None:
+        a = np.abs(v)  # (B, C, P)
+        if a.shape[2] > TAIL:
+            a.partition(a.shape[2] - TAIL, axis=2)
+            a = a[:, :, a.shape[2] - TAIL:]
+        tail = np.concatenate([self.tail, np.moveaxis(a, 1, 0).reshape(self.c, -1)], axis=1)
         if tail.shape[1] > TAIL:
             tail = -np.partition(-tail, TAIL - 1, axis=1)[:, :TAIL]
         self.tail = -np.sort(-tail, axis=1)
-        # reservoir: keep the k elements with the smallest seeded random keys (uniform sample)
-        keys = self.rng.random(v.shape, dtype=np.float32)
-        sample = np.concatenate([self.sample, v], axis=1)
+
+    def _update_reservoir(self, v: np.ndarray) -> None:
+        b, r = v.shape[0], self.stride
+        samples = np.arange(self.seen, self.seen + b, dtype=np.uint64)
+        if r > 1:  # every r-th position from a seeded offset per sample
+            offsets = (mix64(samples ^ self.salt) % np.uint64(r)).astype(np.int64)
+            npos = (self.per - offsets + r - 1) // r
+            pos = np.concatenate([o + r * np.arange(n) for o, n in zip(offsets, npos)])
+            which = np.repeat(np.arange(b), npos)
+            vals = v[which, :, pos].T  # (C, M)
+        else:
+            pos = np.tile(np.arange(self.per), b)
+            which = np.repeat(np.arange(b), self.per)
+            vals = np.moveaxis(v, 1, 0).reshape(self.c, -1)
+        index = samples[which] * np.uint64(self.per) + pos.astype(np.uint64)  # global element index
+        chan = np.arange(self.c, dtype=np.uint64)[:, None]
+        with np.errstate(over="ignore"):
+            keys = (mix64(index[None, :] * _GOLDEN + mix64(chan + self.salt)) >> np.uint64(32)).astype(np.uint32)
+        sample = np.concatenate([self.sample, vals], axis=1)
         keys = np.concatenate([self.keys, keys], axis=1)
         if sample.shape[1] > self.k:
-            idx = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
+            # 32-bit keys (half the memory) may tie: order by (key, arrival), arrival being the
+            # column, since the kept sample is in arrival order and the new batch comes after it
+            order = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(keys.shape[1], dtype=np.uint64)
+            idx = np.argpartition(order, self.k - 1, axis=1)[:, :self.k]
             idx.sort(axis=1)  # keep the arrival order: deterministic and readable
             sample = np.take_along_axis(sample, idx, axis=1)
             keys = np.take_along_axis(keys, idx, axis=1)
@@ -96,18 +147,31 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     graph = graph.copy()
     names = calibrated_values(graph)
     kinds = _kinds(graph)
-    rng = np.random.default_rng(int(options.seed))
-    acc = {v: ChannelStats(graph.values[v].shape, int(options.calib_reservoir), rng) for v in names}
+    seed = int(options.seed)
+    reservoir = resources.reservoir_size(graph, names, options)
+    if reservoir < int(options.calib_reservoir):
+        graph.meta.setdefault("notes", []).append(
+            f"calibrate: reservoir sample of {reservoir} per channel, not {options.calib_reservoir}: "
+            f"{sum(_channels(graph, v) for v in names)} channels must fit --max-memory {options.max_memory}")
+    salts = {v: int(mix64(np.uint64(zlib.crc32(v.encode()) + ((seed & 0xFFFFFFFF) << 32)))) for v in names}
+    acc = {v: ChannelStats(graph.values[v].shape, reservoir, salts[v], data.n) for v in names}
 
     def on_value(name: str, arr: np.ndarray) -> None:
         if name in acc:
             acc[name].update(arr)
 
-    for xb, _ in data.batches(int(options.calib_batch), progress="calibrate"):
+    batch = resources.batch_size(graph, options, itemsize=4,  # float32 activations, next to the statistics
+                                 reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
+    for xb, _ in data.batches(batch, progress="calibrate"):
         run_graph(graph, xb, on_value=on_value)
     graph.stats.update({v: acc[v].result(kinds.get(v, "add")) for v in names})
     graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
     return graph
+
+
+def _channels(graph: Graph, value: str) -> int:
+    shape = graph.values[value].shape
+    return int(shape[0]) if shape else 1
 
 
 def _kinds(graph: Graph) -> dict[str, str]:

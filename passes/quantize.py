@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snncc import ops
+from snncc import ops, resources
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
@@ -58,7 +58,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         syn = [n for n in g.nodes if n.op in ops.SYNAPTIC]
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
-            centred=correct, seed=int(options.seed))
+            centred=correct, seed=int(options.seed),
+            batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH))  # captures every input
         wide = [f"{n.name} ({weight_rounding.fan_in(n)})" for n in syn
                 if rounding == "gptq" and weight_rounding.gptq_kind(n) and not weight_rounding.gptq_applies(n)]
         if wide:

@@ -49,13 +49,14 @@ def gptq_applies(node: Node) -> bool:
 
 
 def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred: bool = True,
-            seed: int = 0):
+            seed: int = 0, batch: int = BATCH):
     """Mean input (1, *shape) per input value, and H (fan-in x fan-in) per GPTQ node name.
 
     H is the second moment of the input windows, centred if ``centred``.
 
     ``x_quant`` maps real inputs to what the integer network sees (x_q * s_x), so the
-    input layer's statistics are those of the rounded input.
+    input layer's statistics are those of the rounded input.  ``batch`` (at most
+    BATCH) is what fits the memory budget.
     """
     from snncc.sim.snn_sim import simulate
 
@@ -68,9 +69,10 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     sum_q: np.ndarray | None = None
     hs: dict[str, np.ndarray] = {}
     count = 0
-    for xb, _ in data.batches(BATCH, limit=SAMPLES):
+    batch = max(1, min(int(batch), BATCH))
+    for xb, _ in data.batches(batch, limit=SAMPLES):
         xb = np.asarray(xb, dtype=np.float64)
-        res = simulate(g, xb, capture=capture, batch_size=BATCH)
+        res = simulate(g, xb, capture=capture, batch_size=batch)
         xq = x_quant(xb)
         env = {}
         for v in values:

@@ -283,6 +283,10 @@ def _compile_options(f):
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
         click.option("--barrier-scale", type=float, default=None,
                      help="Scale the barrier neurons' thresholds by k (default 1.0)."),
+        click.option("--max-memory", default=None, metavar="SIZE",
+                     help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
+                          "data-driven passes run in batches that fit it; a model whose single sample "
+                          "cannot fit is refused, naming the layer."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="A TOML file of options (default: snncc.toml next to the model); "
                           "flags override it, --layer-bits merges into its layer_bits table. See docs/cli.md."),

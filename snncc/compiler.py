@@ -42,6 +42,7 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
     ANN and the float SNN are picked by ``graph.stage``: the float graph that the
     float -> snn pass consumed, and what it produced.
     """
+    from snncc import resources
     from snncc.calib_data import load_calib
     from snncc.frontend.onnx_import import load_onnx
     from snncc.pass_manager import run_pipeline
@@ -50,6 +51,7 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
     check_pass_names(dump_after, pipeline)
     graph = load_onnx(model_path)
     graph.verify()
+    resources.check(graph, options.max_memory)  # before the calibration data or any activation exists
     if calib is None:
         raise SnnccError("option --calib is required: give a .npy/.npz of input samples "
                          "(N x C x H x W), or '--calib random' for structure tests only")

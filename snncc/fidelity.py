@@ -37,7 +37,9 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
                     max_samples: int | None = None) -> dict:
     """The report.json sections accuracy, activity, energy and layers (see module doc)."""
     T = int(graph_snn.meta.get("timesteps", getattr(options, "timesteps", 1)))
-    batch = int(getattr(options, "calib_batch", 256) or 256)
+    from snncc import resources
+
+    batch = resources.batch_size(graph_snn, options, copies=3)  # the ANN, the SNN and its captures
     neurons = [n for n in graph_snn.nodes if n.op == "neuron"]
     ann_names = {n.name: n.attrs.get("ann_value") for n in neurons}
     ann_capture = sorted({v for v in ann_names.values() if v and v in graph_float.values})

@@ -37,6 +37,7 @@ class CompileOptions:
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
+    max_memory: str = "4G"  # memory budget: refuse models that cannot fit, batch calibration to fit (resources.py)
     # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
     calib_data: object = field(default=None, repr=False, compare=False)
 
@@ -70,6 +71,9 @@ class CompileOptions:
                 raise SnnccError(f"must be true or false, got {getattr(self, key)!r}", option=key)
         _check_choice("weight_rounding", self.weight_rounding, WEIGHT_ROUNDINGS)
         _check_int("calib_reservoir", self.calib_reservoir, 16, 1 << 20)
+        from snncc.resources import parse_size
+
+        parse_size(self.max_memory)
         return self
 
     def percentile(self) -> float:

@@ -434,15 +434,15 @@ def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int =
     stage = "setup"
     try:
         from snncc.backends.c.emit import emit_c
-        from snncc.sim.int_runtime import quantize_input, run_int
+        from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs
         from snncc.calib_data import load_calib
         from snncc.errors import SnnccError
         from snncc.frontend.onnx_import import load_onnx
         from snncc.options import CompileOptions
         from snncc.pass_manager import run_pipeline
         from snncc.passes import DEFAULT_PIPELINE
+        from snncc.sim.int_runtime import quantize_input, run_int
         from snncc.verify import rung_onnxruntime
-        from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs
 
         work = Path(work)
         model_path = work / "model.onnx"

@@ -31,7 +31,9 @@ def test_statistics_match_numpy(digits_graph, digits):
     g = _calibrated(digits_graph, x, calib_batch=100)
     relus = [n.output for n in g.nodes if n.op == "relu"]
     assert set(relus) | set(g.inputs) <= set(g.stats)
-    acts = run_graph(digits_graph, x, capture=relus)
+    # the float32 kernels round differently for different batch shapes: compare like with like
+    parts = [run_graph(digits_graph, x[i:i + 100], capture=relus) for i in range(0, len(x), 100)]
+    acts = {v: np.concatenate([p[v] for p in parts]) for v in relus}
     for v in relus:
         a = np.moveaxis(acts[v], 1, 0).reshape(acts[v].shape[1], -1).astype(np.float64)
         st = g.stats[v]

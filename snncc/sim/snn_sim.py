@@ -260,7 +260,7 @@ def bias_deltas(graph_snn: Graph) -> dict[str, np.ndarray]:
 
 def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = None,
                   env: dict | None = None, start: int = 0, stop: int | None = None,
-                  keep: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                  keep: Iterable[str] = (), last: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Run the float graph in float64 with every neuron's activation quantized.
 
     A ReLU output v in ``specs`` becomes ``theta * clamp(floor(v/theta + 1/2), 0, N)``
@@ -269,6 +269,8 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
     version (levels -N..N). ``env``/``start``/``stop`` resume a run part-way (the
     threshold search reuses the unchanged prefix). Returns the live values at
     ``stop`` (and ``keep``); quantized signed sites are under ``"<value>#q"``.
+    ``last`` (value -> index of its last reader) may be given by callers that resume
+    many times, so that each call costs only its own nodes.
     """
     bias_delta = bias_delta or {}
     nodes = graph.nodes
@@ -312,7 +314,7 @@ def run_quantized(graph: Graph, specs: dict, x, *, bias_delta: dict | None = Non
         env.pop(v, None)
         env.pop(v + "#q", None)
 
-    walk(graph, env, step, keep=keep, start=start, stop=stop, release=release)
+    walk(graph, env, step, keep=keep, start=start, stop=stop, release=release, last=last)
     return env
 
 
