@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 
@@ -99,7 +100,7 @@ def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, int, int, st
 def _kernel_temp(graph: Graph, node, itemsize: int) -> int:
     """Bytes of one sample's temporaries inside the node's numpy kernel."""
     out = int(np.prod(graph.shape(node.output), dtype=np.float64))
-    if node.op in ("conv", "maxpool", "sumpool", "avgpool") and node.inputs:
+    if node.op in ops.WINDOWED and node.inputs:  # im2col-style window copies
         src = graph.shape(node.inputs[0])
         if node.op == "conv":
             kh, kw = node.params["weight"].shape[2:]

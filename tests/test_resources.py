@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import snncc
-from snncc.backends.python.snn_sim import last_uses, run_quantized
 from snncc.calib_data import load_calib
 from snncc.cli import cli
 from snncc.options import CompileOptions
@@ -20,6 +19,8 @@ from snncc.passes import calibrate, canonicalize, convert
 from snncc.passes.calibrate import ChannelStats
 from snncc.passes.convert_plan import plan
 from snncc.resources import parse_size, per_sample_bytes
+from snncc.sim.snn_sim import run_quantized
+from snncc.sim.walk import last_uses
 
 
 def _run(*args):
