@@ -196,8 +196,13 @@ def test_digits_sweep_is_deterministic_and_matches_cli(digits_sweep, digits_exam
     assert res.exit_code == 0, res.output
     one = list(csv.DictReader(io.StringIO((tmp_path / "one" / "sweep.csv").read_text(encoding="utf-8"))))
     full = list(csv.DictReader(io.StringIO((out / "sweep.csv").read_text(encoding="utf-8"))))
-    keep = ("snn_accuracy", "agreement", "model_bits", "energy_pj", "sops")
+    keep = ("snn_accuracy", "agreement", "model_bits")
     assert {k: one[0][k] for k in keep} == {k: full[3][k] for k in keep}
+    # sops and energy count the float SNN's spikes: the pool's workers run one BLAS thread and
+    # this run the default, and float32 GEMMs sum in another order with more threads (seen:
+    # 175346.937 against 175348.378 on an AVX-512 machine)
+    for k in ("energy_pj", "sops"):
+        assert float(one[0][k]) == pytest.approx(float(full[3][k]), rel=1e-4), k
     assert "front: b = Pareto-optimal" in res.output  # printed the table
 
 
