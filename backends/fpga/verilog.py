@@ -97,9 +97,11 @@ def _param_rom(core: dict, addr: str) -> str:
     mem = next((m for m in core["memories"] if m["name"].endswith("_p")), None)
     if mem is None:
         return "    wire [0:0] prm = 1'b0;"
+    aw = clog2(mem["depth"])
     return (f"    wire [{mem['width'] - 1}:0] prm;\n"
-            f"    snncc_rom #(.W({mem['width']}), .D({mem['depth']}), .AW({clog2(mem['depth'])}), "
-            f".INIT(\"{mem['init']}\")) rom_p (.clk(clk), .addr({addr}), .data(prm));")
+            f"    wire [{aw - 1}:0] prm_addr = {addr};\n"
+            f"    snncc_rom #(.W({mem['width']}), .D({mem['depth']}), .AW({aw}), "
+            f".INIT(\"{mem['init']}\")) rom_p (.clk(clk), .addr(prm_addr), .data(prm));")
 
 
 def window_core(core: dict, netlist: dict) -> str:
@@ -188,7 +190,7 @@ def window_core(core: dict, netlist: dict) -> str:
     v.append(f"        assign accv[l*{aw} +: {aw}] = acc;")
     v.append("    end endgenerate")
     v.append(f"    wire signed [{aw - 1}:0] lane_acc = accv[d_lane*{aw} +: {aw}];")
-    v.append(_param_rom(core, f"obase + e"))
+    v.append(_param_rom(core, "obase + e"))
     if red == "mac":
         f = _param_fields(core, "prm")
         vb = aw
