@@ -132,7 +132,7 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
         final = neuron.output if neuron is not None else node.output
         idx = len(cores)
         cname = f"l{idx}_{node.op}"
-        core = _core(graph, node, neuron, cname, lanes, buf_of, rng, roms, notes)
+        core = _core(graph, node, neuron, cname, lanes, buf_of, rng, roms, notes, T)
         if final == out_value:
             core["epilogue"] = {"kind": "acc", "acc_bits": _acc_bits(node, T)}
             core["output"] = add_buffer(final, core["epilogue"]["acc_bits"], "output")
@@ -209,7 +209,7 @@ def _pack(fields: list[tuple[np.ndarray, int]]) -> list[int]:
 
 
 def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int, buf_of, rng, roms,
-          notes) -> dict:
+          notes, T: int) -> dict:
     op = node.op
     kind = CORE_OF_OP[op]
     in_vals = list(node.inputs)
@@ -297,11 +297,11 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
                             "signed": bool(na.get("signed", False)), "membrane_bits": B,
                             "membrane_shift": int(na.get("membrane_shift", 0)), "theta_bits": theta_bits,
                             "state_bits": state_bits, "sum_bits": max(sbits(vlo, vhi), value_bits + 1),
-                            "level_bits": sbits(-levels, levels)}
-        O = core["geometry"]["out_shape"]
-        depth = int(np.prod(O))
-        core["memories"].append({"name": f"{cname}_v", "kind": "ram", "depth": depth, "width": state_bits,
-                                 "init": None})
+                            "level_bits": sbits(-levels, levels), "stored": T > 1}
+        if T > 1:  # at T = 1 every membrane starts from v_init and is never read again: no RAM
+            depth = int(np.prod(core["geometry"]["out_shape"]))
+            core["memories"].append({"name": f"{cname}_v", "kind": "ram", "depth": depth, "width": state_bits,
+                                     "init": None})
     else:
         core["epilogue"] = {"kind": "none"}
     if param_fields:

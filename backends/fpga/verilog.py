@@ -43,12 +43,19 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
         sw, tw = ep["state_bits"], ep["theta_bits"]
         nw = max(ep["sum_bits"], ep["membrane_bits"], tw + clog2(ep["levels"] + 1) + 1, sw, value_bits) + 2
         lines += [
-            f"    wire [{sw - 1}:0] v_rd;",
             f"    wire signed [{sw - 1}:0] v_next;",
             f"    wire signed [{ep['level_bits'] - 1}:0] z;",
-            f"    snncc_ram #(.W({sw}), .D({depth}), .AW({aw})) mem_v (.clk(clk), .we(ep_go), "
-            f".waddr(ep_widx), .wdata(v_next), .raddr(ep_ridx), .rdata(v_rd));",
-            f"    wire signed [{sw - 1}:0] v_prev = first ? {f['v_init'][0]} : $signed(v_rd);",
+        ]
+        if ep["stored"]:
+            lines += [
+                f"    wire [{sw - 1}:0] v_rd;",
+                f"    snncc_ram #(.W({sw}), .D({depth}), .AW({aw})) mem_v (.clk(clk), .we(ep_go), "
+                f".waddr(ep_widx), .wdata(v_next), .raddr(ep_ridx), .rdata(v_rd));",
+                f"    wire signed [{sw - 1}:0] v_prev = first ? {f['v_init'][0]} : $signed(v_rd);",
+            ]
+        else:  # T = 1: the membrane starts at v_init and is not kept
+            lines.append(f"    wire signed [{sw - 1}:0] v_prev = {f['v_init'][0]};")
+        lines += [
             f"    snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), .B({ep['membrane_bits']}), "
             f".N({ep['levels']}), .SIGNED({int(ep['signed'])}), .SHIFT({ep['membrane_shift']}), "
             f".ZW({ep['level_bits']})) neuron (.cur({value}), .v_prev(v_prev), .theta({f['theta'][0]}), "
