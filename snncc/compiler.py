@@ -18,7 +18,7 @@ from snncc.options import CompileOptions
 from snncc.outdir import atomic_output_dir, check_output_dir, write_text
 
 REPORT_SCHEMA_VERSION = 1
-TARGETS = ("c", "python")
+TARGETS = ("c", "python", "fpga")
 
 
 @dataclass
@@ -139,7 +139,8 @@ def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:
     return acc
 
 
-def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str) -> dict:
+def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str, lanes: int = 1,
+                samples=None) -> dict:
     """Write the target's files into ``out_dir`` (already created, empty)."""
     extra: dict = {}
     if target == "c":
@@ -152,18 +153,29 @@ def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str)
         from snncc.irio import save_ir
 
         save_ir(result.int_graph, out_dir / name)
+    elif target == "fpga":
+        from snncc.backends.fpga.emit import emit_fpga
+        from snncc.backends.python.int_runtime import quantize_input
+
+        # the testbench's default samples: extremes, random, and the first calibration samples
+        extra["fpga"] = emit_fpga(result.int_graph, out_dir, name=name, lanes=lanes,
+                                  samples=None if samples is None else quantize_input(result.int_graph, samples))
     return extra
 
 
 def compile_model(model_path: Path | str, *, options: CompileOptions | None = None, calib=None,
                   target: str = "c", output: Path | str | None = None, force: bool = False,
                   name: str | None = None, dump_after: Iterable[str] = (),
-                  echo: Callable[[str], None] = print) -> CompileResult:
+                  echo: Callable[[str], None] = print, lanes: int = 1) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given."""
     options = options or CompileOptions()
     if target not in TARGETS:
         raise SnnccError(f"option --target must be one of {', '.join(TARGETS)}, got {target!r}")
     model_path = Path(model_path)
+    if target == "fpga":
+        from snncc.backends.fpga.netlist import check_lanes
+
+        check_lanes(lanes)
     if output is not None:
         check_output_dir(Path(output), force)  # fail before the slow work
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo)
@@ -171,7 +183,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     if output is not None:
         name = name or c_safe_name(model_path.stem)
         with atomic_output_dir(Path(output), force=force) as tmp:
-            result.report.update(emit_target(result, target, tmp, name=name))
+            samples = options.calib_data.take(min(4, options.calib_data.n)) if target == "fpga" else None
+            result.report.update(emit_target(result, target, tmp, name=name, lanes=lanes, samples=samples))
             write_text(tmp / "report.json", json.dumps(result.report, indent=2, sort_keys=True,
                                                        default=_json_default) + "\n")
         result.output_dir = Path(output)

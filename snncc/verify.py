@@ -134,8 +134,14 @@ def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray,
     return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out, int_logits
 
 
-def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
+def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray, *, lanes: int = 1,
+                simulator: str = "auto") -> Rung:
     """The deployed code against the integer runtime, every output of every sample."""
+    if target == "fpga":
+        from snncc.backends.fpga.verify import verify_fpga
+
+        res = verify_fpga(int_graph, x_q, lanes=lanes, simulator=simulator)
+        return Rung("integer runtime == Verilog", res.ok, res.summary())
     if target == "python":
         from snncc.backends.python.int_runtime import run_int
         from snncc.irio import load_ir, save_ir
@@ -188,7 +194,8 @@ def load_eval_data(data, input_shape: tuple) -> tuple[np.ndarray, np.ndarray | N
 
 def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target: str = "c",
                max_top1_drop: float | None = None, cc: str = "cc", data=None,
-               echo: Callable[[str], None] = print, warn: Callable[[str], None] | None = None) -> bool:
+               echo: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+               lanes: int = 1, simulator: str = "auto") -> bool:
     """The ladder; ``data`` (a .npy/.npz path or an array) is the evaluation set, default ``calib``.
 
     ``warn`` prints the ``warning:`` line (the CLI sends it to stderr); default ``echo``.
@@ -196,14 +203,20 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     from snncc.backends.python.int_runtime import quantize_input
     from snncc.compiler import build_snn
 
-    if target not in ("c", "python"):
-        raise SnnccError(f"option --target must be c or python, got {target!r}")
+    if target not in ("c", "python", "fpga"):
+        raise SnnccError(f"option --target must be c, python or fpga, got {target!r}")
     if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
         raise SnnccError(f"option --max-top1-drop must be in 0..100 points, got {max_top1_drop}")
     if target == "c":
         from snncc.verify_c import find_compiler
 
         find_compiler(cc)  # fail fast, before the slow work
+    if target == "fpga":
+        from snncc.backends.fpga.netlist import check_lanes
+        from snncc.backends.fpga.sim import pick_simulator
+
+        check_lanes(lanes)
+        pick_simulator(simulator)
     check_data_path(data)
     model_path = Path(model_path)
     result = build_snn(model_path, options, calib, echo=echo)
@@ -217,7 +230,8 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
              rung_oracle(result.ann_graph, result.snn_graph, x, options.timesteps)]
     int_rung, int_out, int_logits = rung_integer(result.snn_graph, result.int_graph, x)
     rungs.append(int_rung)
-    rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
+    rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out,
+                             lanes=lanes, simulator=simulator))
 
     from snncc.backends.python.float_runtime import run_graph
 

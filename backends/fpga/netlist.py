@@ -67,12 +67,16 @@ def clamp_lanes(want: int, limit: int) -> int:
     return p
 
 
+def check_lanes(lanes: int) -> None:
+    if not 1 <= int(lanes) <= MAX_LANES:
+        raise SnnccError(f"option --lanes must be in 1..{MAX_LANES}, got {lanes}")
+
+
 def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple[dict, dict[str, list[int]]]:
     """Return (netlist, rom contents by memory name as lists of packed unsigned words)."""
     if graph.stage != "int":
         raise SnnccError(f"the fpga target needs the integer IR, got stage {graph.stage!r}")
-    if not 1 <= int(lanes) <= MAX_LANES:
-        raise SnnccError(f"option --lanes must be in 1..{MAX_LANES}, got {lanes}")
+    check_lanes(lanes)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise SnnccError("the fpga target supports one graph input and one graph output, "
                          f"got {len(graph.inputs)} and {len(graph.outputs)}")
