@@ -65,7 +65,7 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
     elif ep["kind"] == "acc":
         w = max(ow, value_bits) + 1
         lines += [
-            f"    assign acc_raddr = ep_ridx;",
+            "    assign acc_raddr = ep_ridx;",
             f"    wire signed [{w - 1}:0] acc_prev = first ? {w}'sd0 : $signed(acc_rdata);",
             f"    wire signed [{w - 1}:0] acc_sum = acc_prev + {value};",
             f"    wire signed [{ow - 1}:0] result = acc_sum[{ow - 1}:0];",
@@ -136,9 +136,11 @@ def window_core(core: dict, netlist: dict) -> str:
     oaw = clog2(out_depth)
     lane_w = f"{P * aw - 1}:0"
     v: list[str] = [f"// {core['name']}: {core['op']} {C}x{H}x{W} -> {O}x{OH}x{OW}, kernel {KH}x{KW}, "
-                    f"group {G}, {P} lane(s), reduce {red}, epilogue {core['epilogue']['kind']}",
+                    f"group {G}, {P} lane(s), reduce {red}, "
+                    f"epilogue {core['epilogue']['kind']}",
                     f"module {core['name']} (\n    {ports}\n);"]
-    v.append(f"""    localparam S_IDLE = 3'd0, S_SETUP = 3'd1, S_MAC = 3'd2, S_DRAIN = 3'd3, S_EPI = 3'd4, S_DONE = 3'd5;
+    v.append(f"""    localparam S_IDLE = 3'd0, S_SETUP = 3'd1, S_MAC = 3'd2, S_DRAIN = 3'd3,
+               S_EPI = 3'd4, S_DONE = 3'd5;
     reg [2:0] state;
     assign done = (state == S_DONE);
     // output block / pixel counters
@@ -173,7 +175,8 @@ def window_core(core: dict, netlist: dict) -> str:
         wb = core["widths"]["weight"]
         v.append(f"""    wire [{wmem['width'] - 1}:0] wrd;
     wire [{clog2(wmem['depth']) - 1}:0] waddr = wbase + tap;
-    snncc_rom #(.W({wmem['width']}), .D({wmem['depth']}), .AW({clog2(wmem['depth'])}), .INIT("{wmem['init']}")) rom_w (.clk(clk), .addr(waddr), .data(wrd));""")
+    snncc_rom #(.W({wmem['width']}), .D({wmem['depth']}), .AW({clog2(wmem['depth'])}),
+        .INIT("{wmem['init']}")) rom_w (.clk(clk), .addr(waddr), .data(wrd));""")
     v.append(f"    wire [{lane_w}] accv;")
     v.append(f"    genvar l;\n    generate for (l = 0; l < {P}; l = l + 1) begin : lane")
     v.append(f"        reg signed [{aw - 1}:0] acc;")
