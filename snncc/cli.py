@@ -334,6 +334,7 @@ def config_blame(cfg, flags: set[str], flag_layers: set[str]):
 Examples:
   snncc compile model.onnx --target c --calib calib.npz -o build/model
   snncc compile model.onnx --target python --calib calib.npz -o build/py -N 2 -T 4
+  snncc compile model.onnx --target fpga --lanes 4 --calib calib.npz -o build/fpga
   snncc compile model.onnx --calib calib.npz --weight-bits 4 --layer-bits first=8 --layer-bits last=8 -o out
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
@@ -379,6 +380,7 @@ def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force
 Examples:
   snncc verify model.onnx --target c --calib calib.npz --data test.npz
   snncc verify model.onnx --target python --calib calib.npz --data test.npz --max-top1-drop 1.0
+  snncc verify model.onnx --target fpga --lanes 16 --calib calib.npz --data test.npz
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", type=click.Choice(["c", "python", "fpga"]), default="c", show_default=True,
