@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from snncc.backends.fpga.emit import emit_fpga, test_inputs  # noqa: E402
+from snncc.backends.fpga.emit import emit_fpga, tb_inputs  # noqa: E402
 from snncc.backends.fpga.sim import simulate  # noqa: E402
 from snncc.backends.fpga.synth import synthesize  # noqa: E402
 from snncc.backends.fpga.verify import choose_simulator  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
             graph, calib = build_graph(source, opts, tmp)
             n_real = max(0, args.samples - 2 - 16)
             real = quantize_input(graph, calib[300:300 + n_real])
-            x = test_inputs(graph, real, n_random=min(16, args.samples - 2))[: args.samples]
+            x = tb_inputs(graph, real, n_random=min(16, args.samples - 2))[: args.samples]
             for lanes in lanes_list:
                 out = tmp / f"{mname}_p{lanes}"
                 out.mkdir()

@@ -43,7 +43,7 @@ def emit_fpga(graph: Graph, out_dir: Path, *, name: str, lanes: int = 1,
         (out_dir / "rtl" / fname).write_text(text)
     (out_dir / "rtl" / "snncc_lib.v").write_text((TEMPLATES / "snncc_lib.v").read_text())
     (out_dir / "tb" / "tb.v").write_text((TEMPLATES / "tb.v").read_text())
-    x_q = test_inputs(graph, samples)
+    x_q = tb_inputs(graph, samples)
     write_tb_data(graph, netlist, out_dir, x_q)
     (out_dir / "Makefile").write_text((TEMPLATES / "Makefile").read_text().replace("@TOP@", f"{name}_top"))
     return {"netlist": "netlist.json", "top": f"{name}_top", "lanes": lanes,
@@ -51,7 +51,7 @@ def emit_fpga(graph: Graph, out_dir: Path, *, name: str, lanes: int = 1,
             "notes": netlist["notes"]}
 
 
-def test_inputs(graph: Graph, samples: np.ndarray | None = None, *, n_random: int = 2, seed: int = 0) -> np.ndarray:
+def tb_inputs(graph: Graph, samples: np.ndarray | None = None, *, n_random: int = 2, seed: int = 0) -> np.ndarray:
     """int8 test inputs: all -128, all 127, ``n_random`` uniform random, then ``samples`` (already int8)."""
     shape = tuple(graph.shape(graph.inputs[0]))
     rng = np.random.default_rng(seed)
