@@ -51,11 +51,11 @@ def core_resources(core: dict) -> dict:
     # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
     counters = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
     lut = counters
-    ff = 100 + 2 * aw if core["kind"] == "window" else 40 + aw
+    ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            lut += p * (wb * xw + aw)  # shift-add array plus accumulator
+            lut += p * (wb * xw + 4 * aw)  # shift-add array, accumulator and its enable/clear logic
         else:
             lut += aw + 2
         ff += p * aw
