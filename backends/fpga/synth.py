@@ -2,7 +2,7 @@
 
 One yosys run per family: read the RTL, elaborate and ``proc``, assert that no
 latch was inferred and that ``check`` finds no multi-driven or undriven net, then
-``synth_<family> -noflatten`` (so every core keeps its own module) and ``stat -json``.
+``synth_<family>`` without flattening (so every core keeps its own module) and ``stat -json``.
 Cells are counted per core (recursively through its memories and neuron) and in total,
 and classified as LUT / FF / BRAM / DSP for the family.
 """
@@ -22,7 +22,7 @@ from snncc.outdir import write_text
 FAMILIES = {
     "ice40": "synth_ice40 -noflatten -top {top}",
     "ecp5": "synth_ecp5 -nodsp -noflatten -top {top}",
-    "xc7": "synth_xilinx -family xc7 -noflatten -top {top}",
+    "xc7": "synth_xilinx -family xc7 -top {top}",  # keeps the hierarchy unless -flatten
 }
 LATCH_CELLS = ("$dlatch", "$adlatch", "$dlatchsr", "$_DLATCH_N_", "$_DLATCH_P_")
 
