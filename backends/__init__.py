@@ -6,13 +6,17 @@
 - ``named_files(name)``: the files ``emit`` names after the model; ``name_problem(name)``:
   why ``name`` cannot name the output (not an identifier, a clash with a fixed file or a
   system header), or None;
-- ``emit(graph, out_dir, *, name, spike_rates) -> dict``: write the files for the
+- ``emit(graph, out_dir, *, name, spike_rates, **target_options) -> dict``: write the files for the
   integer IR into the existing folder ``out_dir``; return what the report records
   about them (the driver owns report.json: emitters neither read nor write it);
-- ``check_tools(**verify_options)``: raise SnnccError early if a tool is missing;
+- ``check_tools(**target_options)``: raise SnnccError early if a tool is missing or a
+  target option is out of range;
 - ``verify(graph, out_dir, x_q, *, reference, **verify_options) -> Check``: run what
   ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
   ``reference``, the integer runtime's (N, OUT) int outputs.
+
+Target options (``cc``; ``lanes``, ``simulator`` and ``samples`` for fpga) reach every
+function as keywords; each takes what is its own and ignores the rest (``**_``).
 
 A new backend is one folder here plus one line in ``TARGETS`` (docs/contributing.md).
 """
@@ -26,6 +30,7 @@ from types import ModuleType
 TARGETS: dict[str, str] = {
     "c": "snncc.backends.c.target",
     "python": "snncc.backends.python.target",
+    "fpga": "snncc.backends.fpga.target",
 }
 
 

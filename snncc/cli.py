@@ -336,11 +336,15 @@ def _build_options(kw: dict, model: Path):
 Examples:
   snncc compile model.onnx --target c --calib calib.npz -o build/model
   snncc compile model.onnx --target python --calib calib.npz -o build/py -N 2 -T 4
+  snncc compile model.onnx --target fpga --lanes 4 --calib calib.npz -o build/fpga
   snncc compile model.onnx --calib calib.npz --weight-bits 4 --layer-bits first=8 --layer-bits last=8 -o out
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="What to emit.")
+@click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
+              help="--target fpga: output channels computed in parallel per core (clamped per layer to a "
+                   "divisor of its channels per group, with a note).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default build/<model name>).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
@@ -354,7 +358,7 @@ Examples:
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
-def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name: str | None,
+def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force: bool, name: str | None,
                 dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
                 start_from: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
@@ -364,7 +368,7 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                           start_from=start_from)
+                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None)
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
         return
@@ -385,10 +389,16 @@ def compile_cmd(model: Path, target: str, output: Path | None, force: bool, name
 Examples:
   snncc verify model.onnx --target c --calib calib.npz --data test.npz
   snncc verify model.onnx --target python --calib calib.npz --data test.npz --max-top1-drop 1.0
+  snncc verify model.onnx --target fpga --lanes 16 --calib calib.npz --data test.npz
 """)
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", type=click.Choice(target_names()), default="c", show_default=True,
               help="The code to check bit for bit against the integer runtime.")
+@click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
+              help="--target fpga: output channels computed in parallel per core.")
+@click.option("--simulator", type=click.Choice(["auto", "iverilog", "verilator"]), default="auto",
+              show_default=True, help="--target fpga: Verilog simulator (auto: iverilog for short runs, "
+                                      "Verilator when present for long ones).")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluation inputs: .npy or .npz (keys x[, y]), like --calib. The ladder and the "
                    "accuracy run on them. Default: the calibration data (optimistic accuracy).")
@@ -397,15 +407,39 @@ Examples:
                    "Default: no budget (equivalence only; a drop over 1 point warns).")
 @click.option("--cc", default="cc", show_default=True, help="Host C compiler for --target c.")
 @_compile_options
-def verify(model: Path, target: str, data: Path | None, max_top1_drop: float | None, cc: str, **kw):
+def verify(model: Path, target: str, lanes: int, simulator: str, data: Path | None, max_top1_drop: float | None,
+           cc: str, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
     options, calib = _build_options(kw, model)
     ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
-                    cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True))
+                    cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True),
+                    target_options={"lanes": lanes, "simulator": simulator} if target == "fpga" else None)
     if not ok:
         click.get_current_context().exit(1)
+
+
+# --- synth ----------------------------------------------------------------------------
+
+@cli.command(epilog="""\b
+Examples:
+  snncc synth build/digits --family ice40
+  snncc synth build/digits --family xc7
+""")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--family", type=click.Choice(["ice40", "ecp5", "xc7"]), default="ice40", show_default=True,
+              help="FPGA family: yosys synth_ice40, synth_ecp5 -nodsp, or synth_xilinx -family xc7.")
+def synth(folder: Path, family: str):
+    """Synthesize a --target fpga FOLDER with yosys; write FOLDER/synth_report.json."""
+    from snncc.backends.fpga.synth import synthesize
+
+    rep = synthesize(folder, family)
+    t, e = rep["total"], rep["estimate"]
+    click.echo(f"{family}: LUT {t['lut']}, FF {t['ff']}, BRAM {t['bram']}, DSP {t['dsp']} (yosys); "
+               f"estimate LUT {e['lut']}, FF {e['ff']}, BRAM {e['bram']}, DSP {e['dsp']}; no latches, "
+               "no multi-driven nets")
+    click.echo(f"wrote {folder}/synth_report.json")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -190,19 +190,19 @@ def spike_rates(graph: Graph, report: dict | None) -> dict[str, float]:
     return rates
 
 
-def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str) -> dict:
+def emit_target(result: CompileResult, target: str, out_dir: Path, *, name: str, **target_options) -> dict:
     """Write the target's files into ``out_dir`` (already created, empty); return its report keys."""
     from snncc.backends import target as get_target
 
     return get_target(target).emit(result.int_graph, out_dir, name=name,
-                                   spike_rates=spike_rates(result.int_graph, result.report))
+                                   spike_rates=spike_rates(result.int_graph, result.report), **target_options)
 
 
 def compile_model(model_path: Path | str, *, options: CompileOptions | None = None, calib=None,
                   target: str = "c", output: Path | str | None = None, force: bool = False,
                   name: str | None = None, dump_after: Iterable[str] = (),
                   echo: Callable[[str], None] = print, stop_after: str | None = None,
-                  start_from: Path | str | None = None) -> CompileResult:
+                  start_from: Path | str | None = None, target_options: dict | None = None) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given.
 
     With ``stop_after`` the pipeline ends after that pass and ``output`` receives only the
@@ -211,7 +211,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     from snncc.backends import target as get_target
 
     options = options or CompileOptions()
-    get_target(target)  # an unknown --target fails before the slow work
+    target_options = dict(target_options or {})
+    get_target(target).check_tools(**target_options)  # an unknown --target or a bad option fails before the slow work
     model_path = Path(model_path)
     if name is None:
         name = default_name(model_path.stem, target)
@@ -236,7 +237,12 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     result.report = make_report(result, options, model=model_path.name, target=target)
     if output is not None:
         with atomic_output_dir(Path(output), force=force, protect=protect) as tmp:
-            result.report.update(emit_target(result, target, tmp, name=name))
+            if options.calib_data is not None and "samples" not in target_options:  # a testbench's real inputs
+                from snncc.sim.int_runtime import quantize_input
+
+                target_options["samples"] = quantize_input(result.int_graph, options.calib_data.take(
+                    min(4, options.calib_data.n)))
+            result.report.update(emit_target(result, target, tmp, name=name, **target_options))
             write_text(tmp / "report.json", json.dumps(result.report, indent=2, sort_keys=True,
                                                        default=_json_default) + "\n")
         result.output_dir = Path(output)

@@ -136,14 +136,14 @@ def rung_integer(snn_graph, int_graph, x: np.ndarray) -> tuple[Rung, np.ndarray,
     return Rung("float SNN vs integer SNN", True, detail + " (reported)", table), int_out, int_logits
 
 
-def rung_target(int_graph, x_q: np.ndarray, target: str, cc: str, reference: np.ndarray) -> Rung:
+def rung_target(int_graph, x_q: np.ndarray, target: str, reference: np.ndarray, **target_options) -> Rung:
     """The deployed code against the integer runtime, every output of every sample."""
     from snncc.backends import target as get_target
 
     backend = get_target(target)
     with tempfile.TemporaryDirectory(prefix="snncc-verify-") as tmp:
-        backend.emit(int_graph, Path(tmp), name="model")
-        check = backend.verify(int_graph, Path(tmp), x_q, reference=reference, cc=cc)
+        backend.emit(int_graph, Path(tmp), name="model", **target_options)
+        check = backend.verify(int_graph, Path(tmp), x_q, reference=reference, **target_options)
     return Rung(f"integer runtime == {backend.LABEL}", check.ok, check.detail, check.table)
 
 
@@ -164,7 +164,8 @@ def load_eval_data(data, input_shape: tuple) -> tuple[np.ndarray, np.ndarray | N
 
 def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target: str = "c",
                max_top1_drop: float | None = None, cc: str = "cc", data=None,
-               echo: Callable[[str], None] = print, warn: Callable[[str], None] | None = None) -> bool:
+               echo: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+               target_options: dict | None = None) -> bool:
     """The ladder; ``data`` (a .npy/.npz path or an array) is the evaluation set, default ``calib``.
 
     ``warn`` prints the ``warning:`` line (the CLI sends it to stderr); default ``echo``.
@@ -176,7 +177,8 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     backend = get_target(target)
     if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
         raise SnnccError(f"must be in 0..100 points, got {max_top1_drop}", option="max_top1_drop")
-    backend.check_tools(cc=cc)  # fail fast, before the slow work
+    target_options = {"cc": cc, **(target_options or {})}
+    backend.check_tools(**target_options)  # fail fast, before the slow work
     check_data_path(data)
     model_path = Path(model_path)
     result = build_snn(model_path, options, calib, echo=echo)
@@ -190,7 +192,8 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
              rung_oracle(result.ann_graph, result.snn_graph, x, options.timesteps)]
     int_rung, int_out, int_logits = rung_integer(result.snn_graph, result.int_graph, x)
     rungs.append(int_rung)
-    rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, cc, int_out))
+    rungs.append(rung_target(result.int_graph, quantize_input(result.int_graph, x), target, int_out,
+                             **target_options))
 
     from snncc.sim.float_runtime import run_graph
 

@@ -15,7 +15,7 @@ from snncc.ir import Graph
 LABEL = "C"
 
 
-def emit(graph: Graph, out_dir: Path, *, name: str, spike_rates: dict[str, float] | None = None) -> dict:
+def emit(graph: Graph, out_dir: Path, *, name: str, spike_rates: dict[str, float] | None = None, **_) -> dict:
     """Write the library into ``out_dir``; return what the report records about it."""
     from snncc.backends.c.emit import memory_summary, write_c
 

@@ -13,7 +13,7 @@ from snncc.irio import name_problem, named_files  # noqa: F401  (the target inte
 LABEL = "python target"
 
 
-def emit(graph: Graph, out_dir: Path, *, name: str, spike_rates: dict[str, float] | None = None) -> dict:
+def emit(graph: Graph, out_dir: Path, *, name: str, spike_rates: dict[str, float] | None = None, **_) -> dict:
     from snncc.irio import save_ir
 
     save_ir(graph, Path(out_dir) / name)

@@ -1,0 +1,1 @@
+"""FPGA backend: integer IR -> fixed-point netlist (netlist.json) -> Verilog, testbench, yosys."""

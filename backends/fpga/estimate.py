@@ -1,0 +1,116 @@
+"""Analytical cycle and resource estimates for the netlist (per core and in total).
+
+Cycles follow the core state machines in ``verilog.py`` exactly (the testbench
+measures them; ``snncc verify --target fpga`` prints both).  Resources are a model
+of what yosys maps the cores to, calibrated against yosys 0.23 ``synth_ice40``
+(LUT4, SB_DFF*, 4 kbit EBR); see docs/fpga.md for the model and its error.
+"""
+
+from __future__ import annotations
+
+import math
+
+EBR_BITS = 4096  # iCE40 embedded block RAM
+EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # depth x width modes
+MIN_ROM_DEPTH = 256  # yosys 0.23 keeps shallower ROMs in LUTs; every RAM (sync read) goes to EBR
+
+
+def core_cycles(core: dict) -> int:
+    """Cycles from the sequencer's start pulse to the core's done state, inclusive."""
+    if core["kind"] == "window":
+        g = core["geometry"]
+        C = g["in_shape"][0]
+        O, OH, OW = g["out_shape"]
+        taps = (C // g["group"]) * g["kernel"][0] * g["kernel"][1]
+        p = core["lanes"]
+        return 2 + (O // p) * OH * OW * (taps + p + 3)
+    C, H, W = core["geometry"]["in_shape"]
+    return C * H * W + 3
+
+
+def ebr_count(depth: int, width: int) -> int:
+    """iCE40 EBRs for one memory: the cheapest mode that tiles depth x width."""
+    best = None
+    for d, w in EBR_SHAPES:
+        n = math.ceil(depth / d) * math.ceil(width / w)
+        best = n if best is None else min(best, n)
+    return best
+
+
+def _mem_in_bram(depth: int, width: int, kind: str = "ram") -> bool:
+    return kind == "ram" or depth >= MIN_ROM_DEPTH
+
+
+def core_resources(core: dict) -> dict:
+    """LUT4 / FF / EBR / DSP model of one core (DSP: 0, the ice40 flow maps multipliers to LUTs)."""
+    w = core["widths"]
+    aw = w["acc"]
+    xw = max(w["in"])
+    p = core["lanes"]
+    ep = core["epilogue"]
+    # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
+    counters = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
+    lut = counters
+    ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
+    if core["kind"] == "window":
+        if core["reduce"] == "mac":
+            wb = w["weight"]
+            lut += p * (wb * xw + 4 * aw)  # shift-add array, accumulator and its enable/clear logic
+        else:
+            lut += aw + 2
+        ff += p * aw
+        lut += (p - 1) * aw if p > 1 else 0  # lane mux into the epilogue
+    else:
+        lut += aw * len(w["in"])
+        if core["reduce"] == "affine":
+            lut += xw * aw
+    if ep["kind"] == "neuron":
+        nw = max(ep["sum_bits"], ep["membrane_bits"]) + 2
+        lut += nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
+        ff += 0
+    elif ep["kind"] == "acc":
+        lut += w["out"] + 1
+    bram = 0
+    for m in core["memories"]:
+        if _mem_in_bram(m["depth"], m["width"], m["kind"]):
+            bram += ebr_count(m["depth"], m["width"])
+        elif m["kind"] == "rom":
+            lut += math.ceil(m["depth"] / 16) * m["width"]  # LUT4 as 16x1 ROM
+        else:
+            ff += m["depth"] * m["width"]
+            lut += m["depth"] * m["width"] // 2
+    return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0}
+
+
+def annotate(netlist: dict) -> None:
+    """Add ``cycles`` and ``resources`` to every core and the totals to the netlist."""
+    T = netlist["timesteps"]
+    total = {"lut": 0, "ff": 0, "bram": 0, "dsp": 0}
+    per_step = 0
+    for core in netlist["cores"]:
+        core["cycles"] = core_cycles(core)
+        per_step += core["cycles"]
+        core["resources"] = core_resources(core)
+        for k in total:
+            total[k] += core["resources"][k]
+    top = {"lut": 150, "ff": 150, "bram": 0, "dsp": 0}
+    for b in netlist["buffers"]:
+        if _mem_in_bram(b["depth"], b["width"]):
+            top["bram"] += ebr_count(b["depth"], b["width"])
+        else:
+            top["ff"] += b["depth"] * b["width"]
+            top["lut"] += b["depth"] * b["width"] // 2
+        top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
+    for k in total:
+        total[k] += top[k]
+    compute = T * per_step
+    io = netlist["input"]["words"] + 3 * netlist["output"]["words"]
+    netlist["estimate"] = {
+        "cycles_per_timestep": per_step,
+        "cycles": compute,
+        "io_cycles": io,
+        "latency_us_at_100mhz": (compute + io) / 100.0,
+        "resources": total,
+        "top": top,
+        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); cycles exact for the emitted state machines",
+    }

@@ -1,0 +1,479 @@
+"""netlist.json -> synthesizable Verilog-2001 (rtl/*.v).
+
+Everything here reads only the netlist dict: one module per core (``window`` and
+``eltwise`` generators), and the top module with the AXI4-Stream ports, the frame
+buffers, the core sequencer, the ``busy`` flag and the cycle counter.  The shared
+memories and the neuron live in ``templates/snncc_lib.v``.
+"""
+
+from __future__ import annotations
+
+
+def clog2(n: int) -> int:
+    """Address width for ``n`` words (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+def _sx(expr: str, width: int) -> str:
+    return f"$signed({expr})" if width else expr
+
+
+def _param_fields(core: dict, word: str) -> dict[str, tuple[str, int]]:
+    out, pos = {}, 0
+    for f in core["params"]:
+        out[f["name"]] = (f"$signed({word}[{pos + f['bits'] - 1}:{pos}])", f["bits"])
+        pos += f["bits"]
+    return out
+
+
+def _epilogue(core: dict, value: str, value_bits: int) -> str:
+    """Verilog for the per-element epilogue.
+
+    Inputs (declared by the caller): ``ep_ridx`` the element index whose state is read
+    this cycle, ``ep_go``/``ep_widx`` the element processed this cycle (its reads were
+    issued one cycle earlier), ``prm`` the parameter ROM word of its channel, ``value``.
+    """
+    ep = core["epilogue"]
+    ow = core["widths"]["out"]
+    depth = core["geometry"]["out_shape"][0] * core["geometry"]["out_shape"][1] * core["geometry"]["out_shape"][2]
+    aw = clog2(depth)
+    lines = []
+    if ep["kind"] == "neuron":
+        f = _param_fields(core, "prm")
+        sw, tw = ep["state_bits"], ep["theta_bits"]
+        nw = max(ep["sum_bits"], ep["membrane_bits"], tw + clog2(ep["levels"] + 1) + 1, sw, value_bits) + 2
+        lines += [
+            f"    wire signed [{sw - 1}:0] v_next;",
+            f"    wire signed [{ep['level_bits'] - 1}:0] z;",
+        ]
+        if ep["stored"]:
+            lines += [
+                f"    wire [{sw - 1}:0] v_rd;",
+                f"    snncc_ram #(.W({sw}), .D({depth}), .AW({aw})) mem_v (.clk(clk), .we(ep_go), "
+                f".waddr(ep_widx), .wdata(v_next), .raddr(ep_ridx), .rdata(v_rd));",
+                f"    wire signed [{sw - 1}:0] v_prev = first ? {f['v_init'][0]} : $signed(v_rd);",
+            ]
+        else:  # T = 1: the membrane starts at v_init and is not kept
+            lines.append(f"    wire signed [{sw - 1}:0] v_prev = {f['v_init'][0]};")
+        lines += [
+            f"    snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), .B({ep['membrane_bits']}), "
+            f".N({ep['levels']}), .SIGNED({int(ep['signed'])}), .SHIFT({ep['membrane_shift']}), "
+            f".ZW({ep['level_bits']})) neuron (.cur({value}), .v_prev(v_prev), .theta({f['theta'][0]}), "
+            f".v_next(v_next), .z(z));",
+            f"    wire signed [{ow - 1}:0] result = z;",
+        ]
+    elif ep["kind"] == "acc":
+        w = max(ow, value_bits) + 1
+        lines += [
+            "    assign acc_raddr = ep_ridx;",
+            f"    wire signed [{w - 1}:0] acc_prev = first ? {w}'sd0 : $signed(acc_rdata);",
+            f"    wire signed [{w - 1}:0] acc_sum = acc_prev + {value};",
+            f"    wire signed [{ow - 1}:0] result = acc_sum[{ow - 1}:0];",
+        ]
+    else:
+        w = max(ow, value_bits)
+        lines += [
+            f"    wire signed [{w - 1}:0] result_w = {value};",
+            f"    wire signed [{ow - 1}:0] result = result_w[{ow - 1}:0];",
+        ]
+    lines += [
+        "    assign out_we = ep_go;",
+        "    assign out_addr = ep_widx;",
+        "    assign out_data = result;",
+    ]
+    return "\n".join(lines)
+
+
+def _ports(core: dict, netlist: dict) -> tuple[str, list[str]]:
+    bufs = {b["name"]: b for b in netlist["buffers"]}
+    ports = ["input wire clk", "input wire rst", "input wire start", "input wire first", "output wire done"]
+    for j, b in enumerate(core["inputs"]):
+        buf = bufs[b]
+        ports += [f"output wire [{clog2(buf['depth']) - 1}:0] in{j}_addr",
+                  f"input wire [{buf['width'] - 1}:0] in{j}_data"]
+    out = bufs[core["output"]]
+    oaw = clog2(out["depth"])
+    ports += ["output wire out_we", f"output wire [{oaw - 1}:0] out_addr",
+              f"output wire [{out['width'] - 1}:0] out_data"]
+    if core["epilogue"]["kind"] == "acc":
+        ports += [f"output wire [{oaw - 1}:0] acc_raddr", f"input wire [{out['width'] - 1}:0] acc_rdata"]
+    return ",\n    ".join(ports), ports
+
+
+def _param_rom(core: dict, addr: str) -> str:
+    mem = next((m for m in core["memories"] if m["name"].endswith("_p")), None)
+    if mem is None:
+        return "    wire [0:0] prm = 1'b0;"
+    aw = clog2(mem["depth"])
+    return (f"    wire [{mem['width'] - 1}:0] prm;\n"
+            f"    wire [{aw - 1}:0] prm_addr = {addr};\n"
+            f"    snncc_rom #(.W({mem['width']}), .D({mem['depth']}), .AW({aw}), "
+            f".INIT(\"{mem['init']}\")) rom_p (.clk(clk), .addr(prm_addr), .data(prm));")
+
+
+def window_core(core: dict, netlist: dict) -> str:
+    g = core["geometry"]
+    C, H, W = g["in_shape"]
+    O, OH, OW = g["out_shape"]
+    KH, KW = g["kernel"]
+    SH, SWD = g["strides"]
+    PT, PL = g["pads"][0], g["pads"][1]
+    DH, DW = g["dilations"]
+    G = g["group"]
+    IG, OG = C // G, O // G
+    P = core["lanes"]
+    OB, OBG = O // P, OG // P
+    TAPS = IG * KH * KW
+    HW, OHW = H * W, OH * OW
+    xw = core["widths"]["in"][0]
+    aw = core["widths"]["acc"]
+    red = core["reduce"]
+    in_aw = clog2(C * H * W)
+    # Signed width for window coordinates and row addresses (may go negative in padding).
+    cw = max(clog2(C * H * W + 1), clog2(max(H, W) + max(PT, PL) + KH * DH + KW * DW + 2)) + 3
+    ports, _ = _ports(core, netlist)
+    out_depth = O * OHW
+    oaw = clog2(out_depth)
+    lane_w = f"{P * aw - 1}:0"
+    v: list[str] = [f"// {core['name']}: {core['op']} {C}x{H}x{W} -> {O}x{OH}x{OW}, kernel {KH}x{KW}, "
+                    f"group {G}, {P} lane(s), reduce {red}, "
+                    f"epilogue {core['epilogue']['kind']}",
+                    f"module {core['name']} (\n    {ports}\n);"]
+    v.append(f"""    localparam S_IDLE = 3'd0, S_SETUP = 3'd1, S_MAC = 3'd2, S_DRAIN = 3'd3,
+               S_EPI = 3'd4, S_DONE = 3'd5;
+    reg [2:0] state;
+    assign done = (state == S_DONE);
+    // output block / pixel counters
+    reg [{clog2(OB)}:0] ob;
+    reg [{clog2(OBG)}:0] gsub;
+    reg [{clog2(OH)}:0] oy;
+    reg [{clog2(OW)}:0] ox;
+    reg signed [{cw - 1}:0] iy0, ix0, row0, iy, ix, rowaddr, gbase, cbase;
+    reg [{clog2(OHW)}:0] pix;
+    reg [{oaw}:0] obase_ohw, eidx;
+    reg [{clog2(O)}:0] obase;
+    // tap counters
+    reg [{clog2(IG)}:0] ic;
+    reg [{clog2(KH)}:0] ky;
+    reg [{clog2(KW)}:0] kx;
+    reg [{clog2(TAPS)}:0] tap;
+    reg [{clog2(OB * TAPS) + 1}:0] wbase;
+    reg [{clog2(P + 1)}:0] e;
+    wire inb = (iy >= 0) && (iy < {H}) && (ix >= 0) && (ix < {W});
+    wire signed [{cw - 1}:0] addr_s = rowaddr + ix;
+    assign in0_addr = (state == S_MAC && inb) ? addr_s[{in_aw - 1}:0] : {in_aw}'d0;
+    wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IG - 1});
+    wire last_pix = (ox == {OW - 1}) && (oy == {OH - 1});
+    // pipeline: data arrives one cycle after its address
+    reg d_tap, d_inb, ep_go;
+    reg [{oaw - 1}:0] ep_widx;
+    reg [{clog2(P)}:0] d_lane;
+    wire [{oaw - 1}:0] ep_ridx = eidx[{oaw - 1}:0];
+    wire signed [{xw - 1}:0] x = in0_data;""")
+    if red == "mac":
+        wmem = next(m for m in core["memories"] if m["name"].endswith("_w"))
+        wb = core["widths"]["weight"]
+        v.append(f"""    wire [{wmem['width'] - 1}:0] wrd;
+    wire [{clog2(wmem['depth']) - 1}:0] waddr = wbase + tap;
+    snncc_rom #(.W({wmem['width']}), .D({wmem['depth']}), .AW({clog2(wmem['depth'])}),
+        .INIT("{wmem['init']}")) rom_w (.clk(clk), .addr(waddr), .data(wrd));""")
+    v.append(f"    wire [{lane_w}] accv;")
+    v.append(f"    genvar l;\n    generate for (l = 0; l < {P}; l = l + 1) begin : lane")
+    v.append(f"        reg signed [{aw - 1}:0] acc;")
+    if red == "max":
+        v.append("        reg have;")
+    v.append("        always @(posedge clk) begin")
+    v.append("            if (state == S_SETUP) begin")
+    v.append(f"                acc <= {aw}'sd0;")
+    if red == "max":
+        v.append("                have <= 1'b0;")
+    v.append("            end else if (d_tap && d_inb) begin")
+    if red == "mac":
+        v.append(f"                acc <= acc + $signed(wrd[l*{wb} +: {wb}]) * x;")
+    elif red == "sum":
+        v.append("                acc <= acc + x;")
+    else:
+        v.append("                if (!have || x > acc) acc <= x;")
+        v.append("                have <= 1'b1;")
+    v.append("            end")
+    v.append("        end")
+    v.append(f"        assign accv[l*{aw} +: {aw}] = acc;")
+    v.append("    end endgenerate")
+    v.append(f"    wire signed [{aw - 1}:0] lane_acc = accv[d_lane*{aw} +: {aw}];")
+    v.append(_param_rom(core, "obase + e"))
+    if red == "mac":
+        f = _param_fields(core, "prm")
+        vb = aw
+        v.append(f"    wire signed [{vb - 1}:0] value = lane_acc + {f['bias'][0]};")
+    else:
+        vb = aw
+        v.append(f"    wire signed [{vb - 1}:0] value = lane_acc;")
+    v.append(_epilogue(core, "value", vb))
+    v.append(f"""    always @(posedge clk) begin
+        d_tap <= (state == S_MAC);
+        d_inb <= inb;
+        ep_go <= (state == S_EPI) && (e < {P});
+        ep_widx <= eidx[{oaw - 1}:0];
+        d_lane <= e[{clog2(P)}:0];
+        if (rst) begin
+            state <= S_IDLE;
+            ep_go <= 1'b0;
+            d_tap <= 1'b0;
+        end else case (state)
+            S_IDLE: if (start) begin
+                state <= S_SETUP;
+                ob <= 0; gsub <= 0; oy <= 0; ox <= 0; pix <= 0;
+                iy0 <= -{PT}; ix0 <= -{PL}; row0 <= -{PT * W}; gbase <= 0;
+                obase <= 0; obase_ohw <= 0; wbase <= 0;
+            end
+            S_SETUP: begin
+                ic <= 0; ky <= 0; kx <= 0; tap <= 0;
+                iy <= iy0; ix <= ix0; cbase <= gbase; rowaddr <= gbase + row0;
+                state <= S_MAC;
+            end
+            S_MAC: begin
+                tap <= tap + 1'b1;
+                if (kx != {KW - 1}) begin
+                    kx <= kx + 1'b1; ix <= ix + {DW};
+                end else begin
+                    kx <= 0; ix <= ix0;
+                    if (ky != {KH - 1}) begin
+                        ky <= ky + 1'b1; iy <= iy + {DH}; rowaddr <= rowaddr + {DH * W};
+                    end else begin
+                        ky <= 0; iy <= iy0;
+                        ic <= ic + 1'b1; cbase <= cbase + {HW}; rowaddr <= cbase + {HW} + row0;
+                    end
+                end
+                if (last_tap) state <= S_DRAIN;
+            end
+            S_DRAIN: begin
+                e <= 0;
+                eidx <= obase_ohw + pix;
+                state <= S_EPI;
+            end
+            S_EPI: begin
+                e <= e + 1'b1;
+                eidx <= eidx + {OHW};
+                if (e == {P}) begin
+                    state <= S_SETUP;
+                    if (ox != {OW - 1}) begin
+                        ox <= ox + 1'b1; ix0 <= ix0 + {SWD}; pix <= pix + 1'b1;
+                    end else begin
+                        ox <= 0; ix0 <= -{PL};
+                        if (oy != {OH - 1}) begin
+                            oy <= oy + 1'b1; iy0 <= iy0 + {SH}; row0 <= row0 + {SH * W}; pix <= pix + 1'b1;
+                        end else begin
+                            oy <= 0; iy0 <= -{PT}; row0 <= -{PT * W}; pix <= 0;
+                            ob <= ob + 1'b1; obase <= obase + {P}; obase_ohw <= obase_ohw + {P * OHW};
+                            wbase <= wbase + {TAPS};
+                            if (gsub != {OBG - 1}) gsub <= gsub + 1'b1;
+                            else begin gsub <= 0; gbase <= gbase + {IG * HW}; end
+                            if (ob == {OB - 1}) state <= S_DONE;
+                        end
+                    end
+                end
+            end
+            default: state <= S_IDLE;
+        endcase
+    end
+endmodule
+""")
+    return "\n".join(v)
+
+
+def eltwise_core(core: dict, netlist: dict) -> str:
+    C, H, W = core["geometry"]["in_shape"]
+    n, HW = C * H * W, H * W
+    aw_i = clog2(n)
+    ports, _ = _ports(core, netlist)
+    vb = core["widths"]["acc"]
+    red = core["reduce"]
+    v = [f"// {core['name']}: {core['op']} over {C}x{H}x{W}, epilogue {core['epilogue']['kind']}",
+         f"module {core['name']} (\n    {ports}\n);",
+         f"""    localparam S_IDLE = 2'd0, S_RUN = 2'd1, S_DRAIN = 2'd2, S_DONE = 2'd3;
+    reg [1:0] state;
+    assign done = (state == S_DONE);
+    reg [{aw_i}:0] i;
+    reg [{clog2(C)}:0] c;
+    reg [{clog2(HW)}:0] pix;
+    reg ep_go;
+    reg [{aw_i - 1}:0] ep_widx;
+    wire [{aw_i - 1}:0] ep_ridx = i[{aw_i - 1}:0];"""]
+    for j in range(len(core["inputs"])):
+        v.append(f"    assign in{j}_addr = i[{aw_i - 1}:0];")
+    v.append(_param_rom(core, "c"))
+    terms = [f"$signed(in{j}_data)" for j in range(len(core["inputs"]))]
+    if red == "affine":
+        f = _param_fields(core, "prm")
+        expr = f"{terms[0]} * {f['scale'][0]} + {f['shift'][0]}"
+    else:
+        expr = " + ".join(terms)
+    v.append(f"    wire signed [{vb - 1}:0] value = {expr};")
+    v.append(_epilogue(core, "value", vb))
+    v.append(f"""    always @(posedge clk) begin
+        ep_go <= (state == S_RUN);
+        ep_widx <= i[{aw_i - 1}:0];
+        if (rst) begin
+            state <= S_IDLE;
+            ep_go <= 1'b0;
+        end else case (state)
+            S_IDLE: if (start) begin
+                state <= S_RUN; i <= 0; c <= 0; pix <= 0;
+            end
+            S_RUN: begin
+                i <= i + 1'b1;
+                if (pix != {HW - 1}) pix <= pix + 1'b1;
+                else begin pix <= 0; c <= c + 1'b1; end
+                if (i == {n - 1}) state <= S_DRAIN;
+            end
+            S_DRAIN: state <= S_DONE;
+            default: state <= S_IDLE;
+        endcase
+    end
+endmodule
+""")
+    return "\n".join(v)
+
+
+CORE_GENERATORS = {"window": window_core, "eltwise": eltwise_core}
+
+
+def top_module(netlist: dict) -> str:
+    name = netlist["name"]
+    cores = netlist["cores"]
+    bufs = netlist["buffers"]
+    T = netlist["timesteps"]
+    nin, nout = netlist["input"]["words"], netlist["output"]["words"]
+    out_buf = next(b for b in bufs if b["name"] == netlist["output"]["buffer"])
+    ncore = len(cores)
+    cwid = clog2(ncore + 1)
+    v = [f"// {name}_top: snncc integer SNN, {ncore} cores, T={T}, lanes={netlist['lanes']}.",
+         "// AXI4-Stream in: int8 input words in C order (TLAST on the last); AXI4-Stream out: the int32",
+         "// output accumulators (TLAST on the last).  busy is high from the first input word to the last",
+         "// output word; cycles counts the compute cycles of the last inference.",
+         f"""module {name}_top (
+    input  wire        clk,
+    input  wire        rst,
+    input  wire [7:0]  s_axis_tdata,
+    input  wire        s_axis_tvalid,
+    output wire        s_axis_tready,
+    input  wire        s_axis_tlast,
+    output reg  [31:0] m_axis_tdata,
+    output reg         m_axis_tvalid,
+    input  wire        m_axis_tready,
+    output reg         m_axis_tlast,
+    output wire        busy,
+    output reg  [31:0] cycles,
+    output reg         tlast_error
+);
+    localparam S_IN = 3'd0, S_KICK = 3'd1, S_RUN = 3'd2, S_OUTA = 3'd3, S_OUTB = 3'd4, S_OUTC = 3'd5;
+    reg [2:0] state;
+    reg [{clog2(nin)}:0] in_cnt;
+    reg [{clog2(nout)}:0] out_cnt;
+    reg [{cwid - 1}:0] cur;
+    reg [{clog2(T + 1)}:0] t;
+    wire first = (t == 0);
+    assign s_axis_tready = (state == S_IN);
+    assign busy = (state != S_IN) || (in_cnt != 0);
+    wire in_fire = s_axis_tvalid && s_axis_tready;"""]
+    # buffers
+    for b in bufs:
+        aw = clog2(b["depth"])
+        v.append(f"    // buffer {b['name']}: {b['depth']} x {b['width']} bits ({b['role']})")
+        v.append(f"    wire {b['name']}_we;\n    wire [{aw - 1}:0] {b['name']}_waddr, {b['name']}_raddr;")
+        v.append(f"    wire [{b['width'] - 1}:0] {b['name']}_wdata, {b['name']}_rdata;")
+        v.append(f"    snncc_ram #(.W({b['width']}), .D({b['depth']}), .AW({aw})) buf_{b['name']} (.clk(clk), "
+                 f".we({b['name']}_we), .waddr({b['name']}_waddr), .wdata({b['name']}_wdata), "
+                 f".raddr({b['name']}_raddr), .rdata({b['name']}_rdata));")
+    v.append(f"    assign in_we = in_fire;\n    assign in_waddr = in_cnt[{clog2(nin) - 1}:0];\n"
+             f"    assign in_wdata = s_axis_tdata;")
+    # cores
+    read_src: dict[str, list[tuple[str, str]]] = {b["name"]: [] for b in bufs}
+    v.append(f"    wire [{ncore - 1}:0] done;")
+    for k, core in enumerate(cores):
+        conns = [".clk(clk)", ".rst(rst)", f".start(state == S_KICK && cur == {k})", ".first(first)",
+                 f".done(done[{k}])"]
+        for j, b in enumerate(core["inputs"]):
+            aw = clog2(next(x["depth"] for x in bufs if x["name"] == b))
+            v.append(f"    wire [{aw - 1}:0] c{k}_in{j}_addr;")
+            conns += [f".in{j}_addr(c{k}_in{j}_addr)", f".in{j}_data({b}_rdata)"]
+            read_src[b].append((f"cur == {k}", f"c{k}_in{j}_addr"))
+        ob = core["output"]
+        conns += [f".out_we({ob}_we)", f".out_addr({ob}_waddr)", f".out_data({ob}_wdata)"]
+        if core["epilogue"]["kind"] == "acc":
+            aw = clog2(next(x["depth"] for x in bufs if x["name"] == ob))
+            v.append(f"    wire [{aw - 1}:0] c{k}_acc_raddr;")
+            conns += [f".acc_raddr(c{k}_acc_raddr)", f".acc_rdata({ob}_rdata)"]
+            read_src[ob].append((f"cur == {k}", f"c{k}_acc_raddr"))
+        v.append(f"    {core['name']} u_{core['name']} ({', '.join(conns)});")
+    out_aw = clog2(out_buf["depth"])
+    read_src[out_buf["name"]].insert(0, ("state >= S_OUTA", f"out_cnt[{out_aw - 1}:0]"))
+    for b in bufs:
+        srcs = read_src[b["name"]]
+        aw = clog2(b["depth"])
+        expr = f"{aw}'d0"
+        for cond, sig in reversed(srcs):
+            expr = f"({cond}) ? {sig} : {expr}"
+        v.append(f"    assign {b['name']}_raddr = {expr};")
+    ow = out_buf["width"]
+    ext = f"{{{{{32 - ow}{{{out_buf['name']}_rdata[{ow - 1}]}}}}, {out_buf['name']}_rdata}}" if ow < 32 \
+        else f"{out_buf['name']}_rdata"
+    v.append(f"""    always @(posedge clk) begin
+        if (rst) begin
+            state <= S_IN; in_cnt <= 0; out_cnt <= 0; cur <= 0; t <= 0;
+            m_axis_tvalid <= 1'b0; m_axis_tlast <= 1'b0; m_axis_tdata <= 32'd0;
+            cycles <= 32'd0; tlast_error <= 1'b0;
+        end else begin
+            if (state == S_KICK || state == S_RUN) cycles <= cycles + 1'b1;
+            case (state)
+                S_IN: if (in_fire) begin
+                    if (s_axis_tlast != (in_cnt == {nin - 1})) tlast_error <= 1'b1;
+                    if (in_cnt == {nin - 1}) begin
+                        in_cnt <= 0; state <= S_KICK; cur <= 0; t <= 0; cycles <= 32'd0;
+                    end else in_cnt <= in_cnt + 1'b1;
+                end
+                S_KICK: state <= S_RUN;
+                S_RUN: if (done[cur]) begin
+                    if (cur == {ncore - 1}) begin
+                        cur <= 0;
+                        if (t == {T - 1}) begin
+                            state <= S_OUTA; out_cnt <= 0;
+                        end else begin
+                            t <= t + 1'b1; state <= S_KICK;
+                        end
+                    end else begin
+                        cur <= cur + 1'b1; state <= S_KICK;
+                    end
+                end
+                S_OUTA: state <= S_OUTB;
+                S_OUTB: begin
+                    m_axis_tdata <= {ext};
+                    m_axis_tlast <= (out_cnt == {nout - 1});
+                    m_axis_tvalid <= 1'b1;
+                    state <= S_OUTC;
+                end
+                S_OUTC: if (m_axis_tready) begin
+                    m_axis_tvalid <= 1'b0;
+                    m_axis_tlast <= 1'b0;
+                    if (out_cnt == {nout - 1}) begin
+                        state <= S_IN; t <= 0;
+                    end else begin
+                        out_cnt <= out_cnt + 1'b1; state <= S_OUTA;
+                    end
+                end
+                default: state <= S_IN;
+            endcase
+        end
+    end
+endmodule
+""")
+    return "\n".join(v)
+
+
+def emit_rtl(netlist: dict) -> dict[str, str]:
+    """File name -> Verilog text for every generated module."""
+    files = {}
+    for core in netlist["cores"]:
+        files[f"{core['name']}.v"] = "`default_nettype none\n" + CORE_GENERATORS[core["kind"]](core, netlist)
+    files[f"{netlist['name']}_top.v"] = "`default_nettype none\n" + top_module(netlist)
+    return files
