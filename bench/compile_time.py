@@ -149,7 +149,7 @@ def chain_main(depths: list[int], samples: int) -> None:
             times: dict = {"import": time.perf_counter() - t0}
             graph = run_stages(graph, opts, times, {})
             t = time.perf_counter()
-            emit_c(graph, Path(tmp), name="chain", report={})
+            emit_c(graph, Path(tmp), name="chain")
             times["emit_c"] = time.perf_counter() - t
         total = sum(times.values())
         rows.append((depth, total, times, time.process_time() - cpu0))
