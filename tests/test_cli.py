@@ -153,7 +153,7 @@ USAGE_ERRORS = [
     (["compile", DIGITS, "extra"], "extra"),
     (["compile", DIGITS, "--levels"], "--levels"),
     (["compile"], "MODEL"),
-    (["verify", DIGITS, "--target", "fpga"], "--target"),
+    (["verify", DIGITS, "--target", "vhdl"], "--target"),
     (["verify", DIGITS, "--max-top1-drop", "one"], "--max-top1-drop"),
     (["verify", DIGITS, "--data"], "--data"),
     (["sweep", DIGITS, "--jobs", "x"], "--jobs"),

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 
@@ -35,7 +36,7 @@ CORE_OF_OP = {
     "neuron": "eltwise",  # only when it cannot be fused into its producer
 }
 # Ops that are pure re-labelings of the same C-order frame: no core, the buffer is shared.
-ALIAS_OPS = frozenset({"flatten", "reshape"})
+ALIAS_OPS = ops.RESHAPES
 
 INPUT_BITS = 8
 OUTPUT_BITS = 32
@@ -236,15 +237,15 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
             geo = dict(kernel=list(a["kernel"]), strides=list(a["strides"]), pads=list(a["pads"]),
                        dilations=list(a.get("dilations", (1, 1))), group=C)
         og = O // geo["group"]
-        p = clamp_lanes(int(lanes), og) if op in ("conv", "dense") else 1
-        if op in ("conv", "dense") and p != lanes:
+        p = clamp_lanes(int(lanes), og) if op in ops.WEIGHTED else 1
+        if op in ops.WEIGHTED and p != lanes:
             notes.append(f"{cname}: --lanes {lanes} clamped to {p} (a divisor of its {og} output channels "
                          "per group)")
         geo.update(in_shape=[C, H, W], out_shape=[O, OH, OW])
         core.update(geometry=geo, lanes=p, reduce={"conv": "mac", "dense": "mac", "sumpool": "sum",
                                                    "maxpool": "max"}[op])
         xw = in_widths[0]
-        if op in ("conv", "dense"):
+        if op in ops.WEIGHTED:
             w = node.params["weight"].astype(np.int64)
             wbits = int(a["bits"])
             taps = w.reshape(O, -1)  # (O, IG*KH*KW) in (ic, ky, kx) order
