@@ -35,8 +35,8 @@ def test_trained_zoo_level_agreement(digits_zoo, name):
     iso, e2e = pooled_agreement(agree, "isolated"), pooled_agreement(agree, "end_to_end")
     print(f"MEASURE {name}: isolated {iso:.4f} (worst layer {min(v['isolated'] for v in agree.values()):.4f}), "
           f"end to end {e2e:.4f}")
-    # Training seeds 0-2 (SNNCC_TEST_SEED; seed 0 on an AVX-512 AMD EPYC) measured pooled
-    # 0.9968-0.9979 and worst layer 0.9786 (sew_resnet, seed 0) to 0.9975: the worst layer
+    # Training seeds 0-3 (SNNCC_TEST_SEED; on an AVX-512 AMD EPYC) measured pooled
+    # 0.9968-0.9980 and worst layer 0.9786 (sew_resnet, seed 0) to 0.9975: the worst layer
     # moves with the training run, so its bound keeps a margin below the lowest seen.
     assert iso >= 0.99, agree
     assert min(v["isolated"] for v in agree.values()) >= 0.96, agree
@@ -55,5 +55,5 @@ def test_trained_preact_resnet_accuracy_at_4_bits(digits_zoo):
     int_acc = float((logits.argmax(1) == d.y_test).mean())
     print(f"MEASURE preact_resnet 4-bit: float SNN {float_acc:.4f}, integer SNN {int_acc:.4f}, "
           f"ANN {d.ann_test_accuracy:.4f}")
-    assert int_acc >= float_acc - 0.05  # seeds 0-2: 1.5-2.0 points below the float SNN
+    assert int_acc >= float_acc - 0.05  # seeds 1-3: 0.6-2.0 points below the float SNN
     assert any(n.attrs.get("rescale") for n in gi.nodes if n.op == "affine")
