@@ -74,13 +74,21 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         range_precheck(graph, p, thetas, N, T, options)
         per_sample = sum(int(np.prod(v.shape)) for v in graph.values.values())
         count = int(np.clip(SEARCH_ELEMENTS // max(per_sample, 1), 32, SEARCH_SAMPLES))
-        x = data.take(count).astype(np.float64)
-        batch = resources.batch_size(graph, options, itemsize=8, copies=2)  # quantized values and the ANN's
+        x = data.take(count)  # float32 as loaded; every run casts its batch to float64 (exact)
+        batch = resources.batch_size(graph, options, itemsize=8, copies=2,  # quantized values and the ANN's
+                                     reserved=x.nbytes)
         tuner = _Tuner(graph, p, N, T, x, batch)
         if want_search:
             samples, horizon, why = plan_search(graph, groups, len(x), T)
             if why:
                 notes.append(why)
+            # The search keeps every batch's quantized prefix alive at once, so its samples, not
+            # its batch, must fit the budget: one kept copy each, plus a batch's trial run.
+            fit = resources.batch_size(graph, options, itemsize=8, copies=3, cap=samples,
+                                       reserved=x.nbytes) if samples else 0
+            if fit < samples:
+                notes.append(f"threshold search on {fit} of {samples} samples (--max-memory {options.max_memory})")
+                samples = fit
             if samples:
                 searcher = tuner if samples == len(x) and horizon is None else _Tuner(
                     graph, p, N, T, x[:samples], max(1, batch // (len(SEARCH_GRID) + 2)), horizon)

@@ -247,3 +247,45 @@ def test_run_quantized_resumes_with_precomputed_last_uses(tmp_path):
     env = run_quantized(g, specs, x, stop=4, last=last)
     resumed = run_quantized(g, specs, None, env=env, start=4, last=last)[g.outputs[0]]
     assert np.array_equal(whole, resumed)
+
+
+def test_compile_stays_under_max_memory(tmp_path):
+    """A compile under --max-memory never exceeds it, measured as the child's peak RSS.
+
+    Two 4-channel 3x3 convs on 256x256 inputs with 64 calibration samples: the threshold
+    search keeps every batch's quantized prefix alive and the search samples in memory, so
+    before its samples were fitted to the budget this peaked at 371 MiB under 320M."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    c, size = 4, 256
+    inits, nodes, prev = [], [], "x"
+    for i in range(2):
+        inits += [numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.3).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(c, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        prev = f"r{i}"
+    inits.append(numpy_helper.from_array(rng.standard_normal((10, c)).astype(np.float32), "wd"))
+    nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+              helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    np.save(tmp_path / "calib.npy", rng.random((64, c, size, size)).astype(np.float32))
+    budget = 320 << 20
+    # a fresh interpreter whose only child is the compile, so RUSAGE_CHILDREN is that compile's peak
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+    cmd = [sys.executable, "-m", "snncc", "compile", str(tmp_path / "m.onnx"), "--calib",
+           str(tmp_path / "calib.npy"), "--target", "python", "-o", str(tmp_path / "out"), "--max-memory", "320M",
+           "--report", "none"]
+    # BLAS keeps a buffer per thread: pin the count so the figure does not depend on the core count
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak = int(proc.stdout.split()[-1])
+    print(f"peak RSS {peak / 2**20:.1f} MiB under --max-memory 320M")
+    assert peak <= budget, f"peak RSS {peak / 2**20:.1f} MiB exceeds --max-memory 320M"
