@@ -59,7 +59,9 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
             centred=correct, seed=int(options.seed),
-            batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH))  # captures every input
+            # the run captures every synaptic input for the whole batch, and keeps a copy divided by T
+            batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH,
+                                       kept=sorted({n.inputs[0] for n in syn}) * 2))
         wide = [f"{n.name} ({weight_rounding.fan_in(n)})" for n in syn
                 if rounding == "gptq" and weight_rounding.gptq_kind(n) and not weight_rounding.gptq_applies(n)]
         if wide:

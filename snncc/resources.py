@@ -17,6 +17,7 @@ does not depend on the budget.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -146,15 +147,18 @@ def reservoir_size(graph: Graph, values, options) -> int:
 
 
 def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap: int | None = None,
-               reserved: int = 0) -> int:
+               reserved: int = 0, kept: Iterable[str] = ()) -> int:
     """Samples per batch that fit the activation budget (at least 1, at most ``cap``).
 
     ``copies`` counts working sets alive at once per sample (a simulation that keeps
     a float and a quantized copy, or captures every value, needs more than one);
-    ``reserved`` is memory the caller keeps besides (calibration statistics).
+    ``reserved`` is memory the caller keeps besides (calibration statistics); ``kept``
+    names values a run captures for every sample of the batch (alive to the end; a
+    name given twice counts twice).
     """
     budget = activation_budget(graph, getattr(options, "max_memory", DEFAULT_MAX_MEMORY)) - int(reserved)
-    need = per_sample_bytes(graph, itemsize)[0]
+    need = per_sample_bytes(graph, itemsize)[0] + itemsize * sum(
+        int(np.prod(graph.shape(v), dtype=np.int64)) for v in kept)
     fit = int(budget // max(need * copies, 1))
     if cap is None:
         cap = int(getattr(options, "calib_batch", 256))
