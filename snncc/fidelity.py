@@ -39,10 +39,12 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
     T = int(graph_snn.meta.get("timesteps", getattr(options, "timesteps", 1)))
     from snncc import resources
 
-    batch = resources.batch_size(graph_snn, options, copies=3)  # the ANN, the SNN and its captures
     neurons = [n for n in graph_snn.nodes if n.op == "neuron"]
     ann_names = {n.name: n.attrs.get("ann_value") for n in neurons}
     ann_capture = sorted({v for v in ann_names.values() if v and v in graph_float.values})
+    # the ANN, the SNN, and their captures (every neuron's levels and ANN value, kept for the batch)
+    batch = resources.batch_size(graph_snn, options, copies=3, kept=[n.output for n in neurons] * 2) \
+        if neurons else resources.batch_size(graph_snn, options, copies=3)
     cos = {n.name: np.zeros(3) for n in neurons}  # dot, |ann|^2, |snn|^2
     sums: dict[str, dict[str, float]] = {}
     preds_ann, preds_snn, labels = [], [], []
