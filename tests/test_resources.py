@@ -254,26 +254,14 @@ def test_compile_stays_under_max_memory(tmp_path):
 
     Two 4-channel 3x3 convs on 256x256 inputs with 64 calibration samples: the threshold
     search keeps every batch's quantized prefix alive and the search samples in memory, so
-    before its samples were fitted to the budget this peaked at 371 MiB under 320M."""
+    before its samples were fitted to the budget this peaked at 369 MiB under 320M."""
     import os
     import subprocess
     import sys
 
     rng = np.random.default_rng(0)
     c, size = 4, 256
-    inits, nodes, prev = [], [], "x"
-    for i in range(2):
-        inits += [numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.3).astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.zeros(c, np.float32), f"b{i}")]
-        nodes += [helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
-        prev = f"r{i}"
-    inits.append(numpy_helper.from_array(rng.standard_normal((10, c)).astype(np.float32), "wd"))
-    nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-              helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1)]
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    _chain(tmp_path / "m.onnx", 2, size=size, channels=c)
     np.save(tmp_path / "calib.npy", rng.random((64, c, size, size)).astype(np.float32))
     budget = 320 << 20
     # a fresh interpreter whose only child is the compile, so RUSAGE_CHILDREN is that compile's peak
