@@ -9,7 +9,6 @@ that names the ``--calib`` option.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from snncc.errors import SnnccError
+from snncc.progress import on_terminal
 
 
 class CalibData:
@@ -45,6 +45,10 @@ class CalibData:
 
     def labels(self) -> np.ndarray | None:
         return None if self._y is None else np.asarray(self._y)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The samples and labels as given (to ship to another process; rebuild with CalibData)."""
+        return self._x, self._y
 
     def batches(self, batch_size: int, *, progress: str | None = None,
                 limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -141,7 +145,7 @@ class _Progress:
 
     def __init__(self, label: str, total: int):
         self.label, self.total = label, max(1, total)
-        self.active = sys.stderr.isatty() and not os.environ.get("CI")
+        self.active = on_terminal()
         self.last = -1
 
     def update(self, done: int) -> None:

@@ -17,7 +17,7 @@ from snncc.errors import SnnccError
 from snncc.frontend.context import ImportContext, check_finite
 from snncc.frontend.folding import try_fold
 from snncc.frontend.ops import IMPORTERS
-from snncc.frontend.reader import node_labels, prepare, read_model, unsupported_error
+from snncc.frontend.reader import node_labels, parse_model, prepare, read_model, unsupported_error
 from snncc.ir import Graph, Value
 
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
@@ -30,7 +30,14 @@ _SHAPE_ARITHMETIC = frozenset({"Shape", "Size", "Gather", "Slice", "Cast", "Cons
 
 
 def load_onnx(path) -> Graph:
-    """Load an ONNX file into the float IR (constants folded, shapes static)."""
+    """Load an ONNX file into the float IR (constants folded, shapes static).
+
+    ``path`` may also be ``(name, bytes)``: a serialized model without external data, as
+    a sweep ships it to its Ray tasks.
+    """
+    if isinstance(path, tuple):
+        name, data = path
+        return import_model(parse_model(bytes(data), str(name)), None)
     model, base_dir = read_model(path)
     return import_model(model, base_dir)
 
