@@ -41,6 +41,15 @@ class Check:
     ok: bool
     detail: str
     table: list[tuple[str, ...]] = field(default_factory=list)
+    # A passing check's figures and the detail's template over them (``template.format(**counts)``
+    # == ``detail``), so checks of shards of the data merge into the whole set's (verify --executor ray).
+    counts: dict[str, int] = field(default_factory=dict)
+    template: str = ""
+
+
+def passed(template: str, **counts: int) -> Check:
+    """A passing Check whose detail is ``template`` over ``counts`` (summed when shards merge)."""
+    return Check(True, template.format(**counts), counts=dict(counts), template=template)
 
 
 def names() -> tuple[str, ...]:

@@ -19,20 +19,8 @@ import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from snncc.errors import SnnccError
+from snncc.cluster import one_blas_thread, ray_session, require_ray  # noqa: F401  (require_ray: run_sweep)
 from snncc.sweep_grid import DIED
-
-BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-RAY_EXTRA = "pip install 'snncc[ray]'"
-
-
-def require_ray():
-    """The ray module, or the one-line error that names the extra."""
-    try:
-        import ray
-    except ImportError:
-        raise SnnccError(f"ray needs Ray, an optional extra: {RAY_EXTRA}", option="executor") from None
-    return ray
 
 
 def run_guarded(fn: Callable, *args) -> dict:
@@ -64,21 +52,6 @@ def execute(tasks: Sequence[tuple[int, dict]], *, model: str, calib: str, base: 
             yield i, run_guarded(point_fn, model, calib, base, point, reports)
     else:
         yield from _run_local(tasks, point_fn, (model, calib, base), reports, jobs, progress)
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """One BLAS thread per worker (the workers are the parallelism); they inherit the env."""
-    saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-    os.environ.update({k: "1" for k in saved})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # --- local worker processes -------------------------------------------------------------
@@ -170,43 +143,6 @@ def _exit_detail(code: int | None) -> str:
 
 
 # --- Ray ------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None):
-    """Connected to the cluster at ``address`` / $RAY_ADDRESS, or to a local one started here
-    (in a private temporary folder, removed with it). An existing connection is used as is."""
-    import logging
-    import shutil
-    import tempfile
-
-    ray = require_ray()
-    if ray.is_initialized():  # e.g. snncc called from inside a Ray job
-        yield ray
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    tmp = None
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            tmp = tempfile.mkdtemp(prefix="snncc-ray-")
-            with one_blas_thread():  # the local cluster's workers inherit it
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp, **quiet)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        where = f"at {address}" if address else "on this machine"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SnnccError(f": cannot start or reach a Ray cluster {where}: {first}",
-                         option="ray_address" if address else "executor") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 def model_payload(model: str) -> tuple[str, bytes]:
     """(file name, serialized ONNX) with any external data folded in, to put once."""

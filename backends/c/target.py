@@ -31,11 +31,12 @@ def check_tools(*, cc: str = "cc", **_) -> None:
 
 def verify(graph: Graph, out_dir: Path, x_q: np.ndarray, *, reference: np.ndarray, cc: str = "cc", **_):
     """Build the emitted library on the host and compare it, bit for bit, with ``reference``."""
-    from snncc.backends import Check
+    from snncc.backends import Check, passed
     from snncc.backends.c.verify_c import compare_c
 
     cmp = compare_c(graph, Path(out_dir), x_q, cc=cc)  # checks every graph output, not only the first
     if cmp.ok:
-        return Check(True, f"{cmp.samples * cmp.outputs} outputs of {cmp.samples} samples bit-exact")
+        return passed("{outputs} outputs of {samples} samples bit-exact", outputs=cmp.samples * cmp.outputs,
+                      samples=cmp.samples)
     table = [(cmp.diverging_node or "?", cmp.diverging_op or "?", "first node whose output differs")]
     return Check(False, cmp.summary(), table)

@@ -26,7 +26,7 @@ def check_tools(**_) -> None:
 
 def verify(graph: Graph, out_dir: Path, x_q: np.ndarray, *, reference: np.ndarray, **_):
     """Reload the saved IR and run it; every output must equal ``reference``."""
-    from snncc.backends import Check
+    from snncc.backends import Check, passed
     from snncc.irio import load_ir
     from snncc.sim.int_runtime import run_int
 
@@ -37,7 +37,8 @@ def verify(graph: Graph, out_dir: Path, x_q: np.ndarray, *, reference: np.ndarra
     if len(bad):
         s, o = bad[0]
         return Check(False, f"{len(bad)} mismatches; first at sample {s} output {o}")
-    return Check(True, f"{reference.size} outputs of {len(x_q)} samples bit-exact (saved and reloaded IR)")
+    return passed("{outputs} outputs of {samples} samples bit-exact (saved and reloaded IR)",
+                  outputs=int(reference.size), samples=len(x_q))
 
 
 
