@@ -57,3 +57,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except OSError:  # already gone
         pass
     proc.wait()
+
+
+def end_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End a child started with ``start_new_session=True`` and everything in its process group:
+    SIGTERM, then after ``grace`` seconds SIGKILL (never anything outside the group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(proc)
