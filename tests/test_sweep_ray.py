@@ -74,12 +74,19 @@ def small(tmp_path_factory, digits_example):
 
 @pytest.fixture(scope="module")
 def ray_env():
-    """The environment of the cluster and its drivers: one token, and this folder importable by workers."""
-    _ray_cli()
+    """The environment of the cluster and its drivers: one token, and this folder importable by workers.
+
+    Also set in this process (for the in-process driver) before ray is first imported: Ray
+    reads its authentication settings once.
+    """
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    return env
+    env.update(auth, PYTHONPATH=os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in auth.items():
+            mp.setenv(key, value)
+        _ray_cli()
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +107,7 @@ def ray_cluster(ray_env):
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        end_group(proc, grace=10.0)
+        end_group(proc, grace=5.0)
         log.close()
         left = _processes_mentioning(tmp)
         for pid in left:  # started outside the group: end them by id, then fail
@@ -181,8 +188,7 @@ def test_on_demand_local_ray_cluster(small, digits_example, ray_env, local_sweep
 
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_a_dying_worker_loses_only_its_point(executor, small, digits_example, ray_env, tmp_path, monkeypatch,
-                                             request):
+def test_a_dying_worker_loses_only_its_point(executor, small, digits_example, ray_env, tmp_path, request):
     """N=4 kills its worker process, N=8 raises: N=2 still finishes, both failures are rows, and
     --resume runs the dead point again (not the one that raised: that is deterministic)."""
     import sweep_points
@@ -191,10 +197,7 @@ def test_a_dying_worker_loses_only_its_point(executor, small, digits_example, ra
 
     kw = {}
     if executor == "ray":
-        address = request.getfixturevalue("ray_cluster")
-        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-            monkeypatch.setenv(key, ray_env[key])
-        kw = {"executor": "ray", "ray_address": address}
+        kw = {"executor": "ray", "ray_address": request.getfixturevalue("ray_cluster")}
     out = tmp_path / "out"
     base = {"threshold_search": "none", "weight_rounding": "nearest"}
     rows = run_sweep(digits_example.onnx_path, small / "calib48.npz", {"levels": [2, 4, 8], "weight_bits": [8]}, 2,
