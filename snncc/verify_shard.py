@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from snncc.errors import SnnccError
-from snncc.verify import CHUNK, Rung, check_target, integer_parts, integer_rung, merge_parts
+from snncc.verify_parts import CHUNK, Rung, check_target, integer_parts, integer_rung, merge_parts
 
 
 def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
