@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +222,114 @@ def test_point_errors_are_recorded_and_all_failing_is_an_error(tmp_path, digits_
         run_sweep(digits_example.onnx_path, digits_example.calib_path, {"levels": [2, 4]}, 2, tmp_path / "out",
                   base_options={"layer_bits": {"nope": 4}}, echo=lambda _m: None)
     assert not (tmp_path / "out").exists()
+
+
+# --- the richer grid, --grid FILE.toml, --resume, progress (issue 19) ------------------
+
+def test_axes_table_drives_the_csv_and_the_cli():
+    from snncc.sweep import AXES, GRID_KEYS
+
+    assert CSV_COLUMNS[:len(GRID_KEYS)] == GRID_KEYS
+    assert {"weight_quantizer", "residual", "barrier_scale"} <= set(GRID_KEYS)
+    opts = {p.name for p in cli.commands["sweep"].params}
+    assert {a.name for a in AXES} <= opts  # every axis is a flag
+
+
+def test_grid_file(tmp_path):
+    from snncc.sweep import read_grid
+
+    path = tmp_path / "grid.toml"
+    path.write_text('[axes]\nlevels = [4, 2]\nweight_quantizer = ["mse", "rescaw"]\n\n'
+                    '[[point]]\nlevels = 8\nresidual = "sew"\nbarrier_scale = 1.5\n', encoding="utf-8")
+    axes, listed = read_grid(path)
+    points = grid_points(axes, listed)
+    assert points == [{"levels": 2, "weight_quantizer": "mse"}, {"levels": 2, "weight_quantizer": "rescaw"},
+                      {"levels": 4, "weight_quantizer": "mse"}, {"levels": 4, "weight_quantizer": "rescaw"},
+                      {"levels": 8, "residual": "sew", "barrier_scale": 1.5}]
+    for text, fragment in [('[axes]\ncolour = [1]\n', "unknown option(s) colour"),
+                           ('[axes]\nlevels = ["two"]\n', "levels takes int values, got 'two'"),
+                           ('[axes]\nlevels = 2\n', "[axes] must hold lists"),
+                           ('[grid]\n', "unknown table(s) grid"),
+                           ('', "the grid is empty"),
+                           ('[axes\n', "is not valid TOML")]:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(SnnccError, match=r"option --grid: .*" + re.escape(fragment)):
+            read_grid(path)
+
+
+def test_float_and_word_axes_parse():
+    from snncc.sweep import parse_list
+
+    assert parse_list("1.5, 0.5,1.5", "--barrier-scale", float) == (0.5, 1.5)
+    assert parse_list("sew,sparse", "--residual", str) == ("sew", "sparse")
+    with pytest.raises(SnnccError, match="option --barrier-scale expects comma-separated numbers"):
+        parse_list("1,x", "--barrier-scale", float)
+
+
+def test_resume_reads_back_exactly_and_refuses_a_foreign_csv(tmp_path):
+    from snncc.sweep_output import SweepStore, read_rows
+
+    points = _synthetic(4)
+    for p in points:
+        p.update(membrane_bits=16, membrane_shift=0, weight_quantizer="mse", residual="sparse", barrier_scale=1.0,
+                 sops=1234.5678901234567)
+    points[1]["error"] = "worker died: exit code 3"
+    mark_pareto(points)
+    write_csv(points, tmp_path / "sweep.csv")
+    rows = read_rows(tmp_path / "sweep.csv")
+    mark_pareto(rows)  # recomputed over the whole set at the end of a sweep
+    write_csv(rows, tmp_path / "again.csv")  # what a resumed sweep writes for the rows it kept
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "sweep.csv").read_text()
+    store = SweepStore(tmp_path, False, [], resume=True)
+    assert len(store.finished()) == 3  # the dead worker's point runs again
+    (tmp_path / "sweep.csv").write_text("levels,snn\n1,0.5\n", encoding="utf-8")
+    with pytest.raises(SnnccError, match="option --resume: .* is not a sweep.csv of this snncc version"):
+        read_rows(tmp_path / "sweep.csv")
+    res = CliRunner().invoke(cli, ["sweep", str(Path(__file__).parents[1] / "examples/digits/digits_cnn.onnx"),
+                                   "--resume", "-o", str(tmp_path / "none")])
+    assert res.exit_code == 2 and res.output.startswith("error: option --resume: cannot read ")
+
+
+def test_progress_line_on_a_terminal(monkeypatch, capsys):
+    from snncc import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    lines = []
+    bar = progress.SweepProgress(3, lines.append)
+    bar.started()
+    bar.started()
+    bar.finished({"error": "", "_seconds": 1.0}, "N=2 T=1 b=8", "SNN 90.00%")
+    bar.finished({"error": "worker died: exit code 3"}, "N=4 T=1 b=8", "error: worker died")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "sweep: 0/3 done, 2 running, 0 failed, ETA ?" in err
+    assert "sweep: 2/3 done, 0 running, 1 failed, ETA 0m" in err
+    assert lines == ["[1/3] N=2 T=1 b=8: SNN 90.00% (1.0 s)", "[2/3] N=4 T=1 b=8: error: worker died"]
+    monkeypatch.undo()
+    monkeypatch.setenv("CI", "true")
+    assert not progress.on_terminal()  # never drawn in CI
+
+
+def test_grid_file_through_the_cli_with_reports(tmp_path, digits_example):
+    """--grid: an axis product plus a listed point; --reports writes each point's report.json."""
+    import json
+
+    data = np.load(digits_example.calib_path)
+    np.savez(tmp_path / "calib.npz", x=data["x"][:32], y=data["y"][:32])
+    (tmp_path / "fast.toml").write_text('[convert]\nthreshold_search = "none"\n[quantize]\nweight_rounding = '
+                                        '"nearest"\n', encoding="utf-8")
+    (tmp_path / "grid.toml").write_text('[axes]\nlevels = [2]\nweight_bits = [8]\n\n'
+                                        '[[point]]\nlevels = 2\nweight_bits = 4\nweight_quantizer = "max"\n',
+                                        encoding="utf-8")
+    res = CliRunner().invoke(cli, ["sweep", str(digits_example.onnx_path), "--calib", str(tmp_path / "calib.npz"),
+                                   "--config", str(tmp_path / "fast.toml"), "--grid", str(tmp_path / "grid.toml"),
+                                   "--reports", "-j", "1", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "sweep.csv").read_text(encoding="utf-8"))))
+    assert [(r["levels"], r["weight_bits"], r["weight_quantizer"]) for r in rows] == [("2", "8", "mse"),
+                                                                                   ("2", "4", "max")]
+    assert "other settings" in res.output and "wq=max" in res.output
+    reports = sorted(p.name for p in (tmp_path / "out" / "reports").iterdir())
+    assert reports == ["N2_T1_b4_wqmax.json", "N2_T1_b8.json"]
+    report = json.loads((tmp_path / "out" / "reports" / "N2_T1_b4_wqmax.json").read_text(encoding="utf-8"))
+    assert report["options"]["weight_quantizer"] == "max" and report["options"]["weight_bits"] == 4
