@@ -15,7 +15,7 @@ import numpy as np
 
 from snncc import __version__
 from snncc.backends import names as target_names
-from snncc.cli_options import missing_calib_where, parse_layer_bits, remember_config
+from snncc.cli_options import check_ray_options, missing_calib_where, parse_layer_bits, ray_options, remember_config
 from snncc.errors import SnnccError
 
 
@@ -406,29 +406,21 @@ Examples:
               help="Fail if SNN top-1 accuracy (or agreement, without labels) drops more than P points. "
                    "Default: no budget (equivalence only; a drop over 1 point warns).")
 @click.option("--cc", default="cc", show_default=True, help="Host C compiler for --target c.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: run the per-sample rungs (integer runtime, the target's code) on shards of the data "
-                   "as Ray tasks; same counts as local (pip install 'snncc[ray]'; docs/scale-out.md).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="--executor ray: the cluster (host:port); default $RAY_ADDRESS, else a local cluster "
-                   "started for this run.")
+@ray_options("run the per-sample rungs (integer runtime, the target's code) on shards of the data, with "
+             "the same counts as a local run,")
 @_compile_options
 def verify(model: Path, target: str, lanes: int, simulator: str, data: Path | None, max_top1_drop: float | None,
-           cc: str, executor: str, ray_address: str | None, **kw):
+           cc: str, executor: str, ray_address: str | None, ray_runtime_env: str | None, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
-    if executor == "ray":
-        from snncc.cluster import require_ray
-
-        require_ray()
-    elif ray_address is not None:
-        raise SnnccError("needs --executor ray", option="ray_address")
+    runtime_env = check_ray_options(executor, ray_address, ray_runtime_env)
     options, calib = _build_options(kw, model)
     ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
                     cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True),
                     target_options={"lanes": lanes, "simulator": simulator} if target == "fpga" else None,
-                    executor=executor, ray_address=ray_address, note=lambda msg: click.echo(msg, err=True))
+                    executor=executor, ray_address=ray_address, ray_runtime_env=runtime_env,
+                    note=lambda msg: click.echo(msg, err=True))
     if not ok:
         click.get_current_context().exit(1)
 

@@ -38,3 +38,46 @@ def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.meta["snncc.config"] = ConfigSource(cfg, flags, flag_layers)
+
+
+def ray_options(what: str):
+    """--executor, --ray-address and --ray-runtime-env (sweep and verify; docs/scale-out.md)."""
+    def decorate(f):
+        opts = [
+            click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                         help=f"ray: {what} as Ray tasks (pip install 'snncc[ray]'; docs/scale-out.md)."),
+            click.option("--ray-address", default=None, metavar="ADDR",
+                         help="--executor ray: the cluster (host:port); default $RAY_ADDRESS, else a local "
+                              "cluster started for this run."),
+            click.option("--ray-runtime-env", default=None, metavar="JSON",
+                         help="--executor ray: the Ray runtime environment of the tasks, e.g. "
+                              "'{\"pip\": [\"snncc\"]}' where the cluster's nodes lack snncc."),
+        ]
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+    return decorate
+
+
+def check_ray_options(executor: str, address: str | None, runtime_env: str | None) -> dict | None:
+    """Fail early: Ray options without --executor ray, Ray not installed, a runtime env that is not
+    a JSON object. Returns the runtime env."""
+    import json
+
+    if executor != "ray":
+        for option, value in (("ray_address", address), ("ray_runtime_env", runtime_env)):
+            if value is not None:
+                raise SnnccError("needs --executor ray", option=option)
+        return None
+    from snncc.cluster import require_ray
+
+    require_ray()
+    if runtime_env is None:
+        return None
+    try:
+        env = json.loads(runtime_env)
+    except ValueError as exc:
+        raise SnnccError(f"is not JSON: {exc}", option="ray_runtime_env") from None
+    if not isinstance(env, dict):
+        raise SnnccError(f"must be a JSON object, got {runtime_env!r}", option="ray_runtime_env")
+    return env

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from snncc.cli_options import ray_options
 from snncc.errors import SnnccError
 
 
@@ -42,12 +43,7 @@ into the output folder. docs/scale-out.md: Ray clusters.
 @click.option("--grid", "grid_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A TOML file of points: an [axes] table of lists (their cartesian product) and/or "
                    "[[point]] tables; axis flags add to its [axes].")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: worker processes on this machine; ray: one task per point on a Ray cluster "
-                   "(pip install 'snncc[ray]').")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="--executor ray: the cluster (host:port); default $RAY_ADDRESS, else a local cluster "
-                   "started for this sweep.")
+@ray_options("one task per point (local: worker processes on this machine)")
 @click.option("--jobs", "-j", type=int, default=None,
               help="Worker processes (default: CPU count); with --executor ray, the CPUs of a local cluster.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
@@ -63,27 +59,22 @@ into the output folder. docs/scale-out.md: Ray clusters.
               help="A TOML file of options shared by every point (default: snncc.toml next to the model); "
                    "the grid and flags override it, --layer-bits merges into its layer_bits table.")
 def sweep_cmd(model: Path, calib: str | None, grid_path: Path | None, executor: str, ray_address: str | None,
-              jobs: int | None, output: Path | None, force: bool, resume: bool, reports: bool,
-              threshold: str | None, layer_bits: tuple[str, ...], config_path: Path | None, **axes):
+              ray_runtime_env: str | None, jobs: int | None, output: Path | None, force: bool, resume: bool,
+              reports: bool, threshold: str | None, layer_bits: tuple[str, ...], config_path: Path | None, **axes):
     """Compile MODEL over a grid of N, weight bits, T, quantizers...; table, CSV and Pareto plot.
 
     Each point runs the full conversion and quantization (no code emission) in a worker
     process or a Ray task and is scored on the calibration data: SNN accuracy (or ANN/SNN
     agreement without labels), model size in bits and the SNN energy estimate.
     """
-    from snncc.cli_options import missing_calib_where, parse_layer_bits, remember_config
+    from snncc.cli_options import check_ray_options, missing_calib_where, parse_layer_bits, remember_config
     from snncc.compiler import c_safe_name
     from snncc.config import find_config, open_config
     from snncc.sweep import AXIS, format_table, parse_list, read_grid, run_sweep
 
     if not model.is_file():
         raise SnnccError(f"argument MODEL: file not found: {model}")
-    if executor == "ray":
-        from snncc.sweep_exec import require_ray
-
-        require_ray()
-    elif ray_address is not None:
-        raise SnnccError("needs --executor ray", option="ray_address")
+    runtime_env = check_ray_options(executor, ray_address, ray_runtime_env)
     cfg = open_config(find_config(model, config_path))
     base = dict(cfg.overrides) if cfg else {}
     calib = calib or (cfg.calib if cfg else None)
@@ -110,6 +101,6 @@ def sweep_cmd(model: Path, calib: str | None, grid_path: Path | None, executor: 
     remember_config(cfg, flags | set(grid), set(flag_layers))
     rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, points=points,
                      echo=click.echo, protect=[model, calib, config_path, grid_path], executor=executor,
-                     ray_address=ray_address, resume=resume, reports=reports)
+                     ray_address=ray_address, ray_runtime_env=runtime_env, resume=resume, reports=reports)
     click.echo(format_table(rows))
     click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png" + (", reports/" if reports else ""))

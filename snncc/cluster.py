@@ -42,7 +42,7 @@ def one_blas_thread() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None):
+def ray_session(address: str | None, num_cpus: int | None, runtime_env: dict | None = None):
     """Connected to the cluster at ``address`` / $RAY_ADDRESS, or to a local one started here
     (in a private temporary folder, removed with it). An existing connection is used as is."""
     import logging
@@ -55,7 +55,8 @@ def ray_session(address: str | None, num_cpus: int | None):
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     tmp = None
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True,
+             **({"runtime_env": runtime_env} if runtime_env else {})}
     try:
         if address:
             ray.init(address=address, **quiet)

@@ -42,14 +42,15 @@ from snncc.text_report import as_dict, as_float
 def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = None, out_dir=None, *,
               base_options: Mapping | None = None, force: bool = False, points: Sequence[Mapping] = (),
               echo: Callable[[str], None] = print, protect: Sequence = (), executor: str = "local",
-              ray_address: str | None = None, resume: bool = False, reports: bool = False,
-              point_fn: Callable | None = None, stats: dict | None = None) -> list[dict]:
+              ray_address: str | None = None, ray_runtime_env: dict | None = None, resume: bool = False,
+              reports: bool = False, point_fn: Callable | None = None, stats: dict | None = None) -> list[dict]:
     """Compile every grid point and return one result dict per point, in grid order.
 
     ``calib`` is a path (or ``"random"``). ``base_options`` are CompileOptions fields shared
     by all points; ``points`` are listed points after the cartesian product of ``grid``.
     ``executor``: "local" (``jobs`` processes) or "ray" (one task per point on the cluster at
-    ``ray_address``, $RAY_ADDRESS, or a local one started for the sweep).
+    ``ray_address``, $RAY_ADDRESS, or a local one started for the sweep; ``ray_runtime_env``: the
+    tasks' Ray runtime environment).
     With ``out_dir``, each finished point is appended to ``sweep.csv`` at once; at the end
     the CSV is rewritten in grid order with the Pareto marks, beside ``sweep_pareto.png``
     and ``sweep_table.txt``. ``resume`` keeps the rows already in ``sweep.csv`` (except those
@@ -94,6 +95,7 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
         tasks = [(i, points[i]) for i in todo]
         run = sweep_exec.execute(tasks, model=model, calib=calib, base=base, input_shape=input_shape,
                                  executor=executor, jobs=jobs, ray_address=ray_address, reports=reports,
+                                 ray_runtime_env=ray_runtime_env,
                                  point_fn=point_fn or compile_point, progress=progress, stats=stats)
         for i, res in run:
             report = res.pop("_report", None)

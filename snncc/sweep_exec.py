@@ -39,13 +39,13 @@ def died(detail: str, seconds: float) -> dict:
 
 def execute(tasks: Sequence[tuple[int, dict]], *, model: str, calib: str, base: dict, input_shape: tuple,
             executor: str, jobs: int, ray_address: str | None, reports: bool, point_fn: Callable,
-            progress, stats: dict | None = None) -> Iterator[tuple[int, dict]]:
+            progress, stats: dict | None = None, ray_runtime_env: dict | None = None) -> Iterator[tuple[int, dict]]:
     """Run ``point_fn(model, calib, base, point, reports)`` for each (index, point); yield (index, row)."""
     if not tasks:
         return
     if executor == "ray":
         yield from _run_ray(tasks, point_fn, model, calib, base, input_shape, reports, ray_address, jobs,
-                            progress, stats if stats is not None else {})
+                            progress, stats if stats is not None else {}, ray_runtime_env)
     elif jobs == 1 or len(tasks) == 1:
         for i, point in tasks:
             progress.started()
@@ -177,8 +177,8 @@ def _ray_point(fn, model, x, y, calib_meta, base, point, reports):
     return run_guarded(fn, model, calib, base, point, reports)
 
 
-def _run_ray(tasks, fn, model, calib, base, input_shape, reports, address, jobs, progress, stats):
-    with ray_session(address, jobs) as ray:
+def _run_ray(tasks, fn, model, calib, base, input_shape, reports, address, jobs, progress, stats, runtime_env):
+    with ray_session(address, jobs, runtime_env) as ray:
         from ray.exceptions import RayError
 
         payload = model_payload(model)

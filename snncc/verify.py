@@ -128,7 +128,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
                max_top1_drop: float | None = None, cc: str = "cc", data=None,
                echo: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
                target_options: dict | None = None, executor: str = "local", ray_address: str | None = None,
-               note: Callable[[str], None] | None = None) -> bool:
+               ray_runtime_env: dict | None = None, note: Callable[[str], None] | None = None) -> bool:
     """The ladder; ``data`` (a .npy/.npz path or an array) is the evaluation set, default ``calib``.
 
     ``warn`` prints the ``warning:`` line (the CLI sends it to stderr); default ``echo``.
@@ -166,7 +166,8 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
         from snncc.verify_shard import sharded_rungs
 
         int_rung, int_out, int_logits, target_rung = sharded_rungs(
-            result.snn_graph, result.int_graph, x, target, target_options, ray_address, note or echo)
+            result.snn_graph, result.int_graph, x, target, target_options, ray_address, note or echo,
+            ray_runtime_env)
         rungs += [int_rung, target_rung]
     else:
         int_rung, int_out, int_logits = rung_integer(result.snn_graph, result.int_graph, x)

@@ -53,12 +53,12 @@ def merge_checks(checks: list, ranges: list[tuple[int, int]]):
 
 
 def sharded_rungs(snn_graph, int_graph, x: np.ndarray, target: str, target_options: dict,
-                  ray_address: str | None, note: Callable[[str], None]):
+                  ray_address: str | None, note: Callable[[str], None], runtime_env: dict | None = None):
     """The integer and target rungs on Ray: (integer rung, int outputs, int logits, target rung)."""
     from snncc.backends import target as get_target
     from snncc.cluster import ray_session
 
-    with ray_session(ray_address, None) as ray:
+    with ray_session(ray_address, None, runtime_env) as ray:
         from ray.exceptions import RayError
 
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
