@@ -461,7 +461,7 @@ def main() -> None:
     try:
         cli.main(prog_name="snncc", standalone_mode=True)
     except Interrupted as exc:  # the clean-up ran on the way out (see snncc.signals)
-        click.echo(f"error: interrupted by {exc.name}; no partial output left", err=True)
+        click.echo(f"error: interrupted by {exc.name}; {exc.kept or 'no partial output left'}", err=True)
         sys.exit(128 + exc.signum)
 
 

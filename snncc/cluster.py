@@ -55,6 +55,7 @@ def ray_session(address: str | None, num_cpus: int | None, runtime_env: dict | N
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     tmp = None
+    saved = _signal_handlers()
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True,
              **({"runtime_env": runtime_env} if runtime_env else {})}
     try:
@@ -72,9 +73,46 @@ def ray_session(address: str | None, num_cpus: int | None, runtime_env: dict | N
         hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN; docs/scale-out.md)"
         raise SnnccError(f": cannot start or reach a Ray cluster {where}: {first}" + (hint if address else ""),
                          option="ray_address" if address else "executor") from None
+    _restore_signals(saved)
     try:
         yield ray
     finally:
         ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _signal_handlers() -> dict:
+    import signal
+    import threading
+
+    from snncc.signals import SIGNALS
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+
+def _restore_signals(saved: dict) -> None:
+    """ray.init installs a C handler that aborts the process on SIGTERM with a stack dump;
+    put back the handlers snncc had (snncc.signals: clean-up, one error line)."""
+    import signal
+
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_through_ray() -> Iterator[None]:
+    """A signal that arrives while Ray's C code waits raises snncc's Interrupted there, and Cython
+    wraps it in a SystemError; unwrap it, so the clean-up and the one error line follow."""
+    from snncc.signals import Interrupted
+
+    try:
+        yield
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Interrupted):
+            raise cause from None
+        raise

@@ -23,6 +23,7 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         self.signum = int(signum)
         self.name = signal.Signals(signum).name
+        self.kept: str | None = None  # what a resumable command kept on purpose (sweep.csv rows)
         super().__init__(self.name)
 
 

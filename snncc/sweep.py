@@ -104,10 +104,12 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
             progress.finished(res, point_label(res), _point_summary(res))
             if store:
                 store.append(res, report)
-    except BaseException:
+    except BaseException as exc:
         progress.close()
         if store:
             store.abandon()
+            if store.appended and hasattr(exc, "kept"):  # a signal: say what stays, for --resume
+                exc.kept = f"the finished points are kept in {store.csv} (run again with --resume)"
         raise
     progress.close()
     wall = time.perf_counter() - t0

@@ -19,7 +19,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from snncc.cluster import one_blas_thread, ray_session, require_ray  # noqa: F401  (require_ray: run_sweep)
+from snncc.cluster import one_blas_thread, ray_session, require_ray, signals_through_ray  # noqa: F401  (require_ray: run_sweep)
 from snncc.sweep_grid import DIED
 
 
@@ -202,7 +202,8 @@ def _run_ray(tasks, fn, model, calib, base, input_shape, reports, address, jobs,
                     ref = remote.remote(fn, model_ref, x_ref, y_ref, meta, base, point, reports)
                     inflight[ref] = (i, time.perf_counter())
                     progress.started()
-                done, _ = ray.wait(list(inflight), num_returns=1)
+                with signals_through_ray():
+                    done, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in done:
                     i, t0 = inflight.pop(ref)
                     try:

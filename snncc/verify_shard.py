@@ -56,7 +56,7 @@ def sharded_rungs(snn_graph, int_graph, x: np.ndarray, target: str, target_optio
                   ray_address: str | None, note: Callable[[str], None], runtime_env: dict | None = None):
     """The integer and target rungs on Ray: (integer rung, int outputs, int logits, target rung)."""
     from snncc.backends import target as get_target
-    from snncc.cluster import ray_session
+    from snncc.cluster import ray_session, signals_through_ray
 
     with ray_session(ray_address, None, runtime_env) as ray:
         from ray.exceptions import RayError
@@ -68,7 +68,8 @@ def sharded_rungs(snn_graph, int_graph, x: np.ndarray, target: str, target_optio
         remote = ray.remote(shard_task).options(num_cpus=1, max_retries=1)
         tasks = [remote.remote(*refs, a, b, target, target_options) for a, b in ranges]
         try:
-            results = ray.get(tasks)
+            with signals_through_ray():
+                results = ray.get(tasks)
         except RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SnnccError(f"verify: a Ray task failed: {first}") from None
