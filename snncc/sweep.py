@@ -101,9 +101,9 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
             report = res.pop("_report", None)
             res = {**points[i], **{k: v for k, v in res.items() if k not in GRID_KEYS}}
             results[i] = res
-            progress.finished(res, point_label(res), _point_summary(res))
-            if store:
+            if store:  # on disk before the line says it is done
                 store.append(res, report)
+            progress.finished(res, point_label(res), _point_summary(res))
     except BaseException as exc:
         progress.close()
         if store:

@@ -241,3 +241,36 @@ def test_executor_ray_without_ray_names_the_extra(monkeypatch, digits_example, t
         assert res.exit_code == 2 and res.output == ("error: option --executor ray needs Ray, an optional extra: "
                                                      "pip install 'snncc[ray]'\n"), res.output
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_sigterm_keeps_finished_points_for_resume(executor, small, digits_example, ray_env, local_sweep, tmp_path,
+                                                  request):
+    """SIGTERM mid-sweep: exit 143 with one error line naming what is kept, whole CSV lines only,
+    no worker left; --resume then completes the same CSV as an uninterrupted sweep."""
+    extra = ["-j", "2"]
+    if executor == "ray":
+        extra = ["--executor", "ray", "--ray-address", request.getfixturevalue("ray_cluster")]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "snncc", "sweep", str(digits_example.onnx_path), "--calib", str(small / "calib48.npz"),
+           "--config", str(small / "fast.toml"), "-o", str(out), *GRID, *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env,
+                            start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("[1/8]"):
+                break
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        end_group(proc, grace=0)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (f"error: interrupted by SIGTERM; the finished points are kept in "
+                                            f"{out}/sweep.csv (run again with --resume)"), err
+    lines = _data_lines(out)
+    assert 2 <= len(lines) <= 9 and all(line in _data_lines(local_sweep) or line.endswith(",")
+                                        for line in lines[1:])
+    assert not _processes_mentioning(str(out))
+    _sweep(small, digits_example, out, *GRID, *extra, "--resume", env=ray_env)
+    assert sorted(_data_lines(out)) == sorted(_data_lines(local_sweep))
