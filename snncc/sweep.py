@@ -75,6 +75,8 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
         sweep_exec.require_ray()  # before any slow work
     if resume and out_dir is None:
         raise SnnccError("option --resume needs an output folder")
+    if resume and force:
+        raise SnnccError("option --resume keeps the output folder; --force would replace it: give one of them")
     calib = str(calib)
     base = dict(base_options or {})
     points = _unique_points(base, grid_points(grid, points), CompileOptions)
