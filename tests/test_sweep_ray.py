@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from snncc.cluster import BLAS_THREADS
 from snncc.signals import end_group
 
 TESTS = Path(__file__).resolve().parent
@@ -82,6 +83,7 @@ def ray_env():
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(auth, PYTHONPATH=os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env.update({k: "1" for k in BLAS_THREADS})  # the cluster's workers: one BLAS thread, as the local pool's
     with pytest.MonkeyPatch.context() as mp:
         for key, value in auth.items():
             mp.setenv(key, value)
