@@ -110,7 +110,7 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
         progress.close()
         if store:
             store.abandon()
-            if store.appended and hasattr(exc, "kept"):  # a signal: say what stays, for --resume
+            if (store.appended or resume) and hasattr(exc, "kept"):  # a signal: say what stays, for --resume
                 exc.kept = f"the finished points are kept in {store.csv} (run again with --resume)"
         raise
     progress.close()
