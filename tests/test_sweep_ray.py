@@ -28,6 +28,9 @@ import pytest
 from snncc.cluster import BLAS_THREADS
 from snncc.signals import end_group
 
+# One pytest-xdist worker runs this whole module (--dist loadgroup, pyproject.toml): one cluster.
+pytestmark = pytest.mark.xdist_group("ray_cluster")
+
 TESTS = Path(__file__).resolve().parent
 INSTALL = "pip install -e '.[ray]' (or: bash .ci/setup)"
 GRID = ["--levels", "2,4", "--weight-bits", "4,8", "--weight-quantizer", "max,mse"]  # 2x2x2
