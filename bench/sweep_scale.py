@@ -4,7 +4,7 @@
 
 The grid is N in {1, 2, 4} x weight bits in {2, 4, 8} x T in {1, 2, 4} on the shipped
 digits example (examples/digits, its 540 calibration samples, every compile default;
-``--quick``: no threshold search and nearest rounding).  Prints the wall time and points
+``--quick``: no threshold search and nearest rounding), one BLAS thread everywhere.  Prints the wall time and points
 per minute of each executor (the Ray run includes starting its local cluster), checks
 that every executor wrote the same CSV, and prints the object-store traffic of the Ray
 runs: the bytes put once (the ONNX model and the calibration arrays) and, per task, the
@@ -16,10 +16,16 @@ of points.  Ray: pip install 'snncc[ray]'.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# One BLAS thread in every run, the in-process one too (as the pool's and Ray's workers), so the
+# CSVs can be compared byte for byte: float32 sums change with the thread count (docs/testing.md).
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_k] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -64,7 +70,10 @@ def main() -> None:
     for label, n, wall, rate, failed in table:
         print(f"{label:<26s} {n:>6d} {wall:>8.1f} {rate:>10.2f} {failed:>6d}")
     same = len(set(csvs.values())) == 1
-    print(f"sweep.csv identical across the 27-point runs: {'yes' if same else 'NO'}")
+    first = next(iter(csvs))
+    differ = [label for label, text in csvs.items() if text != csvs[first]]
+    print(f"sweep.csv identical across the 27-point runs: {'yes' if same else 'NO: ' + ', '.join(differ)}"
+          + ("" if same else f" differ from {first}"))
     print("Ray object store: put once per sweep; per task: pickled arguments besides the 3 object refs, "
           "and the returned row")
     print(f"{'points':>6s} {'put once B':>11s} {'args/task B':>12s} {'result/task B':>14s}")
