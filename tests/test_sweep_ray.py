@@ -112,7 +112,7 @@ def ray_cluster(ray_env):
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        end_group(proc, grace=5.0)
+        end_group(proc, grace=2.0)
         log.close()
         left = _processes_mentioning(tmp)
         for pid in left:  # started outside the group: end them by id, then fail
