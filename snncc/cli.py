@@ -149,8 +149,8 @@ def inspect(model: Path, canonical: bool):
     unsupported = list_unsupported(proto, base_dir)
     if unsupported:
         click.echo(f"{model.name}: {len(unsupported)} node(s) will not convert:")
-        for node, op in unsupported:
-            click.echo(f"  {op:<20s} {node}")
+        for node, op, reason in unsupported:
+            click.echo(f"  {op:<20s} {_clip(node, 32):<32s} {reason}")
         click.get_current_context().exit(2)
     graph = import_model(proto, base_dir)
     if canonical:
