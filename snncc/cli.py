@@ -15,7 +15,7 @@ import numpy as np
 
 from snncc import __version__
 from snncc.backends import names as target_names
-from snncc.cli_options import missing_calib_where, parse_layer_bits, remember_config
+from snncc.cli_options import config_in_use, missing_calib_where, parse_layer_bits, remember_config
 from snncc.errors import SnnccError
 
 
@@ -368,7 +368,8 @@ def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None)
+                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None,
+                           inputs=[p for p in [config_in_use()] if p is not None])
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
         return

@@ -207,8 +207,12 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                   target: str = "c", output: Path | str | None = None, force: bool = False,
                   name: str | None = None, dump_after: Iterable[str] = (),
                   echo: Callable[[str], None] = print, stop_after: str | None = None,
-                  start_from: Path | str | None = None, target_options: dict | None = None) -> CompileResult:
+                  start_from: Path | str | None = None, target_options: dict | None = None,
+                  inputs: Iterable[Path | str] = ()) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given.
+
+    ``inputs`` are further files the caller read (its config file): like the model,
+    the calibration data and ``start_from``, ``force`` never deletes a folder holding one.
 
     With ``stop_after`` the pipeline ends after that pass and ``output`` receives only the
     IR (``<name>.json`` + ``<name>.npz``), which ``start_from`` resumes from.
@@ -223,7 +227,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
         name = default_name(model_path.stem, target)
     check_name(name, target)
     check_pass_names(dump_after)
-    protect = [model_path, *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
+    protect = [model_path, start_from, *inputs,
+               *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
     if output is not None:
         check_output_dir(Path(output), force, protect=protect)  # fail before the slow work
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,
