@@ -121,7 +121,9 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
     from snncc.int_eval import integer_scores
     from snncc.memory_report import memory_report
 
-    fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options)
+    ann_predictions: list = []  # the ANN runs once, for both sections
+    fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options,
+                          ann_predictions=ann_predictions)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "model": model,
@@ -129,7 +131,8 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "options": options.to_dict(),
     }
     report.update(fid)
-    report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), integer_scores(result, options))
+    scores = integer_scores(result, options, ann_predictions[0] if ann_predictions else None)
+    report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), scores)
     report["memory"] = memory_report(result.int_graph, result.float_graph)
     meta = result.int_graph.meta
     report["quantization"] = {
