@@ -283,6 +283,10 @@ def _compile_options(f):
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
         click.option("--barrier-scale", type=float, default=None,
                      help="Scale the barrier neurons' thresholds by k (default 1.0)."),
+        click.option("--input-scale", type=float, default=None, metavar="S",
+                     help="The int8 input step: x_q = clamp(round(x / S), -128, 127). Default 0: "
+                          "max|x| / 127 over the calibration data. S = 1 keeps integer inputs such as "
+                          "event counts exact up to 127."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "
