@@ -3,7 +3,7 @@
 Numeric contract (design.md, docs/ir.md "Integer SNN"):
 
 - input: x_q = clamp(round_half_even(x / s_x), -128, 127), s_x = max|x| / 127 from
-  the calibration statistics of the graph input; the synaptic layers reading the
+  the calibration statistics of the graph input (or options.input_scale); the synaptic layers reading the
   input absorb s_x into their weights.
 - every neuron population, and every graph output, integrates one current that may
   be the sum (``add``) of several synaptic ops, possibly through data movement
@@ -48,7 +48,7 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     g = graph.copy()
     domains = value_domains(g)
     bits = resolve_layer_bits(g, options.weight_bits, options.layer_bits, domains)
-    s_x = input_scale(g)
+    s_x = float(options.input_scale) or input_scale(g)  # a given step keeps integer inputs (event counts) exact
     scales = _joint_scales(g, domains, bits, s_x, options)
     data = getattr(options, "calib_data", None)
     rounding = _pick_rounding(g, getattr(options, "weight_rounding", "auto"))

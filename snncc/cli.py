@@ -15,7 +15,14 @@ import numpy as np
 
 from snncc import __version__
 from snncc.backends import names as target_names
-from snncc.cli_options import check_ray_options, missing_calib_where, parse_layer_bits, ray_options, remember_config
+from snncc.cli_options import (
+    check_ray_options,
+    config_in_use,
+    missing_calib_where,
+    parse_layer_bits,
+    ray_options,
+    remember_config,
+)
 from snncc.errors import SnnccError
 
 
@@ -149,8 +156,8 @@ def inspect(model: Path, canonical: bool):
     unsupported = list_unsupported(proto, base_dir)
     if unsupported:
         click.echo(f"{model.name}: {len(unsupported)} node(s) will not convert:")
-        for node, op in unsupported:
-            click.echo(f"  {op:<20s} {node}")
+        for node, op, reason in unsupported:
+            click.echo(f"  {op:<20s} {_clip(node, 32):<32s} {reason}")
         click.get_current_context().exit(2)
     graph = import_model(proto, base_dir)
     if canonical:
@@ -283,6 +290,10 @@ def _compile_options(f):
                      help="Residual joins: barrier neurons (sparse, default) or sum of levels (sew)."),
         click.option("--barrier-scale", type=float, default=None,
                      help="Scale the barrier neurons' thresholds by k (default 1.0)."),
+        click.option("--input-scale", type=float, default=None, metavar="S",
+                     help="The int8 input step: x_q = clamp(round(x / S), -128, 127). Default 0: "
+                          "max|x| / 127 over the calibration data. S = 1 keeps integer inputs such as "
+                          "event counts exact up to 127."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "
@@ -368,7 +379,8 @@ def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None)
+                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None,
+                           inputs=[p for p in [config_in_use()] if p is not None])
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
         return

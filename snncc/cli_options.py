@@ -30,6 +30,13 @@ def parse_layer_bits(items) -> dict[str, int]:
     return out
 
 
+def config_in_use() -> Path | None:
+    """The config file the current command read (see :func:`remember_config`), if any."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.meta.get("snncc.config") if ctx is not None else None
+    return source.config.path if source is not None and source.config is not None else None
+
+
 def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
     """Record where the options came from: an error caused by a config-file value then
     names the file and key (the CLI root reads this, see ``cli._Group.invoke``)."""

@@ -121,7 +121,9 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
     from snncc.int_eval import integer_scores
     from snncc.memory_report import memory_report
 
-    fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options)
+    ann_predictions: list = []  # the ANN runs once, for both sections
+    fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options,
+                          ann_predictions=ann_predictions)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "model": model,
@@ -129,7 +131,8 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "options": options.to_dict(),
     }
     report.update(fid)
-    report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), integer_scores(result, options))
+    scores = integer_scores(result, options, ann_predictions[0] if ann_predictions else None)
+    report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), scores)
     report["memory"] = memory_report(result.int_graph, result.float_graph)
     meta = result.int_graph.meta
     report["quantization"] = {
@@ -207,8 +210,12 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                   target: str = "c", output: Path | str | None = None, force: bool = False,
                   name: str | None = None, dump_after: Iterable[str] = (),
                   echo: Callable[[str], None] = print, stop_after: str | None = None,
-                  start_from: Path | str | None = None, target_options: dict | None = None) -> CompileResult:
+                  start_from: Path | str | None = None, target_options: dict | None = None,
+                  inputs: Iterable[Path | str] = ()) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given.
+
+    ``inputs`` are further files the caller read (its config file): like the model,
+    the calibration data and ``start_from``, ``force`` never deletes a folder holding one.
 
     With ``stop_after`` the pipeline ends after that pass and ``output`` receives only the
     IR (``<name>.json`` + ``<name>.npz``), which ``start_from`` resumes from.
@@ -223,7 +230,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
         name = default_name(model_path.stem, target)
     check_name(name, target)
     check_pass_names(dump_after)
-    protect = [model_path, *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
+    protect = [model_path, start_from, *inputs,
+               *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
     if output is not None:
         check_output_dir(Path(output), force, protect=protect)  # fail before the slow work
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,

@@ -34,8 +34,11 @@ ENERGY_MODEL = (
 
 
 def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, options, *,
-                    max_samples: int | None = None) -> dict:
-    """The report.json sections accuracy, activity, energy and layers (see module doc)."""
+                    max_samples: int | None = None, ann_predictions: list | None = None) -> dict:
+    """The report.json sections accuracy, activity, energy and layers (see module doc).
+
+    ``ann_predictions``, a list, receives the ANN's top-1 per sample, in data order, so
+    that the integer scores need not run the ANN a second time."""
     T = int(graph_snn.meta.get("timesteps", getattr(options, "timesteps", 1)))
     from snncc import resources
 
@@ -79,6 +82,8 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
         return {}
     avg = {k: {name: v / total for name, v in d.items()} for k, d in sums.items()}
     y_ann, y_snn = np.concatenate(preds_ann), np.concatenate(preds_snn)
+    if ann_predictions is not None:
+        ann_predictions.append(y_ann)
     accuracy = {"top1_agreement": float((y_ann == y_snn).mean())}
     if labels:
         y = np.concatenate(labels)

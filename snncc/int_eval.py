@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 
-def integer_scores(result, options) -> dict:
+def integer_scores(result, options, ann_predictions=None) -> dict:
     """Top-1 of the integer SNN, the golden model every target runs, on the calibration data.
+
+    ``ann_predictions``: the ANN's top-1 per sample, in data order, when the caller has
+    them (the fidelity report does); else the ANN runs here.
 
     Predictions use the real logits out_q[o] * S[o] / T, since S may differ per
     output channel (a raw argmax of out_q is not the prediction).
@@ -21,7 +24,10 @@ def integer_scores(result, options) -> dict:
     for xb, yb in options.calib_data.batches(batch):
         out_q = run_int(g, quantize_input(g, xb))[g.outputs[0]]
         p_int = dequantize_output(g, out_q).reshape(len(xb), -1).argmax(1)
-        p_ann = run_graph(ann, xb)[ann.outputs[0]].reshape(len(xb), -1).argmax(1)
+        if ann_predictions is not None:
+            p_ann = ann_predictions[n:n + len(xb)]
+        else:
+            p_ann = run_graph(ann, xb)[ann.outputs[0]].reshape(len(xb), -1).argmax(1)
         n += len(xb)
         same += int((p_int == p_ann).sum())
         if yb is None:

@@ -29,6 +29,7 @@ class CompileOptions:
     membrane_shift: int = 0  # SpQuant stored-precision: residual on a 2^k grid
     residual: str = "sparse"  # sparse | sew
     barrier_scale: float = 1.0  # barrier neuron threshold multiplier
+    input_scale: float = 0.0  # int8 input step s_x; 0: max|x| / 127 from the calibration data
     calib_batch: int = 256
     seed: int = 0
     # Conversion (issue 3): accuracy aids on top of the threshold method.
@@ -63,6 +64,10 @@ class CompileOptions:
         if isinstance(self.barrier_scale, bool) or not isinstance(self.barrier_scale, (int, float)) \
                 or not 0 < self.barrier_scale < float("inf"):
             raise SnnccError(f"must be a finite number > 0, got {self.barrier_scale}", option="barrier_scale")
+        if isinstance(self.input_scale, bool) or not isinstance(self.input_scale, (int, float)) \
+                or not 0 <= self.input_scale < float("inf"):
+            raise SnnccError(f"must be 0 (from the calibration data) or a finite step > 0, got {self.input_scale}",
+                             option="input_scale")
         _check_int("calib_batch", self.calib_batch, 1, None)
         _check_int("seed", self.seed, 0, (1 << 32) - 1)
         _check_choice("threshold_search", self.threshold_search, THRESHOLD_SEARCHES)

@@ -182,14 +182,20 @@ def test_output_symlink_to_another_file_system(tmp_path, model, existing):
         shutil.rmtree(target, ignore_errors=True)
 
 
-@pytest.mark.parametrize("what", ["model", "calib"])
+@pytest.mark.parametrize("what", ["model", "calib", "config"])
 def test_force_never_deletes_the_inputs(tmp_path, model, what):
     calib = model.with_name("tiny.calib.npz")
     folder = model.parent if what == "model" else tmp_path / "data"
+    extra, config = [], None
     if what == "calib":
         folder.mkdir()
         calib = Path(shutil.copy(calib, folder / "c.npz"))
-    for command in (["compile", model, "--calib", calib, "-o", folder, "--force", *FAST],
-                    ["sweep", model, "--calib", calib, "-o", folder, "--force", "-N", "2", "--weight-bits", "8"]):
+    if what == "config":  # a config kept in the output folder, away from the model
+        folder.mkdir()
+        config = folder / "snncc.toml"
+        config.write_text("[compile]\nweight_bits = 8\n")
+        extra = ["--config", config]
+    for command in (["compile", model, "--calib", calib, "-o", folder, "--force", *extra, *FAST],
+                    ["sweep", model, "--calib", calib, "-o", folder, "--force", *extra, "-N", "2"]):
         one_line_error(invoke(*command), "option --force", "an input of this command")
-    assert model.is_file() and calib.is_file()
+    assert model.is_file() and calib.is_file() and (config is None or config.is_file())

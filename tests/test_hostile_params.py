@@ -65,3 +65,18 @@ def test_run_names_the_node(tmp_path, case):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((1, 1, 6, 6), np.float32))
     one_line_error(invoke("run", model, "--input", x), *fragments)
+
+
+@pytest.mark.parametrize("case", ["nan weight", "batchnorm negative var"])
+def test_inspect_lists_the_node_with_its_reason(tmp_path, case):
+    build, fragments = CASES[case]
+    model = save_model(tmp_path / "m", build())
+    result = invoke("inspect", model)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    node_line = [line for line in result.output.splitlines() if line.startswith("  ")]
+    assert len(node_line) == 1, result.output
+    node, op = fragments[0].split("'")[1], fragments[0].split("(")[1].rstrip(")")
+    assert node_line[0].split()[:2] == [op, node], node_line
+    for frag in fragments[1:]:  # the reason, not just the node
+        assert frag in node_line[0], node_line

@@ -1,5 +1,6 @@
 """TOML config (snncc/config.py) for the quantize options and per-layer bits."""
 
+import numpy as np
 import pytest
 from quant_graphs import tiny_snn
 
@@ -102,3 +103,23 @@ def test_describe_error_names_the_file_only_for_the_file_s_values(tmp_path):
     err = SnnccError("must be one of none, output; got 'x'", option="threshold_search")
     assert describe_error(err, ConfigSource(cfg2)) == str(err)
     assert describe_error(err, None) == str(err)
+
+
+def test_a_given_input_scale_keeps_integer_inputs_exact():
+    """--input-scale 1: event counts enter as themselves (x_q = x), and the integer SNN
+    keeps the float SNN's input layer (the scale folds into the first weights)."""
+    from snncc.sim.int_runtime import quantize_input
+
+    auto = quantize.run(tiny_snn(), CompileOptions().validate())
+    assert auto.meta["input_scale"] != 1.0  # tiny_snn's inputs are in [0, 1): max|x| / 127
+    counts = np.random.default_rng(3).integers(0, 128, size=(5, 1, 8, 8)).astype(np.float32)
+    given = quantize.run(tiny_snn(), CompileOptions(input_scale=1.0).validate())
+    assert given.meta["input_scale"] == 1.0
+    assert np.array_equal(quantize_input(given, counts), counts)
+    assert not np.array_equal(quantize_input(auto, counts), counts)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan"), True])
+def test_bad_input_scale_names_the_option(value):
+    with pytest.raises(SnnccError, match="option --input-scale"):
+        CompileOptions(input_scale=value).validate()

@@ -49,7 +49,7 @@ def import_model(model: onnx.ModelProto, base_dir=None) -> Graph:
         err = unsupported_error(unsupported)
         if first_error is not None:
             err = SnnccError(f"{err}; also {first_error}")
-            err.node, err.op = unsupported[0]
+            err.node, err.op = unsupported[0][:2]
         raise err
     if first_error is not None:
         raise first_error
@@ -64,9 +64,10 @@ def import_model(model: onnx.ModelProto, base_dir=None) -> Graph:
 import_onnx_model = import_model
 
 
-def list_unsupported(model, base_dir=None) -> list[tuple[str, str]]:
-    """(node name, ONNX op) of every node that will not import, in graph order:
-    ops snncc does not know, and known ops in a configuration it cannot map.
+def list_unsupported(model, base_dir=None) -> list[tuple[str, str, str]]:
+    """(node name, ONNX op, reason) of every node that will not import, in graph
+    order: ops snncc does not know, and known ops in a configuration it cannot map
+    (a NaN weight, an unsupported attribute), whose reason is the import error.
 
     ``model`` is a ModelProto or a path.  A model that cannot be read or validated
     at all (not ONNX, a cycle, ...) raises SnnccError instead."""
@@ -76,6 +77,9 @@ def list_unsupported(model, base_dir=None) -> list[tuple[str, str]]:
     _, unsupported, failed, _ = _walk(*prepared)
     order = {name: i for i, name in enumerate(node_labels(prepared[1]))}
     return sorted(unsupported + failed, key=lambda item: order[item[0]])
+
+
+_UNKNOWN_OP = "snncc has no importer for this ONNX op"
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...], int | None]]:
@@ -139,8 +143,8 @@ def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
         except Exception as exc:  # corrupt tensors raise assorted types
             raise SnnccError(f"cannot read initializer: {exc}", node=t.name, op="initializer") from None
 
-    unsupported: list[tuple[str, str]] = []
-    failed: list[tuple[str, str]] = []
+    unsupported: list[tuple[str, str, str]] = []
+    failed: list[tuple[str, str, str]] = []
     first_error: SnnccError | None = None
     poisoned: set[str] = set()
     for index, node in enumerate(nodes):
@@ -149,7 +153,7 @@ def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
             # Downstream of a node that did not import: still name unknown ops, so
             # one error lists them all (shape arithmetic would have folded).
             if node.op_type not in IMPORTERS and node.op_type not in _SHAPE_ARITHMETIC:
-                unsupported.append((names[index], node.op_type))
+                unsupported.append((names[index], node.op_type, _UNKNOWN_OP))
             poisoned.update(node.output)
             continue
         try:
@@ -157,7 +161,7 @@ def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
                 continue
             importer = IMPORTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if importer is None:
-                unsupported.append((names[index], node.op_type))
+                unsupported.append((names[index], node.op_type, _UNKNOWN_OP))
                 poisoned.update(node.output)
                 continue
             importer(ctx)
@@ -165,7 +169,7 @@ def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
                 raise ctx.error("importer produced no output")  # a bug in snncc
         except SnnccError as exc:
             first_error = first_error or exc
-            failed.append((names[index], node.op_type))
+            failed.append((names[index], node.op_type, exc.detail))
             poisoned.update(node.output)
     for name in outputs:
         if name in poisoned:

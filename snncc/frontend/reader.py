@@ -284,17 +284,18 @@ def _check_known_ops(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> Non
         domain = node.domain or ""
         if domain in ("", "ai.onnx"):
             if not onnx.defs.has(node.op_type, domain=""):
-                bad.append((name, node.op_type))
+                bad.append((name, node.op_type, "not an ONNX op"))
         elif domain not in opsets:
-            bad.append((name, f"{domain}.{node.op_type}"))
+            bad.append((name, f"{domain}.{node.op_type}", "its domain is not in the model's opset imports"))
     if bad:
         raise unsupported_error(bad)
 
 
-def unsupported_error(bad: list[tuple[str, str]]) -> SnnccError:
-    text = ", ".join(f"node {sanitize_name(n)} ({op})" for n, op in bad)
+def unsupported_error(bad: list[tuple[str, str, str]]) -> SnnccError:
+    """One error for the (node, op, reason) list of ops with no importer."""
+    text = ", ".join(f"node {sanitize_name(n)} ({op})" for n, op, _ in bad)
     err = SnnccError(f"unsupported ops: {text}")
-    err.node, err.op = bad[0]
+    err.node, err.op = bad[0][:2]
     return err
 
 

@@ -1,0 +1,125 @@
+"""snncc against SpikingJelly's ann2snn on the same trained models.
+
+Usage: ``python bench/peers.py [--models fashion_cnn fashion_resnet] [--test-samples 2000]``
+Needs the bench extra: ``pip install -c .ci/constraints.txt -e ".[bench]"``.
+
+SpikingJelly (``spikingjelly.activation_based.ann2snn``, FX converter with its
+``RateCodingRecipe``) fuses Conv-BN, sets each layer's scale from the calibration data
+(its threshold modes ``max`` and ``99.9%``), and replaces every ReLU with a binary
+integrate-and-fire neuron with soft reset; the input is applied as a constant current
+every step (rate coding).  Its accuracy is printed for T in {1, 2, 4, ..., 128}, read
+from one run of 128 steps (the prediction at step t is the argmax of the summed outputs).
+snncc's rows are its integer SNN (what every target runs, bit-exact) at T=1 with N
+levels and 8-bit weights, compiled with the example's snncc.toml.
+
+Both convert the same torch weights (examples/*/*.pt, exported with the ONNX
+the snncc rows compile) with the same 300 calibration images, and are scored on the
+same test images.  The papers claim multi-level neurons at T=1 match what binary rate
+coding needs T~32 or more for; the last line per model says whether it holds here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import real_data  # noqa: E402
+
+T_PEER = (1, 2, 4, 8, 16, 32, 64, 128)
+MODES = ("max", "99.9%")
+
+
+def spikingjelly_accuracy(model, calib: np.ndarray, x: np.ndarray, y: np.ndarray, mode: str,
+                          batch: int = 250) -> dict[int, float]:
+    """Top-1 at every T in T_PEER of SpikingJelly's rate-coding conversion of ``model``."""
+    import torch
+    from spikingjelly.activation_based import ann2snn, functional
+
+    loader = [(torch.from_numpy(calib[i:i + 100]), torch.zeros(len(calib[i:i + 100]), dtype=torch.long))
+              for i in range(0, len(calib), 100)]
+    recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode=mode)
+    snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(model).eval()).eval()
+    steps = max(T_PEER)
+    hits = np.zeros(steps)
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb, yb = torch.from_numpy(x[i:i + batch]), torch.from_numpy(y[i:i + batch])
+            functional.reset_net(snn)
+            out = None
+            for t in range(steps):
+                step = snn(xb)
+                out = step if out is None else out + step
+                hits[t] += float((out.argmax(1) == yb).sum())
+    return {t: hits[t - 1] / len(x) for t in T_PEER}
+
+
+def torch_model(name: str):
+    """The torch model behind examples/<dataset>/<name>.onnx, with the weights saved next to it."""
+    import torch
+
+    folder = {"fashion": real_data.FASHION, "nmnist": real_data.NMNIST}[name.split("_", 1)[0]]
+    train = real_data.example_train(folder)
+    builder = train.MODELS[name.split("_", 1)[1]] if hasattr(train, "MODELS") else train.build_cnn
+    model = builder()
+    model.load_state_dict(torch.load(folder / f"{name}.pt", weights_only=True))
+    return model.eval()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=sorted(real_data.MODELS), default=sorted(real_data.MODELS))
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--test-samples", type=int, default=2000,
+                    help="score on the first K test images (default 2000: 128 SpikingJelly steps per image)")
+    args = ap.parse_args(argv)
+    try:
+        import spikingjelly  # noqa: F401
+    except ImportError:
+        print("error: SpikingJelly is not installed: pip install -c .ci/constraints.txt -e \".[bench]\"",
+              file=sys.stderr)
+        return 2
+
+    for name in args.models:
+        try:
+            onnx_path, config, calib_path, x, y = real_data.MODELS[name]()
+        except FileNotFoundError as exc:
+            print(f"{name}: skipped: {exc}")
+            continue
+        x, y = x[:args.test_samples], y[:args.test_samples]
+        with np.load(calib_path) as f:
+            calib = f["x"]
+        ann = real_data.ann_accuracy(onnx_path, x, y)
+        print(f"\n## {name}: ANN top-1 {ann:.4f} on {len(y)} test images\n", flush=True)
+        model = torch_model(name)
+        peer = {}
+        for mode in MODES:
+            t0 = time.perf_counter()
+            peer[mode] = spikingjelly_accuracy(model, calib, x, y, mode)
+            print(f"(SpikingJelly mode {mode}: {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        print("| converter | " + " | ".join(f"T={t}" for t in T_PEER) + " |")
+        print("|---" * (len(T_PEER) + 1) + "|")
+        for mode in MODES:
+            print(f"| SpikingJelly IF, {mode} | " + " | ".join(f"{peer[mode][t]:.4f}" for t in T_PEER) + " |")
+        ours = {}
+        for n in args.levels:
+            ours[n] = real_data.point(onnx_path, config, calib_path, x, y, n, 1, 8)["acc"]
+        print("\n| snncc T=1, 8-bit | " + " | ".join(f"N={n}" for n in args.levels) + " |")
+        print("|---" * (len(args.levels) + 1) + "|")
+        print("| integer SNN top-1 | " + " | ".join(f"{ours[n]:.4f}" for n in args.levels) + " |")
+        best_peer32 = max(peer[m][32] for m in MODES)
+        best_ours = max(ours.values())
+        verdict = "holds" if best_ours >= best_peer32 else "does not hold"
+        print(f"\n{name}: snncc best at T=1 {best_ours:.4f} vs SpikingJelly best at T=32 {best_peer32:.4f}: "
+              f"the claim {verdict} here", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
