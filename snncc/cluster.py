@@ -59,24 +59,25 @@ def ray_session(address: str | None, num_cpus: int | None, runtime_env: dict | N
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True,
              **({"runtime_env": runtime_env} if runtime_env else {})}
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            tmp = tempfile.mkdtemp(prefix="snncc-ray-")
-            with one_blas_thread():  # the local cluster's workers inherit it
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp, **quiet)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        where = f"at {address}" if address else "on this machine"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN; docs/scale-out.md)"
-        raise SnnccError(f": cannot start or reach a Ray cluster {where}: {first}" + (hint if address else ""),
-                         option="ray_address" if address else "executor") from None
-    _restore_signals(saved)
-    try:
-        yield ray
-    finally:
+        with signals_through_ray():  # a signal inside Ray's C code: still snncc's Interrupted
+            try:
+                if address:
+                    ray.init(address=address, **quiet)
+                else:
+                    tmp = tempfile.mkdtemp(prefix="snncc-ray-")
+                    with one_blas_thread():  # the local cluster's workers inherit it
+                        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp,
+                                 **quiet)
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                where = f"at {address}" if address else "on this machine"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                hint = (" (a cluster with token authentication needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN; "
+                        "docs/scale-out.md)")
+                raise SnnccError(f": cannot start or reach a Ray cluster {where}: {first}" + (hint if address else ""),
+                                 option="ray_address" if address else "executor") from None
+            _restore_signals(saved)
+            yield ray
+    finally:  # also after a signal during ray.init: a half-started local instance goes too
         ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
