@@ -193,27 +193,24 @@ def _run_ray(tasks, fn, model, calib, base, input_shape, reports, address, jobs,
         window = max(1, int(ray.cluster_resources().get("CPU", jobs)))  # keep every CPU busy, no more
         pending = list(tasks)
         inflight: dict = {}
-        try:
-            while pending or inflight:
-                while pending and len(inflight) < window:
-                    i, point = pending.pop(0)
-                    small = (fn, meta, base, point, reports)
-                    stats["task_arg_bytes"].append(len(pickle.dumps(small)))
-                    ref = remote.remote(fn, model_ref, x_ref, y_ref, meta, base, point, reports)
-                    inflight[ref] = (i, time.perf_counter())
-                    progress.started()
-                with signals_through_ray():
-                    done, _ = ray.wait(list(inflight), num_returns=1)
-                for ref in done:
-                    i, t0 = inflight.pop(ref)
-                    try:
-                        row = ray.get(ref)
-                    except RayError as exc:  # the worker process or its node died
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                        row = died(f"{type(exc).__name__}: {first}"[:300], time.perf_counter() - t0)
-                    stats["task_result_bytes"].append(len(pickle.dumps(row)))
-                    yield i, row
-        finally:  # a signal or an error: the cluster stops what it still runs for us
-            for ref in inflight:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        # No ray.cancel of what is in flight on the way out: the cluster ends a driver's tasks when it
+        # disconnects, and cancelling races Ray's task manager (a check failure aborted the driver).
+        while pending or inflight:
+            while pending and len(inflight) < window:
+                i, point = pending.pop(0)
+                small = (fn, meta, base, point, reports)
+                stats["task_arg_bytes"].append(len(pickle.dumps(small)))
+                ref = remote.remote(fn, model_ref, x_ref, y_ref, meta, base, point, reports)
+                inflight[ref] = (i, time.perf_counter())
+                progress.started()
+            with signals_through_ray():
+                done, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in done:
+                i, t0 = inflight.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except RayError as exc:  # the worker process or its node died
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    row = died(f"{type(exc).__name__}: {first}"[:300], time.perf_counter() - t0)
+                stats["task_result_bytes"].append(len(pickle.dumps(row)))
+                yield i, row
