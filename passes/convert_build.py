@@ -78,7 +78,7 @@ class _Builder:
     def as_levels(self, f: str, node: Node) -> tuple[str, np.ndarray]:
         if f in self.signed:
             return self.signed[f]
-        if self.kind(f) != "levels":
+        if self.kind(f) == "current":
             raise SnnccError(f"internal: synaptic input {f!r} is a current without a neuron",
                              node=node.name, op=node.op)
         return self.ref[f], self.scale[f]
@@ -159,11 +159,11 @@ class _Builder:
         f = node.inputs[0]
         scale = np.asarray(node.params["scale"], np.float64)
         shift = np.asarray(node.params["shift"], np.float64)
-        if self.kind(f) == "levels" and self.kind(node.output) == "levels":  # a rescale: fold downstream
+        if self.kind(f) != "current" and self.kind(node.output) != "current":  # a rescale: fold downstream
             self.ref[node.output] = self.ref[f]
             self.scale[node.output] = self.scale[f] * _broadcast(scale, self.src.values[f].shape)
             return
-        if self.kind(f) == "levels":
+        if self.kind(f) != "current":  # levels, or the input (levels of scale 1)
             scale = scale * self.per_channel(f, node)
         self.emit(Node(node.name, "affine", [self.ref[f]], node.output, copy.deepcopy(node.attrs),
                        {"scale": scale, "shift": shift.copy()}, node.origin))
@@ -197,7 +197,7 @@ class _Builder:
             raise SnnccError("average pooling with padding that is not counted (count_include_pad=0) divides "
                              "border windows by different counts; it cannot become a sum pool with one scale",
                              node=node.name, op=op)
-        levels = self.kind(node.output) == "levels"
+        levels = self.kind(node.output) != "current"
         ins = [self.as_levels(f, node)[0] if levels else self.as_current(f, node) for f in node.inputs]
         new_op = "sumpool" if op == "avgpool" else op
         attrs = copy.deepcopy(a)

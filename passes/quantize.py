@@ -105,34 +105,29 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
 # --- value domains -----------------------------------------------------------------
 
 def value_domains(graph: Graph) -> dict[str, str]:
-    """'input' (real x), 'level' (neuron output) or 'current' for every value."""
-    dom = {name: "input" for name in graph.inputs}
+    """``ops.value_kinds`` of the float SNN ('input', 'levels' or 'current'), checked: every
+    synaptic op reads levels or the input, every neuron a current, adds and data movement
+    do not mix kinds, and the graph outputs are currents."""
+    dom = ops.value_kinds(graph)
     consumers = graph.consumer_map()
     for node in graph.nodes:
         ins = [dom[v] for v in node.inputs]
         if node.op == "affine" and ins[0] == "current":
             current_affine.check_consumers(graph, node, consumers)
-            dom[node.output] = "current"
         elif node.op in ops.SYNAPTIC:
             if ins[0] == "current":
                 raise SnnccError("synaptic op reads a current, not spike levels or the input "
                                  "(convert should have put a neuron in between)", node=node.name, op=node.op)
-            dom[node.output] = "current"
         elif node.op == "neuron":
             if ins[0] != "current":
                 raise SnnccError("neuron input is not a current", node=node.name, op=node.op)
-            dom[node.output] = "level"
-        elif node.op == "add" and all(d == "level" for d in ins):
-            dom[node.output] = "level"  # --residual sew: a SEW join sums levels of equal thresholds
         elif node.op == "add":
-            if any(d != "current" for d in ins):
+            if any(d != "current" for d in ins) and any(d != "levels" for d in ins):
                 raise SnnccError("add joins spike levels, not currents (convert should have made the "
                                  "identity shortcut an affine)", node=node.name, op=node.op)
-            dom[node.output] = "current"
         elif node.op in ops.INT_DATA_MOVEMENT:
             if len(set(ins)) != 1:
                 raise SnnccError(f"inputs mix {sorted(set(ins))} values", node=node.name, op=node.op)
-            dom[node.output] = ins[0]
         else:
             raise SnnccError("op is not allowed in the float SNN (convert should have removed it)",
                              node=node.name, op=node.op)

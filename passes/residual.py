@@ -61,26 +61,13 @@ def fork_of(graph: Graph, vg: nx.DiGraph, node: Node) -> str | None:
     return max(sorted(common), key=lambda v: pos[v])
 
 
-def nonnegative_levels(graph: Graph) -> set[str]:
-    """Values that become non-negative spike levels (or sums of them) in the SNN."""
-    levels: set[str] = set()
-    for node in graph.nodes:
-        if node.op == "relu":
-            levels.add(node.output)
-        elif node.op in ops.KEEPS_LEVELS and all(v in levels for v in node.inputs):
-            levels.add(node.output)
-        elif node.op == "add" and all(v in levels for v in node.inputs):
-            levels.add(node.output)
-    return levels
-
-
 def find_joins(graph: Graph) -> list[dict]:
     """Every residual join, in graph order, classified (no rewrite).
 
     Raises ``SnnccError`` naming the node for a join whose inputs differ in shape.
     """
     vg = value_graph(graph)
-    levels = nonnegative_levels(graph)
+    levels = ops.value_kinds(graph).spike_sums  # >= 0: ReLU outputs, level-keeping moves, sums
     consumers = graph.consumer_map()
     outputs = set(graph.outputs)
     joins = []

@@ -78,4 +78,4 @@ def test_value_kinds_follow_levels_through_moves_and_level_sums():
     g.verify()
     kinds = ops.value_kinds(g)
     assert [kinds[v] for v in ("x", "i", "z", "m", "sum", "f", "y")] == \
-        ["current", "current", "levels", "levels", "levels", "levels", "current"]
+        ["input", "current", "levels", "levels", "levels", "levels", "current"]
