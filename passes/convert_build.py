@@ -33,7 +33,7 @@ class _Builder:
         self.scale: dict[str, np.ndarray] = {v: np.ones(graph.values[v].shape) for v in graph.inputs}
         self.signed: dict[str, tuple[str, np.ndarray]] = {}  # signed site -> (snn value, scale)
         self.currents: dict[str, str] = {}  # levels value -> its affine current (cached)
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # for the report (build's notes=)
 
     # --- helpers ----------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -188,7 +188,7 @@ class _Builder:
         self.ref[node.output] = self.ref[node.inputs[0]]
         if node.inputs[0] in self.scale:
             self.scale[node.output] = self.scale[node.inputs[0]]
-        self.g.meta.setdefault("notes", []).append(
+        self.notes.append(
             f"dropped the trailing softmax {node.name!r}: the SNN outputs logits (argmax is unchanged)")
 
     def _data_movement(self, node: Node) -> None:
@@ -244,15 +244,17 @@ def _broadcast(per_channel: np.ndarray, shape) -> np.ndarray:
 
 
 def build(graph: Graph, p: Plan, thetas: dict[str, np.ndarray], levels: int, timesteps: int,
-          bias_delta: dict[str, np.ndarray] | None = None) -> Graph:
-    """The float SNN for ``graph`` with neuron thresholds ``thetas`` (keyed by ReLU output / signed site)."""
+          bias_delta: dict[str, np.ndarray] | None = None, notes: list[str] | None = None) -> Graph:
+    """The float SNN for ``graph`` with neuron thresholds ``thetas`` (keyed by ReLU output / signed site);
+    its notes for the report go to ``notes`` when given (the trial builds of the search drop them)."""
     b = _Builder(graph, p, thetas, levels, bias_delta or {})
     g = b.run()
     g.meta["timesteps"] = int(timesteps)
     g.meta["levels"] = int(levels)
-    g.meta.setdefault("notes", [])
     pools = [n.name for n in g.nodes if n.op in ops.MAX_POOLS]
     if timesteps > 1 and pools:
-        g.meta["notes"].append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
-                               "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")
+        b.notes.append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
+                       "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")
+    if notes is not None:
+        notes.extend(b.notes)
     return g

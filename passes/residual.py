@@ -34,7 +34,7 @@ import networkx as nx
 from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes.convert_plan import plan, populations
 
 
@@ -94,10 +94,10 @@ def find_joins(graph: Graph) -> list[dict]:
     return joins
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
+def run(graph: Graph, ctx: PassContext) -> Graph:
     graph = graph.copy()
-    mode = options.residual
-    scale = float(options.barrier_scale)
+    mode = ctx.options.residual
+    scale = float(ctx.options.barrier_scale)
     joins = find_joins(graph)
     if mode == "sparse" and any(j["kind"] == "spike_spike" for j in joins):
         _tie_sew_thresholds(graph)

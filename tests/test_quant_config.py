@@ -6,6 +6,7 @@ from quant_graphs import tiny_snn
 from snncc.config import load_config
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 
 
@@ -33,7 +34,7 @@ barrier_scale = 1
     assert cfg == {"levels": 2, "weight_bits": 4, "weight_quantizer": "rescaw", "membrane_bits": 12,
                    "layer_bits": {"first": 8, "layer1.0.conv2": 3}, "timesteps": 2, "barrier_scale": 1.0}
     opts = CompileOptions(**{k: v for k, v in cfg.items() if k not in ("levels", "timesteps")}).validate()
-    gi = quantize.run(tiny_snn(), opts)
+    gi = quantize.run(tiny_snn(), PassContext(opts))
     assert [gi.node(n).attrs["bits"] for n in ("conv1", "conv2", "fc")] == [8, 3, 4]
 
 
