@@ -309,8 +309,7 @@ class _Tuner:
             env = run_quantized(self.graph, rest, None, env=envs[i], start=start, stop=start + 1, last=self.last,
                                 keep=[value])
             out = env[value]
-            levels = [np.clip(np.floor(out / _view(t, out.ndim) + 0.5), -n_lv if signed else 0, n_lv)
-                      * _view(t, out.ndim) for t in thetas]
+            levels = [quantize_levels(out, _view(t, out.ndim), n_lv, signed) * _view(t, out.ndim) for t in thetas]
             stacked = {k: np.concatenate([a] * c) for k, a in env.items() if k != value}
             if self.graph.nodes[start].op == "relu":
                 stacked[value] = np.concatenate(levels)
