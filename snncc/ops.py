@@ -244,9 +244,6 @@ class ValueKinds(dict):
         self.nonneg: set[str] = set()
         self.spike_sums: set[str] = set()
 
-    def of(self, kind: str) -> set[str]:
-        return {v for v, k in self.items() if k == kind}
-
 
 def value_kinds(graph, signed_sites=frozenset()) -> ValueKinds:
     """What every value of ``graph`` carries in the SNN: the one classification of values.

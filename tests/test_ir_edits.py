@@ -79,3 +79,31 @@ def test_value_kinds_follow_levels_through_moves_and_level_sums():
     kinds = ops.value_kinds(g)
     assert [kinds[v] for v in ("x", "i", "z", "m", "sum", "f", "y")] == \
         ["input", "current", "levels", "levels", "levels", "levels", "current"]
+
+
+def test_value_kinds_of_the_float_graph_say_what_each_value_becomes():
+    pool = {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0)}
+    g = Graph("g", ["x"], ["y"], [], {"x": Value("x", (2, 3, 3))}, stage="float")
+    g.nodes = [
+        Node("c", "conv", ["x"], "i", {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "group": 1},
+             {"weight": np.ones((2, 2, 1, 1)), "bias": np.zeros(2)}),
+        Node("r", "relu", ["i"], "z", {"max": None}),
+        Node("m", "maxpool", ["z"], "mz", dict(pool)),
+        Node("s", "sumpool", ["z"], "sz", dict(pool)),
+        Node("a", "affine", ["z"], "az", {}, {"scale": np.full(2, 0.5), "shift": np.zeros(2)}),
+        Node("j", "add", ["z", "mz"], "sum"),  # read by a ReLU: a current, but a sum of spikes
+        Node("r2", "relu", ["sum"], "z2", {"max": None}),
+        Node("j2", "add", ["z2", "mz"], "lsum"),  # read by no ReLU: levels (SEW)
+        Node("f", "flatten", ["i"], "fi"),
+        Node("d", "dense", ["fi"], "y", {}, {"weight": np.ones((3, 18)), "bias": np.zeros(3)}),
+    ]
+    for n in g.nodes:
+        g.values[n.output] = Value(n.output, ops.infer_shape(g, n))
+    g.verify()
+    kinds = ops.value_kinds(g)
+    assert {v: kinds[v] for v in ("x", "i", "z", "mz", "sz", "az", "sum", "lsum", "fi", "y")} == {
+        "x": "input", "i": "current", "z": "levels", "mz": "levels", "sz": "levels", "az": "levels",
+        "sum": "current", "lsum": "levels", "fi": "current", "y": "current"}
+    assert kinds.nonneg == {"z", "mz", "sz", "az", "z2", "lsum"}
+    assert kinds.spike_sums == {"z", "mz", "sum", "z2", "lsum"}  # sum pools and rescales change N
+    assert ops.value_kinds(g, signed_sites={"i"})["fi"] == "levels"  # a signed neuron on the current
