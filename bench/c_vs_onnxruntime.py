@@ -47,6 +47,7 @@ from snncc.backends.c.verify_c import STRICT_FLAGS, build_firmware, firmware_siz
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
@@ -94,10 +95,9 @@ def fp32_bytes(path: Path) -> int:
 
 def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, variants, work):
     graph = load_onnx(onnx_path)
-    opts = CompileOptions(**options)
-    opts.calib_data = load_calib(calib_x, graph.values[graph.inputs[0]].shape)
+    ctx = PassContext(CompileOptions(**options), load_calib(calib_x, graph.values[graph.inputs[0]].shape))
     t0 = time.perf_counter()
-    graph = run_pipeline(graph, DEFAULT_PIPELINE, opts, echo=lambda s: None)
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
     compile_s = time.perf_counter() - t0
     x_q = quantize_input(graph, eval_x)
     rates = spike_rates(graph, quantize_input(graph, calib_x))

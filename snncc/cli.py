@@ -154,10 +154,10 @@ def inspect(model: Path, canonical: bool):
         click.get_current_context().exit(2)
     graph = import_model(proto, base_dir)
     if canonical:
-        from snncc.options import CompileOptions
+        from snncc.pass_context import PassContext
         from snncc.passes import canonicalize
 
-        graph = canonicalize.run(graph, CompileOptions())
+        graph = canonicalize.run(graph, PassContext())
     click.echo(f"model {model.name}: input {graph.inputs[0]} "
                f"{list(graph.values[graph.inputs[0]].shape)} (per sample)")
     click.echo(f"{'node':<32s} {'op':<16s} {'output shape':<18s} {'params':>10s} {'MACs':>12s}")

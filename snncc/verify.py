@@ -183,7 +183,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     model_path = Path(model_path)
     result = build_snn(model_path, options, calib, echo=echo)
     if data is None:
-        x, y = collect(options.calib_data)
+        x, y = collect(result.context.calib)
         where = "the calibration data"
     else:
         x, y = load_eval_data(data, result.float_graph.values[result.float_graph.inputs[0]].shape)

@@ -14,6 +14,7 @@ from snncc.backends.c.verify_c import build_firmware, firmware_size, flat_output
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 from snncc.sim.int_runtime import quantize_input, run_int
@@ -22,9 +23,9 @@ from snncc.sim.int_runtime import quantize_input, run_int
 def test_digits_firmware_under_qemu(digits_example, tmp_path):
     graph = load_onnx(digits_example.onnx_path)
     calib = np.load(digits_example.calib_path)
-    options = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False)
-    options.calib_data = load_calib(calib["x"][:128], graph.values[graph.inputs[0]].shape)
-    graph = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
+    ctx = PassContext(CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False),
+                      load_calib(calib["x"][:128], graph.values[graph.inputs[0]].shape))
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
     out = tmp_path / "c"
     out.mkdir()
     emit_c(graph, out, name="digits")
