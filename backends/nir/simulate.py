@@ -1,0 +1,116 @@
+"""A reference reader of snncc's NIR files: ``nir.read`` them back and run them per the
+NIR 1.0 definitions (IF: ``v += r*I``, fire on ``v > v_threshold``, subtract it;
+Threshold: ``I > threshold``; a node sums its incoming edges), in float64.
+
+An IF fires up to ``snncc.levels`` spikes per step (the multi-spike reading, what
+Sinabs does, capped at N as snncc is) and starts from ``snncc.v_init`` unless that is
+folded into the bias: the metadata this reader honours is what a consumer must honour to
+reproduce snncc exactly (docs/interop.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from snncc.sim import kernels as K
+
+
+def _order(graph) -> list[str]:
+    preds: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        preds[dst].append(src)
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for p in preds[name]:
+            visit(p)
+        done.append(name)
+
+    for name in sorted(graph.nodes):
+        visit(name)
+    return done
+
+
+def _pair(x) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(x)).astype(int)
+    return (int(a[0]), int(a[-1]))
+
+
+def _meta(node, key, default=None):
+    value = (node.metadata or {}).get(key, default)
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *,
+            record: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run ``path`` on int8 inputs (N, *shape) for T steps (default the file's).
+
+    Returns each Output's sum over time, and with ``record`` each IF/Threshold node's
+    spike count summed over time.
+    """
+    import nir
+
+    graph = nir.read(str(path))
+    T = int(timesteps or _meta(graph, "snncc.timesteps", 1))
+    preds: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        preds[dst].append(src)
+    order = _order(graph)
+    x = np.asarray(x_q, np.float64)
+    state: dict[str, np.ndarray] = {}
+    outs: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    for _ in range(T):
+        env: dict[str, np.ndarray] = {}
+        for name in order:
+            node = graph.nodes[name]
+            if isinstance(node, nir.Input):
+                env[name] = x
+                continue
+            inp = sum(env[p] for p in preds[name])
+            env[name] = y = _eval(name, node, inp, state)
+            if isinstance(node, nir.Output):
+                outs[name] = outs.get(name, 0) + y
+            elif record and isinstance(node, (nir.IF, nir.Threshold)):
+                counts[name] = counts.get(name, 0) + y
+    return outs, counts
+
+
+def _eval(name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
+    import nir
+
+    if isinstance(node, nir.Output):
+        return x
+    if isinstance(node, nir.Affine):
+        return K.dense(x, np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64))
+    if isinstance(node, nir.Conv2d):
+        ph, pw = _pair(node.padding)
+        return K.conv2d(x, np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64),
+                        _pair(node.stride), (ph, pw, ph, pw), _pair(node.dilation), int(node.groups))
+    if isinstance(node, nir.SumPool2d):
+        ph, pw = _pair(node.padding)
+        return K.sumpool(x, _pair(node.kernel_size), _pair(node.stride), (ph, pw, ph, pw))
+    if isinstance(node, nir.Flatten):
+        return x.reshape(len(x), -1)
+    if isinstance(node, nir.Threshold):
+        return (x > np.asarray(node.threshold, np.float64)).astype(np.float64)
+    if isinstance(node, nir.IF):
+        thr = np.asarray(node.v_threshold, np.float64)
+        v = state.get(name)
+        if v is None:
+            v0 = np.asarray(_meta(node, "snncc.v_init", 0), np.float64)
+            folded = bool(_meta(node, "snncc.v_init_folded_into_bias", 1))
+            v = np.zeros_like(x) if folded else np.zeros_like(x) + v0.reshape((-1,) + (1,) * (x.ndim - 2))
+        v = v + np.asarray(node.r, np.float64) * x
+        n = int(_meta(node, "snncc.levels", 1))
+        # fire while v > thr, at most n times: z = clamp(ceil(v/thr) - 1, 0, n)
+        z = np.clip(np.ceil(v / thr) - 1, 0, n)
+        state[name] = v - z * thr
+        return z
+    raise ValueError(f"NIR node {name} ({type(node).__name__}) is not one snncc writes")
