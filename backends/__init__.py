@@ -15,7 +15,8 @@
   ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
   ``reference``, the integer runtime's (N, OUT) int outputs.
 
-Target options (``cc``; ``lanes``, ``simulator`` and ``samples`` for fpga) reach every
+Target options (``cc``; ``lanes``, ``simulator`` and ``samples`` for fpga; ``nir_profile``
+for nir) reach every
 function as keywords; each takes what is its own and ignores the rest (``**_``).
 
 A new backend is one folder here plus one line in ``TARGETS`` (docs/contributing.md).
@@ -31,6 +32,8 @@ TARGETS: dict[str, str] = {
     "c": "snncc.backends.c.target",
     "python": "snncc.backends.python.target",
     "fpga": "snncc.backends.fpga.target",
+    "nir": "snncc.backends.nir.target",
+    "qonnx": "snncc.backends.qonnx.target",
 }
 
 

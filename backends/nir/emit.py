@@ -60,7 +60,7 @@ def check_graph(graph: Graph, profile: str) -> None:
     check_profile(profile)
     T = int(graph.meta.get("timesteps", 1))
     if profile == "threshold" and T != 1:
-        raise SnnccError(f"--nir-profile threshold is the neuron at T=1 (it has no membrane), got --timesteps {T}",
+        raise SnnccError(f"is {T}; --nir-profile threshold needs 1 (its Threshold nodes have no membrane)",
                          option="timesteps")
     for node in graph.nodes:
         if node.op not in _EMIT:
@@ -78,13 +78,15 @@ def check_graph(graph: Graph, profile: str) -> None:
         if node.op != "neuron":
             continue
         n = int(node.attrs["levels"])
+        if int(node.attrs.get("membrane_shift", 0)) and T > 1:
+            raise SnnccError("keeps the membrane on a grid between steps, which NIR's IF cannot say: "
+                             "--target nir needs 0 at --timesteps > 1", option="membrane_shift")
         if node.attrs.get("signed"):
             raise SnnccError("cannot go to NIR: a signed neuron (IF and Threshold emit no negative spikes)",
                              node=node.name, op=node.op)
         if profile == "binary" and n > 1:
-            raise SnnccError(f"--nir-profile binary takes binary spikes only (consumers such as snnTorch read "
-                             f"one spike per step), got --levels {n}; use --levels 1 or --nir-profile multispike",
-                             option="levels")
+            raise SnnccError(f"is {n}; --nir-profile binary takes binary spikes only (snnTorch reads one spike "
+                             "per step): use --levels 1 or --nir-profile multispike", option="levels")
         e = -log2(threshold_eps(n, T))
         top = int(np.max(node.params["theta"])) * (n + 1)
         if top >= 2 ** (24 - e):
@@ -217,9 +219,14 @@ def _flatten(b: _Builder, n: Node):
 
 
 def neuron_metadata(b: _Builder, n: Node) -> dict:
+    """What the IF node cannot say: levels per step, the reset, the initial membrane (in the
+    units of the file's membrane: divided by theta - eps in the binary profile), the clamp."""
     a = n.attrs
+    v0 = n.params["v_init"].astype(np.float64)
+    if b.profile == "binary":
+        v0 = v0 / (n.params["theta"].astype(np.float64) - threshold_eps(1, b.T))
     return {"snncc.levels": int(a["levels"]), "snncc.reset": "subtract",
-            "snncc.theta": _f32(n.params["theta"]), "snncc.v_init": _f32(n.params["v_init"]),
+            "snncc.theta": _f32(n.params["theta"]), "snncc.v_init": _f32(v0),
             "snncc.v_init_folded_into_bias": int(b.T == 1), "snncc.membrane_bits": int(a["membrane_bits"]),
             "snncc.membrane_shift": int(a.get("membrane_shift", 0)),
             "snncc.threshold_eps": threshold_eps(int(a["levels"]), b.T)}

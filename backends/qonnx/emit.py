@@ -36,7 +36,7 @@ def check_graph(graph: Graph) -> None:
     changes a level, currents that float32 holds exactly, ops with an ONNX form)."""
     T = int(graph.meta.get("timesteps", 1))
     if T != 1:
-        raise SnnccError(f"--target qonnx needs --timesteps 1 (MultiThreshold is the T=1 neuron), got {T}",
+        raise SnnccError(f"is {T}; --target qonnx needs 1 (a MultiThreshold is the neuron at T=1)",
                          option="timesteps")
     for node in graph.nodes:
         if node.op not in _EMIT and node.op not in _VARIADIC:
