@@ -109,6 +109,26 @@ class _Builder:
         self.sources: dict[str, list[str]] = {}
         # per NIR node name: the weight bits, real scale and divisor of each synaptic layer
         self.meta: dict = {}
+        # T=1: synaptic node name -> the v_init its bias carries; the neurons whose v_init is folded
+        self.fold: dict[str, np.ndarray] = {}
+        self.folded: set[str] = set()
+        if self.T == 1 and profile != "threshold":
+            for node in graph.nodes:
+                if node.op == "neuron":
+                    self._fold(node)
+
+    def _fold(self, neuron: Node) -> None:
+        """Fold the neuron's initial membrane into the bias of one synaptic layer that feeds
+        it alone (the first input of a residual join); else it stays in the metadata."""
+        src = self.graph.producer(neuron.inputs[0])
+        while src is not None and len(self.graph.consumers(src.output)) == 1:
+            if src.op in ops.SYNAPTIC:
+                self.fold[src.name] = neuron.params["v_init"].astype(np.float64)
+                self.folded.add(neuron.name)
+                return
+            if src.op != "add":
+                return
+            src = self.graph.producer(src.inputs[0])
 
     def add(self, ir_node: Node, kind: str, nir_node, inputs: list[str]) -> str:
         name = f"l{len(self.nodes)}_{kind}"
@@ -136,14 +156,8 @@ class _Builder:
         return np.ones(c)
 
     def v_init_bias(self, node: Node) -> np.ndarray:
-        """At T=1 the initial membrane folds into the bias of the layer feeding the neuron."""
-        c = self.graph.shape(node.output)[0]
-        if self.T != 1:
-            return np.zeros(c)
-        for consumer in self.graph.consumers(node.output):
-            if consumer.op == "neuron" and self.profile != "threshold":
-                return consumer.params["v_init"].astype(np.float64)
-        return np.zeros(c)
+        """The initial membrane this layer's bias carries (T=1), else 0."""
+        return self.fold.get(node.name, np.zeros(self.graph.shape(node.output)[0]))
 
 
 def _f32(a) -> np.ndarray:
@@ -151,11 +165,11 @@ def _f32(a) -> np.ndarray:
 
 
 def _conv2d(b: _Builder, in_shape, weight: np.ndarray, bias: np.ndarray, stride, padding, dilation, groups: int):
-    """A Conv2d; the binary profile writes a grouped one as its block-diagonal groups=1 equal
-    (snnTorch builds its torch Conv2d with in_channels = weight.shape[1])."""
+    """A Conv2d; a grouped one goes out as its block-diagonal groups=1 equal: Sinabs and
+    snnTorch both build torch's Conv2d with in_channels = weight.shape[1]."""
     import nir
 
-    if b.profile == "binary" and groups > 1:
+    if groups > 1:
         o, ig, kh, kw = weight.shape
         full = np.zeros((o, ig * groups, kh, kw), weight.dtype)
         og = o // groups
@@ -227,7 +241,7 @@ def neuron_metadata(b: _Builder, n: Node) -> dict:
         v0 = v0 / (n.params["theta"].astype(np.float64) - threshold_eps(1, b.T))
     return {"snncc.levels": int(a["levels"]), "snncc.reset": "subtract",
             "snncc.theta": _f32(n.params["theta"]), "snncc.v_init": _f32(v0),
-            "snncc.v_init_folded_into_bias": int(b.T == 1), "snncc.membrane_bits": int(a["membrane_bits"]),
+            "snncc.v_init_folded_into_bias": int(n.name in b.folded), "snncc.membrane_bits": int(a["membrane_bits"]),
             "snncc.membrane_shift": int(a.get("membrane_shift", 0)),
             "snncc.threshold_eps": threshold_eps(int(a["levels"]), b.T)}
 

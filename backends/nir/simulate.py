@@ -6,6 +6,11 @@ An IF fires up to ``snncc.levels`` spikes per step (the multi-spike reading, wha
 Sinabs does, capped at N as snncc is) and starts from ``snncc.v_init`` unless that is
 folded into the bias: the metadata this reader honours is what a consumer must honour to
 reproduce snncc exactly (docs/interop.md).
+
+``reading="sinabs"`` reads the IF nodes the way ``sinabs.from_nir`` builds them instead
+(``IAFSqueeze``: ``floor(v / thr)`` spikes for v > 0 with no cap, membrane clamped below at
+``-thr``, starting from 0; float32, as torch computes it), which tells in advance, bit
+for bit, what Sinabs gives and so where and why it departs from snncc.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ def _meta(node, key, default=None):
     return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
-def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *,
+READINGS = ("snncc", "sinabs")
+
+
+def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *, reading: str = "snncc",
             record: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``path`` on int8 inputs (N, *shape) for T steps (default the file's).
 
@@ -62,6 +70,8 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *,
     for src, dst in graph.edges:
         preds[dst].append(src)
     order = _order(graph)
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
     x = np.asarray(x_q, np.float64)
     state: dict[str, np.ndarray] = {}
     outs: dict[str, np.ndarray] = {}
@@ -74,7 +84,7 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *,
                 env[name] = x
                 continue
             inp = sum(env[p] for p in preds[name])
-            env[name] = y = _eval(name, node, inp, state)
+            env[name] = y = _eval(name, node, inp, state, reading)
             if isinstance(node, nir.Output):
                 outs[name] = outs.get(name, 0) + y
             elif record and isinstance(node, (nir.IF, nir.Threshold)):
@@ -82,7 +92,7 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *,
     return outs, counts
 
 
-def _eval(name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
+def _eval(name: str, node, x: np.ndarray, state: dict, reading: str) -> np.ndarray:
     import nir
 
     if isinstance(node, nir.Output):
@@ -100,6 +110,8 @@ def _eval(name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
         return x.reshape(len(x), -1)
     if isinstance(node, nir.Threshold):
         return (x > np.asarray(node.threshold, np.float64)).astype(np.float64)
+    if isinstance(node, nir.IF) and reading == "sinabs":
+        return _sinabs_if(name, node, x, state)
     if isinstance(node, nir.IF):
         thr = np.asarray(node.v_threshold, np.float64)
         v = state.get(name)
@@ -114,3 +126,14 @@ def _eval(name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
         state[name] = v - z * thr
         return z
     raise ValueError(f"NIR node {name} ({type(node).__name__}) is not one snncc writes")
+
+
+def _sinabs_if(name: str, node, x: np.ndarray, state: dict) -> np.ndarray:
+    """Sinabs's IAFSqueeze as from_nir builds it, in float32 like torch (the currents are
+    integers, exact in float32, so only the neuron's own float32 steps matter)."""
+    thr = np.asarray(node.v_threshold, np.float32)
+    v = state.get(name, np.zeros(x.shape, np.float32)) + x.astype(np.float32)
+    z = np.where(v > 0, np.trunc(v / thr), np.float32(0)).astype(np.float32)
+    v = v - z * thr
+    state[name] = np.maximum(v, -thr)
+    return z.astype(np.float64)
