@@ -25,6 +25,7 @@ class Staged:
     """An ONNX model run through the front passes once; ``finish(**opts)`` compiles the rest."""
 
     def __init__(self, onnx_path: Path, calib_x: np.ndarray):
+        self.onnx_path = Path(onnx_path)
         self.graph = load_onnx(onnx_path)
         self.shape = self.graph.values[self.graph.inputs[0]].shape
         self.calib = np.asarray(calib_x, np.float32)
