@@ -18,6 +18,8 @@ node map for) makes it return the spikes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +82,8 @@ def run_snntorch(path: Path, x_q: np.ndarray, timesteps: int, *, honour_metadata
     from snntorch.import_nir import import_from_nir
 
     graph = nir.read(str(path))
-    model = import_from_nir(graph)
+    with contextlib.redirect_stdout(io.StringIO()):  # import_from_nir prints a progress line
+        model = import_from_nir(graph)
     leaky = {name: mod for name, mod in model.named_modules() if isinstance(mod, snntorch.Leaky)}
     steps: dict[str, list] = {name: [] for name in leaky}
     for name, mod in leaky.items():

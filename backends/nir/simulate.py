@@ -59,8 +59,9 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *, readin
             record: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``path`` on int8 inputs (N, *shape) for T steps (default the file's).
 
-    Returns each Output's sum over time, and with ``record`` each IF/Threshold node's
-    spike count summed over time.
+    Returns each Output's sum over time, and with ``record`` the spike count of each
+    neuron population summed over time (an IF node, or the N Threshold nodes of one level
+    expansion, keyed by the first).
     """
     import nir
 
@@ -76,6 +77,7 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *, readin
     state: dict[str, np.ndarray] = {}
     outs: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
+    population: dict[tuple, str] = {}
     for _ in range(T):
         env: dict[str, np.ndarray] = {}
         for name in order:
@@ -88,7 +90,8 @@ def run_nir(path: Path, x_q: np.ndarray, timesteps: int | None = None, *, readin
             if isinstance(node, nir.Output):
                 outs[name] = outs.get(name, 0) + y
             elif record and isinstance(node, (nir.IF, nir.Threshold)):
-                counts[name] = counts.get(name, 0) + y
+                key = population.setdefault(tuple(preds[name]), name)  # a level's Thresholds share inputs
+                counts[key] = counts.get(key, 0) + y
     return outs, counts
 
 
