@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +94,17 @@ def nir_table(models, folder: Path) -> None:
                     if profile == "multispike":
                         print(f"| {name} | {n} | {t} | (export) | | error: {exc} | | |")
                     continue
-                _row(name, n, t, f"reader ({profile})", "metadata", lambda p=path: _reader(p, x), ref, counts)
+                _row(name, n, t, f"reader ({profile})", "metadata", partial(_reader, path, x), ref, counts)
                 if profile == "multispike":
                     for honour in (False, True):
                         _row(name, n, t, "Sinabs (multispike)", "metadata" if honour else "as loaded",
-                             lambda p=path, h=honour: run_sinabs(p, x, t, honour_metadata=h), ref, counts)
+                             partial(run_sinabs, path, x, t, honour_metadata=honour), ref, counts)
                 if profile == "binary":
                     xs = x[: min(len(x), 40)]  # snnTorch runs one sample at a time
                     refs, cs = run_int_levels(graph, xs)
                     for honour in (False, True):
                         _row(name, n, t, "snnTorch (binary)", "metadata" if honour else "as loaded",
-                             lambda p=path, h=honour: run_snntorch(p, xs, t, honour_metadata=h),
+                             partial(run_snntorch, path, xs, t, honour_metadata=honour),
                              refs[graph.outputs[0]], [s["levels"] for s in cs.values()])
 
 

@@ -19,6 +19,15 @@ from snncc.passes import DEFAULT_PIPELINE
 # Fast compile options: bit-exactness of an export does not depend on threshold or rounding quality.
 FAST = {"threshold_search": "none", "bias_correction": False, "step_search": False, "weight_rounding": "nearest"}
 FRONT = DEFAULT_PIPELINE[: DEFAULT_PIPELINE.index("convert")]  # canonicalize, calibrate, residual
+# The same for the CLI runs, which also take 64 calibration samples (small_calib).
+CLI_FAST = ["--threshold-search", "none", "--no-bias-correction", "--no-step-search", "--weight-rounding", "nearest"]
+
+
+def small_calib(calib_path: Path, folder: Path, n: int = 64) -> Path:
+    """The first ``n`` samples of a calibration .npz, saved as ``folder/calib.npz``."""
+    path = Path(folder) / "calib.npz"
+    np.savez(path, x=np.load(calib_path)["x"][:n])
+    return path
 
 
 class Staged:

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from interop_models import Staged, digits_avgpool, probe_inputs
+from interop_models import CLI_FAST, Staged, digits_avgpool, probe_inputs, small_calib
 
 from snncc.backends import target
 from snncc.backends.nir.consumers import run_sinabs, run_snntorch
@@ -143,14 +143,11 @@ def test_file_carries_integers_and_metadata(compiled):
 
 # --- bad input ----------------------------------------------------------------------
 
-CLI_FAST = ["--threshold-search", "none", "--no-bias-correction", "--no-step-search", "--weight-rounding", "nearest"]
 
 
 @pytest.fixture(scope="module")
-def small_calib(digits_example, tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    np.savez(path, x=np.load(digits_example.calib_path)["x"][:64])
-    return path
+def calib64(digits_example, tmp_path_factory):
+    return small_calib(digits_example.calib_path, tmp_path_factory.mktemp("calib"))
 
 
 def _compile(model, calib, tmp_path, *args):
@@ -160,8 +157,8 @@ def _compile(model, calib, tmp_path, *args):
     return res, out
 
 
-def test_cli_refuses_maxpool(digits_example, small_calib, tmp_path):
-    res, out = _compile(digits_example.onnx_path, small_calib, tmp_path)
+def test_cli_refuses_maxpool(digits_example, calib64, tmp_path):
+    res, out = _compile(digits_example.onnx_path, calib64, tmp_path)
     assert res.exit_code == 2, res.output
     assert res.output.strip().splitlines()[-1] == (
         "error: node '/6/MaxPool' (maxpool): cannot go to NIR: NIR has no max pool")
@@ -174,18 +171,18 @@ def test_cli_refuses_maxpool(digits_example, small_calib, tmp_path):
     (["--nir-profile", "threshold", "-T", "2"], "error: option --timesteps is 2; --nir-profile threshold needs 1 "
      "(its Threshold nodes have no membrane)"),
 ])
-def test_cli_refuses_what_a_profile_cannot_carry(staged, small_calib, tmp_path, args, message):
-    res, out = _compile(staged.onnx_path, small_calib, tmp_path, *args)
+def test_cli_refuses_what_a_profile_cannot_carry(staged, calib64, tmp_path, args, message):
+    res, out = _compile(staged.onnx_path, calib64, tmp_path, *args)
     assert res.exit_code == 2, res.output
     assert res.output.strip().splitlines()[-1] == message
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_cli_compile_and_verify(staged, small_calib, tmp_path):
-    res, out = _compile(staged.onnx_path, small_calib, tmp_path, "--name", "model", "--report", "none", "-T", "2")
+def test_cli_compile_and_verify(staged, calib64, tmp_path):
+    res, out = _compile(staged.onnx_path, calib64, tmp_path, "--name", "model", "--report", "none", "-T", "2")
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["model.nir", "report.json"]
-    res = CliRunner().invoke(cli, ["verify", str(staged.onnx_path), "--calib", str(small_calib), *CLI_FAST,
+    res = CliRunner().invoke(cli, ["verify", str(staged.onnx_path), "--calib", str(calib64), *CLI_FAST,
                                    "--target", "nir", "-T", "2"])
     assert res.exit_code == 0, res.output
     assert "[ok] integer runtime == NIR" in res.output

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from interop_models import Staged, probe_inputs
+from interop_models import CLI_FAST, Staged, probe_inputs, small_calib
 
 from snncc.backends import target
 from snncc.backends.qonnx.emit import build_model, check_graph, run_qonnx, thresholds, to_out_q, write_qonnx
@@ -21,15 +21,11 @@ from snncc.sim.int_runtime import quantize_input, run_int
 GRID = [(n, bits) for n in (1, 2, 4, 15) for bits in (2, 4, 8)]
 # the zoo nets take every N and every bit width, not every pair (bench/interop_agreement.py runs all 12)
 COVER = [(1, 8), (2, 2), (4, 4), (15, 8), (15, 2)]
-# CLI runs: fast compile options and 64 calibration samples
-CLI_FAST = ["--threshold-search", "none", "--no-bias-correction", "--no-step-search", "--weight-rounding", "nearest"]
 
 
 @pytest.fixture(scope="module")
-def small_calib(digits_example, tmp_path_factory):
-    path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    np.savez(path, x=np.load(digits_example.calib_path)["x"][:64])
-    return path
+def calib64(digits_example, tmp_path_factory):
+    return small_calib(digits_example.calib_path, tmp_path_factory.mktemp("calib"))
 
 
 def _check_grid(staged: Staged, x_q: np.ndarray, tmp_path, grid=GRID) -> None:
@@ -94,9 +90,9 @@ def test_refuses_saturation_that_changes_a_level(digits):
     assert neuron.name in str(err.value)
 
 
-def test_cli_refuses_timesteps_over_one(digits_example, small_calib, tmp_path):
+def test_cli_refuses_timesteps_over_one(digits_example, calib64, tmp_path):
     out = tmp_path / "q"
-    res = CliRunner().invoke(cli, ["compile", str(digits_example.onnx_path), "--calib", str(small_calib), *CLI_FAST,
+    res = CliRunner().invoke(cli, ["compile", str(digits_example.onnx_path), "--calib", str(calib64), *CLI_FAST,
                                    "--target", "qonnx", "-T", "2", "-o", str(out)])
     assert res.exit_code == 2, res.output
     assert res.output.strip().splitlines()[-1] == (
@@ -104,9 +100,9 @@ def test_cli_refuses_timesteps_over_one(digits_example, small_calib, tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_cli_compile_and_verify(digits_example, small_calib, tmp_path):
+def test_cli_compile_and_verify(digits_example, calib64, tmp_path):
     out = tmp_path / "q"
-    args = [str(digits_example.onnx_path), "--calib", str(small_calib), *CLI_FAST, "--target", "qonnx"]
+    args = [str(digits_example.onnx_path), "--calib", str(calib64), *CLI_FAST, "--target", "qonnx"]
     res = CliRunner().invoke(cli, ["compile", *args, "-o", str(out), "--name", "model", "--report", "none"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]
