@@ -9,8 +9,9 @@
 - ``emit(graph, out_dir, *, name, spike_rates, **target_options) -> dict``: write the files for the
   integer IR into the existing folder ``out_dir``; return what the report records
   about them (the driver owns report.json: emitters neither read nor write it);
-- ``check_tools(**target_options)``: raise SnnccError early if a tool is missing or a
-  target option is out of range;
+- ``check_tools(**target_options, options=None)``: raise SnnccError early if a tool is
+  missing, a target option is out of range, or the compile ``options`` (CompileOptions,
+  when given) ask for what the target cannot carry;
 - ``verify(graph, out_dir, x_q, *, reference, **verify_options) -> Check``: run what
   ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
   ``reference``, the integer runtime's (N, OUT) int outputs.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,9 @@ def run_sinabs(path: Path, x_q: np.ndarray, timesteps: int, *, honour_metadata: 
 
     graph = nir.read(str(path))
     B, T = len(x_q), int(timesteps)
-    model = from_nir(graph, batch_size=B)
+    with warnings.catch_warnings():  # from_nir calls nirtorch.load, which warns that it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = from_nir(graph, batch_size=B)
     counts: dict[str, np.ndarray] = {}
     x = torch.from_numpy(np.repeat(np.asarray(x_q, np.float32), T, axis=0))  # (B*T, ...), batch-major
     for name, mod in model.named_modules():

@@ -55,13 +55,25 @@ def check_profile(profile: str) -> None:
         raise SnnccError(f"must be one of {', '.join(PROFILES)}, got {profile!r}", option="nir_profile")
 
 
+def check_options(profile: str, *, levels: int = 1, timesteps: int = 1, membrane_shift: int = 0) -> None:
+    """SnnccError naming the option when ``profile`` cannot carry these neuron options (checked
+    from the compile options before the compile, and from the integer IR on export)."""
+    check_profile(profile)
+    if profile == "threshold" and timesteps != 1:
+        raise SnnccError(f"is {timesteps}; --nir-profile threshold needs 1 (its Threshold nodes have no membrane)",
+                         option="timesteps")
+    if profile == "binary" and levels > 1:
+        raise SnnccError(f"is {levels}; --nir-profile binary takes binary spikes only (snnTorch reads one spike "
+                         "per step): use --levels 1 or --nir-profile multispike", option="levels")
+    if membrane_shift and timesteps > 1:
+        raise SnnccError("keeps the membrane on a grid between steps, which NIR's IF cannot say: "
+                         "--target nir needs 0 at --timesteps > 1", option="membrane_shift")
+
+
 def check_graph(graph: Graph, profile: str) -> None:
     """SnnccError (naming node, op or option) unless ``graph`` has a portable NIR form in ``profile``."""
-    check_profile(profile)
     T = int(graph.meta.get("timesteps", 1))
-    if profile == "threshold" and T != 1:
-        raise SnnccError(f"is {T}; --nir-profile threshold needs 1 (its Threshold nodes have no membrane)",
-                         option="timesteps")
+    check_options(profile, timesteps=T)
     for node in graph.nodes:
         if node.op not in _EMIT:
             why = ("NIR has no max pool" if node.op in ops.MAX_POOLS else "it has no portable NIR node "
@@ -78,15 +90,10 @@ def check_graph(graph: Graph, profile: str) -> None:
         if node.op != "neuron":
             continue
         n = int(node.attrs["levels"])
-        if int(node.attrs.get("membrane_shift", 0)) and T > 1:
-            raise SnnccError("keeps the membrane on a grid between steps, which NIR's IF cannot say: "
-                             "--target nir needs 0 at --timesteps > 1", option="membrane_shift")
+        check_options(profile, levels=n, timesteps=T, membrane_shift=int(node.attrs.get("membrane_shift", 0)))
         if node.attrs.get("signed"):
             raise SnnccError("cannot go to NIR: a signed neuron (IF and Threshold emit no negative spikes)",
                              node=node.name, op=node.op)
-        if profile == "binary" and n > 1:
-            raise SnnccError(f"is {n}; --nir-profile binary takes binary spikes only (snnTorch reads one spike "
-                             "per step): use --levels 1 or --nir-profile multispike", option="levels")
         e = -log2(threshold_eps(n, T))
         top = int(np.max(node.params["theta"])) * (n + 1)
         if top >= 2 ** (24 - e):

@@ -22,10 +22,14 @@ def named_files(name: str) -> tuple[str, ...]:
     return (f"{name}.nir",)
 
 
-def check_tools(*, nir_profile: str = "multispike", **_) -> None:
-    from snncc.backends.nir.emit import check_profile
+def check_tools(*, nir_profile: str = "multispike", options=None, **_) -> None:
+    """The extra is installed, and the profile can carry the compile ``options`` (when given)."""
+    from snncc.backends.nir.emit import check_options, check_profile
 
     check_profile(nir_profile)
+    if options is not None:
+        check_options(nir_profile, levels=options.levels, timesteps=options.timesteps,
+                      membrane_shift=options.membrane_shift)
     try:
         import h5py  # noqa: F401
         import nir  # noqa: F401

@@ -31,13 +31,16 @@ OPSET = 13
 FLOAT_EXACT = 1 << 24  # float32 holds every integer of magnitude up to 2**24
 
 
+def check_timesteps(timesteps: int) -> None:
+    if timesteps != 1:
+        raise SnnccError(f"is {timesteps}; --target qonnx needs 1 (a MultiThreshold is the neuron at T=1)",
+                         option="timesteps")
+
+
 def check_graph(graph: Graph) -> None:
     """SnnccError unless this integer IR has an exact QONNX form (T=1, no saturation that
     changes a level, currents that float32 holds exactly, ops with an ONNX form)."""
-    T = int(graph.meta.get("timesteps", 1))
-    if T != 1:
-        raise SnnccError(f"is {T}; --target qonnx needs 1 (a MultiThreshold is the neuron at T=1)",
-                         option="timesteps")
+    check_timesteps(int(graph.meta.get("timesteps", 1)))
     for node in graph.nodes:
         if node.op not in _EMIT and node.op not in _VARIADIC:
             raise SnnccError("has no QONNX form", node=node.name, op=node.op)

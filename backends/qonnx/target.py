@@ -20,7 +20,12 @@ def named_files(name: str) -> tuple[str, ...]:
     return (f"{name}.onnx",)
 
 
-def check_tools(**_) -> None:
+def check_tools(*, options=None, **_) -> None:
+    """The extra is installed, and the compile ``options`` (when given) have a QONNX form."""
+    if options is not None:
+        from snncc.backends.qonnx.emit import check_timesteps
+
+        check_timesteps(options.timesteps)
     try:
         import qonnx.core.onnx_exec  # noqa: F401
     except ImportError:
