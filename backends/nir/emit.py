@@ -250,7 +250,16 @@ def neuron_metadata(b: _Builder, n: Node) -> dict:
             "snncc.theta": _f32(n.params["theta"]), "snncc.v_init": _f32(v0),
             "snncc.v_init_folded_into_bias": int(n.name in b.folded), "snncc.membrane_bits": int(a["membrane_bits"]),
             "snncc.membrane_shift": int(a.get("membrane_shift", 0)),
+            "snncc.may_saturate": int(_may_saturate(n)),
             "snncc.threshold_eps": threshold_eps(int(a["levels"]), b.T)}
+
+
+def _may_saturate(n: Node) -> bool:
+    """Range analysis says the membrane can reach snncc's B-bit clamp, which NIR consumers do not apply."""
+    bits = int(n.attrs["membrane_bits"])
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    v_lo, v_hi = (int(v) for v in n.attrs.get("v_range", (lo - 1, hi + 1)))
+    return v_lo < lo or v_hi > hi
 
 
 def _neuron(b: _Builder, n: Node):
