@@ -94,6 +94,10 @@ def check_graph(graph: Graph, profile: str) -> None:
         if node.attrs.get("signed"):
             raise SnnccError("cannot go to NIR: a signed neuron (IF and Threshold emit no negative spikes)",
                              node=node.name, op=node.op)
+        if profile == "binary" and _synaptic_sources(graph, node.inputs[0]) is None:
+            raise SnnccError("cannot go to NIR with --nir-profile binary: its current does not come from "
+                             "synaptic layers alone, so it cannot be divided by the threshold",
+                             node=node.name, op=node.op)
         e = -log2(threshold_eps(n, T))
         top = int(np.max(node.params["theta"])) * (n + 1)
         if top >= 2 ** (24 - e):
@@ -104,6 +108,18 @@ def check_graph(graph: Graph, profile: str) -> None:
         if bound > FLOAT_EXACT:
             raise SnnccError(f"its values reach {bound}, beyond the 2**24 that float32 holds exactly",
                              node=node.name, op=node.op)
+
+
+def _synaptic_sources(graph: Graph, value: str) -> list[Node] | None:
+    """The synaptic layers whose currents, summed through adds, make ``value``; None when
+    another op (a pool, a move) makes part of it."""
+    node = graph.producer(value)
+    if node is not None and node.op in ops.SYNAPTIC:
+        return [node]
+    if node is None or node.op != "add":
+        return None
+    parts = [_synaptic_sources(graph, v) for v in node.inputs]
+    return None if any(p is None for p in parts) else [n for p in parts for n in p]
 
 
 class _Builder:
