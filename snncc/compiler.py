@@ -226,7 +226,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
 
     options = options or CompileOptions()
     target_options = dict(target_options or {})
-    get_target(target).check_tools(**target_options)  # an unknown --target or a bad option fails before the slow work
+    # an unknown --target, a bad option or options the target cannot carry fail before the slow work
+    get_target(target).check_tools(**target_options, options=options)
     model_path = Path(model_path)
     if name is None:
         name = default_name(model_path.stem, target)
