@@ -13,6 +13,7 @@ import numpy as np
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 
@@ -38,16 +39,14 @@ class Staged:
         self.graph = load_onnx(onnx_path)
         self.shape = self.graph.values[self.graph.inputs[0]].shape
         self.calib = np.asarray(calib_x, np.float32)
-        self.front = run_pipeline(self.graph, FRONT, self._options(), echo=lambda s: None)
+        self.front = run_pipeline(self.graph, FRONT, self._context(), echo=lambda s: None)
 
-    def _options(self, **opts) -> CompileOptions:
-        options = CompileOptions(**{**FAST, **opts})
-        options.calib_data = load_calib(self.calib, self.shape)
-        return options
+    def _context(self, **opts) -> PassContext:
+        return PassContext(CompileOptions(**{**FAST, **opts}), calib=load_calib(self.calib, self.shape))
 
     def finish(self, **opts):
         rest = DEFAULT_PIPELINE[len(FRONT):]
-        return run_pipeline(self.front.copy(), rest, self._options(**opts), echo=lambda s: None)
+        return run_pipeline(self.front.copy(), rest, self._context(**opts), echo=lambda s: None)
 
 
 def probe_inputs(shape, real_q: np.ndarray | None = None, n_random: int = 3, seed: int = 0) -> np.ndarray:
