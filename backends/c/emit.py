@@ -173,6 +173,10 @@ def _header(graph: Graph, plan: Plan, name: str) -> str:
         f"void {name}_debug_dump(int32_t node, const void *data, int32_t esize, int32_t h, int32_t w,",
         "                        int32_t c, int32_t hwc);",
         "#endif",
+        "#ifdef SNNCC_PROFILE",
+        "/* Profiling builds call this (user-provided) hook after every node of every timestep. */",
+        f"void {name}_profile_mark(int32_t node);",
+        "#endif",
         "",
         f"#endif /* {u}_H */",
         "",
@@ -255,7 +259,8 @@ def _render(line: str, plan: Plan, name: str) -> str:
         if buf.external:
             return buf.external
         return f"(({ctype} *)(arena + {buf.offset}))"
-    return _PLACEHOLDER.sub(sub, line).replace("@DEBUG_HOOK@", f"{name}_debug_dump")
+    line = _PLACEHOLDER.sub(sub, line).replace("@DEBUG_HOOK@", f"{name}_debug_dump")
+    return line.replace("@PROFILE_HOOK@", f"{name}_profile_mark")
 
 
 def _weights(plan: Plan, name: str) -> str:

@@ -25,6 +25,7 @@ ALIGN = 16
 SPARSE_RATE_LIMIT = 0.15  # above this measured spike rate the branch-free dense path is faster (measured)
 BLOCK = 16  # SNNCC_OBLOCK: output channels per register block of snncc_conv_block_i8
 FAST_NEURON_STEPS = 32  # compare-table neurons up to this many threshold steps
+FUSED_ROW_BYTES = 1024  # currents of a conv feeding a neuron: computed this many bytes of rows at a time
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Tensor:
     levels: bool = False  # spike levels: zero-skipping pays off
     rate: float | None = None  # measured spike rate, when known
     nonneg: bool = False  # every value >= 0 (levels of unsigned neurons): u8 dot products
+    fused: dict | None = None  # a conv computed row by row inside its neuron's step (never stored whole)
 
 
 @dataclass
@@ -111,6 +113,7 @@ class _Builder:
         self.tensors: dict[str, Tensor] = {}
         self.producers = graph.producers()
         self.rates = dict(spike_rates or {})
+        self.consumers = graph.consumer_map()
 
     # --- helpers ------------------------------------------------------------
     def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
@@ -188,11 +191,13 @@ class _Builder:
             self.plan.steps.append(Step([f"/* {ident}: {node.op} {sanitize_name(node.name)} */"]))
             out = handler(node, ident, [self.tensors[v] for v in node.inputs])
             self.tensors[node.output] = out
-            self.debug_dump(i, out)
+            if out.fused is None:  # a fused conv's currents never exist whole: its neuron is dumped
+                self.debug_dump(i, out)
             for o in out_offsets.get(node.output, []):
                 h, w, c = L.hwc_dims(out.shape)
                 self.step([f"snncc_accum_{out.kind}(output + {o}, {self.ptr(out)}, {h}, {w}, {c}, t == 0);"],
                           [out.buf])
+            self.step(["#ifdef SNNCC_PROFILE", f"@PROFILE_HOOK@({i});", "#endif"], [])
 
     def debug_dump(self, index: int, t: Tensor) -> None:
         h, w, c = L.hwc_dims(t.shape)
@@ -226,9 +231,9 @@ class _Builder:
         b = np.pad(b, (0, -len(b) % pad_to))
         return self.array(f"{ident}_b", b.astype(np.int32), "int32_t", f"{ident} bias")
 
-    def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int) -> None:
+    def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int, fused: bool = False) -> None:
         self.plan.layer_info.append({"name": node.name, "op": node.op, "ident": ident, "mode": mode,
-                                     "weight_bits": bits, "storage_bits": sb})
+                                     "weight_bits": bits, "storage_bits": sb, "fused": fused})
 
     def op_conv(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
@@ -258,6 +263,13 @@ class _Builder:
         self.plan.param_decls.append(
             f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
+        if block and self.fusable(node):
+            sparse = self.sparse(x)
+            self.layer(node, ident, "event" if sparse else "dense", bits, 8, fused=True)
+            call = f"snncc_conv_block_i8(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
+            fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
+                     "stride_h": sh}
+            return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
@@ -277,6 +289,13 @@ class _Builder:
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
+
+    def fusable(self, node: Node) -> bool:
+        """A conv whose only reader is a neuron: its currents are computed a few rows at a
+        time into a small scratch that the neuron consumes at once."""
+        users = self.consumers.get(node.output, [])
+        return (node.output not in self.g.outputs and len(users) == 1 and users[0].op == "neuron"
+                and users[0].inputs == [node.output])
 
     def bias_offset(self, node: Node, ident: str, wt: np.ndarray) -> str:
         """Bias of a block conv on signed input: the padded bias, then bias - 128 * sum(W)
@@ -443,12 +462,55 @@ class _Builder:
                 and np.abs(thr).max() < 2**31 and max(-vmin, vmax, int(np.abs(v_init).max())) + cur_bound < 2**31)
         if fast:
             tref = self.array(f"{ident}_thr", thr.astype(np.int32), "int32_t", f"{ident} threshold table k*theta")
-            self.step([f"snncc_neuron_fast(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {tref}, "
-                       f"{self.ptr(z)});"], bufs)
+            call = f"snncc_neuron_fast(@P@, @CUR@, @V@, {thref}, {vref}, {tref}, @Z@);"
         else:
-            self.step([f"snncc_neuron_step(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {self.ptr(z)});"],
-                      bufs)
+            call = f"snncc_neuron_step(@P@, @CUR@, @V@, {thref}, {vref}, @Z@);"
+        if x.fused is None:
+            self.step([call.replace("@P@", f"&{ident}_p").replace("@CUR@", self.ptr(x)).replace("@V@", vptr)
+                       .replace("@Z@", self.ptr(z))], bufs)
+        else:
+            self.fused_step(x, ident, call, vptr, z)
         return z
+
+    def fused_step(self, x: Tensor, ident: str, call: str, vptr: str, z: Tensor) -> None:
+        """The conv of ``x.fused`` and this neuron, a few output rows at a time: the conv
+        runs on a copy of its geometry narrowed to those rows (pad_t shifted), the neuron on
+        the rows' currents."""
+        f = x.fused
+        _, oh, ow = x.shape
+        row = ow * x.shape[0]
+        rows = max(1, min(oh, FUSED_ROW_BYTES // (4 * row)))
+        cur = self.tensor("i32", (rows * row,))
+        vrow = "NULL" if vptr == "NULL" else f"{vptr} + r_ * {row}"
+        self.step([
+            "{",
+            f"    snncc_conv_t g_ = {f['ident']}_p;",
+            f"    snncc_neuron_t n_ = {ident}_p;",
+            "    int32_t r_;",
+            "#ifdef SNNCC_DEBUG",
+            f"    static int32_t dbg_[{oh * row}];",
+            "#endif",
+            f"    for (r_ = 0; r_ < {oh}; r_ += {rows}) {{",
+            f"        g_.out_h = {oh} - r_ < {rows} ? {oh} - r_ : {rows};",
+            f"        g_.pad_t = {f['pad_t']} - r_ * {f['stride_h']};",
+            f"        n_.outer = g_.out_h * {ow};",
+            "        " + f["call"].replace("@CUR@", self.ptr(cur)),
+            "#ifdef SNNCC_DEBUG",
+            "        {",
+            "            int32_t k_;",
+            f"            for (k_ = 0; k_ < g_.out_h * {row}; ++k_) {{",
+            f"                dbg_[r_ * {row} + k_] = {self.ptr(cur)}[k_];",
+            "            }",
+            "        }",
+            "#endif",
+            "        " + call.replace("@P@", "&n_").replace("@CUR@", self.ptr(cur)).replace("@V@", vrow)
+            .replace("@Z@", f"{self.ptr(z)} + r_ * {row}"),
+            "    }",
+            "#ifdef SNNCC_DEBUG",  # the whole currents, for the debug hook (debug builds only)
+            f"    if (t == {self.T - 1}) {{ @DEBUG_HOOK@({f['index']}, dbg_, 4, {oh}, {ow}, {x.shape[0]}, 1); }}",
+            "#endif",
+            "}",
+        ], [f["x"].buf, cur.buf, z.buf])
 
     def current_bound(self, node: Node) -> int | None:
         """max |input current| of a neuron from the range analysis, if recorded."""

@@ -232,6 +232,133 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #undef BLOCK_STORE
 }
 
+/*
+ * Arm cores with the DSP extension (Cortex-M4/M7/M33/M55; __ARM_FEATURE_DSP): SMLAD adds
+ * two 16 x 16-bit products to an int32 accumulator.  SXTB16 sign-extends bytes 0 and 2
+ * of a word (and, rotated by 8, bytes 1 and 3) into two halfwords, so a quad of levels
+ * (x0 x1 x2 x3) and a word of four weights of one output (w0 w1 w2 w3, the block
+ * layout) pair up as (x0 x2).(w0 w2) + (x1 x3).(w1 w3) without any reordering.
+ * Per output pixel, the non-zero input quads of its taps are unpacked once into a list
+ * (both halfword pairs and the weights' address: zero quads, silent neurons, cost
+ * nothing more), then every pass of SNNCC_DSP_OUT output channels runs down the list
+ * with its accumulators in registers.  Lists hold at most SNNCC_DSP_QUADS quads
+ * (stack); longer fan-ins run in chunks that add to the output.  The accumulators wrap
+ * like int32 adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the
+ * result fits int32 (range analysis).
+ */
+#if (defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SIMD32)) && !defined(SNNCC_NO_SIMD)
+#include <arm_acle.h>
+#define SNNCC_ARM_DSP 1
+#define SNNCC_DSP_QUADS 48
+#define SNNCC_D_ROR8(v) ((int32_t)(((uint32_t)(v) >> 8) | ((uint32_t)(v) << 24)))
+/* sxtb16 with its operand rotated by 8 in one instruction (ACLE has no rotation form) */
+#if defined(__GNUC__)
+#define SNNCC_D_SXTB16_R8(dst, v) __asm__("sxtb16 %0, %1, ror #8" : "=r"(dst) : "r"(v))
+#else
+#define SNNCC_D_SXTB16_R8(dst, v) (dst) = __sxtb16(SNNCC_D_ROR8(v))
+#endif
+#if defined(__GNUC__)
+/* one output: load its four weights, two SXTB16 and two SMLAD, kept together (GCC
+ * otherwise hoists all eight loads of a pass and spills the accumulators) */
+#define SNNCC_D_MAC(j)                                                                     \
+    __asm__("ldr %[w], [%[p], #" #j " * 4]\n\t"                                            \
+            "sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
+            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
+#else
+#define SNNCC_D_MAC(j)                                                                     \
+    memcpy(&w_, wr + 4 * (j), sizeof w_);                                                  \
+    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
+    a##j = __smlad(t_, xb_, a##j);
+#endif
+#define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+
+typedef struct {
+    int32_t xa, xb;   /* SXTB16 of the quad, and of the quad rotated by 8 */
+    const int8_t *w;  /* its weights, output channel 0 */
+} snncc_dsp_quad_t;
+
+/* y[0..out_c) = init + the products of the n listed quads, 8 output channels a pass
+ * (the last pass reads the zero-padded weights of up to 7 channels past out_c). */
+static void dsp_run_list(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
+                         int32_t out_c)
+{
+    const snncc_dsp_quad_t *end = list + n, *q;
+    int32_t ob, j, w_, t_;
+    for (ob = 0; ob < out_c; ob += 8) {
+        int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;
+        for (j = 0; j < 8; ++j) {
+            acc_[j] = ob + j < out_c ? init[ob + j] : 0;
+        }
+        a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];
+        a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];
+        for (q = list; q < end; ++q) {
+            const int32_t xa_ = q->xa, xb_ = q->xb;
+            const int8_t *wr = q->w + ob * 4;
+            SNNCC_D_8(SNNCC_D_MAC)
+        }
+        acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;
+        acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;
+        for (j = 0; j < 8 && ob + j < out_c; ++j) {
+            yp[ob + j] = acc_[j];
+        }
+    }
+}
+
+static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                           const int32_t *bias)
+{
+    SNNCC_CONV_GEOMETRY
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
+    int32_t oy, ox, ky, kx, cq, n;
+    for (oy = 0; oy < out_h; ++oy) {
+        for (ox = 0; ox < out_w; ++ox) {
+            int32_t *yp = y + (oy * out_w + ox) * out_c;
+            const int32_t *init = bias;
+            n = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                const int32_t iy = oy * sh - pt + ky * dh;
+                if (iy < 0 || iy >= in_h) {
+                    continue;
+                }
+                for (kx = 0; kx < k_w; ++kx) {
+                    const int32_t ix = ox * sw - pl + kx * dw;
+                    const int8_t *xin = x + (iy * in_w + ix) * in_c;
+                    const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4;
+                    if (ix < 0 || ix >= in_w) {
+                        continue;
+                    }
+                    for (cq = 0; cq < c4; ++cq) {
+                        int32_t quad;
+                        if (4 * cq + 4 <= in_c) {
+                            memcpy(&quad, xin + 4 * cq, sizeof quad);
+                        } else {
+                            quad = load_quad(xin, cq, in_c);
+                        }
+                        if (quad == 0) {
+                            continue;
+                        }
+                        list[n].xa = __sxtb16(quad);
+                        SNNCC_D_SXTB16_R8(list[n].xb, quad);
+                        list[n].w = wk + cq * o16 * 4;
+                        if (++n == SNNCC_DSP_QUADS) { /* a full list: add it up, go on */
+                            dsp_run_list(list, n, init, yp, out_c);
+                            init = yp;
+                            n = 0;
+                        }
+                    }
+                }
+            }
+            dsp_run_list(list, n, init, yp, out_c);
+        }
+    }
+}
+#endif
+
 #if defined(__SSE2__) && !defined(SNNCC_NO_SIMD)
 #include <emmintrin.h>
 #define SNNCC_HAVE_SSE2_BLOCK 1
@@ -893,6 +1020,8 @@ const char *snncc_simd(void)
 #endif
 #if defined(SNNCC_HAVE_SSE2_BLOCK)
     return "sse2";
+#elif defined(SNNCC_ARM_DSP)
+    return "arm-dsp";
 #else
     return "c";
 #endif
@@ -915,6 +1044,10 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #endif
 #if defined(SNNCC_HAVE_SSE2_BLOCK)
     conv_block_sse2(p, x, y, w, bias, sparse);
+    return;
+#endif
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, w, bias);
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
@@ -1225,6 +1358,37 @@ static void neuron_fast_c(const snncc_neuron_t *p, const int32_t *cur, int32_t *
     }
 }
 
+/* Cores without SIMD (Cortex-M, -DSNNCC_NO_SIMD): one element at a time, counting the
+ * thresholds it reaches with an early exit (thr[k][c] rises with k as theta > 0), so a
+ * silent neuron costs one comparison instead of one per level. */
+#if defined(SNNCC_NO_SIMD) || !(defined(__SSE2__) || defined(__ARM_NEON) || defined(__ARM_NEON__))
+#define SNNCC_SCALAR_NEURON 1
+static void neuron_fast_scalar(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                               const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
+{
+    const int32_t n = p->outer * p->channels, ch = p->channels, vmin = p->vmin, vmax = p->vmax;
+    const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
+    const int32_t mask = (int32_t) - ((int64_t)1 << p->shift); /* two's complement: floor to 2^k */
+    int32_t i, c = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t *tk = thr + c;
+        int32_t t = (v != 0 ? v[i] : v_init[c]) + cur[i], k = 0;
+        t = t < vmin ? vmin : t;
+        t = t > vmax ? vmax : t;
+        while (k < steps && t >= tk[k * ch]) {
+            ++k;
+        }
+        z[i] = (int8_t)(lo + k);
+        if (v != 0) {
+            v[i] = (t - (lo + k) * theta[c]) & mask;
+        }
+        if (++c == ch) {
+            c = 0;
+        }
+    }
+}
+#endif
+
 /* SIMD neurons: a chunk of channels at a time (outer loop), so that its thresholds stay
  * in registers over the pixels (inner loop).  At most SNNCC_FAST_STEPS threshold steps
  * (the memory plan's limit for this kernel); more take the portable code. */
@@ -1334,6 +1498,10 @@ void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
         neuron_fast_avx2(p, cur, v, theta, v_init, thr, z);
         return;
     }
+#endif
+#if defined(SNNCC_SCALAR_NEURON)
+    neuron_fast_scalar(p, cur, v, theta, v_init, thr, z);
+    return;
 #endif
     neuron_fast_c(p, cur, v, theta, v_init, thr, z, 0);
 }

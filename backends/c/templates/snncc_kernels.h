@@ -57,7 +57,8 @@ typedef struct {
 } snncc_neuron_t;
 
 /* The kernels this build runs on this CPU: "avx512vnni" or "avx2" (x86-64 with GCC or
- * Clang, chosen at run time), "sse2" (other x86-64 builds), "c" (portable C99). */
+ * Clang, chosen at run time), "sse2" (other x86-64 builds), "arm-dsp" (Arm cores with the
+ * DSP extension: SMLAD block convs), "c" (portable C99). */
 const char *snncc_simd(void);
 
 /* Unpack n packed weights of `bits` (2 or 4) storage bits into int8. */
