@@ -105,3 +105,16 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
     c4, o16 = w.shape[2] // 4, w.shape[3]
     w = w.reshape(kh, kw, c4, 4, o16).transpose(0, 1, 2, 4, 3)
     return np.ascontiguousarray(w).reshape(kh * kw * c4, o16 * 4)
+
+
+def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
+    """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
+    4-bit storage: the 8/bits output channels o..o+8/bits-1 of a 32-bit word share its
+    four bytes, byte i holding channel quad element i of each, output o in the highest
+    field.  A mask then leaves one output's four weights times 2^(8-bits) in the byte
+    tops, ready for SXTB16 (kernels divide the sum by that scale)."""
+    rows, cols = block.shape
+    per = 8 // bits
+    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16) & ((1 << bits) - 1)
+    shifts = (8 - bits * (1 + np.arange(per, dtype=np.int16)))[None, None, :, None]
+    return (w << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)

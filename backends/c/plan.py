@@ -245,15 +245,19 @@ class _Builder:
         bits = int(a.get("bits", 8))
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
-        block = group == 1 and L.storage_bits(bits) == 8 and x.kind == "i8"
+        sb = L.storage_bits(bits)
+        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb))
         if block:
             slices = L.conv_weight_block(wt, BLOCK)
         else:
             slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
-        wref, sb = self.weights(node, ident, slices, bits)
-        if block and c % 4:
+        if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
+            wref = self.packed_block(node, ident, slices, bits, sb)
+        else:
+            wref, sb = self.weights(node, ident, slices, bits)
+        if block and sb == 8 and c % 4:
             x = self.pad_channels(x)
-        if block and not x.nonneg:
+        if block and sb == 8 and not x.nonneg:
             bref = self.bias_offset(node, ident, wt)
         else:
             bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
@@ -265,15 +269,15 @@ class _Builder:
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         if block and self.fusable(node):
             sparse = self.sparse(x)
-            self.layer(node, ident, "event" if sparse else "dense", bits, 8, fused=True)
-            call = f"snncc_conv_block_i8(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
+            self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
+            call = f"{self.block_kernel(sb)}(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
             fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
                      "stride_h": sh}
             return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
-            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits)
+            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits, sb)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -289,6 +293,24 @@ class _Builder:
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
+
+    @staticmethod
+    def block_kernel(sb: int) -> str:
+        return "snncc_conv_block_i8" if sb == 8 else f"snncc_conv_block_w{sb}"
+
+    @staticmethod
+    def packed_fits(wt: np.ndarray, sb: int) -> bool:
+        """Packed block kernels sum weights times 2^(8-sb) (their fields at the byte tops):
+        exact while |x| <= 128 times sum |w| times that scale stays below 2^31."""
+        fan = np.abs(wt.astype(np.int64)).reshape(len(wt), -1).sum(axis=1).max(initial=0)
+        return 128 * int(fan) * 2 ** (8 - sb) < 2**31
+
+    def packed_block(self, node: Node, ident: str, block: np.ndarray, bits: int, sb: int) -> str:
+        lim = 2 ** (sb - 1)
+        if int(block.min(initial=0)) < -lim or int(block.max(initial=0)) > lim - 1:
+            raise SnnccError(f"weights do not fit {bits} bits", node=node.name, op=node.op)
+        return self.array(f"{ident}_w", L.pack_block(block, sb), "uint8_t",
+                          f"{ident} weights, {bits}-bit, packed block layout ({sb}-bit fields)")
 
     def fusable(self, node: Node) -> bool:
         """A conv whose only reader is a neuron: its currents are computed a few rows at a
@@ -318,10 +340,10 @@ class _Builder:
         return y
 
     def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
-                   bufs: list[int], bits: int) -> Tensor:
+                   bufs: list[int], bits: int, sb: int) -> Tensor:
         sparse = self.sparse(x)
-        self.layer(node, ident, "event" if sparse else "dense", bits, 8)
-        self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
+        self.layer(node, ident, "event" if sparse else "dense", bits, sb)
+        self.step([f"{self.block_kernel(sb)}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
                   bufs)
         return y
 
@@ -462,7 +484,7 @@ class _Builder:
                 and np.abs(thr).max() < 2**31 and max(-vmin, vmax, int(np.abs(v_init).max())) + cur_bound < 2**31)
         if fast:
             tref = self.array(f"{ident}_thr", thr.astype(np.int32), "int32_t", f"{ident} threshold table k*theta")
-            call = f"snncc_neuron_fast(@P@, @CUR@, @V@, {thref}, {vref}, {tref}, @Z@);"
+            call = f"snncc_neuron_fast(@P@, @CUR@, @V@, {thref}, {vref}, SNNCC_NEURON_THR({tref}), @Z@);"
         else:
             call = f"snncc_neuron_step(@P@, @CUR@, @V@, {thref}, {vref}, @Z@);"
         if x.fused is None:

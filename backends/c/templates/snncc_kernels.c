@@ -10,6 +10,11 @@
 
 #include <string.h>
 
+/* Arm cores with the DSP extension (SMLAD, SXTB16) get their own block convs. */
+#if (defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SIMD32)) && !defined(SNNCC_NO_SIMD)
+#define SNNCC_ARM_DSP 1
+#endif
+
 void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits)
 {
     int32_t i;
@@ -233,6 +238,105 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 }
 
 /*
+ * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): the
+ * 8/wbits output channels of a 32-bit word of row (tap, quad) hold their weights for the
+ * quad's four input channels in fields of its bytes, output o in the highest field.
+ * Portable: per output pixel a list of its non-zero input quads, then per word of
+ * outputs a pass down the list, the fields cut out with constant shifts.
+ */
+#if !defined(SNNCC_ARM_DSP)
+typedef struct {
+    int32_t x[4];
+    const uint8_t *w;
+} snncc_pk_quad_t;
+#define SNNCC_PK_QUADS 32
+/* Field of byte I of word wv at bit SH, BITS wide, two's complement. */
+#define SNNCC_PK_F(I, SH, BITS)                                                            \
+    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^ (1 << ((BITS) - 1))) - \
+     (1 << ((BITS) - 1)))
+#define SNNCC_PK_DOT(SH, BITS)                                                             \
+    (q->x[0] * SNNCC_PK_F(0, SH, BITS) + q->x[1] * SNNCC_PK_F(1, SH, BITS) +               \
+     q->x[2] * SNNCC_PK_F(2, SH, BITS) + q->x[3] * SNNCC_PK_F(3, SH, BITS))
+
+static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
+                       int32_t out_c, int32_t bits)
+{
+    const snncc_pk_quad_t *end = list + n, *q;
+    const int32_t per = 8 / bits;
+    int32_t ob, j;
+    for (ob = 0; ob < out_c; ob += per) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        uint32_t wv;
+        if (bits == 4) {
+            for (q = list; q < end; ++q) {
+                memcpy(&wv, q->w + ob / 2 * 4, sizeof wv);
+                acc[0] += SNNCC_PK_DOT(4, 4);
+                acc[1] += SNNCC_PK_DOT(0, 4);
+            }
+        } else {
+            for (q = list; q < end; ++q) {
+                memcpy(&wv, q->w + ob, sizeof wv);
+                acc[0] += SNNCC_PK_DOT(6, 2);
+                acc[1] += SNNCC_PK_DOT(4, 2);
+                acc[2] += SNNCC_PK_DOT(2, 2);
+                acc[3] += SNNCC_PK_DOT(0, 2);
+            }
+        }
+        for (j = 0; j < per && ob + j < out_c; ++j) {
+            yp[ob + j] = init[ob + j] + acc[j];
+        }
+    }
+}
+
+static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                                const int32_t *bias)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2;
+    snncc_pk_quad_t list[SNNCC_PK_QUADS];
+    int32_t oy, ox, ky, kx, cq, i, n;
+    for (oy = 0; oy < out_h; ++oy) {
+        for (ox = 0; ox < out_w; ++ox) {
+            int32_t *yp = y + (oy * out_w + ox) * out_c;
+            const int32_t *init = bias;
+            n = 0;
+            for (ky = 0; ky < k_h; ++ky) {
+                const int32_t iy = oy * sh - pt + ky * dh;
+                if (iy < 0 || iy >= in_h) {
+                    continue;
+                }
+                for (kx = 0; kx < k_w; ++kx) {
+                    const int32_t ix = ox * sw - pl + kx * dw;
+                    if (ix < 0 || ix >= in_w) {
+                        continue;
+                    }
+                    for (cq = 0; cq < c4; ++cq) {
+                        const int8_t *xin = x + (iy * in_w + ix) * in_c + 4 * cq;
+                        const int32_t nq = in_c - 4 * cq < 4 ? in_c - 4 * cq : 4;
+                        snncc_pk_quad_t *e = list + n;
+                        e->x[1] = e->x[2] = e->x[3] = 0;
+                        for (i = 0; i < nq; ++i) {
+                            e->x[i] = xin[i];
+                        }
+                        if ((e->x[0] | e->x[1] | e->x[2] | e->x[3]) == 0) {
+                            continue;
+                        }
+                        e->w = w + ((ky * k_w + kx) * c4 + cq) * rowbytes;
+                        if (++n == SNNCC_PK_QUADS) { /* a full list: add it up, go on */
+                            packed_run(list, n, init, yp, out_c, p->wbits);
+                            init = yp;
+                            n = 0;
+                        }
+                    }
+                }
+            }
+            packed_run(list, n, init, yp, out_c, p->wbits);
+        }
+    }
+}
+#endif
+
+/*
  * Arm cores with the DSP extension (Cortex-M4/M7/M33/M55; __ARM_FEATURE_DSP): SMLAD adds
  * two 16 x 16-bit products to an int32 accumulator.  SXTB16 sign-extends bytes 0 and 2
  * of a word (and, rotated by 8, bytes 1 and 3) into two halfwords, so a quad of levels
@@ -246,9 +350,8 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
  * like int32 adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the
  * result fits int32 (range analysis).
  */
-#if (defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SIMD32)) && !defined(SNNCC_NO_SIMD)
+#if defined(SNNCC_ARM_DSP)
 #include <arm_acle.h>
-#define SNNCC_ARM_DSP 1
 #define SNNCC_DSP_QUADS 48
 #define SNNCC_D_ROR8(v) ((int32_t)(((uint32_t)(v) >> 8) | ((uint32_t)(v) << 24)))
 /* sxtb16 with its operand rotated by 8 in one instruction (ACLE has no rotation form) */
@@ -282,37 +385,84 @@ typedef struct {
     const int8_t *w;  /* its weights, output channel 0 */
 } snncc_dsp_quad_t;
 
-/* y[0..out_c) = init + the products of the n listed quads, 8 output channels a pass
- * (the last pass reads the zero-padded weights of up to 7 channels past out_c). */
-static void dsp_run_list(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
-                         int32_t out_c)
-{
-    const snncc_dsp_quad_t *end = list + n, *q;
-    int32_t ob, j, w_, t_;
-    for (ob = 0; ob < out_c; ob += 8) {
-        int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;
-        for (j = 0; j < 8; ++j) {
-            acc_[j] = ob + j < out_c ? init[ob + j] : 0;
-        }
-        a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];
-        a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];
-        for (q = list; q < end; ++q) {
-            const int32_t xa_ = q->xa, xb_ = q->xb;
-            const int8_t *wr = q->w + ob * 4;
-            SNNCC_D_8(SNNCC_D_MAC)
-        }
-        acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;
-        acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;
-        for (j = 0; j < 8 && ob + j < out_c; ++j) {
-            yp[ob + j] = acc_[j];
-        }
+/* The passes of a list, 8 output channels each (the last pass reads the zero-padded
+ * weights of up to 7 channels past out_c): yp = init + sum / SCALE.  Packed weights
+ * (SCALE 16 or 64) come out of their fields times SCALE; the range analysis bounds the
+ * sum far below 2^31 / SCALE (the memory plan checks it), so the division is exact. */
+#define SNNCC_D_RUN(NAME, WSTEP, SCALE, BODY)                                              \
+    static void NAME(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
+                     int32_t out_c)                                                        \
+    {                                                                                      \
+        const snncc_dsp_quad_t *end = list + n, *q;                                        \
+        int32_t ob, j, w_, t_, u_;                                                         \
+        for (ob = 0; ob < out_c; ob += 8) {                                                \
+            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
+            for (j = 0; j < 8; ++j) {                                                      \
+                acc_[j] = (SCALE) == 1 && ob + j < out_c ? init[ob + j] : 0;               \
+            }                                                                              \
+            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
+            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
+            for (q = list; q < end; ++q) {                                                 \
+                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
+                const int8_t *wr = q->w + ob * (WSTEP);                                    \
+                BODY                                                                       \
+            }                                                                              \
+            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
+            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
+            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
+                yp[ob + j] = (SCALE) == 1 ? acc_[j] : init[ob + j] + acc_[j] / (SCALE);    \
+            }                                                                              \
+        }                                                                                  \
+        (void)t_;                                                                          \
+        (void)u_;                                                                          \
     }
-}
+/* Field k of the word w_ (shifted left by SH, masked to the byte tops) into output j. */
+#if defined(__GNUC__)
+#define SNNCC_D_FIELD(j, SH, MASK)                                                         \
+    __asm__("lsl %[t], %[w], #" #SH "\n\t"                                                 \
+            "and %[t], %[t], #" #MASK "\n\t"                                               \
+            "sxtb16 %[u], %[t]\n\t"                                                        \
+            "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[u], %[t], ror #8\n\t"                                                \
+            "smlad %[a], %[u], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [t] "=&r"(t_), [u] "=&r"(u_)                                 \
+            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
+#define SNNCC_D_FIELD0(j, MASK)                                                            \
+    __asm__("and %[t], %[w], #" #MASK "\n\t"                                                \
+            "sxtb16 %[u], %[t]\n\t"                                                        \
+            "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[u], %[t], ror #8\n\t"                                                \
+            "smlad %[a], %[u], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [t] "=&r"(t_), [u] "=&r"(u_)                                 \
+            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
+#else
+#define SNNCC_D_FIELD0(j, MASK) SNNCC_D_FIELD(j, 0, MASK)
+#define SNNCC_D_FIELD(j, SH, MASK)                                                         \
+    t_ = (int32_t)(((uint32_t)w_ << (SH)) & MASK##u);                                      \
+    a##j = __smlad(__sxtb16(t_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(u_, t_);                                                             \
+    a##j = __smlad(u_, xb_, a##j);
+#endif
+#define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
+SNNCC_D_RUN(dsp_run_list, 4, 1, SNNCC_D_8(SNNCC_D_MAC))
+SNNCC_D_RUN(dsp_run_list4, 2, 16,
+            SNNCC_D_WORD(0) SNNCC_D_FIELD0(0, 0xF0F0F0F0) SNNCC_D_FIELD(1, 4, 0xF0F0F0F0)
+            SNNCC_D_WORD(1) SNNCC_D_FIELD0(2, 0xF0F0F0F0) SNNCC_D_FIELD(3, 4, 0xF0F0F0F0)
+            SNNCC_D_WORD(2) SNNCC_D_FIELD0(4, 0xF0F0F0F0) SNNCC_D_FIELD(5, 4, 0xF0F0F0F0)
+            SNNCC_D_WORD(3) SNNCC_D_FIELD0(6, 0xF0F0F0F0) SNNCC_D_FIELD(7, 4, 0xF0F0F0F0))
+SNNCC_D_RUN(dsp_run_list2, 1, 64,
+            SNNCC_D_WORD(0) SNNCC_D_FIELD0(0, 0xC0C0C0C0) SNNCC_D_FIELD(1, 2, 0xC0C0C0C0)
+            SNNCC_D_FIELD(2, 4, 0xC0C0C0C0) SNNCC_D_FIELD(3, 6, 0xC0C0C0C0)
+            SNNCC_D_WORD(1) SNNCC_D_FIELD0(4, 0xC0C0C0C0) SNNCC_D_FIELD(5, 2, 0xC0C0C0C0)
+            SNNCC_D_FIELD(6, 4, 0xC0C0C0C0) SNNCC_D_FIELD(7, 6, 0xC0C0C0C0))
+
+typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
 
 static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                           const int32_t *bias)
+                           const int32_t *bias, snncc_dsp_run_fn run)
 {
     SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
     snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
     int32_t oy, ox, ky, kx, cq, n;
     for (oy = 0; oy < out_h; ++oy) {
@@ -328,7 +478,7 @@ static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, c
                 for (kx = 0; kx < k_w; ++kx) {
                     const int32_t ix = ox * sw - pl + kx * dw;
                     const int8_t *xin = x + (iy * in_w + ix) * in_c;
-                    const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4;
+                    const int8_t *wk = w + (ky * k_w + kx) * c4 * rowbytes;
                     if (ix < 0 || ix >= in_w) {
                         continue;
                     }
@@ -344,16 +494,16 @@ static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, c
                         }
                         list[n].xa = __sxtb16(quad);
                         SNNCC_D_SXTB16_R8(list[n].xb, quad);
-                        list[n].w = wk + cq * o16 * 4;
+                        list[n].w = wk + cq * rowbytes;
                         if (++n == SNNCC_DSP_QUADS) { /* a full list: add it up, go on */
-                            dsp_run_list(list, n, init, yp, out_c);
+                            run(list, n, init, yp, out_c);
                             init = yp;
                             n = 0;
                         }
                     }
                 }
             }
-            dsp_run_list(list, n, init, yp, out_c);
+            run(list, n, init, yp, out_c);
         }
     }
 }
@@ -1047,7 +1197,7 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     return;
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, w, bias);
+    conv_block_dsp(p, x, y, w, bias, dsp_run_list);
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
@@ -1358,29 +1508,32 @@ static void neuron_fast_c(const snncc_neuron_t *p, const int32_t *cur, int32_t *
     }
 }
 
-/* Cores without SIMD (Cortex-M, -DSNNCC_NO_SIMD): one element at a time, counting the
- * thresholds it reaches with an early exit (thr[k][c] rises with k as theta > 0), so a
- * silent neuron costs one comparison instead of one per level. */
-#if defined(SNNCC_NO_SIMD) || !(defined(__SSE2__) || defined(__ARM_NEON) || defined(__ARM_NEON__))
-#define SNNCC_SCALAR_NEURON 1
+/* Cores without SIMD (Cortex-M, -DSNNCC_NO_SIMD; SNNCC_SCALAR_NEURON in the header):
+ * one element at a time, counting the thresholds k * theta it reaches with an early exit,
+ * so a silent neuron costs one comparison.  No table: the schedule passes thr as NULL
+ * (SNNCC_NEURON_THR), so --gc-sections drops it from flash. */
+#if defined(SNNCC_SCALAR_NEURON)
 static void neuron_fast_scalar(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
-                               const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z)
+                               const int32_t *theta, const int32_t *v_init, int8_t *z)
 {
     const int32_t n = p->outer * p->channels, ch = p->channels, vmin = p->vmin, vmax = p->vmax;
     const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
     const int32_t mask = (int32_t) - ((int64_t)1 << p->shift); /* two's complement: floor to 2^k */
     int32_t i, c = 0;
     for (i = 0; i < n; ++i) {
-        const int32_t *tk = thr + c;
-        int32_t t = (v != 0 ? v[i] : v_init[c]) + cur[i], k = 0;
+        const int32_t th_c = theta[c];
+        int32_t t = (v != 0 ? v[i] : v_init[c]) + cur[i], k = 0, th = (lo + 1) * th_c;
         t = t < vmin ? vmin : t;
         t = t > vmax ? vmax : t;
-        while (k < steps && t >= tk[k * ch]) {
-            ++k;
+        while (t >= th) { /* th = (lo + 1 + k) * theta, k < steps: fits int32 (memory plan) */
+            if (++k == steps) {
+                break;
+            }
+            th += th_c;
         }
         z[i] = (int8_t)(lo + k);
         if (v != 0) {
-            v[i] = (t - (lo + k) * theta[c]) & mask;
+            v[i] = (t - (lo + k) * th_c) & mask;
         }
         if (++c == ch) {
             c = 0;
@@ -1500,7 +1653,8 @@ void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
     }
 #endif
 #if defined(SNNCC_SCALAR_NEURON)
-    neuron_fast_scalar(p, cur, v, theta, v_init, thr, z);
+    (void)thr;
+    neuron_fast_scalar(p, cur, v, theta, v_init, z);
     return;
 #endif
     neuron_fast_c(p, cur, v, theta, v_init, thr, z, 0);
@@ -1683,4 +1837,28 @@ void snncc_accum_i32(int32_t *acc, const int32_t *y, int32_t h, int32_t w, int32
 void snncc_accum_i8(int32_t *acc, const int8_t *y, int32_t h, int32_t w, int32_t c, int first)
 {
     SNNCC_ACCUM_BODY()
+}
+
+/* Packed 4- and 2-bit block convs (separate entry points: a build links only the widths
+ * its model uses). */
+void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    (void)sparse; /* silent quads are always skipped */
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list4);
+#else
+    conv_block_packed_c(p, x, y, w, bias);
+#endif
+}
+
+void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    (void)sparse;
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list2);
+#else
+    conv_block_packed_c(p, x, y, w, bias);
+#endif
 }
