@@ -6,7 +6,14 @@ import re
 
 import numpy as np
 import pytest
-from c_graphs import IntGraphBuilder, block_conv_net, conv_geometry_net, sample_inputs, simd_builds
+from c_graphs import (
+    IntGraphBuilder,
+    block_conv_net,
+    conv_geometry_net,
+    dw_group_geometry_net,
+    sample_inputs,
+    simd_builds,
+)
 
 from snncc.backends.c import target as c_target
 from snncc.backends.c.emit import c_memory, emit_c
@@ -147,6 +154,25 @@ def test_block_conv_geometry(seed, tmp_path):
         assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
 
 
+def test_dw_group_packed_geometry(tmp_path):
+    """Depthwise (x86 AVX-512/AVX2 kernels), grouped and packed 4-/2-bit block convs of
+    random geometry, every SIMD path (the best and the portable one under ASan/UBSan)."""
+    graph = dw_group_geometry_net(0, branches=14)
+    out = tmp_path / "o"
+    out.mkdir()
+    emit_c(graph, out)
+    code = (out / "model.c").read_text()
+    assert "snncc_dwconv_i8(" in code and ("snncc_conv_block_w4(" in code or "snncc_conv_block_w2(" in code)
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds(sse2=False)
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
 def test_signed_negative_membrane_and_saturation(tmp_path):
     """A signed neuron driven strongly negative and positive at 6-bit membrane."""
     b = IntGraphBuilder((2, 6, 6), timesteps=4, seed=3)
@@ -235,15 +261,16 @@ def test_dump_matches_captures(tmp_path):
     out.mkdir()
     emit_c(graph, out)
     x = sample_inputs((4, 9, 9), n=3)
-    exe = build_host(out, debug=True)
-    outs, dumps = run_host(exe, x, dump=True)
     ref = run_int(graph, x, capture=[n.output for n in graph.nodes])
-    assert len(dumps) == len(x)
-    for s in range(len(x)):
-        for i, node in enumerate(graph.nodes):
-            if node.output in graph.outputs:
-                continue
-            np.testing.assert_array_equal(dumps[s][i], ref[node.output][s].reshape(-1), err_msg=node.op)
+    for opt in ("-O2", "-O2 -DSNNCC_NO_SIMD"):  # the x86 schedule, and the fused one of firmware
+        exe = build_host(out, debug=True, opt=opt)
+        outs, dumps = run_host(exe, x, dump=True)
+        assert len(dumps) == len(x)
+        for s in range(len(x)):
+            for i, node in enumerate(graph.nodes):
+                if node.output in graph.outputs:
+                    continue
+                np.testing.assert_array_equal(dumps[s][i], ref[node.output][s].reshape(-1), err_msg=f"{opt} {node.op}")
 
 
 def test_bad_inputs(tmp_path):

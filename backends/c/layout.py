@@ -110,11 +110,14 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
 def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
     """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
     4-bit storage: the 8/bits output channels o..o+8/bits-1 of a 32-bit word share its
-    four bytes, byte i holding channel quad element i of each, output o in the highest
-    field.  A mask then leaves one output's four weights times 2^(8-bits) in the byte
-    tops, ready for SXTB16 (kernels divide the sum by that scale)."""
+    four bytes, byte i holding channel quad element i of each, output o in the top field
+    (two's complement), the later ones below it offset binary (w + 2^(bits-1)): masking
+    the fields above one then leaves a byte that reads as a non-negative number, and the
+    Arm DSP kernels peel the outputs apart by differences of masked sums."""
     rows, cols = block.shape
     per = 8 // bits
-    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16) & ((1 << bits) - 1)
+    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16)
+    offset = np.where(np.arange(per) == 0, 0, 1 << (bits - 1)).astype(np.int16)[None, None, :, None]
+    fields = (w + offset) & ((1 << bits) - 1)
     shifts = (8 - bits * (1 + np.arange(per, dtype=np.int16)))[None, None, :, None]
-    return (w << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)
+    return (fields << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)

@@ -89,23 +89,28 @@ class Plan:
     arena_bytes: int = 0
     peak_live_bytes: int = 0
     membrane_bytes: int = 0
+    host_arena_bytes: int = 0  # the arena of the unfused schedule (x86-64 SIMD builds)
 
 
-def build_plan(graph: Graph, spike_rates: dict[str, float] | None = None) -> Plan:
-    """``spike_rates``: measured fraction of non-zero levels per value name (optional)."""
+def build_plan(graph: Graph, spike_rates: dict[str, float] | None = None, *, fuse: bool = True) -> Plan:
+    """``spike_rates``: measured fraction of non-zero levels per value name (optional).
+    ``fuse``: convs feeding a neuron run row by row inside its step (the small-RAM schedule
+    of builds without x86 SIMD; on x86-64 the multi-pixel kernels measured 35 % slower on
+    the digits CNN called a row at a time, so hosts take the unfused schedule)."""
     if graph.stage != "int":
         raise SnnccError(f"the C backend needs the integer IR (stage 'int'), got stage {graph.stage!r}")
     if len(graph.inputs) != 1:
         raise SnnccError(f"the C backend supports one graph input, got {len(graph.inputs)}")
-    b = _Builder(graph, spike_rates)
+    b = _Builder(graph, spike_rates, fuse)
     b.run()
     _place(b.plan)
     return b.plan
 
 
 class _Builder:
-    def __init__(self, graph: Graph, spike_rates: dict[str, float] | None = None):
+    def __init__(self, graph: Graph, spike_rates: dict[str, float] | None = None, fuse: bool = True):
         self.g = graph
+        self.fuse = fuse
         self.T = int(graph.meta.get("timesteps", 1))
         in_shape = tuple(graph.values[graph.inputs[0]].shape)
         out_size = sum(int(np.prod(graph.values[v].shape)) for v in graph.outputs)
@@ -316,7 +321,7 @@ class _Builder:
         """A conv whose only reader is a neuron: its currents are computed a few rows at a
         time into a small scratch that the neuron consumes at once."""
         users = self.consumers.get(node.output, [])
-        return (node.output not in self.g.outputs and len(users) == 1 and users[0].op == "neuron"
+        return (self.fuse and node.output not in self.g.outputs and len(users) == 1 and users[0].op == "neuron"
                 and users[0].inputs == [node.output])
 
     def bias_offset(self, node: Node, ident: str, wt: np.ndarray) -> str:
@@ -352,6 +357,9 @@ class _Builder:
         wt = self.int_param(node, "weight", -128, 127)
         o, f = wt.shape
         bits = int(node.attrs.get("bits", 8))
+        sb = L.storage_bits(bits)
+        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb)):
+            return self.dense_block(node, ident, x, wt, bits, sb)
         wref, sb = self.weights(node, ident, L.dense_weight_slices(wt), bits)
         bref = self.bias(node, ident, o)
         self.plan.param_decls.append(f"static const snncc_dense_t {ident}_p = {{{f}, {o}, {sb}}};")
@@ -366,6 +374,27 @@ class _Builder:
         self.step([f"snncc_dense_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
                    f"{scratch}, {sparse});"], bufs)
         return y
+
+    def dense_block(self, node: Node, ident: str, x: Tensor, wt: np.ndarray, bits: int, sb: int) -> Tensor:
+        """A dense layer on int8 input as a 1x1 conv of one pixel with in_f channels: the
+        block kernels (x86 VNNI/AVX2, Arm DSP, packed low-bit) instead of the scatter."""
+        o, f = wt.shape
+        w4 = wt.reshape(o, f, 1, 1)
+        block = L.conv_weight_block(w4, BLOCK)
+        if sb < 8:
+            wref = self.packed_block(node, ident, block, bits, sb)
+        else:
+            wref, _ = self.weights(node, ident, block, bits)
+        if sb == 8 and f % 4:  # x86 block kernels read whole channel quads
+            fp = -(-f // 4) * 4
+            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, 1, {f}, {fp});"], [x.buf, y.buf])
+            x, f = y, fp
+        bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
+        self.plan.param_decls.append(f"static const snncc_conv_t {ident}_p = {{1, 1, {f}, 1, 1, {o}, 1, 1, 1, 1, "
+                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}}};")
+        y = self.tensor("i32", (o,))
+        return self.conv_block(node, ident, x, y, wref, bref, [x.buf, y.buf], bits, sb)
 
     def op_affine(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]

@@ -250,9 +250,11 @@ typedef struct {
     const uint8_t *w;
 } snncc_pk_quad_t;
 #define SNNCC_PK_QUADS 32
-/* Field of byte I of word wv at bit SH, BITS wide, two's complement. */
+/* Field of byte I of word wv at bit SH, BITS wide: the top field (SH == 8 - BITS) two's
+ * complement, the others offset by 2^(BITS-1). */
 #define SNNCC_PK_F(I, SH, BITS)                                                            \
-    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^ (1 << ((BITS) - 1))) - \
+    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^                       \
+      ((SH) == 8 - (BITS) ? 1 << ((BITS) - 1) : 0)) -                                      \
      (1 << ((BITS) - 1)))
 #define SNNCC_PK_DOT(SH, BITS)                                                             \
     (q->x[0] * SNNCC_PK_F(0, SH, BITS) + q->x[1] * SNNCC_PK_F(1, SH, BITS) +               \
@@ -386,19 +388,21 @@ typedef struct {
 } snncc_dsp_quad_t;
 
 /* The passes of a list, 8 output channels each (the last pass reads the zero-padded
- * weights of up to 7 channels past out_c): yp = init + sum / SCALE.  Packed weights
- * (SCALE 16 or 64) come out of their fields times SCALE; the range analysis bounds the
- * sum far below 2^31 / SCALE (the memory plan checks it), so the division is exact. */
-#define SNNCC_D_RUN(NAME, WSTEP, SCALE, BODY)                                              \
+ * weights of up to 7 channels past out_c), accumulators in registers; FINAL turns them
+ * into the outputs. */
+#define SNNCC_D_RUN(NAME, WSTEP, PACKED, BODY, FINAL)                                      \
     static void NAME(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
                      int32_t out_c)                                                        \
     {                                                                                      \
         const snncc_dsp_quad_t *end = list + n, *q;                                        \
-        int32_t ob, j, w_, t_, u_;                                                         \
+        int32_t ob, j, w_, t_, u_, sx = 0;                                                 \
+        for (q = list; (PACKED) && q < end; ++q) { /* the sum of the inputs */             \
+            sx = __smlad(q->xa, 0x00010001, __smlad(q->xb, 0x00010001, sx));               \
+        }                                                                                  \
         for (ob = 0; ob < out_c; ob += 8) {                                                \
             int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
             for (j = 0; j < 8; ++j) {                                                      \
-                acc_[j] = (SCALE) == 1 && ob + j < out_c ? init[ob + j] : 0;               \
+                acc_[j] = !(PACKED) && ob + j < out_c ? init[ob + j] : 0;                  \
             }                                                                              \
             a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
             a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
@@ -409,26 +413,27 @@ typedef struct {
             }                                                                              \
             acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
             acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
+            FINAL                                                                          \
             for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
-                yp[ob + j] = (SCALE) == 1 ? acc_[j] : init[ob + j] + acc_[j] / (SCALE);    \
+                yp[ob + j] = (PACKED) ? init[ob + j] + acc_[j] : acc_[j];                  \
             }                                                                              \
         }                                                                                  \
         (void)t_;                                                                          \
         (void)u_;                                                                          \
+        (void)sx;                                                                          \
     }
-/* Field k of the word w_ (shifted left by SH, masked to the byte tops) into output j. */
+/* Output j += the word w_ (SNNCC_D_RAW) or its bits under MASK (SNNCC_D_MASKED), each
+ * byte sign-extended, dotted with the quad. */
 #if defined(__GNUC__)
-#define SNNCC_D_FIELD(j, SH, MASK)                                                         \
-    __asm__("lsl %[t], %[w], #" #SH "\n\t"                                                 \
-            "and %[t], %[t], #" #MASK "\n\t"                                               \
-            "sxtb16 %[u], %[t]\n\t"                                                        \
+#define SNNCC_D_RAW(j)                                                                     \
+    __asm__("sxtb16 %[u], %[w]\n\t"                                                        \
             "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[u], %[t], ror #8\n\t"                                                \
+            "sxtb16 %[u], %[w], ror #8\n\t"                                                \
             "smlad %[a], %[u], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [t] "=&r"(t_), [u] "=&r"(u_)                                 \
+            : [a] "+r"(a##j), [u] "=&r"(u_)                                                \
             : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
-#define SNNCC_D_FIELD0(j, MASK)                                                            \
-    __asm__("and %[t], %[w], #" #MASK "\n\t"                                                \
+#define SNNCC_D_MASKED(j, MASK)                                                            \
+    __asm__("and %[t], %[w], #" #MASK "\n\t"                                               \
             "sxtb16 %[u], %[t]\n\t"                                                        \
             "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
             "sxtb16 %[u], %[t], ror #8\n\t"                                                \
@@ -436,25 +441,46 @@ typedef struct {
             : [a] "+r"(a##j), [t] "=&r"(t_), [u] "=&r"(u_)                                 \
             : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
 #else
-#define SNNCC_D_FIELD0(j, MASK) SNNCC_D_FIELD(j, 0, MASK)
-#define SNNCC_D_FIELD(j, SH, MASK)                                                         \
-    t_ = (int32_t)(((uint32_t)w_ << (SH)) & MASK##u);                                      \
+#define SNNCC_D_RAW(j)                                                                     \
+    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(u_, w_);                                                             \
+    a##j = __smlad(u_, xb_, a##j);
+#define SNNCC_D_MASKED(j, MASK)                                                            \
+    t_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
     a##j = __smlad(__sxtb16(t_), xa_, a##j);                                               \
     SNNCC_D_SXTB16_R8(u_, t_);                                                             \
     a##j = __smlad(u_, xb_, a##j);
 #endif
 #define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
-SNNCC_D_RUN(dsp_run_list, 4, 1, SNNCC_D_8(SNNCC_D_MAC))
-SNNCC_D_RUN(dsp_run_list4, 2, 16,
-            SNNCC_D_WORD(0) SNNCC_D_FIELD0(0, 0xF0F0F0F0) SNNCC_D_FIELD(1, 4, 0xF0F0F0F0)
-            SNNCC_D_WORD(1) SNNCC_D_FIELD0(2, 0xF0F0F0F0) SNNCC_D_FIELD(3, 4, 0xF0F0F0F0)
-            SNNCC_D_WORD(2) SNNCC_D_FIELD0(4, 0xF0F0F0F0) SNNCC_D_FIELD(5, 4, 0xF0F0F0F0)
-            SNNCC_D_WORD(3) SNNCC_D_FIELD0(6, 0xF0F0F0F0) SNNCC_D_FIELD(7, 4, 0xF0F0F0F0))
-SNNCC_D_RUN(dsp_run_list2, 1, 64,
-            SNNCC_D_WORD(0) SNNCC_D_FIELD0(0, 0xC0C0C0C0) SNNCC_D_FIELD(1, 2, 0xC0C0C0C0)
-            SNNCC_D_FIELD(2, 4, 0xC0C0C0C0) SNNCC_D_FIELD(3, 6, 0xC0C0C0C0)
-            SNNCC_D_WORD(1) SNNCC_D_FIELD0(4, 0xC0C0C0C0) SNNCC_D_FIELD(5, 2, 0xC0C0C0C0)
-            SNNCC_D_FIELD(6, 4, 0xC0C0C0C0) SNNCC_D_FIELD(7, 6, 0xC0C0C0C0))
+/*
+ * Packed words need no shifts: the fields below the top one hold w + 2^(bits-1)
+ * (unsigned), so masking off the fields above a field leaves a byte that SXTB16 reads as
+ * a non-negative value, and the whole byte (top field signed) reads as itself.  For
+ * 4-bit words, out 0 = (raw - low) / 16 and out 1 = low - 8 sum(x); for 2-bit words the
+ * masks 0x3F, 0x0F, 0x03 peel one field each.  The differences are exact modulo 2^32,
+ * and the true values times 16 or 64 fit int32 (the memory plan checks it), so the
+ * divisions are exact.
+ */
+#define SNNCC_D_W4(k, j0, j1) SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
+#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
+    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F)                          \
+        SNNCC_D_MASKED(j2, 0x0F0F0F0F) SNNCC_D_MASKED(j3, 0x03030303)
+#define SNNCC_D_F4                                                                         \
+    for (j = 0; j < 8; j += 2) {                                                           \
+        acc_[j] = (acc_[j] - acc_[j + 1]) / 16;                                            \
+        acc_[j + 1] -= 8 * sx;                                                             \
+    }
+#define SNNCC_D_F2                                                                         \
+    for (j = 0; j < 8; j += 4) {                                                           \
+        acc_[j] = (acc_[j] - acc_[j + 1]) / 64;                                            \
+        acc_[j + 1] = (acc_[j + 1] - acc_[j + 2]) / 16 - 2 * sx;                           \
+        acc_[j + 2] = (acc_[j + 2] - acc_[j + 3]) / 4 - 2 * sx;                            \
+        acc_[j + 3] -= 2 * sx;                                                             \
+    }
+SNNCC_D_RUN(dsp_run_list, 4, 0, SNNCC_D_8(SNNCC_D_MAC), )
+SNNCC_D_RUN(dsp_run_list4, 2, 1,
+            SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), SNNCC_D_F4)
+SNNCC_D_RUN(dsp_run_list2, 1, 1, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), SNNCC_D_F2)
 
 typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
 
@@ -1230,11 +1256,6 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
         }                                                                                  \
     }
 
-void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
-                     const int32_t *bias, int8_t *scratch)
-{
-    SNNCC_DWCONV_BODY()
-}
 
 void snncc_dwconv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
                       const int32_t *bias, int8_t *scratch)
@@ -1338,6 +1359,100 @@ SNNCC_X86_ELEMENTWISE(avx512, __attribute__((target("avx512f"))), __m512i, 16, S
 SNNCC_X86_ELEMENTWISE(avx2, __attribute__((target("avx2"))), __m256i, 8, SNNCC_Y_LOAD, SNNCC_Y_STORE,
                       _mm256_set1_epi32, _mm256_add_epi32, _mm256_mullo_epi32, SNNCC_Y_LOADX)
 #endif
+
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/*
+ * Depthwise conv on x86: per output pixel, VW channels at a time with their accumulators
+ * in a register over every tap (x and w sign-extended to int32, vpmulld); a row's last
+ * channels (in_c % VW) are copied to a zero-padded block first, so no load reads past a
+ * buffer.
+ */
+#define SNNCC_DW_X86(ISA, TGT, VEC, VW, LOADX, LOADB, STOREB, ADD, MUL)                    \
+    static TGT void dwconv_##ISA(const snncc_conv_t *p, const int8_t *x, int32_t *y,        \
+                                 const int8_t *wt, const int32_t *bias)                    \
+    {                                                                                      \
+        const int32_t cc = p->out_c, k_w = p->k_w;                                         \
+        int32_t oy, ox, ky, kx, c0, j;                                                     \
+        for (oy = 0; oy < p->out_h; ++oy) {                                                \
+            for (ox = 0; ox < p->out_w; ++ox) {                                            \
+                int32_t *yrow = y + (oy * p->out_w + ox) * cc;                             \
+                for (c0 = 0; c0 < cc; c0 += (VW)) {                                        \
+                    const int32_t n = cc - c0 < (VW) ? cc - c0 : (VW);                     \
+                    int32_t btmp[VW];                                                      \
+                    VEC acc;                                                               \
+                    for (j = 0; j < (VW); ++j) {                                           \
+                        btmp[j] = j < n ? bias[c0 + j] : 0;                                \
+                    }                                                                      \
+                    acc = LOADB(btmp);                                                     \
+                    for (ky = 0; ky < p->k_h; ++ky) {                                      \
+                        const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;    \
+                        if (iy < 0 || iy >= p->in_h) {                                     \
+                            continue;                                                      \
+                        }                                                                  \
+                        for (kx = 0; kx < k_w; ++kx) {                                     \
+                            const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w; \
+                            const int8_t *xs, *ws;                                         \
+                            int8_t xt[VW], wtt[VW];                                        \
+                            if (ix < 0 || ix >= p->in_w) {                                 \
+                                continue;                                                  \
+                            }                                                              \
+                            xs = x + (iy * p->in_w + ix) * cc + c0;                        \
+                            ws = wt + (ky * k_w + kx) * cc + c0;                           \
+                            if (n < (VW)) {                                                \
+                                memset(xt, 0, sizeof xt);                                  \
+                                memset(wtt, 0, sizeof wtt);                                \
+                                memcpy(xt, xs, (size_t)n);                                 \
+                                memcpy(wtt, ws, (size_t)n);                                \
+                                xs = xt;                                                   \
+                                ws = wtt;                                                  \
+                            }                                                              \
+                            acc = ADD(acc, MUL(LOADX(xs), LOADX(ws)));                     \
+                        }                                                                  \
+                    }                                                                      \
+                    STOREB(btmp, acc);                                                     \
+                    for (j = 0; j < n; ++j) {                                              \
+                        yrow[c0 + j] = btmp[j];                                            \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+#endif
+#if defined(SNNCC_X86_AVX512)
+#define SNNCC_DW_Z_LOADX(ptr) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(ptr)))
+SNNCC_DW_X86(avx512, __attribute__((target("avx512f"))), __m512i, 16, SNNCC_DW_Z_LOADX, SNNCC_Z_LOAD,
+             SNNCC_Z_STORE, _mm512_add_epi32, _mm512_mullo_epi32)
+#endif
+#if defined(SNNCC_X86_AVX2)
+SNNCC_DW_X86(avx2, __attribute__((target("avx2"))), __m256i, 8, SNNCC_Y_LOADX, SNNCC_Y_LOAD, SNNCC_Y_STORE,
+             _mm256_add_epi32, _mm256_mullo_epi32)
+#endif
+
+void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch)
+{
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    const int level = x86_level();
+    if (level > 0) {
+        const int8_t *wt = weight_slice(w, 0, p->k_h * p->k_w * p->out_c, p->wbits, scratch);
+#if defined(SNNCC_X86_AVX512)
+        if (level == 2) {
+            dwconv_avx512(p, x, y, wt, bias);
+            return;
+        }
+#endif
+#if defined(SNNCC_X86_AVX2)
+        if (level == 1) {
+            dwconv_avx2(p, x, y, wt, bias);
+            return;
+        }
+#endif
+    }
+#endif
+    {
+        SNNCC_DWCONV_BODY()
+    }
+}
 
 void snncc_affine_i8(const int8_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
                      int32_t outer, int32_t channels, int32_t inner)

@@ -85,8 +85,9 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 /* Block convs with 4- or 2-bit weights (group 1): the block layout's rows [ky][kx][c/4]
  * (C padded to a multiple of 4, no offset row, no x86 SIMD), each row the o16 output
  * channels in 32-bit words of 8 / wbits outputs: byte i of a word holds the weight of
- * input channel 4 * (c/4) + i for each of its outputs, in wbits-bit two's-complement
- * fields, the word's first output in the highest field.  Silent quads are skipped. */
+ * input channel 4 * (c/4) + i for each of its outputs in wbits-bit fields, the word's
+ * first output in the top field (two's complement), the others below it offset binary
+ * (w + 2^(wbits-1)).  Silent quads are skipped. */
 void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
                          const int32_t *bias, int sparse);
 void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
