@@ -123,7 +123,7 @@ def test_block_conv_paths(mode, tmp_path):
     report = c_target.emit(graph, out, name="model", spike_rates={v: 1.0 if mode == "dense" else 0.0 for v in neurons})
     layers = report["c_memory"]["layers"]
     assert [x["mode"] for x in layers] == ["dense"] + [mode] * 5  # the image layer is always dense
-    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 6
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 6  # fused and x86 schedules
     x = sample_inputs(graph.values["x"].shape, n=40)
     expected = flat_outputs(graph, run_int(graph, x))
     caps = run_int(graph, x, capture=neurons)
@@ -143,7 +143,7 @@ def test_block_conv_geometry(seed, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
-    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 15
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 15  # fused and x86 schedules
     x = sample_inputs(graph.values["x"].shape, n=30)
     expected = flat_outputs(graph, run_int(graph, x))
     builds = simd_builds()

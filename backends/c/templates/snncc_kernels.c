@@ -395,7 +395,7 @@ typedef struct {
                      int32_t out_c)                                                        \
     {                                                                                      \
         const snncc_dsp_quad_t *end = list + n, *q;                                        \
-        int32_t ob, j, w_, t_, u_, sx = 0;                                                 \
+        int32_t ob, j, w_, t_, sx = 0;                                                     \
         for (q = list; (PACKED) && q < end; ++q) { /* the sum of the inputs */             \
             sx = __smlad(q->xa, 0x00010001, __smlad(q->xb, 0x00010001, sx));               \
         }                                                                                  \
@@ -419,37 +419,48 @@ typedef struct {
             }                                                                              \
         }                                                                                  \
         (void)t_;                                                                          \
-        (void)u_;                                                                          \
         (void)sx;                                                                          \
     }
-/* Output j += the word w_ (SNNCC_D_RAW) or its bits under MASK (SNNCC_D_MASKED), each
- * byte sign-extended, dotted with the quad. */
+/* Output j += the word w_ (SNNCC_D_RAW), or (SNNCC_D_MASK) w_ masked in place by MASK,
+ * each byte sign-extended, dotted with the quad; one temporary (the masks of a word
+ * nest, so each masks what the previous left). */
 #if defined(__GNUC__)
 #define SNNCC_D_RAW(j)                                                                     \
-    __asm__("sxtb16 %[u], %[w]\n\t"                                                        \
-            "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[u], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[u], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [u] "=&r"(u_)                                                \
+    __asm__("sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [t] "=&r"(t_)                                                \
             : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
 #define SNNCC_D_MASKED(j, MASK)                                                            \
-    __asm__("and %[t], %[w], #" #MASK "\n\t"                                               \
-            "sxtb16 %[u], %[t]\n\t"                                                        \
-            "smlad %[a], %[u], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[u], %[t], ror #8\n\t"                                                \
-            "smlad %[a], %[u], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [t] "=&r"(t_), [u] "=&r"(u_)                                 \
-            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
+    __asm__("and %[w], %[w], #" #MASK "\n\t"                                               \
+            "sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [w] "+r"(w_), [t] "=&r"(t_)                                  \
+            : [xa] "r"(xa_), [xb] "r"(xb_));
+/* word k of the row and output j from it raw, in one statement (GCC would otherwise
+ * hoist the loads of all words of a pass and spill accumulators) */
+#define SNNCC_D_LRAW(k, j)                                                                 \
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+            "sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
+            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
 #else
+#define SNNCC_D_LRAW(k, j) SNNCC_D_WORD(k) SNNCC_D_RAW(j)
 #define SNNCC_D_RAW(j)                                                                     \
     a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
-    SNNCC_D_SXTB16_R8(u_, w_);                                                             \
-    a##j = __smlad(u_, xb_, a##j);
+    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
+    a##j = __smlad(t_, xb_, a##j);
 #define SNNCC_D_MASKED(j, MASK)                                                            \
-    t_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
-    a##j = __smlad(__sxtb16(t_), xa_, a##j);                                               \
-    SNNCC_D_SXTB16_R8(u_, t_);                                                             \
-    a##j = __smlad(u_, xb_, a##j);
+    w_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
+    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
+    a##j = __smlad(t_, xb_, a##j);
 #endif
 #define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
 /*
@@ -461,9 +472,9 @@ typedef struct {
  * and the true values times 16 or 64 fit int32 (the memory plan checks it), so the
  * divisions are exact.
  */
-#define SNNCC_D_W4(k, j0, j1) SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
+#define SNNCC_D_W4(k, j0, j1) SNNCC_D_LRAW(k, j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
 #define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
-    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F)                          \
+    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F) /* GCC allocates better */ \
         SNNCC_D_MASKED(j2, 0x0F0F0F0F) SNNCC_D_MASKED(j3, 0x03030303)
 #define SNNCC_D_F4                                                                         \
     for (j = 0; j < 8; j += 2) {                                                           \
