@@ -189,14 +189,14 @@ def main() -> None:
         cells += [f"{t['ort']['cpu_ns'] / t[v]['cpu_ns']:.2f}" for v in variants]
         print(f"| {r['label']} | " + " | ".join(cells) + " |")
     print("\nMemory\n")
-    print("| model | fp32 weights | C weights (flash) | library flash (Cortex-M4) | arena (RAM) | peak-live bound | "
-          "arena / bound | mean spike rate |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | fp32 weights | C weights (flash) | library flash (Cortex-M4) | arena (RAM, firmware) | "
+          "peak-live bound | arena / bound | arena (x86-64 SIMD build) | mean spike rate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         m, fw = r["mem"], r["fw"]
         rate = np.mean(list(r["rates"].values())) if r["rates"] else float("nan")
         print(f"| {r['label']} | {r['fp32']} | {m['weight_bytes']} | {fw.get('flash_bytes')} | {m['arena_bytes']} | "
-              f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {rate:.3f} |")
+              f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {m['host_arena_bytes']} | {rate:.3f} |")
     for r in results:
         modes = ", ".join(f"{x['ident']}:{x['mode']}" for x in r["mem"]["layers"])
         simd = ", ".join(f"C {v}: {k}" for v, k in r["simd"].items())
