@@ -153,6 +153,17 @@ static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
     return v;
 }
 
+/* Input channels c4*4 .. c4*4+3 of one pixel as little-endian bytes, whole or partial. */
+static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
+{
+    int32_t q;
+    if (4 * cq + 4 <= in_c) {
+        memcpy(&q, xin + 4 * cq, sizeof q);
+        return q;
+    }
+    return load_quad(xin, cq, in_c);
+}
+
 /* The conv geometry as locals, declared by every blocked conv kernel. */
 #define SNNCC_CONV_GEOMETRY                                                                \
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
@@ -191,12 +202,7 @@ static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
                         wk = w + ((ky * k_w + kx) * c4) * o16 * 4 + ob * 4;                \
                         for (cq = 0; cq < c4; ++cq) {                                      \
                             const int8_t *wr = wk + cq * o16 * 4;                          \
-                            int32_t quad;                                                  \
-                            if (4 * cq + 4 <= in_c) {                                      \
-                                memcpy(&quad, xin + 4 * cq, sizeof quad);                  \
-                            } else {                                                       \
-                                quad = load_quad(xin, cq, in_c);                           \
-                            }                                                              \
+                            const int32_t quad = quad_at(xin, cq, in_c);                   \
                             if (sparse && quad == 0) {                                     \
                                 continue;                                                  \
                             }                                                              \
@@ -236,6 +242,47 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #undef BLOCK_STEP
 #undef BLOCK_STORE
 }
+
+/* The output pixels of a block conv: per pixel, the non-zero input quads of its taps
+ * pushed on a list (PUSH(quad, weights of its row), with n and list in scope), which RUN
+ * adds up (init: bias, then yp for the later lists of a fan-in over QUADS quads).
+ * Shared by the packed portable and the Arm DSP kernels. */
+#define SNNCC_QUAD_WALK(QUADS, PUSH, RUN)                                                  \
+    int32_t oy, ox, ky, kx, cq, n;                                                         \
+    for (oy = 0; oy < out_h; ++oy) {                                                       \
+        for (ox = 0; ox < out_w; ++ox) {                                                   \
+            int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
+            const int32_t *init = bias;                                                    \
+            n = 0;                                                                         \
+            for (ky = 0; ky < k_h; ++ky) {                                                 \
+                const int32_t iy = oy * sh - pt + ky * dh;                                 \
+                if (iy < 0 || iy >= in_h) {                                                \
+                    continue;                                                              \
+                }                                                                          \
+                for (kx = 0; kx < k_w; ++kx) {                                             \
+                    const int32_t ix = ox * sw - pl + kx * dw;                             \
+                    const int8_t *xin = x + (iy * in_w + ix) * in_c;                       \
+                    const int8_t *wk = (const int8_t *)(const void *)w + (ky * k_w + kx) * c4 * rowbytes; \
+                    if (ix < 0 || ix >= in_w) {                                            \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (cq = 0; cq < c4; ++cq) {                                          \
+                        const int32_t quad = quad_at(xin, cq, in_c);                       \
+                        if (quad == 0) {                                                   \
+                            continue;                                                      \
+                        }                                                                  \
+                        PUSH(quad, wk + cq * rowbytes)                                     \
+                        if (++n == (QUADS)) { /* a full list: add it up, go on */          \
+                            RUN;                                                           \
+                            init = yp;                                                     \
+                            n = 0;                                                         \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            RUN;                                                                           \
+        }                                                                                  \
+    }
 
 /*
  * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): the
@@ -290,51 +337,24 @@ static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *in
     }
 }
 
+#define SNNCC_PK_PUSH(quad, wrow)                                                          \
+    {                                                                                      \
+        int8_t xq_[4];                                                                     \
+        memcpy(xq_, &quad, sizeof xq_);                                                    \
+        list[n].x[0] = xq_[0];                                                             \
+        list[n].x[1] = xq_[1];                                                             \
+        list[n].x[2] = xq_[2];                                                             \
+        list[n].x[3] = xq_[3];                                                             \
+        list[n].w = (const uint8_t *)(const void *)(wrow);                                 \
+    }
+
 static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
                                 const int32_t *bias)
 {
     SNNCC_CONV_GEOMETRY
     const int32_t rowbytes = o16 * p->wbits / 2;
     snncc_pk_quad_t list[SNNCC_PK_QUADS];
-    int32_t oy, ox, ky, kx, cq, i, n;
-    for (oy = 0; oy < out_h; ++oy) {
-        for (ox = 0; ox < out_w; ++ox) {
-            int32_t *yp = y + (oy * out_w + ox) * out_c;
-            const int32_t *init = bias;
-            n = 0;
-            for (ky = 0; ky < k_h; ++ky) {
-                const int32_t iy = oy * sh - pt + ky * dh;
-                if (iy < 0 || iy >= in_h) {
-                    continue;
-                }
-                for (kx = 0; kx < k_w; ++kx) {
-                    const int32_t ix = ox * sw - pl + kx * dw;
-                    if (ix < 0 || ix >= in_w) {
-                        continue;
-                    }
-                    for (cq = 0; cq < c4; ++cq) {
-                        const int8_t *xin = x + (iy * in_w + ix) * in_c + 4 * cq;
-                        const int32_t nq = in_c - 4 * cq < 4 ? in_c - 4 * cq : 4;
-                        snncc_pk_quad_t *e = list + n;
-                        e->x[1] = e->x[2] = e->x[3] = 0;
-                        for (i = 0; i < nq; ++i) {
-                            e->x[i] = xin[i];
-                        }
-                        if ((e->x[0] | e->x[1] | e->x[2] | e->x[3]) == 0) {
-                            continue;
-                        }
-                        e->w = w + ((ky * k_w + kx) * c4 + cq) * rowbytes;
-                        if (++n == SNNCC_PK_QUADS) { /* a full list: add it up, go on */
-                            packed_run(list, n, init, yp, out_c, p->wbits);
-                            init = yp;
-                            n = 0;
-                        }
-                    }
-                }
-            }
-            packed_run(list, n, init, yp, out_c, p->wbits);
-        }
-    }
+    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, packed_run(list, n, init, yp, out_c, p->wbits))
 }
 #endif
 
@@ -362,24 +382,8 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
 #else
 #define SNNCC_D_SXTB16_R8(dst, v) (dst) = __sxtb16(SNNCC_D_ROR8(v))
 #endif
-#if defined(__GNUC__)
-/* one output: load its four weights, two SXTB16 and two SMLAD, kept together (GCC
- * otherwise hoists all eight loads of a pass and spills the accumulators) */
-#define SNNCC_D_MAC(j)                                                                     \
-    __asm__("ldr %[w], [%[p], #" #j " * 4]\n\t"                                            \
-            "sxtb16 %[t], %[w]\n\t"                                                        \
-            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[t], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
-            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
-#else
-#define SNNCC_D_MAC(j)                                                                     \
-    memcpy(&w_, wr + 4 * (j), sizeof w_);                                                  \
-    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
-    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
-    a##j = __smlad(t_, xb_, a##j);
-#endif
+/* 8-bit weights: output j's four weights are word j of the row (SNNCC_D_LRAW, below) */
+#define SNNCC_D_MAC(j) SNNCC_D_LRAW(j, j)
 #define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
 typedef struct {
@@ -441,7 +445,7 @@ typedef struct {
             : [a] "+r"(a##j), [w] "+r"(w_), [t] "=&r"(t_)                                  \
             : [xa] "r"(xa_), [xb] "r"(xb_));
 /* word k of the row and output j from it raw, in one statement (GCC would otherwise
- * hoist the loads of all words of a pass and spill accumulators) */
+ * hoist the loads of all words of a pass and spill the accumulators) */
 #define SNNCC_D_LRAW(k, j)                                                                 \
     __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
             "sxtb16 %[t], %[w]\n\t"                                                        \
@@ -495,54 +499,18 @@ SNNCC_D_RUN(dsp_run_list2, 1, 1, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6
 
 typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
 
+#define SNNCC_D_PUSH(quad, wrow)                                                           \
+    list[n].xa = __sxtb16(quad);                                                           \
+    SNNCC_D_SXTB16_R8(list[n].xb, quad);                                                   \
+    list[n].w = (wrow);
+
 static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                            const int32_t *bias, snncc_dsp_run_fn run)
 {
     SNNCC_CONV_GEOMETRY
     const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
     snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
-    int32_t oy, ox, ky, kx, cq, n;
-    for (oy = 0; oy < out_h; ++oy) {
-        for (ox = 0; ox < out_w; ++ox) {
-            int32_t *yp = y + (oy * out_w + ox) * out_c;
-            const int32_t *init = bias;
-            n = 0;
-            for (ky = 0; ky < k_h; ++ky) {
-                const int32_t iy = oy * sh - pt + ky * dh;
-                if (iy < 0 || iy >= in_h) {
-                    continue;
-                }
-                for (kx = 0; kx < k_w; ++kx) {
-                    const int32_t ix = ox * sw - pl + kx * dw;
-                    const int8_t *xin = x + (iy * in_w + ix) * in_c;
-                    const int8_t *wk = w + (ky * k_w + kx) * c4 * rowbytes;
-                    if (ix < 0 || ix >= in_w) {
-                        continue;
-                    }
-                    for (cq = 0; cq < c4; ++cq) {
-                        int32_t quad;
-                        if (4 * cq + 4 <= in_c) {
-                            memcpy(&quad, xin + 4 * cq, sizeof quad);
-                        } else {
-                            quad = load_quad(xin, cq, in_c);
-                        }
-                        if (quad == 0) {
-                            continue;
-                        }
-                        list[n].xa = __sxtb16(quad);
-                        SNNCC_D_SXTB16_R8(list[n].xb, quad);
-                        list[n].w = wk + cq * rowbytes;
-                        if (++n == SNNCC_DSP_QUADS) { /* a full list: add it up, go on */
-                            run(list, n, init, yp, out_c);
-                            init = yp;
-                            n = 0;
-                        }
-                    }
-                }
-            }
-            run(list, n, init, yp, out_c);
-        }
-    }
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, run(list, n, init, yp, out_c))
 }
 #endif
 
