@@ -1933,12 +1933,60 @@ void snncc_accum_i8(int32_t *acc, const int8_t *y, int32_t h, int32_t w, int32_t
     SNNCC_ACCUM_BODY()
 }
 
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/*
+ * Packed weights on x86-64: unpacked per call on the stack into the int8 block layout
+ * (and, for signed input, the offset bias row bias - 128 * sum(W), wrapping like the
+ * kernels' int32 lanes), then the int8 SIMD kernels.  Returns 0 (nothing done) when the
+ * CPU has neither level, in_c is not a multiple of 4, or the weights exceed the buffer.
+ */
+#define SNNCC_UNPACK_BYTES 32768
+#define SNNCC_UNPACK_OUT 1024
+static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                      const int32_t *bias, int sparse)
+{
+    int8_t wt[SNNCC_UNPACK_BYTES];
+    int32_t bb[2 * SNNCC_UNPACK_OUT];
+    const int32_t o16 = (p->out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
+    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 8 / bits;
+    const int32_t fmask = (1 << bits) - 1, half = 1 << (bits - 1), rowbytes = o16 * bits / 2;
+    snncc_conv_t p8 = *p;
+    int32_t r, o, i;
+    if (x86_level() == 0 || p->in_c % 4 != 0 || rows * o16 * 4 > SNNCC_UNPACK_BYTES || o16 > SNNCC_UNPACK_OUT) {
+        return 0;
+    }
+    for (o = 0; o < o16; ++o) {
+        const int32_t k = o % per, shift = 8 - bits * (1 + k);
+        uint32_t sum = 0;
+        for (r = 0; r < rows; ++r) {
+            const uint8_t *wb = w + r * rowbytes + (o / per) * 4;
+            for (i = 0; i < 4; ++i) {
+                const int32_t f = (wb[i] >> shift) & fmask;
+                const int8_t v = (int8_t)((k == 0 ? (f ^ half) : f) - half);
+                wt[(r * o16 + o) * 4 + i] = v;
+                sum += (uint32_t)(int32_t)v;
+            }
+        }
+        bb[o] = bias[o];
+        bb[o16 + o] = (int32_t)((uint32_t)bias[o] - 128u * sum);
+    }
+    p8.wbits = 8;
+    snncc_conv_block_i8(&p8, x, y, wt, bb, sparse);
+    return 1;
+}
+#endif
+
 /* Packed 4- and 2-bit block convs (separate entry points: a build links only the widths
  * its model uses). */
 void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
                          const int32_t *bias, int sparse)
 {
     (void)sparse; /* silent quads are always skipped */
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    if (packed_x86(p, x, y, w, bias, sparse)) {
+        return;
+    }
+#endif
 #if defined(SNNCC_ARM_DSP)
     conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list4);
 #else
@@ -1950,6 +1998,11 @@ void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
                          const int32_t *bias, int sparse)
 {
     (void)sparse;
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    if (packed_x86(p, x, y, w, bias, sparse)) {
+        return;
+    }
+#endif
 #if defined(SNNCC_ARM_DSP)
     conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list2);
 #else
