@@ -45,6 +45,7 @@ from snncc.backends.c.verify_c import build_firmware, flat_outputs, map_sizes, r
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
@@ -93,8 +94,8 @@ def onnx_models(work: Path, names: list[str]) -> dict[str, tuple[Path, np.ndarra
 def compile_graph(path: Path, calib_x: np.ndarray, options: dict, bits: int, levels: int):
     graph = load_onnx(path)
     opts = CompileOptions(levels=levels, timesteps=1, weight_bits=bits, **options)
-    opts.calib_data = load_calib(calib_x, graph.values[graph.inputs[0]].shape)
-    return run_pipeline(graph, DEFAULT_PIPELINE, opts, echo=lambda s: None)
+    ctx = PassContext(opts, calib=load_calib(calib_x, graph.values[graph.inputs[0]].shape))
+    return run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
 
 
 def lib_name(label: str) -> str:
