@@ -9,13 +9,15 @@
 - ``emit(graph, out_dir, *, name, spike_rates, **target_options) -> dict``: write the files for the
   integer IR into the existing folder ``out_dir``; return what the report records
   about them (the driver owns report.json: emitters neither read nor write it);
-- ``check_tools(**target_options)``: raise SnnccError early if a tool is missing or a
-  target option is out of range;
+- ``check_tools(**target_options, options=None)``: raise SnnccError early if a tool is
+  missing, a target option is out of range, or the compile ``options`` (CompileOptions,
+  when given) ask for what the target cannot carry;
 - ``verify(graph, out_dir, x_q, *, reference, **verify_options) -> Check``: run what
   ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
   ``reference``, the integer runtime's (N, OUT) int outputs.
 
-Target options (``cc``; ``lanes``, ``simulator`` and ``samples`` for fpga) reach every
+Target options (``cc``; ``lanes``, ``simulator`` and ``samples`` for fpga; ``nir_profile``
+for nir) reach every
 function as keywords; each takes what is its own and ignores the rest (``**_``).
 
 A new backend is one folder here plus one line in ``TARGETS`` (docs/contributing.md).
@@ -31,6 +33,8 @@ TARGETS: dict[str, str] = {
     "c": "snncc.backends.c.target",
     "python": "snncc.backends.python.target",
     "fpga": "snncc.backends.fpga.target",
+    "nir": "snncc.backends.nir.target",
+    "qonnx": "snncc.backends.qonnx.target",
 }
 
 

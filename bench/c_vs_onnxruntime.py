@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/c_vs_onnxruntime.py [--rounds 3] [--native]
 
-Models: the digits CNN (examples/digits) and the ResNet-20-style zoo model at
-3x32x32 (tests/zoo.py, seeded random weights, calibrated on seeded Gaussian noise).
-Both compile at T=1, N=4, 8-bit weights.  ResNet-20 uses
+Models: the digits CNN (examples/digits), the ResNet-20-style zoo model at
+3x32x32 (tests/zoo.py, seeded random weights, calibrated on seeded Gaussian noise), a
+MobileNetV2-style digits net (zoo ``mobilenetv2_block`` with a 1-channel stem: expansion
+4, depthwise 3x3; seeded weights, calibrated on the digits training split) and a 28x28
+CNN (zoo ``lenet``, seeded, Gaussian noise).  All compile at T=1, N=4, 8-bit weights.  ResNet-20 uses
 ``threshold_search="none", bias_correction=False`` to keep the compile short (the
 kernels and their speed do not depend on it).  An extra row, ``resnet20_digits
 (trained)``, is the same architecture with a 1-channel stem trained on digits
@@ -47,6 +49,7 @@ from snncc.backends.c.verify_c import STRICT_FLAGS, build_firmware, firmware_siz
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int, run_int_levels  # noqa: E402
@@ -94,10 +97,9 @@ def fp32_bytes(path: Path) -> int:
 
 def bench_model(label, onnx_path, calib_x, eval_x, options, iters, rounds, variants, work):
     graph = load_onnx(onnx_path)
-    opts = CompileOptions(**options)
-    opts.calib_data = load_calib(calib_x, graph.values[graph.inputs[0]].shape)
+    ctx = PassContext(CompileOptions(**options), load_calib(calib_x, graph.values[graph.inputs[0]].shape))
     t0 = time.perf_counter()
-    graph = run_pipeline(graph, DEFAULT_PIPELINE, opts, echo=lambda s: None)
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
     compile_s = time.perf_counter() - t0
     x_q = quantize_input(graph, eval_x)
     rates = spike_rates(graph, quantize_input(graph, calib_x))
@@ -160,6 +162,21 @@ def main() -> None:
         path, calib, test = trained_resnet20_digits(work)
         results.append(bench_model("resnet20_digits (trained)", path, calib, test, {"levels": 4, "timesteps": 1},
                                    2000, args.rounds, variants, work))
+        import train
+
+        x_tr, _, x_te, _ = train.load_digits_split()
+        path = work / "mobilenetv2_digits.onnx"
+        zoo.export(zoo.build_for_digits("mobilenetv2_block"), (1, 8, 8), path)
+        results.append(bench_model("mobilenetv2_digits", path, x_tr[:256], x_te[:256],
+                                   {"levels": 4, "timesteps": 1, "threshold_search": "none",
+                                    "bias_correction": False}, 2000, args.rounds, variants, work))
+        model, shape = zoo.build("lenet")
+        path = work / "lenet_28x28.onnx"
+        zoo.export(model, shape, path)
+        x = rng.standard_normal((64,) + shape).astype(np.float32)
+        results.append(bench_model("lenet_28x28", path, x, x[:32],
+                                   {"levels": 4, "timesteps": 1, "threshold_search": "none",
+                                    "bias_correction": False}, 2000, args.rounds, variants, work))
     print("\nLatency per inference (median of rounds; CPU time, wall time in brackets)\n")
     head = "| model | onnxruntime fp32 1 thread | " + " | ".join(f"C {v}" for v in variants)
     head += " | " + " | ".join(f"ORT / C {v}" for v in variants) + " |"
@@ -172,14 +189,14 @@ def main() -> None:
         cells += [f"{t['ort']['cpu_ns'] / t[v]['cpu_ns']:.2f}" for v in variants]
         print(f"| {r['label']} | " + " | ".join(cells) + " |")
     print("\nMemory\n")
-    print("| model | fp32 weights | C weights (flash) | library flash (Cortex-M4) | arena (RAM) | peak-live bound | "
-          "arena / bound | mean spike rate |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | fp32 weights | C weights (flash) | library flash (Cortex-M4) | arena (RAM, firmware) | "
+          "peak-live bound | arena / bound | arena (x86-64 SIMD build) | mean spike rate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         m, fw = r["mem"], r["fw"]
         rate = np.mean(list(r["rates"].values())) if r["rates"] else float("nan")
         print(f"| {r['label']} | {r['fp32']} | {m['weight_bytes']} | {fw.get('flash_bytes')} | {m['arena_bytes']} | "
-              f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {rate:.3f} |")
+              f"{m['peak_live_bytes']} | {m['arena_over_peak']:.3f} | {m['host_arena_bytes']} | {rate:.3f} |")
     for r in results:
         modes = ", ".join(f"{x['ident']}:{x['mode']}" for x in r["mem"]["layers"])
         simd = ", ".join(f"C {v}: {k}" for v, k in r["simd"].items())

@@ -45,6 +45,7 @@ from snncc.backends.c.emit import c_memory, emit_c  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 
@@ -110,14 +111,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
+def run_stages(graph, ctx, times: dict, rss: dict, report: bool = True):
     """The compile pipeline pass by pass, then (``report``) report.json's figures, as `snncc compile`."""
     from snncc.compiler import CompileResult, make_report
 
     stages = {"float": graph}
     for name in DEFAULT_PIPELINE:
         t = time.perf_counter()
-        graph = run_pipeline(graph, [name], opts, echo=lambda s: None)
+        graph = run_pipeline(graph, [name], ctx, echo=lambda s: None)
         times[name] = time.perf_counter() - t
         rss[name] = peak_rss_mb()
         stages[name] = graph
@@ -126,8 +127,8 @@ def run_stages(graph, opts, times: dict, rss: dict, report: bool = True):
     if report:
         t = time.perf_counter()
         result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
-                               ann_graph=stages["residual"])
-        make_report(result, opts, model="bench", target="c")
+                               ann_graph=stages["residual"], context=ctx)
+        make_report(result, ctx.options, model="bench", target="c")
         times["report"] = time.perf_counter() - t
         rss["report"] = peak_rss_mb()
         print(f"  report: {times['report']:.1f} s, peak RSS {rss['report']:.0f} MB, CPU {time.process_time():.0f} s",
@@ -143,11 +144,10 @@ def chain_main(depths: list[int], samples: int) -> None:
             t0, cpu0 = time.perf_counter(), time.process_time()
             graph = load_onnx(path)
             shape = graph.values[graph.inputs[0]].shape
-            opts = CompileOptions()
-            opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((samples,) + shape)
-                                         .astype(np.float32), shape)
+            ctx = PassContext(calib=load_calib(np.random.default_rng(0).standard_normal((samples,) + shape)
+                                               .astype(np.float32), shape))
             times: dict = {"import": time.perf_counter() - t0}
-            graph = run_stages(graph, opts, times, {})
+            graph = run_stages(graph, ctx, times, {})
             t = time.perf_counter()
             emit_c(graph, Path(tmp), name="chain")
             times["emit_c"] = time.perf_counter() - t
@@ -205,9 +205,9 @@ def main() -> None:
         if args.defaults:
             opts = CompileOptions(weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding,
                                   weight_bits=args.weight_bits)
-        opts.calib_data = load_calib(np.random.default_rng(0).standard_normal((args.samples,) + shape)
-                                     .astype(np.float32), shape)
-        graph = run_stages(graph, opts, times, rss)
+        ctx = PassContext(opts, load_calib(np.random.default_rng(0).standard_normal((args.samples,) + shape)
+                                           .astype(np.float32), shape))
+        graph = run_stages(graph, ctx, times, rss)
         out = tmp / "c"
         out.mkdir()
         t = time.perf_counter()

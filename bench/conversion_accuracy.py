@@ -26,15 +26,15 @@ sys.path.insert(0, str(ROOT / "examples" / "digits"))
 import snncc  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.sim.snn_sim import simulate  # noqa: E402
 
 
 def snn_accuracy(graph, x_cal, x_te, y_te, **kw) -> tuple[float, float]:
-    opts = CompileOptions(**kw).validate()
-    opts.calib_data = load_calib(x_cal, x_cal.shape[1:])
+    ctx = PassContext(CompileOptions(**kw).validate(), load_calib(x_cal, x_cal.shape[1:]))
     t0 = time.perf_counter()
-    snn = run_pipeline(graph, ["canonicalize", "calibrate", "convert"], opts)
+    snn = run_pipeline(graph, ["canonicalize", "calibrate", "convert"], ctx)
     seconds = time.perf_counter() - t0
     pred = simulate(snn, x_te).logits.argmax(1)
     return float((pred == y_te).mean()), seconds

@@ -31,6 +31,7 @@ from snncc.backends.fpga.verify import choose_simulator  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 from snncc.sim.int_runtime import quantize_input  # noqa: E402
@@ -58,9 +59,8 @@ def build_graph(source: str, opts: dict, tmp: Path):
         path = tmp / f"{source}.onnx"
         zoo.export(zoo.build_for_digits(source), (1, 8, 8), path)  # seeded, untrained
     graph = load_onnx(path)
-    options = CompileOptions(**opts)
-    options.calib_data = load_calib(calib[:256], (1, 8, 8))
-    return run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None), calib
+    ctx = PassContext(CompileOptions(**opts), load_calib(calib[:256], (1, 8, 8)))
+    return run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None), calib
 
 
 def main() -> None:

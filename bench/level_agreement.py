@@ -41,6 +41,7 @@ import zoo  # noqa: E402
 
 from snncc.compiler import build_snn  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.passes import quantize  # noqa: E402
 from snncc.sim.float_runtime import run  # noqa: E402
 from snncc.sim.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int  # noqa: E402
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
             res = build_snn(path, options, x_cal, echo=_quiet)
             gi, snn = res.int_graph, res.snn_graph
             agree = level_agreement(gi, snn, x_te)
-            off = quantize.run(snn, replace(options, step_search=False))
+            off = quantize.run(snn, PassContext(replace(options, step_search=False), res.context.calib))
             e2e_off = pooled_agreement(level_agreement(off, snn, x_te), "end_to_end")
             ann = np.asarray(run(res.float_graph, x_te)).reshape(len(x_te), -1)
             fsnn = simulate(snn, x_te).logits.reshape(len(x_te), -1)

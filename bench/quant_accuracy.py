@@ -29,6 +29,7 @@ import train  # noqa: E402
 from snncc.compiler import build_snn  # noqa: E402
 from snncc.memory_report import memory_report  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.passes import quantize  # noqa: E402
 from snncc.sim.float_runtime import run  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
                 for rounding, bc in (("gptq", True), ("nearest", True), ("nearest", False)):
                     opts = replace(options, weight_bits=bits, layer_bits=layer_bits, weight_quantizer=q,
                                    bias_correction=bc, weight_rounding=rounding)
-                    gi = quantize.run(res.snn_graph, opts)
+                    gi = quantize.run(res.snn_graph, PassContext(opts, res.context.calib))
                     out = run_int(gi, quantize_input(gi, x_te))[gi.outputs[0]]
                     accs.append(float((out.argmax(1) == y_te).mean()))
                     if rounding == "gptq":

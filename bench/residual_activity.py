@@ -29,6 +29,7 @@ from snncc.activity import format_activity, simulate_activity  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
 
@@ -37,10 +38,10 @@ KS = (1.0, 1.25, 1.5, 2.0)
 
 def run_point(onnx_path, models, mode: str, k: float, levels: int, search: str):
     opts = CompileOptions(levels=levels, residual=mode, barrier_scale=k, threshold_search=search).validate()
-    opts.calib_data = load_calib(models.x_calib, (1, 8, 8))
-    snn = run_pipeline(load_onnx(onnx_path), ["canonicalize", "calibrate", "residual", "convert"], opts)
+    ctx = PassContext(opts, load_calib(models.x_calib, (1, 8, 8)))
+    snn = run_pipeline(load_onnx(onnx_path), ["canonicalize", "calibrate", "residual", "convert"], ctx)
     sim, rep = simulate_activity(snn, models.x_test)
-    intg = run_pipeline(snn, ["quantize"], opts)
+    intg = run_pipeline(snn, ["quantize"], ctx)
     out = run_int(intg, quantize_input(intg, models.x_test))[intg.outputs[0]]
     y = models.y_test
     acc = float((sim.logits.argmax(1) == y).mean())

@@ -15,7 +15,7 @@ import numpy as np
 from snncc import resources
 from snncc.errors import SnnccError
 from snncc.ir import Graph
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes.convert_plan import calibrated_values, plan
 from snncc.sim.float_runtime import run_graph
 
@@ -135,8 +135,8 @@ class ChannelStats:
         }
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
-    data = getattr(options, "calib_data", None)
+def run(graph: Graph, ctx: PassContext) -> Graph:
+    options, data = ctx.options, ctx.calib
     if data is None:
         raise SnnccError("option --calib is required: the calibrate pass needs input samples "
                          "(a .npy/.npz, or 'random' for structure tests only)")
@@ -150,7 +150,7 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     seed = int(options.seed)
     reservoir = resources.reservoir_size(graph, names, options)
     if reservoir < int(options.calib_reservoir):
-        graph.meta.setdefault("notes", []).append(
+        ctx.note(
             f"calibrate: reservoir sample of {reservoir} per channel, not {options.calib_reservoir}: "
             f"{sum(_channels(graph, v) for v in names)} channels must fit --max-memory {options.max_memory}")
     salts = {v: int(mix64(np.uint64(zlib.crc32(v.encode()) + ((seed & 0xFFFFFFFF) << 32)))) for v in names}

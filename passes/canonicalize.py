@@ -14,10 +14,10 @@ import numpy as np
 
 from snncc import ops
 from snncc.ir import Graph, Node
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
+def run(graph: Graph, ctx: PassContext) -> Graph:
     g = graph.copy()
     if g.stage != "float":
         return g  # after convert an affine is a shortcut weight: nothing here applies

@@ -24,6 +24,7 @@ from snncc import ops, resources
 from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes.convert_build import build
 from snncc.passes.convert_plan import Plan, plan, populations
 from snncc.passes.convert_thresholds import thresholds
@@ -51,7 +52,8 @@ HORIZON_WANT = 16
 SEARCH_MIN_SAMPLES = 8
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
+def run(graph: Graph, ctx: PassContext) -> Graph:
+    options = ctx.options
     if graph.stage != "float":
         raise SnnccError(f"convert needs the float IR, got stage {graph.stage!r}")
     if not any(n.op == "relu" for n in graph.nodes):
@@ -63,8 +65,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     for members in groups:
         _equalize(thetas, caps, members)
     T, N = int(options.timesteps), int(options.levels)
-    data = getattr(options, "calib_data", None)
-    notes = []
+    data = ctx.calib
+    notes = []  # after those of the build
     bias_delta: dict[str, np.ndarray] = {}
     want_search = options.threshold_search == "output"
     if (want_search or options.bias_correction) and data is None:
@@ -103,8 +105,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
             bias_delta = tuner.bias_correction(thetas)
     else:
         thetas = scale_barriers(graph, thetas)
-    snn = build(graph, p, thetas, N, T, bias_delta)
-    snn.meta["notes"] = list(snn.meta.get("notes", [])) + notes
+    snn = build(graph, p, thetas, N, T, bias_delta, notes=ctx.notes)
+    ctx.notes.extend(notes)
     snn.meta["threshold"] = options.threshold
     return snn
 
@@ -178,10 +180,10 @@ def range_precheck(graph: Graph, p: Plan, thetas: dict, levels: int, timesteps: 
 
     quick = copy.copy(options)
     quick.weight_quantizer, quick.weight_rounding = "max", "nearest"
-    quick.bias_correction, quick.step_search, quick.calib_data = False, False, None
+    quick.bias_correction, quick.step_search = False, False
     snn = build(graph, p, scale_barriers(graph, dict(thetas)), levels, timesteps, {})
     try:
-        quantize.run(snn, quick)
+        quantize.run(snn, PassContext(quick))  # no data; its notes are dropped
     except SnnccError as exc:
         if "range analysis" not in str(exc):
             return  # anything else surfaces where it belongs, in quantize
@@ -307,8 +309,7 @@ class _Tuner:
             env = run_quantized(self.graph, rest, None, env=envs[i], start=start, stop=start + 1, last=self.last,
                                 keep=[value])
             out = env[value]
-            levels = [np.clip(np.floor(out / _view(t, out.ndim) + 0.5), -n_lv if signed else 0, n_lv)
-                      * _view(t, out.ndim) for t in thetas]
+            levels = [quantize_levels(out, _view(t, out.ndim), n_lv, signed) * _view(t, out.ndim) for t in thetas]
             stacked = {k: np.concatenate([a] * c) for k, a in env.items() if k != value}
             if self.graph.nodes[start].op == "relu":
                 stacked[value] = np.concatenate(levels)

@@ -33,7 +33,7 @@ class _Builder:
         self.scale: dict[str, np.ndarray] = {v: np.ones(graph.values[v].shape) for v in graph.inputs}
         self.signed: dict[str, tuple[str, np.ndarray]] = {}  # signed site -> (snn value, scale)
         self.currents: dict[str, str] = {}  # levels value -> its affine current (cached)
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # for the report (build's notes=)
 
     # --- helpers ----------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -78,7 +78,7 @@ class _Builder:
     def as_levels(self, f: str, node: Node) -> tuple[str, np.ndarray]:
         if f in self.signed:
             return self.signed[f]
-        if self.kind(f) != "levels":
+        if self.kind(f) == "current":
             raise SnnccError(f"internal: synaptic input {f!r} is a current without a neuron",
                              node=node.name, op=node.op)
         return self.ref[f], self.scale[f]
@@ -159,11 +159,11 @@ class _Builder:
         f = node.inputs[0]
         scale = np.asarray(node.params["scale"], np.float64)
         shift = np.asarray(node.params["shift"], np.float64)
-        if self.kind(f) == "levels" and self.kind(node.output) == "levels":  # a rescale: fold downstream
+        if self.kind(f) != "current" and self.kind(node.output) != "current":  # a rescale: fold downstream
             self.ref[node.output] = self.ref[f]
             self.scale[node.output] = self.scale[f] * _broadcast(scale, self.src.values[f].shape)
             return
-        if self.kind(f) == "levels":
+        if self.kind(f) != "current":  # levels, or the input (levels of scale 1)
             scale = scale * self.per_channel(f, node)
         self.emit(Node(node.name, "affine", [self.ref[f]], node.output, copy.deepcopy(node.attrs),
                        {"scale": scale, "shift": shift.copy()}, node.origin))
@@ -188,7 +188,7 @@ class _Builder:
         self.ref[node.output] = self.ref[node.inputs[0]]
         if node.inputs[0] in self.scale:
             self.scale[node.output] = self.scale[node.inputs[0]]
-        self.g.meta.setdefault("notes", []).append(
+        self.notes.append(
             f"dropped the trailing softmax {node.name!r}: the SNN outputs logits (argmax is unchanged)")
 
     def _data_movement(self, node: Node) -> None:
@@ -197,7 +197,7 @@ class _Builder:
             raise SnnccError("average pooling with padding that is not counted (count_include_pad=0) divides "
                              "border windows by different counts; it cannot become a sum pool with one scale",
                              node=node.name, op=op)
-        levels = self.kind(node.output) == "levels"
+        levels = self.kind(node.output) != "current"
         ins = [self.as_levels(f, node)[0] if levels else self.as_current(f, node) for f in node.inputs]
         new_op = "sumpool" if op == "avgpool" else op
         attrs = copy.deepcopy(a)
@@ -244,15 +244,17 @@ def _broadcast(per_channel: np.ndarray, shape) -> np.ndarray:
 
 
 def build(graph: Graph, p: Plan, thetas: dict[str, np.ndarray], levels: int, timesteps: int,
-          bias_delta: dict[str, np.ndarray] | None = None) -> Graph:
-    """The float SNN for ``graph`` with neuron thresholds ``thetas`` (keyed by ReLU output / signed site)."""
+          bias_delta: dict[str, np.ndarray] | None = None, notes: list[str] | None = None) -> Graph:
+    """The float SNN for ``graph`` with neuron thresholds ``thetas`` (keyed by ReLU output / signed site);
+    its notes for the report go to ``notes`` when given (the trial builds of the search drop them)."""
     b = _Builder(graph, p, thetas, levels, bias_delta or {})
     g = b.run()
     g.meta["timesteps"] = int(timesteps)
     g.meta["levels"] = int(levels)
-    g.meta.setdefault("notes", [])
     pools = [n.name for n in g.nodes if n.op in ops.MAX_POOLS]
     if timesteps > 1 and pools:
-        g.meta["notes"].append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
-                               "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")
+        b.notes.append(f"max pooling at T={timesteps} ({len(pools)} layer(s), first {pools[0]!r}) takes the "
+                       "max of each timestep's levels: an approximation of the ANN's max, exact only at T=1")
+    if notes is not None:
+        notes.extend(b.notes)
     return g

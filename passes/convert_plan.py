@@ -1,10 +1,10 @@
 """Static analysis shared by ``calibrate`` and ``convert``: what each value becomes in the SNN.
 
-Every value of the float graph is either
+Every value of the float graph is what ``ops.value_kinds`` says it is:
 
-- ``levels``: spike levels (neuron outputs, and data movement of levels; the graph
-  input counts as levels with scale 1). Their real value is ``z * scale``, and the
-  scale is folded into the synaptic ops that read them.
+- ``levels`` (or ``input``, levels of scale 1): spike levels (ReLU outputs, and data
+  movement of levels). Their real value is ``z * scale``, and the scale is folded into
+  the synaptic ops that read them.
 - ``current``: outputs of synaptic ops, adds of currents, and data movement of
   currents. Neurons integrate them; graph outputs accumulate them.
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
@@ -27,17 +25,12 @@ from snncc.unionfind import UnionFind
 
 @dataclass
 class Plan:
-    kind: dict[str, str] = field(default_factory=dict)  # value -> "levels" | "current"
+    kind: dict[str, str] = field(default_factory=dict)  # ops.value_kinds: "input" | "levels" | "current"
     signed_sites: list[str] = field(default_factory=list)  # currents read by a synaptic op
     relus: list[str] = field(default_factory=list)  # relu output values (unsigned neurons)
     level_adds: list[str] = field(default_factory=list)  # adds of levels (SEW spike + spike)
     identity_relus: list[str] = field(default_factory=list)  # unclipped ReLU of non-negative levels: dropped
     dropped_softmax: list[Node] = field(default_factory=list)
-
-
-def is_scale_affine(node: Node) -> bool:
-    """An affine with zero shift: on levels it is only a rescale, folded downstream."""
-    return node.op == "affine" and not np.any(np.asarray(node.params["shift"]))
 
 
 def plan(graph: Graph) -> Plan:
@@ -72,57 +65,33 @@ def _origins(v: str, p: Plan, prod: dict) -> set[str]:
 
 
 def _classify(graph: Graph, sites: set[str]) -> tuple[Plan, set[str]]:
-    p = Plan()
-    consumers = graph.consumer_map()
+    """The plan for ``graph`` given the signed sites so far, and the currents that ask for one."""
+    kinds = ops.value_kinds(graph, signed_sites=sites)
+    p = Plan(kind=kinds)
     outputs = set(graph.outputs)
-    for name in graph.inputs:
-        p.kind[name] = "levels"
-
-    def lv(v: str) -> bool:  # levels, or a current that has a signed neuron
-        return p.kind[v] == "levels" or v in sites
-
+    consumers = graph.consumer_map()
     requests: set[str] = set()
-    nonneg: set[str] = set()  # levels that are >= 0 (from unsigned neurons, through max/sum/moves)
     for node in graph.nodes:
-        ins = [p.kind[v] for v in node.inputs]
         op = node.op
         if op == "relu":
-            p.kind[node.output] = "levels"
-            nonneg.add(node.output)
-            if node.inputs[0] in nonneg and node.attrs.get("max") is None and not node.attrs.get("barrier"):
+            x = node.inputs[0]
+            if x in kinds.nonneg and node.attrs.get("max") is None and not node.attrs.get("barrier"):
                 p.identity_relus.append(node.output)  # relu(relu(x)) = relu(x)
             else:
                 p.relus.append(node.output)
-        elif op in ops.SYNAPTIC:
-            if op == "affine" and ins[0] == "levels" and is_scale_affine(node):
-                p.kind[node.output] = "levels"  # a rescale of levels (e.g. avgpool's 1/k)
-                if node.inputs[0] in nonneg and (np.asarray(node.params["scale"]) > 0).all():
-                    nonneg.add(node.output)
-            else:
-                if op in ops.WEIGHTED and not lv(node.inputs[0]):
-                    requests.add(node.inputs[0])
-                p.kind[node.output] = "current"
+        elif op in ops.WEIGHTED:
+            if kinds[node.inputs[0]] == "current" and node.inputs[0] not in sites:
+                requests.add(node.inputs[0])
         elif op == "add":
-            feeds_neuron = any(c.op == "relu" for c in consumers.get(node.output, []))
-            if "current" in ins or feeds_neuron or node.output in outputs:
-                p.kind[node.output] = "current"
-            else:
-                p.kind[node.output] = "levels"
+            if kinds[node.output] == "levels":
                 p.level_adds.append(node.output)
-                if all(v in nonneg for v in node.inputs):
-                    nonneg.add(node.output)
-        elif op in ops.DATA_MOVEMENT:
-            p.kind[node.output] = "levels" if all(lv(v) for v in node.inputs) else "current"
-            if all(v in nonneg for v in node.inputs) and p.kind[node.output] == "levels":
-                nonneg.add(node.output)
         elif op == "softmax":
             if node.output not in outputs or consumers.get(node.output):
                 raise SnnccError("softmax is supported only as the final op of the network", node=node.name, op=op)
-            p.kind[node.output] = ins[0]
             p.dropped_softmax.append(node)
         elif op == "neuron":
             raise SnnccError("the graph is already converted (stage snn)", node=node.name, op=op)
-        else:
+        elif op not in ops.SYNAPTIC and op not in ops.DATA_MOVEMENT:
             raise SnnccError("convert cannot map this op onto spiking neurons", node=node.name, op=op)
     return p, requests
 
@@ -137,7 +106,7 @@ def populations(graph: Graph, p: Plan) -> list[list[str]]:
         if node.output in source:
             continue
         keep = ((node.op in ops.DATA_MOVEMENT and ops.channel_identity(node.op)) or node.output in p.identity_relus
-                or (node.op == "affine" and is_scale_affine(node)))
+                or ops.is_scale_affine(node))
         if keep and node.inputs[0] in source:
             source[node.output] = source[node.inputs[0]]
         elif node.output in p.level_adds:

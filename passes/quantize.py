@@ -31,6 +31,7 @@ from snncc import ops, resources
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import current_affine, range_analysis, step_search, weight_quant, weight_rounding
 from snncc.sim.neuron import v_init
 from snncc.unionfind import UnionFind
@@ -40,7 +41,8 @@ INPUT_QMAX = 127
 AFFINE_BITS = 8  # step of a population fed only by affines: its weight uses +-127
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
+def run(graph: Graph, ctx: PassContext) -> Graph:
+    options, notes = ctx.options, ctx.notes
     if graph.stage != "snn":
         raise SnnccError(f"pass quantize needs the float SNN (stage 'snn'), got stage {graph.stage!r}; "
                          "run convert first")
@@ -49,9 +51,9 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     domains = value_domains(g)
     bits = resolve_layer_bits(g, options.weight_bits, options.layer_bits, domains)
     s_x = float(options.input_scale) or input_scale(g)  # a given step keeps integer inputs (event counts) exact
-    scales = _joint_scales(g, domains, bits, s_x, options)
-    data = getattr(options, "calib_data", None)
-    rounding = _pick_rounding(g, getattr(options, "weight_rounding", "auto"))
+    scales = _joint_scales(g, domains, bits, s_x, options, notes)
+    data = ctx.calib
+    rounding = _pick_rounding(g, getattr(options, "weight_rounding", "auto"), notes)
     correct = bool(getattr(options, "bias_correction", True))
     means, mean_xq, hs = {}, None, {}
     if data is not None and (correct or rounding == "gptq"):
@@ -65,26 +67,26 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         wide = [f"{n.name} ({weight_rounding.fan_in(n)})" for n in syn
                 if rounding == "gptq" and weight_rounding.gptq_kind(n) and not weight_rounding.gptq_applies(n)]
         if wide:
-            g.meta.setdefault("notes", []).append(
+            notes.append(
                 f"quantize: nearest weight rounding in {len(wide)} layer(s) whose fan-in exceeds GPTQ's "
                 f"{weight_rounding.GPTQ_MAX_FAN_IN}: {', '.join(wide)}")
     elif rounding == "gptq" or correct:
-        g.meta.setdefault("notes", []).append("quantize: no calibration data: nearest weight rounding, "
+        notes.append("quantize: no calibration data: nearest weight rounding, "
                                               "no step search, no bias correction")
     if hs and getattr(options, "step_search", True):
-        _search_steps(g, domains, bits, s_x, scales, hs)
+        _search_steps(g, domains, bits, s_x, scales, hs, notes)
     elif getattr(options, "step_search", True) and data is not None and rounding == "nearest":
-        g.meta.setdefault("notes", []).append("quantize: no step search: it needs GPTQ weight rounding "
+        notes.append("quantize: no step search: it needs GPTQ weight rounding "
                                               "(--weight-rounding gptq)")
     if int(options.membrane_shift) > 0 and int(g.meta.get("timesteps", 1)) == 1:
-        g.meta.setdefault("notes", []).append(
+        notes.append(
             "quantize: --membrane-shift has no effect at T=1 (no membrane is kept between timesteps)")
     wq = _int_weights(g, domains, bits, s_x, scales, hs)
     if hs:
-        g.meta.setdefault("notes", []).append(f"quantize: GPTQ weight rounding in {len(hs)} layer(s)")
+        notes.append(f"quantize: GPTQ weight rounding in {len(hs)} layer(s)")
     if correct and means:
         _correct_biases(g, domains, s_x, wq, means, mean_xq)
-        g.meta.setdefault("notes", []).append("quantize: biases corrected for the mean weight-quantization error")
+        notes.append("quantize: biases corrected for the mean weight-quantization error")
     _merge_join_biases(g, domains)
     _quantize_nodes(g, bits, wq, scales, options)
     g.stage = "int"
@@ -105,34 +107,29 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
 # --- value domains -----------------------------------------------------------------
 
 def value_domains(graph: Graph) -> dict[str, str]:
-    """'input' (real x), 'level' (neuron output) or 'current' for every value."""
-    dom = {name: "input" for name in graph.inputs}
+    """``ops.value_kinds`` of the float SNN ('input', 'levels' or 'current'), checked: every
+    synaptic op reads levels or the input, every neuron a current, adds and data movement
+    do not mix kinds, and the graph outputs are currents."""
+    dom = ops.value_kinds(graph)
     consumers = graph.consumer_map()
     for node in graph.nodes:
         ins = [dom[v] for v in node.inputs]
         if node.op == "affine" and ins[0] == "current":
             current_affine.check_consumers(graph, node, consumers)
-            dom[node.output] = "current"
         elif node.op in ops.SYNAPTIC:
             if ins[0] == "current":
                 raise SnnccError("synaptic op reads a current, not spike levels or the input "
                                  "(convert should have put a neuron in between)", node=node.name, op=node.op)
-            dom[node.output] = "current"
         elif node.op == "neuron":
             if ins[0] != "current":
                 raise SnnccError("neuron input is not a current", node=node.name, op=node.op)
-            dom[node.output] = "level"
-        elif node.op == "add" and all(d == "level" for d in ins):
-            dom[node.output] = "level"  # --residual sew: a SEW join sums levels of equal thresholds
         elif node.op == "add":
-            if any(d != "current" for d in ins):
+            if any(d != "current" for d in ins) and any(d != "levels" for d in ins):
                 raise SnnccError("add joins spike levels, not currents (convert should have made the "
                                  "identity shortcut an affine)", node=node.name, op=node.op)
-            dom[node.output] = "current"
         elif node.op in ops.INT_DATA_MOVEMENT:
             if len(set(ins)) != 1:
                 raise SnnccError(f"inputs mix {sorted(set(ins))} values", node=node.name, op=node.op)
-            dom[node.output] = ins[0]
         else:
             raise SnnccError("op is not allowed in the float SNN (convert should have removed it)",
                              node=node.name, op=node.op)
@@ -249,13 +246,13 @@ def _unknown_layer(graph: Graph, layers: list[Node], key: str) -> str:
 GPTQ_AUTO_MAX_WEIGHTS = 2_000_000
 
 
-def _pick_rounding(g: Graph, requested: str) -> str:
+def _pick_rounding(g: Graph, requested: str, notes: list[str]) -> str:
     if requested != "auto":
         return requested
     total = sum(int(n.params["weight"].size) for n in g.nodes if n.op in ops.WEIGHTED)
     if total <= GPTQ_AUTO_MAX_WEIGHTS:
         return "gptq"
-    g.meta.setdefault("notes", []).append(
+    notes.append(
         f"quantize: {total} weights > {GPTQ_AUTO_MAX_WEIGHTS}: nearest weight rounding "
         "(pass --weight-rounding gptq to force the slower data-aware rounding)")
     return "nearest"
@@ -422,7 +419,7 @@ def _own_step(node: Node, domains: dict[str, str], bits: dict[str, int], s_x: fl
 
 
 def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
-                  options: CompileOptions) -> _Scales:
+                  options: CompileOptions, notes: list[str]) -> _Scales:
     """Per-channel current steps by class.  Where an affine reads a current (a
     pre-activation stream) this may first insert rescale affines into ``g`` (and
     ``domains``) behind coarse join branches (passes/current_affine.py)."""
@@ -431,7 +428,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
         own = {n.name: _own_step(n, domains, bits, s_x, options) for n in g.nodes if n.op in ops.WEIGHTED}
         rescaled = current_affine.insert_rescales(g, domains, _Scales(g, domains), own)
         if rescaled:
-            g.meta.setdefault("notes", []).append(
+            notes.append(
                 f"quantize: {rescaled} residual branch(es) join the stream through an integer rescale, "
                 "so that the stream keeps a fine step")
             cur = current_affine.current_affines(g, domains)
@@ -481,7 +478,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
             np.maximum.at(need, roots[ok], fit[ok])
     coarsened = int((need > S).sum())
     if coarsened:
-        g.meta.setdefault("notes", []).append(
+        notes.append(
             f"quantize: {coarsened} channel scale(s) coarsened so that (levels+1)*theta fits "
             f"the {options.membrane_bits}-bit membrane")
     S = np.maximum(S, need)
@@ -495,7 +492,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
 
 
 def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
-                  sc: _Scales, hs: dict[str, np.ndarray]) -> None:
+                  sc: _Scales, hs: dict[str, np.ndarray], notes: list[str]) -> None:
     """Coarsen class steps where the GPTQ-rounded current error drops (passes/step_search.py)."""
     members = {}
     for node in g.nodes:
@@ -504,7 +501,7 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
                                   weight_quant.qmax(bits[node.name]))
     sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
     if changed:
-        g.meta.setdefault("notes", []).append(
+        notes.append(
             f"quantize: step search coarsened {changed} channel scale(s) to lower the current error")
 
 

@@ -34,7 +34,7 @@ import networkx as nx
 from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes.convert_plan import plan, populations
 
 
@@ -61,26 +61,13 @@ def fork_of(graph: Graph, vg: nx.DiGraph, node: Node) -> str | None:
     return max(sorted(common), key=lambda v: pos[v])
 
 
-def nonnegative_levels(graph: Graph) -> set[str]:
-    """Values that become non-negative spike levels (or sums of them) in the SNN."""
-    levels: set[str] = set()
-    for node in graph.nodes:
-        if node.op == "relu":
-            levels.add(node.output)
-        elif node.op in ops.KEEPS_LEVELS and all(v in levels for v in node.inputs):
-            levels.add(node.output)
-        elif node.op == "add" and all(v in levels for v in node.inputs):
-            levels.add(node.output)
-    return levels
-
-
 def find_joins(graph: Graph) -> list[dict]:
     """Every residual join, in graph order, classified (no rewrite).
 
     Raises ``SnnccError`` naming the node for a join whose inputs differ in shape.
     """
     vg = value_graph(graph)
-    levels = nonnegative_levels(graph)
+    levels = ops.value_kinds(graph).spike_sums  # >= 0: ReLU outputs, level-keeping moves, sums
     consumers = graph.consumer_map()
     outputs = set(graph.outputs)
     joins = []
@@ -107,10 +94,10 @@ def find_joins(graph: Graph) -> list[dict]:
     return joins
 
 
-def run(graph: Graph, options: CompileOptions) -> Graph:
+def run(graph: Graph, ctx: PassContext) -> Graph:
     graph = graph.copy()
-    mode = options.residual
-    scale = float(options.barrier_scale)
+    mode = ctx.options.residual
+    scale = float(ctx.options.barrier_scale)
     joins = find_joins(graph)
     if mode == "sparse" and any(j["kind"] == "spike_spike" for j in joins):
         _tie_sew_thresholds(graph)

@@ -161,10 +161,10 @@ def inspect(model: Path, canonical: bool):
         click.get_current_context().exit(2)
     graph = import_model(proto, base_dir)
     if canonical:
-        from snncc.options import CompileOptions
+        from snncc.pass_context import PassContext
         from snncc.passes import canonicalize
 
-        graph = canonicalize.run(graph, CompileOptions())
+        graph = canonicalize.run(graph, PassContext())
     click.echo(f"model {model.name}: input {graph.inputs[0]} "
                f"{list(graph.values[graph.inputs[0]].shape)} (per sample)")
     click.echo(f"{'node':<32s} {'op':<16s} {'output shape':<18s} {'params':>10s} {'MACs':>12s}")
@@ -341,6 +341,15 @@ def _build_options(kw: dict, model: Path):
     return options, calib
 
 
+def _target_options(target: str, *, lanes: int, nir_profile: str, simulator: str | None = None) -> dict | None:
+    """The options of ``target`` among the CLI's target options (the others keep their defaults)."""
+    if target == "fpga":
+        return {"lanes": lanes, **({"simulator": simulator} if simulator is not None else {})}
+    if target == "nir":
+        return {"nir_profile": nir_profile}
+    return None
+
+
 # --- compile ---------------------------------------------------------------------
 
 @cli.command(name="compile", epilog="""\b
@@ -356,6 +365,10 @@ Examples:
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core (clamped per layer to a "
                    "divisor of its channels per group, with a note).")
+@click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
+              show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
+                                      "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
+                                      "Threshold-sum expansion (docs/interop.md).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default build/<model name>).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
@@ -369,8 +382,8 @@ Examples:
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
-def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force: bool, name: str | None,
-                dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
+def compile_cmd(model: Path, target: str, lanes: int, nir_profile: str, output: Path | None, force: bool,
+                name: str | None, dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
                 start_from: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
@@ -379,7 +392,8 @@ def compile_cmd(model: Path, target: str, lanes: int, output: Path | None, force
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                           start_from=start_from, target_options={"lanes": lanes} if target == "fpga" else None,
+                           start_from=start_from, target_options=_target_options(target, lanes=lanes,
+                                                                                  nir_profile=nir_profile),
                            inputs=[p for p in [config_in_use()] if p is not None])
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
@@ -408,6 +422,10 @@ Examples:
               help="The code to check bit for bit against the integer runtime.")
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core.")
+@click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
+              show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
+                                      "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
+                                      "Threshold-sum expansion (docs/interop.md).")
 @click.option("--simulator", type=click.Choice(["auto", "iverilog", "verilator"]), default="auto",
               show_default=True, help="--target fpga: Verilog simulator (auto: iverilog for short runs, "
                                       "Verilator when present for long ones).")
@@ -421,8 +439,9 @@ Examples:
 @ray_options("run the per-sample rungs (integer runtime, the target's code) on shards of the data, with "
              "the same counts as a local run,")
 @_compile_options
-def verify(model: Path, target: str, lanes: int, simulator: str, data: Path | None, max_top1_drop: float | None,
-           cc: str, executor: str, ray_address: str | None, ray_runtime_env: str | None, **kw):
+def verify(model: Path, target: str, lanes: int, nir_profile: str, simulator: str, data: Path | None,
+           max_top1_drop: float | None, cc: str, executor: str, ray_address: str | None,
+           ray_runtime_env: str | None, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
     from snncc.verify import run_verify
 
@@ -430,7 +449,8 @@ def verify(model: Path, target: str, lanes: int, simulator: str, data: Path | No
     options, calib = _build_options(kw, model)
     ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
                     cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True),
-                    target_options={"lanes": lanes, "simulator": simulator} if target == "fpga" else None,
+                    target_options=_target_options(target, lanes=lanes, simulator=simulator,
+                                                   nir_profile=nir_profile),
                     executor=executor, ray_address=ray_address, ray_runtime_env=runtime_env,
                     note=lambda msg: click.echo(msg, err=True))
     if not ok:

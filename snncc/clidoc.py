@@ -109,6 +109,22 @@ def _options_section() -> list[str]:
         "anything is read. A `.npy` file is memory-mapped and has no such cap: save large data",
         "sets as `.npy`. A corrupt or truncated file, a bad CRC, a text file named `.npz` or a",
         "folder is one `error:` line naming the option and the file.", "",
+        "## Targets", "",
+        "| `--target` | writes | `verify` checks it with | extra |",
+        "|---|---|---|---|",
+        "| `c` | C99 kernel library + header + host test program | gcc, every output bit for bit | |",
+        "| `python` | the integer IR as `<name>.json` + `<name>.npz` | the integer runtime, reloaded | |",
+        "| `fpga` | netlist + Verilog (docs/fpga.md) | iverilog or Verilator simulation | |",
+        "| `nir` | `<name>.nir` (NIR 1.0, HDF5); `--nir-profile multispike`, `binary` or `threshold` "
+        "| the file read back with `nir.read`, run per NIR semantics + its snncc metadata "
+        "| `snncc[nir]` |",
+        "| `qonnx` | `<name>.onnx` in the QONNX dialect (Quant, MultiThreshold), `--timesteps 1` only "
+        "| `qonnx.core.onnx_exec.execute_onnx`, every output | `snncc[qonnx]` |", "",
+        "What the `nir` and `qonnx` files carry, and how faithful each consumer (Sinabs, snnTorch,",
+        "qonnx) is, measured: [interop.md](interop.md). A graph a target cannot carry (a max pool to",
+        "NIR, `--timesteps 2` to QONNX, `--levels 2` with `--nir-profile binary`) is one `error:`",
+        "line, exit code 2, and no output folder. Without its extra installed, `--target nir` or",
+        "`qonnx` is one `error:` line naming the extra to install.", "",
         "## Output names and folders", "",
         "`--name` (default: the model's file name made into an ASCII C identifier, e.g.",
         "`réseau.onnx` -> `r_seau`) must be an ASCII identifier that does not start with `snncc`,",

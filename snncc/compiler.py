@@ -16,6 +16,7 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.outdir import atomic_output_dir, check_output_dir, write_text
+from snncc.pass_context import PassContext
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -26,6 +27,7 @@ class CompileResult:
     snn_graph: Graph  # float SNN, after convert
     int_graph: Graph  # integer SNN: the golden model
     ann_graph: Graph | None = None  # the float graph `convert` consumed (calibrated)
+    context: PassContext = field(default_factory=PassContext)  # the pipeline's options, calibration data, notes
     report: dict = field(default_factory=dict)
     output_dir: Path | None = None
 
@@ -56,20 +58,21 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
         raise SnnccError("option --calib is required: give a .npy/.npz of input samples "
                          "(N x C x H x W), or '--calib random' for structure tests only")
     input_shape = graph.values[graph.inputs[0]].shape
-    options.calib_data = calib if hasattr(calib, "batches") else load_calib(calib, input_shape, seed=options.seed)
+    data = calib if hasattr(calib, "batches") else load_calib(calib, input_shape, seed=options.seed)
     current = _resume(graph, start_from) if start_from is not None else graph
+    ctx = PassContext(options, data, list(current.meta.get("notes", [])))  # a resumed IR's notes go on
     names = pipeline_slice(pipeline, current.meta.get("passes", []) if start_from is not None else [], stop_after)
     ann = snn = None
     if current.stage == "snn":
         snn = current
     for name in names:
         before = current
-        current = run_pipeline(current, [name], options,
+        current = run_pipeline(current, [name], ctx,
                                dump_after=[name] if name in set(dump_after) else [], echo=echo)
         if before.stage == "float" and current.stage == "snn":
             ann, snn = before, current
     return CompileResult(float_graph=graph, snn_graph=snn if snn is not None else current, int_graph=current,
-                         ann_graph=ann)
+                         ann_graph=ann, context=ctx)
 
 
 def pipeline_slice(pipeline: list[str] | None, done: list[str], stop_after: str | None) -> list[str]:
@@ -122,7 +125,7 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
     from snncc.memory_report import memory_report
 
     ann_predictions: list = []  # the ANN runs once, for both sections
-    fid = fidelity_report(result.float_graph, result.snn_graph, options.calib_data, options,
+    fid = fidelity_report(result.float_graph, result.snn_graph, result.context.calib, options,
                           ann_predictions=ann_predictions)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -142,18 +145,17 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "timesteps": int(meta.get("timesteps", 1)),
         "note": "x_q = clamp(round_half_even(x / input_scale), -128, 127); logits = out_q * S[o] / T",
     }
-    report["notes"] = list(result.int_graph.meta.get("notes", []))
+    report["notes"] = list(result.context.notes)
     if result.snn_graph.meta.get("residual_joins"):
-        report["residual"] = _residual_section(result.snn_graph, options)
+        report["residual"] = _residual_section(result.snn_graph, result.context.calib, options)
     return report
 
 
-def _residual_section(snn_graph: Graph, options: CompileOptions) -> dict:
-    """Per-block activity and the avalanche factor (Sparse-ResNet analysis)."""
+def _residual_section(snn_graph: Graph, data, options: CompileOptions) -> dict:
+    """Per-block activity and the avalanche factor (Sparse-ResNet analysis) on calibration ``data``."""
     from snncc import resources
     from snncc.activity import simulate_activity
 
-    data = options.calib_data
     # one simulation with every join's traces: as many samples as fit the memory budget
     # (activity["samples"] says how many; a ResNet-50 at 224x224 took 24 GB with 256)
     traced = [n.output for n in snn_graph.nodes] * 2
@@ -224,7 +226,8 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
 
     options = options or CompileOptions()
     target_options = dict(target_options or {})
-    get_target(target).check_tools(**target_options)  # an unknown --target or a bad option fails before the slow work
+    # an unknown --target, a bad option or options the target cannot carry fail before the slow work
+    get_target(target).check_tools(**target_options, options=options)
     model_path = Path(model_path)
     if name is None:
         name = default_name(model_path.stem, target)
@@ -250,11 +253,11 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     result.report = make_report(result, options, model=model_path.name, target=target)
     if output is not None:
         with atomic_output_dir(Path(output), force=force, protect=protect) as tmp:
-            if options.calib_data is not None and "samples" not in target_options:  # a testbench's real inputs
+            data = result.context.calib
+            if data is not None and "samples" not in target_options:  # a testbench's real inputs
                 from snncc.sim.int_runtime import quantize_input
 
-                target_options["samples"] = quantize_input(result.int_graph, options.calib_data.take(
-                    min(4, options.calib_data.n)))
+                target_options["samples"] = quantize_input(result.int_graph, data.take(min(4, data.n)))
             result.report.update(emit_target(result, target, tmp, name=name, **target_options))
             write_text(tmp / "report.json", json.dumps(result.report, indent=2, sort_keys=True,
                                                        default=_json_default) + "\n")

@@ -45,7 +45,7 @@ def load_config(path) -> dict:
 
 
 def option_fields() -> list[dataclasses.Field]:
-    """The CompileOptions fields a config file may set: plain values, not runtime objects (calib_data)."""
+    """The CompileOptions fields a config file may set: plain values."""
     defaults = CompileOptions()
     return [f for f in dataclasses.fields(CompileOptions)
             if isinstance(getattr(defaults, f.name), (bool, int, float, str, dict))]

@@ -21,7 +21,7 @@ def integer_scores(result, options, ann_predictions=None) -> dict:
     from snncc import resources
 
     batch = resources.batch_size(g, options, copies=2)  # the integer SNN and the ANN
-    for xb, yb in options.calib_data.batches(batch):
+    for xb, yb in result.context.calib.batches(batch):
         out_q = run_int(g, quantize_input(g, xb))[g.outputs[0]]
         p_int = dequantize_output(g, out_q).reshape(len(xb), -1).argmax(1)
         if ann_predictions is not None:

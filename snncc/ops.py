@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
+
 from snncc.errors import SnnccError
 
 Shape = tuple[int, ...]
@@ -227,20 +229,79 @@ def infer_shape(graph, node) -> Shape:
     return tuple(r.shape(node, shapes, fail))
 
 
-def value_kinds(graph) -> dict[str, str]:
-    """``"levels"`` or ``"current"`` for every value of a converted (snn or int) graph.
+class ValueKinds(dict):
+    """value -> ``"input"``, ``"levels"`` or ``"current"`` (``value_kinds``), plus two sign facts.
 
-    Levels are neuron outputs, what ops that move or pool values make of levels only,
-    and sums (``add``) of levels only (SEW joins); everything else carries a current.
-    The graph input is a current (direct encoding).
+    ``nonneg``: levels known to be >= 0 (ReLU / unsigned neuron outputs, and what data
+    movement, positive rescales and level sums make of them only).
+    ``spike_sums``: values >= 0 built from ReLU / unsigned neuron outputs by ops that keep
+    levels (``keeps_levels``) and by sums, whatever the sum becomes: what a residual join
+    may add as spike + spike.
     """
-    kinds = {name: "current" for name in graph.inputs}
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.nonneg: set[str] = set()
+        self.spike_sums: set[str] = set()
+
+
+def value_kinds(graph, signed_sites=frozenset()) -> ValueKinds:
+    """What every value of ``graph`` carries in the SNN: the one classification of values.
+
+    - ``"input"``: the graph input (direct encoding, real x) and data movement of it only;
+    - ``"levels"``: spike levels, ``z * scale``: ReLU (float graph) and neuron outputs,
+      data movement of levels (the input counts as levels of scale 1 in a mix), sums of
+      levels and, in the float graph, zero-shift affines of levels (rescales convert folds);
+    - ``"current"``: everything else: synaptic outputs, sums with a current, their data movement.
+
+    In the float graph (before convert) an add that feeds a ReLU or is a graph output
+    stays a current (a neuron integrates it, or it is accumulated), and ``signed_sites``
+    (currents that get a signed neuron, see passes/convert_plan.py) count as levels for
+    the data movement that reads them.  No error checks: passes check what they need.
+    """
+    float_stage = graph.stage == "float"
+    consumers = graph.consumer_map() if float_stage else {}
+    outputs = set(graph.outputs)
+    kinds = ValueKinds({name: "input" for name in graph.inputs})
+    nonneg, sums = kinds.nonneg, kinds.spike_sums
     for node in graph.nodes:
-        if node.op == "neuron":
+        op, ins, out = node.op, node.inputs, node.output
+        got = {"levels" if v in signed_sites else kinds[v] for v in ins}
+        if op == "relu" or (op == "neuron" and not node.attrs.get("signed")):
             kind = "levels"
-        elif (node.op in INT_DATA_MOVEMENT or node.op == "add") and all(kinds[v] == "levels" for v in node.inputs):
+            nonneg.add(out)
+            sums.add(out)
+        elif op == "neuron":
             kind = "levels"
+        elif op in SYNAPTIC:
+            kind = "current"
+            x = ins[0]
+            if float_stage and kinds[x] != "current" and is_scale_affine(node):
+                kind = kinds[x]  # a rescale of levels (e.g. avgpool's 1/k)
+                if x in nonneg and (np.asarray(node.params["scale"]) > 0).all():
+                    nonneg.add(out)
+        elif op == "add":
+            feeds_neuron = any(c.op == "relu" for c in consumers.get(out, []))
+            own = {kinds[v] for v in ins}  # a signed site is summed as the current it is
+            kind = "current" if "current" in own or (float_stage and (feeds_neuron or out in outputs)) else "levels"
+            if kind == "levels" and all(v in nonneg for v in ins):
+                nonneg.add(out)
+            if all(v in sums for v in ins):
+                sums.add(out)
+        elif op in DATA_MOVEMENT:
+            kind = got.pop() if len(got) == 1 else "current" if "current" in got else "levels"
+            if kind == "levels" and all(v in nonneg for v in ins):
+                nonneg.add(out)
+            if op in KEEPS_LEVELS and all(v in sums for v in ins):
+                sums.add(out)
+        elif op == "softmax":
+            kind = kinds[ins[0]]
         else:
             kind = "current"
-        kinds[node.output] = kind
+        kinds[out] = kind
     return kinds
+
+
+def is_scale_affine(node) -> bool:
+    """An affine with zero shift: on levels it is only a rescale, folded downstream."""
+    return node.op == "affine" and not np.any(np.asarray(node.params["shift"]))

@@ -39,8 +39,6 @@ class CompileOptions:
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
     max_memory: str = "4G"  # memory budget: refuse models that cannot fit, batch calibration to fit (resources.py)
-    # The loaded calibration data (snncc.calib_data.CalibData); runtime only, never reported.
-    calib_data: object = field(default=None, repr=False, compare=False)
 
     def validate(self) -> CompileOptions:
         """Check every option's type and range; SnnccError naming the option (``option=``)."""
@@ -93,8 +91,7 @@ class CompileOptions:
         return p
 
     def to_dict(self) -> dict:
-        # calib_data is data, not an option: never in reports (and never deep-copied).
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "calib_data"}
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
 
 
 def _check_int(option: str, value, lo: int, hi: int | None, *, say_integer: bool = False) -> None:

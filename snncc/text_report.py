@@ -94,7 +94,7 @@ def layer_bits(report: dict) -> dict[str, object]:
 
 
 _C_LABELS = {"arena_bytes": "arena (RAM)", "weight_bytes": "const tables (flash)", "peak_live_bytes": "peak live",
-             "membrane_bytes": "membranes"}
+             "membrane_bytes": "membranes", "host_arena_bytes": "arena, x86-64 SIMD build"}
 
 
 def c_label(key: str) -> str:

@@ -144,7 +144,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     if max_top1_drop is not None and not 0 <= max_top1_drop <= 100:
         raise SnnccError(f"must be in 0..100 points, got {max_top1_drop}", option="max_top1_drop")
     target_options = {"cc": cc, **(target_options or {})}
-    backend.check_tools(**target_options)  # fail fast, before the slow work
+    backend.check_tools(**target_options, options=options)  # fail fast, before the slow work
     if executor not in ("local", "ray"):
         raise SnnccError(f"must be local or ray, got {executor!r}", option="executor")
     if executor == "ray":
@@ -155,7 +155,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
     model_path = Path(model_path)
     result = build_snn(model_path, options, calib, echo=echo)
     if data is None:
-        x, y = collect(options.calib_data)
+        x, y = collect(result.context.calib)
         where = "the calibration data"
     else:
         x, y = load_eval_data(data, result.float_graph.values[result.float_graph.inputs[0]].shape)

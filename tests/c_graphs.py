@@ -177,6 +177,38 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def dw_group_geometry_net(seed=0, branches=10) -> Graph:
+    """Depthwise and grouped convs of random geometry (kernel 1-5, stride 1-2, padding
+    0-2, dilation 1-2, channel counts that fill no 8- or 16-lane vector, 8/4/2-bit
+    weights) and 4-/2-bit group-1 convs and a dense layer (the packed block kernels), on
+    the signed image and on unsigned and signed levels, every one a graph output."""
+    b = IntGraphBuilder((3, 9, 7), seed=seed)
+    rng = np.random.default_rng(seed)
+    sources = [b.neuron(b.conv("x", 21), levels=5), b.neuron(b.conv("x", 12), levels=2, signed=True),
+               b.neuron(b.conv("x", 40), levels=4)]
+    outs = []
+    for i in range(branches):
+        src = sources[i % 3]
+        c = b.g.values[src].shape[0]
+        bits = int(rng.choice([8, 4, 2]))
+        geo = {"k": int(rng.integers(1, 6)), "stride": int(rng.integers(1, 3)), "pad": int(rng.integers(0, 3)),
+               "dil": int(rng.integers(1, 3)), "bits": bits, "extreme": bits == 8}
+        if (geo["k"] - 1) * geo["dil"] + 1 > 7 + 2 * geo["pad"]:  # the window must fit the padded input
+            geo["dil"] = 1
+        kind = i % 3
+        if kind == 0:  # depthwise
+            outs.append(b.conv(src, c, group=c, **geo))
+        elif kind == 1:  # grouped
+            g = 4 if c % 4 == 0 else 3
+            outs.append(b.conv(src, g * int(rng.integers(1, 5)), group=g, **geo))
+        else:  # packed group-1
+            geo["bits"], geo["extreme"] = int(rng.choice([4, 2])), False
+            outs.append(b.conv(src, int(rng.integers(1, 40)), **geo))
+    outs.append(b.dense(b.flatten(sources[2]), 13, bits=4))
+    outs.append(b.dense(b.flatten(sources[1]), 7, bits=2))
+    return b.build(*outs)
+
+
 def simd_builds(sse2: bool = True, portable: bool = True) -> list[tuple[str, str]]:
     """(compiler flags, what snncc_simd() reports) for every kernel path this host runs:
     the best one, each x86 level below it (left out with -DSNNCC_NO_AVX512 /

@@ -439,6 +439,7 @@ def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int =
         from snncc.errors import SnnccError
         from snncc.frontend.onnx_import import load_onnx
         from snncc.options import CompileOptions
+        from snncc.pass_context import PassContext
         from snncc.pass_manager import run_pipeline
         from snncc.passes import DEFAULT_PIPELINE
         from snncc.sim.int_runtime import quantize_input, run_int
@@ -464,8 +465,8 @@ def check_case(case: FuzzCase, work: Path, *, n_calib: int = 16, n_random: int =
         options = CompileOptions(**case.options)
         try:
             options.validate()
-            options.calib_data = load_calib(calib, case.input_shape)
-            int_graph = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
+            ctx = PassContext(options, load_calib(calib, case.input_shape))
+            int_graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
         except SnnccError as exc:
             return _rejected(exc, "compile")
         stage = "emit"

@@ -12,6 +12,7 @@ import numpy as np
 
 from snncc.ir import Graph, Node, Value
 from snncc.sim import kernels as K
+from snncc.sim.neuron import quantize_levels
 
 CONV = {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "group": 1}
 
@@ -28,7 +29,7 @@ def _theta(current: np.ndarray, levels: int) -> np.ndarray:
 
 def _levels(current, theta, levels, signed=False):
     th = theta.reshape((1, -1) + (1,) * (current.ndim - 2))
-    return np.clip(np.floor(current / th + 0.5), -levels if signed else 0, levels)
+    return quantize_levels(current, th, levels, signed)
 
 
 def tiny_snn(seed: int = 0, levels: int = 4, timesteps: int = 1, channels: int = 4, signed2: bool = False,

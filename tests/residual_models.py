@@ -34,6 +34,8 @@ import train as digits_train  # noqa: E402
 import zoo  # noqa: E402
 from zoo import _conv_bn, resnet_stages  # noqa: E402
 
+from snncc.sim.neuron_torch import quantize_levels, quantize_levels_ste  # noqa: E402
+
 SEED = 0
 
 
@@ -66,7 +68,8 @@ class QAct(nn.Module):
     """Quantization-aware activation: the T=1 multi-level neuron's grid during training.
 
     Unsigned: ``s * clamp(floor(x/s + 1/2), 0, L)``, s = lam/L; signed: the same on
-    -L..L. The rounding passes gradients straight through; lam is learnt (LSQ-style).
+    -L..L (snncc/sim/neuron_torch.py, the torch twin of the neuron's T=1 quantizer). The
+    rounding passes gradients straight through; lam is learnt (LSQ-style).
     With ``quantize`` off (float pre-training and export) an unsigned QAct is
     ``Clip(0, lam)`` and a signed one the identity, so the exported ONNX holds plain
     Clip/ReLU ops and snncc calibrates its own thresholds.
@@ -90,8 +93,7 @@ class QAct(nn.Module):
             # training: PACT-style learnt clip; eval/export: a constant Clip(0, lam)
             return torch.minimum(F.relu(x), self.lam) if self.training else torch.clamp(x, 0.0, float(self.lam))
         s = self.lam.abs() / self.levels + 1e-8
-        xc = torch.clamp(x / s, -self.levels if self.signed else 0, self.levels)
-        return (xc + (torch.floor(xc + 0.5) - xc).detach()) * s
+        return quantize_levels_ste(x, s, self.levels, self.signed) * s
 
 
 def init_qact_ranges(model: nn.Module, x: np.ndarray) -> None:
@@ -115,7 +117,7 @@ def init_qact_ranges(model: nn.Module, x: np.ndarray) -> None:
         best = None
         for frac in np.linspace(0.05, 1.0, 60):
             s = frac * top / m.levels
-            q = torch.clamp(torch.floor(v / s + 0.5), -m.levels if m.signed else 0, m.levels) * s
+            q = quantize_levels(v, s, m.levels, m.signed) * s
             err = float(((q - ref) ** 2).mean())
             if best is None or err < best[0]:
                 best = (err, frac * top)

@@ -4,7 +4,9 @@
 - the import graph of snncc, its passes and backends has no cycle, counting the imports
   inside functions too (a lazy import only hides a cycle);
 - no literal set, tuple or list of two or more IR op names outside snncc/ops.py: code
-  asks the op table for a group or a flag, so a new op cannot be left out of a copy.
+  asks the op table for a group or a flag, so a new op cannot be left out of a copy;
+- every pass is ``run(graph, ctx)`` and no pass touches ``graph.meta["notes"]``: notes and
+  calibration data travel in the PassContext (snncc/pass_context.py).
 """
 
 from __future__ import annotations
@@ -101,11 +103,41 @@ def test_no_op_name_groups_outside_the_table():
     assert op_name_literals() == []
 
 
+def _meta_notes(path: Path) -> list[str]:
+    """Places in ``path`` that index ``<x>.meta["notes"]`` or call ``<x>.meta.<f>("notes", ...)``."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+            target, key = node.value, node.slice
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            target, key = node.func.value, node.args[0]
+        else:
+            continue
+        if isinstance(target, ast.Attribute) and target.attr == "meta" and isinstance(key, ast.Constant) \
+                and key.value == "notes":
+            hits.append(f"{path.name}:{node.lineno}")
+    return hits
+
+
+def test_passes_take_a_context_and_leave_notes_in_it():
+    import inspect
+
+    from snncc.passes import PASSES
+
+    for name, run in PASSES.items():
+        assert list(inspect.signature(run).parameters) == ["graph", "ctx"], name
+    assert [hit for mod, path in _modules().items() if mod.startswith("snncc.passes") for hit in _meta_notes(path)] \
+        == []
+
+
 def test_the_checks_can_fail(tmp_path):
     """The scanners see what they look for (so the tests above can fail)."""
     src = tmp_path / "m.py"
     src.write_text('MOVES = ("flatten", "reshape")\ndef f():\n    from snncc.backends import c\n')
     assert _op_groups(src) == ["m.py:1: ['flatten', 'reshape']"]
+    notes = tmp_path / "n.py"
+    notes.write_text('g.meta["notes"] = []\ng.meta.setdefault("notes", []).append("x")\n')
+    assert _meta_notes(notes) == ["n.py:1", "n.py:2"]
     assert _imports(src, "snncc.passes.m", {"snncc.backends", "snncc.backends.c"}) == {"snncc.backends",
                                                                                      "snncc.backends.c"}
     g = nx.DiGraph([("snncc.cli", "snncc.cli_sweep"), ("snncc.cli_sweep", "snncc.cli")])

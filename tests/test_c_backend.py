@@ -6,7 +6,14 @@ import re
 
 import numpy as np
 import pytest
-from c_graphs import IntGraphBuilder, block_conv_net, conv_geometry_net, sample_inputs, simd_builds
+from c_graphs import (
+    IntGraphBuilder,
+    block_conv_net,
+    conv_geometry_net,
+    dw_group_geometry_net,
+    sample_inputs,
+    simd_builds,
+)
 
 from snncc.backends.c import target as c_target
 from snncc.backends.c.emit import c_memory, emit_c
@@ -116,7 +123,7 @@ def test_block_conv_paths(mode, tmp_path):
     report = c_target.emit(graph, out, name="model", spike_rates={v: 1.0 if mode == "dense" else 0.0 for v in neurons})
     layers = report["c_memory"]["layers"]
     assert [x["mode"] for x in layers] == ["dense"] + [mode] * 5  # the image layer is always dense
-    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 6
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 6  # fused and x86 schedules
     x = sample_inputs(graph.values["x"].shape, n=40)
     expected = flat_outputs(graph, run_int(graph, x))
     caps = run_int(graph, x, capture=neurons)
@@ -136,10 +143,29 @@ def test_block_conv_geometry(seed, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
-    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 15
+    assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 15  # fused and x86 schedules
     x = sample_inputs(graph.values["x"].shape, n=30)
     expected = flat_outputs(graph, run_int(graph, x))
     builds = simd_builds()
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
+def test_dw_group_packed_geometry(tmp_path):
+    """Depthwise (x86 AVX-512/AVX2 kernels), grouped and packed 4-/2-bit block convs of
+    random geometry, every SIMD path (the best and the portable one under ASan/UBSan)."""
+    graph = dw_group_geometry_net(0, branches=14)
+    out = tmp_path / "o"
+    out.mkdir()
+    emit_c(graph, out)
+    code = (out / "model.c").read_text()
+    assert "snncc_dwconv_i8(" in code and ("snncc_conv_block_w4(" in code or "snncc_conv_block_w2(" in code)
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds(sse2=False)
     for i, (opt, simd) in enumerate(builds):
         exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
         res = compare_c(graph, out, x, exe=exe, expected=expected)
@@ -235,15 +261,16 @@ def test_dump_matches_captures(tmp_path):
     out.mkdir()
     emit_c(graph, out)
     x = sample_inputs((4, 9, 9), n=3)
-    exe = build_host(out, debug=True)
-    outs, dumps = run_host(exe, x, dump=True)
     ref = run_int(graph, x, capture=[n.output for n in graph.nodes])
-    assert len(dumps) == len(x)
-    for s in range(len(x)):
-        for i, node in enumerate(graph.nodes):
-            if node.output in graph.outputs:
-                continue
-            np.testing.assert_array_equal(dumps[s][i], ref[node.output][s].reshape(-1), err_msg=node.op)
+    for opt in ("-O2", "-O2 -DSNNCC_NO_SIMD"):  # the x86 schedule, and the fused one of firmware
+        exe = build_host(out, debug=True, opt=opt)
+        outs, dumps = run_host(exe, x, dump=True)
+        assert len(dumps) == len(x)
+        for s in range(len(x)):
+            for i, node in enumerate(graph.nodes):
+                if node.output in graph.outputs:
+                    continue
+                np.testing.assert_array_equal(dumps[s][i], ref[node.output][s].reshape(-1), err_msg=f"{opt} {node.op}")
 
 
 def test_bad_inputs(tmp_path):
@@ -272,4 +299,6 @@ def test_spike_rates_pick_kernels(tmp_path):
     assert modes["l2_conv"] == "dense" and modes["l4_conv"] == "event"
     low = c_memory(graph, spike_rates={neuron.output: 0.05})
     assert {x["ident"]: x["mode"] for x in low["layers"]}["l2_conv"] == "event"
-    assert "snncc_conv_block_i8(&l2_conv_p" in (tmp_path / "model.c").read_text()
+    # the block kernel, called whole or (fused with its neuron) on a row-narrowed copy of l2's geometry
+    assert re.search(r"snncc_conv_block_i8\(&l2_conv_p|g_ = l2_conv_p;[^}]*snncc_conv_block_i8\(&g_",
+                     (tmp_path / "model.c").read_text())

@@ -7,24 +7,62 @@ with the install command (snncc.backends.c.verify_c.ARM_INSTALL); it never skips
 from __future__ import annotations
 
 import numpy as np
-from c_graphs import sample_inputs
+import pytest
+from c_graphs import IntGraphBuilder, sample_inputs
 
 from snncc.backends.c.emit import c_memory, emit_c
 from snncc.backends.c.verify_c import build_firmware, firmware_size, flat_outputs, run_qemu
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 from snncc.sim.int_runtime import quantize_input, run_int
 
 
+def _firmware_net(levels: int, T: int):
+    """The bench models' layer kinds on a digits-sized image: the signed image into an
+    8-bit block conv (channel padding), 4- and 2-bit packed block convs, fused and not
+    (one feeds a residual add), depthwise, stride 2, dense at 4 and 8 bits."""
+    b = IntGraphBuilder((1, 8, 8), timesteps=T, seed=levels)
+    s = b.neuron(b.conv("x", 8, extreme=True), levels=levels)
+    h = b.neuron(b.conv(s, 12, bits=4), levels=levels)
+    j = b.neuron(b.add(b.conv(h, 8, bits=2), b.affine(s)), levels=levels, signed=True)
+    d = b.neuron(b.conv(j, 8, group=8), levels=levels)
+    g = b.neuron(b.conv(d, 20, stride=2, extreme=True), levels=levels)
+    f = b.neuron(b.dense(b.flatten(g), 24, bits=4), levels=levels)
+    return b.build(b.dense(f, 10))
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m3"])
+@pytest.mark.parametrize("levels", [1, 2, 4, 15])
+def test_firmware_kernels_bit_exact(cpu, levels, tmp_path):
+    """Every Cortex-M kernel path (M4: Arm DSP; M3: portable) at 8-, 4- and 2-bit
+    weights and N in {1, 2, 4, 15} (T = 2 at N = 15: stored membranes), under qemu."""
+    graph = _firmware_net(levels, 2 if levels == 15 else 1)
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(graph, out, name="fw")
+    code = (out / "fw.c").read_text()
+    assert "snncc_conv_block_w4(" in code and "snncc_conv_block_w2(" in code and "snncc_dwconv_i8(" in code
+    x = sample_inputs((1, 8, 8), n=20)
+    log: list[str] = []
+    got = run_qemu(build_firmware(out, cpu=cpu), x, timeout=300, log=log)
+    want = flat_outputs(graph, run_int(graph, x))
+    bad = np.argwhere(got != want)
+    assert len(bad) == 0, f"first mismatch at sample/output {bad[0].tolist()}"
+    assert f"kernels {'arm-dsp' if cpu == 'cortex-m4' else 'c'}" in log[0]
+    caps = run_int(graph, x, capture=[n.output for n in graph.nodes if n.op == "neuron"])
+    assert all(np.any(v != 0) for v in caps.values())  # spikes reach every layer
+
+
 def test_digits_firmware_under_qemu(digits_example, tmp_path):
     graph = load_onnx(digits_example.onnx_path)
     calib = np.load(digits_example.calib_path)
-    options = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False)
-    options.calib_data = load_calib(calib["x"][:128], graph.values[graph.inputs[0]].shape)
-    graph = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
+    ctx = PassContext(CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False),
+                      load_calib(calib["x"][:128], graph.values[graph.inputs[0]].shape))
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
     out = tmp_path / "c"
     out.mkdir()
     emit_c(graph, out, name="digits")

@@ -16,6 +16,7 @@ from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 from snncc.sim.int_runtime import quantize_input, run_int
@@ -23,9 +24,9 @@ from snncc.sim.int_runtime import quantize_input, run_int
 
 def compile_int(onnx_path, calib_x, **opts):
     graph = load_onnx(onnx_path)
-    options = CompileOptions(**opts)
-    options.calib_data = load_calib(np.asarray(calib_x, np.float32), graph.values[graph.inputs[0]].shape)
-    return run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
+    ctx = PassContext(CompileOptions(**opts),
+                      load_calib(np.asarray(calib_x, np.float32), graph.values[graph.inputs[0]].shape))
+    return run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
 
 
 FAST = {"threshold_search": "none", "bias_correction": False}

@@ -9,6 +9,7 @@ import snncc
 from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import calibrate, canonicalize
 from snncc.passes.convert_thresholds import _percentile
 from snncc.sim.float_runtime import run_graph
@@ -17,13 +18,11 @@ from snncc.sim.float_runtime import run_graph
 @pytest.fixture(scope="module")
 def digits_graph(digits):
     g = snncc.load_onnx(digits.onnx_path)
-    return canonicalize.run(g, CompileOptions())
+    return canonicalize.run(g, PassContext())
 
 
 def _calibrated(graph, x, **kw):
-    opts = CompileOptions(**kw)
-    opts.calib_data = load_calib(x, graph.values[graph.inputs[0]].shape)
-    return calibrate.run(graph, opts)
+    return calibrate.run(graph, PassContext(CompileOptions(**kw), load_calib(x, graph.values[graph.inputs[0]].shape)))
 
 
 def test_statistics_match_numpy(digits_graph, digits):
@@ -74,11 +73,10 @@ def test_calibrate_copies_and_refuses_without_data(digits_graph, digits):
     _calibrated(digits_graph, digits.x_calib[:10])
     assert digits_graph.stats == before  # input graph untouched
     with pytest.raises(SnnccError, match="--calib"):
-        calibrate.run(digits_graph, CompileOptions())
-    opts = CompileOptions()
-    opts.calib_data = load_calib(np.zeros((2, 1, 4, 4), np.float32), (1, 4, 4))
+        calibrate.run(digits_graph, PassContext())
+    ctx = PassContext(calib=load_calib(np.zeros((2, 1, 4, 4), np.float32), (1, 4, 4)))
     with pytest.raises(SnnccError, match=r"--calib.*\[1, 4, 4\].*\[1, 8, 8\]"):
-        calibrate.run(digits_graph, opts)
+        calibrate.run(digits_graph, ctx)
 
 
 def test_nan_in_data_stops_calibration(digits_graph, digits):

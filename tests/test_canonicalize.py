@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from snncc.ir import Graph, Node, Value, infer_shape
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import canonicalize
 from snncc.sim.float_runtime import run_graph
 
@@ -41,7 +41,7 @@ def graph(in_shape, layers, outputs=None):
 
 
 def canon(g):
-    out = canonicalize.run(g, CompileOptions())
+    out = canonicalize.run(g, PassContext())
     out.verify()
     x = RNG.normal(size=(2, *g.values["x"].shape))
     a, b = run_graph(g, x, dtype=np.float64), run_graph(out, x, dtype=np.float64)

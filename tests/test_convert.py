@@ -14,6 +14,7 @@ from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value, infer_shape
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import convert
 from snncc.passes.convert_thresholds import quantize_levels, thresholds
@@ -22,10 +23,9 @@ from snncc.sim.snn_sim import quantized_ann_levels, simulate
 
 def compile_snn(graph, x, **kw):
     """(calibrated float graph, float SNN) for calibration data x."""
-    opts = CompileOptions(**kw).validate()
-    opts.calib_data = load_calib(x, graph.values[graph.inputs[0]].shape)
-    cal = run_pipeline(graph, ["canonicalize", "calibrate"], opts)
-    return cal, run_pipeline(cal, ["convert"], opts)
+    ctx = PassContext(CompileOptions(**kw).validate(), load_calib(x, graph.values[graph.inputs[0]].shape))
+    cal = run_pipeline(graph, ["canonicalize", "calibrate"], ctx)
+    return cal, run_pipeline(cal, ["convert"], ctx)
 
 
 def assert_oracle(cal, snn, x):
@@ -256,10 +256,10 @@ def test_convert_needs_statistics_and_a_float_graph():
     b = G((2, 4, 4))
     g = b.done(b.dense(b.add("flatten", [b.relu(b.conv("x", 2))]), 2))
     with pytest.raises(SnnccError, match="run the calibrate pass first"):
-        convert.run(g, CompileOptions())
+        convert.run(g, PassContext())
     _, snn = compile_snn(g, _x((2, 4, 4)))
     with pytest.raises(SnnccError, match="float IR"):
-        convert.run(snn, CompileOptions())
+        convert.run(snn, PassContext())
 
 
 @pytest.mark.parametrize("act", ["leaky_relu", "tanh", "sigmoid"])

@@ -7,15 +7,16 @@ import pytest
 import snncc
 from snncc.calib_data import load_calib
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.sim.snn_sim import simulate
 
 
 def _snn_accuracy(digits, **kw) -> float:
     g = snncc.load_onnx(digits.onnx_path)
-    opts = CompileOptions(threshold="mse", timesteps=1, **kw).validate()
-    opts.calib_data = load_calib(digits.x_calib, (1, 8, 8))  # calibrate on training images
-    snn = run_pipeline(g, ["canonicalize", "calibrate", "convert"], opts)
+    ctx = PassContext(CompileOptions(threshold="mse", timesteps=1, **kw).validate(),
+                      load_calib(digits.x_calib, (1, 8, 8)))  # calibrate on training images
+    snn = run_pipeline(g, ["canonicalize", "calibrate", "convert"], ctx)
     pred = simulate(snn, digits.x_test).logits.argmax(1)
     return float((pred == digits.y_test).mean())
 

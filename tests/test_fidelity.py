@@ -11,6 +11,7 @@ import snncc
 from snncc.calib_data import load_calib
 from snncc.fidelity import E_AC_PJ, E_MAC_PJ, E_MUL8_PJ, fidelity_report
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.sim.snn_sim import simulate
 
@@ -18,9 +19,9 @@ from snncc.sim.snn_sim import simulate
 @pytest.fixture(scope="module")
 def digits_T2(digits):
     g = snncc.load_onnx(digits.onnx_path)
-    opts = CompileOptions(levels=4, timesteps=2, threshold_search="none")
-    opts.calib_data = load_calib(digits.x_calib, (1, 8, 8))
-    return g, run_pipeline(g, ["canonicalize", "calibrate", "convert"], opts), opts
+    ctx = PassContext(CompileOptions(levels=4, timesteps=2, threshold_search="none"),
+                      load_calib(digits.x_calib, (1, 8, 8)))
+    return g, run_pipeline(g, ["canonicalize", "calibrate", "convert"], ctx), ctx.options
 
 
 def test_report_with_labels_matches_the_simulator(digits_T2, digits, tmp_path):
@@ -71,9 +72,9 @@ def test_more_levels_means_higher_cosine(digits):
     data = load_calib(digits.x_test[:100], (1, 8, 8))
     cos = {}
     for n in (1, 8):
-        opts = CompileOptions(levels=n, threshold_search="none", bias_correction=False)
-        opts.calib_data = load_calib(digits.x_calib, (1, 8, 8))
-        snn = run_pipeline(g, ["canonicalize", "calibrate", "convert"], opts)
-        rep = fidelity_report(g, snn, data, opts)
+        ctx = PassContext(CompileOptions(levels=n, threshold_search="none", bias_correction=False),
+                          load_calib(digits.x_calib, (1, 8, 8)))
+        snn = run_pipeline(g, ["canonicalize", "calibrate", "convert"], ctx)
+        rep = fidelity_report(g, snn, data, ctx.options)
         cos[n] = [lay["cosine"] for lay in rep["layers"] if lay["op"] == "neuron"]
     assert all(a < b for a, b in zip(cos[1], cos[8]))

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from snncc.frontend.onnx_import import import_onnx_model
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import canonicalize
 from snncc.sim.float_runtime import run_graph
 
@@ -41,7 +41,7 @@ def check(model, batch=3, ops=None):
     graph = import_onnx_model(model)
     out = run_graph(graph, x)[graph.outputs[0]]
     np.testing.assert_allclose(out, ref.reshape(out.shape), rtol=1e-4, atol=1e-5)
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     canon.verify()
     out2 = run_graph(canon, x)[canon.outputs[0]]
     np.testing.assert_allclose(out2, ref.reshape(out2.shape), rtol=1e-4, atol=1e-5)
@@ -305,7 +305,7 @@ def test_pad_then_conv_folds(opset):
     else:
         pad = node("Pad", ["x"], "pd", pads=pads)
     graph = check(build([pad, node("Conv", ["pd", "w"])], ("N", 3, 5, 5), 4, inits, opset=opset), ops=["pad", "conv"])
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     assert [n.op for n in canon.nodes] == ["conv"]
     assert canon.nodes[0].attrs["pads"] == (1, 2, 2, 1)
 
@@ -335,7 +335,7 @@ def test_channel_shuffle(batch_dim):
     nodes += [node("Reshape", ["x", "s1"], "r1"), node("Transpose", ["r1"], "t", perm=[0, 2, 1, 3, 4]),
               node("Reshape", ["t", "s2"], "r2"), node("Conv", ["r2", "w"], pads=[1, 1, 1, 1], group=c)]
     graph = check(build(nodes, ("N", c, h, w), 4, inits))
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     assert [n.op for n in canon.nodes] == ["channel_shuffle", "conv"]
     assert canon.nodes[0].attrs["groups"] == g
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from snncc.frontend.onnx_import import load_onnx
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import canonicalize
 from snncc.sim.float_runtime import run_graph
 
@@ -116,7 +116,7 @@ def test_torch_export_matches_onnxruntime(exports, kind):
     out = run_graph(graph, x)[graph.outputs[0]]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     canon.verify()
     out2 = run_graph(canon, x)[canon.outputs[0]]
     np.testing.assert_allclose(out2, ref, rtol=1e-4, atol=1e-5)

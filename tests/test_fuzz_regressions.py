@@ -9,6 +9,7 @@ from fuzz_graphs import OnnxBuilder
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import load_onnx
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 from snncc.passes.weight_rounding import GPTQ_MAX_FAN_IN
@@ -25,11 +26,11 @@ def test_gptq_skips_layers_too_wide_for_its_matrix(tmp_path):
     path = tmp_path / "wide.onnx"
     onnx.save(b.model(out), path)
     graph = load_onnx(path)
-    options = CompileOptions(threshold_search="none", weight_rounding="auto")
-    options.calib_data = load_calib(np.random.default_rng(1).standard_normal((16, 2, 3, 3)).astype(np.float32),
-                                    (2, 3, 3))
-    g = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
-    notes = g.meta["notes"]
+    ctx = PassContext(CompileOptions(threshold_search="none", weight_rounding="auto"),
+                      load_calib(np.random.default_rng(1).standard_normal((16, 2, 3, 3)).astype(np.float32), (2, 3, 3)))
+    g = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
+    notes = ctx.notes
+    assert g.meta["notes"] == notes  # the IR records them
     assert 520 * 9 > GPTQ_MAX_FAN_IN
     wide = [n for n in notes if "fan-in exceeds GPTQ's" in n]
     assert len(wide) == 1 and "(4680)" in wide[0], notes

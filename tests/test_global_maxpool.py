@@ -19,6 +19,7 @@ from snncc.backends.c.verify_c import build_host, compare_c, flat_outputs
 from snncc.calib_data import load_calib
 from snncc.frontend.onnx_import import import_model
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE
 from snncc.passes.range_analysis import analyze
@@ -67,9 +68,9 @@ def test_compiled_model_c_equals_integer_runtime(tmp_path):
     graph = import_model(_onnx_model())
     rng = np.random.default_rng(2)
     calib = rng.uniform(0, 1, (64, 2, 7, 6)).astype(np.float32)
-    options = CompileOptions(levels=4, timesteps=1, threshold_search="none")
-    options.calib_data = load_calib(calib, graph.values[graph.inputs[0]].shape)
-    graph = run_pipeline(graph, DEFAULT_PIPELINE, options, echo=lambda s: None)
+    ctx = PassContext(CompileOptions(levels=4, timesteps=1, threshold_search="none"),
+                      load_calib(calib, graph.values[graph.inputs[0]].shape))
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
     assert graph.stage == "int" and any(n.op == "global_maxpool" for n in graph.nodes)
     out = tmp_path / "c"
     out.mkdir()

@@ -8,7 +8,7 @@ from quant_graphs import sample_x, tiny_snn
 
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node, Value
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 from snncc.sim.int_runtime import (
     level_agreement,
@@ -83,7 +83,7 @@ def test_timesteps_override_and_static_input():
 
 
 def test_quantize_input_half_even_and_clamp():
-    gi = quantize.run(tiny_snn(), CompileOptions())
+    gi = quantize.run(tiny_snn(), PassContext())
     s = gi.meta["input_scale"]
     x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 1000.0, -1000.0]) * s
     xq = quantize_input(gi, x.reshape(1, -1))
@@ -92,7 +92,7 @@ def test_quantize_input_half_even_and_clamp():
 
 
 def test_bad_inputs():
-    gi = quantize.run(tiny_snn(), CompileOptions())
+    gi = quantize.run(tiny_snn(), PassContext())
     with pytest.raises(SnnccError, match="int8"):
         run_int(gi, np.zeros((1, 1, 8, 8), np.float32))
     with pytest.raises(SnnccError, match="shape"):
@@ -102,7 +102,7 @@ def test_bad_inputs():
 
 
 def test_deterministic_and_batch_independent():
-    gi = quantize.run(tiny_snn(timesteps=3), CompileOptions())
+    gi = quantize.run(tiny_snn(timesteps=3), PassContext())
     xq = quantize_input(gi, sample_x(40, seed=9))
     a = run_int(gi, xq)["out"]
     b = np.concatenate([run_int(gi, xq[i:i + 7])["out"] for i in range(0, 40, 7)])
@@ -111,7 +111,7 @@ def test_deterministic_and_batch_independent():
 
 def test_level_agreement_report():
     g = tiny_snn()
-    gi = quantize.run(g, CompileOptions())
+    gi = quantize.run(g, PassContext())
     res = level_agreement(gi, g, sample_x(100, seed=4))
     assert set(res) == {"n1", "n2"}
     assert res["n1"]["isolated"] == res["n1"]["end_to_end"]  # first layer: same input

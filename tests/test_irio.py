@@ -9,12 +9,13 @@ from quant_graphs import sample_x, tiny_snn
 from snncc.errors import SnnccError
 from snncc.irio import load_ir, save_ir
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 from snncc.sim.int_runtime import quantize_input, run_int
 
 
 def _int_graph():
-    return quantize.run(tiny_snn(timesteps=2), CompileOptions(weight_bits=6, layer_bits={"first": 8}))
+    return quantize.run(tiny_snn(timesteps=2), PassContext(CompileOptions(weight_bits=6, layer_bits={"first": 8})))
 
 
 def test_round_trip_equal(tmp_path):

@@ -21,7 +21,7 @@ from onnx import numpy_helper
 
 from snncc.errors import SnnccError
 from snncc.frontend.onnx_import import import_onnx_model, list_unsupported, load_onnx
-from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import canonicalize
 from snncc.sim.float_runtime import eval_node, run_graph
 
@@ -170,7 +170,7 @@ def test_light_model_matches_onnxruntime(name, light_case):
     _check_outputs(graph, x, ref, np.float32)
     if name == "vgg19":
         return  # nothing to fold (no BN, no avgpool): skip copying 550 MB of weights again
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     canon.verify()
     assert not any(n.op == "affine" and n.origin.startswith("BatchNormalization") and _follows_conv(canon, n)
                    for n in canon.nodes), "a BatchNorm after a conv was not folded"
@@ -250,7 +250,7 @@ def test_pytorch_converted_case(name):
         model = onnx.version_converter.convert_version(model, 9)
     ref = run_ort(model, x)[0]
     np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
-    canon = canonicalize.run(graph, CompileOptions())
+    canon = canonicalize.run(graph, PassContext())
     np.testing.assert_allclose(run_graph(canon, x)[canon.outputs[0]], y, rtol=RTOL, atol=ATOL)
 
 

@@ -6,14 +6,15 @@ from quant_graphs import dense_snn, sample_x, tiny_snn
 
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import DEFAULT_PIPELINE, PASSES, quantize
 from snncc.passes import weight_quant as wq
 from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int
 from snncc.sim.snn_sim import simulate
 
 
-def _q(graph, **kw):
-    return quantize.run(graph, CompileOptions(**kw))
+def _q(graph, notes=None, **kw):
+    return quantize.run(graph, PassContext(CompileOptions(**kw), notes=[] if notes is None else notes))
 
 
 def test_registered_after_convert():
@@ -169,11 +170,12 @@ def test_ternary_weights():
 
 def test_membrane_coarsens_scale_when_theta_too_large():
     # 8-bit membrane, 4 levels: (4+1) * theta_q must fit 127, so theta_q <= 25
-    gi = _q(tiny_snn(), membrane_bits=8)
+    notes = []
+    gi = _q(tiny_snn(), notes, membrane_bits=8)
     for n in gi.nodes:
         if n.op == "neuron":
             assert n.params["theta"].max() <= 25
-    assert any("coarsened" in note for note in gi.meta["notes"])
+    assert any("coarsened" in note for note in notes)
 
 
 def test_dense_only_graph():
@@ -194,10 +196,9 @@ def test_calibration_data_enables_gptq_and_bias_correction():
     calib = load_calib(sample_x(128, seed=12).astype(np.float32), (1, 8, 8))
     agree = {}
     for rounding in ("nearest", "gptq"):
-        opts = CompileOptions(weight_bits=6, weight_rounding=rounding)
-        opts.calib_data = calib
-        gi = quantize.run(g, opts)
-        notes = " ".join(gi.meta["notes"])
+        ctx = PassContext(CompileOptions(weight_bits=6, weight_rounding=rounding), calib)
+        gi = quantize.run(g, ctx)
+        notes = " ".join(ctx.notes)
         assert "biases corrected" in notes and (("GPTQ weight rounding in" in notes) == (rounding == "gptq"))
         assert np.abs(gi.node("conv2").params["weight"]).max() <= 31
         agree[rounding] = level_agreement(gi, g, x)["n2"]["isolated"]

@@ -7,6 +7,7 @@ from quant_graphs import tiny_snn
 from snncc.config import load_config
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 
 
@@ -34,7 +35,7 @@ barrier_scale = 1
     assert cfg == {"levels": 2, "weight_bits": 4, "weight_quantizer": "rescaw", "membrane_bits": 12,
                    "layer_bits": {"first": 8, "layer1.0.conv2": 3}, "timesteps": 2, "barrier_scale": 1.0}
     opts = CompileOptions(**{k: v for k, v in cfg.items() if k not in ("levels", "timesteps")}).validate()
-    gi = quantize.run(tiny_snn(), opts)
+    gi = quantize.run(tiny_snn(), PassContext(opts))
     assert [gi.node(n).attrs["bits"] for n in ("conv1", "conv2", "fc")] == [8, 3, 4]
 
 
@@ -110,10 +111,10 @@ def test_a_given_input_scale_keeps_integer_inputs_exact():
     keeps the float SNN's input layer (the scale folds into the first weights)."""
     from snncc.sim.int_runtime import quantize_input
 
-    auto = quantize.run(tiny_snn(), CompileOptions().validate())
+    auto = quantize.run(tiny_snn(), PassContext(CompileOptions().validate()))
     assert auto.meta["input_scale"] != 1.0  # tiny_snn's inputs are in [0, 1): max|x| / 127
     counts = np.random.default_rng(3).integers(0, 128, size=(5, 1, 8, 8)).astype(np.float32)
-    given = quantize.run(tiny_snn(), CompileOptions(input_scale=1.0).validate())
+    given = quantize.run(tiny_snn(), PassContext(CompileOptions(input_scale=1.0).validate()))
     assert given.meta["input_scale"] == 1.0
     assert np.array_equal(quantize_input(given, counts), counts)
     assert not np.array_equal(quantize_input(auto, counts), counts)

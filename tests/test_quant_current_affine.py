@@ -9,16 +9,15 @@ from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Node
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 from snncc.sim.int_runtime import dequantize_output, level_agreement, quantize_input, run_int
 from snncc.sim.snn_sim import simulate
 
 
 def _q(graph, calib=False, **kw):
-    opts = CompileOptions(**kw)
-    if calib:
-        opts.calib_data = load_calib(sample_x(128, seed=12).astype(np.float32), (1, 8, 8))
-    return quantize.run(graph, opts)
+    data = load_calib(sample_x(128, seed=12).astype(np.float32), (1, 8, 8)) if calib else None
+    return quantize.run(graph, PassContext(CompileOptions(**kw), data))
 
 
 # With calibration data the step search may move the stream step after the ties are
@@ -59,7 +58,9 @@ def test_zero_scale_channel_is_a_constant_current():
 @CALIB
 def test_coarse_branch_joins_the_stream_through_an_integer_rescale(calib):
     g = preact_snn()
-    gi = _q(g, calib=calib)
+    ctx = PassContext(CompileOptions(), load_calib(sample_x(128, seed=12).astype(np.float32), (1, 8, 8))
+                      if calib else None)
+    gi = quantize.run(g, ctx)
     assert [n.name for n in g.nodes].count("conv2/rescale") == 0  # the input graph is not modified
     rs = gi.node("conv2/rescale")
     assert rs.op == "affine" and rs.attrs["rescale"] and gi.node("join").inputs[0] == rs.output
@@ -69,7 +70,7 @@ def test_coarse_branch_joins_the_stream_through_an_integer_rescale(calib):
     np.testing.assert_array_equal(rs.params["scale_real"], stream)
     np.testing.assert_allclose(gi.node("conv2").params["scale_real"], k * stream, rtol=1e-12)  # exact tie
     assert np.abs(gi.node("conv2").params["weight"]).max() <= 127
-    assert any("integer rescale" in note for note in gi.meta["notes"])
+    assert any("integer rescale" in note for note in ctx.notes)
 
 
 @CALIB

@@ -6,6 +6,7 @@ from quant_graphs import tiny_snn
 
 from snncc.memory_report import memory_report, signed_bits, unsigned_bits
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 
 
@@ -21,7 +22,8 @@ def test_unsigned_bits():
 
 def test_report_counts():
     g = tiny_snn()
-    gi = quantize.run(g, CompileOptions(weight_bits=4, layer_bits={"first": 8}, membrane_bits=12, membrane_shift=2))
+    opts = CompileOptions(weight_bits=4, layer_bits={"first": 8}, membrane_bits=12, membrane_shift=2)
+    gi = quantize.run(g, PassContext(opts))
     m = memory_report(gi, g)
     layers = {row["name"]: row for row in m["layers"]}
     assert layers["conv1"]["weight_bits"] == 36 * 8 and layers["conv1"]["bits"] == 8
@@ -37,5 +39,5 @@ def test_report_counts():
     assert m["param_bits"] == m["weight_bits"] + m["bias_bits"] + m["threshold_bits"] + m["shortcut_bits"]
     assert m["compression"] == pytest.approx(32 * n_float / m["param_bits"])
     assert m["weight_compression"] == pytest.approx(32 * (36 + 144 + 192) / m["weight_bits"])
-    m8 = memory_report(quantize.run(g, CompileOptions(weight_bits=8)), g)
+    m8 = memory_report(quantize.run(g, PassContext(CompileOptions(weight_bits=8))), g)
     assert m8["compression"] < m["compression"]

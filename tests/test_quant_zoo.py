@@ -9,6 +9,7 @@ import zoo
 from snncc.compiler import build_snn
 from snncc.irio import save_ir
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize
 from snncc.sim.int_runtime import level_agreement, pooled_agreement, quantize_input, run_int
 
@@ -24,7 +25,13 @@ def digits_snn(digits):
     """The digits CNN converted once (T=1, N=4, mse thresholds); quantized per test."""
     options = CompileOptions(levels=4, timesteps=1, threshold="mse")
     res = build_snn(digits.onnx_path, options, digits.x_calib, pipeline=SNN_PIPELINE, echo=_quiet)
-    return res.snn_graph, options
+    return res.snn_graph, res.context
+
+
+def _quantize(digits_snn, **changes):
+    """Quantize the converted digits CNN with its options changed, on its calibration data."""
+    snn, ctx = digits_snn
+    return quantize.run(snn, PassContext(replace(ctx.options, **changes), ctx.calib))
 
 
 def _int_accuracy(gi, digits):
@@ -35,8 +42,7 @@ def _int_accuracy(gi, digits):
 # drops over training seeds 1-3: 8-bit 0.0037-0.0074, 4-bit 0.0019-0.0111; bounds keep a margin
 @pytest.mark.parametrize("bits,layer_bits,max_drop", [(8, {}, 0.015), (4, {}, 0.030)])
 def test_digits_accuracy(digits, digits_snn, bits, layer_bits, max_drop):
-    snn, options = digits_snn
-    gi = quantize.run(snn, replace(options, weight_bits=bits, layer_bits=layer_bits, weight_quantizer="mse"))
+    gi = _quantize(digits_snn, weight_bits=bits, layer_bits=layer_bits, weight_quantizer="mse")
     acc = _int_accuracy(gi, digits)
     print(f"digits int SNN, {bits}-bit mse: {acc:.4f} (ANN {digits.ann_test_accuracy:.4f})")
     print(f"MEASURE quant_zoo {bits}-bit drop {digits.ann_test_accuracy - acc:.4f}")
@@ -44,8 +50,7 @@ def test_digits_accuracy(digits, digits_snn, bits, layer_bits, max_drop):
 
 
 def test_digits_ternary_first_last_8bit(digits, digits_snn):
-    snn, options = digits_snn
-    gi = quantize.run(snn, replace(options, weight_bits=2, layer_bits={"first": 8, "last": 8}))
+    gi = _quantize(digits_snn, weight_bits=2, layer_bits={"first": 8, "last": 8})
     bits = [n.attrs["bits"] for n in gi.nodes if n.op in ("conv", "dense")]
     assert bits == [8, 2, 2, 8]
     acc = _int_accuracy(gi, digits)
@@ -54,8 +59,8 @@ def test_digits_ternary_first_last_8bit(digits, digits_snn):
 
 
 def test_digits_level_agreement(digits, digits_snn):
-    snn, options = digits_snn
-    gi = quantize.run(snn, replace(options, weight_bits=8, membrane_bits=16))
+    snn, _ = digits_snn
+    gi = _quantize(digits_snn, weight_bits=8, membrane_bits=16)
     res = level_agreement(gi, snn, digits.x_test)
     print(f"MEASURE quant_zoo digits level agreement isolated {pooled_agreement(res, 'isolated'):.4f} worst "
           f"{min(v['isolated'] for v in res.values()):.4f} e2e {pooled_agreement(res, 'end_to_end'):.4f}")
@@ -108,9 +113,9 @@ def test_cli_unknown_layer_name(tmp_path, digits_example):
 
 
 def test_int_graph_shares_no_arrays_with_snn(digits_snn):
-    snn, options = digits_snn
+    snn, _ = digits_snn
     before = {n.name: {k: v.copy() for k, v in n.params.items()} for n in snn.nodes}
-    quantize.run(snn, replace(options, weight_bits=4))
+    _quantize(digits_snn, weight_bits=4)
     for n in snn.nodes:
         for k, v in n.params.items():
             np.testing.assert_array_equal(v, before[n.name][k])
@@ -120,8 +125,7 @@ def test_int_graph_shares_no_arrays_with_snn(digits_snn):
 def test_output_has_one_step_so_raw_argmax_is_the_prediction(digits, digits_snn, bits, layer_bits):
     from snncc.sim.int_runtime import dequantize_output
 
-    snn, options = digits_snn
-    gi = quantize.run(snn, replace(options, weight_bits=bits, layer_bits=layer_bits))
+    gi = _quantize(digits_snn, weight_bits=bits, layer_bits=layer_bits)
     assert len(set(gi.meta["output_scale"])) == 1
     out = run_int(gi, quantize_input(gi, digits.x_test))[gi.outputs[0]]
     logits = dequantize_output(gi, out)

@@ -6,12 +6,13 @@ from quant_graphs import dense_snn, preact_snn, tiny_snn, wide_snn
 
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize, range_analysis
 from snncc.sim.int_runtime import run_int
 
 
 def _q(graph, **kw):
-    return quantize.run(graph, CompileOptions(**kw))
+    return quantize.run(graph, PassContext(CompileOptions(**kw)))
 
 
 def extreme_inputs(gi, n_random=64, seed=0):

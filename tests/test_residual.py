@@ -5,6 +5,7 @@ residual nets trained on digits (tests/residual_models.py)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -18,6 +19,7 @@ from snncc.errors import SnnccError
 from snncc.frontend.onnx_import import load_onnx
 from snncc.ir import Graph, Node, Value
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE, residual
 from snncc.sim.float_runtime import run_graph
@@ -39,21 +41,19 @@ class Compiled:
         self.m = models
         self.cache: dict = {}
 
-    def options(self, mode="sparse", k=1.0) -> CompileOptions:
+    def context(self, mode="sparse", k=1.0) -> PassContext:
         # threshold_search="none": deterministic and fast; bias correction stays on (default)
         opts = CompileOptions(levels=N, timesteps=1, residual=mode, barrier_scale=k, threshold_search="none")
-        opts.validate()
-        opts.calib_data = load_calib(self.m.x_calib, (1, 8, 8))
-        return opts
+        return PassContext(opts.validate(), load_calib(self.m.x_calib, (1, 8, 8)))
 
     def __call__(self, name, mode="sparse", k=1.0):
         key = (name, mode, k)
         if key not in self.cache:
-            opts = self.options(mode, k)
+            ctx = self.context(mode, k)
             graph = load_onnx(self.m[name].onnx_path)
-            cal = run_pipeline(graph, ["canonicalize", "calibrate", "residual"], opts)
-            snn = run_pipeline(cal, ["convert"], opts)
-            self.cache[key] = (cal, snn, opts)
+            cal = run_pipeline(graph, ["canonicalize", "calibrate", "residual"], ctx)
+            snn = run_pipeline(cal, ["convert"], ctx)
+            self.cache[key] = (cal, snn, ctx)
         return self.cache[key]
 
 
@@ -79,7 +79,7 @@ def test_pipeline_runs_residual_between_calibrate_and_convert():
     ("mobilenet", ["linear"] * 3),
 ])
 def test_joins_are_found_and_classified(res_models, name, kinds):
-    graph = run_pipeline(load_onnx(res_models[name].onnx_path), ["canonicalize"], CompileOptions())
+    graph = run_pipeline(load_onnx(res_models[name].onnx_path), ["canonicalize"], PassContext())
     joins = residual.find_joins(graph)
     assert [j["kind"] for j in joins] == kinds
     vg = residual.value_graph(graph)
@@ -96,7 +96,7 @@ def test_joins_are_found_and_classified(res_models, name, kinds):
     ("mobilenetv2_block", {"linear"}),
 ])
 def test_zoo_residual_nets_classify(zoo_onnx, zoo_name, kinds):
-    graph = run_pipeline(load_onnx(zoo_onnx(zoo_name)), ["canonicalize"], CompileOptions())
+    graph = run_pipeline(load_onnx(zoo_onnx(zoo_name)), ["canonicalize"], PassContext())
     joins = residual.find_joins(graph)
     assert joins and {j["kind"] for j in joins} == kinds
 
@@ -176,17 +176,17 @@ def test_post_add_relu_joins_are_left_alone(compiled):
 
 
 def test_sparse_needs_calibration_statistics(res_models):
-    graph = run_pipeline(load_onnx(res_models["sew"].onnx_path), ["canonicalize"], CompileOptions())
+    graph = run_pipeline(load_onnx(res_models["sew"].onnx_path), ["canonicalize"], PassContext())
     with pytest.raises(SnnccError, match=r"node '/layers/layers.0/Add' \(add\).*calibrat"):
-        residual.run(graph, CompileOptions(residual="sparse"))
-    out = residual.run(graph, CompileOptions(residual="sew"))  # sew inserts nothing: no statistics needed
+        residual.run(graph, PassContext(CompileOptions(residual="sparse")))
+    out = residual.run(graph, PassContext(CompileOptions(residual="sew")))  # sew inserts nothing: no statistics needed
     assert len(out.nodes) == len(graph.nodes)
     assert residual.find_joins(out) == residual.find_joins(graph)
 
 
 def test_the_pass_is_idempotent(compiled):
-    cal, _, opts = compiled("sew", "sparse")
-    again = residual.run(cal, opts)
+    cal, _, ctx = compiled("sew", "sparse")
+    again = residual.run(cal, ctx)
     assert len(again.nodes) == len(cal.nodes)
     assert {j["kind"] for j in again.meta["residual_joins"]} == {"post_add_relu"}
 
@@ -201,7 +201,7 @@ def test_join_with_mismatched_shapes_is_refused_naming_the_node():
              Node("bad_join", "add", ["r", "p"], "s")]
     g = Graph("bad", ["x"], ["s"], nodes, vals)
     with pytest.raises(SnnccError, match=r"node 'bad_join' \(add\).*mismatched shapes"):
-        residual.run(g, CompileOptions())
+        residual.run(g, PassContext())
 
 
 def _export(module, path):
@@ -314,12 +314,12 @@ def test_t1_oracle_holds_exactly(compiled, res_models, name):
 def test_snn_accuracy_close_to_the_ann_at_n4_t1_8bit(compiled, res_models, name):
     from snncc.sim.int_runtime import quantize_input, run_int
 
-    _, snn, opts = compiled(name)
-    assert opts.weight_bits == 8
+    _, snn, ctx = compiled(name)
+    assert ctx.options.weight_bits == 8
     graph = load_onnx(res_models[name].onnx_path)
     ann = accuracy(run_graph(graph, res_models.x_test)[graph.outputs[0]], res_models.y_test)
     assert ann == pytest.approx(res_models[name].ann_test_accuracy, abs=1e-9)
-    intg = run_pipeline(snn, ["quantize"], opts)
+    intg = run_pipeline(snn, ["quantize"], replace(ctx, notes=[]))
     out = run_int(intg, quantize_input(intg, res_models.x_test))[intg.outputs[0]]
     print(f"MEASURE residual {name} ANN {ann:.4f} int drop {ann - accuracy(out, res_models.y_test):.4f} float SNN drop "
           f"{ann - accuracy(simulate(snn, res_models.x_test).logits, res_models.y_test):.4f}")
@@ -333,8 +333,8 @@ def test_snn_accuracy_close_to_the_ann_at_n4_t1_8bit(compiled, res_models, name)
 def test_integer_graph_keeps_barriers_and_bounds_levels(compiled, res_models, name, mode):
     from snncc.sim.int_runtime import quantize_input, run_int_levels
 
-    _, snn, opts = compiled(name, mode)
-    intg = run_pipeline(snn, ["quantize"], opts)
+    _, snn, ctx = compiled(name, mode)
+    intg = run_pipeline(snn, ["quantize"], replace(ctx, notes=[]))
     barriers = [n for n in intg.nodes if n.op == "neuron" and n.attrs["barrier"]]
     assert len(barriers) == sum(1 for n in snn.nodes if n.op == "neuron" and n.attrs["barrier"])
     xq = quantize_input(intg, res_models.x_test[:64])

@@ -15,6 +15,7 @@ import snncc
 from snncc.calib_data import load_calib
 from snncc.cli import cli
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import calibrate, canonicalize, convert
 from snncc.passes.calibrate import ChannelStats
 from snncc.passes.convert_plan import plan
@@ -142,13 +143,12 @@ def test_channel_stats_subsample_positions_of_big_values():
 
 
 def test_calibration_is_identical_for_any_batch_size(tmp_path):
-    g = canonicalize.run(snncc.load_onnx(_chain(tmp_path / "c.onnx", 3, size=7, integer=True)), CompileOptions())
+    g = canonicalize.run(snncc.load_onnx(_chain(tmp_path / "c.onnx", 3, size=7, integer=True)), PassContext())
     x = np.random.default_rng(5).integers(-3, 4, (23, 2, 7, 7)).astype(np.float32)
     stats = []
     for batch in (1, 4, 23):
-        opts = CompileOptions(calib_batch=batch, calib_reservoir=64)
-        opts.calib_data = load_calib(x, (2, 7, 7))
-        stats.append(calibrate.run(g, opts).stats)
+        ctx = PassContext(CompileOptions(calib_batch=batch, calib_reservoir=64), load_calib(x, (2, 7, 7)))
+        stats.append(calibrate.run(g, ctx).stats)
     for other in stats[1:]:
         for value, st in stats[0].items():
             for key, arr in st.items():
@@ -157,15 +157,15 @@ def test_calibration_is_identical_for_any_batch_size(tmp_path):
 
 def _tuner_inputs(tmp_path, pairs: int):
     g = snncc.load_onnx(_chain(tmp_path / "c.onnx", pairs))
-    opts = CompileOptions()
-    opts.calib_data = load_calib(np.random.default_rng(6).standard_normal((20, 2, 6, 6)).astype(np.float32),
-                                 (2, 6, 6))
-    g = calibrate.run(canonicalize.run(g, opts), opts)
+    ctx = PassContext(calib=load_calib(np.random.default_rng(6).standard_normal((20, 2, 6, 6)).astype(np.float32),
+                                       (2, 6, 6)))
+    opts = ctx.options
+    g = calibrate.run(canonicalize.run(g, ctx), ctx)
     p = plan(g)
     thetas, caps = convert.initial_thresholds(g, p, opts)
     groups = convert.populations(g, p)
     alt = convert.initial_thresholds(g, p, convert._with_method(opts, "max"))[0]
-    x = opts.calib_data.take(20).astype(np.float64)
+    x = ctx.calib.take(20).astype(np.float64)
     return g, p, thetas, caps, groups, alt, x
 
 

@@ -10,6 +10,7 @@ from snncc.calib_data import load_calib
 from snncc.errors import SnnccError
 from snncc.ir import Node
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.pass_manager import run_pipeline
 from snncc.sim import kernels as K
 from snncc.sim.float_runtime import eval_node
@@ -22,10 +23,10 @@ def digits_snn(digits):
     g = snncc.load_onnx(digits.onnx_path)
     out = {}
     for n in (1, 4):
-        opts = CompileOptions(levels=n, threshold_search="none", bias_correction=False)
-        opts.calib_data = load_calib(digits.x_calib, (1, 8, 8))
-        cal = run_pipeline(g, ["canonicalize", "calibrate"], opts)
-        out[n] = run_pipeline(cal, ["convert"], opts)
+        ctx = PassContext(CompileOptions(levels=n, threshold_search="none", bias_correction=False),
+                          load_calib(digits.x_calib, (1, 8, 8)))
+        cal = run_pipeline(g, ["canonicalize", "calibrate"], ctx)
+        out[n] = run_pipeline(cal, ["convert"], ctx)
     return cal, out
 
 

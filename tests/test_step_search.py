@@ -7,6 +7,7 @@ import pytest
 
 from snncc.compiler import build_snn
 from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
 from snncc.passes import quantize, step_search, weight_rounding
 from snncc.sim.int_runtime import level_agreement, pooled_agreement
 
@@ -18,6 +19,12 @@ def _layer(seed: int, out: int, fan_in: int, samples: int = 4000):
     xc = x - x.mean(axis=0)
     w = rng.standard_normal((out, fan_in))
     return w, xc.T @ xc / samples
+
+
+def _quantize(res, data=True, **changes):
+    """Quantize ``res``'s float SNN with its options changed: (integer graph, the pass's notes)."""
+    ctx = PassContext(replace(res.context.options, **changes), res.context.calib if data else None)
+    return quantize.run(res.snn_graph, ctx), ctx.notes
 
 
 def _errors(w, S, H, qmax=127):
@@ -70,10 +77,10 @@ def test_digits_search_keeps_contract_and_raises_agreement(digits):
     res = build_snn(digits.onnx_path, options, digits.x_calib, pipeline=["canonicalize", "calibrate", "convert"],
                     echo=lambda _m: None)
     snn = res.snn_graph
-    on = quantize.run(snn, replace(options, weight_bits=8))
-    off = quantize.run(snn, replace(options, weight_bits=8, step_search=False))
-    assert any("step search coarsened" in n for n in on.meta["notes"])
-    assert not any("step search" in n for n in off.meta["notes"])
+    on, on_notes = _quantize(res, weight_bits=8)
+    off, off_notes = _quantize(res, weight_bits=8, step_search=False)
+    assert any("step search coarsened" in n for n in on_notes)
+    assert not any("step search" in n for n in off_notes)
     for a, b in zip(on.nodes, off.nodes):
         if a.op in ("conv", "dense"):
             assert np.all(a.params["scale_real"] >= b.params["scale_real"])
@@ -100,10 +107,10 @@ def test_notes_say_when_the_search_cannot_run(digits):
     options = CompileOptions(levels=4, timesteps=1)
     res = build_snn(digits.onnx_path, options, digits.x_calib, pipeline=["canonicalize", "calibrate", "convert"],
                     echo=lambda _m: None)
-    nearest = quantize.run(res.snn_graph, replace(options, weight_rounding="nearest", membrane_shift=2))
-    assert "quantize: no step search: it needs GPTQ weight rounding (--weight-rounding gptq)" in nearest.meta["notes"]
-    assert any("--membrane-shift has no effect at T=1" in n for n in nearest.meta["notes"])
-    no_data = quantize.run(res.snn_graph, replace(options, calib_data=None))
-    assert any("no calibration data: nearest weight rounding, no step search" in n for n in no_data.meta["notes"])
-    off = quantize.run(res.snn_graph, replace(options, weight_rounding="nearest", step_search=False))
-    assert not any("step search" in n for n in off.meta["notes"])
+    _, nearest = _quantize(res, weight_rounding="nearest", membrane_shift=2)
+    assert "quantize: no step search: it needs GPTQ weight rounding (--weight-rounding gptq)" in nearest
+    assert any("--membrane-shift has no effect at T=1" in n for n in nearest)
+    _, no_data = _quantize(res, data=False)
+    assert any("no calibration data: nearest weight rounding, no step search" in n for n in no_data)
+    _, off = _quantize(res, weight_rounding="nearest", step_search=False)
+    assert not any("step search" in n for n in off)

@@ -105,3 +105,19 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
     c4, o16 = w.shape[2] // 4, w.shape[3]
     w = w.reshape(kh, kw, c4, 4, o16).transpose(0, 1, 2, 4, 3)
     return np.ascontiguousarray(w).reshape(kh * kw * c4, o16 * 4)
+
+
+def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
+    """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
+    4-bit storage: the 8/bits output channels o..o+8/bits-1 of a 32-bit word share its
+    four bytes, byte i holding channel quad element i of each, output o in the top field
+    (two's complement), the later ones below it offset binary (w + 2^(bits-1)): masking
+    the fields above one then leaves a byte that reads as a non-negative number, and the
+    Arm DSP kernels peel the outputs apart by differences of masked sums."""
+    rows, cols = block.shape
+    per = 8 // bits
+    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16)
+    offset = np.where(np.arange(per) == 0, 0, 1 << (bits - 1)).astype(np.int16)[None, None, :, None]
+    fields = (w + offset) & ((1 << bits) - 1)
+    shifts = (8 - bits * (1 + np.arange(per, dtype=np.int16)))[None, None, :, None]
+    return (fields << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)

@@ -25,6 +25,7 @@ ALIGN = 16
 SPARSE_RATE_LIMIT = 0.15  # above this measured spike rate the branch-free dense path is faster (measured)
 BLOCK = 16  # SNNCC_OBLOCK: output channels per register block of snncc_conv_block_i8
 FAST_NEURON_STEPS = 32  # compare-table neurons up to this many threshold steps
+FUSED_ROW_BYTES = 1024  # currents of a conv feeding a neuron: computed this many bytes of rows at a time
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Tensor:
     levels: bool = False  # spike levels: zero-skipping pays off
     rate: float | None = None  # measured spike rate, when known
     nonneg: bool = False  # every value >= 0 (levels of unsigned neurons): u8 dot products
+    fused: dict | None = None  # a conv computed row by row inside its neuron's step (never stored whole)
 
 
 @dataclass
@@ -87,23 +89,28 @@ class Plan:
     arena_bytes: int = 0
     peak_live_bytes: int = 0
     membrane_bytes: int = 0
+    host_arena_bytes: int = 0  # the arena of the unfused schedule (x86-64 SIMD builds)
 
 
-def build_plan(graph: Graph, spike_rates: dict[str, float] | None = None) -> Plan:
-    """``spike_rates``: measured fraction of non-zero levels per value name (optional)."""
+def build_plan(graph: Graph, spike_rates: dict[str, float] | None = None, *, fuse: bool = True) -> Plan:
+    """``spike_rates``: measured fraction of non-zero levels per value name (optional).
+    ``fuse``: convs feeding a neuron run row by row inside its step (the small-RAM schedule
+    of builds without x86 SIMD; on x86-64 the multi-pixel kernels measured 35 % slower on
+    the digits CNN called a row at a time, so hosts take the unfused schedule)."""
     if graph.stage != "int":
         raise SnnccError(f"the C backend needs the integer IR (stage 'int'), got stage {graph.stage!r}")
     if len(graph.inputs) != 1:
         raise SnnccError(f"the C backend supports one graph input, got {len(graph.inputs)}")
-    b = _Builder(graph, spike_rates)
+    b = _Builder(graph, spike_rates, fuse)
     b.run()
     _place(b.plan)
     return b.plan
 
 
 class _Builder:
-    def __init__(self, graph: Graph, spike_rates: dict[str, float] | None = None):
+    def __init__(self, graph: Graph, spike_rates: dict[str, float] | None = None, fuse: bool = True):
         self.g = graph
+        self.fuse = fuse
         self.T = int(graph.meta.get("timesteps", 1))
         in_shape = tuple(graph.values[graph.inputs[0]].shape)
         out_size = sum(int(np.prod(graph.values[v].shape)) for v in graph.outputs)
@@ -111,6 +118,7 @@ class _Builder:
         self.tensors: dict[str, Tensor] = {}
         self.producers = graph.producers()
         self.rates = dict(spike_rates or {})
+        self.consumers = graph.consumer_map()
 
     # --- helpers ------------------------------------------------------------
     def buffer(self, nbytes: int, *, persistent: bool = False, external: str = "") -> int:
@@ -188,11 +196,13 @@ class _Builder:
             self.plan.steps.append(Step([f"/* {ident}: {node.op} {sanitize_name(node.name)} */"]))
             out = handler(node, ident, [self.tensors[v] for v in node.inputs])
             self.tensors[node.output] = out
-            self.debug_dump(i, out)
+            if out.fused is None:  # a fused conv's currents never exist whole: its neuron is dumped
+                self.debug_dump(i, out)
             for o in out_offsets.get(node.output, []):
                 h, w, c = L.hwc_dims(out.shape)
                 self.step([f"snncc_accum_{out.kind}(output + {o}, {self.ptr(out)}, {h}, {w}, {c}, t == 0);"],
                           [out.buf])
+            self.step(["#ifdef SNNCC_PROFILE", f"@PROFILE_HOOK@({i});", "#endif"], [])
 
     def debug_dump(self, index: int, t: Tensor) -> None:
         h, w, c = L.hwc_dims(t.shape)
@@ -226,9 +236,9 @@ class _Builder:
         b = np.pad(b, (0, -len(b) % pad_to))
         return self.array(f"{ident}_b", b.astype(np.int32), "int32_t", f"{ident} bias")
 
-    def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int) -> None:
+    def layer(self, node: Node, ident: str, mode: str, bits: int, sb: int, fused: bool = False) -> None:
         self.plan.layer_info.append({"name": node.name, "op": node.op, "ident": ident, "mode": mode,
-                                     "weight_bits": bits, "storage_bits": sb})
+                                     "weight_bits": bits, "storage_bits": sb, "fused": fused})
 
     def op_conv(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
@@ -240,15 +250,19 @@ class _Builder:
         bits = int(a.get("bits", 8))
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
-        block = group == 1 and L.storage_bits(bits) == 8 and x.kind == "i8"
+        sb = L.storage_bits(bits)
+        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb))
         if block:
             slices = L.conv_weight_block(wt, BLOCK)
         else:
             slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
-        wref, sb = self.weights(node, ident, slices, bits)
-        if block and c % 4:
+        if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
+            wref = self.packed_block(node, ident, slices, bits, sb)
+        else:
+            wref, sb = self.weights(node, ident, slices, bits)
+        if block and sb == 8 and c % 4:
             x = self.pad_channels(x)
-        if block and not x.nonneg:
+        if block and sb == 8 and not x.nonneg:
             bref = self.bias_offset(node, ident, wt)
         else:
             bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
@@ -258,10 +272,17 @@ class _Builder:
         self.plan.param_decls.append(
             f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
+        if block and self.fusable(node):
+            sparse = self.sparse(x)
+            self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
+            call = f"{self.block_kernel(sb)}(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
+            fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
+                     "stride_h": sh}
+            return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
-            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits)
+            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits, sb)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -277,6 +298,31 @@ class _Builder:
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
+
+    @staticmethod
+    def block_kernel(sb: int) -> str:
+        return "snncc_conv_block_i8" if sb == 8 else f"snncc_conv_block_w{sb}"
+
+    @staticmethod
+    def packed_fits(wt: np.ndarray, sb: int) -> bool:
+        """Packed block kernels sum weights times 2^(8-sb) (their fields at the byte tops):
+        exact while |x| <= 128 times sum |w| times that scale stays below 2^31."""
+        fan = np.abs(wt.astype(np.int64)).reshape(len(wt), -1).sum(axis=1).max(initial=0)
+        return 128 * int(fan) * 2 ** (8 - sb) < 2**31
+
+    def packed_block(self, node: Node, ident: str, block: np.ndarray, bits: int, sb: int) -> str:
+        lim = 2 ** (sb - 1)
+        if int(block.min(initial=0)) < -lim or int(block.max(initial=0)) > lim - 1:
+            raise SnnccError(f"weights do not fit {bits} bits", node=node.name, op=node.op)
+        return self.array(f"{ident}_w", L.pack_block(block, sb), "uint8_t",
+                          f"{ident} weights, {bits}-bit, packed block layout ({sb}-bit fields)")
+
+    def fusable(self, node: Node) -> bool:
+        """A conv whose only reader is a neuron: its currents are computed a few rows at a
+        time into a small scratch that the neuron consumes at once."""
+        users = self.consumers.get(node.output, [])
+        return (self.fuse and node.output not in self.g.outputs and len(users) == 1 and users[0].op == "neuron"
+                and users[0].inputs == [node.output])
 
     def bias_offset(self, node: Node, ident: str, wt: np.ndarray) -> str:
         """Bias of a block conv on signed input: the padded bias, then bias - 128 * sum(W)
@@ -299,10 +345,10 @@ class _Builder:
         return y
 
     def conv_block(self, node: Node, ident: str, x: Tensor, y: Tensor, wref: str, bref: str,
-                   bufs: list[int], bits: int) -> Tensor:
+                   bufs: list[int], bits: int, sb: int) -> Tensor:
         sparse = self.sparse(x)
-        self.layer(node, ident, "event" if sparse else "dense", bits, 8)
-        self.step([f"snncc_conv_block_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
+        self.layer(node, ident, "event" if sparse else "dense", bits, sb)
+        self.step([f"{self.block_kernel(sb)}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, {sparse});"],
                   bufs)
         return y
 
@@ -311,6 +357,9 @@ class _Builder:
         wt = self.int_param(node, "weight", -128, 127)
         o, f = wt.shape
         bits = int(node.attrs.get("bits", 8))
+        sb = L.storage_bits(bits)
+        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb)):
+            return self.dense_block(node, ident, x, wt, bits, sb)
         wref, sb = self.weights(node, ident, L.dense_weight_slices(wt), bits)
         bref = self.bias(node, ident, o)
         self.plan.param_decls.append(f"static const snncc_dense_t {ident}_p = {{{f}, {o}, {sb}}};")
@@ -325,6 +374,27 @@ class _Builder:
         self.step([f"snncc_dense_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
                    f"{scratch}, {sparse});"], bufs)
         return y
+
+    def dense_block(self, node: Node, ident: str, x: Tensor, wt: np.ndarray, bits: int, sb: int) -> Tensor:
+        """A dense layer on int8 input as a 1x1 conv of one pixel with in_f channels: the
+        block kernels (x86 VNNI/AVX2, Arm DSP, packed low-bit) instead of the scatter."""
+        o, f = wt.shape
+        w4 = wt.reshape(o, f, 1, 1)
+        block = L.conv_weight_block(w4, BLOCK)
+        if sb < 8:
+            wref = self.packed_block(node, ident, block, bits, sb)
+        else:
+            wref, _ = self.weights(node, ident, block, bits)
+        if sb == 8 and f % 4:  # x86 block kernels read whole channel quads
+            fp = -(-f // 4) * 4
+            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, 1, {f}, {fp});"], [x.buf, y.buf])
+            x, f = y, fp
+        bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
+        self.plan.param_decls.append(f"static const snncc_conv_t {ident}_p = {{1, 1, {f}, 1, 1, {o}, 1, 1, 1, 1, "
+                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}}};")
+        y = self.tensor("i32", (o,))
+        return self.conv_block(node, ident, x, y, wref, bref, [x.buf, y.buf], bits, sb)
 
     def op_affine(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
@@ -443,12 +513,55 @@ class _Builder:
                 and np.abs(thr).max() < 2**31 and max(-vmin, vmax, int(np.abs(v_init).max())) + cur_bound < 2**31)
         if fast:
             tref = self.array(f"{ident}_thr", thr.astype(np.int32), "int32_t", f"{ident} threshold table k*theta")
-            self.step([f"snncc_neuron_fast(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {tref}, "
-                       f"{self.ptr(z)});"], bufs)
+            call = f"snncc_neuron_fast(@P@, @CUR@, @V@, {thref}, {vref}, SNNCC_NEURON_THR({tref}), @Z@);"
         else:
-            self.step([f"snncc_neuron_step(&{ident}_p, {self.ptr(x)}, {vptr}, {thref}, {vref}, {self.ptr(z)});"],
-                      bufs)
+            call = f"snncc_neuron_step(@P@, @CUR@, @V@, {thref}, {vref}, @Z@);"
+        if x.fused is None:
+            self.step([call.replace("@P@", f"&{ident}_p").replace("@CUR@", self.ptr(x)).replace("@V@", vptr)
+                       .replace("@Z@", self.ptr(z))], bufs)
+        else:
+            self.fused_step(x, ident, call, vptr, z)
         return z
+
+    def fused_step(self, x: Tensor, ident: str, call: str, vptr: str, z: Tensor) -> None:
+        """The conv of ``x.fused`` and this neuron, a few output rows at a time: the conv
+        runs on a copy of its geometry narrowed to those rows (pad_t shifted), the neuron on
+        the rows' currents."""
+        f = x.fused
+        _, oh, ow = x.shape
+        row = ow * x.shape[0]
+        rows = max(1, min(oh, FUSED_ROW_BYTES // (4 * row)))
+        cur = self.tensor("i32", (rows * row,))
+        vrow = "NULL" if vptr == "NULL" else f"{vptr} + r_ * {row}"
+        self.step([
+            "{",
+            f"    snncc_conv_t g_ = {f['ident']}_p;",
+            f"    snncc_neuron_t n_ = {ident}_p;",
+            "    int32_t r_;",
+            "#ifdef SNNCC_DEBUG",
+            f"    static int32_t dbg_[{oh * row}];",
+            "#endif",
+            f"    for (r_ = 0; r_ < {oh}; r_ += {rows}) {{",
+            f"        g_.out_h = {oh} - r_ < {rows} ? {oh} - r_ : {rows};",
+            f"        g_.pad_t = {f['pad_t']} - r_ * {f['stride_h']};",
+            f"        n_.outer = g_.out_h * {ow};",
+            "        " + f["call"].replace("@CUR@", self.ptr(cur)),
+            "#ifdef SNNCC_DEBUG",
+            "        {",
+            "            int32_t k_;",
+            f"            for (k_ = 0; k_ < g_.out_h * {row}; ++k_) {{",
+            f"                dbg_[r_ * {row} + k_] = {self.ptr(cur)}[k_];",
+            "            }",
+            "        }",
+            "#endif",
+            "        " + call.replace("@P@", "&n_").replace("@CUR@", self.ptr(cur)).replace("@V@", vrow)
+            .replace("@Z@", f"{self.ptr(z)} + r_ * {row}"),
+            "    }",
+            "#ifdef SNNCC_DEBUG",  # the whole currents, for the debug hook (debug builds only)
+            f"    if (t == {self.T - 1}) {{ @DEBUG_HOOK@({f['index']}, dbg_, 4, {oh}, {ow}, {x.shape[0]}, 1); }}",
+            "#endif",
+            "}",
+        ], [f["x"].buf, cur.buf, z.buf])
 
     def current_bound(self, node: Node) -> int | None:
         """max |input current| of a neuron from the range analysis, if recorded."""

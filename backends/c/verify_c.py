@@ -8,6 +8,7 @@ with the golden model (``run_int``), and on a mismatch rebuilds with
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -224,31 +225,84 @@ def _firmware_file(fname: str, name: str) -> str:
     return text.replace("@NAME@", name).replace("@UNAME@", name.upper())
 
 
-def build_firmware(out_dir: Path, *, opt: str = "-O2", build_dir: Path | None = None) -> Path:
+def build_firmware(out_dir: Path, *, opt: str = "-O2", build_dir: Path | None = None, cpu: str = "cortex-m4",
+                   main: str = "main_fw.c", defines: tuple[str, ...] = (), tag: str = "") -> Path:
     """Cross-compile the emitted library with the snncc startup, linker script and a
-    semihosting test main for the mps2-an386 board (Cortex-M4); return the ELF."""
+    semihosting test main (``main``: ``main_fw.c``, or ``main_bench.c`` which also counts
+    instructions) for the mps2-an386 board (``cpu``: cortex-m4, or cortex-m3 for the
+    portable path); return the ELF.  A link map is written next to it (``.map``)."""
     out_dir = Path(out_dir)
     name = library_name(out_dir)
     cc = _need_tool(ARM_CC)
     build_dir = Path(build_dir) if build_dir is not None else out_dir / "build" / "firmware"
     build_dir.mkdir(parents=True, exist_ok=True)
-    for fname in ("mps2_an386.ld", "startup.c", "main_fw.c"):
+    for fname in ("mps2_an386.ld", "startup.c", main):
         (build_dir / fname).write_text(_firmware_file(fname, name), encoding="utf-8")
-    elf = build_dir / f"{name}.elf"
+    elf = build_dir / f"{name}{tag}.elf"
     srcs = [out_dir / f"{name}.c", out_dir / f"{name}_weights.c", out_dir / "snncc_kernels.c",
-            build_dir / "startup.c", build_dir / "main_fw.c"]
-    cmd = [cc, *ARM_FLAGS, opt, *STRICT_FLAGS, "-ffunction-sections", "-fdata-sections", "-I", str(out_dir),
-           "-nostartfiles", "-T", str(build_dir / "mps2_an386.ld"), "--specs=rdimon.specs",
-           "-Wl,--gc-sections", *map(str, srcs), "-o", str(elf), "-lc", "-lrdimon"]
-    proc = run_child(cmd)
-    if proc.returncode != 0:
-        raise SnnccError(f"firmware build failed:\n{proc.stderr[-4000:]}")
+            build_dir / "startup.c", build_dir / main]
+    flags = [f"-mcpu={cpu}", "-mthumb", *opt.split(), *STRICT_FLAGS, *(f"-D{d}" for d in defines),
+             "-ffunction-sections", "-fdata-sections", "-I", str(out_dir)]
+    objs = []
+    for src in srcs:  # one object per source, so that the link map names the library's own
+        obj = build_dir / f"{src.stem}{tag}.o"
+        _run_arm([cc, *flags, "--specs=rdimon.specs", "-c", str(src), "-o", str(obj)])
+        objs.append(obj)
+    _run_arm([cc, *flags, "-nostartfiles", "-T", str(build_dir / "mps2_an386.ld"), "--specs=rdimon.specs",
+              "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objs), "-o", str(elf),
+              "-lc", "-lrdimon"])
     return elf
 
 
-def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0) -> np.ndarray:
+def _run_arm(cmd: list[str]) -> None:
+    proc = run_child(cmd)
+    if proc.returncode != 0:
+        raise SnnccError(f"firmware build failed:\n{proc.stderr[-4000:]}")
+
+
+_MAP_SECTION = re.compile(r"^ (\.[\w.$]+|COMMON)(?:\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+))?\s*$")
+_MAP_PLACE = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+)\s*$")
+
+
+def map_sizes(map_path: Path, objects: tuple[str, ...]) -> dict:
+    """Linked bytes of the objects whose file names end with one of ``objects``, from a
+    GNU ld map (after --gc-sections): flash = text + rodata + data, RAM = data + bss."""
+    sizes = {"text": 0, "data": 0, "bss": 0}
+    lines = Path(map_path).read_text(encoding="utf-8", errors="replace").splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Linker script and memory map")), 0)
+    pending = None
+    for ln in lines[start:]:
+        m = _MAP_SECTION.match(ln)
+        if m:
+            pending = m.group(1)
+            if m.group(4) is None:
+                continue
+            size, obj = int(m.group(3), 16), m.group(4)
+        else:
+            p = _MAP_PLACE.match(ln)
+            if pending is None or p is None:
+                pending = None
+                continue
+            size, obj = int(p.group(2), 16), p.group(3)
+        sec, pending = pending, None
+        if not obj.endswith(objects) or int(size) == 0:
+            continue
+        if sec.startswith((".text", ".rodata")):
+            sizes["text"] += size
+        elif sec.startswith(".data"):
+            sizes["data"] += size
+        elif sec.startswith((".bss", "COMMON")):
+            sizes["bss"] += size
+    sizes["flash_bytes"] = sizes["text"] + sizes["data"]
+    sizes["ram_bytes"] = sizes["data"] + sizes["bss"]
+    return sizes
+
+
+def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0, icount: bool = False,
+             log: list[str] | None = None) -> np.ndarray:
     """Run the firmware ELF under qemu (mps2-an386, semihosting) on int8 samples;
-    return its int32 outputs (N, OUT)."""
+    return its int32 outputs (N, OUT).  ``icount`` runs with ``-icount shift=0`` (one
+    nanosecond of virtual time per instruction); ``log`` receives the program's stdout."""
     qemu = _need_tool(QEMU)
     x_q = np.ascontiguousarray(x_q, dtype=np.int8)
     n = x_q.shape[0]
@@ -256,7 +310,7 @@ def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0) -> np.ndarra
         tmp = Path(tmp)
         (tmp / "input.bin").write_bytes(x_q.tobytes())
         cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting", "-monitor", "none",
-               "-kernel", str(Path(elf).resolve())]
+               *(["-icount", "shift=0"] if icount else []), "-kernel", str(Path(elf).resolve())]
         try:
             proc = run_child(cmd, cwd=tmp, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
@@ -265,6 +319,8 @@ def run_qemu(elf: Path, x_q: np.ndarray, *, timeout: float = 300.0) -> np.ndarra
             raise SnnccError(f"firmware failed under qemu (exit {proc.returncode}): "
                              f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
         out = np.fromfile(tmp / "output.bin", dtype="<i4")
+        if log is not None:
+            log.append(proc.stdout)
     if out.size % max(n, 1):
         raise SnnccError(f"firmware wrote {out.size} outputs for {n} samples")
     return out.reshape(n, -1)

@@ -25,10 +25,19 @@ def v_init(theta: np.ndarray) -> np.ndarray:
     return theta // 2 if _is_int(theta) else theta / 2
 
 
+# v starts at theta/2, so at T=1 the neuron rounds x/theta half up: floor(x/theta + 1/2).
+ROUND_OFFSET = 0.5
+
+
+def level_range(n: int, signed: bool) -> tuple[int, int]:
+    """(lo, hi) of the levels a neuron emits: -N..N (signed) or 0..N."""
+    return (-n if signed else 0), n
+
+
 def levels(v: np.ndarray, theta: np.ndarray, n: int, signed: bool) -> np.ndarray:
     """z = clamp(floor(v / theta), lo, N) with lo = -N (signed) or 0; monotone in v."""
     z = v // theta if _is_int(v) and _is_int(theta) else np.floor(v / theta)
-    return np.clip(z, -n if signed else 0, n)
+    return np.clip(z, *level_range(n, signed))
 
 
 def saturate(v: np.ndarray, bits: int) -> np.ndarray:
@@ -60,6 +69,7 @@ def neuron_step(v: np.ndarray, current: np.ndarray, theta: np.ndarray, n: int, s
 def quantize_levels(x: np.ndarray, theta, n: int, signed: bool) -> np.ndarray:
     """Levels of the T=1 neuron with v0 = theta/2: clamp(floor(x/theta + 1/2), lo, N) (round half up).
 
-    This is the activation quantizer of the ANN that the T=1 SNN equals (the oracle).
+    This is the activation quantizer of the ANN that the T=1 SNN equals (the oracle);
+    snncc/sim/neuron_torch.py is its torch twin, for training.
     """
-    return np.clip(np.floor(x / theta + 0.5), -n if signed else 0, n)
+    return np.clip(np.floor(x / theta + ROUND_OFFSET), *level_range(n, signed))

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "@NAME@.h"
+#include "snncc_kernels.h"
 
 static int8_t sample[@UNAME@_INPUT_SIZE];
 static int32_t result[@UNAME@_OUTPUT_SIZE];
@@ -28,6 +29,6 @@ int main(void)
     }
     fclose(in);
     fclose(out);
-    printf("snncc firmware: %ld samples\n", count);
+    printf("snncc firmware: %ld samples, kernels %s\n", count, snncc_simd());
     return 0;
 }

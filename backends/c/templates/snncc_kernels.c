@@ -10,6 +10,11 @@
 
 #include <string.h>
 
+/* Arm cores with the DSP extension (SMLAD, SXTB16) get their own block convs. */
+#if (defined(__ARM_FEATURE_DSP) || defined(__ARM_FEATURE_SIMD32)) && !defined(SNNCC_NO_SIMD)
+#define SNNCC_ARM_DSP 1
+#endif
+
 void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits)
 {
     int32_t i;
@@ -148,6 +153,17 @@ static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
     return v;
 }
 
+/* Input channels c4*4 .. c4*4+3 of one pixel as little-endian bytes, whole or partial. */
+static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
+{
+    int32_t q;
+    if (4 * cq + 4 <= in_c) {
+        memcpy(&q, xin + 4 * cq, sizeof q);
+        return q;
+    }
+    return load_quad(xin, cq, in_c);
+}
+
 /* The conv geometry as locals, declared by every blocked conv kernel. */
 #define SNNCC_CONV_GEOMETRY                                                                \
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
@@ -186,12 +202,7 @@ static int32_t load_quad(const int8_t *xin, int32_t cq, int32_t in_c)
                         wk = w + ((ky * k_w + kx) * c4) * o16 * 4 + ob * 4;                \
                         for (cq = 0; cq < c4; ++cq) {                                      \
                             const int8_t *wr = wk + cq * o16 * 4;                          \
-                            int32_t quad;                                                  \
-                            if (4 * cq + 4 <= in_c) {                                      \
-                                memcpy(&quad, xin + 4 * cq, sizeof quad);                  \
-                            } else {                                                       \
-                                quad = load_quad(xin, cq, in_c);                           \
-                            }                                                              \
+                            const int32_t quad = quad_at(xin, cq, in_c);                   \
                             if (sparse && quad == 0) {                                     \
                                 continue;                                                  \
                             }                                                              \
@@ -231,6 +242,277 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #undef BLOCK_STEP
 #undef BLOCK_STORE
 }
+
+/* The output pixels of a block conv: per pixel, the non-zero input quads of its taps
+ * pushed on a list (PUSH(quad, weights of its row), with n and list in scope), which RUN
+ * adds up (init: bias, then yp for the later lists of a fan-in over QUADS quads).
+ * Shared by the packed portable and the Arm DSP kernels. */
+#define SNNCC_QUAD_WALK(QUADS, PUSH, RUN)                                                  \
+    int32_t oy, ox, ky, kx, cq, n;                                                         \
+    for (oy = 0; oy < out_h; ++oy) {                                                       \
+        for (ox = 0; ox < out_w; ++ox) {                                                   \
+            int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
+            const int32_t *init = bias;                                                    \
+            n = 0;                                                                         \
+            for (ky = 0; ky < k_h; ++ky) {                                                 \
+                const int32_t iy = oy * sh - pt + ky * dh;                                 \
+                if (iy < 0 || iy >= in_h) {                                                \
+                    continue;                                                              \
+                }                                                                          \
+                for (kx = 0; kx < k_w; ++kx) {                                             \
+                    const int32_t ix = ox * sw - pl + kx * dw;                             \
+                    const int8_t *xin = x + (iy * in_w + ix) * in_c;                       \
+                    const int8_t *wk = (const int8_t *)(const void *)w + (ky * k_w + kx) * c4 * rowbytes; \
+                    if (ix < 0 || ix >= in_w) {                                            \
+                        continue;                                                          \
+                    }                                                                      \
+                    for (cq = 0; cq < c4; ++cq) {                                          \
+                        const int32_t quad = quad_at(xin, cq, in_c);                       \
+                        if (quad == 0) {                                                   \
+                            continue;                                                      \
+                        }                                                                  \
+                        PUSH(quad, wk + cq * rowbytes)                                     \
+                        if (++n == (QUADS)) { /* a full list: add it up, go on */          \
+                            RUN;                                                           \
+                            init = yp;                                                     \
+                            n = 0;                                                         \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            RUN;                                                                           \
+        }                                                                                  \
+    }
+
+/*
+ * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): the
+ * 8/wbits output channels of a 32-bit word of row (tap, quad) hold their weights for the
+ * quad's four input channels in fields of its bytes, output o in the highest field.
+ * Portable: per output pixel a list of its non-zero input quads, then per word of
+ * outputs a pass down the list, the fields cut out with constant shifts.
+ */
+#if !defined(SNNCC_ARM_DSP)
+typedef struct {
+    int32_t x[4];
+    const uint8_t *w;
+} snncc_pk_quad_t;
+#define SNNCC_PK_QUADS 32
+/* Field of byte I of word wv at bit SH, BITS wide: the top field (SH == 8 - BITS) two's
+ * complement, the others offset by 2^(BITS-1). */
+#define SNNCC_PK_F(I, SH, BITS)                                                            \
+    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^                       \
+      ((SH) == 8 - (BITS) ? 1 << ((BITS) - 1) : 0)) -                                      \
+     (1 << ((BITS) - 1)))
+#define SNNCC_PK_DOT(SH, BITS)                                                             \
+    (q->x[0] * SNNCC_PK_F(0, SH, BITS) + q->x[1] * SNNCC_PK_F(1, SH, BITS) +               \
+     q->x[2] * SNNCC_PK_F(2, SH, BITS) + q->x[3] * SNNCC_PK_F(3, SH, BITS))
+
+static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
+                       int32_t out_c, int32_t bits)
+{
+    const snncc_pk_quad_t *end = list + n, *q;
+    const int32_t per = 8 / bits;
+    int32_t ob, j;
+    for (ob = 0; ob < out_c; ob += per) {
+        int32_t acc[4] = {0, 0, 0, 0};
+        uint32_t wv;
+        if (bits == 4) {
+            for (q = list; q < end; ++q) {
+                memcpy(&wv, q->w + ob / 2 * 4, sizeof wv);
+                acc[0] += SNNCC_PK_DOT(4, 4);
+                acc[1] += SNNCC_PK_DOT(0, 4);
+            }
+        } else {
+            for (q = list; q < end; ++q) {
+                memcpy(&wv, q->w + ob, sizeof wv);
+                acc[0] += SNNCC_PK_DOT(6, 2);
+                acc[1] += SNNCC_PK_DOT(4, 2);
+                acc[2] += SNNCC_PK_DOT(2, 2);
+                acc[3] += SNNCC_PK_DOT(0, 2);
+            }
+        }
+        for (j = 0; j < per && ob + j < out_c; ++j) {
+            yp[ob + j] = init[ob + j] + acc[j];
+        }
+    }
+}
+
+#define SNNCC_PK_PUSH(quad, wrow)                                                          \
+    {                                                                                      \
+        int8_t xq_[4];                                                                     \
+        memcpy(xq_, &quad, sizeof xq_);                                                    \
+        list[n].x[0] = xq_[0];                                                             \
+        list[n].x[1] = xq_[1];                                                             \
+        list[n].x[2] = xq_[2];                                                             \
+        list[n].x[3] = xq_[3];                                                             \
+        list[n].w = (const uint8_t *)(const void *)(wrow);                                 \
+    }
+
+static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                                const int32_t *bias)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2;
+    snncc_pk_quad_t list[SNNCC_PK_QUADS];
+    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, packed_run(list, n, init, yp, out_c, p->wbits))
+}
+#endif
+
+/*
+ * Arm cores with the DSP extension (Cortex-M4/M7/M33/M55; __ARM_FEATURE_DSP): SMLAD adds
+ * two 16 x 16-bit products to an int32 accumulator.  SXTB16 sign-extends bytes 0 and 2
+ * of a word (and, rotated by 8, bytes 1 and 3) into two halfwords, so a quad of levels
+ * (x0 x1 x2 x3) and a word of four weights of one output (w0 w1 w2 w3, the block
+ * layout) pair up as (x0 x2).(w0 w2) + (x1 x3).(w1 w3) without any reordering.
+ * Per output pixel, the non-zero input quads of its taps are unpacked once into a list
+ * (both halfword pairs and the weights' address: zero quads, silent neurons, cost
+ * nothing more), then every pass of SNNCC_DSP_OUT output channels runs down the list
+ * with its accumulators in registers.  Lists hold at most SNNCC_DSP_QUADS quads
+ * (stack); longer fan-ins run in chunks that add to the output.  The accumulators wrap
+ * like int32 adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the
+ * result fits int32 (range analysis).
+ */
+#if defined(SNNCC_ARM_DSP)
+#include <arm_acle.h>
+#define SNNCC_DSP_QUADS 48
+#define SNNCC_D_ROR8(v) ((int32_t)(((uint32_t)(v) >> 8) | ((uint32_t)(v) << 24)))
+/* sxtb16 with its operand rotated by 8 in one instruction (ACLE has no rotation form) */
+#if defined(__GNUC__)
+#define SNNCC_D_SXTB16_R8(dst, v) __asm__("sxtb16 %0, %1, ror #8" : "=r"(dst) : "r"(v))
+#else
+#define SNNCC_D_SXTB16_R8(dst, v) (dst) = __sxtb16(SNNCC_D_ROR8(v))
+#endif
+/* 8-bit weights: output j's four weights are word j of the row (SNNCC_D_LRAW, below) */
+#define SNNCC_D_MAC(j) SNNCC_D_LRAW(j, j)
+#define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+
+typedef struct {
+    int32_t xa, xb;   /* SXTB16 of the quad, and of the quad rotated by 8 */
+    const int8_t *w;  /* its weights, output channel 0 */
+} snncc_dsp_quad_t;
+
+/* The passes of a list, 8 output channels each (the last pass reads the zero-padded
+ * weights of up to 7 channels past out_c), accumulators in registers; FINAL turns them
+ * into the outputs. */
+#define SNNCC_D_RUN(NAME, WSTEP, PACKED, BODY, FINAL)                                      \
+    static void NAME(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
+                     int32_t out_c)                                                        \
+    {                                                                                      \
+        const snncc_dsp_quad_t *end = list + n, *q;                                        \
+        int32_t ob, j, w_, t_, sx = 0;                                                     \
+        for (q = list; (PACKED) && q < end; ++q) { /* the sum of the inputs */             \
+            sx = __smlad(q->xa, 0x00010001, __smlad(q->xb, 0x00010001, sx));               \
+        }                                                                                  \
+        for (ob = 0; ob < out_c; ob += 8) {                                                \
+            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
+            for (j = 0; j < 8; ++j) {                                                      \
+                acc_[j] = !(PACKED) && ob + j < out_c ? init[ob + j] : 0;                  \
+            }                                                                              \
+            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
+            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
+            for (q = list; q < end; ++q) {                                                 \
+                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
+                const int8_t *wr = q->w + ob * (WSTEP);                                    \
+                BODY                                                                       \
+            }                                                                              \
+            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
+            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
+            FINAL                                                                          \
+            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
+                yp[ob + j] = (PACKED) ? init[ob + j] + acc_[j] : acc_[j];                  \
+            }                                                                              \
+        }                                                                                  \
+        (void)t_;                                                                          \
+        (void)sx;                                                                          \
+    }
+/* Output j += the word w_ (SNNCC_D_RAW), or (SNNCC_D_MASK) w_ masked in place by MASK,
+ * each byte sign-extended, dotted with the quad; one temporary (the masks of a word
+ * nest, so each masks what the previous left). */
+#if defined(__GNUC__)
+#define SNNCC_D_RAW(j)                                                                     \
+    __asm__("sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [t] "=&r"(t_)                                                \
+            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
+#define SNNCC_D_MASKED(j, MASK)                                                            \
+    __asm__("and %[w], %[w], #" #MASK "\n\t"                                               \
+            "sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [w] "+r"(w_), [t] "=&r"(t_)                                  \
+            : [xa] "r"(xa_), [xb] "r"(xb_));
+/* word k of the row and output j from it raw, in one statement (GCC would otherwise
+ * hoist the loads of all words of a pass and spill the accumulators) */
+#define SNNCC_D_LRAW(k, j)                                                                 \
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+            "sxtb16 %[t], %[w]\n\t"                                                        \
+            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
+            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
+            "smlad %[a], %[t], %[xb], %[a]"                                                \
+            : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
+            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
+#else
+#define SNNCC_D_LRAW(k, j) SNNCC_D_WORD(k) SNNCC_D_RAW(j)
+#define SNNCC_D_RAW(j)                                                                     \
+    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
+    a##j = __smlad(t_, xb_, a##j);
+#define SNNCC_D_MASKED(j, MASK)                                                            \
+    w_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
+    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
+    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
+    a##j = __smlad(t_, xb_, a##j);
+#endif
+#define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
+/*
+ * Packed words need no shifts: the fields below the top one hold w + 2^(bits-1)
+ * (unsigned), so masking off the fields above a field leaves a byte that SXTB16 reads as
+ * a non-negative value, and the whole byte (top field signed) reads as itself.  For
+ * 4-bit words, out 0 = (raw - low) / 16 and out 1 = low - 8 sum(x); for 2-bit words the
+ * masks 0x3F, 0x0F, 0x03 peel one field each.  The differences are exact modulo 2^32,
+ * and the true values times 16 or 64 fit int32 (the memory plan checks it), so the
+ * divisions are exact.
+ */
+#define SNNCC_D_W4(k, j0, j1) SNNCC_D_LRAW(k, j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
+#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
+    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F) /* GCC allocates better */ \
+        SNNCC_D_MASKED(j2, 0x0F0F0F0F) SNNCC_D_MASKED(j3, 0x03030303)
+#define SNNCC_D_F4                                                                         \
+    for (j = 0; j < 8; j += 2) {                                                           \
+        acc_[j] = (acc_[j] - acc_[j + 1]) / 16;                                            \
+        acc_[j + 1] -= 8 * sx;                                                             \
+    }
+#define SNNCC_D_F2                                                                         \
+    for (j = 0; j < 8; j += 4) {                                                           \
+        acc_[j] = (acc_[j] - acc_[j + 1]) / 64;                                            \
+        acc_[j + 1] = (acc_[j + 1] - acc_[j + 2]) / 16 - 2 * sx;                           \
+        acc_[j + 2] = (acc_[j + 2] - acc_[j + 3]) / 4 - 2 * sx;                            \
+        acc_[j + 3] -= 2 * sx;                                                             \
+    }
+SNNCC_D_RUN(dsp_run_list, 4, 0, SNNCC_D_8(SNNCC_D_MAC), )
+SNNCC_D_RUN(dsp_run_list4, 2, 1,
+            SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), SNNCC_D_F4)
+SNNCC_D_RUN(dsp_run_list2, 1, 1, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), SNNCC_D_F2)
+
+typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
+
+#define SNNCC_D_PUSH(quad, wrow)                                                           \
+    list[n].xa = __sxtb16(quad);                                                           \
+    SNNCC_D_SXTB16_R8(list[n].xb, quad);                                                   \
+    list[n].w = (wrow);
+
+static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                           const int32_t *bias, snncc_dsp_run_fn run)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, run(list, n, init, yp, out_c))
+}
+#endif
 
 #if defined(__SSE2__) && !defined(SNNCC_NO_SIMD)
 #include <emmintrin.h>
@@ -893,6 +1175,8 @@ const char *snncc_simd(void)
 #endif
 #if defined(SNNCC_HAVE_SSE2_BLOCK)
     return "sse2";
+#elif defined(SNNCC_ARM_DSP)
+    return "arm-dsp";
 #else
     return "c";
 #endif
@@ -915,6 +1199,10 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #endif
 #if defined(SNNCC_HAVE_SSE2_BLOCK)
     conv_block_sse2(p, x, y, w, bias, sparse);
+    return;
+#endif
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, w, bias, dsp_run_list);
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
@@ -947,11 +1235,6 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
         }                                                                                  \
     }
 
-void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
-                     const int32_t *bias, int8_t *scratch)
-{
-    SNNCC_DWCONV_BODY()
-}
 
 void snncc_dwconv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const void *w,
                       const int32_t *bias, int8_t *scratch)
@@ -1055,6 +1338,100 @@ SNNCC_X86_ELEMENTWISE(avx512, __attribute__((target("avx512f"))), __m512i, 16, S
 SNNCC_X86_ELEMENTWISE(avx2, __attribute__((target("avx2"))), __m256i, 8, SNNCC_Y_LOAD, SNNCC_Y_STORE,
                       _mm256_set1_epi32, _mm256_add_epi32, _mm256_mullo_epi32, SNNCC_Y_LOADX)
 #endif
+
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/*
+ * Depthwise conv on x86: per output pixel, VW channels at a time with their accumulators
+ * in a register over every tap (x and w sign-extended to int32, vpmulld); a row's last
+ * channels (in_c % VW) are copied to a zero-padded block first, so no load reads past a
+ * buffer.
+ */
+#define SNNCC_DW_X86(ISA, TGT, VEC, VW, LOADX, LOADB, STOREB, ADD, MUL)                    \
+    static TGT void dwconv_##ISA(const snncc_conv_t *p, const int8_t *x, int32_t *y,        \
+                                 const int8_t *wt, const int32_t *bias)                    \
+    {                                                                                      \
+        const int32_t cc = p->out_c, k_w = p->k_w;                                         \
+        int32_t oy, ox, ky, kx, c0, j;                                                     \
+        for (oy = 0; oy < p->out_h; ++oy) {                                                \
+            for (ox = 0; ox < p->out_w; ++ox) {                                            \
+                int32_t *yrow = y + (oy * p->out_w + ox) * cc;                             \
+                for (c0 = 0; c0 < cc; c0 += (VW)) {                                        \
+                    const int32_t n = cc - c0 < (VW) ? cc - c0 : (VW);                     \
+                    int32_t btmp[VW];                                                      \
+                    VEC acc;                                                               \
+                    for (j = 0; j < (VW); ++j) {                                           \
+                        btmp[j] = j < n ? bias[c0 + j] : 0;                                \
+                    }                                                                      \
+                    acc = LOADB(btmp);                                                     \
+                    for (ky = 0; ky < p->k_h; ++ky) {                                      \
+                        const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;    \
+                        if (iy < 0 || iy >= p->in_h) {                                     \
+                            continue;                                                      \
+                        }                                                                  \
+                        for (kx = 0; kx < k_w; ++kx) {                                     \
+                            const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w; \
+                            const int8_t *xs, *ws;                                         \
+                            int8_t xt[VW], wtt[VW];                                        \
+                            if (ix < 0 || ix >= p->in_w) {                                 \
+                                continue;                                                  \
+                            }                                                              \
+                            xs = x + (iy * p->in_w + ix) * cc + c0;                        \
+                            ws = wt + (ky * k_w + kx) * cc + c0;                           \
+                            if (n < (VW)) {                                                \
+                                memset(xt, 0, sizeof xt);                                  \
+                                memset(wtt, 0, sizeof wtt);                                \
+                                memcpy(xt, xs, (size_t)n);                                 \
+                                memcpy(wtt, ws, (size_t)n);                                \
+                                xs = xt;                                                   \
+                                ws = wtt;                                                  \
+                            }                                                              \
+                            acc = ADD(acc, MUL(LOADX(xs), LOADX(ws)));                     \
+                        }                                                                  \
+                    }                                                                      \
+                    STOREB(btmp, acc);                                                     \
+                    for (j = 0; j < n; ++j) {                                              \
+                        yrow[c0 + j] = btmp[j];                                            \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+#endif
+#if defined(SNNCC_X86_AVX512)
+#define SNNCC_DW_Z_LOADX(ptr) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(ptr)))
+SNNCC_DW_X86(avx512, __attribute__((target("avx512f"))), __m512i, 16, SNNCC_DW_Z_LOADX, SNNCC_Z_LOAD,
+             SNNCC_Z_STORE, _mm512_add_epi32, _mm512_mullo_epi32)
+#endif
+#if defined(SNNCC_X86_AVX2)
+SNNCC_DW_X86(avx2, __attribute__((target("avx2"))), __m256i, 8, SNNCC_Y_LOADX, SNNCC_Y_LOAD, SNNCC_Y_STORE,
+             _mm256_add_epi32, _mm256_mullo_epi32)
+#endif
+
+void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
+                     const int32_t *bias, int8_t *scratch)
+{
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    const int level = x86_level();
+    if (level > 0) {
+        const int8_t *wt = weight_slice(w, 0, p->k_h * p->k_w * p->out_c, p->wbits, scratch);
+#if defined(SNNCC_X86_AVX512)
+        if (level == 2) {
+            dwconv_avx512(p, x, y, wt, bias);
+            return;
+        }
+#endif
+#if defined(SNNCC_X86_AVX2)
+        if (level == 1) {
+            dwconv_avx2(p, x, y, wt, bias);
+            return;
+        }
+#endif
+    }
+#endif
+    {
+        SNNCC_DWCONV_BODY()
+    }
+}
 
 void snncc_affine_i8(const int8_t *x, int32_t *y, const int32_t *scale, const int32_t *shift,
                      int32_t outer, int32_t channels, int32_t inner)
@@ -1225,6 +1602,40 @@ static void neuron_fast_c(const snncc_neuron_t *p, const int32_t *cur, int32_t *
     }
 }
 
+/* Cores without SIMD (Cortex-M, -DSNNCC_NO_SIMD; SNNCC_SCALAR_NEURON in the header):
+ * one element at a time, counting the thresholds k * theta it reaches with an early exit,
+ * so a silent neuron costs one comparison.  No table: the schedule passes thr as NULL
+ * (SNNCC_NEURON_THR), so --gc-sections drops it from flash. */
+#if defined(SNNCC_SCALAR_NEURON)
+static void neuron_fast_scalar(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
+                               const int32_t *theta, const int32_t *v_init, int8_t *z)
+{
+    const int32_t n = p->outer * p->channels, ch = p->channels, vmin = p->vmin, vmax = p->vmax;
+    const int32_t lo = p->is_signed ? -p->levels : 0, steps = p->levels - lo;
+    const int32_t mask = (int32_t) - ((int64_t)1 << p->shift); /* two's complement: floor to 2^k */
+    int32_t i, c = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t th_c = theta[c];
+        int32_t t = (v != 0 ? v[i] : v_init[c]) + cur[i], k = 0, th = (lo + 1) * th_c;
+        t = t < vmin ? vmin : t;
+        t = t > vmax ? vmax : t;
+        while (t >= th) { /* th = (lo + 1 + k) * theta, k < steps: fits int32 (memory plan) */
+            if (++k == steps) {
+                break;
+            }
+            th += th_c;
+        }
+        z[i] = (int8_t)(lo + k);
+        if (v != 0) {
+            v[i] = (t - (lo + k) * th_c) & mask;
+        }
+        if (++c == ch) {
+            c = 0;
+        }
+    }
+}
+#endif
+
 /* SIMD neurons: a chunk of channels at a time (outer loop), so that its thresholds stay
  * in registers over the pixels (inner loop).  At most SNNCC_FAST_STEPS threshold steps
  * (the memory plan's limit for this kernel); more take the portable code. */
@@ -1334,6 +1745,11 @@ void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
         neuron_fast_avx2(p, cur, v, theta, v_init, thr, z);
         return;
     }
+#endif
+#if defined(SNNCC_SCALAR_NEURON)
+    (void)thr;
+    neuron_fast_scalar(p, cur, v, theta, v_init, z);
+    return;
 #endif
     neuron_fast_c(p, cur, v, theta, v_init, thr, z, 0);
 }
@@ -1515,4 +1931,81 @@ void snncc_accum_i32(int32_t *acc, const int32_t *y, int32_t h, int32_t w, int32
 void snncc_accum_i8(int32_t *acc, const int8_t *y, int32_t h, int32_t w, int32_t c, int first)
 {
     SNNCC_ACCUM_BODY()
+}
+
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+/*
+ * Packed weights on x86-64: unpacked per call on the stack into the int8 block layout
+ * (and, for signed input, the offset bias row bias - 128 * sum(W), wrapping like the
+ * kernels' int32 lanes), then the int8 SIMD kernels.  Returns 0 (nothing done) when the
+ * CPU has neither level, in_c is not a multiple of 4, or the weights exceed the buffer.
+ */
+#define SNNCC_UNPACK_BYTES 32768
+#define SNNCC_UNPACK_OUT 1024
+static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                      const int32_t *bias, int sparse)
+{
+    int8_t wt[SNNCC_UNPACK_BYTES];
+    int32_t bb[2 * SNNCC_UNPACK_OUT];
+    const int32_t o16 = (p->out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
+    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 8 / bits;
+    const int32_t fmask = (1 << bits) - 1, half = 1 << (bits - 1), rowbytes = o16 * bits / 2;
+    snncc_conv_t p8 = *p;
+    int32_t r, o, i;
+    if (x86_level() == 0 || p->in_c % 4 != 0 || rows * o16 * 4 > SNNCC_UNPACK_BYTES || o16 > SNNCC_UNPACK_OUT) {
+        return 0;
+    }
+    for (o = 0; o < o16; ++o) {
+        const int32_t k = o % per, shift = 8 - bits * (1 + k);
+        uint32_t sum = 0;
+        for (r = 0; r < rows; ++r) {
+            const uint8_t *wb = w + r * rowbytes + (o / per) * 4;
+            for (i = 0; i < 4; ++i) {
+                const int32_t f = (wb[i] >> shift) & fmask;
+                const int8_t v = (int8_t)((k == 0 ? (f ^ half) : f) - half);
+                wt[(r * o16 + o) * 4 + i] = v;
+                sum += (uint32_t)(int32_t)v;
+            }
+        }
+        bb[o] = bias[o];
+        bb[o16 + o] = (int32_t)((uint32_t)bias[o] - 128u * sum);
+    }
+    p8.wbits = 8;
+    snncc_conv_block_i8(&p8, x, y, wt, bb, sparse);
+    return 1;
+}
+#endif
+
+/* Packed 4- and 2-bit block convs (separate entry points: a build links only the widths
+ * its model uses). */
+void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    (void)sparse; /* silent quads are always skipped */
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    if (packed_x86(p, x, y, w, bias, sparse)) {
+        return;
+    }
+#endif
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list4);
+#else
+    conv_block_packed_c(p, x, y, w, bias);
+#endif
+}
+
+void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    (void)sparse;
+#if defined(SNNCC_X86_AVX512) || defined(SNNCC_X86_AVX2)
+    if (packed_x86(p, x, y, w, bias, sparse)) {
+        return;
+    }
+#endif
+#if defined(SNNCC_ARM_DSP)
+    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list2);
+#else
+    conv_block_packed_c(p, x, y, w, bias);
+#endif
 }

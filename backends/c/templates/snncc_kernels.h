@@ -57,7 +57,8 @@ typedef struct {
 } snncc_neuron_t;
 
 /* The kernels this build runs on this CPU: "avx512vnni" or "avx2" (x86-64 with GCC or
- * Clang, chosen at run time), "sse2" (other x86-64 builds), "c" (portable C99). */
+ * Clang, chosen at run time), "sse2" (other x86-64 builds), "arm-dsp" (Arm cores with the
+ * DSP extension: SMLAD block convs), "c" (portable C99). */
 const char *snncc_simd(void);
 
 /* Unpack n packed weights of `bits` (2 or 4) storage bits into int8. */
@@ -80,6 +81,16 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
  * slower than the dense kernel (AVX-512 VNNI; AVX2 below 32 output channels) ignore it. */
 #define SNNCC_OBLOCK 16
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse);
+/* Block convs with 4- or 2-bit weights (group 1): the block layout's rows [ky][kx][c/4]
+ * (C padded to a multiple of 4, no offset row, no x86 SIMD), each row the o16 output
+ * channels in 32-bit words of 8 / wbits outputs: byte i of a word holds the weight of
+ * input channel 4 * (c/4) + i for each of its outputs in wbits-bit fields, the word's
+ * first output in the top field (two's complement), the others below it offset binary
+ * (w + 2^(wbits-1)).  Silent quads are skipped. */
+void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                         const int32_t *bias, int sparse);
+void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
                          const int32_t *bias, int sparse);
 /* Depthwise conv (group == in_c == out_c), gather over contiguous channels. */
 void snncc_dwconv_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const void *w,
@@ -106,10 +117,20 @@ void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
 void snncc_sumpool_i8(const snncc_pool_t *p, const int8_t *x, int32_t *y);
 void snncc_sumpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y);
 
+/* Builds without SIMD (Cortex-M, -DSNNCC_NO_SIMD) count thresholds one element at a time
+ * from theta, without the table: the schedule passes SNNCC_NEURON_THR(table), NULL there. */
+#if defined(SNNCC_NO_SIMD) || !(defined(__SSE2__) || defined(__ARM_NEON) || defined(__ARM_NEON__))
+#define SNNCC_SCALAR_NEURON 1
+#define SNNCC_NEURON_THR(table) ((const int32_t *)0)
+#else
+#define SNNCC_NEURON_THR(table) (table)
+#endif
+
 /* One timestep of a neuron population stored [outer][channels] (inner == 1) whose
  * sums provably fit int32 (range analysis): z by comparing v against the per-channel
  * table thr[k][c] = (k + lo + 1) * theta[c], k < N - lo (lo = 0, or -N if signed),
- * which vectorizes; no division.  v == NULL: single timestep from v_init. */
+ * which vectorizes; no division (thr NULL in scalar builds: see above).  v == NULL: single
+ * timestep from v_init. */
 void snncc_neuron_fast(const snncc_neuron_t *p, const int32_t *cur, int32_t *v,
                        const int32_t *theta, const int32_t *v_init, const int32_t *thr, int8_t *z);
 /* Membrane initialisation: v = v_init[c]. */
