@@ -62,11 +62,15 @@ def onnxruntime_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
     from snncc.sim.float_runtime import run_graph
+    from snncc.verify_parts import CHUNK
 
-    ref = onnxruntime_outputs(model_path, x).reshape(len(x), -1).astype(np.float64)
-    ours = run_graph(graph, x)[graph.outputs[0]].reshape(len(x), -1).astype(np.float64)
-    scale = max(float(np.abs(ref).max()), 1e-12)
-    err = float(np.abs(ours - ref).max())
+    scale, err = 1e-12, 0.0
+    for start in range(0, len(x), CHUNK):  # chunks: memory stays flat on a 10,000-image set
+        xc = x[start:start + CHUNK]
+        ref = onnxruntime_outputs(model_path, xc).reshape(len(xc), -1).astype(np.float64)
+        ours = run_graph(graph, xc)[graph.outputs[0]].reshape(len(xc), -1).astype(np.float64)
+        scale = max(scale, float(np.abs(ref).max()))
+        err = max(err, float(np.abs(ours - ref).max()))
     ok = err <= ORT_RTOL * scale + ORT_ATOL
     return Rung("onnxruntime ~ float IR", ok, f"max |diff| {err:.3g} (allowed {ORT_RTOL * scale + ORT_ATOL:.3g})")
 
@@ -79,18 +83,23 @@ def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
         return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
     if ann_graph is None:
         return Rung("quantized ANN == float SNN", True, "skipped: no pass turned a float graph into the SNN")
-    expected = quantized_ann_levels(ann_graph, snn_graph, x)
-    neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
-    sim = simulate(snn_graph, x, capture=neurons, activity=False)
-    table, total, wrong = [], 0, 0
-    for name in neurons:
-        got = sim.captured[name]
-        want = expected[name].reshape(got.shape)
-        bad = int(np.count_nonzero(got != want))
-        total += got.size
-        wrong += bad
-        if bad:
-            table.append((name, f"{bad}/{got.size} levels differ"))
+    from snncc.verify_parts import CHUNK
+
+    bad_by_layer: dict[str, list[int]] = {}  # name -> [mismatches, levels]
+    for start in range(0, len(x), CHUNK):  # chunks: every neuron's levels are captured
+        xc = x[start:start + CHUNK]
+        expected = quantized_ann_levels(ann_graph, snn_graph, xc)
+        neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
+        sim = simulate(snn_graph, xc, capture=neurons, activity=False)
+        for name in neurons:
+            got = sim.captured[name]
+            counts = bad_by_layer.setdefault(name, [0, 0])
+            counts[0] += int(np.count_nonzero(got != expected[name].reshape(got.shape)))
+            counts[1] += got.size
+    neurons = list(bad_by_layer)
+    total = sum(size for _, size in bad_by_layer.values())
+    wrong = sum(bad for bad, _ in bad_by_layer.values())
+    table = [(name, f"{bad}/{size} levels differ") for name, (bad, size) in bad_by_layer.items() if bad]
     return Rung("quantized ANN == float SNN", wrong == 0,
                 f"{len(neurons)} neuron layers, {total} levels, {wrong} mismatches", table)
 
@@ -176,8 +185,10 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
                                  **target_options))
 
     from snncc.sim.float_runtime import run_graph
+    from snncc.verify_parts import CHUNK
 
-    ann = run_graph(result.float_graph, x)[result.float_graph.outputs[0]].reshape(len(x), -1)
+    ann = np.concatenate([run_graph(result.float_graph, x[i:i + CHUNK])[result.float_graph.outputs[0]]
+                          .reshape(len(x[i:i + CHUNK]), -1) for i in range(0, len(x), CHUNK)])
     agreement = float(np.mean(ann.argmax(1) == int_logits.argmax(1)))
     summary = [f"top-1 agreement ANN vs integer SNN: {agreement:.4f} on {len(x)} samples of {where}"]
     drop, measure = (1.0 - agreement) * 100.0, "top-1 agreement with the ANN"
