@@ -145,7 +145,14 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
         raise SnnccError(f"option --calib: data has samples of shape {list(data.input_shape)}, "
                          f"but the model input is {list(want)}")
     graph = graph.copy()
-    names = calibrated_values(graph)
+    graph.stats.update(collect_stats(graph, options, data, calibrated_values(graph)))
+    graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
+    return graph
+
+
+def collect_stats(graph: Graph, options: CompileOptions, data, names: list[str]) -> dict:
+    """Statistics of the values ``names`` of ``graph`` over ``data`` (``prune`` re-runs this
+    for the values whose inputs it changed); notes go to ``graph.meta``."""
     kinds = _kinds(graph)
     seed = int(options.seed)
     reservoir = resources.reservoir_size(graph, names, options)
@@ -164,9 +171,7 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
                                  reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
     for xb, _ in data.batches(batch, progress="calibrate"):
         run_graph(graph, xb, on_value=on_value)
-    graph.stats.update({v: acc[v].result(kinds.get(v, "add")) for v in names})
-    graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
-    return graph
+    return {v: acc[v].result(kinds.get(v, "add")) for v in names}
 
 
 def _channels(graph: Graph, value: str) -> int:
