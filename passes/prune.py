@@ -252,7 +252,7 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
             w = np.asarray(p["weight"])
             if x in keep and not ops.depthwise(node):
                 gone = np.setdiff1d(np.arange(w.shape[1]), keep[x])
-                n, exact = _fold(node, gone, m.lo.get(x) if m else None, m.hi.get(x) if m else None)
+                n, exact = _fold(node, gone, m, x)
                 folded += n
                 if not exact:
                     changed.append(node.name)
@@ -279,14 +279,18 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
     return folded, changed
 
 
-def _fold(node, gone: np.ndarray, lo, hi) -> tuple[int, bool]:
-    """Fold the removed input channels ``gone`` of ``node`` that are constant into its bias.
+def _fold(node, gone: np.ndarray, m, x: str) -> tuple[int, bool]:
+    """Fold the removed input channels ``gone`` of ``node`` into its bias.
 
-    Returns (channels folded, whether every removed channel was zero or folded)."""
+    A channel constant on the data folds exactly (dense; conv without padding and a
+    spatially uniform channel); any other removed channel folds its mean, so that the
+    reader's mean current is kept (exact only in the mean).  Returns (constants folded,
+    whether every removed channel was zero or folded exactly)."""
     if not len(gone):
         return 0, True
-    if lo is None:
+    if m is None or x not in m.lo:
         return 0, False
+    lo, hi, mean = m.lo[x], m.hi[x], m.mean[x]
     w = np.asarray(node.params["weight"], dtype=np.float64)
     bias = np.asarray(node.params["bias"], dtype=np.float64).copy()
     n, exact = 0, True
@@ -294,14 +298,12 @@ def _fold(node, gone: np.ndarray, lo, hi) -> tuple[int, bool]:
         const = np.array_equal(lo[c], hi[c])
         if const and not np.any(lo[c]):
             continue
-        if const and node.op == "dense":
-            bias += w[:, c] * float(lo[c])
-        elif const and not any(node.attrs["pads"]) and np.ptp(lo[c]) == 0:
-            bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.ravel(lo[c])[0])
+        uniform = node.op == "dense" or (not any(node.attrs["pads"]) and np.ptp(lo[c]) == 0)
+        if const and uniform:
+            n += 1
         else:
             exact = False
-            continue
-        n += 1
+        bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.mean(mean[c]))
     node.params["bias"] = bias.astype(np.asarray(node.params["bias"]).dtype)
     return n, exact
 

@@ -39,6 +39,7 @@ class Measure:
     lo: dict[str, np.ndarray] = field(default_factory=dict)  # value read by conv/dense -> elementwise min
     hi: dict[str, np.ndarray] = field(default_factory=dict)  # ... and max over the samples
     level_sum: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> mean |level| per element
+    mean: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> elementwise mean
 
 
 def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: set[str],
@@ -61,6 +62,7 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
             lo, hi = arr.min(axis=0), arr.max(axis=0)
             m.lo[name] = lo if name not in m.lo else np.minimum(m.lo[name], lo)
             m.hi[name] = hi if name not in m.hi else np.maximum(m.hi[name], hi)
+            m.mean[name] = m.mean.get(name, 0.0) + arr.sum(axis=0, dtype=np.float64)
             theta = site_theta[name]
             if theta is not None:
                 z = np.abs(quantize_levels(arr.astype(np.float64), _per_channel(theta, arr.ndim), n_levels,
@@ -83,6 +85,7 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
         m.samples += len(xb)
     m.scores = {v: sums[v] / max(m.samples, 1) for v in sites} if criterion in ("svs", "mp") else {}
     m.level_sum = {v: s / max(m.samples, 1) for v, s in m.level_sum.items()}
+    m.mean = {v: s / max(m.samples, 1) for v, s in m.mean.items()}
     return m
 
 
@@ -128,9 +131,10 @@ def l1_scores(graph: Graph, thetas: dict[str, np.ndarray]) -> dict[str, np.ndarr
             continue
         w = np.abs(np.asarray(node.params["weight"], dtype=np.float64))
         theta = _source_theta(graph, node.inputs[0], thetas)
-        if theta is not None and not ops.depthwise(node):
-            w = w * theta.reshape((1, -1) + (1,) * (w.ndim - 2))
-        elif theta is not None:
-            w = w * np.repeat(theta, w.shape[0] // len(theta)).reshape((-1,) + (1,) * (w.ndim - 1))
+        if theta is not None:  # group G: output o reads input channels of group o // (O / G)
+            groups = int(node.attrs.get("group", 1))
+            o = w.shape[0]
+            th = theta.reshape(groups, -1)[np.arange(o) // (o // groups)]  # (O, C / G)
+            w = w * th.reshape(th.shape + (1,) * (w.ndim - 2))
         out[node.output] = w.reshape(w.shape[0], -1).sum(axis=1)
     return out

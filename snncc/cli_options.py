@@ -30,6 +30,21 @@ def parse_layer_bits(items) -> dict[str, int]:
     return out
 
 
+def parse_prune_layers(items) -> dict[str, float]:
+    """--prune-layer NAME=R flags -> {name: ratio} (the range is checked by CompileOptions.validate)."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, ratio = item.partition("=")
+        if not sep or not name:
+            raise SnnccError(f"expects NAME=R, got {item!r}", option="prune_layers")
+        try:
+            out[name] = float(ratio)
+        except ValueError:
+            raise SnnccError(f"{name}: R must be a number in [0, 1), got {ratio!r}", option="prune_layers",
+                             key=name) from None
+    return out
+
+
 def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
     """Record where the options came from: an error caused by a config-file value then
     names the file and key (the CLI root reads this, see ``cli._Group.invoke``)."""
