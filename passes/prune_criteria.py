@@ -38,7 +38,7 @@ class Measure:
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # site value -> per-channel score
     lo: dict[str, np.ndarray] = field(default_factory=dict)  # value read by conv/dense -> elementwise min
     hi: dict[str, np.ndarray] = field(default_factory=dict)  # ... and max over the samples
-    level_sum: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> mean |level| per element
+    level_sum: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> non-zero level rate
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> elementwise mean
 
 
@@ -65,9 +65,8 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
             m.mean[name] = m.mean.get(name, 0.0) + arr.sum(axis=0, dtype=np.float64)
             theta = site_theta[name]
             if theta is not None:
-                z = np.abs(quantize_levels(arr.astype(np.float64), _per_channel(theta, arr.ndim), n_levels,
-                                           name in signed))
-                m.level_sum[name] = m.level_sum.get(name, 0.0) + z.sum(axis=0)
+                z = quantize_levels(arr.astype(np.float64), _per_channel(theta, arr.ndim), n_levels, name in signed)
+                m.level_sum[name] = m.level_sum.get(name, 0.0) + (z != 0).sum(axis=0)
 
     batch = resources.batch_size(graph, options, itemsize=4, copies=2)
     for xb, _ in data.batches(batch, progress="prune"):

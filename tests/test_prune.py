@@ -1,0 +1,120 @@
+"""The prune pass: dependency groups on residual, concat, depthwise and shuffle nets, exact
+removal of dead channels, ratio 0 as the identity, bit-exact C after pruning, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from c_graphs import sample_inputs
+from click.testing import CliRunner
+
+from snncc.backends.c.emit import emit_c
+from snncc.backends.c.verify_c import build_host, compare_c
+from snncc.calib_data import load_calib
+from snncc.cli import cli
+from snncc.frontend.onnx_import import load_onnx
+from snncc.options import CompileOptions
+from snncc.pass_manager import run_pipeline
+from snncc.passes import DEFAULT_PIPELINE, prune
+from snncc.sim.float_runtime import run_graph
+
+FAST = {"threshold_search": "none", "bias_correction": False}
+# residual (add joins), concat offsets, depthwise + linear bottleneck, channel shuffle + grouped conv
+STRUCTURES = ["resnet20", "concat_net", "mobilenetv2_block", "ops_net"]
+
+
+def _calibrated(zoo_onnx, name, n=8, kill=True, **opts):
+    """The calibrated float IR of a zoo model; with ``kill``, channel 0 of every second conv
+    gets a large negative bias, so that its ReLU is dead on every sample (a non-vacuous test)."""
+    graph = load_onnx(zoo_onnx(name))
+    shape = graph.values[graph.inputs[0]].shape
+    options = CompileOptions(**FAST, **opts)
+    options.calib_data = load_calib(np.random.default_rng(0).standard_normal((n,) + shape).astype(np.float32), shape)
+    graph = run_pipeline(graph, ["canonicalize"], options, echo=lambda s: None)
+    if kill:
+        convs = [nd for nd in graph.nodes if nd.op == "conv" and int(nd.attrs["group"]) == 1]
+        for nd in convs[::2]:
+            nd.params["bias"] = np.asarray(nd.params["bias"]).copy()
+            nd.params["bias"][0] = -1e4
+    return run_pipeline(graph, ["calibrate"], options, echo=lambda s: None), options
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_dead_removal_is_exact_on_every_structure(zoo_onnx, name):
+    graph, options = _calibrated(zoo_onnx, name)
+    options.prune_criterion = "dead"
+    pruned = prune.run(graph, options)
+    pruned.verify()
+    rec = pruned.meta["prune"]
+    assert rec["groups"]["removed"] > 0 and rec["exact"], rec["groups"]
+    assert rec["params"]["after"] < rec["params"]["before"]
+    x = options.calib_data.take(options.calib_data.n)
+    ref = run_graph(graph, x, dtype=np.float64)[graph.outputs[0]]
+    got = run_graph(pruned, x, dtype=np.float64)[pruned.outputs[0]]
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # folded constants: float32 biases
+
+
+def test_ratio_zero_is_the_identity(zoo_onnx):
+    graph, options = _calibrated(zoo_onnx, "resnet20", kill=False)
+    options.prune = 0.0
+    assert prune.run(graph, options) is graph
+    assert "prune" not in graph.meta
+
+
+def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
+    graph, options = _calibrated(zoo_onnx, "resnet20", kill=False)
+    options.prune = 0.5
+    pruned = prune.run(graph, options)
+    pruned.verify()  # shapes agree at every join
+    for node in pruned.nodes:
+        if node.op == "add":
+            assert len({pruned.shape(v) for v in node.inputs}) == 1
+    layers = {row["name"]: row for row in pruned.meta["prune"]["layers"]}
+    assert any(r["out_channels_after"] < r["out_channels_before"] for r in layers.values())
+    assert all(r["out_channels_after"] >= 1 for r in layers.values())
+    last = [nd for nd in graph.nodes if nd.op in ("conv", "dense")][-1]
+    assert layers[last.name]["out_channels_after"] == layers[last.name]["out_channels_before"]
+
+
+@pytest.mark.parametrize("name,crit", [("resnet20", "l1"), ("concat_net", "svs"), ("mobilenetv2_block", "mp"),
+                                       ("ops_net", "l1")])
+def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit):
+    graph, options = _calibrated(zoo_onnx, name, n=16, kill=False, levels=2, timesteps=2, weight_bits=4)
+    options.prune, options.prune_criterion = 0.3, crit
+    names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
+    int_graph = run_pipeline(graph, names, options, echo=lambda s: None)
+    assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(int_graph, out)
+    x = sample_inputs(graph.values[graph.inputs[0]].shape, n=20)
+    res = compare_c(int_graph, out, x, exe=build_host(out, sanitize=True))
+    assert res.ok, res.summary()
+
+
+def _compile(tmp_path, *args):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["compile", "examples/digits/digits_cnn.onnx", "--calib",
+                                   "examples/digits/digits_calib.npz", "-o", str(out), *args])
+    return res, out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--prune", "1.0"], "option --prune must be a fraction in [0, 1), got 1.0"),
+    (["--prune", "-0.1"], "option --prune must be a fraction in [0, 1)"),
+    (["--prune-layer", "/3/Conv=1.5"], "option --prune-layer /3/Conv: must be a fraction in [0, 1)"),
+    (["--prune-layer", "nosuch=0.3"], "option --prune-layer: unknown layer 'nosuch'"),
+    (["--prune-layer", "/12/Gemm=0.3"], "cannot be pruned"),
+    (["--prune-target-params", "10"], "below the smallest reachable size, 50 parameters"),
+    (["--prune-target-flash", "10"], "below the smallest reachable size"),
+    (["--prune-criterion", "random"], "option --prune-criterion"),
+    (["--prune", "0.3", "--prune-criterion", "svs", "--calib", "random"], "needs calibration data"),
+    (["--prune-criterion", "dead", "--calib", "random"], "needs calibration data"),
+])
+def test_bad_prune_input(tmp_path, args, fragment):
+    res, out = _compile(tmp_path, *args)
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], res.output
+    assert "Traceback" not in res.output
+    assert not out.exists()
