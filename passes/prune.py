@@ -44,7 +44,7 @@ from snncc.passes import prune_groups
 from snncc.passes.calibrate import collect_stats
 from snncc.passes.convert import initial_thresholds
 from snncc.passes.convert_plan import calibrated_values, plan
-from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure
+from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure, snn_alive
 from snncc.passes.quantize import layer_names, resolve_layer_bits
 from snncc.passes.residual import value_graph
 
@@ -82,7 +82,8 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
     thetas, _ = initial_thresholds(g, p, options)
     cols = sorted(groups.columns)
     m = measure(g, data, options, thetas, set(p.signed_sites), cols, crit) if data is not None else None
-    exact = [_exact(g, groups, gr, m) for gr in groups.groups]
+    alive = snn_alive(g, options, data) if crit == "dead" else {}
+    exact = [_exact(g, groups, gr, m, alive) for gr in groups.groups]
     raw = _raw_scores(g, crit, thetas, m)
     importance, scored = _importance(groups, raw)
     sizes = _Sizes(g, options, thetas)
@@ -211,9 +212,12 @@ def _importance(groups: prune_groups.Groups, raw: dict[str, np.ndarray]) -> tupl
     return imp, count
 
 
-def _exact(g: Graph, groups: prune_groups.Groups, gr: prune_groups.Group, m) -> bool:
-    """Removing ``gr`` leaves every reader's current unchanged on the calibration data."""
+def _exact(g: Graph, groups: prune_groups.Groups, gr: prune_groups.Group, m, alive: dict) -> bool:
+    """Removing ``gr`` leaves every reader's current unchanged on the calibration data
+    (and, with ``alive`` from the SNNs, no removed neuron ever fires there)."""
     if m is None:
+        return False
+    if any(v in alive and alive[v][c] for v, c in gr.members):
         return False
     for v, c in gr.members:
         if v not in groups.columns:

@@ -137,3 +137,43 @@ def l1_scores(graph: Graph, thetas: dict[str, np.ndarray]) -> dict[str, np.ndarr
             w = w * th.reshape(th.shape + (1,) * (w.ndim - 2))
         out[node.output] = w.reshape(w.shape[0], -1).sum(axis=1)
     return out
+
+
+def snn_alive(graph: Graph, options, data) -> dict[str, np.ndarray]:
+    """Per ANN value of ``graph`` that becomes a neuron: True for each channel that emits a
+    non-zero level, in the float or the integer SNN, on some calibration sample.
+
+    ``dead`` needs it: a channel that is zero in the ANN may still fire in the SNN (its
+    inputs carry quantization error), and then removing it is not exact.  It compiles the
+    unpruned graph once (residual, convert, quantize) and simulates both SNNs.
+    """
+    from snncc.passes import convert, quantize, residual
+    from snncc.sim.int_runtime import quantize_input, run_int_levels
+    from snncc.sim.snn_sim import simulate
+
+    ann = residual.run(graph, options)
+    snn = convert.run(ann, options)
+    ints = quantize.run(snn, options)
+    neurons = [n for n in snn.nodes if n.op == "neuron"]
+    prod = ann.producers()
+
+    def home(value: str) -> str | None:  # a barrier ReLU (added by residual) stands for the add it follows
+        while value is not None and value not in graph.values:
+            node = prod.get(value)
+            value = node.inputs[0] if node is not None and node.inputs else None
+        return value
+
+    alive: dict[str, np.ndarray] = {}
+    batch = resources.batch_size(snn, options, copies=3)
+    for xb, _ in data.batches(batch, progress="prune (dead)"):
+        sim = simulate(snn, np.asarray(xb, np.float64), capture=[n.name for n in neurons], batch_size=batch,
+                       activity=False)
+        _, stats = run_int_levels(ints, quantize_input(ints, xb))
+        for n in neurons:
+            v = home(n.attrs.get("ann_value") or "")
+            if v is None or tuple(graph.shape(v)) != tuple(snn.shape(n.output)):
+                continue
+            hit = np.abs(sim.captured[n.name]) + np.abs(stats[n.name]["levels"])
+            hit = hit.reshape(len(xb), hit.shape[1], -1).max(axis=(0, 2)) > 0
+            alive[v] = hit if v not in alive else alive[v] | hit
+    return alive
