@@ -97,6 +97,10 @@ def run(graph: Graph, options: CompileOptions) -> Graph:
               "exact": all(exact[i] for i in removed),
               "histograms": _histograms(g, groups, importance, removed, crit)}
     shapes_before = _layer_channels(g)
+    # quantize's step search sizes its grid by these (so exact removal changes nothing there)
+    report["weight_shapes_before"] = {n.name: [int(n.params["weight"].shape[0]),
+                                               int(np.prod(n.params["weight"].shape[1:]))]
+                                      for n in g.nodes if n.op in ops.WEIGHTED}
     sops_before = _sops(g, groups, m, None)
     keep = _keep(g, groups, removed)
     folded, changed = _apply(g, groups, keep, m)

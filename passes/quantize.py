@@ -511,7 +511,8 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
         if node.op in ops.WEIGHTED:
             members[node.name] = (_real_weights(node, domains, s_x), sc.node_roots(node),
                                   weight_quant.qmax(bits[node.name]))
-    sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
+    sizes = {k: tuple(v) for k, v in g.meta.get("prune", {}).get("weight_shapes_before", {}).items()}
+    sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask(), sizes=sizes)
     if changed:
         g.meta.setdefault("notes", []).append(
             f"quantize: step search coarsened {changed} channel scale(s) to lower the current error")

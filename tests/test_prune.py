@@ -17,6 +17,7 @@ from snncc.options import CompileOptions
 from snncc.pass_manager import run_pipeline
 from snncc.passes import DEFAULT_PIPELINE, prune
 from snncc.sim.float_runtime import run_graph
+from snncc.sim.int_runtime import quantize_input, run_int
 
 FAST = {"threshold_search": "none", "bias_correction": False}
 # residual (add joins), concat offsets, depthwise + linear bottleneck, channel shuffle + grouped conv
@@ -52,6 +53,28 @@ def test_dead_removal_is_exact_on_every_structure(zoo_onnx, name):
     ref = run_graph(graph, x, dtype=np.float64)[graph.outputs[0]]
     got = run_graph(pruned, x, dtype=np.float64)[pruned.outputs[0]]
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # folded constants: float32 biases
+
+
+DEAD_CASES = [("lenet", {}), ("vgg_small", {"levels": 2, "timesteps": 4, "weight_bits": 4}), ("resnet20", {}),
+              ("concat_net", {"levels": 1, "timesteps": 4, "weight_bits": 2}), ("mobilenetv2_block", {}),
+              ("ops_net", {}), ("sew_resnet", {"levels": 2, "timesteps": 4, "residual": "sew"}),
+              ("preact_resnet", {"levels": 2, "timesteps": 3, "weight_bits": 4})]
+
+
+@pytest.mark.parametrize("name,opts", DEAD_CASES, ids=[c[0] for c in DEAD_CASES])
+def test_dead_pruning_gives_bit_identical_integer_outputs(zoo_onnx, name, opts):
+    """The whole compile (thresholds, bias correction, GPTQ, step search) with --prune-criterion
+    dead gives the integer SNN of the unpruned compile, bit for bit, on the calibration data."""
+    graph, options = _calibrated(zoo_onnx, name, n=8, **opts)
+    rest = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
+    options.threshold_search, options.bias_correction = "output", True
+    ref = run_pipeline(graph, rest, options, echo=lambda s: None)
+    options.prune_criterion = "dead"
+    got = run_pipeline(graph, rest, options, echo=lambda s: None)
+    assert got.meta["prune"]["groups"]["removed"] > 0
+    x = options.calib_data.take(options.calib_data.n)
+    np.testing.assert_array_equal(run_int(got, quantize_input(got, x))[got.outputs[0]],
+                                  run_int(ref, quantize_input(ref, x))[ref.outputs[0]])
 
 
 def test_ratio_zero_is_the_identity(zoo_onnx):
