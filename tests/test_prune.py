@@ -142,3 +142,33 @@ def test_bad_prune_input(tmp_path, args, fragment):
     assert len(errors) == 1 and fragment in errors[0], res.output
     assert "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_toml_prune_section(tmp_path):
+    from snncc.config import load_config
+    from snncc.errors import SnnccError
+
+    path = tmp_path / "snncc.toml"
+    path.write_text('[prune]\nprune = 0.2\nprune_criterion = "mp"\n[prune.prune_layers]\n"/3/Conv" = 0.5\n')
+    over = load_config(path)
+    assert over == {"prune": 0.2, "prune_criterion": "mp", "prune_layers": {"/3/Conv": 0.5}}
+    path.write_text('[prune.prune_layers]\n"/3/Conv" = 1.5\n')
+    with pytest.raises(SnnccError, match=r"prune\.prune_layers\./3/Conv.*fraction in \[0, 1\)"):
+        load_config(path)
+
+
+def test_reports_show_the_pruning():
+    from snncc.html_report import render_html
+    from snncc.text_report import format_summary
+
+    report = {"model": "m", "prune": {
+        "criterion": "l1", "exact": False, "groups": {"prunable": 10, "removed": 3},
+        "params": {"before": 100, "after": 70}, "flash_bytes_estimate": {"before": 500, "after": 350},
+        "sops_estimate": {"before": 10.0, "after": 7.0}, "sops_measured": 6.5,
+        "layers": [{"name": "conv1", "op": "conv", "out_channels_before": 8, "out_channels_after": 5}],
+        "histograms": [{"layer": "conv1", "criterion": "l1", "edges": [0.0, 0.5, 1.0], "counts": [4, 4],
+                        "removed_counts": [3, 0]}]}}
+    text = format_summary(report)
+    assert "removed 3 of 10 channel groups" in text and "8 -> 5" in text and "params 100 -> 70" in text
+    page = render_html(report)
+    assert "Pruning" in page and page.count("data:image/png") >= 1
