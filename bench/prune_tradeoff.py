@@ -78,7 +78,7 @@ def c_row(graph, calib_x, x_te, iters, work: Path, label: str) -> dict:
     return {"flash": c_memory(graph, rates)["weight_bytes"], "c_ns": run_host(exe, x_q, bench_iters=iters)[1]["cpu_ns"]}
 
 
-def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work) -> None:
+def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, **extra) -> None:
     ann = load_onnx(onnx_path)
     ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
     ort_ns = time_ort(onnx_path, x_te.astype(np.float32), iters)["cpu_ns"]
@@ -89,7 +89,7 @@ def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work) -> None:
     runs = [("none", 0.0)] + [(c, r) for c in CRITERIA for r in RATIOS]
     for crit, ratio in runs:
         opts = {} if crit == "none" else {"prune": ratio, "prune_criterion": crit}
-        graph, _ = compile_graph(onnx_path, calib_x, **opts)
+        graph, _ = compile_graph(onnx_path, calib_x, **opts, **extra)
         row = c_row(graph, calib_x, x_te, iters, work, f"{label}_{crit}_{ratio}")
         print(f"| {crit} | {ratio} | {100 * int_accuracy(graph, x_te, y_te):.2f}% | {params(graph)} | "
               f"{row['flash']} | {row['c_ns'] / 1e3:.2f} | {ort_ns / row['c_ns']:.2f} |", flush=True)
@@ -160,7 +160,11 @@ def main() -> None:
             sweep("digits CNN", cnn, calib, x_te, y_te, args.iters, work)
         if args.only in (None, "resnet"):
             onnx_path, rcalib, _ = trained_resnet20_digits(work)
-            sweep("digits ResNet-20", onnx_path, rcalib, x_te, y_te, args.iters, work)
+            # nearest weight rounding (no GPTQ, no step search): 16 compiles of a 271k-weight model
+            # with GPTQ took ~2.5 min each on the shared machine
+            print("\n(digits ResNet-20 rows: --weight-rounding nearest, 128 calibration samples)")
+            sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work,
+                  weight_rounding="nearest")
         if args.only in (None, "compression"):
             compression(cnn, calib, x_te, y_te, work)
         if args.only in (None, "time") and not args.no_compile_time:
