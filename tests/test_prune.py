@@ -19,7 +19,9 @@ from snncc.passes import DEFAULT_PIPELINE, prune
 from snncc.sim.float_runtime import run_graph
 from snncc.sim.int_runtime import quantize_input, run_int
 
-FAST = {"threshold_search": "none", "bias_correction": False}
+# no threshold search, no bias correction, nearest weight rounding: fast compiles (GPTQ and step search
+# run where a test asks for them)
+FAST = {"threshold_search": "none", "bias_correction": False, "weight_rounding": "nearest"}
 # residual (add joins), concat offsets, depthwise + linear bottleneck, channel shuffle + grouped conv
 STRUCTURES = ["resnet20", "concat_net", "mobilenetv2_block", "ops_net"]
 
@@ -29,7 +31,7 @@ def _calibrated(zoo_onnx, name, n=8, kill=True, **opts):
     gets a large negative bias, so that its ReLU is dead on every sample (a non-vacuous test)."""
     graph = load_onnx(zoo_onnx(name))
     shape = graph.values[graph.inputs[0]].shape
-    options = CompileOptions(**FAST, **opts)
+    options = CompileOptions(**{**FAST, **opts})
     options.calib_data = load_calib(np.random.default_rng(0).standard_normal((n,) + shape).astype(np.float32), shape)
     graph = run_pipeline(graph, ["canonicalize"], options, echo=lambda s: None)
     if kill:
@@ -55,8 +57,9 @@ def test_dead_removal_is_exact_on_every_structure(zoo_onnx, name):
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # folded constants: float32 biases
 
 
-DEAD_CASES = [("lenet", {}), ("vgg_small", {"levels": 2, "timesteps": 4, "weight_bits": 4}), ("resnet20", {}),
-              ("concat_net", {"levels": 1, "timesteps": 4, "weight_bits": 2}), ("mobilenetv2_block", {}),
+GPTQ = {"weight_rounding": "gptq"}  # with step search: both must ignore the removed (always zero) inputs
+DEAD_CASES = [("lenet", GPTQ), ("vgg_small", {"levels": 2, "timesteps": 4, "weight_bits": 4}), ("resnet20", {}),
+              ("concat_net", {"levels": 1, "timesteps": 4, "weight_bits": 2, **GPTQ}), ("mobilenetv2_block", {}),
               ("ops_net", {}), ("sew_resnet", {"levels": 2, "timesteps": 4, "residual": "sew"}),
               ("preact_resnet", {"levels": 2, "timesteps": 3, "weight_bits": 4})]
 
