@@ -95,7 +95,7 @@ def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, **extra) -> None:
               f"{row['flash']} | {row['c_ns'] / 1e3:.2f} | {ort_ns / row['c_ns']:.2f} |", flush=True)
 
 
-def compression(onnx_path, calib_x, x_te, y_te, work) -> None:
+def compression(onnx_path, calib_x, x_te, y_te, work, fine_only: bool = False) -> None:
     ann = load_onnx(onnx_path)
     ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
     fp32 = fp32_bytes(onnx_path)
@@ -105,8 +105,15 @@ def compression(onnx_path, calib_x, x_te, y_te, work) -> None:
     print("| criterion | ratio | int SNN acc | drop (points) | C flash (B) | compression |")
     print("|---|---|---|---|---|---|")
     best = None
-    for crit, ratio in [("none", 0.0)] + [(c, r) for c in CRITERIA for r in RATIOS]:
-        opts = dict(four) if crit == "none" else {**four, "prune": ratio, "prune_criterion": crit}
+    base_params = params(compile_graph(onnx_path, calib_x, **four)[0])
+    # uniform ratios, then finer steps: a 5 % ratio, and global budgets of 97 % and 94 % of the parameters
+    runs = [("none", 0.0, {})] + [(c, r, {"prune": r}) for c in CRITERIA for r in (0.05,) + RATIOS]
+    runs += [(c, f"params<={f}", {"prune_target_params": int(f * base_params)}) for c in CRITERIA
+             for f in (0.97, 0.94)]
+    if fine_only:
+        runs = [r for r in runs if r[1] == 0.05 or str(r[1]).startswith("params")]
+    for crit, ratio, extra in runs:
+        opts = dict(four) if crit == "none" else {**four, **extra, "prune_criterion": crit}
         graph, _ = compile_graph(onnx_path, calib_x, **opts)
         acc = int_accuracy(graph, x_te, y_te)
         flash = c_memory(graph)["weight_bytes"]
@@ -147,7 +154,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--r50-size", type=int, default=32)
     ap.add_argument("--no-compile-time", action="store_true")
-    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "time"], default=None)
+    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "time"], default=None)
     args = ap.parse_args()
     import train
 
@@ -165,8 +172,8 @@ def main() -> None:
             print("\n(digits ResNet-20 rows: --weight-rounding nearest, 128 calibration samples)")
             sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work,
                   weight_rounding="nearest")
-        if args.only in (None, "compression"):
-            compression(cnn, calib, x_te, y_te, work)
+        if args.only in (None, "compression", "fine"):
+            compression(cnn, calib, x_te, y_te, work, fine_only=args.only == "fine")
         if args.only in (None, "time") and not args.no_compile_time:
             compile_time(args.r50_size, work)
 
