@@ -362,6 +362,7 @@ class _Sizes:
         if _copy is not None:
             self.__dict__.update(_copy)
             self.kept = dict(_copy["kept"])
+            self._total = list(_copy["_total"])
             return
         self.g = g
         self.kept = {v: int(val.shape[0]) if len(val.shape) else 1 for v, val in g.values.items()}

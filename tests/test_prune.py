@@ -177,3 +177,18 @@ def test_reports_show_the_pruning():
     assert "removed 3 of 10 channel groups" in text and "8 -> 5" in text and "params 100 -> 70" in text
     page = render_html(report)
     assert "Pruning" in page and page.count("data:image/png") >= 1
+
+
+@pytest.mark.parametrize("key", ["prune_target_params", "prune_target_flash"])
+def test_budget_is_met_by_removing_the_least_important_groups(key):
+    graph = load_onnx("examples/digits/digits_cnn.onnx")
+    options = CompileOptions(**FAST)
+    options.calib_data = load_calib(np.load("examples/digits/digits_calib.npz")["x"][:64], (1, 8, 8))
+    graph = run_pipeline(graph, ["canonicalize", "calibrate"], options, echo=lambda s: None)
+    size = "params" if key == "prune_target_params" else "flash_bytes_estimate"
+    before = prune.run(graph, CompileOptions(**FAST, prune=0.01, calib_data=options.calib_data)).meta.get("prune")
+    full = before[size]["before"] if before else None
+    setattr(options, key, int(0.8 * full))
+    rec = prune.run(graph, options).meta["prune"]
+    assert rec[size]["before"] == full and rec[size]["after"] <= int(0.8 * full)
+    assert rec[size]["after"] > int(0.6 * full)  # the least important groups first, and no more than needed
