@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from snncc.passes import calibrate, canonicalize, convert, quantize, residual
+from snncc.passes import calibrate, canonicalize, convert, prune, quantize, residual
 
 PASSES = {
     "canonicalize": canonicalize.run,
     "calibrate": calibrate.run,
+    "prune": prune.run,
     "residual": residual.run,
     "convert": convert.run,
     "quantize": quantize.run,
 }
 
 # The full compile pipeline, in order (passes are added here as they land).
-DEFAULT_PIPELINE = ["canonicalize", "calibrate", "residual", "convert", "quantize"]
+DEFAULT_PIPELINE = ["canonicalize", "calibrate", "prune", "residual", "convert", "quantize"]

@@ -136,7 +136,7 @@ class ChannelStats:
 
 
 def run(graph: Graph, ctx: PassContext) -> Graph:
-    options, data = ctx.options, ctx.calib
+    data = ctx.calib
     if data is None:
         raise SnnccError("option --calib is required: the calibrate pass needs input samples "
                          "(a .npy/.npz, or 'random' for structure tests only)")
@@ -145,7 +145,15 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
         raise SnnccError(f"option --calib: data has samples of shape {list(data.input_shape)}, "
                          f"but the model input is {list(want)}")
     graph = graph.copy()
-    names = calibrated_values(graph)
+    graph.stats.update(collect_stats(graph, ctx, data, calibrated_values(graph)))
+    graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
+    return graph
+
+
+def collect_stats(graph: Graph, ctx: PassContext, data, names: list[str]) -> dict:
+    """Statistics of the values ``names`` of ``graph`` over ``data`` (``prune`` re-runs this
+    for the values whose inputs it changed); notes go to ``ctx``."""
+    options = ctx.options
     kinds = _kinds(graph)
     seed = int(options.seed)
     reservoir = resources.reservoir_size(graph, names, options)
@@ -164,9 +172,7 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
                                  reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
     for xb, _ in data.batches(batch, progress="calibrate"):
         run_graph(graph, xb, on_value=on_value)
-    graph.stats.update({v: acc[v].result(kinds.get(v, "add")) for v in names})
-    graph.meta["calibration"] = {"samples": int(data.n), "source": str(data.source)}
-    return graph
+    return {v: acc[v].result(kinds.get(v, "add")) for v in names}
 
 
 def _channels(graph: Graph, value: str) -> int:

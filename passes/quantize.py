@@ -51,16 +51,15 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     domains = value_domains(g)
     bits = resolve_layer_bits(g, options.weight_bits, options.layer_bits, domains)
     s_x = float(options.input_scale) or input_scale(g)  # a given step keeps integer inputs (event counts) exact
-    scales = _joint_scales(g, domains, bits, s_x, options, notes)
     data = ctx.calib
     rounding = _pick_rounding(g, getattr(options, "weight_rounding", "auto"), notes)
     correct = bool(getattr(options, "bias_correction", True))
-    means, mean_xq, hs = {}, None, {}
+    means, mean_xq, hs, live = {}, None, {}, {}
     if data is not None and (correct or rounding == "gptq"):
         syn = [n for n in g.nodes if n.op in ops.SYNAPTIC]
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
-            centred=correct, seed=int(options.seed),
+            centred=correct, seed=int(options.seed), live=live,
             # the run captures every synaptic input for the whole batch, and keeps a copy divided by T
             batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH,
                                        kept=sorted({n.inputs[0] for n in syn}) * 2))
@@ -73,6 +72,7 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     elif rounding == "gptq" or correct:
         notes.append("quantize: no calibration data: nearest weight rounding, "
                                               "no step search, no bias correction")
+    scales = _joint_scales(g, domains, bits, s_x, options, notes, live)
     if hs and getattr(options, "step_search", True):
         _search_steps(g, domains, bits, s_x, scales, hs, notes)
     elif getattr(options, "step_search", True) and data is not None and rounding == "nearest":
@@ -413,19 +413,28 @@ def _real_weights(node: Node, domains: dict[str, str], s_x: float) -> np.ndarray
 
 
 def _own_step(node: Node, domains: dict[str, str], bits: dict[str, int], s_x: float,
-              options: CompileOptions) -> np.ndarray:
-    """The weight quantizer's per-channel step of a conv/dense node on its own."""
-    return weight_quant.channel_scales(_real_weights(node, domains, s_x), bits[node.name], options.weight_quantizer)
+              options: CompileOptions, live: dict | None = None) -> np.ndarray:
+    """The weight quantizer's per-channel step of a conv/dense node on its own.
+
+    Weight columns that read an input channel that is zero on every calibration sample
+    (``live``) never carry current there: they do not set the step, so removing such a
+    channel (``prune --prune-criterion dead``) leaves the step unchanged."""
+    w = _real_weights(node, domains, s_x)
+    mask = (live or {}).get(node.inputs[0])
+    if mask is not None and not mask.all() and mask.any() and int(node.attrs.get("group", 1)) == 1 \
+            and len(mask) == w.shape[1]:
+        w = w[:, mask]
+    return weight_quant.channel_scales(w, bits[node.name], options.weight_quantizer)
 
 
 def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: float,
-                  options: CompileOptions, notes: list[str]) -> _Scales:
+                  options: CompileOptions, notes: list[str], live: dict | None = None) -> _Scales:
     """Per-channel current steps by class.  Where an affine reads a current (a
     pre-activation stream) this may first insert rescale affines into ``g`` (and
     ``domains``) behind coarse join branches (passes/current_affine.py)."""
     cur = current_affine.current_affines(g, domains)
     if cur:
-        own = {n.name: _own_step(n, domains, bits, s_x, options) for n in g.nodes if n.op in ops.WEIGHTED}
+        own = {n.name: _own_step(n, domains, bits, s_x, options, live) for n in g.nodes if n.op in ops.WEIGHTED}
         rescaled = current_affine.insert_rescales(g, domains, _Scales(g, domains), own)
         if rescaled:
             notes.append(
@@ -451,7 +460,7 @@ def _joint_scales(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
             np.add.at(affine_count, roots, 1)
             bias = node.params["shift"]
         else:
-            np.maximum.at(from_weights, roots, _own_step(node, domains, bits, s_x, options))
+            np.maximum.at(from_weights, roots, _own_step(node, domains, bits, s_x, options, live))
             bias = node.params["bias"]
         np.maximum.at(from_bias, roots, np.abs(np.asarray(bias, dtype=np.float64)) / INPUT_QMAX)
     S = np.where(from_weights > 0, from_weights, np.where(from_affine > 0, from_affine, from_bias))
@@ -499,7 +508,8 @@ def _search_steps(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: 
         if node.op in ops.WEIGHTED:
             members[node.name] = (_real_weights(node, domains, s_x), sc.node_roots(node),
                                   weight_quant.qmax(bits[node.name]))
-    sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask())
+    sizes = {k: tuple(v) for k, v in g.meta.get("prune", {}).get("weight_shapes_before", {}).items()}
+    sc.S, changed = step_search.search(members, hs, sc.S, frozen=sc.derived_mask(), sizes=sizes)
     if changed:
         notes.append(
             f"quantize: step search coarsened {changed} channel scale(s) to lower the current error")

@@ -50,13 +50,16 @@ def channel_errors(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray, grid:
 
 
 def search(members: dict[str, tuple[np.ndarray, np.ndarray, int]], hs: dict[str, np.ndarray],
-           S: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+           S: np.ndarray, frozen: np.ndarray | None = None,
+           sizes: dict[str, tuple[int, int]] | None = None) -> tuple[np.ndarray, int]:
     """Refined class steps and the number of classes whose step changed.
 
     ``members`` maps a conv/dense node name to (real weights as the integer layer
     sees them, class root per output channel, qmax); ``S`` is the step per class
     root.  A class is searched only if every one of its members has an H in ``hs``
-    and it is not ``frozen`` (a step derived from another class's).
+    and it is not ``frozen`` (a step derived from another class's).  ``sizes`` (node ->
+    (outputs, fan-in) before pruning) sizes the candidate grid, so that removing channels
+    that never fire leaves the search unchanged.
     """
     searchable = np.ones(S.size, dtype=bool) if frozen is None else ~np.asarray(frozen, dtype=bool)
     touched = np.zeros(S.size, dtype=bool)
@@ -68,7 +71,8 @@ def search(members: dict[str, tuple[np.ndarray, np.ndarray, int]], hs: dict[str,
     todo = {n: m for n, m in members.items() if searchable[m[1]].any()}
     if not todo:
         return S, 0
-    cost = sum(m[0].shape[0] * float(np.prod(m[0].shape[1:])) ** 2 for m in todo.values())
+    shape = {n: (sizes or {}).get(n) or (m[0].shape[0], int(np.prod(m[0].shape[1:]))) for n, m in todo.items()}
+    cost = sum(o * float(f) ** 2 for o, f in shape.values())
     grid = factors(cost)
     total = np.zeros((len(grid), S.size))
     for name, (w, roots, q) in sorted(todo.items()):

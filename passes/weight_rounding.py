@@ -49,8 +49,11 @@ def gptq_applies(node: Node) -> bool:
 
 
 def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred: bool = True,
-            seed: int = 0, batch: int = BATCH):
+            seed: int = 0, batch: int = BATCH, live: dict | None = None):
     """Mean input (1, *shape) per input value, and H (fan-in x fan-in) per GPTQ node name.
+
+    ``live``, when given, receives per input value a bool per channel (axis 0): whether
+    the channel is ever non-zero on the samples (dead inputs set no weight step).
 
     H is the second moment of the input windows, centred if ``centred``.
 
@@ -68,27 +71,40 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     sums: dict[str, np.ndarray] = {}
     sum_q: np.ndarray | None = None
     hs: dict[str, np.ndarray] = {}
+    seen: dict[str, np.ndarray] = {}
     count = 0
     batch = max(1, min(int(batch), BATCH))
+
+    def inputs(xb, res):
+        return {v: xb if v in g.inputs else res.captured[prod[v].name] / T for v in values}
+
     for xb, _ in data.batches(batch, limit=SAMPLES):
         xb = np.asarray(xb, dtype=np.float64)
-        res = simulate(g, xb, capture=capture, batch_size=batch)
+        env = inputs(xb, simulate(g, xb, capture=capture, batch_size=batch))
         xq = x_quant(xb)
-        env = {}
         for v in values:
-            env[v] = xb if v in g.inputs else res.captured[prod[v].name] / T
             sums[v] = sums.get(v, 0.0) + env[v].sum(axis=0)
+            hit = np.abs(env[v]).reshape(len(xb), env[v].shape[1], -1).max(axis=(0, 2)) > 0
+            seen[v] = hit if v not in seen else seen[v] | hit
         sum_q = xq.sum(axis=0) if sum_q is None else sum_q + xq.sum(axis=0)
-        if want_h:
-            for node in nodes:
-                if gptq_applies(node):
-                    v = node.inputs[0]
-                    cols = _columns(node, xq if v in g.inputs else env[v], rng)
-                    acc = hs.setdefault(node.name, [0.0, 0.0, 0])
-                    acc[0] = acc[0] + cols.T @ cols
-                    acc[1] = acc[1] + cols.sum(axis=0)
-                    acc[2] += len(cols)
         count += len(xb)
+    if live is not None:
+        live.update(seen)
+    # H in a second run: its window sample is sized by the fan-in of the *live* input
+    # channels, so that removing a channel that is always zero leaves H's sample unchanged.
+    gptq_nodes = [n for n in nodes if gptq_applies(n)] if want_h else []
+    for xb, _ in (data.batches(batch, limit=SAMPLES) if gptq_nodes else ()):
+        xb = np.asarray(xb, dtype=np.float64)
+        env = inputs(xb, simulate(g, xb, capture=capture, batch_size=batch))
+        xq = x_quant(xb)
+        for node in gptq_nodes:
+            v = node.inputs[0]
+            live_fan = int(seen[v].sum()) * (fan_in(node) // len(seen[v]))
+            cols = _columns(node, xq if v in g.inputs else env[v], rng, max(live_fan, 1))
+            acc = hs.setdefault(node.name, [0.0, 0.0, 0])
+            acc[0] = acc[0] + cols.T @ cols
+            acc[1] = acc[1] + cols.sum(axis=0)
+            acc[2] += len(cols)
     means = {v: (sums[v] / max(count, 1))[None] for v in values}
     mean_xq = None if sum_q is None else (sum_q / max(count, 1))[None]
     hess = {}
@@ -100,8 +116,9 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     return means, mean_xq, hess
 
 
-def _columns(node: Node, x: np.ndarray, rng) -> np.ndarray:
-    """(windows, fan-in) matrix of the op's input windows, subsampled."""
+def _columns(node: Node, x: np.ndarray, rng, live_fan_in: int) -> np.ndarray:
+    """(windows, fan-in) matrix of the op's input windows, subsampled to a budget set by the
+    fan-in of the live input channels."""
     if node.op == "dense":
         cols = x.reshape(len(x), -1)
     else:
@@ -109,7 +126,7 @@ def _columns(node: Node, x: np.ndarray, rng) -> np.ndarray:
         kh, kw = node.params["weight"].shape[2:]
         win = K._windows(K.pad_nchw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])  # N,C,OH,OW,KH,KW
         cols = np.moveaxis(win, 1, 3).reshape(-1, x.shape[1] * kh * kw)  # (N*OH*OW, C*KH*KW)
-    keep = max(MIN_COLUMNS, H_BUDGET // max(cols.shape[1], 1) ** 2)
+    keep = max(MIN_COLUMNS, H_BUDGET // max(live_fan_in, 1) ** 2)
     if len(cols) > keep:
         cols = cols[np.sort(rng.choice(len(cols), keep, replace=False))]
     return np.ascontiguousarray(cols, dtype=np.float64)
@@ -122,7 +139,13 @@ def gptq(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray) -> np.ndarray:
     k = W.shape[1]
     H = np.array(H, dtype=np.float64)
     dead = np.diag(H) <= 0
-    H[dead, dead] = 1.0
+    if dead.any():
+        # Inputs that are zero on every sample are decoupled: round them to nearest and the
+        # others by GPTQ on their own, so a channel that is always zero (or pruned) changes nothing.
+        Q = np.clip(np.rint(W / S[:, None]), -qmax, qmax).astype(np.int64)
+        if not dead.all():
+            Q[:, ~dead] = gptq(W[:, ~dead], S, qmax, H[np.ix_(~dead, ~dead)]).reshape(shape[0], -1)
+        return Q.reshape(shape)
     H += np.eye(k) * DAMP * float(np.mean(np.diag(H)))
     try:
         U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper: H^-1 = U^T U

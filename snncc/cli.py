@@ -20,6 +20,7 @@ from snncc.cli_options import (
     config_in_use,
     missing_calib_where,
     parse_layer_bits,
+    parse_prune_layers,
     ray_options,
     remember_config,
 )
@@ -294,6 +295,19 @@ def _compile_options(f):
                      help="The int8 input step: x_q = clamp(round(x / S), -128, 127). Default 0: "
                           "max|x| / 127 over the calibration data. S = 1 keeps integer inputs such as "
                           "event counts exact up to 127."),
+        click.option("--prune", type=float, default=None, metavar="R",
+                     help="Structured pruning: remove the fraction R (0 <= R < 1) of every prunable layer's "
+                          "channel groups, least important first (default 0: none)."),
+        click.option("--prune-layer", "prune_layer", multiple=True, metavar="NAME=R",
+                     help="Per-layer pruning fraction (repeatable; a conv/dense layer name)."),
+        click.option("--prune-criterion", type=click.Choice(["dead", "l1", "svs", "mp"]), default=None,
+                     help="Channel importance: dead (exact removal of channels that are zero or constant on "
+                          "the calibration data), l1 (default), svs (spike-map singular values), mp "
+                          "(membrane potential)."),
+        click.option("--prune-target-params", type=int, default=None, metavar="P",
+                     help="Prune the globally least important channel groups until at most P parameters remain."),
+        click.option("--prune-target-flash", type=int, default=None, metavar="BYTES",
+                     help="Prune until the estimated C flash (weights, biases, thresholds) is at most BYTES."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "
@@ -325,6 +339,8 @@ def _build_options(kw: dict, model: Path):
         setattr(options, key, value)
     flag_layers = parse_layer_bits(kw.pop("layer_bits", ()))
     options.layer_bits.update(flag_layers)
+    prune_layers = parse_prune_layers(kw.pop("prune_layer", ()))
+    options.prune_layers = {**options.prune_layers, **prune_layers}
     calib = kw.pop("calib", None) or (cfg.calib if cfg else None)
     if calib is None:
         sibling = model.with_name(model.stem + ".calib.npz")
@@ -336,7 +352,7 @@ def _build_options(kw: dict, model: Path):
     flags = {key for key, value in kw.items() if value is not None}
     for key in flags:
         setattr(options, key, kw[key])
-    remember_config(cfg, flags, set(flag_layers))
+    remember_config(cfg, flags | ({"prune_layers"} if prune_layers else set()), set(flag_layers))
     options.validate()
     return options, calib
 

@@ -16,17 +16,17 @@ def missing_calib_where(model: Path, cfg) -> str:
     return f"{toml}, and there is no {model.stem}.calib.npz next to the model"
 
 
-def parse_layer_bits(items) -> dict[str, int]:
-    out: dict[str, int] = {}
+def parse_layer_table(items, option: str, value: str, kind, noun: str, want: str) -> dict:
+    """Repeated NAME=VALUE flags -> {name: kind(value)}; SnnccError naming ``option`` and the name."""
+    out: dict = {}
     for item in items:
-        name, sep, bits = item.partition("=")
+        name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise SnnccError(f"expects NAME=BITS, got {item!r}", option="layer_bits")
+            raise SnnccError(f"expects NAME={value}, got {item!r}", option=option)
         try:
-            out[name] = int(bits)
+            out[name] = kind(raw)
         except ValueError:
-            raise SnnccError(f"{name}: bits must be an integer, got {bits!r}", option="layer_bits",
-                             key=name) from None
+            raise SnnccError(f"{name}: {noun} must be {want}, got {raw!r}", option=option, key=name) from None
     return out
 
 
@@ -35,6 +35,15 @@ def config_in_use() -> Path | None:
     ctx = click.get_current_context(silent=True)
     source = ctx.meta.get("snncc.config") if ctx is not None else None
     return source.config.path if source is not None and source.config is not None else None
+
+
+def parse_layer_bits(items) -> dict[str, int]:
+    return parse_layer_table(items, "layer_bits", "BITS", int, "bits", "an integer")
+
+
+def parse_prune_layers(items) -> dict[str, float]:
+    """--prune-layer NAME=R flags -> {name: ratio} (the range is checked by CompileOptions.validate)."""
+    return parse_layer_table(items, "prune_layers", "R", float, "R", "a number in [0, 1)")
 
 
 def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:

@@ -146,6 +146,8 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "note": "x_q = clamp(round_half_even(x / input_scale), -128, 127); logits = out_q * S[o] / T",
     }
     report["notes"] = list(result.context.notes)
+    if meta.get("prune"):
+        report["prune"] = _prune_section(meta["prune"], report)
     if result.snn_graph.meta.get("residual_joins"):
         report["residual"] = _residual_section(result.snn_graph, result.context.calib, options)
     return report
@@ -164,6 +166,14 @@ def _residual_section(snn_graph: Graph, data, options: CompileOptions) -> dict:
     activity["joins"] = snn_graph.meta.get("residual_joins", [])
     activity["mode"] = options.residual
     return activity
+
+
+def _prune_section(prune: dict, report: dict) -> dict:
+    """The prune pass's record plus what the compiled network measured (SOPs, integer parameter bytes)."""
+    section = dict(prune)
+    section["sops_measured"] = report.get("activity", {}).get("sops")
+    section["param_bytes_after"] = report["memory"].get("param_bytes")
+    return section
 
 
 def _accuracy_section(float_acc: dict, int_scores: dict) -> dict:

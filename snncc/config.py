@@ -75,7 +75,7 @@ def config_overrides(doc: dict, where: str = "config", labels: dict | None = Non
         if key in SECTIONS and isinstance(value, dict):
             for sub, v in value.items():
                 put(sub, v, f"{key}.{sub}")
-        elif isinstance(value, dict) and key != "layer_bits":
+        elif isinstance(value, dict) and key not in ("layer_bits", "prune_layers"):
             raise SnnccError(f"option --config: unknown section [{key}] in {where}; "
                              f"known sections: {', '.join(SECTIONS)}")
         else:
@@ -87,6 +87,14 @@ def _typed(key: str, value, default, label: str, where: str):
     def bad(want: str):
         return SnnccError(f"option --config: key {label!r} in {where} must be {want}, got {value!r}")
 
+    if isinstance(default, dict) and key == "prune_layers":
+        if not isinstance(value, dict):
+            raise bad("a table of layer name = fraction")
+        for name, r in value.items():
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
+                raise SnnccError(f"option --config: key '{label}.{name}' in {where} must be a fraction "
+                                 f"in [0, 1), got {r!r}")
+        return {name: float(r) for name, r in value.items()}
     if isinstance(default, dict):  # layer_bits
         if not isinstance(value, dict):
             raise bad("a table of layer name = bits")
@@ -178,8 +186,9 @@ def describe_error(exc: SnnccError, source: ConfigSource | None) -> str:
     if source is None or source.config is None or exc.option not in source.config.labels:
         return str(exc)
     cfg, label = source.config, source.config.labels[exc.option]
-    if exc.option == "layer_bits":
-        if exc.key is None or exc.key in source.flag_layers or exc.key not in cfg.overrides["layer_bits"]:
+    if exc.option in ("layer_bits", "prune_layers"):
+        table = cfg.overrides[exc.option]
+        if exc.key is None or exc.option in source.flags or exc.key in source.flag_layers or exc.key not in table:
             return str(exc)
         label = f"{label}.{exc.key}"
     elif exc.option in source.flags:

@@ -8,7 +8,7 @@ anything else escaping is a bug in snncc and keeps its traceback.
 from __future__ import annotations
 
 # How an option is written on the command line when it is not ``--<name-with-dashes>``.
-_SPELLING = {"output": "-o/--output", "output_path": "--output"}
+_SPELLING = {"output": "-o/--output", "output_path": "--output", "prune_layers": "--prune-layer"}
 
 
 def option_flag(option: str) -> str:

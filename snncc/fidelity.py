@@ -44,7 +44,10 @@ def fidelity_report(graph_float: Graph, graph_snn: Graph, data: CalibData, optio
 
     neurons = [n for n in graph_snn.nodes if n.op == "neuron"]
     ann_names = {n.name: n.attrs.get("ann_value") for n in neurons}
-    ann_capture = sorted({v for v in ann_names.values() if v and v in graph_float.values})
+    # a pruned layer's ANN value has more channels than its neuron: no cosine for it
+    shapes = {v: tuple(graph_snn.values[n.output].shape) for n in neurons for v in [ann_names[n.name]]}
+    ann_capture = sorted({v for v in ann_names.values() if v and v in graph_float.values
+                          and tuple(graph_float.values[v].shape) == shapes[v]})
     # the ANN, the SNN, and their captures (every neuron's levels and ANN value, kept for the batch)
     batch = resources.batch_size(graph_snn, options, copies=3, kept=[n.output for n in neurons] * 2) \
         if neurons else resources.batch_size(graph_snn, options, copies=3)

@@ -63,6 +63,9 @@ def render_html(report: dict, graph=None) -> str:
         _section("Memory per layer", _memory_figure(report), "Stored bits per layer: weights and neuron state."),
         _section("Synaptic operations", _sops_figure(layers),
                  "SNN synaptic operations (SOPs) against the ANN's multiply-accumulates, per inference (log scale)."),
+        _section("Pruning", _prune_figure(report),
+                 "Structured pruning: channels per conv/dense layer before and after (left), and per layer the "
+                 "histogram of the criterion's channel-group importance, the removed groups darker (right)."),
         _energy_section(report),
         _layer_table(report, layers),
         _options_section(report),
@@ -340,6 +343,43 @@ def _hist_figure(layers: list[dict]) -> str | None:
         ax.set_xticks(levels if len(levels) <= 12 else levels[:: max(1, len(levels) // 8)])
         ax.tick_params(labelsize=7)
         ax.set_xlabel("level", fontsize=7)
+    fig.tight_layout()
+    return _png_uri(fig)
+
+
+def _prune_figure(report: dict) -> str | None:
+    pr = as_dict(report.get("prune"))
+    layers = [lay for lay in pr.get("layers") or [] if isinstance(lay, dict)]
+    hists = [h for h in pr.get("histograms") or [] if isinstance(h, dict) and h.get("counts")]
+    if not layers:
+        return None
+    hists = hists[:11]  # at most 12 panels: the channel bars and 11 layers' histograms
+    cols = min(4, 1 + len(hists))
+    rows = (1 + len(hists) + cols - 1) // cols
+    fig = _new_figure(3.2 * cols + 1, 2.6 * rows + 0.6)
+    ax = fig.add_subplot(rows, cols, 1)
+    xs = list(range(len(layers)))
+    ax.bar([x - 0.2 for x in xs], [as_float(lay.get("out_channels_before")) or 0 for lay in layers], 0.4,
+           color=_COLORS["ann"], label="before")
+    ax.bar([x + 0.2 for x in xs], [as_float(lay.get("out_channels_after")) or 0 for lay in layers], 0.4,
+           color=_COLORS["snn"], label="after")
+    _set_names(ax, xs, [lay.get("name", "?") for lay in layers])
+    ax.set_ylabel("output channels")
+    ax.legend(fontsize=7)
+    for k, h in enumerate(hists):
+        a = fig.add_subplot(rows, cols, k + 2)
+        edges = [as_float(e) or 0.0 for e in h.get("edges", [])]
+        counts = [as_float(c) or 0.0 for c in h["counts"]]
+        gone = [as_float(c) or 0.0 for c in h.get("removed_counts", [0] * len(counts))]
+        if len(edges) != len(counts) + 1:
+            continue
+        mids = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
+        width = (edges[-1] - edges[0]) / max(len(counts), 1) * 0.9
+        a.bar(mids, counts, width, color=_COLORS["snn"], alpha=0.5, label="kept")
+        a.bar(mids, gone, width, color=_COLORS["ann"], label="removed")
+        a.set_title(_label(h.get("layer", "?"), 28), fontsize=8, parse_math=False)
+        a.set_xlabel(f"importance ({h.get('criterion', '')})", fontsize=7)
+        a.tick_params(labelsize=7)
     fig.tight_layout()
     return _png_uri(fig)
 

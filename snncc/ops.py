@@ -216,6 +216,62 @@ def channel_identity(op: str) -> bool:
     return row(op).channel_map == "identity"
 
 
+def depthwise(node) -> bool:
+    """A conv whose every group reads one input channel (weight (O, 1, kh, kw), O a multiple of group)."""
+    return node.op == "conv" and int(node.attrs.get("group", 1)) > 1 and node.params["weight"].shape[1] == 1
+
+
+@dataclass(frozen=True)
+class ChannelLinks:
+    """How channel pruning sees one node (what ``channel_map`` means for removal).
+
+    ``pairs``: ((slot, channel), (slot, channel)) that must be removed together, a slot
+    being an input index or ``"out"``; ``frozen``: no channel of its inputs or output
+    can be removed (softmax, a grouped conv, a reshape that is not a flatten);
+    ``columns``: its input channels are weight columns (conv, dense): removing one
+    removes the columns, its output channels are new and free.
+    """
+
+    pairs: tuple = ()
+    frozen: bool = False
+    columns: bool = False
+
+
+def channel_links(node, in_shapes, out_shape) -> ChannelLinks:
+    """The channels ``node`` ties together, per its op's ``channel_map`` (axis 0 is the channel)."""
+    kind = row(node.op).channel_map
+    if kind == "weight":
+        if depthwise(node):  # input channel c feeds outputs c*m .. c*m+m-1 only
+            mult = int(out_shape[0]) // int(in_shapes[0][0])
+            return ChannelLinks(tuple(((0, o // mult), ("out", o)) for o in range(int(out_shape[0]))))
+        if node.op == "conv" and int(node.attrs.get("group", 1)) != 1:
+            return ChannelLinks(frozen=True)
+        return ChannelLinks(columns=True)
+    if kind == "none":
+        return ChannelLinks(frozen=True)
+    if kind == "identity" or (kind == "offset" and int(node.attrs.get("axis", 0)) != 0):
+        return ChannelLinks(tuple(((k, c), ("out", c)) for k in range(len(in_shapes))
+                                  for c in range(int(out_shape[0]))))
+    if kind == "offset":  # concat on channels: input k's channels follow those of inputs 0..k-1
+        pairs, base = [], 0
+        for k, s in enumerate(in_shapes):
+            pairs += [((k, c), ("out", base + c)) for c in range(int(s[0]))]
+            base += int(s[0])
+        return ChannelLinks(tuple(pairs))
+    if kind == "permutation":  # out[b*g + a] = in[a*m + b]; in channels of one b go together
+        g = int(node.attrs["groups"])
+        m = int(in_shapes[0][0]) // g
+        pairs = [((0, a * m + b), ("out", b * g + a)) for a in range(g) for b in range(m)]
+        pairs += [((0, b), (0, a * m + b)) for a in range(1, g) for b in range(m)]
+        return ChannelLinks(tuple(pairs))
+    # block: flatten / reshape to rank 1, feature f reads channel f // (H*W)
+    src = tuple(in_shapes[0])
+    if len(out_shape) != 1 or (len(src) != 1 and len(src) != 3):
+        return ChannelLinks(frozen=True)
+    block = int(prod(src[1:])) if len(src) == 3 else 1
+    return ChannelLinks(tuple(((0, f // block), ("out", f)) for f in range(int(out_shape[0]))))
+
+
 def infer_shape(graph, node) -> Shape:
     """Per-sample output shape of ``node`` from its input shapes and attrs."""
     shapes = [graph.values[v].shape for v in node.inputs]

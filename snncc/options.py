@@ -14,6 +14,7 @@ WEIGHT_QUANTIZERS = ("max", "percentile", "mse", "rescaw")
 RESIDUAL_MODES = ("sparse", "sew")
 THRESHOLD_SEARCHES = ("none", "output")
 WEIGHT_ROUNDINGS = ("auto", "gptq", "nearest")
+PRUNE_CRITERIA = ("dead", "l1", "svs", "mp")  # passes/prune_criteria.py
 
 
 @dataclass
@@ -38,6 +39,12 @@ class CompileOptions:
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
+    # Structured pruning (passes/prune.py): fractions of channel groups to remove, or a budget.
+    prune: float = 0.0  # --prune R: a fraction per layer, 0 <= R < 1
+    prune_layers: dict[str, float] = field(default_factory=dict)  # --prune-layer NAME=R overrides
+    prune_criterion: str = "l1"  # dead | l1 | svs | mp
+    prune_target_params: int = 0  # global budget in parameters (0 = none)
+    prune_target_flash: int = 0  # global budget in estimated C flash bytes (0 = none)
     max_memory: str = "4G"  # memory budget: refuse models that cannot fit, batch calibration to fit (resources.py)
 
     def validate(self) -> CompileOptions:
@@ -74,10 +81,29 @@ class CompileOptions:
                 raise SnnccError(f"must be true or false, got {getattr(self, key)!r}", option=key)
         _check_choice("weight_rounding", self.weight_rounding, WEIGHT_ROUNDINGS)
         _check_int("calib_reservoir", self.calib_reservoir, 16, 1 << 20)
+        self._validate_prune()
         from snncc.resources import parse_size
 
         parse_size(self.max_memory)
         return self
+
+    def _validate_prune(self) -> None:
+        _check_ratio("prune", self.prune)
+        if not isinstance(self.prune_layers, dict):
+            raise SnnccError(f"must be a table of layer name = ratio, got {self.prune_layers!r}",
+                             option="prune_layers")
+        for name, r in self.prune_layers.items():
+            _check_ratio("prune_layers", r, key=name)
+        _check_choice("prune_criterion", self.prune_criterion, PRUNE_CRITERIA)
+        _check_int("prune_target_params", self.prune_target_params, 0, None)
+        _check_int("prune_target_flash", self.prune_target_flash, 0, None)
+        if self.prune_target_params and self.prune_target_flash:
+            raise SnnccError(": give one budget, not both --prune-target-params and --prune-target-flash",
+                             option="prune_target_flash")
+        if (self.prune_target_params or self.prune_target_flash) and (self.prune or self.prune_layers):
+            raise SnnccError(": a budget (--prune-target-params/--prune-target-flash) picks the ratios itself; "
+                             "drop --prune/--prune-layer", option="prune_target_params" if self.prune_target_params
+                             else "prune_target_flash")
 
     def percentile(self) -> float:
         """P for ``percentile:P`` thresholds (default 99.99)."""
@@ -100,6 +126,14 @@ def _check_int(option: str, value, lo: int, hi: int | None, *, say_integer: bool
     if wrong_type or not lo <= int(value) <= (hi if hi is not None else int(value)):
         raise SnnccError(f"must be {'an integer ' if wrong_type or say_integer else ''}{span}, got {value!r}",
                          option=option)
+
+
+def _check_ratio(option: str, value, key: str | None = None) -> None:
+    """A pruning fraction: a number in [0, 1) (removing every channel is never possible)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not 0 <= float(value) < 1:
+        where = f"{key}: " if key is not None else ""
+        raise SnnccError(f"{where}must be a fraction in [0, 1), got {value!r}", option=option, key=key)
 
 
 def _check_choice(option: str, value, choices) -> None:

@@ -49,10 +49,33 @@ def format_summary(report: dict) -> str:
             r = layer_row(lay, bits)
             lines.append(f"{clip(r['name'], 24):<24s} {clip(r['op'], 8):<8s} {r['rate']:>7s} {r['mean']:>8s} "
                          f"{r['sops']:>11s} {r['macs']:>11s} {r['bits']:>4s}")
+    lines += prune_lines(report)
     notes = report.get("notes") or []
     for note in notes if isinstance(notes, list) else []:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def prune_lines(report: dict) -> list[str]:
+    """The pruning summary: totals, then channels before -> after per conv/dense layer."""
+    pr = as_dict(report.get("prune"))
+    if not pr:
+        return []
+    params, flash, sops = as_dict(pr.get("params")), as_dict(pr.get("flash_bytes_estimate")), \
+        as_dict(pr.get("sops_estimate"))
+    groups = as_dict(pr.get("groups"))
+    lines = ["", f"{'prune':<10s} criterion {pr.get('criterion')}, removed {groups.get('removed')} of "
+             f"{groups.get('prunable')} channel groups ({'exact' if pr.get('exact') else 'not exact'} on the "
+             f"calibration data)",
+             f"{'':<10s} params {params.get('before')} -> {params.get('after')}, est. flash "
+             f"{bytes_text(flash.get('before'))} -> {bytes_text(flash.get('after'))}, est. SOPs "
+             f"{num(sops.get('before'))} -> {num(sops.get('after'))} (measured {num(pr.get('sops_measured'))})"]
+    lines.append(f"{'layer':<24s} {'op':<8s} {'channels':>13s}")
+    for lay in pr.get("layers") or []:
+        if isinstance(lay, dict):
+            ch = f"{lay.get('out_channels_before')} -> {lay.get('out_channels_after')}"
+            lines.append(f"{clip(str(lay.get('name')), 24):<24s} {clip(str(lay.get('op')), 8):<8s} {ch:>13s}")
+    return lines
 
 
 def layer_row(lay: dict, bits: dict) -> dict[str, str]:

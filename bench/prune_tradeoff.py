@@ -1,0 +1,183 @@
+"""Structured pruning trade-off: accuracy, parameters, C flash and C latency per criterion and ratio.
+
+    .venv/bin/python bench/prune_tradeoff.py [--iters 2000] [--no-compile-time] [--r50-size 32]
+
+Models: the digits CNN (examples/digits) and ResNet-20 with a 1-channel stem trained on
+digits (bench/c_vs_onnxruntime.py's helper, ~15 s of training).  Each compiles at T=1,
+N=4, 8-bit weights, ``threshold_search="none"`` (to keep the sweep short), for each
+criterion in {l1, svs, mp} x ratio in {0.1, 0.2, 0.3, 0.5, 0.7} (``--prune R``),
+post-training, no fine-tuning.  Accuracy is the integer SNN's top-1 on the digits test
+split; C latency is the emitted C (-O3, host runner, process CPU time per inference,
+checked bit-exact against run_int first) against onnxruntime fp32 on one thread (the
+unpruned ONNX model).  Then: the best flash compression (fp32 weight bytes / C const
+table bytes) at <= 1 point accuracy drop from the fp32 ANN, with 4-bit weights
+(first and last layers 8 bits), on the digits CNN.  Last: compile time with and
+without ``--prune 0.3`` on bench/compile_time.py's ResNet-50 at a smaller image size.
+Timings come from a shared, loaded machine: noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "examples" / "digits"))
+
+from c_vs_onnxruntime import build, fp32_bytes, spike_rates, time_ort, trained_resnet20_digits  # noqa: E402
+
+from snncc.backends.c.emit import c_memory, emit_c  # noqa: E402
+from snncc.backends.c.verify_c import flat_outputs, run_host  # noqa: E402
+from snncc.calib_data import load_calib  # noqa: E402
+from snncc.frontend.onnx_import import load_onnx  # noqa: E402
+from snncc.options import CompileOptions  # noqa: E402
+from snncc.pass_context import PassContext  # noqa: E402
+from snncc.pass_manager import run_pipeline  # noqa: E402
+from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
+from snncc.sim.float_runtime import run_graph  # noqa: E402
+from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int  # noqa: E402
+
+CRITERIA = ("l1", "svs", "mp")
+RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7)
+BASE = {"levels": 4, "timesteps": 1, "threshold_search": "none"}
+
+
+def compile_graph(onnx_path, calib_x, **opts):
+    graph = load_onnx(onnx_path)
+    calib = load_calib(calib_x, graph.values[graph.inputs[0]].shape)
+    ctx = PassContext(CompileOptions(**{**BASE, **opts}), calib=calib)
+    t0 = time.perf_counter()
+    graph = run_pipeline(graph, DEFAULT_PIPELINE, ctx, echo=lambda s: None)
+    return graph, time.perf_counter() - t0
+
+
+def int_accuracy(graph, x, y) -> float:
+    out = dequantize_output(graph, run_int(graph, quantize_input(graph, x))[graph.outputs[0]])
+    return float((out.reshape(len(x), -1).argmax(1) == y).mean())
+
+
+def params(graph) -> int:
+    return int(sum(np.asarray(a).size for n in graph.nodes if n.op in ("conv", "dense") for a in
+                   (n.params["weight"], n.params["bias"])))
+
+
+def c_row(graph, calib_x, x_te, iters, work: Path, label: str) -> dict:
+    rates = spike_rates(graph, quantize_input(graph, calib_x))
+    out = work / label
+    out.mkdir()
+    emit_c(graph, out, spike_rates=rates)
+    exe = build(out, ["-O3"])
+    x_q = quantize_input(graph, x_te)
+    assert np.array_equal(run_host(exe, x_q), flat_outputs(graph, run_int(graph, x_q))), label
+    return {"flash": c_memory(graph, rates)["weight_bytes"], "c_ns": run_host(exe, x_q, bench_iters=iters)[1]["cpu_ns"]}
+
+
+def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, **extra) -> None:
+    ann = load_onnx(onnx_path)
+    ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
+    ort_ns = time_ort(onnx_path, x_te.astype(np.float32), iters)["cpu_ns"]
+    print(f"\n### {label}: fp32 ANN accuracy {100 * ann_acc:.2f}%, fp32 weights {fp32_bytes(onnx_path)} B, "
+          f"onnxruntime fp32 1 thread {ort_ns / 1e3:.1f} us/inference\n")
+    print("| criterion | ratio | int SNN acc | params | C flash (B) | C us/inf | ORT/C |")
+    print("|---|---|---|---|---|---|---|")
+    runs = [("none", 0.0)] + [(c, r) for c in CRITERIA for r in RATIOS]
+    for crit, ratio in runs:
+        opts = {} if crit == "none" else {"prune": ratio, "prune_criterion": crit}
+        graph, _ = compile_graph(onnx_path, calib_x, **opts, **extra)
+        row = c_row(graph, calib_x, x_te, iters, work, f"{label}_{crit}_{ratio}")
+        print(f"| {crit} | {ratio} | {100 * int_accuracy(graph, x_te, y_te):.2f}% | {params(graph)} | "
+              f"{row['flash']} | {row['c_ns'] / 1e3:.2f} | {ort_ns / row['c_ns']:.2f} |", flush=True)
+
+
+def compression(onnx_path, calib_x, x_te, y_te, work, fine_only: bool = False) -> None:
+    ann = load_onnx(onnx_path)
+    ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
+    fp32 = fp32_bytes(onnx_path)
+    four = {"weight_bits": 4, "layer_bits": {"first": 8, "last": 8}}
+    print(f"\n### flash compression, 4-bit weights (first/last 8), digits CNN; fp32 ANN {100 * ann_acc:.2f}%, "
+          f"fp32 weights {fp32} B\n")
+    print("| criterion | ratio | int SNN acc | drop (points) | C flash (B) | compression |")
+    print("|---|---|---|---|---|---|")
+    best = None
+    base_params = params(compile_graph(onnx_path, calib_x, **four)[0])
+    # uniform ratios, then finer steps: a 5 % ratio, and global budgets of 97 % and 94 % of the parameters
+    runs = [("none", 0.0, {})] + [(c, r, {"prune": r}) for c in CRITERIA for r in (0.05,) + RATIOS]
+    runs += [(c, f"params<={f}", {"prune_target_params": int(f * base_params)}) for c in CRITERIA
+             for f in (0.97, 0.94)]
+    if fine_only:
+        runs = [r for r in runs if r[1] == 0.05 or str(r[1]).startswith("params")]
+    for crit, ratio, extra in runs:
+        opts = dict(four) if crit == "none" else {**four, **extra, "prune_criterion": crit}
+        graph, _ = compile_graph(onnx_path, calib_x, **opts)
+        acc = int_accuracy(graph, x_te, y_te)
+        flash = c_memory(graph)["weight_bytes"]
+        drop = 100 * (ann_acc - acc)
+        print(f"| {crit} | {ratio} | {100 * acc:.2f}% | {drop:.2f} | {flash} | {fp32 / flash:.2f}x |", flush=True)
+        if drop <= 1.0 and (best is None or fp32 / flash > best[0]):
+            best = (fp32 / flash, crit, ratio, acc)
+    if best:
+        print(f"\nbest at <= 1 point drop: {best[0]:.2f}x ({best[1]}, ratio {best[2]}, {100 * best[3]:.2f}%)")
+    else:
+        print("\nno setting within 1 point")
+
+
+def compile_time(size: int, work: Path) -> None:
+    import compile_time as ct
+    import torch
+    import zoo
+
+    model = ct.resnet50().eval()
+    path = zoo.export(model, (3, size, size), work / "r50.onnx")
+    x = np.random.default_rng(0).standard_normal((16, 3, size, size)).astype(np.float32)
+    del torch
+    rows = []
+    for opts in ({}, {"prune": 0.3, "prune_criterion": "l1"}, {"prune": 0.3, "prune_criterion": "mp"}):
+        _, secs = compile_graph(path, x, bias_correction=False, **opts)
+        rows.append((opts, secs))
+    base = rows[0][1]
+    print(f"\n### compile time, ResNet-50 (bench/compile_time.py) at 3x{size}x{size}, 16 calibration samples, "
+          "no threshold search, no bias correction\n")
+    print("| options | compile s | vs no pruning |")
+    print("|---|---|---|")
+    for opts, secs in rows:
+        print(f"| {opts or 'no pruning'} | {secs:.1f} | {secs / base:.2f}x |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--r50-size", type=int, default=32)
+    ap.add_argument("--no-compile-time", action="store_true")
+    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "time"], default=None)
+    args = ap.parse_args()
+    import train
+
+    x_tr, _, x_te, y_te = train.load_digits_split()
+    calib = x_tr[:256]
+    cnn = ROOT / "examples" / "digits" / "digits_cnn.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.only in (None, "cnn"):
+            sweep("digits CNN", cnn, calib, x_te, y_te, args.iters, work)
+        if args.only in (None, "resnet"):
+            onnx_path, rcalib, _ = trained_resnet20_digits(work)
+            # nearest weight rounding (no GPTQ, no step search): 16 compiles of a 271k-weight model
+            # with GPTQ took ~2.5 min each on the shared machine
+            print("\n(digits ResNet-20 rows: --weight-rounding nearest, 128 calibration samples)")
+            sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work,
+                  weight_rounding="nearest")
+        if args.only in (None, "compression", "fine"):
+            compression(cnn, calib, x_te, y_te, work, fine_only=args.only == "fine")
+        if args.only in (None, "time") and not args.no_compile_time:
+            compile_time(args.r50_size, work)
+
+
+if __name__ == "__main__":
+    main()

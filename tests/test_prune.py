@@ -1,0 +1,201 @@
+"""The prune pass: dependency groups on residual, concat, depthwise and shuffle nets, exact
+removal of dead channels, ratio 0 as the identity, bit-exact C after pruning, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from c_graphs import sample_inputs
+from click.testing import CliRunner
+
+from snncc.backends.c.emit import emit_c
+from snncc.backends.c.verify_c import build_host, compare_c
+from snncc.calib_data import load_calib
+from snncc.cli import cli
+from snncc.frontend.onnx_import import load_onnx
+from snncc.options import CompileOptions
+from snncc.pass_context import PassContext
+from snncc.pass_manager import run_pipeline
+from snncc.passes import DEFAULT_PIPELINE, prune
+from snncc.sim.float_runtime import run_graph
+from snncc.sim.int_runtime import quantize_input, run_int
+
+# no threshold search, no bias correction, nearest weight rounding: fast compiles (GPTQ and step search
+# run where a test asks for them)
+FAST = {"threshold_search": "none", "bias_correction": False, "weight_rounding": "nearest"}
+# residual (add joins), concat offsets, depthwise + linear bottleneck, channel shuffle + grouped conv
+STRUCTURES = ["resnet20", "concat_net", "mobilenetv2_block", "ops_net"]
+
+
+def _calibrated(zoo_onnx, name, n=8, kill=True, **opts):
+    """The calibrated float IR of a zoo model; with ``kill``, channel 0 of every second conv
+    gets a large negative bias, so that its ReLU is dead on every sample (a non-vacuous test)."""
+    graph = load_onnx(zoo_onnx(name))
+    shape = graph.values[graph.inputs[0]].shape
+    x = np.random.default_rng(0).standard_normal((n,) + shape).astype(np.float32)
+    ctx = PassContext(CompileOptions(**{**FAST, **opts}), calib=load_calib(x, shape))
+    graph = run_pipeline(graph, ["canonicalize"], ctx, echo=lambda s: None)
+    if kill:
+        convs = [nd for nd in graph.nodes if nd.op == "conv" and int(nd.attrs["group"]) == 1]
+        for nd in convs[::2]:
+            nd.params["bias"] = np.asarray(nd.params["bias"]).copy()
+            nd.params["bias"][0] = -1e4
+    return run_pipeline(graph, ["calibrate"], ctx, echo=lambda s: None), ctx
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_dead_removal_is_exact_on_every_structure(zoo_onnx, name):
+    graph, ctx = _calibrated(zoo_onnx, name)
+    options = ctx.options
+    options.prune_criterion = "dead"
+    pruned = prune.run(graph, ctx)
+    pruned.verify()
+    rec = pruned.meta["prune"]
+    assert rec["groups"]["removed"] > 0 and rec["exact"], rec["groups"]
+    assert rec["params"]["after"] < rec["params"]["before"]
+    x = ctx.calib.take(ctx.calib.n)
+    ref = run_graph(graph, x, dtype=np.float64)[graph.outputs[0]]
+    got = run_graph(pruned, x, dtype=np.float64)[pruned.outputs[0]]
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)  # folded constants: float32 biases
+
+
+GPTQ = {"weight_rounding": "gptq"}  # with step search: both must ignore the removed (always zero) inputs
+DEAD_CASES = [("lenet", GPTQ), ("vgg_small", {"levels": 2, "timesteps": 4, "weight_bits": 4}), ("resnet20", {}),
+              ("concat_net", {"levels": 1, "timesteps": 4, "weight_bits": 2, **GPTQ}), ("mobilenetv2_block", {}),
+              ("ops_net", {}), ("sew_resnet", {"levels": 2, "timesteps": 4, "residual": "sew"}),
+              ("preact_resnet", {"levels": 2, "timesteps": 3, "weight_bits": 4})]
+
+
+@pytest.mark.parametrize("name,opts", DEAD_CASES, ids=[c[0] for c in DEAD_CASES])
+def test_dead_pruning_gives_bit_identical_integer_outputs(zoo_onnx, name, opts):
+    """The whole compile (thresholds, bias correction, GPTQ, step search) with --prune-criterion
+    dead gives the integer SNN of the unpruned compile, bit for bit, on the calibration data."""
+    graph, ctx = _calibrated(zoo_onnx, name, n=8, **opts)
+    options = ctx.options
+    rest = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
+    # the (slow) threshold search on the smallest model only; bias correction, GPTQ and step search
+    # where DEAD_CASES ask for GPTQ
+    full = options.weight_rounding == "gptq"
+    options.threshold_search, options.bias_correction = ("output" if name == "lenet" else "none"), full
+    ref = run_pipeline(graph, rest, ctx, echo=lambda s: None)
+    options.prune_criterion = "dead"
+    got = run_pipeline(graph, rest, ctx, echo=lambda s: None)
+    assert got.meta["prune"]["groups"]["removed"] > 0
+    x = ctx.calib.take(ctx.calib.n)
+    np.testing.assert_array_equal(run_int(got, quantize_input(got, x))[got.outputs[0]],
+                                  run_int(ref, quantize_input(ref, x))[ref.outputs[0]])
+
+
+def test_ratio_zero_is_the_identity(zoo_onnx):
+    graph, ctx = _calibrated(zoo_onnx, "resnet20", kill=False)
+    options = ctx.options
+    options.prune = 0.0
+    assert prune.run(graph, ctx) is graph
+    assert "prune" not in graph.meta
+
+
+def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
+    graph, ctx = _calibrated(zoo_onnx, "resnet20", kill=False)
+    options = ctx.options
+    options.prune = 0.5
+    pruned = prune.run(graph, ctx)
+    pruned.verify()  # shapes agree at every join
+    for node in pruned.nodes:
+        if node.op == "add":
+            assert len({pruned.shape(v) for v in node.inputs}) == 1
+    layers = {row["name"]: row for row in pruned.meta["prune"]["layers"]}
+    assert any(r["out_channels_after"] < r["out_channels_before"] for r in layers.values())
+    assert all(r["out_channels_after"] >= 1 for r in layers.values())
+    last = [nd for nd in graph.nodes if nd.op in ("conv", "dense")][-1]
+    assert layers[last.name]["out_channels_after"] == layers[last.name]["out_channels_before"]
+
+
+@pytest.mark.parametrize("name,crit", [("resnet20", "l1"), ("concat_net", "svs"), ("mobilenetv2_block", "mp"),
+                                       ("ops_net", "l1")])
+def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit):
+    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, levels=2, timesteps=2, weight_bits=4)
+    options = ctx.options
+    options.prune, options.prune_criterion = 0.3, crit
+    names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
+    int_graph = run_pipeline(graph, names, ctx, echo=lambda s: None)
+    assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(int_graph, out)
+    x = sample_inputs(graph.values[graph.inputs[0]].shape, n=20)
+    res = compare_c(int_graph, out, x, exe=build_host(out, sanitize=True))
+    assert res.ok, res.summary()
+
+
+def _compile(tmp_path, *args):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["compile", "examples/digits/digits_cnn.onnx", "--calib",
+                                   "examples/digits/digits_calib.npz", "-o", str(out), *args])
+    return res, out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--prune", "1.0"], "option --prune must be a fraction in [0, 1), got 1.0"),
+    (["--prune", "-0.1"], "option --prune must be a fraction in [0, 1)"),
+    (["--prune-layer", "/3/Conv=1.5"], "option --prune-layer /3/Conv: must be a fraction in [0, 1)"),
+    (["--prune-layer", "nosuch=0.3"], "option --prune-layer: unknown layer 'nosuch'"),
+    (["--prune-layer", "/12/Gemm=0.3"], "cannot be pruned"),
+    (["--prune-target-params", "10"], "below the smallest reachable size, 50 parameters"),
+    (["--prune-target-flash", "10"], "below the smallest reachable size"),
+    (["--prune-criterion", "random"], "option --prune-criterion"),
+    (["--prune", "0.3", "--prune-criterion", "svs", "--calib", "random"], "needs calibration data"),
+    (["--prune-criterion", "dead", "--calib", "random"], "needs calibration data"),
+])
+def test_bad_prune_input(tmp_path, args, fragment):
+    res, out = _compile(tmp_path, *args)
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], res.output
+    assert "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_toml_prune_section(tmp_path):
+    from snncc.config import load_config
+    from snncc.errors import SnnccError
+
+    path = tmp_path / "snncc.toml"
+    path.write_text('[prune]\nprune = 0.2\nprune_criterion = "mp"\n[prune.prune_layers]\n"/3/Conv" = 0.5\n')
+    over = load_config(path)
+    assert over == {"prune": 0.2, "prune_criterion": "mp", "prune_layers": {"/3/Conv": 0.5}}
+    path.write_text('[prune.prune_layers]\n"/3/Conv" = 1.5\n')
+    with pytest.raises(SnnccError, match=r"prune\.prune_layers\./3/Conv.*fraction in \[0, 1\)"):
+        load_config(path)
+
+
+def test_reports_show_the_pruning():
+    from snncc.html_report import render_html
+    from snncc.text_report import format_summary
+
+    report = {"model": "m", "prune": {
+        "criterion": "l1", "exact": False, "groups": {"prunable": 10, "removed": 3},
+        "params": {"before": 100, "after": 70}, "flash_bytes_estimate": {"before": 500, "after": 350},
+        "sops_estimate": {"before": 10.0, "after": 7.0}, "sops_measured": 6.5,
+        "layers": [{"name": "conv1", "op": "conv", "out_channels_before": 8, "out_channels_after": 5}],
+        "histograms": [{"layer": "conv1", "criterion": "l1", "edges": [0.0, 0.5, 1.0], "counts": [4, 4],
+                        "removed_counts": [3, 0]}]}}
+    text = format_summary(report)
+    assert "removed 3 of 10 channel groups" in text and "8 -> 5" in text and "params 100 -> 70" in text
+    page = render_html(report)
+    assert "Pruning" in page and page.count("data:image/png") >= 1
+
+
+@pytest.mark.parametrize("key", ["prune_target_params", "prune_target_flash"])
+def test_budget_is_met_by_removing_the_least_important_groups(key):
+    graph = load_onnx("examples/digits/digits_cnn.onnx")
+    ctx = PassContext(CompileOptions(**FAST), calib=load_calib(np.load("examples/digits/digits_calib.npz")["x"][:64],
+                                                                (1, 8, 8)))
+    options = ctx.options
+    graph = run_pipeline(graph, ["canonicalize", "calibrate"], ctx, echo=lambda s: None)
+    size = "params" if key == "prune_target_params" else "flash_bytes_estimate"
+    before = prune.run(graph, PassContext(CompileOptions(**FAST, prune=0.01), calib=ctx.calib)).meta.get("prune")
+    full = before[size]["before"] if before else None
+    setattr(options, key, int(0.8 * full))
+    rec = prune.run(graph, ctx).meta["prune"]
+    assert rec[size]["before"] == full and rec[size]["after"] <= int(0.8 * full)
+    assert rec[size]["after"] > int(0.6 * full)  # the least important groups first, and no more than needed
