@@ -21,7 +21,7 @@ class Axis:
 
 
 # Every axis in one place: the CLI flags, --grid keys, CSV columns and labels follow from it.
-# A new compile option becomes a sweep axis with one line here (e.g. Axis("prune_ratio", float, "p")).
+# A new compile option becomes a sweep axis with one line here (as "prune" did).
 AXES = (
     Axis("levels", int, "N", "1,2,4,8", "Spike levels"),
     Axis("timesteps", int, "T", "1", "Timesteps"),
@@ -31,6 +31,7 @@ AXES = (
     Axis("weight_quantizer", str, "wq", None, "Weight quantizers (max, percentile, mse, rescaw)"),
     Axis("residual", str, "res", None, "Residual modes (sparse, sew)"),
     Axis("barrier_scale", float, "bs", None, "Barrier threshold scales"),
+    Axis("prune", float, "p", None, "Pruning ratios (criterion: [prune] prune_criterion of the config, default l1)"),
 )
 AXIS = {a.name: a for a in AXES}
 GRID_KEYS = tuple(AXIS)
