@@ -230,7 +230,7 @@ def test_axes_table_drives_the_csv_and_the_cli():
     from snncc.sweep import AXES, GRID_KEYS
 
     assert CSV_COLUMNS[:len(GRID_KEYS)] == GRID_KEYS
-    assert {"weight_quantizer", "residual", "barrier_scale"} <= set(GRID_KEYS)
+    assert {"weight_quantizer", "residual", "barrier_scale", "prune"} <= set(GRID_KEYS)
     opts = {p.name for p in cli.commands["sweep"].params}
     assert {a.name for a in AXES} <= opts  # every axis is a flag
 
