@@ -272,7 +272,7 @@ def test_resume_reads_back_exactly_and_refuses_a_foreign_csv(tmp_path):
     points = _synthetic(4)
     for p in points:
         p.update(membrane_bits=16, membrane_shift=0, weight_quantizer="mse", residual="sparse", barrier_scale=1.0,
-                 sops=1234.5678901234567)
+                 prune=0.0, sops=1234.5678901234567)
     points[1]["error"] = "worker died: exit code 3"
     mark_pareto(points)
     write_csv(points, tmp_path / "sweep.csv")
