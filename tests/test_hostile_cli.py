@@ -14,6 +14,8 @@ import pytest
 from hostile_models import FAST, invoke, leftovers, one_line_error, save_model, tiny_model
 from onnx import TensorProto, helper
 
+from snncc.passes import DEFAULT_PIPELINE
+
 
 @pytest.fixture
 def model(tmp_path) -> Path:
@@ -135,7 +137,7 @@ def test_default_name_is_sanitized_not_refused(tmp_path, stem, target, expected)
 def test_dump_ir_after_unknown_pass(tmp_path, model):
     out = tmp_path / "out"
     one_line_error(invoke("compile", model, "--dump-ir-after", "nosuchpass", "-o", out, *FAST),
-                   "option --dump-ir-after", "'nosuchpass'", "canonicalize, calibrate, residual, convert, quantize")
+                   "option --dump-ir-after", "'nosuchpass'", ", ".join(DEFAULT_PIPELINE))
     assert not out.exists()
 
 
