@@ -62,11 +62,10 @@ def onnxruntime_outputs(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 def rung_onnxruntime(model_path: Path, graph, x: np.ndarray) -> Rung:
     from snncc.sim.float_runtime import run_graph
-    from snncc.verify_parts import CHUNK
+    from snncc.verify_parts import chunks
 
     scale, err = 1e-12, 0.0
-    for start in range(0, len(x), CHUNK):  # chunks: memory stays flat on a 10,000-image set
-        xc = x[start:start + CHUNK]
+    for xc in chunks(x):
         ref = onnxruntime_outputs(model_path, xc).reshape(len(xc), -1).astype(np.float64)
         ours = run_graph(graph, xc)[graph.outputs[0]].reshape(len(xc), -1).astype(np.float64)
         scale = max(scale, float(np.abs(ref).max()))
@@ -83,11 +82,10 @@ def rung_oracle(ann_graph, snn_graph, x: np.ndarray, timesteps: int) -> Rung:
         return Rung("quantized ANN == float SNN", True, f"skipped: exact only at T=1 (T={timesteps})")
     if ann_graph is None:
         return Rung("quantized ANN == float SNN", True, "skipped: no pass turned a float graph into the SNN")
-    from snncc.verify_parts import CHUNK
+    from snncc.verify_parts import chunks
 
     bad_by_layer: dict[str, list[int]] = {}  # name -> [mismatches, levels]
-    for start in range(0, len(x), CHUNK):  # chunks: every neuron's levels are captured
-        xc = x[start:start + CHUNK]
+    for xc in chunks(x):  # every neuron's levels are captured, per chunk
         expected = quantized_ann_levels(ann_graph, snn_graph, xc)
         neurons = [n.name for n in snn_graph.nodes if n.op == "neuron" and n.name in expected]
         sim = simulate(snn_graph, xc, capture=neurons, activity=False)
@@ -185,10 +183,10 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
                                  **target_options))
 
     from snncc.sim.float_runtime import run_graph
-    from snncc.verify_parts import CHUNK
+    from snncc.verify_parts import chunks
 
-    ann = np.concatenate([run_graph(result.float_graph, x[i:i + CHUNK])[result.float_graph.outputs[0]]
-                          .reshape(len(x[i:i + CHUNK]), -1) for i in range(0, len(x), CHUNK)])
+    ann = np.concatenate([run_graph(result.float_graph, xc)[result.float_graph.outputs[0]].reshape(len(xc), -1)
+                          for xc in chunks(x)])
     agreement = float(np.mean(ann.argmax(1) == int_logits.argmax(1)))
     summary = [f"top-1 agreement ANN vs integer SNN: {agreement:.4f} on {len(x)} samples of {where}"]
     drop, measure = (1.0 - agreement) * 100.0, "top-1 agreement with the ANN"

@@ -155,9 +155,6 @@ def flat_outputs(graph: Graph, res: dict) -> np.ndarray:
     return np.concatenate([np.asarray(res[v]).reshape(n, -1).astype(np.int64) for v in graph.outputs], axis=1)
 
 
-REFERENCE_CHUNK = 256  # samples per integer-runtime reference run
-
-
 def compare_c(graph: Graph, out_dir: Path, x_q: np.ndarray, *, cc: str = "cc", exe: Path | None = None,
               expected: np.ndarray | None = None, locate: bool = True) -> CompareResult:
     """Run the emitted C on ``x_q`` and compare every output with ``run_int``.
@@ -171,8 +168,9 @@ def compare_c(graph: Graph, out_dir: Path, x_q: np.ndarray, *, cc: str = "cc", e
         exe = build_host(out_dir, cc=cc)
     got = run_host(exe, x_q).astype(np.int64)
     if expected is None:  # in chunks: a 10,000-sample reference run at once took 5.5 GB
-        expected = np.concatenate([flat_outputs(graph, reference_outputs(graph, x_q[i:i + REFERENCE_CHUNK]))
-                                   for i in range(0, len(x_q), REFERENCE_CHUNK)])
+        from snncc.verify_parts import chunks
+
+        expected = np.concatenate([flat_outputs(graph, reference_outputs(graph, xc)) for xc in chunks(x_q)])
     expected = np.asarray(expected, dtype=np.int64).reshape(got.shape)
     bad = np.argwhere(got != expected)
     res = CompareResult(ok=len(bad) == 0, samples=int(x_q.shape[0]), outputs=int(got.shape[1]))
