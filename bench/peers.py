@@ -64,7 +64,8 @@ def torch_model(name: str):
     """The torch model behind examples/<dataset>/<name>.onnx, with the weights saved next to it."""
     import torch
 
-    folder = {"fashion": real_data.FASHION, "nmnist": real_data.NMNIST}[name.split("_", 1)[0]]
+    folder = {"fashion": real_data.FASHION, "nmnist": real_data.NMNIST,
+              "cifar10": real_data.CIFAR10}[name.split("_", 1)[0]]
     train = real_data.example_train(folder)
     builder = train.MODELS[name.split("_", 1)[1]] if hasattr(train, "MODELS") else train.build_cnn
     model = builder()
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", choices=sorted(real_data.MODELS), default=sorted(real_data.MODELS))
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--test-samples", type=int, default=2000,
-                    help="score on the first K test images (default 2000: 128 SpikingJelly steps per image)")
+                    help="score on K evenly spaced test images (default 2000: 128 SpikingJelly steps per image)")
     args = ap.parse_args(argv)
     try:
         import spikingjelly  # noqa: F401
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         except FileNotFoundError as exc:
             print(f"{name}: skipped: {exc}")
             continue
-        x, y = x[:args.test_samples], y[:args.test_samples]
+        x, y = real_data.test_subset(x, y, args.test_samples)
         with np.load(calib_path) as f:
             calib = f["x"]
         ann = real_data.ann_accuracy(onnx_path, x, y)

@@ -8,6 +8,11 @@ Models (their data must be installed; a missing one is reported with how to get 
 - ``nmnist_cnn``: the committed examples/nmnist model on the 100 N-MNIST test recordings
   of ``../shared/data/nmnist-small`` (event-count frames, input scale 1: exact), read
   with tonic (the bench extra).  100 images: one image is one point.
+- ``cifar10_resnet20``, ``cifar10_vgg``: the committed examples/cifar10 models on the
+  CIFAR-10 test images of ``../shared/data/cifar10-jpeg`` (lossy JPEG, quality 75:
+  figures are close to, not equal to, figures on the original images).  The integer
+  runtime takes about a second per image per point here; ``--test-samples K`` scores
+  an evenly spaced, class-balanced subset.
 
 Each model compiles with its example's snncc.toml (mse thresholds, threshold search,
 bias correction, GPTQ) and the committed 300-image calibration set, overriding N, T and
@@ -37,11 +42,12 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT / "examples" / "fashion"
 NMNIST = ROOT / "examples" / "nmnist"
+CIFAR10 = ROOT / "examples" / "cifar10"
 
 from snncc.compiler import compile_model  # noqa: E402
 from snncc.config import open_config  # noqa: E402
+from snncc.int_eval import integer_predictions  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
-from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int  # noqa: E402
 
 
 def example_train(folder: Path):
@@ -64,7 +70,23 @@ def nmnist():
     return NMNIST / "nmnist_cnn.onnx", NMNIST / "snncc.toml", NMNIST / "nmnist_calib.npz", x, y
 
 
-MODELS = {"fashion_cnn": fashion("cnn"), "fashion_resnet": fashion("resnet"), "nmnist_cnn": nmnist}
+def cifar10(name: str):
+    def load():
+        x, y = example_train(CIFAR10).load_cifar10("test")
+        return CIFAR10 / f"cifar10_{name}.onnx", CIFAR10 / "snncc.toml", CIFAR10 / "cifar10_calib.npz", x, y
+    return load
+
+
+MODELS = {"fashion_cnn": fashion("cnn"), "fashion_resnet": fashion("resnet"), "nmnist_cnn": nmnist,
+          "cifar10_resnet20": cifar10("resnet20"), "cifar10_vgg": cifar10("vgg")}
+
+
+def test_subset(x: np.ndarray, y: np.ndarray, k: int | None):
+    """``k`` evenly spaced test images (all when None): balanced even when the set is sorted by class."""
+    if not k or k >= len(y):
+        return x, y
+    idx = np.linspace(0, len(y) - 1, k).round().astype(int)
+    return x[idx], y[idx]
 
 
 def ann_accuracy(onnx_path: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -74,12 +96,9 @@ def ann_accuracy(onnx_path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((logits.reshape(len(x), -1).argmax(1) == y).mean())
 
 
-def int_accuracy(graph, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    hits = 0
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        out_q = run_int(graph, quantize_input(graph, xb))[graph.outputs[0]]
-        hits += int((dequantize_output(graph, out_q).reshape(len(xb), -1).argmax(1) == y[i:i + batch]).sum())
+def int_accuracy(graph, x: np.ndarray, y: np.ndarray, batch: int = 250) -> float:
+    hits = sum(int((integer_predictions(graph, x[i:i + batch]) == y[i:i + batch]).sum())
+               for i in range(0, len(x), batch))
     return hits / len(x)
 
 
@@ -128,7 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bits", type=int, nargs="+", default=[8, 4])
     ap.add_argument("--binary-t", type=int, nargs="*", default=[8, 16],
                     help="extra T values for N=1 only, for the energy claim (default 8 16)")
-    ap.add_argument("--test-samples", type=int, default=None, help="evaluate on the first K test images")
+    ap.add_argument("--test-samples", type=int, default=None,
+                    help="evaluate on K evenly spaced test images (default: all)")
     args = ap.parse_args(argv)
 
     for model in args.models:
@@ -137,8 +157,7 @@ def main(argv=None) -> int:
         except FileNotFoundError as exc:
             print(f"{model}: skipped: {exc}")
             continue
-        if args.test_samples:
-            x, y = x[:args.test_samples], y[:args.test_samples]
+        x, y = test_subset(x, y, args.test_samples)
         ann = ann_accuracy(onnx_path, x, y)
         print(f"\n## {model}: ANN top-1 {ann:.4f} on {len(y)} test images\n", flush=True)
         print("| N | T | bits | int SNN acc | drop pt | spike rate | SOPs/inf | energy SNN/ANN | compr | compile s |")
