@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from snncc.backends.fpga.netlist import window_geometry
+
 EBR_BITS = 4096  # iCE40 embedded block RAM
 EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # depth x width modes
 MIN_ROM_DEPTH = 256  # yosys 0.23 keeps shallower ROMs in LUTs; every RAM (sync read) goes to EBR
@@ -18,12 +20,10 @@ MIN_ROM_DEPTH = 256  # yosys 0.23 keeps shallower ROMs in LUTs; every RAM (sync 
 def core_cycles(core: dict) -> int:
     """Cycles from the sequencer's start pulse to the core's done state, inclusive."""
     if core["kind"] == "window":
-        g = core["geometry"]
-        C = g["in_shape"][0]
-        O, OH, OW = g["out_shape"]
-        taps = (C // g["group"]) * g["kernel"][0] * g["kernel"][1]
-        p = core["lanes"]
-        return 2 + (O // p) * OH * OW * (taps + p + 3)
+        geo = window_geometry(core)
+        _, OH, OW = core["geometry"]["out_shape"]
+        epi = 1 if geo["parallel"] else core["lanes"] + 1  # one cycle for all lanes, or one per lane + 1
+        return 2 + geo["ob"] * OH * OW * (geo["taps"] + 2 + epi)
     C, H, W = core["geometry"]["in_shape"]
     return C * H * W + 3
 
@@ -52,21 +52,27 @@ def core_resources(core: dict) -> dict:
     counters = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
     lut = counters
     ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
+    q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
+    par = core["banks"]["out"] > 1
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            lut += p * (wb * xw + 4 * aw)  # shift-add array, accumulator and its enable/clear logic
+            # shift-add arrays, the adder tree of q products, the accumulator and its enable/clear logic
+            lut += p * (q * wb * xw + (q - 1) * aw + 4 * aw)
         else:
-            lut += aw + 2
+            lut += p * (aw + 2)
         ff += p * aw
-        lut += (p - 1) * aw if p > 1 else 0  # lane mux into the epilogue
+        if p > 1 and not par:
+            lut += (p - 1) * aw  # lane mux into the one epilogue
+        elif par and core["reduce"] == "mac":
+            lut += p * aw  # the bias adders of the lanes
     else:
         lut += aw * len(w["in"])
         if core["reduce"] == "affine":
             lut += xw * aw
     if ep["kind"] == "neuron":
         nw = max(ep["sum_bits"], ep["membrane_bits"]) + 2
-        lut += nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
+        lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
         ff += 0
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
@@ -95,11 +101,8 @@ def annotate(netlist: dict) -> None:
             total[k] += core["resources"][k]
     top = {"lut": 150, "ff": 150, "bram": 0, "dsp": 0}
     for b in netlist["buffers"]:
-        if _mem_in_bram(b["depth"], b["width"]):
-            top["bram"] += ebr_count(b["depth"], b["width"])
-        else:
-            top["ff"] += b["depth"] * b["width"]
-            top["lut"] += b["depth"] * b["width"] // 2
+        q = b["banks"]  # one RAM per bank
+        top["bram"] += q * ebr_count(b["depth"] // q, b["width"])
         top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
     for k in total:
         total[k] += top[k]

@@ -8,7 +8,10 @@ parameters themselves, each the minimum that is proven to fit.
 
 Execution model (docs/fpga.md): the cores run one after another in graph order, once
 per timestep; each core is a sequential engine that reads its input frame buffer(s)
-and writes its output frame buffer.  A neuron whose current is read by nothing else
+and writes its output frame buffer.  A frame buffer is split into ``banks`` (Q RAMs,
+channel c in bank c mod Q) when its producer computes Q channels at once and every
+reader can take Q channels per read: then a conv reads Q input channels per cycle
+(P x Q MACs) and the producer writes its P lanes in one cycle.  A neuron whose current is read by nothing else
 is fused into the core that computes the current (its *epilogue*), so currents are
 only stored where a join needs them.
 """
@@ -23,7 +26,7 @@ from snncc import ops
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # IR op -> the core generator that implements it (the one place that maps ops to cores).
 CORE_OF_OP = {
@@ -60,6 +63,24 @@ def _chw(shape) -> tuple[int, int, int]:
     raise SnnccError(f"the fpga target needs (C,H,W) or (F,) values, got shape {list(shape)}")
 
 
+def window_geometry(core: dict) -> dict:
+    """The loop bounds of a window core in its input's bank-row space (a bank row holds Q channels).
+
+    ``taps`` per output block: (input blocks of a group) x KH x KW; a diagonal core (pool,
+    depthwise x1) reads one block whose lane l is bank l.  Shared by verilog.py and estimate.py."""
+    g = core["geometry"]
+    C = g["in_shape"][0]
+    O = g["out_shape"][0]
+    q = core["banks"]["in"][0]
+    p = core["lanes"]
+    if core["diagonal"]:
+        igb, obg, gstep = 1, 1, 1
+    else:
+        igb, obg, gstep = C // g["group"] // q, O // g["group"] // p, C // g["group"] // q
+    return {"igb": igb, "ob": O // p, "obg": obg, "gstep": gstep, "taps": igb * g["kernel"][0] * g["kernel"][1],
+            "parallel": core["banks"]["out"] > 1}
+
+
 def clamp_lanes(want: int, limit: int) -> int:
     """The largest divisor of ``limit`` that is <= ``want``."""
     p = max(1, min(want, limit))
@@ -71,6 +92,45 @@ def clamp_lanes(want: int, limit: int) -> int:
 def check_lanes(lanes: int) -> None:
     if not 1 <= int(lanes) <= MAX_LANES:
         raise SnnccError(f"must be in 1..{MAX_LANES}, got {lanes}", option="lanes")
+
+
+def _bank_readers(graph: Graph, fused_neurons: set[str]) -> dict[str, bool]:
+    """Value -> True when every reader (through reshapes) can read Q channels per word:
+    a window core with group 1 that views the value with its stored (C,H,W) shape, or a
+    diagonal one (pool, depthwise with one output per input channel)."""
+    consumers = graph.consumer_map()
+    ok: dict[str, bool] = {}
+
+    def readers(value: str, seen: list) -> list:
+        out = []
+        for n in consumers.get(value, []):
+            if n.op in ALIAS_OPS:
+                out += readers(n.output, seen + [n])
+            else:
+                out.append((n, value))
+        return out
+
+    for node in graph.nodes:
+        if node.op in ALIAS_OPS:
+            continue
+        v = node.output
+        shape = _chw(graph.shape(v)) if len(graph.shape(v)) in (1, 3) else None
+        rs = readers(v, [])
+        good = bool(rs) and v not in graph.outputs and shape is not None
+        for n, view in rs:
+            if not good:
+                break
+            if CORE_OF_OP.get(n.op) != "window" or n.name in fused_neurons or len(n.inputs) != 1:
+                good = False
+            elif _chw(graph.shape(view)) != shape:
+                good = False  # a reshape that regroups the flat C-order index
+            else:
+                C = shape[0]
+                O = _chw(graph.shape(n.output))[0]
+                group = C if n.op in ops.POOLS else int(n.attrs.get("group", 1))
+                good = group == 1 or (group == C and O == C)
+        ok[v] = good
+    return ok
 
 
 def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple[dict, dict[str, list[int]]]:
@@ -116,11 +176,15 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
     for node in graph.nodes:
         rng[node.output] = [int(x) for x in node.attrs["range"]]
 
-    def add_buffer(value: str, width: int, role: str) -> str:
+    bankable = _bank_readers(graph, fused_neurons)
+    banks_of: dict[str, int] = {}
+
+    def add_buffer(value: str, width: int, role: str, banks: int = 1) -> str:
         bname = "in" if role == "input" else f"b{len(buffers)}"
         buffers.append({"name": bname, "value": value, "depth": int(np.prod(graph.shape(value))),
-                        "width": int(width), "role": role})
+                        "width": int(width), "role": role, "banks": int(banks)})
         buf_of[value] = bname
+        banks_of[bname] = int(banks)
         return bname
 
     add_buffer(in_value, INPUT_BITS, "input")
@@ -137,13 +201,14 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
         final = neuron.output if neuron is not None else node.output
         idx = len(cores)
         cname = f"l{idx}_{node.op}"
-        core = _core(graph, node, neuron, cname, lanes, buf_of, rng, roms, notes, T)
+        out_bankable = bankable.get(final, False) and final != out_value
+        core = _core(graph, node, neuron, cname, lanes, buf_of, banks_of, out_bankable, rng, roms, notes, T)
         if final == out_value:
             core["epilogue"] = {"kind": "acc", "acc_bits": _acc_bits(node, T)}
             core["output"] = add_buffer(final, core["epilogue"]["acc_bits"], "output")
         else:
             width = sbits(*rng[final])
-            core["output"] = add_buffer(final, width, "frame")
+            core["output"] = add_buffer(final, width, "frame", core["banks"]["out"])
         core["widths"]["out"] = next(b["width"] for b in buffers if b["name"] == core["output"])
         cores.append(core)
 
@@ -165,8 +230,8 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
 
     memories = []
     for b in buffers:
-        memories.append({"name": b["name"], "kind": "ram", "depth": b["depth"], "width": b["width"],
-                         "init": None, "core": None})
+        memories.append({"name": b["name"], "kind": "ram", "depth": b["depth"] // b["banks"], "width": b["width"],
+                         "banks": b["banks"], "init": None, "core": None})
     for core in cores:
         for m in core["memories"]:
             memories.append(dict(m, core=core["name"]))
@@ -213,16 +278,18 @@ def _pack(fields: list[tuple[np.ndarray, int]]) -> list[int]:
     return words
 
 
-def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int, buf_of, rng, roms,
-          notes, T: int) -> dict:
+def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int, buf_of, banks_of,
+          out_bankable: bool, rng, roms, notes, T: int) -> dict:
     op = node.op
     kind = CORE_OF_OP[op]
     in_vals = list(node.inputs)
     if len(set(in_vals)) != len(in_vals):
         raise SnnccError("the fpga target cannot read one value twice in one core", node=node.name, op=op)
     in_widths = [sbits(*rng[v]) for v in in_vals]
+    in_banks = [banks_of[buf_of[v]] for v in in_vals]
     core: dict = {"name": cname, "kind": kind, "op": op, "node": node.name,
-                  "inputs": [buf_of[v] for v in in_vals], "memories": [], "widths": {"in": in_widths}}
+                  "inputs": [buf_of[v] for v in in_vals], "memories": [], "widths": {"in": in_widths},
+                  "banks": {"in": in_banks, "out": 1}, "diagonal": False}
     param_fields: list[tuple[str, np.ndarray]] = []
     if kind == "window":
         C, H, W = _chw(graph.shape(in_vals[0]))
@@ -237,13 +304,22 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
             geo = dict(kernel=list(a["kernel"]), strides=list(a["strides"]), pads=list(a["pads"]),
                        dilations=list(a.get("dilations", (1, 1))), group=C)
         og = O // geo["group"]
-        p = clamp_lanes(int(lanes), og) if op in ops.WEIGHTED else 1
-        if op in ops.WEIGHTED and p != lanes:
-            notes.append(f"{cname}: --lanes {lanes} clamped to {p} (a divisor of its {og} output channels "
-                         "per group)")
+        q = in_banks[0]
+        diagonal = geo["group"] == C == O  # output channel c reads input channel c only
+        if diagonal and q > 1:
+            p = q  # lane l reads bank l
+        else:
+            p = clamp_lanes(int(lanes), og) if op in ops.WEIGHTED else 1
+            if op in ops.WEIGHTED and p != lanes:
+                notes.append(f"{cname}: --lanes {lanes} clamped to {p} (a divisor of its {og} output channels "
+                             "per group)")
+        if q > 1 and not diagonal and geo["group"] != 1:
+            raise SnnccError("internal: banked input to a grouped conv", node=node.name, op=op)
         geo.update(in_shape=[C, H, W], out_shape=[O, OH, OW])
         core.update(geometry=geo, lanes=p, reduce={"conv": "mac", "dense": "mac", "sumpool": "sum",
-                                                   "maxpool": "max"}[op])
+                                                   "maxpool": "max"}[op], diagonal=bool(diagonal and q > 1))
+        if out_bankable and p > 1:
+            core["banks"]["out"] = p  # the P lanes of one pixel go out in one write
         xw = in_widths[0]
         if op in ops.WEIGHTED:
             w = node.params["weight"].astype(np.int64)
@@ -254,11 +330,17 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
                              + np.abs(bias)).max())
             acc_bits = sbits(-acc_bound, acc_bound)
             # Weight ROM: one word per (output block, tap); lane l of block ob is channel ob*p + l.
-            ntap = taps.shape[1]
-            blocks = taps.reshape(O // p, p, ntap).transpose(0, 2, 1).reshape(-1, p)
-            roms[f"{cname}_w"] = _pack([(blocks[:, lane], wbits) for lane in range(p)])
+            # Weight ROM: one word per (output block, tap); lane l of block ob is channel ob*p + l.  With a
+            # banked input (q channels per read, not diagonal) a tap is (input block, ky, kx) and the word
+            # holds p x q weights, lane-major: field l*q + j is input channel block*q + j.
+            qm = 1 if core["diagonal"] else q
+            KH, KW = geo["kernel"]
+            ig = w.shape[1]
+            blocks = (w.reshape(O // p, p, ig // qm, qm, KH, KW).transpose(0, 2, 4, 5, 1, 3)
+                      .reshape(-1, p * qm))
+            roms[f"{cname}_w"] = _pack([(blocks[:, k], wbits) for k in range(p * qm)])
             core["memories"].append({"name": f"{cname}_w", "kind": "rom", "depth": len(blocks),
-                                     "width": p * wbits, "init": f"mem/{cname}_w.mem"})
+                                     "width": p * qm * wbits, "init": f"mem/{cname}_w.mem"})
             core["widths"].update(weight=wbits, acc=acc_bits)
             bias_bits = sbits(int(bias.min()), int(bias.max()))
             param_fields.append(("bias", bias, bias_bits))
@@ -270,6 +352,8 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
         value_bits = core["widths"]["acc"]
     else:
         C, H, W = _chw(graph.shape(in_vals[0]))
+        if any(b != 1 for b in in_banks):
+            raise SnnccError("internal: banked input to an eltwise core", node=node.name, op=op)
         core.update(geometry={"in_shape": [C, H, W], "out_shape": [C, H, W]}, lanes=1,
                     reduce={"add": "sum", "affine": "affine", "neuron": "identity"}[op])
         if op == "affine":
@@ -304,14 +388,16 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
                             "state_bits": state_bits, "sum_bits": max(sbits(vlo, vhi), value_bits + 1),
                             "level_bits": sbits(-levels, levels), "stored": T > 1}
         if T > 1:  # at T = 1 every membrane starts from v_init and is never read again: no RAM
-            depth = int(np.prod(core["geometry"]["out_shape"]))
-            core["memories"].append({"name": f"{cname}_v", "kind": "ram", "depth": depth, "width": state_bits,
-                                     "init": None})
+            r = core["banks"]["out"]  # parallel epilogue: one word holds the r lanes of one pixel
+            depth = int(np.prod(core["geometry"]["out_shape"])) // r
+            core["memories"].append({"name": f"{cname}_v", "kind": "ram", "depth": depth,
+                                     "width": r * state_bits, "init": None})
     else:
         core["epilogue"] = {"kind": "none"}
     if param_fields:
-        words = _pack([(arr, bits) for _, arr, bits in param_fields])
-        width = sum(bits for _, _, bits in param_fields)
+        r = core["banks"]["out"]  # parallel epilogue: one word per output block, lane-major
+        words = _pack([(arr.reshape(-1, r)[:, lane], bits) for lane in range(r) for _, arr, bits in param_fields])
+        width = r * sum(bits for _, _, bits in param_fields)
         roms[f"{cname}_p"] = words
         core["params"] = [{"name": n, "bits": bits} for n, _, bits in param_fields]
         core["memories"].append({"name": f"{cname}_p", "kind": "rom", "depth": len(words), "width": width,

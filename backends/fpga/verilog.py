@@ -8,6 +8,8 @@ memories and the neuron live in ``templates/snncc_lib.v``.
 
 from __future__ import annotations
 
+from snncc.backends.fpga.netlist import window_geometry
+
 
 def clog2(n: int) -> int:
     """Address width for ``n`` words (at least 1)."""
@@ -18,10 +20,15 @@ def _sx(expr: str, width: int) -> str:
     return f"$signed({expr})" if width else expr
 
 
-def _param_fields(core: dict, word: str) -> dict[str, tuple[str, int]]:
-    out, pos = {}, 0
+def _param_fields(core: dict, word: str, lane: str = "") -> dict[str, tuple[str, int]]:
+    """Fields of the parameter ROM word (LSB first); ``lane`` (a genvar) picks that lane's fields of a
+    parallel-epilogue word, which holds the lanes' field sets one after another."""
+    out = {}
+    pw = sum(f["bits"] for f in core["params"])
+    pos = 0
     for f in core["params"]:
-        out[f["name"]] = (f"$signed({word}[{pos + f['bits'] - 1}:{pos}])", f["bits"])
+        base = f"{lane}*{pw} + {pos}" if lane else f"{pos}"
+        out[f["name"]] = (f"$signed({word}[{base} +: {f['bits']}])", f["bits"])
         pos += f["bits"]
     return out
 
@@ -78,9 +85,59 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
         ]
     lines += [
         "    assign out_we = ep_go;",
+        "    assign out_mask = 1'b1;",
         "    assign out_addr = ep_widx;",
         "    assign out_data = result;",
     ]
+    return "\n".join(lines)
+
+
+def _epilogue_parallel(core: dict, values: str, value_bits: int) -> str:
+    """The epilogue of all P lanes in one cycle (the output buffer has P banks).
+
+    ``values`` holds the P lane values; ``ep_ridx``/``ep_widx`` are the bank-row index
+    (output block, pixel) read this cycle / written by ``ep_go``; ``prm`` holds the P
+    lanes' parameters; the membrane RAM word holds the P lanes' membranes."""
+    ep = core["epilogue"]
+    P = core["lanes"]
+    ow = core["widths"]["out"]
+    O, OH, OW = core["geometry"]["out_shape"]
+    depth = O * OH * OW // P
+    aw = clog2(depth)
+    lines = [f"    wire [{P * ow - 1}:0] results;"]
+    if ep["kind"] == "neuron":
+        sw, tw = ep["state_bits"], ep["theta_bits"]
+        nw = max(ep["sum_bits"], ep["membrane_bits"], tw + clog2(ep["levels"] + 1) + 1, sw, value_bits) + 2
+        lines.append(f"    wire [{P * sw - 1}:0] v_next_all;")
+        if ep["stored"]:
+            lines.append(f"    wire [{P * sw - 1}:0] v_rd;")
+            lines.append(f"    snncc_ram #(.W({P * sw}), .D({depth}), .AW({aw})) mem_v (.clk(clk), .we(ep_go), "
+                         f".waddr(ep_widx), .wdata(v_next_all), .raddr(ep_ridx), .rdata(v_rd));")
+    lines.append(f"    genvar m;\n    generate for (m = 0; m < {P}; m = m + 1) begin : ep_lane")
+    lines.append(f"        wire signed [{value_bits - 1}:0] value = {values}[m*{value_bits} +: {value_bits}];")
+    if ep["kind"] == "neuron":
+        f = _param_fields(core, "prm", "m")
+        lines.append(f"        wire signed [{sw - 1}:0] v_next;\n        wire signed [{ep['level_bits'] - 1}:0] z;")
+        if ep["stored"]:
+            lines.append(f"        wire signed [{sw - 1}:0] v_prev = first ? {f['v_init'][0]} : "
+                         f"$signed(v_rd[m*{sw} +: {sw}]);")
+        else:
+            lines.append(f"        wire signed [{sw - 1}:0] v_prev = {f['v_init'][0]};")
+        lines += [
+            f"        snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), "
+            f".B({ep['membrane_bits']}), .N({ep['levels']}), .SIGNED({int(ep['signed'])}), "
+            f".SHIFT({ep['membrane_shift']}), .ZW({ep['level_bits']})) neuron (.cur(value), .v_prev(v_prev), "
+            f".theta({f['theta'][0]}), .v_next(v_next), .z(z));",
+            f"        assign v_next_all[m*{sw} +: {sw}] = v_next;",
+            f"        wire signed [{ow - 1}:0] result = z;",
+        ]
+    else:
+        w = max(ow, value_bits)
+        lines += [f"        wire signed [{w - 1}:0] result_w = value;",
+                  f"        wire signed [{ow - 1}:0] result = result_w[{ow - 1}:0];"]
+    lines += [f"        assign results[m*{ow} +: {ow}] = result;", "    end endgenerate",
+              "    assign out_we = ep_go;", f"    assign out_mask = {{{P}{{1'b1}}}};",
+              "    assign out_addr = ep_widx;", "    assign out_data = results;"]
     return "\n".join(lines)
 
 
@@ -89,12 +146,12 @@ def _ports(core: dict, netlist: dict) -> tuple[str, list[str]]:
     ports = ["input wire clk", "input wire rst", "input wire start", "input wire first", "output wire done"]
     for j, b in enumerate(core["inputs"]):
         buf = bufs[b]
-        ports += [f"output wire [{clog2(buf['depth']) - 1}:0] in{j}_addr",
-                  f"input wire [{buf['width'] - 1}:0] in{j}_data"]
+        ports += [f"output wire [{clog2(buf['depth'] // buf['banks']) - 1}:0] in{j}_addr",
+                  f"input wire [{buf['banks'] * buf['width'] - 1}:0] in{j}_data"]
     out = bufs[core["output"]]
-    oaw = clog2(out["depth"])
-    ports += ["output wire out_we", f"output wire [{oaw - 1}:0] out_addr",
-              f"output wire [{out['width'] - 1}:0] out_data"]
+    oaw = clog2(out["depth"] // out["banks"])
+    ports += ["output wire out_we", f"output wire [{out['banks'] - 1}:0] out_mask",
+              f"output wire [{oaw - 1}:0] out_addr", f"output wire [{out['banks'] * out['width'] - 1}:0] out_data"]
     if core["epilogue"]["kind"] == "acc":
         ports += [f"output wire [{oaw - 1}:0] acc_raddr", f"input wire [{out['width'] - 1}:0] acc_rdata"]
     return ",\n    ".join(ports), ports
@@ -120,24 +177,26 @@ def window_core(core: dict, netlist: dict) -> str:
     PT, PL = g["pads"][0], g["pads"][1]
     DH, DW = g["dilations"]
     G = g["group"]
-    IG, OG = C // G, O // G
     P = core["lanes"]
-    OB, OBG = O // P, OG // P
-    TAPS = IG * KH * KW
+    Q = core["banks"]["in"][0]
+    diag = core["diagonal"]
+    geo = window_geometry(core)
+    IGB, OB, OBG, TAPS, par = geo["igb"], geo["ob"], geo["obg"], geo["taps"], geo["parallel"]
     HW, OHW = H * W, OH * OW
     xw = core["widths"]["in"][0]
     aw = core["widths"]["acc"]
     red = core["reduce"]
-    in_aw = clog2(C * H * W)
+    in_aw = clog2(C * H * W // Q)
     # Signed width for window coordinates and row addresses (may go negative in padding).
     cw = max(clog2(C * H * W + 1), clog2(max(H, W) + max(PT, PL) + KH * DH + KW * DW + 2)) + 3
     ports, _ = _ports(core, netlist)
     out_depth = O * OHW
-    oaw = clog2(out_depth)
+    oaw = clog2(out_depth // (P if par else 1))
     lane_w = f"{P * aw - 1}:0"
+    epi_last = 0 if par else P  # the epilogue state lasts 1 cycle (parallel) or P + 1 (one lane per cycle)
     v: list[str] = [f"// {core['name']}: {core['op']} {C}x{H}x{W} -> {O}x{OH}x{OW}, kernel {KH}x{KW}, "
-                    f"group {G}, {P} lane(s), reduce {red}, "
-                    f"epilogue {core['epilogue']['kind']}",
+                    f"group {G}, {P} lane(s), {Q} input bank(s){' (diagonal)' if diag else ''}, reduce {red}, "
+                    f"epilogue {core['epilogue']['kind']}{' (parallel)' if par else ''}",
                     f"module {core['name']} (\n    {ports}\n);"]
     v.append(f"""    localparam S_IDLE = 3'd0, S_SETUP = 3'd1, S_MAC = 3'd2, S_DRAIN = 3'd3,
                S_EPI = 3'd4, S_DONE = 3'd5;
@@ -150,10 +209,10 @@ def window_core(core: dict, netlist: dict) -> str:
     reg [{clog2(OW)}:0] ox;
     reg signed [{cw - 1}:0] iy0, ix0, row0, iy, ix, rowaddr, gbase, cbase;
     reg [{clog2(OHW)}:0] pix;
-    reg [{oaw}:0] obase_ohw, eidx;
+    reg [{clog2(out_depth) + 1}:0] obase_ohw, eidx, orow;
     reg [{clog2(O)}:0] obase;
-    // tap counters
-    reg [{clog2(IG)}:0] ic;
+    // tap counters (ic counts input blocks of Q channels)
+    reg [{clog2(IGB)}:0] ic;
     reg [{clog2(KH)}:0] ky;
     reg [{clog2(KW)}:0] kx;
     reg [{clog2(TAPS)}:0] tap;
@@ -162,14 +221,13 @@ def window_core(core: dict, netlist: dict) -> str:
     wire inb = (iy >= 0) && (iy < {H}) && (ix >= 0) && (ix < {W});
     wire signed [{cw - 1}:0] addr_s = rowaddr + ix;
     assign in0_addr = (state == S_MAC && inb) ? addr_s[{in_aw - 1}:0] : {in_aw}'d0;
-    wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IG - 1});
+    wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IGB - 1});
     wire last_pix = (ox == {OW - 1}) && (oy == {OH - 1});
     // pipeline: data arrives one cycle after its address
     reg d_tap, d_inb, ep_go;
     reg [{oaw - 1}:0] ep_widx;
     reg [{clog2(P)}:0] d_lane;
-    wire [{oaw - 1}:0] ep_ridx = eidx[{oaw - 1}:0];
-    wire signed [{xw - 1}:0] x = in0_data;""")
+    wire [{oaw - 1}:0] ep_ridx = {'orow + pix' if par else f'eidx[{oaw - 1}:0]'};""")
     if red == "mac":
         wmem = next(m for m in core["memories"] if m["name"].endswith("_w"))
         wb = core["widths"]["weight"]
@@ -180,6 +238,14 @@ def window_core(core: dict, netlist: dict) -> str:
     v.append(f"    wire [{lane_w}] accv;")
     v.append(f"    genvar l;\n    generate for (l = 0; l < {P}; l = l + 1) begin : lane")
     v.append(f"        reg signed [{aw - 1}:0] acc;")
+    xsel = "l" if diag else "0"
+    v.append(f"        wire signed [{xw - 1}:0] x = in0_data[{xsel}*{xw} +: {xw}];")
+    if red == "mac" and Q > 1 and not diag:
+        # Q input channels per tap: the lane's Q products, summed (every partial sum fits acc, see netlist)
+        v.append(f"        reg signed [{aw - 1}:0] dot;\n        integer j;")
+        v.append(f"        always @* begin\n            dot = {aw}'sd0;\n            for (j = 0; j < {Q}; j = j + 1)")
+        v.append(f"                dot = dot + $signed(wrd[(l*{Q} + j)*{wb} +: {wb}]) * "
+                 f"$signed(in0_data[j*{xw} +: {xw}]);\n        end")
     if red == "max":
         v.append("        reg have;")
     v.append("        always @(posedge clk) begin")
@@ -188,7 +254,9 @@ def window_core(core: dict, netlist: dict) -> str:
     if red == "max":
         v.append("                have <= 1'b0;")
     v.append("            end else if (d_tap && d_inb) begin")
-    if red == "mac":
+    if red == "mac" and Q > 1 and not diag:
+        v.append("                acc <= acc + dot;")
+    elif red == "mac":
         v.append(f"                acc <= acc + $signed(wrd[l*{wb} +: {wb}]) * x;")
     elif red == "sum":
         v.append("                acc <= acc + x;")
@@ -199,21 +267,33 @@ def window_core(core: dict, netlist: dict) -> str:
     v.append("        end")
     v.append(f"        assign accv[l*{aw} +: {aw}] = acc;")
     v.append("    end endgenerate")
-    v.append(f"    wire signed [{aw - 1}:0] lane_acc = accv[d_lane*{aw} +: {aw}];")
-    v.append(_param_rom(core, "obase + e"))
-    if red == "mac":
-        f = _param_fields(core, "prm")
+    if par:
+        v.append(_param_rom(core, "ob"))
         vb = aw
-        v.append(f"    wire signed [{vb - 1}:0] value = lane_acc + {f['bias'][0]};")
+        v.append(f"    wire [{P * vb - 1}:0] values;")
+        v.append(f"    generate for (l = 0; l < {P}; l = l + 1) begin : lane_value")
+        if red == "mac":
+            f = _param_fields(core, "prm", "l")
+            v.append(f"        assign values[l*{vb} +: {vb}] = $signed(accv[l*{aw} +: {aw}]) + {f['bias'][0]};")
+        else:
+            v.append(f"        assign values[l*{vb} +: {vb}] = accv[l*{aw} +: {aw}];")
+        v.append("    end endgenerate")
+        v.append(_epilogue_parallel(core, "values", vb))
     else:
+        v.append(f"    wire signed [{aw - 1}:0] lane_acc = accv[d_lane*{aw} +: {aw}];")
+        v.append(_param_rom(core, "obase + e"))
         vb = aw
-        v.append(f"    wire signed [{vb - 1}:0] value = lane_acc;")
-    v.append(_epilogue(core, "value", vb))
+        if red == "mac":
+            f = _param_fields(core, "prm")
+            v.append(f"    wire signed [{vb - 1}:0] value = lane_acc + {f['bias'][0]};")
+        else:
+            v.append(f"    wire signed [{vb - 1}:0] value = lane_acc;")
+        v.append(_epilogue(core, "value", vb))
     v.append(f"""    always @(posedge clk) begin
         d_tap <= (state == S_MAC);
         d_inb <= inb;
         ep_go <= (state == S_EPI) && (e < {P});
-        ep_widx <= eidx[{oaw - 1}:0];
+        ep_widx <= ep_ridx;
         d_lane <= e[{clog2(P)}:0];
         if (rst) begin
             state <= S_IDLE;
@@ -224,7 +304,7 @@ def window_core(core: dict, netlist: dict) -> str:
                 state <= S_SETUP;
                 ob <= 0; gsub <= 0; oy <= 0; ox <= 0; pix <= 0;
                 iy0 <= -{PT}; ix0 <= -{PL}; row0 <= -{PT * W}; gbase <= 0;
-                obase <= 0; obase_ohw <= 0; wbase <= 0;
+                obase <= 0; obase_ohw <= 0; orow <= 0; wbase <= 0;
             end
             S_SETUP: begin
                 ic <= 0; ky <= 0; kx <= 0; tap <= 0;
@@ -254,7 +334,7 @@ def window_core(core: dict, netlist: dict) -> str:
             S_EPI: begin
                 e <= e + 1'b1;
                 eidx <= eidx + {OHW};
-                if (e == {P}) begin
+                if (e == {epi_last}) begin
                     state <= S_SETUP;
                     if (ox != {OW - 1}) begin
                         ox <= ox + 1'b1; ix0 <= ix0 + {SWD}; pix <= pix + 1'b1;
@@ -265,9 +345,10 @@ def window_core(core: dict, netlist: dict) -> str:
                         end else begin
                             oy <= 0; iy0 <= -{PT}; row0 <= -{PT * W}; pix <= 0;
                             ob <= ob + 1'b1; obase <= obase + {P}; obase_ohw <= obase_ohw + {P * OHW};
+                            orow <= orow + {OHW};
                             wbase <= wbase + {TAPS};
                             if (gsub != {OBG - 1}) gsub <= gsub + 1'b1;
-                            else begin gsub <= 0; gbase <= gbase + {IG * HW}; end
+                            else begin gsub <= 0; gbase <= gbase + {geo['gstep'] * HW}; end
                             if (ob == {OB - 1}) state <= S_DONE;
                         end
                     end
@@ -378,15 +459,19 @@ def top_module(netlist: dict) -> str:
     wire in_fire = s_axis_tvalid && s_axis_tready;"""]
     # buffers
     for b in bufs:
-        aw = clog2(b["depth"])
-        v.append(f"    // buffer {b['name']}: {b['depth']} x {b['width']} bits ({b['role']})")
-        v.append(f"    wire {b['name']}_we;\n    wire [{aw - 1}:0] {b['name']}_waddr, {b['name']}_raddr;")
-        v.append(f"    wire [{b['width'] - 1}:0] {b['name']}_wdata, {b['name']}_rdata;")
-        v.append(f"    snncc_ram #(.W({b['width']}), .D({b['depth']}), .AW({aw})) buf_{b['name']} (.clk(clk), "
-                 f".we({b['name']}_we), .waddr({b['name']}_waddr), .wdata({b['name']}_wdata), "
-                 f".raddr({b['name']}_raddr), .rdata({b['name']}_rdata));")
-    v.append(f"    assign in_we = in_fire;\n    assign in_waddr = in_cnt[{clog2(nin) - 1}:0];\n"
-             f"    assign in_wdata = s_axis_tdata;")
+        q, n = b["banks"], b["name"]
+        aw = clog2(b["depth"] // q)
+        v.append(f"    // buffer {n}: {b['depth']} x {b['width']} bits ({b['role']}), {q} bank(s): "
+                 f"channel c in bank c mod {q}")
+        v.append(f"    wire {n}_we;\n    wire [{q - 1}:0] {n}_mask;\n    wire [{aw - 1}:0] {n}_waddr, {n}_raddr;")
+        v.append(f"    wire [{q * b['width'] - 1}:0] {n}_wdata, {n}_rdata;")
+        for k in range(q):
+            sl = f"[{(k + 1) * b['width'] - 1}:{k * b['width']}]"
+            v.append(f"    snncc_ram #(.W({b['width']}), .D({b['depth'] // q}), .AW({aw})) buf_{n}_{k} (.clk(clk), "
+                     f".we({n}_we & {n}_mask[{k}]), .waddr({n}_waddr), .wdata({n}_wdata{sl}), "
+                     f".raddr({n}_raddr), .rdata({n}_rdata{sl}));")
+    v.append(f"    assign in_we = in_fire;\n    assign in_mask = 1'b1;\n"
+             f"    assign in_waddr = in_cnt[{clog2(nin) - 1}:0];\n    assign in_wdata = s_axis_tdata;")
     # cores
     read_src: dict[str, list[tuple[str, str]]] = {b["name"]: [] for b in bufs}
     v.append(f"    wire [{ncore - 1}:0] done;")
@@ -394,12 +479,13 @@ def top_module(netlist: dict) -> str:
         conns = [".clk(clk)", ".rst(rst)", f".start(state == S_KICK && cur == {k})", ".first(first)",
                  f".done(done[{k}])"]
         for j, b in enumerate(core["inputs"]):
-            aw = clog2(next(x["depth"] for x in bufs if x["name"] == b))
+            aw = clog2(next(x["depth"] // x["banks"] for x in bufs if x["name"] == b))
             v.append(f"    wire [{aw - 1}:0] c{k}_in{j}_addr;")
             conns += [f".in{j}_addr(c{k}_in{j}_addr)", f".in{j}_data({b}_rdata)"]
             read_src[b].append((f"cur == {k}", f"c{k}_in{j}_addr"))
         ob = core["output"]
-        conns += [f".out_we({ob}_we)", f".out_addr({ob}_waddr)", f".out_data({ob}_wdata)"]
+        conns += [f".out_we({ob}_we)", f".out_mask({ob}_mask)", f".out_addr({ob}_waddr)",
+                  f".out_data({ob}_wdata)"]
         if core["epilogue"]["kind"] == "acc":
             aw = clog2(next(x["depth"] for x in bufs if x["name"] == ob))
             v.append(f"    wire [{aw - 1}:0] c{k}_acc_raddr;")
@@ -410,7 +496,7 @@ def top_module(netlist: dict) -> str:
     read_src[out_buf["name"]].insert(0, ("state >= S_OUTA", f"out_cnt[{out_aw - 1}:0]"))
     for b in bufs:
         srcs = read_src[b["name"]]
-        aw = clog2(b["depth"])
+        aw = clog2(b["depth"] // b["banks"])
         expr = f"{aw}'d0"
         for cond, sig in reversed(srcs):
             expr = f"({cond}) ? {sig} : {expr}"
