@@ -112,7 +112,7 @@ def test_netlist_schema_and_widths(digits_example, digits_calib):
     graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=4, weight_bits=4)
     netlist, roms = build_netlist(graph, lanes=4, name="digits")
     jsonschema.validate(netlist, json.loads(SCHEMA_PATH.read_text()))
-    bad = dict(netlist, schema_version=2)
+    bad = dict(netlist, schema_version=1)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, json.loads(SCHEMA_PATH.read_text()))
     conv = next(c for c in netlist["cores"] if c["op"] == "conv")

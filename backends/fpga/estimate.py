@@ -53,7 +53,7 @@ def core_resources(core: dict) -> dict:
     lut = counters
     ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
-    par = core["banks"]["out"] > 1
+    par = core.get("parallel", False)
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]

@@ -78,7 +78,7 @@ def window_geometry(core: dict) -> dict:
     else:
         igb, obg, gstep = C // g["group"] // q, O // g["group"] // p, C // g["group"] // q
     return {"igb": igb, "ob": O // p, "obg": obg, "gstep": gstep, "taps": igb * g["kernel"][0] * g["kernel"][1],
-            "parallel": core["banks"]["out"] > 1}
+            "parallel": core["parallel"]}
 
 
 def clamp_lanes(want: int, limit: int) -> int:
@@ -94,7 +94,23 @@ def check_lanes(lanes: int) -> None:
         raise SnnccError(f"must be in 1..{MAX_LANES}, got {lanes}", option="lanes")
 
 
-def _bank_readers(graph: Graph, fused_neurons: set[str]) -> dict[str, bool]:
+SMALL_LAYER = 64  # a weighted layer with under 1/64 of the largest layer's MACs runs with one lane
+
+
+def macs(graph: Graph, node: Node) -> int:
+    """Multiply-accumulates of one weighted node per timestep."""
+    w = node.params["weight"]
+    return int(np.prod(graph.shape(node.output))) * int(np.prod(w.shape[1:]))
+
+
+def small_layers(graph: Graph) -> set[str]:
+    """Weighted nodes whose few MACs do not pay for lanes or banked reads: they run scalar."""
+    counts = {n.name: macs(graph, n) for n in graph.nodes if n.op in ops.WEIGHTED}
+    top = max(counts.values(), default=0)
+    return {k for k, v in counts.items() if v * SMALL_LAYER < top}
+
+
+def _bank_readers(graph: Graph, fused_neurons: set[str], small: set[str]) -> dict[str, bool]:
     """Value -> True when every reader (through reshapes) can read Q channels per word:
     a window core with group 1 that views the value with its stored (C,H,W) shape, or a
     diagonal one (pool, depthwise with one output per input channel)."""
@@ -120,7 +136,8 @@ def _bank_readers(graph: Graph, fused_neurons: set[str]) -> dict[str, bool]:
         for n, view in rs:
             if not good:
                 break
-            if CORE_OF_OP.get(n.op) != "window" or n.name in fused_neurons or len(n.inputs) != 1:
+            if (CORE_OF_OP.get(n.op) != "window" or n.name in fused_neurons or len(n.inputs) != 1
+                    or n.name in small):
                 good = False
             elif _chw(graph.shape(view)) != shape:
                 good = False  # a reshape that regroups the flat C-order index
@@ -176,7 +193,8 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
     for node in graph.nodes:
         rng[node.output] = [int(x) for x in node.attrs["range"]]
 
-    bankable = _bank_readers(graph, fused_neurons)
+    small = small_layers(graph)
+    bankable = _bank_readers(graph, fused_neurons, small)
     banks_of: dict[str, int] = {}
 
     def add_buffer(value: str, width: int, role: str, banks: int = 1) -> str:
@@ -202,7 +220,12 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
         idx = len(cores)
         cname = f"l{idx}_{node.op}"
         out_bankable = bankable.get(final, False) and final != out_value
-        core = _core(graph, node, neuron, cname, lanes, buf_of, banks_of, out_bankable, rng, roms, notes, T)
+        want = lanes
+        if node.name in small and lanes > 1:
+            want = 1
+            notes.append(f"{cname}: 1 lane, not {lanes} (a small layer: {macs(graph, node)} MACs per step, under "
+                         f"1/{SMALL_LAYER} of the largest layer)")
+        core = _core(graph, node, neuron, cname, want, buf_of, banks_of, out_bankable, rng, roms, notes, T)
         if final == out_value:
             core["epilogue"] = {"kind": "acc", "acc_bits": _acc_bits(node, T)}
             core["output"] = add_buffer(final, core["epilogue"]["acc_bits"], "output")
@@ -288,8 +311,9 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
     in_widths = [sbits(*rng[v]) for v in in_vals]
     in_banks = [banks_of[buf_of[v]] for v in in_vals]
     core: dict = {"name": cname, "kind": kind, "op": op, "node": node.name,
-                  "inputs": [buf_of[v] for v in in_vals], "memories": [], "widths": {"in": in_widths},
-                  "banks": {"in": in_banks, "out": 1}, "diagonal": False}
+                  "inputs": [buf_of[v] for v in in_vals], "memories": [],
+                  "widths": {"in": in_widths, "in_unsigned": [bool(rng[v][0] >= 0) for v in in_vals]},
+                  "banks": {"in": in_banks, "out": 1}, "diagonal": False, "parallel": False}
     param_fields: list[tuple[str, np.ndarray]] = []
     if kind == "window":
         C, H, W = _chw(graph.shape(in_vals[0]))
@@ -319,7 +343,13 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
         core.update(geometry=geo, lanes=p, reduce={"conv": "mac", "dense": "mac", "sumpool": "sum",
                                                    "maxpool": "max"}[op], diagonal=bool(diagonal and q > 1))
         if out_bankable and p > 1:
-            core["banks"]["out"] = p  # the P lanes of one pixel go out in one write
+            core["banks"]["out"] = p  # the P lanes of one pixel go to P banks of one bank row
+        # The epilogue of all P lanes in one cycle (P neurons) where one lane per cycle would add more
+        # than half to the cycles of a pixel; otherwise one neuron serves the lanes in turn.
+        core["parallel"] = False
+        if core["banks"]["out"] > 1:
+            fused_neuron = neuron is not None or op == "neuron"
+            core["parallel"] = not fused_neuron or 2 * p > window_geometry(core)["taps"] + 3
         xw = in_widths[0]
         if op in ops.WEIGHTED:
             w = node.params["weight"].astype(np.int64)
@@ -386,16 +416,17 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
                             "signed": bool(na.get("signed", False)), "membrane_bits": B,
                             "membrane_shift": int(na.get("membrane_shift", 0)), "theta_bits": theta_bits,
                             "state_bits": state_bits, "sum_bits": max(sbits(vlo, vhi), value_bits + 1),
-                            "level_bits": sbits(-levels, levels), "stored": T > 1}
+                            "level_bits": sbits(-levels, levels), "stored": T > 1,
+                            "saturates": not (-(1 << (B - 1)) <= vlo and vhi <= (1 << (B - 1)) - 1)}
         if T > 1:  # at T = 1 every membrane starts from v_init and is never read again: no RAM
-            r = core["banks"]["out"]  # parallel epilogue: one word holds the r lanes of one pixel
+            r = core["lanes"] if core["parallel"] else 1  # parallel: one word holds the r lanes of a pixel
             depth = int(np.prod(core["geometry"]["out_shape"])) // r
             core["memories"].append({"name": f"{cname}_v", "kind": "ram", "depth": depth,
                                      "width": r * state_bits, "init": None})
     else:
         core["epilogue"] = {"kind": "none"}
     if param_fields:
-        r = core["banks"]["out"]  # parallel epilogue: one word per output block, lane-major
+        r = core["lanes"] if core["parallel"] else 1  # parallel: one word per output block, lane-major
         words = _pack([(arr.reshape(-1, r)[:, lane], bits) for lane in range(r) for _, arr, bits in param_fields])
         width = r * sum(bits for _, _, bits in param_fields)
         roms[f"{cname}_p"] = words

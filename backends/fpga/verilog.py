@@ -33,7 +33,22 @@ def _param_fields(core: dict, word: str, lane: str = "") -> dict[str, tuple[str,
     return out
 
 
-def _epilogue(core: dict, value: str, value_bits: int) -> str:
+def _neuron(ep: dict, value: str, value_bits: int, theta: str, indent: str) -> str:
+    """The snncc_neuron instance: v_prev, v_next and z are declared by the caller.  Its internal
+    width holds v + I, k*theta for k <= N and, only when the proven v + I range exceeds B bits
+    (``saturates``), the saturation bounds +-2^(B-1)."""
+    sw, tw = ep["state_bits"], ep["theta_bits"]
+    sat = ep.get("saturates", True)
+    nw = max(ep["sum_bits"], ep["membrane_bits"] if sat else 0, tw + clog2(ep["levels"] + 1) + 1, sw,
+             value_bits) + 2
+    return (f"{indent}snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), .B({ep['membrane_bits']}), "
+            f".N({ep['levels']}), .SIGNED({int(ep['signed'])}), .SHIFT({ep['membrane_shift']}), "
+            f".ZW({ep['level_bits']}), .SAT({int(sat)})) neuron (.cur({value}), .v_prev(v_prev), .theta({theta}), "
+            f".v_next(v_next), .z(z));")
+
+
+def _epilogue(core: dict, value: str, value_bits: int, out_addr: str = "ep_widx", out_mask: str = "1'b1",
+              banks: int = 1) -> str:
     """Verilog for the per-element epilogue.
 
     Inputs (declared by the caller): ``ep_ridx`` the element index whose state is read
@@ -47,8 +62,7 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
     lines = []
     if ep["kind"] == "neuron":
         f = _param_fields(core, "prm")
-        sw, tw = ep["state_bits"], ep["theta_bits"]
-        nw = max(ep["sum_bits"], ep["membrane_bits"], tw + clog2(ep["levels"] + 1) + 1, sw, value_bits) + 2
+        sw = ep["state_bits"]
         lines += [
             f"    wire signed [{sw - 1}:0] v_next;",
             f"    wire signed [{ep['level_bits'] - 1}:0] z;",
@@ -62,13 +76,7 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
             ]
         else:  # T = 1: the membrane starts at v_init and is not kept
             lines.append(f"    wire signed [{sw - 1}:0] v_prev = {f['v_init'][0]};")
-        lines += [
-            f"    snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), .B({ep['membrane_bits']}), "
-            f".N({ep['levels']}), .SIGNED({int(ep['signed'])}), .SHIFT({ep['membrane_shift']}), "
-            f".ZW({ep['level_bits']})) neuron (.cur({value}), .v_prev(v_prev), .theta({f['theta'][0]}), "
-            f".v_next(v_next), .z(z));",
-            f"    wire signed [{ow - 1}:0] result = z;",
-        ]
+        lines += [_neuron(ep, value, value_bits, f["theta"][0], "    "), f"    wire signed [{ow - 1}:0] result = z;"]
     elif ep["kind"] == "acc":
         w = max(ow, value_bits) + 1
         lines += [
@@ -85,9 +93,9 @@ def _epilogue(core: dict, value: str, value_bits: int) -> str:
         ]
     lines += [
         "    assign out_we = ep_go;",
-        "    assign out_mask = 1'b1;",
-        "    assign out_addr = ep_widx;",
-        "    assign out_data = result;",
+        f"    assign out_mask = {out_mask};",
+        f"    assign out_addr = {out_addr};",
+        "    assign out_data = result;" if banks == 1 else f"    assign out_data = {{{banks}{{result}}}};",
     ]
     return "\n".join(lines)
 
@@ -106,8 +114,7 @@ def _epilogue_parallel(core: dict, values: str, value_bits: int) -> str:
     aw = clog2(depth)
     lines = [f"    wire [{P * ow - 1}:0] results;"]
     if ep["kind"] == "neuron":
-        sw, tw = ep["state_bits"], ep["theta_bits"]
-        nw = max(ep["sum_bits"], ep["membrane_bits"], tw + clog2(ep["levels"] + 1) + 1, sw, value_bits) + 2
+        sw = ep["state_bits"]
         lines.append(f"    wire [{P * sw - 1}:0] v_next_all;")
         if ep["stored"]:
             lines.append(f"    wire [{P * sw - 1}:0] v_rd;")
@@ -124,10 +131,7 @@ def _epilogue_parallel(core: dict, values: str, value_bits: int) -> str:
         else:
             lines.append(f"        wire signed [{sw - 1}:0] v_prev = {f['v_init'][0]};")
         lines += [
-            f"        snncc_neuron #(.CW({value_bits}), .SW({sw}), .TW({tw}), .NW({nw}), "
-            f".B({ep['membrane_bits']}), .N({ep['levels']}), .SIGNED({int(ep['signed'])}), "
-            f".SHIFT({ep['membrane_shift']}), .ZW({ep['level_bits']})) neuron (.cur(value), .v_prev(v_prev), "
-            f".theta({f['theta'][0]}), .v_next(v_next), .z(z));",
+            _neuron(ep, "value", value_bits, f["theta"][0], "        "),
             f"        assign v_next_all[m*{sw} +: {sw}] = v_next;",
             f"        wire signed [{ow - 1}:0] result = z;",
         ]
@@ -168,6 +172,15 @@ def _param_rom(core: dict, addr: str) -> str:
             f".INIT(\"{mem['init']}\")) rom_p (.clk(clk), .addr(prm_addr), .data(prm));")
 
 
+def _xs(core: dict, slot: str) -> str:
+    """Input bank ``slot`` of ``in0_data`` as a signed operand; a proven non-negative one gets a
+    constant 0 sign bit, which lets synthesis drop that row of the multiplier."""
+    xw = core["widths"]["in"][0]
+    if core["widths"].get("in_unsigned", [False])[0] and xw > 1:
+        return f"$signed({{1'b0, in0_data[{slot}*{xw} +: {xw - 1}]}})"
+    return f"$signed(in0_data[{slot}*{xw} +: {xw}])"
+
+
 def window_core(core: dict, netlist: dict) -> str:
     g = core["geometry"]
     C, H, W = g["in_shape"]
@@ -191,7 +204,7 @@ def window_core(core: dict, netlist: dict) -> str:
     cw = max(clog2(C * H * W + 1), clog2(max(H, W) + max(PT, PL) + KH * DH + KW * DW + 2)) + 3
     ports, _ = _ports(core, netlist)
     out_depth = O * OHW
-    oaw = clog2(out_depth // (P if par else 1))
+    oaw = clog2(out_depth // (P if par else 1))  # the index of ep_ridx/ep_widx: bank row or element
     lane_w = f"{P * aw - 1}:0"
     epi_last = 0 if par else P  # the epilogue state lasts 1 cycle (parallel) or P + 1 (one lane per cycle)
     v: list[str] = [f"// {core['name']}: {core['op']} {C}x{H}x{W} -> {O}x{OH}x{OW}, kernel {KH}x{KW}, "
@@ -239,13 +252,19 @@ def window_core(core: dict, netlist: dict) -> str:
     v.append(f"    genvar l;\n    generate for (l = 0; l < {P}; l = l + 1) begin : lane")
     v.append(f"        reg signed [{aw - 1}:0] acc;")
     xsel = "l" if diag else "0"
-    v.append(f"        wire signed [{xw - 1}:0] x = in0_data[{xsel}*{xw} +: {xw}];")
-    if red == "mac" and Q > 1 and not diag:
-        # Q input channels per tap: the lane's Q products, summed (every partial sum fits acc, see netlist)
-        v.append(f"        reg signed [{aw - 1}:0] dot;\n        integer j;")
-        v.append(f"        always @* begin\n            dot = {aw}'sd0;\n            for (j = 0; j < {Q}; j = j + 1)")
-        v.append(f"                dot = dot + $signed(wrd[(l*{Q} + j)*{wb} +: {wb}]) * "
-                 f"$signed(in0_data[j*{xw} +: {xw}]);\n        end")
+    v.append(f"        wire signed [{xw - 1}:0] x = {_xs(core, xsel)};")
+    if red == "mac":
+        # the lane's products at their own width (wb + xw bits), then summed at the accumulator's width
+        # (every partial sum fits it, see netlist); Q input channels per tap unless diagonal
+        nq = 1 if diag else Q
+        v.append(f"        wire [{nq * (wb + xw) - 1}:0] prods;")
+        v.append(f"        genvar j;\n        for (j = 0; j < {nq}; j = j + 1) begin : mul")
+        xj = "x" if nq == 1 else _xs(core, "j")
+        v.append(f"            wire signed [{wb + xw - 1}:0] pr = $signed(wrd[(l*{nq} + j)*{wb} +: {wb}]) * {xj};")
+        v.append(f"            assign prods[j*{wb + xw} +: {wb + xw}] = pr;\n        end")
+        v.append(f"        reg signed [{aw - 1}:0] dot;\n        integer i;")
+        v.append(f"        always @* begin\n            dot = {aw}'sd0;\n            for (i = 0; i < {nq}; i = i + 1)")
+        v.append(f"                dot = dot + $signed(prods[i*{wb + xw} +: {wb + xw}]);\n        end")
     if red == "max":
         v.append("        reg have;")
     v.append("        always @(posedge clk) begin")
@@ -254,10 +273,8 @@ def window_core(core: dict, netlist: dict) -> str:
     if red == "max":
         v.append("                have <= 1'b0;")
     v.append("            end else if (d_tap && d_inb) begin")
-    if red == "mac" and Q > 1 and not diag:
+    if red == "mac":
         v.append("                acc <= acc + dot;")
-    elif red == "mac":
-        v.append(f"                acc <= acc + $signed(wrd[l*{wb} +: {wb}]) * x;")
     elif red == "sum":
         v.append("                acc <= acc + x;")
     else:
@@ -288,7 +305,13 @@ def window_core(core: dict, netlist: dict) -> str:
             v.append(f"    wire signed [{vb - 1}:0] value = lane_acc + {f['bias'][0]};")
         else:
             v.append(f"    wire signed [{vb - 1}:0] value = lane_acc;")
-        v.append(_epilogue(core, "value", vb))
+        R = core["banks"]["out"]
+        if R > 1:  # one lane per cycle into its bank of the bank row (output block, pixel)
+            v.append(f"    reg [{clog2(out_depth // R) - 1}:0] ep_wrow;\n"
+                     f"    always @(posedge clk) ep_wrow <= orow + pix;")
+            v.append(_epilogue(core, "value", vb, "ep_wrow", f"{R}'d1 << d_lane", R))
+        else:
+            v.append(_epilogue(core, "value", vb))
     v.append(f"""    always @(posedge clk) begin
         d_tap <= (state == S_MAC);
         d_inb <= inb;
@@ -465,11 +488,13 @@ def top_module(netlist: dict) -> str:
                  f"channel c in bank c mod {q}")
         v.append(f"    wire {n}_we;\n    wire [{q - 1}:0] {n}_mask;\n    wire [{aw - 1}:0] {n}_waddr, {n}_raddr;")
         v.append(f"    wire [{q * b['width'] - 1}:0] {n}_wdata, {n}_rdata;")
-        for k in range(q):
-            sl = f"[{(k + 1) * b['width'] - 1}:{k * b['width']}]"
-            v.append(f"    snncc_ram #(.W({b['width']}), .D({b['depth'] // q}), .AW({aw})) buf_{n}_{k} (.clk(clk), "
-                     f".we({n}_we & {n}_mask[{k}]), .waddr({n}_waddr), .wdata({n}_wdata{sl}), "
-                     f".raddr({n}_raddr), .rdata({n}_rdata{sl}));")
+        if q == 1:
+            v.append(f"    snncc_ram #(.W({b['width']}), .D({b['depth']}), .AW({aw})) buf_{n} (.clk(clk), "
+                     f".we({n}_we), .waddr({n}_waddr), .wdata({n}_wdata), .raddr({n}_raddr), .rdata({n}_rdata));")
+        else:
+            v.append(f"    snncc_ram_banked #(.W({b['width']}), .Q({q}), .D({b['depth'] // q}), .AW({aw})) buf_{n} "
+                     f"(.clk(clk), .we({n}_we), .mask({n}_mask), .waddr({n}_waddr), .wdata({n}_wdata), "
+                     f".raddr({n}_raddr), .rdata({n}_rdata));")
     v.append(f"    assign in_we = in_fire;\n    assign in_mask = 1'b1;\n"
              f"    assign in_waddr = in_cnt[{clog2(nin) - 1}:0];\n    assign in_wdata = s_axis_tdata;")
     # cores
