@@ -101,8 +101,11 @@ def annotate(netlist: dict) -> None:
             total[k] += core["resources"][k]
     top = {"lut": 150, "ff": 150, "bram": 0, "dsp": 0}
     for b in netlist["buffers"]:
-        q = b["banks"]  # one RAM per bank
-        top["bram"] += q * ebr_count(b["depth"] // q, b["width"])
+        q = b["banks"]
+        if q == 1:
+            top["bram"] += ebr_count(b["depth"], b["width"])
+        else:  # one word of q banks with a per-bank write mask: only the 256 x 16 mode has a bit mask
+            top["bram"] += math.ceil(b["depth"] // q / 256) * math.ceil(q * b["width"] / 16)
         top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
     for k in total:
         total[k] += top[k]

@@ -8,7 +8,7 @@ memories and the neuron live in ``templates/snncc_lib.v``.
 
 from __future__ import annotations
 
-from snncc.backends.fpga.netlist import window_geometry
+from snncc.backends.fpga.netlist import sbits, window_geometry
 
 
 def clog2(n: int) -> int:
@@ -201,7 +201,10 @@ def window_core(core: dict, netlist: dict) -> str:
     red = core["reduce"]
     in_aw = clog2(C * H * W // Q)
     # Signed width for window coordinates and row addresses (may go negative in padding).
-    cw = max(clog2(C * H * W + 1), clog2(max(H, W) + max(PT, PL) + KH * DH + KW * DW + 2)) + 3
+    # (coordinates iy/ix and bank-row addresses, each bounded over every value the counters take)
+    cwc = sbits(-max(PT, PL) - 1, max(H, W, (OH - 1) * SH + (KH - 1) * DH, (OW - 1) * SWD + (KW - 1) * DW)
+                + max(SH, SWD) + 1)
+    cwa = sbits(-(PT * W + PL) - 1, C * H * W // Q + HW + (KH * DH + SH + PT + 1) * W + KW * DW + SWD + PL + 1)
     ports, _ = _ports(core, netlist)
     out_depth = O * OHW
     oaw = clog2(out_depth // (P if par else 1))  # the index of ep_ridx/ep_widx: bank row or element
@@ -220,7 +223,8 @@ def window_core(core: dict, netlist: dict) -> str:
     reg [{clog2(OBG)}:0] gsub;
     reg [{clog2(OH)}:0] oy;
     reg [{clog2(OW)}:0] ox;
-    reg signed [{cw - 1}:0] iy0, ix0, row0, iy, ix, rowaddr, gbase, cbase;
+    reg signed [{cwc - 1}:0] iy0, ix0, iy, ix;
+    reg signed [{cwa - 1}:0] row0, rowaddr, gbase, cbase;
     reg [{clog2(OHW)}:0] pix;
     reg [{clog2(out_depth) + 1}:0] obase_ohw, eidx, orow;
     reg [{clog2(O)}:0] obase;
@@ -232,7 +236,7 @@ def window_core(core: dict, netlist: dict) -> str:
     reg [{clog2(OB * TAPS) + 1}:0] wbase;
     reg [{clog2(P + 1)}:0] e;
     wire inb = (iy >= 0) && (iy < {H}) && (ix >= 0) && (ix < {W});
-    wire signed [{cw - 1}:0] addr_s = rowaddr + ix;
+    wire signed [{cwa - 1}:0] addr_s = rowaddr + ix;
     assign in0_addr = (state == S_MAC && inb) ? addr_s[{in_aw - 1}:0] : {in_aw}'d0;
     wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IGB - 1});
     wire last_pix = (ox == {OW - 1}) && (oy == {OH - 1});
