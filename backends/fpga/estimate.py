@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from snncc.backends.fpga.netlist import window_geometry
 
 EBR_BITS = 4096  # iCE40 embedded block RAM
@@ -120,3 +122,63 @@ def annotate(netlist: dict) -> None:
         "top": top,
         "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); cycles exact for the emitted state machines",
     }
+
+
+def event_cycles(graph, netlist: dict, x_q: np.ndarray) -> np.ndarray:
+    """Exact compute cycles per sample of an event-driven netlist (int64, one per row of ``x_q``).
+
+    Follows the event-driven tap issue in ``verilog.py``: per output pixel and kernel row of an
+    input block, max(1, non-zero in-bounds taps) cycles, where a tap is non-zero when any bank of
+    its bank row is; the other cores keep their fixed counts.  The frames come from the integer
+    runtime, one run per timestep (it reports a value at the last step of a run)."""
+    from snncc.sim.int_runtime import run_int
+
+    x_q = np.asarray(x_q)
+    n, T = len(x_q), netlist["timesteps"]
+    bufs = {b["name"]: b for b in netlist["buffers"]}
+    ev = [c for c in netlist["cores"] if c.get("event_driven")]
+    values = sorted({bufs[c["inputs"][0]]["value"] for c in ev} - {netlist["input"]["value"]})
+    total = np.zeros(n, np.int64)
+    for t in range(1, T + 1):
+        frames = run_int(graph, x_q, capture=values, timesteps=t) if values else {}
+        frames[netlist["input"]["value"]] = x_q
+        for core in netlist["cores"]:
+            if not core.get("event_driven"):
+                total += core["cycles"]
+                continue
+            buf = bufs[core["inputs"][0]]
+            total += _event_core_cycles(core, np.asarray(frames[buf["value"]]).reshape(n, -1), buf["banks"])
+    return total
+
+
+def _event_core_cycles(core: dict, frame: np.ndarray, banks: int) -> np.ndarray:
+    g = core["geometry"]
+    C, H, W = g["in_shape"]
+    _, OH, OW = g["out_shape"]
+    KH, KW = g["kernel"]
+    SH, SW = g["strides"]
+    PT, PL = g["pads"][0], g["pads"][1]
+    DH, DW = g["dilations"]
+    n = len(frame)
+    nz = (frame.reshape(n, C // banks, banks, H, W) != 0).any(axis=2)  # (n, blocks, H, W)
+    ph, pw = PT + (OH - 1) * SH + (KH - 1) * DH + 1, PL + (OW - 1) * SW + (KW - 1) * DW + 1
+    pad = np.zeros((n, C // banks, max(ph, PT + H), max(pw, PL + W)), np.int64)
+    pad[:, :, PT:PT + H, PL:PL + W] = nz
+    per_block = np.zeros((n, C // banks), np.int64)
+    for ky in range(KH):
+        row = np.zeros((n, C // banks, OH, OW), np.int64)
+        for kx in range(KW):
+            y0, x0 = ky * DH, kx * DW
+            row += pad[:, :, y0:y0 + (OH - 1) * SH + 1:SH, x0:x0 + (OW - 1) * SW + 1:SW]
+        per_block += np.maximum(row, 1).sum(axis=(2, 3))
+    geo = window_geometry(core)
+    epi = 1 if geo["parallel"] else core["lanes"] + 1
+    cycles = np.full(n, 2 + geo["ob"] * OH * OW * (2 + epi), np.int64)
+    for ob in range(geo["ob"]):
+        if core["diagonal"]:
+            blocks = [ob]
+        else:
+            grp = ob // geo["obg"]
+            blocks = list(range(grp * geo["igb"], (grp + 1) * geo["igb"]))
+        cycles += per_block[:, blocks].sum(axis=1)
+    return cycles

@@ -150,8 +150,16 @@ def _bank_readers(graph: Graph, fused_neurons: set[str], small: set[str]) -> dic
     return ok
 
 
-def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple[dict, dict[str, list[int]]]:
-    """Return (netlist, rom contents by memory name as lists of packed unsigned words)."""
+# Reductions where skipping a zero input word changes nothing (a max over signed values would).
+EVENT_REDUCES = ("mac", "sum")
+
+
+def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model",
+                  event_driven: bool = False) -> tuple[dict, dict[str, list[int]]]:
+    """Return (netlist, rom contents by memory name as lists of packed unsigned words).
+
+    ``event_driven``: window cores that sum skip input words that are zero (every bank of a
+    bank row), so their cycles depend on the data (``estimate.cycles`` is then the bound)."""
     if graph.stage != "int":
         raise SnnccError(f"the fpga target needs the integer IR, got stage {graph.stage!r}")
     check_lanes(lanes)
@@ -233,6 +241,7 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
             width = sbits(*rng[final])
             core["output"] = add_buffer(final, width, "frame", core["banks"]["out"])
         core["widths"]["out"] = next(b["width"] for b in buffers if b["name"] == core["output"])
+        core["event_driven"] = bool(event_driven and core["kind"] == "window" and core["reduce"] in EVENT_REDUCES)
         cores.append(core)
 
     readers: dict[str, list[str]] = {b["name"]: [] for b in buffers}
@@ -250,6 +259,8 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
             if r != writer:
                 streams.append({"from": writer, "to": r, "buffer": b["name"], "width": b["width"]})
         b["readers"] = readers[b["name"]]
+        # a bit per bank row, set when any bank is non-zero: what event-driven readers skip on
+        b["flags"] = any(c["event_driven"] and b["name"] in c["inputs"] for c in cores)
 
     memories = []
     for b in buffers:
@@ -266,6 +277,7 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model") -> tuple
         "name": name,
         "timesteps": T,
         "lanes": int(lanes),
+        "event_driven": bool(event_driven),
         "input": {"value": in_value, "shape": list(graph.shape(in_value)), "words": buffers[0]["depth"],
                   "width": INPUT_BITS, "buffer": "in"},
         "output": {"value": out_value, "shape": list(graph.shape(out_value)),

@@ -152,6 +152,8 @@ def _ports(core: dict, netlist: dict) -> tuple[str, list[str]]:
         buf = bufs[b]
         ports += [f"output wire [{clog2(buf['depth'] // buf['banks']) - 1}:0] in{j}_addr",
                   f"input wire [{buf['banks'] * buf['width'] - 1}:0] in{j}_data"]
+        if core.get("event_driven"):
+            ports.append(f"input wire [{buf['depth'] // buf['banks'] - 1}:0] in{j}_nz")
     out = bufs[core["output"]]
     oaw = clog2(out["depth"] // out["banks"])
     ports += ["output wire out_we", f"output wire [{out['banks'] - 1}:0] out_mask",
@@ -181,6 +183,63 @@ def _xs(core: dict, slot: str) -> str:
     return f"$signed(in0_data[{slot}*{xw} +: {xw}])"
 
 
+def _event_taps(core: dict, cwc: int, cwa: int, in_aw: int) -> str:
+    """Event-driven tap issue: the KW taps of the current kernel row are looked up in the input's
+    non-zero flags at once; each cycle issues the lowest pending non-zero tap, and a row with
+    none left moves on (an all-zero row costs one cycle, a row with n non-zero taps n cycles)."""
+    g = core["geometry"]
+    H, W = g["in_shape"][1], g["in_shape"][2]
+    KW, DW = g["kernel"][1], g["dilations"][1]
+    kb = clog2(KW) + 1
+    v = [f"""
+    reg [{KW - 1}:0] done_k;
+    wire row_in = (iy >= 0) && (iy < {H});
+    wire [{KW - 1}:0] nzk;
+    genvar k;
+    generate for (k = 0; k < {KW}; k = k + 1) begin : tapk
+        wire signed [{cwc + 1}:0] ixk = ix0 + k*{DW};
+        wire signed [{cwa + 1}:0] ak = rowaddr + ixk;
+        assign nzk[k] = row_in && (ixk >= 0) && (ixk < {W}) && in0_nz[ak[{in_aw - 1}:0]];
+    end endgenerate
+    wire [{KW - 1}:0] pend = nzk & ~done_k;
+    wire [{KW - 1}:0] pick = pend & (~pend + 1'b1);
+    wire [{KW - 1}:0] rest = pend & ~pick;
+    reg [{kb - 1}:0] kk;
+    integer b;
+    always @* begin
+        kk = 0;
+        for (b = {KW - 1}; b >= 0; b = b - 1) if (pick[b]) kk = b;
+    end
+    wire issue = (state == S_MAC) && (pend != 0);
+    wire signed [{cwa + 1}:0] a_issue = rowaddr + ix0 + $signed({{1'b0, kk}})*{DW};
+    assign in0_addr = issue ? a_issue[{in_aw - 1}:0] : {in_aw}'d0;
+    wire [{clog2(window_geometry(core)['taps']) + 1}:0] tap_now = tap + kk;"""]
+    return "".join(v)
+
+
+def _event_step(core: dict) -> str:
+    g = core["geometry"]
+    W = g["in_shape"][2]
+    KH, KW = g["kernel"]
+    DH = g["dilations"][0]
+    HW = g["in_shape"][1] * W
+    igb = window_geometry(core)["igb"]
+    return f"""begin
+                if (rest != 0) done_k <= done_k | pick;
+                else begin  // the row is done: the next kernel row (tap counts rows x KW)
+                    done_k <= 0;
+                    tap <= tap + {KW};
+                    if (ky != {KH - 1}) begin
+                        ky <= ky + 1'b1; iy <= iy + {DH}; rowaddr <= rowaddr + {DH * W};
+                    end else begin
+                        ky <= 0; iy <= iy0;
+                        ic <= ic + 1'b1; cbase <= cbase + {HW}; rowaddr <= cbase + {HW} + row0;
+                    end
+                    if ((ky == {KH - 1}) && (ic == {igb - 1})) state <= S_DRAIN;
+                end
+            end"""
+
+
 def window_core(core: dict, netlist: dict) -> str:
     g = core["geometry"]
     C, H, W = g["in_shape"]
@@ -193,6 +252,7 @@ def window_core(core: dict, netlist: dict) -> str:
     P = core["lanes"]
     Q = core["banks"]["in"][0]
     diag = core["diagonal"]
+    ev = core.get("event_driven", False)
     geo = window_geometry(core)
     IGB, OB, OBG, TAPS, par = geo["igb"], geo["ob"], geo["obg"], geo["taps"], geo["parallel"]
     HW, OHW = H * W, OH * OW
@@ -214,6 +274,29 @@ def window_core(core: dict, netlist: dict) -> str:
                     f"group {G}, {P} lane(s), {Q} input bank(s){' (diagonal)' if diag else ''}, reduce {red}, "
                     f"epilogue {core['epilogue']['kind']}{' (parallel)' if par else ''}",
                     f"module {core['name']} (\n    {ports}\n);"]
+    if ev:
+        tap_issue, d_inb, mac_step = _event_taps(core, cwc, cwa, in_aw), "1'b1", _event_step(core)
+    else:
+        tap_issue = f"""
+    assign in0_addr = (state == S_MAC && inb) ? addr_s[{in_aw - 1}:0] : {in_aw}'d0;
+    wire issue = (state == S_MAC);
+    wire [{clog2(OB * TAPS) + 1}:0] tap_now = tap;"""
+        d_inb = "inb"
+        mac_step = f"""begin
+                tap <= tap + 1'b1;
+                if (kx != {KW - 1}) begin
+                    kx <= kx + 1'b1; ix <= ix + {DW};
+                end else begin
+                    kx <= 0; ix <= ix0;
+                    if (ky != {KH - 1}) begin
+                        ky <= ky + 1'b1; iy <= iy + {DH}; rowaddr <= rowaddr + {DH * W};
+                    end else begin
+                        ky <= 0; iy <= iy0;
+                        ic <= ic + 1'b1; cbase <= cbase + {HW}; rowaddr <= cbase + {HW} + row0;
+                    end
+                end
+                if (last_tap) state <= S_DRAIN;
+            end"""
     v.append(f"""    localparam S_IDLE = 3'd0, S_SETUP = 3'd1, S_MAC = 3'd2, S_DRAIN = 3'd3,
                S_EPI = 3'd4, S_DONE = 3'd5;
     reg [2:0] state;
@@ -237,8 +320,7 @@ def window_core(core: dict, netlist: dict) -> str:
     reg [{clog2(P + 1)}:0] e;
     wire inb = (iy >= 0) && (iy < {H}) && (ix >= 0) && (ix < {W});
     wire signed [{cwa - 1}:0] addr_s = rowaddr + ix;
-    assign in0_addr = (state == S_MAC && inb) ? addr_s[{in_aw - 1}:0] : {in_aw}'d0;
-    wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IGB - 1});
+    wire last_tap = (kx == {KW - 1}) && (ky == {KH - 1}) && (ic == {IGB - 1});{tap_issue}
     wire last_pix = (ox == {OW - 1}) && (oy == {OH - 1});
     // pipeline: data arrives one cycle after its address
     reg d_tap, d_inb, ep_go;
@@ -249,7 +331,7 @@ def window_core(core: dict, netlist: dict) -> str:
         wmem = next(m for m in core["memories"] if m["name"].endswith("_w"))
         wb = core["widths"]["weight"]
         v.append(f"""    wire [{wmem['width'] - 1}:0] wrd;
-    wire [{clog2(wmem['depth']) - 1}:0] waddr = wbase + tap;
+    wire [{clog2(wmem['depth']) - 1}:0] waddr = wbase + tap_now;
     snncc_rom #(.W({wmem['width']}), .D({wmem['depth']}), .AW({clog2(wmem['depth'])}),
         .INIT("{wmem['init']}")) rom_w (.clk(clk), .addr(waddr), .data(wrd));""")
     v.append(f"    wire [{lane_w}] accv;")
@@ -317,8 +399,8 @@ def window_core(core: dict, netlist: dict) -> str:
         else:
             v.append(_epilogue(core, "value", vb))
     v.append(f"""    always @(posedge clk) begin
-        d_tap <= (state == S_MAC);
-        d_inb <= inb;
+        d_tap <= issue;
+        d_inb <= {d_inb};
         ep_go <= (state == S_EPI) && (e < {P});
         ep_widx <= ep_ridx;
         d_lane <= e[{clog2(P)}:0];
@@ -334,25 +416,11 @@ def window_core(core: dict, netlist: dict) -> str:
                 obase <= 0; obase_ohw <= 0; orow <= 0; wbase <= 0;
             end
             S_SETUP: begin
-                ic <= 0; ky <= 0; kx <= 0; tap <= 0;
+                ic <= 0; ky <= 0; kx <= 0; tap <= 0;{' done_k <= 0;' if ev else ''}
                 iy <= iy0; ix <= ix0; cbase <= gbase; rowaddr <= gbase + row0;
                 state <= S_MAC;
             end
-            S_MAC: begin
-                tap <= tap + 1'b1;
-                if (kx != {KW - 1}) begin
-                    kx <= kx + 1'b1; ix <= ix + {DW};
-                end else begin
-                    kx <= 0; ix <= ix0;
-                    if (ky != {KH - 1}) begin
-                        ky <= ky + 1'b1; iy <= iy + {DH}; rowaddr <= rowaddr + {DH * W};
-                    end else begin
-                        ky <= 0; iy <= iy0;
-                        ic <= ic + 1'b1; cbase <= cbase + {HW}; rowaddr <= cbase + {HW} + row0;
-                    end
-                end
-                if (last_tap) state <= S_DRAIN;
-            end
+            S_MAC: {mac_step}
             S_DRAIN: begin
                 e <= 0;
                 eidx <= obase_ohw + pix;
@@ -499,6 +567,16 @@ def top_module(netlist: dict) -> str:
             v.append(f"    snncc_ram_banked #(.W({b['width']}), .Q({q}), .D({b['depth'] // q}), .AW({aw})) buf_{n} "
                      f"(.clk(clk), .we({n}_we), .mask({n}_mask), .waddr({n}_waddr), .wdata({n}_wdata), "
                      f".raddr({n}_raddr), .rdata({n}_rdata));")
+    for b in bufs:
+        if not b.get("flags"):
+            continue
+        q, n, w = b["banks"], b["name"], b["width"]
+        bits = ", ".join(f"{{{w}{{{n}_mask[{k}]}}}}" for k in reversed(range(q)))
+        v.append(f"    // {n}_nz: one bit per bank row, set when a bank of it is non-zero (event-driven readers)\n"
+                 f"    reg [{b['depth'] // q - 1}:0] {n}_nz;\n"
+                 f"    wire [{q * w - 1}:0] {n}_wbits = {n}_wdata & {{{bits}}};\n"
+                 f"    always @(posedge clk) if ({n}_we) {n}_nz[{n}_waddr] <= "
+                 f"({n}_mask[0] ? 1'b0 : {n}_nz[{n}_waddr]) | (|{n}_wbits);")
     v.append(f"    assign in_we = in_fire;\n    assign in_mask = 1'b1;\n"
              f"    assign in_waddr = in_cnt[{clog2(nin) - 1}:0];\n    assign in_wdata = s_axis_tdata;")
     # cores
@@ -511,6 +589,8 @@ def top_module(netlist: dict) -> str:
             aw = clog2(next(x["depth"] // x["banks"] for x in bufs if x["name"] == b))
             v.append(f"    wire [{aw - 1}:0] c{k}_in{j}_addr;")
             conns += [f".in{j}_addr(c{k}_in{j}_addr)", f".in{j}_data({b}_rdata)"]
+            if core.get("event_driven"):
+                conns.append(f".in{j}_nz({b}_nz)")
             read_src[b].append((f"cur == {k}", f"c{k}_in{j}_addr"))
         ob = core["output"]
         conns += [f".out_we({ob}_we)", f".out_mask({ob}_mask)", f".out_addr({ob}_waddr)",
