@@ -14,9 +14,36 @@ import numpy as np
 
 from snncc.backends.fpga.netlist import window_geometry
 
-EBR_BITS = 4096  # iCE40 embedded block RAM
-EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # depth x width modes
-MIN_ROM_DEPTH = 256  # yosys 0.23 keeps shallower ROMs in LUTs; every RAM (sync read) goes to EBR
+EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # iCE40 4 kbit EBR: depth x width modes
+DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # ECP5 18 kbit
+RAMB18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # 7-series, 0.5 each
+RAMB36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+
+
+def _tiles(depth: int, width: int, shapes) -> int:
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+
+
+# What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
+# relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but the LUT4 count comes out
+# higher; 7-series LUT6: lower), where a memory goes to block RAM, and what a memory in LUTs costs.
+FAMILY_MODELS = {
+    "ice40": dict(lut_scale=1.0,
+                  in_bram=lambda kind, d, w: kind == "ram" or d >= 256,
+                  bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
+                                            else _tiles(d, w, EBR_SHAPES)),
+                  rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
+    "ecp5": dict(lut_scale=1.45,
+                 in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
+                 bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
+                 rom_lut=lambda d, w: math.ceil(d / 16) * w,
+                 ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
+    "xc7": dict(lut_scale=0.85,
+                in_bram=lambda kind, d, w: d * w >= 4096,
+                bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
+                rom_lut=lambda d, w: math.ceil(d / 64) * w,
+                ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
+}
 
 
 def core_cycles(core: dict) -> int:
@@ -32,35 +59,38 @@ def core_cycles(core: dict) -> int:
 
 def ebr_count(depth: int, width: int) -> int:
     """iCE40 EBRs for one memory: the cheapest mode that tiles depth x width."""
-    best = None
-    for d, w in EBR_SHAPES:
-        n = math.ceil(depth / d) * math.ceil(width / w)
-        best = n if best is None else min(best, n)
-    return best
+    return _tiles(depth, width, EBR_SHAPES)
 
 
-def _mem_in_bram(depth: int, width: int, kind: str = "ram") -> bool:
-    return kind == "ram" or depth >= MIN_ROM_DEPTH
+def _memory(fam: dict, kind: str, depth: int, width: int, banks: int = 1) -> dict:
+    if fam["in_bram"](kind, depth, width):
+        return {"bram": fam["bram"](depth, width, banks)}
+    return {"lut": fam["rom_lut"](depth, width) if kind == "rom" else fam["ram_lut"](depth, width)}
 
 
-def core_resources(core: dict) -> dict:
-    """LUT4 / FF / EBR / DSP model of one core (DSP: 0, the ice40 flow maps multipliers to LUTs)."""
+def core_resources(core: dict, family: str = "ice40") -> dict:
+    """LUT / FF / block RAM / DSP model of one core for ``family`` (the logic counted in iCE40 LUT4
+    and scaled; the memories placed by the family's rules)."""
+    fam = FAMILY_MODELS[family]
     w = core["widths"]
     aw = w["acc"]
     xw = max(w["in"])
     p = core["lanes"]
     ep = core["epilogue"]
     # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
-    counters = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
-    lut = counters
-    ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
+    lut = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
+    ff = 85 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
+    dsp = 0
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            # shift-add arrays, the adder tree of q products, the accumulator and its enable/clear logic
-            lut += p * (q * wb * xw + (q - 1) * aw + 4 * aw)
+            if fam["dsp"] and q == 1:  # a lone product (not a dot product) becomes a DSP48
+                dsp += p
+            else:
+                lut += p * q * wb * xw  # shift-add arrays
+            lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
             lut += p * (aw + 2)
         ff += p * aw
@@ -73,44 +103,53 @@ def core_resources(core: dict) -> dict:
         if core["reduce"] == "affine":
             lut += xw * aw
     if ep["kind"] == "neuron":
-        nw = max(ep["sum_bits"], ep["membrane_bits"]) + 2
+        nw = max(ep["sum_bits"], ep["membrane_bits"] if ep.get("saturates", True) else 0) + 2
         lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
-        ff += 0
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
-    bram = 0
+    lut *= fam["lut_scale"]
+    bram = 0.0
     for m in core["memories"]:
-        if _mem_in_bram(m["depth"], m["width"], m["kind"]):
-            bram += ebr_count(m["depth"], m["width"])
-        elif m["kind"] == "rom":
-            lut += math.ceil(m["depth"] / 16) * m["width"]  # LUT4 as 16x1 ROM
-        else:
-            ff += m["depth"] * m["width"]
-            lut += m["depth"] * m["width"] // 2
-    return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0}
+        got = _memory(fam, m["kind"], m["depth"], m["width"])
+        bram += got.get("bram", 0)
+        lut += got.get("lut", 0)
+    return {"lut": int(round(lut)), "ff": int(ff), "bram": _num(bram), "dsp": int(dsp)}
+
+
+def _num(x: float):
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def annotate(netlist: dict) -> None:
-    """Add ``cycles`` and ``resources`` to every core and the totals to the netlist."""
+    """Add ``cycles`` and ``resources`` (iCE40) to every core and the totals, per family, to the netlist."""
     T = netlist["timesteps"]
-    total = {"lut": 0, "ff": 0, "bram": 0, "dsp": 0}
     per_step = 0
     for core in netlist["cores"]:
         core["cycles"] = core_cycles(core)
         per_step += core["cycles"]
         core["resources"] = core_resources(core)
+    families = {}
+    for family, fam in FAMILY_MODELS.items():
+        total = {"lut": 0, "ff": 0, "bram": 0, "dsp": 0}
+        for core in netlist["cores"]:
+            res = core["resources"] if family == "ice40" else core_resources(core, family)
+            for k in total:
+                total[k] += res[k]
+        top = {"lut": 150 * fam["lut_scale"], "ff": 70, "bram": 0, "dsp": 0}
+        for b in netlist["buffers"]:
+            q = b["banks"]
+            got = _memory(fam, "ram", b["depth"] // q, q * b["width"], q)
+            top["bram"] += got.get("bram", 0)
+            top["lut"] += got.get("lut", 0)
+            top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
+            if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
+                top["ff"] += b["depth"] // q
+                top["lut"] += b["depth"] // q
         for k in total:
-            total[k] += core["resources"][k]
-    top = {"lut": 150, "ff": 150, "bram": 0, "dsp": 0}
-    for b in netlist["buffers"]:
-        q = b["banks"]
-        if q == 1:
-            top["bram"] += ebr_count(b["depth"], b["width"])
-        else:  # one word of q banks with a per-bank write mask: only the 256 x 16 mode has a bit mask
-            top["bram"] += math.ceil(b["depth"] // q / 256) * math.ceil(q * b["width"] / 16)
-        top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
-    for k in total:
-        total[k] += top[k]
+            total[k] = _num(round(total[k] + top[k], 1)) if k == "bram" else int(round(total[k] + top[k]))
+        families[family] = total
+        if family == "ice40":
+            ice40_top = {k: (int(round(v)) if k != "bram" else _num(v)) for k, v in top.items()}
     compute = T * per_step
     io = netlist["input"]["words"] + 3 * netlist["output"]["words"]
     netlist["estimate"] = {
@@ -118,9 +157,12 @@ def annotate(netlist: dict) -> None:
         "cycles": compute,
         "io_cycles": io,
         "latency_us_at_100mhz": (compute + io) / 100.0,
-        "resources": total,
-        "top": top,
-        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); cycles exact for the emitted state machines",
+        "resources": families["ice40"],
+        "families": families,
+        "top": ice40_top,
+        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); ecp5 and xc7 scaled from it with their memory rules; "
+                 "cycles exact for the emitted state machines"
+                 + (" (event-driven: the bound; the data decide)" if netlist.get("event_driven") else ""),
     }
 
 

@@ -111,7 +111,7 @@ def synthesize(out_dir: Path, family: str = "ice40", *, yosys: str = "yosys", ti
     top_key = next(m for m, n in names.items() if n == top)
     report = {"family": family, "top": top, "yosys": _version(exe), "latches": 0, "multi_driven": 0,
               "total": _rounded(_totals(top_key, modules, family, memo)), "cores": cores,
-              "estimate": netlist["estimate"]["resources"]}
+              "estimate": netlist["estimate"].get("families", {}).get(family, netlist["estimate"]["resources"])}
     path = out_dir / "synth_report.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     if not isinstance(old, dict) or old.get("schema_version") != 1:
