@@ -114,6 +114,45 @@ def test_zoo_residual_depthwise_signed_bit_exact(tmp_path, name, event):
     assert res.cycles == (res.predicted if event else [res.estimate] * 3)
 
 
+def test_move_cores_concat_shuffle_pad_bit_exact(tmp_path):
+    """concat, channel_shuffle and a zero pad that no conv absorbs (a max pool follows) become move cores."""
+    _need("iverilog")
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import zoo
+
+    class MoveNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1), nn.ReLU())
+            self.a = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(8, 4, 3, 1, 1), nn.ReLU())
+            self.pad = nn.ZeroPad2d((1, 0, 1, 0))
+            self.pool = nn.MaxPool2d(3, 3)
+            self.fc = nn.Linear(8 * 3 * 3, 10)
+
+        def forward(self, x):
+            x = torch.cat([self.a(self.stem(x)), self.b(self.stem(x))], dim=1)
+            n, c, h, w = x.size()
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+            return self.fc(torch.flatten(self.pool(self.pad(x)), 1))
+
+    zoo.export(zoo._seeded_init(MoveNet(), 0), (1, 8, 8), tmp_path / "move.onnx")
+    calib = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    graph = compile_int(tmp_path / "move.onnx", calib, levels=4, timesteps=2, weight_bits=4, **FAST)
+    assert {"concat", "channel_shuffle", "pad"} <= {n.op for n in graph.nodes}
+    out = tmp_path / "fpga"
+    out.mkdir()
+    emit_fpga(graph, out, name="m", lanes=4)
+    assert {"concat", "channel_shuffle", "pad"} <= {c["op"] for c in json.loads((out / "netlist.json").read_text())[
+        "cores"] if c["kind"] == "move"}
+    res = simulate(graph, out, tb_inputs(graph, n_random=2), simulator="iverilog")
+    assert res.ok, res.summary()
+    assert res.cycles == [res.estimate] * 4
+
+
 def test_netlist_schema_and_widths(digits_example, digits_calib):
     import jsonschema
 

@@ -53,7 +53,7 @@ def core_cycles(core: dict) -> int:
         _, OH, OW = core["geometry"]["out_shape"]
         epi = 1 if geo["parallel"] else core["lanes"] + 1  # one cycle for all lanes, or one per lane + 1
         return 2 + geo["ob"] * OH * OW * (geo["taps"] + 2 + epi)
-    C, H, W = core["geometry"]["in_shape"]
+    C, H, W = core["geometry"]["out_shape"]  # eltwise and move: one output element per cycle
     return C * H * W + 3
 
 
@@ -98,6 +98,9 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
             lut += (p - 1) * aw  # lane mux into the one epilogue
         elif par and core["reduce"] == "mac":
             lut += p * aw  # the bias adders of the lanes
+    elif core["kind"] == "move":
+        lut = 60 + 12 * len(w["in"]) + aw * len(w["in"])  # counters, source address, input select
+        ff = 40 + aw
     else:
         lut += aw * len(w["in"])
         if core["reduce"] == "affine":

@@ -37,7 +37,11 @@ CORE_OF_OP = {
     "add": "eltwise",
     "affine": "eltwise",
     "neuron": "eltwise",  # only when it cannot be fused into its producer
+    "concat": "move",  # channel concatenation: the inputs copied one after another
+    "pad": "move",  # zero padding that no conv absorbed
+    "channel_shuffle": "move",  # a channel permutation
 }
+FUSES_NEURON = ("window", "eltwise")  # cores whose value a following neuron can take as its current
 # Ops that are pure re-labelings of the same C-order frame: no core, the buffer is shared.
 ALIAS_OPS = ops.RESHAPES
 
@@ -182,12 +186,12 @@ def build_netlist(graph: Graph, *, lanes: int = 1, name: str = "model",
         if node.op != "neuron":
             continue
         src = producers.get(node.inputs[0])
-        if (src is not None and src.op in CORE_OF_OP and src.op != "neuron"
+        if (src is not None and CORE_OF_OP.get(src.op) in FUSES_NEURON and src.op != "neuron"
                 and len(consumers.get(src.output, [])) == 1 and src.output not in graph.outputs):
             fused[src.name] = node
     fused_neurons = {n.name for n in fused.values()}
     out_prod = producers.get(out_value)
-    if out_prod is None or out_prod.op not in CORE_OF_OP:
+    if out_prod is None or CORE_OF_OP.get(out_prod.op) not in FUSES_NEURON:
         raise SnnccError(f"the fpga target needs the graph output {out_value!r} to come from a core op",
                          node=getattr(out_prod, "name", out_value), op=getattr(out_prod, "op", "input"))
     if consumers.get(out_value):
@@ -392,6 +396,23 @@ def _core(graph: Graph, node: Node, neuron: Node | None, cname: str, lanes: int,
             bound = max(abs(lo), abs(hi)) * (k if op == "sumpool" else 1)
             core["widths"].update(acc=max(sbits(-bound, bound), xw))
         value_bits = core["widths"]["acc"]
+    elif kind == "move":
+        if any(b != 1 for b in in_banks):
+            raise SnnccError("internal: banked input to a move core", node=node.name, op=op)
+        shapes = [list(_chw(graph.shape(v))) for v in in_vals]
+        out_shape = list(_chw(graph.shape(node.output)))
+        geo = {"in_shape": shapes[0], "out_shape": out_shape}
+        if op == "concat":
+            if int(node.attrs.get("axis", 0)) != 0:
+                raise SnnccError("the fpga target concatenates on the channel axis only", node=node.name, op=op)
+            geo["in_shapes"] = shapes
+        elif op == "pad":
+            geo["pads"] = [int(v) for v in node.attrs["pads"]]
+        else:
+            geo["group"] = int(node.attrs["groups"])
+        core.update(geometry=geo, lanes=1, reduce="identity")
+        value_bits = max(in_widths)
+        core["widths"]["acc"] = value_bits
     else:
         C, H, W = _chw(graph.shape(in_vals[0]))
         if any(b != 1 for b in in_banks):

@@ -511,7 +511,104 @@ endmodule
     return "\n".join(v)
 
 
-CORE_GENERATORS = {"window": window_core, "eltwise": eltwise_core}
+def move_core(core: dict, netlist: dict) -> str:
+    """concat / pad / channel_shuffle: one output element per cycle, read from its source
+    (or zero in the padding); the write follows the read by one cycle, as in eltwise cores."""
+    g = core["geometry"]
+    C, OH, OW = g["out_shape"]
+    n = C * OH * OW
+    op = core["op"]
+    ports, _ = _ports(core, netlist)
+    ow = core["widths"]["out"]
+    ni = len(core["inputs"])
+    aw_o = clog2(n)
+    v = [f"// {core['name']}: {op} -> {C}x{OH}x{OW}",
+         f"module {core['name']} (\n    {ports}\n);",
+         f"""    localparam S_IDLE = 2'd0, S_RUN = 2'd1, S_DRAIN = 2'd2, S_DONE = 2'd3;
+    reg [1:0] state;
+    assign done = (state == S_DONE);
+    reg [{aw_o}:0] i;
+    reg ep_go, d_valid;
+    reg [{aw_o - 1}:0] ep_widx;"""]
+    if op == "concat":
+        sizes = [a * b * c for a, b, c in g["in_shapes"]]
+        kw = clog2(max(sizes) + 1)
+        v.append(f"    reg [{kw}:0] k;  // index within input sel\n    reg [{clog2(ni + 1)}:0] sel, d_sel;")
+        v.append("    wire valid = 1'b1;")
+        for j, sz in enumerate(sizes):
+            v.append(f"    assign in{j}_addr = k[{clog2(sz) - 1}:0];")
+        last = " : ".join(f"(sel == {j}) ? (k == {sz - 1})" for j, sz in enumerate(sizes)) + " : 1'b1"
+        step = f"""                if ({last}) begin k <= 0; sel <= sel + 1'b1; end
+                else k <= k + 1'b1;"""
+        init = "k <= 0; sel <= 0;"
+        data = "0"
+        for j in reversed(range(ni)):
+            data = f"(d_sel == {j}) ? $signed(in{j}_data) : {data}"
+        extra_d = "d_sel <= sel;"
+    else:
+        Ci, H, W = g["in_shape"]
+        HW = H * W
+        cw = sbits(-max(OH, OW) - 1, C * HW + max(OH, OW) * (W + 1) + 2)
+        v.append(f"    reg [{clog2(OH)}:0] oy;\n    reg [{clog2(OW)}:0] ox;\n"
+                 f"    reg signed [{cw - 1}:0] cb, ry, rx, rw;")
+        if op == "pad":
+            t, lft = g["pads"][0], g["pads"][1]
+            v.append(f"    wire valid = (ry >= 0) && (ry < {H}) && (rx >= 0) && (rx < {W});")
+            v.append(f"    wire signed [{cw - 1}:0] src = cb + rw + rx;")
+            init = f"oy <= 0; ox <= 0; cb <= 0; ry <= -{t}; rx <= -{lft}; rw <= -{t * W};"
+            step = f"""                if (ox != {OW - 1}) begin ox <= ox + 1'b1; rx <= rx + 1; end
+                else begin
+                    ox <= 0; rx <= -{lft};
+                    if (oy != {OH - 1}) begin oy <= oy + 1'b1; ry <= ry + 1; rw <= rw + {W}; end
+                    else begin oy <= 0; ry <= -{t}; rw <= -{t * W}; cb <= cb + {HW}; end
+                end"""
+        else:  # channel_shuffle: output channel c = a*G + b reads input channel b*(C/G) + a
+            G = g["group"]
+            v.append(f"    reg [{clog2(G)}:0] gb;\n    reg [{clog2(C)}:0] ga;")
+            v.append("    wire valid = 1'b1;")
+            v.append(f"    wire signed [{cw - 1}:0] src = cb + rx;")
+            init = "oy <= 0; ox <= 0; gb <= 0; ga <= 0; cb <= 0; rx <= 0;"
+            step = f"""                if (rx != {HW - 1}) rx <= rx + 1;
+                else begin
+                    rx <= 0;
+                    if (gb != {G - 1}) begin gb <= gb + 1'b1; cb <= cb + {C // G * HW}; end
+                    else begin gb <= 0; ga <= ga + 1'b1; cb <= (ga + 1) * {HW}; end
+                end"""
+        v.append(f"    assign in0_addr = valid ? src[{clog2(Ci * HW) - 1}:0] : {clog2(Ci * HW)}'d0;")
+        data = "$signed(in0_data)"
+        extra_d = ""
+    v.append(f"    wire signed [{ow - 1}:0] result = d_valid ? {data} : {ow}'sd0;")
+    v.append(f"""    assign out_we = ep_go;
+    assign out_mask = 1'b1;
+    assign out_addr = ep_widx;
+    assign out_data = result;
+    always @(posedge clk) begin
+        ep_go <= (state == S_RUN);
+        ep_widx <= i[{aw_o - 1}:0];
+        d_valid <= valid;
+        {extra_d}
+        if (rst) begin
+            state <= S_IDLE;
+            ep_go <= 1'b0;
+        end else case (state)
+            S_IDLE: if (start) begin
+                state <= S_RUN; i <= 0; {init}
+            end
+            S_RUN: begin
+                i <= i + 1'b1;
+{step}
+                if (i == {n - 1}) state <= S_DRAIN;
+            end
+            S_DRAIN: state <= S_DONE;
+            default: state <= S_IDLE;
+        endcase
+    end
+endmodule
+""")
+    return "\n".join(v)
+
+
+CORE_GENERATORS = {"window": window_core, "eltwise": eltwise_core, "move": move_core}
 
 
 def top_module(netlist: dict) -> str:
