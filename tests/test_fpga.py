@@ -134,7 +134,8 @@ def test_move_cores_concat_shuffle_pad_bit_exact(tmp_path):
             self.fc = nn.Linear(8 * 3 * 3, 10)
 
         def forward(self, x):
-            x = torch.cat([self.a(self.stem(x)), self.b(self.stem(x))], dim=1)
+            x = self.stem(x)
+            x = torch.cat([self.a(x), self.b(x)], dim=1)
             n, c, h, w = x.size()
             x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
             return self.fc(torch.flatten(self.pool(self.pad(x)), 1))
