@@ -25,20 +25,21 @@ def _tiles(depth: int, width: int, shapes) -> int:
 
 
 # What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
-# relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but the LUT4 count comes out
-# higher; 7-series LUT6: lower), where a memory goes to block RAM, and what a memory in LUTs costs.
+# and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
+# LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes to block RAM,
+# and what a memory in LUTs costs.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0,
+    "ice40": dict(lut_scale=1.0, mul_scale=1.0,
                   in_bram=lambda kind, d, w: kind == "ram" or d >= 256,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
-    "ecp5": dict(lut_scale=1.45,
+    "ecp5": dict(lut_scale=1.05, mul_scale=3.7,  # -nodsp: LUT multipliers map far worse than on iCE40
                  in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
                  bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
                  rom_lut=lambda d, w: math.ceil(d / 16) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
-    "xc7": dict(lut_scale=0.85,
+    "xc7": dict(lut_scale=0.85, mul_scale=0.85,
                 in_bram=lambda kind, d, w: d * w >= 4096,
                 bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
@@ -82,14 +83,14 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     ff = 85 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
-    dsp = 0
+    dsp = mul = 0
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
             if fam["dsp"] and q == 1:  # a lone product (not a dot product) becomes a DSP48
                 dsp += p
             else:
-                lut += p * q * wb * xw  # shift-add arrays
+                mul += p * q * wb * xw  # shift-add arrays
             lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
             lut += p * (aw + 2)
@@ -110,7 +111,7 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
         lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
-    lut *= fam["lut_scale"]
+    lut = lut * fam["lut_scale"] + mul * fam["mul_scale"]
     bram = 0.0
     for m in core["memories"]:
         got = _memory(fam, m["kind"], m["depth"], m["width"])
