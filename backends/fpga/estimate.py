@@ -87,7 +87,7 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            if fam["dsp"] and q == 1:  # a lone product (not a dot product) becomes a DSP48
+            if fam["dsp"] and q == 1 and wb + xw >= 9:  # yosys: a lone product of 9+ bits -> DSP48
                 dsp += p
             else:
                 mul += p * q * wb * xw  # shift-add arrays
