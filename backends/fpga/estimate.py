@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from snncc.backends.fpga.netlist import window_geometry
+from snncc.backends.fpga.geometry import window_geometry
 
 EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # iCE40 4 kbit EBR: depth x width modes
 DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # ECP5 18 kbit

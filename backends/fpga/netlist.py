@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from snncc import ops
+from snncc.backends.fpga.geometry import window_geometry
 from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 
@@ -65,24 +66,6 @@ def _chw(shape) -> tuple[int, int, int]:
     if len(shape) == 1:
         return int(shape[0]), 1, 1
     raise SnnccError(f"the fpga target needs (C,H,W) or (F,) values, got shape {list(shape)}")
-
-
-def window_geometry(core: dict) -> dict:
-    """The loop bounds of a window core in its input's bank-row space (a bank row holds Q channels).
-
-    ``taps`` per output block: (input blocks of a group) x KH x KW; a diagonal core (pool,
-    depthwise x1) reads one block whose lane l is bank l.  Shared by verilog.py and estimate.py."""
-    g = core["geometry"]
-    C = g["in_shape"][0]
-    O = g["out_shape"][0]
-    q = core["banks"]["in"][0]
-    p = core["lanes"]
-    if core["diagonal"]:
-        igb, obg, gstep = 1, 1, 1
-    else:
-        igb, obg, gstep = C // g["group"] // q, O // g["group"] // p, C // g["group"] // q
-    return {"igb": igb, "ob": O // p, "obg": obg, "gstep": gstep, "taps": igb * g["kernel"][0] * g["kernel"][1],
-            "parallel": core["parallel"]}
 
 
 def clamp_lanes(want: int, limit: int) -> int:

@@ -8,7 +8,8 @@ memories and the neuron live in ``templates/snncc_lib.v``.
 
 from __future__ import annotations
 
-from snncc.backends.fpga.netlist import sbits, window_geometry
+from snncc.backends.fpga.geometry import window_geometry
+from snncc.backends.fpga.netlist import sbits
 
 
 def clog2(n: int) -> int:
