@@ -111,6 +111,9 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
         lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
+    if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
+        C, H, W = core["geometry"]["in_shape"]
+        lut += 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
     lut = lut * fam["lut_scale"] + mul * fam["mul_scale"]
     bram = 0.0
     for m in core["memories"]:
@@ -148,7 +151,7 @@ def annotate(netlist: dict) -> None:
             top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
             if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
                 top["ff"] += b["depth"] // q
-                top["lut"] += b["depth"] // q
+                top["lut"] += 2 * (b["depth"] // q) * fam["lut_scale"]  # its write decode and update
         for k in total:
             total[k] = _num(round(total[k] + top[k], 1)) if k == "bram" else int(round(total[k] + top[k]))
         families[family] = total
