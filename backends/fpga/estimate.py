@@ -29,17 +29,17 @@ def _tiles(depth: int, width: int, shapes) -> int:
 # LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes to block RAM,
 # and what a memory in LUTs costs.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0, mul_scale=1.0,
+    "ice40": dict(lut_scale=1.0, mul_scale=1.0, flag_scale=1.0,
                   in_bram=lambda kind, d, w: kind == "ram" or d >= 256,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
-    "ecp5": dict(lut_scale=1.05, mul_scale=3.7,  # -nodsp: LUT multipliers map far worse than on iCE40
+    "ecp5": dict(lut_scale=1.05, mul_scale=3.7, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
                  in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
                  bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
                  rom_lut=lambda d, w: math.ceil(d / 16) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
-    "xc7": dict(lut_scale=0.85, mul_scale=0.85,
+    "xc7": dict(lut_scale=0.85, mul_scale=0.85, flag_scale=1.15,
                 in_bram=lambda kind, d, w: d * w >= 4096,
                 bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
@@ -111,10 +111,11 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
         lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
+    flags = 0
     if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
         C, H, W = core["geometry"]["in_shape"]
-        lut += 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
-    lut = lut * fam["lut_scale"] + mul * fam["mul_scale"]
+        flags = 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
+    lut = lut * fam["lut_scale"] + mul * fam["mul_scale"] + flags * fam["flag_scale"]
     bram = 0.0
     for m in core["memories"]:
         got = _memory(fam, m["kind"], m["depth"], m["width"])
@@ -151,7 +152,7 @@ def annotate(netlist: dict) -> None:
             top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
             if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
                 top["ff"] += b["depth"] // q
-                top["lut"] += 2 * (b["depth"] // q) * fam["lut_scale"]  # its write decode and update
+                top["lut"] += 2 * (b["depth"] // q) * fam["flag_scale"]  # its write decode and update
         for k in total:
             total[k] = _num(round(total[k] + top[k], 1)) if k == "bram" else int(round(total[k] + top[k]))
         families[family] = total
