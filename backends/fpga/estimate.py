@@ -40,7 +40,7 @@ FAMILY_MODELS = {
                  rom_lut=lambda d, w: math.ceil(d / 16) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
     "xc7": dict(lut_scale=0.85, mul_scale=0.85, flag_scale=1.15,
-                in_bram=lambda kind, d, w: d * w >= 4096,
+                in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
                 bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
                 ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
