@@ -6,8 +6,7 @@ digits) and compares every output word with the integer runtime; then it synthes
 yosys for each ``--families`` entry and prints LUT/FF/BRAM/DSP next to the netlist's estimate
 for that family, with the latency at 100 MHz (compute cycles; the AXI I/O adds ``io_cycles``
 when not overlapped).  Event-driven rows print the simulated cycles (min..max, mean) against
-the exact data-dependent model, and the bound.  ``--hls4ml`` adds the peer comparison
-(bench/fpga_hls4ml.py, run in its own virtual environment).
+the exact data-dependent model, and the bound.
 
     .venv/bin/python bench/fpga.py                     # everything (long: about an hour on 2 shared cores)
     .venv/bin/python bench/fpga.py --quick             # digits T=1 4-bit, lanes 4 and 16, ice40, 8 samples
@@ -19,7 +18,6 @@ Timings on a shared machine are noisy; cycles and cell counts are exact.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -93,8 +91,6 @@ def main() -> None:
     ap.add_argument("--simulator", default="auto")
     ap.add_argument("--quick", action="store_true", help="a subset that finishes in minutes: " +
                     ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
-    ap.add_argument("--hls4ml", default=None, metavar="PYTHON",
-                    help="also run bench/fpga_hls4ml.py with this interpreter (a venv with hls4ml and qonnx)")
     args = ap.parse_args()
     if args.quick:
         for k, v in QUICK.items():
@@ -152,10 +148,6 @@ def main() -> None:
           f"TRELLIS_DPR16X4)/DP16KD, xc7 LUT6 (+LUTRAM)/RAMB36 (RAMB18 = 0.5).  Event rows: cycles simulated "
           f"min..max and mean, '=model' when every sample equals the data-dependent model; latency from the "
           f"mean.  Wall time {time.time() - t0:.0f} s (noisy: shared machine).")
-    if args.hls4ml:
-        proc = subprocess.run([args.hls4ml, str(ROOT / "bench" / "fpga_hls4ml.py")], text=True,
-                              capture_output=True)
-        print(proc.stdout + proc.stderr)
 
 
 if __name__ == "__main__":
