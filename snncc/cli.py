@@ -357,10 +357,12 @@ def _build_options(kw: dict, model: Path):
     return options, calib
 
 
-def _target_options(target: str, *, lanes: int, nir_profile: str, simulator: str | None = None) -> dict | None:
+def _target_options(target: str, *, lanes: int, nir_profile: str, simulator: str | None = None,
+                    event_driven: bool = False) -> dict | None:
     """The options of ``target`` among the CLI's target options (the others keep their defaults)."""
     if target == "fpga":
-        return {"lanes": lanes, **({"simulator": simulator} if simulator is not None else {})}
+        return {"lanes": lanes, "event_driven": event_driven,
+                **({"simulator": simulator} if simulator is not None else {})}
     if target == "nir":
         return {"nir_profile": nir_profile}
     return None
@@ -381,6 +383,9 @@ Examples:
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core (clamped per layer to a "
                    "divisor of its channels per group, with a note).")
+@click.option("--event-driven", is_flag=True,
+              help="--target fpga: window cores skip zero input words (cycles then depend on the data; "
+                   "verify reports them against the exact model).")
 @click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
               show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
                                       "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
@@ -398,7 +403,8 @@ Examples:
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @_compile_options
-def compile_cmd(model: Path, target: str, lanes: int, nir_profile: str, output: Path | None, force: bool,
+def compile_cmd(model: Path, target: str, lanes: int, event_driven: bool, nir_profile: str, output: Path | None,
+                force: bool,
                 name: str | None, dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
                 start_from: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
@@ -408,8 +414,9 @@ def compile_cmd(model: Path, target: str, lanes: int, nir_profile: str, output: 
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
-                           start_from=start_from, target_options=_target_options(target, lanes=lanes,
-                                                                                  nir_profile=nir_profile),
+                           start_from=start_from,
+                           target_options=_target_options(target, lanes=lanes, nir_profile=nir_profile,
+                                                          event_driven=event_driven),
                            inputs=[p for p in [config_in_use()] if p is not None])
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
@@ -438,6 +445,9 @@ Examples:
               help="The code to check bit for bit against the integer runtime.")
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core.")
+@click.option("--event-driven", is_flag=True,
+              help="--target fpga: window cores skip zero input words (cycles then depend on the data; "
+                   "verify reports them against the exact model).")
 @click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
               show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
                                       "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
@@ -455,7 +465,8 @@ Examples:
 @ray_options("run the per-sample rungs (integer runtime, the target's code) on shards of the data, with "
              "the same counts as a local run,")
 @_compile_options
-def verify(model: Path, target: str, lanes: int, nir_profile: str, simulator: str, data: Path | None,
+def verify(model: Path, target: str, lanes: int, event_driven: bool, nir_profile: str, simulator: str,
+           data: Path | None,
            max_top1_drop: float | None, cc: str, executor: str, ray_address: str | None,
            ray_runtime_env: str | None, **kw):
     """Run the verification ladder on MODEL and exit non-zero on any break."""
@@ -466,7 +477,7 @@ def verify(model: Path, target: str, lanes: int, nir_profile: str, simulator: st
     ok = run_verify(model, options=options, calib=calib, target=target, max_top1_drop=max_top1_drop,
                     cc=cc, data=data, echo=click.echo, warn=lambda msg: click.echo(msg, err=True),
                     target_options=_target_options(target, lanes=lanes, simulator=simulator,
-                                                   nir_profile=nir_profile),
+                                                   nir_profile=nir_profile, event_driven=event_driven),
                     executor=executor, ray_address=ray_address, ray_runtime_env=runtime_env,
                     note=lambda msg: click.echo(msg, err=True))
     if not ok:

@@ -60,27 +60,35 @@ def _emit(graph, tmp_path, lanes):
     return out
 
 
-# (T, weight bits, lanes, random samples, real digit samples), besides all -128 and all 127.  Lanes 1
-# is the slowest design (471k cycles per inference), so it gets the fewest samples; clamped lanes
-# (P=16 on the 10-output dense layer) run in the T=4 cases.
-DIGITS_CASES = [(1, 4, 1, 0, 1), (1, 8, 4, 1, 2), (4, 4, 16, 0, 1), (4, 8, 16, 1, 0)]
+# (T, weight bits, lanes, event-driven, random samples, real digit samples), besides all -128 and all 127.
+# Lanes 1 is the scalar design (471k cycles per inference), so it gets the fewest samples; lanes 4 runs the
+# banked buffers with one neuron serving the lanes, lanes 16 the parallel epilogue (P neurons) and the
+# clamped dense layer; the event-driven cases check the data-dependent cycle model on every sample.
+DIGITS_CASES = [(1, 4, 1, False, 0, 1), (1, 4, 4, False, 1, 1), (1, 8, 16, True, 1, 2), (4, 4, 4, True, 1, 1),
+                (4, 8, 16, False, 1, 0)]
 
 
-@pytest.mark.parametrize("T,bits,lanes,n_random,n_real", DIGITS_CASES,
-                         ids=[f"T{c[0]}_w{c[1]}_P{c[2]}" for c in DIGITS_CASES])
-def test_digits_bit_exact(digits_example, digits_calib, tmp_path, T, bits, lanes, n_random, n_real):
+@pytest.mark.parametrize("T,bits,lanes,event,n_random,n_real", DIGITS_CASES,
+                         ids=[f"T{c[0]}_w{c[1]}_P{c[2]}{'_event' if c[3] else ''}" for c in DIGITS_CASES])
+def test_digits_bit_exact(digits_example, digits_calib, tmp_path, T, bits, lanes, event, n_random, n_real):
     _need("iverilog")
     graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=T, weight_bits=bits)
     assert _non_pow2_thresholds(graph)
-    out = _emit(graph, tmp_path, lanes)
+    out = tmp_path / "fpga"
+    out.mkdir()
+    emit_fpga(graph, out, name="digits", lanes=lanes, event_driven=event)
     x = tb_inputs(graph, quantize_input(graph, digits_calib[100:100 + n_real]), n_random=n_random)
     res = simulate(graph, out, x, simulator="iverilog")
     assert res.ok, res.summary()
-    assert res.cycles == [res.estimate] * len(x)  # the netlist's cycle model is exact
+    if event:  # data-dependent: every sample's cycles equal the model, which is below the bound
+        assert res.cycles == res.predicted and max(res.cycles) <= res.estimate, res.summary()
+        assert min(res.cycles) < res.estimate
+    else:
+        assert res.cycles == [res.estimate] * len(x)  # the netlist's cycle model is exact
 
 
-@pytest.mark.parametrize("name", ["resnet8", "mobilenetv2_block"])
-def test_zoo_residual_depthwise_signed_bit_exact(tmp_path, name):
+@pytest.mark.parametrize("name,event", [("resnet8", False), ("mobilenetv2_block", True)])
+def test_zoo_residual_depthwise_signed_bit_exact(tmp_path, name, event):
     """Residual joins (identity affine + add), depthwise conv, signed neurons, linear bottleneck."""
     _need("iverilog")
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -98,10 +106,52 @@ def test_zoo_residual_depthwise_signed_bit_exact(tmp_path, name):
     assert _non_pow2_thresholds(graph)
     out = tmp_path / "fpga"
     out.mkdir()
-    emit_fpga(graph, out, name="m", lanes=8)
+    emit_fpga(graph, out, name="m", lanes=8, event_driven=event)
+    netlist = json.loads((out / "netlist.json").read_text())
+    assert any(b["banks"] > 1 for b in netlist["buffers"])
     res = simulate(graph, out, tb_inputs(graph, n_random=1), simulator="iverilog")
     assert res.ok, res.summary()
-    assert res.cycles[0] == res.estimate
+    assert res.cycles == (res.predicted if event else [res.estimate] * 3)
+
+
+def test_move_cores_concat_shuffle_pad_bit_exact(tmp_path):
+    """concat, channel_shuffle and a zero pad that no conv absorbs (a max pool follows) become move cores."""
+    _need("iverilog")
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import zoo
+
+    class MoveNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1), nn.ReLU())
+            self.a = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU())
+            self.b = nn.Sequential(nn.Conv2d(8, 4, 3, 1, 1), nn.ReLU())
+            self.pad = nn.ZeroPad2d((1, 0, 1, 0))
+            self.pool = nn.MaxPool2d(3, 3)
+            self.fc = nn.Linear(8 * 3 * 3, 10)
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = torch.cat([self.a(x), self.b(x)], dim=1)
+            n, c, h, w = x.size()
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+            return self.fc(torch.flatten(self.pool(self.pad(x)), 1))
+
+    zoo.export(zoo._seeded_init(MoveNet(), 0), (1, 8, 8), tmp_path / "move.onnx")
+    calib = np.random.default_rng(0).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    graph = compile_int(tmp_path / "move.onnx", calib, levels=4, timesteps=2, weight_bits=4, **FAST)
+    assert {"concat", "channel_shuffle", "pad"} <= {n.op for n in graph.nodes}
+    out = tmp_path / "fpga"
+    out.mkdir()
+    emit_fpga(graph, out, name="m", lanes=4)
+    assert {"concat", "channel_shuffle", "pad"} <= {c["op"] for c in json.loads((out / "netlist.json").read_text())[
+        "cores"] if c["kind"] == "move"}
+    res = simulate(graph, out, tb_inputs(graph, n_random=2), simulator="iverilog")
+    assert res.ok, res.summary()
+    assert res.cycles == [res.estimate] * 4
 
 
 def test_netlist_schema_and_widths(digits_example, digits_calib):
@@ -112,7 +162,7 @@ def test_netlist_schema_and_widths(digits_example, digits_calib):
     graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=4, weight_bits=4)
     netlist, roms = build_netlist(graph, lanes=4, name="digits")
     jsonschema.validate(netlist, json.loads(SCHEMA_PATH.read_text()))
-    bad = dict(netlist, schema_version=2)
+    bad = dict(netlist, schema_version=1)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, json.loads(SCHEMA_PATH.read_text()))
     conv = next(c for c in netlist["cores"] if c["op"] == "conv")
@@ -158,10 +208,11 @@ def test_cli_compile_verify_and_bad_input(digits_example, tmp_path):
     d = np.load(digits_example.calib_path)
     data = tmp_path / "few.npz"
     np.savez(data, x=d["x"][:3], y=d["y"][:3])
-    proc = subprocess.run(cli + ["verify", model, "--target", "fpga", "--lanes", "16", "--data", str(data),
-                                 "--threshold-search", "none"], capture_output=True, text=True)
+    proc = subprocess.run(cli + ["verify", model, "--target", "fpga", "--lanes", "16", "--event-driven",
+                                 "--data", str(data), "--threshold-search", "none"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[ok] integer runtime == Verilog: bit-exact: 3 samples, 30 output words" in proc.stdout
+    assert "event-driven: equal the data-dependent model" in proc.stdout
     proc = subprocess.run(cli + ["compile", model, "--target", "fpga", "--lanes", "3", "-o", str(out),
                                  "--report", "none", "--threshold-search", "none"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -189,19 +240,32 @@ def test_accumulator_over_32_bits_is_refused(digits_example, digits_calib):
         build_netlist(graph, lanes=1)
 
 
-def test_synth_ice40_digits_fits_up5k(digits_example, digits_calib, tmp_path):
-    """One yosys run: the 4-bit digits CNN at lanes 1 has no latch, no multi-driven net, fits an UP5K."""
+def test_synth_ice40_digits_fits_up5k_under_1ms(digits_example, digits_calib, tmp_path):
+    """One yosys run: the 4-bit digits CNN at lanes 4 has no latch, no multi-driven net, fits an UP5K
+    (5,280 LUT4, 30 EBR) and needs under 100,000 cycles (1 ms at 100 MHz) per inference."""
     _need("yosys")
     from snncc.backends.fpga.synth import synthesize
 
-    graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=1, weight_bits=4, **FAST)
-    out = _emit(graph, tmp_path, 1)
+    graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=1, weight_bits=4)
+    out = _emit(graph, tmp_path, 4)
+    netlist = json.loads((out / "netlist.json").read_text())
+    assert netlist["estimate"]["cycles"] + netlist["estimate"]["io_cycles"] < 100_000
     rep = synthesize(out, "ice40")
     assert rep["latches"] == 0 and rep["multi_driven"] == 0
-    assert 0 < rep["total"]["lut"] <= 5280 and rep["total"]["bram"] <= 30
+    assert 0 < rep["total"]["lut"] <= 5280 and rep["total"]["bram"] <= 30, rep["total"]
     saved = json.loads((out / "synth_report.json").read_text())
     assert saved["families"]["ice40"]["total"] == rep["total"]
     assert set(rep["cores"]) == {c["name"] for c in json.loads((out / "netlist.json").read_text())["cores"]}
+
+
+def test_cell_table_classifies_each_family():
+    from snncc.backends.fpga.synth import classify
+
+    assert classify("SB_LUT4", "ice40") == ("lut", 1) and classify("SB_DFFESR", "ice40") == ("ff", 1)
+    assert classify("SB_CARRY", "ice40") is None and classify("CCU2C", "ecp5") is None
+    assert classify("TRELLIS_DPR16X4", "ecp5") == ("lut", 4) and classify("DP16KD", "ecp5") == ("bram", 1)
+    assert classify("LUT6", "xc7") == ("lut", 1) and classify("RAMB18E1", "xc7") == ("bram", 0.5)
+    assert classify("FDCE_1", "xc7") == ("ff", 1) and classify("MUXF7", "xc7") is None
 
 
 def test_synth_refuses_latches(tmp_path):

@@ -27,10 +27,10 @@ TB_SEED = 1
 
 
 def emit_fpga(graph: Graph, out_dir: Path, *, name: str, lanes: int = 1,
-              samples: np.ndarray | None = None) -> dict:
+              samples: np.ndarray | None = None, event_driven: bool = False) -> dict:
     """Write the target into ``out_dir`` (exists, empty); return a summary for report.json."""
     out_dir = Path(out_dir)
-    netlist, roms = build_netlist(graph, lanes=lanes, name=name)
+    netlist, roms = build_netlist(graph, lanes=lanes, name=name, event_driven=event_driven)
     (out_dir / "mem").mkdir()
     (out_dir / "rtl").mkdir()
     (out_dir / "tb").mkdir()
@@ -46,7 +46,7 @@ def emit_fpga(graph: Graph, out_dir: Path, *, name: str, lanes: int = 1,
     x_q = tb_inputs(graph, samples)
     write_tb_data(graph, netlist, out_dir, x_q)
     (out_dir / "Makefile").write_text((TEMPLATES / "Makefile").read_text().replace("@TOP@", f"{name}_top"))
-    return {"netlist": "netlist.json", "top": f"{name}_top", "lanes": lanes,
+    return {"netlist": "netlist.json", "top": f"{name}_top", "lanes": lanes, "event_driven": event_driven,
             "cycles": netlist["estimate"]["cycles"], "resources": netlist["estimate"]["resources"],
             "notes": netlist["notes"]}
 

@@ -10,99 +10,158 @@ from __future__ import annotations
 
 import math
 
-EBR_BITS = 4096  # iCE40 embedded block RAM
-EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # depth x width modes
-MIN_ROM_DEPTH = 256  # yosys 0.23 keeps shallower ROMs in LUTs; every RAM (sync read) goes to EBR
+import numpy as np
+
+from snncc.backends.fpga.geometry import window_geometry
+
+EBR_SHAPES = ((256, 16), (512, 8), (1024, 4), (2048, 2))  # iCE40 4 kbit EBR: depth x width modes
+DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # ECP5 18 kbit
+RAMB18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # 7-series, 0.5 each
+RAMB36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+
+
+def _tiles(depth: int, width: int, shapes) -> int:
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+
+
+# What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
+# and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
+# LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes to block RAM,
+# and what a memory in LUTs costs.
+FAMILY_MODELS = {
+    "ice40": dict(lut_scale=1.0, mul_scale=1.0, flag_scale=1.0,
+                  in_bram=lambda kind, d, w: kind == "ram" or d >= 256,
+                  bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
+                                            else _tiles(d, w, EBR_SHAPES)),
+                  rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
+    "ecp5": dict(lut_scale=1.05, mul_scale=3.7, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
+                 in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
+                 bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
+                 rom_lut=lambda d, w: math.ceil(d / 16) * w,
+                 ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
+    "xc7": dict(lut_scale=0.85, mul_scale=0.85, flag_scale=1.15,
+                in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
+                bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
+                rom_lut=lambda d, w: math.ceil(d / 64) * w,
+                ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
+}
 
 
 def core_cycles(core: dict) -> int:
     """Cycles from the sequencer's start pulse to the core's done state, inclusive."""
     if core["kind"] == "window":
-        g = core["geometry"]
-        C = g["in_shape"][0]
-        O, OH, OW = g["out_shape"]
-        taps = (C // g["group"]) * g["kernel"][0] * g["kernel"][1]
-        p = core["lanes"]
-        return 2 + (O // p) * OH * OW * (taps + p + 3)
-    C, H, W = core["geometry"]["in_shape"]
+        geo = window_geometry(core)
+        _, OH, OW = core["geometry"]["out_shape"]
+        epi = 1 if geo["parallel"] else core["lanes"] + 1  # one cycle for all lanes, or one per lane + 1
+        return 2 + geo["ob"] * OH * OW * (geo["taps"] + 2 + epi)
+    C, H, W = core["geometry"]["out_shape"]  # eltwise and move: one output element per cycle
     return C * H * W + 3
 
 
 def ebr_count(depth: int, width: int) -> int:
     """iCE40 EBRs for one memory: the cheapest mode that tiles depth x width."""
-    best = None
-    for d, w in EBR_SHAPES:
-        n = math.ceil(depth / d) * math.ceil(width / w)
-        best = n if best is None else min(best, n)
-    return best
+    return _tiles(depth, width, EBR_SHAPES)
 
 
-def _mem_in_bram(depth: int, width: int, kind: str = "ram") -> bool:
-    return kind == "ram" or depth >= MIN_ROM_DEPTH
+def _memory(fam: dict, kind: str, depth: int, width: int, banks: int = 1) -> dict:
+    if fam["in_bram"](kind, depth, width):
+        return {"bram": fam["bram"](depth, width, banks)}
+    return {"lut": fam["rom_lut"](depth, width) if kind == "rom" else fam["ram_lut"](depth, width)}
 
 
-def core_resources(core: dict) -> dict:
-    """LUT4 / FF / EBR / DSP model of one core (DSP: 0, the ice40 flow maps multipliers to LUTs)."""
+def core_resources(core: dict, family: str = "ice40") -> dict:
+    """LUT / FF / block RAM / DSP model of one core for ``family`` (the logic counted in iCE40 LUT4
+    and scaled; the memories placed by the family's rules)."""
+    fam = FAMILY_MODELS[family]
     w = core["widths"]
     aw = w["acc"]
     xw = max(w["in"])
     p = core["lanes"]
     ep = core["epilogue"]
     # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
-    counters = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
-    lut = counters
-    ff = 140 + 2 * aw if core["kind"] == "window" else 40 + aw
+    lut = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
+    ff = 70 + 2 * aw if core["kind"] == "window" else 40 + aw
+    q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
+    par = core.get("parallel", False)
+    dsp = mul = 0
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            lut += p * (wb * xw + 4 * aw)  # shift-add array, accumulator and its enable/clear logic
+            if fam["dsp"] and q == 1 and wb + xw >= 9:  # yosys: a lone product of 9+ bits -> DSP48
+                dsp += p
+            else:
+                mul += p * q * wb * xw  # shift-add arrays
+            lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
-            lut += aw + 2
+            lut += p * (aw + 2)
         ff += p * aw
-        lut += (p - 1) * aw if p > 1 else 0  # lane mux into the epilogue
+        if p > 1 and not par:
+            lut += (p - 1) * aw  # lane mux into the one epilogue
+        elif par and core["reduce"] == "mac":
+            lut += p * aw  # the bias adders of the lanes
+    elif core["kind"] == "move":
+        lut = 60 + 12 * len(w["in"]) + aw * len(w["in"])  # counters, source address, input select
+        ff = 40 + aw
     else:
         lut += aw * len(w["in"])
         if core["reduce"] == "affine":
             lut += xw * aw
     if ep["kind"] == "neuron":
-        nw = max(ep["sum_bits"], ep["membrane_bits"]) + 2
-        lut += nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
-        ff += 0
+        nw = max(ep["sum_bits"], ep["membrane_bits"] if ep.get("saturates", True) else 0) + 2
+        lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
         lut += w["out"] + 1
-    bram = 0
+    flags = 0
+    if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
+        C, H, W = core["geometry"]["in_shape"]
+        flags = 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
+    lut = lut * fam["lut_scale"] + mul * fam["mul_scale"] + flags * fam["flag_scale"]
+    bram = 0.0
     for m in core["memories"]:
-        if _mem_in_bram(m["depth"], m["width"], m["kind"]):
-            bram += ebr_count(m["depth"], m["width"])
-        elif m["kind"] == "rom":
-            lut += math.ceil(m["depth"] / 16) * m["width"]  # LUT4 as 16x1 ROM
-        else:
-            ff += m["depth"] * m["width"]
-            lut += m["depth"] * m["width"] // 2
-    return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0}
+        got = _memory(fam, m["kind"], m["depth"], m["width"])
+        bram += got.get("bram", 0)
+        lut += got.get("lut", 0)
+        if "lut" in got and m["kind"] == "rom":
+            # a ROM in LUTs keeps its registered output word in flip-flops; yosys 0.23 kept about
+            # 60% of those bits on the digits CNN at lanes 16 (constant columns fold away)
+            ff += 0.6 * m["width"]
+    return {"lut": int(round(lut)), "ff": int(round(ff)), "bram": _num(bram), "dsp": int(dsp)}
+
+
+def _num(x: float):
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def annotate(netlist: dict) -> None:
-    """Add ``cycles`` and ``resources`` to every core and the totals to the netlist."""
+    """Add ``cycles`` and ``resources`` (iCE40) to every core and the totals, per family, to the netlist."""
     T = netlist["timesteps"]
-    total = {"lut": 0, "ff": 0, "bram": 0, "dsp": 0}
     per_step = 0
     for core in netlist["cores"]:
         core["cycles"] = core_cycles(core)
         per_step += core["cycles"]
         core["resources"] = core_resources(core)
+    families = {}
+    for family, fam in FAMILY_MODELS.items():
+        total = {"lut": 0, "ff": 0, "bram": 0, "dsp": 0}
+        for core in netlist["cores"]:
+            res = core["resources"] if family == "ice40" else core_resources(core, family)
+            for k in total:
+                total[k] += res[k]
+        top = {"lut": 150 * fam["lut_scale"], "ff": 70, "bram": 0, "dsp": 0}
+        for b in netlist["buffers"]:
+            q = b["banks"]
+            got = _memory(fam, "ram", b["depth"] // q, q * b["width"], q)
+            top["bram"] += got.get("bram", 0)
+            top["lut"] += got.get("lut", 0)
+            top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
+            if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
+                top["ff"] += b["depth"] // q
+                top["lut"] += 2 * (b["depth"] // q) * fam["flag_scale"]  # its write decode and update
         for k in total:
-            total[k] += core["resources"][k]
-    top = {"lut": 150, "ff": 150, "bram": 0, "dsp": 0}
-    for b in netlist["buffers"]:
-        if _mem_in_bram(b["depth"], b["width"]):
-            top["bram"] += ebr_count(b["depth"], b["width"])
-        else:
-            top["ff"] += b["depth"] * b["width"]
-            top["lut"] += b["depth"] * b["width"] // 2
-        top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
-    for k in total:
-        total[k] += top[k]
+            total[k] = _num(round(total[k] + top[k], 1)) if k == "bram" else int(round(total[k] + top[k]))
+        families[family] = total
+        if family == "ice40":
+            ice40_top = {k: (int(round(v)) if k != "bram" else _num(v)) for k, v in top.items()}
     compute = T * per_step
     io = netlist["input"]["words"] + 3 * netlist["output"]["words"]
     netlist["estimate"] = {
@@ -110,7 +169,70 @@ def annotate(netlist: dict) -> None:
         "cycles": compute,
         "io_cycles": io,
         "latency_us_at_100mhz": (compute + io) / 100.0,
-        "resources": total,
-        "top": top,
-        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); cycles exact for the emitted state machines",
+        "resources": families["ice40"],
+        "families": families,
+        "top": ice40_top,
+        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); ecp5 and xc7 scaled from it with their memory rules; "
+                 "cycles exact for the emitted state machines"
+                 + (" (event-driven: the bound; the data decide)" if netlist.get("event_driven") else ""),
     }
+
+
+def event_cycles(graph, netlist: dict, x_q: np.ndarray) -> np.ndarray:
+    """Exact compute cycles per sample of an event-driven netlist (int64, one per row of ``x_q``).
+
+    Follows the event-driven tap issue in ``verilog.py``: per output pixel and kernel row of an
+    input block, max(1, non-zero in-bounds taps) cycles, where a tap is non-zero when any bank of
+    its bank row is; the other cores keep their fixed counts.  The frames come from the integer
+    runtime, one run per timestep (it reports a value at the last step of a run)."""
+    from snncc.sim.int_runtime import run_int
+
+    x_q = np.asarray(x_q)
+    n, T = len(x_q), netlist["timesteps"]
+    bufs = {b["name"]: b for b in netlist["buffers"]}
+    ev = [c for c in netlist["cores"] if c.get("event_driven")]
+    values = sorted({bufs[c["inputs"][0]]["value"] for c in ev} - {netlist["input"]["value"]})
+    total = np.zeros(n, np.int64)
+    for t in range(1, T + 1):
+        frames = run_int(graph, x_q, capture=values, timesteps=t) if values else {}
+        frames[netlist["input"]["value"]] = x_q
+        for core in netlist["cores"]:
+            if not core.get("event_driven"):
+                total += core["cycles"]
+                continue
+            buf = bufs[core["inputs"][0]]
+            total += _event_core_cycles(core, np.asarray(frames[buf["value"]]).reshape(n, -1), buf["banks"])
+    return total
+
+
+def _event_core_cycles(core: dict, frame: np.ndarray, banks: int) -> np.ndarray:
+    g = core["geometry"]
+    C, H, W = g["in_shape"]
+    _, OH, OW = g["out_shape"]
+    KH, KW = g["kernel"]
+    SH, SW = g["strides"]
+    PT, PL = g["pads"][0], g["pads"][1]
+    DH, DW = g["dilations"]
+    n = len(frame)
+    nz = (frame.reshape(n, C // banks, banks, H, W) != 0).any(axis=2)  # (n, blocks, H, W)
+    ph, pw = PT + (OH - 1) * SH + (KH - 1) * DH + 1, PL + (OW - 1) * SW + (KW - 1) * DW + 1
+    pad = np.zeros((n, C // banks, max(ph, PT + H), max(pw, PL + W)), np.int64)
+    pad[:, :, PT:PT + H, PL:PL + W] = nz
+    per_block = np.zeros((n, C // banks), np.int64)
+    for ky in range(KH):
+        row = np.zeros((n, C // banks, OH, OW), np.int64)
+        for kx in range(KW):
+            y0, x0 = ky * DH, kx * DW
+            row += pad[:, :, y0:y0 + (OH - 1) * SH + 1:SH, x0:x0 + (OW - 1) * SW + 1:SW]
+        per_block += np.maximum(row, 1).sum(axis=(2, 3))
+    geo = window_geometry(core)
+    epi = 1 if geo["parallel"] else core["lanes"] + 1
+    cycles = np.full(n, 2 + geo["ob"] * OH * OW * (2 + epi), np.int64)
+    for ob in range(geo["ob"]):
+        if core["diagonal"]:
+            blocks = [ob]
+        else:
+            grp = ob // geo["obg"]
+            blocks = list(range(grp * geo["igb"], (grp + 1) * geo["igb"]))
+        cycles += per_block[:, blocks].sum(axis=1)
+    return cycles

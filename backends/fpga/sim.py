@@ -36,14 +36,20 @@ class SimResult:
     cycles: list[int] = field(default_factory=list)
     estimate: int = 0
     message: str = ""
+    predicted: list[int] = field(default_factory=list)  # event-driven: the exact data-dependent model
 
     def summary(self) -> str:
         cyc = f"{self.cycles[0]} simulated cycles per inference" if self.cycles else "no cycles"
         if len(set(self.cycles)) > 1:
             cyc = f"{min(self.cycles)}..{max(self.cycles)} simulated cycles per inference"
         head = "bit-exact" if self.ok else "MISMATCH"
+        est = f"netlist estimate {self.estimate}"
+        if self.predicted:
+            same = "equal" if self.predicted == self.cycles else "DIFFER FROM"
+            est = (f"event-driven: {same} the data-dependent model ({min(self.predicted)}..{max(self.predicted)}, "
+                   f"mean {sum(self.predicted) / len(self.predicted):.0f}), bound {self.estimate}")
         return (f"{head}: {self.samples} samples, {self.words} output words ({self.simulator}); "
-                f"{cyc}, netlist estimate {self.estimate}" + ("" if self.ok else f"; {self.message}"))
+                f"{cyc}, {est}" + ("" if self.ok else f"; {self.message}"))
 
 
 def need_tool(tool: str) -> str:
@@ -100,8 +106,13 @@ def simulate(graph: Graph, out_dir: Path, x_q: np.ndarray, *, simulator: str = "
     cycles = [int(m.group(1)) for m in re.finditer(r"^CYCLES \d+ (\d+)", text, re.M)]
     passed = re.search(r"^PASS ", text, re.M) is not None and proc.returncode == 0
     fail = re.search(r"^FAIL .*$", text, re.M)
+    predicted = []
+    if netlist.get("event_driven"):
+        from snncc.backends.fpga.estimate import event_cycles
+
+        predicted = [int(c) for c in event_cycles(graph, netlist, np.asarray(x_q))]
     return SimResult(ok=passed, simulator=sim, samples=len(x_q), words=len(x_q) * netlist["output"]["words"],
-                     cycles=cycles, estimate=int(netlist["estimate"]["cycles"]),
+                     cycles=cycles, estimate=int(netlist["estimate"]["cycles"]), predicted=predicted,
                      message=fail.group(0) if fail else ("" if passed else text.strip()[-300:]))
 
 

@@ -9,6 +9,7 @@ and classified as LUT / FF / BRAM / DSP for the family.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -28,41 +29,23 @@ FAMILIES = {
 LATCH_CELLS = ("$dlatch", "$adlatch", "$dlatchsr", "$_DLATCH_N_", "$_DLATCH_P_")
 
 
+# Per family: (cell name pattern, resource, amount) in order, the first match counts.  Carry
+# cells, muxes and I/O buffers are not counted.  Distributed RAM counts the LUTs it occupies.
+CELLS = {
+    "ice40": [("SB_LUT4", "lut", 1), ("SB_DFF*", "ff", 1), ("SB_RAM40_4K*", "bram", 1), ("SB_MAC16", "dsp", 1)],
+    "ecp5": [("LUT4", "lut", 1), ("TRELLIS_DPR16X4", "lut", 4), ("TRELLIS_FF", "ff", 1), ("DP16KD", "bram", 1),
+             ("MULT18X18*", "dsp", 1)],
+    "xc7": [("LUT[1-6]", "lut", 1), ("RAM*X1S", "lut", 1), ("RAM*X1D", "lut", 2), ("RAM32M", "lut", 4),
+            ("RAM64M", "lut", 4), ("FD[RSCP]E", "ff", 1), ("FD[RSCP]E_1", "ff", 1), ("RAMB36E1", "bram", 1),
+            ("RAMB18E1", "bram", 0.5), ("DSP48*", "dsp", 1)],
+}
+
+
 def classify(cell: str, family: str) -> tuple[str, float] | None:
     """(resource, amount) of one primitive cell, or None for cells not counted (carry, muxes, IO)."""
-    if family == "ice40":
-        if cell == "SB_LUT4":
-            return "lut", 1
-        if cell.startswith("SB_DFF"):
-            return "ff", 1
-        if cell.startswith("SB_RAM40_4K"):
-            return "bram", 1
-        if cell == "SB_MAC16":
-            return "dsp", 1
-    elif family == "ecp5":
-        if cell == "LUT4":
-            return "lut", 1
-        if cell == "TRELLIS_DPR16X4":
-            return "lut", 4  # distributed RAM: 16x4 bits in 4 LUT4 of a slice pair
-        if cell == "TRELLIS_FF":
-            return "ff", 1
-        if cell == "DP16KD":
-            return "bram", 1
-        if cell.startswith("MULT18X18"):
-            return "dsp", 1
-    elif family == "xc7":
-        if re.fullmatch(r"LUT[1-6]", cell):
-            return "lut", 1
-        if re.fullmatch(r"RAM(32|64|128|256)[XM].*", cell):
-            return "lut", 1 if "X1" in cell else 4
-        if re.fullmatch(r"FD[RSCP]E(_1)?", cell):
-            return "ff", 1
-        if cell == "RAMB36E1":
-            return "bram", 1
-        if cell == "RAMB18E1":
-            return "bram", 0.5
-        if cell.startswith("DSP48"):
-            return "dsp", 1
+    for pattern, kind, amount in CELLS[family]:
+        if fnmatch.fnmatchcase(cell, pattern):
+            return kind, amount
     return None
 
 
@@ -128,7 +111,7 @@ def synthesize(out_dir: Path, family: str = "ice40", *, yosys: str = "yosys", ti
     top_key = next(m for m, n in names.items() if n == top)
     report = {"family": family, "top": top, "yosys": _version(exe), "latches": 0, "multi_driven": 0,
               "total": _rounded(_totals(top_key, modules, family, memo)), "cores": cores,
-              "estimate": netlist["estimate"]["resources"]}
+              "estimate": netlist["estimate"].get("families", {}).get(family, netlist["estimate"]["resources"])}
     path = out_dir / "synth_report.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     if not isinstance(old, dict) or old.get("schema_version") != 1:

@@ -2,7 +2,7 @@
 ROM images, the Verilog and its testbench; ``verify`` simulates them (Icarus Verilog, or
 Verilator for long runs) and compares every output word with the integer runtime.
 
-Target options: ``lanes`` (compile and verify), ``simulator`` (verify), ``samples``
+Target options: ``lanes`` and ``event_driven`` (compile and verify), ``simulator`` (verify), ``samples``
 (int8 inputs the emitted testbench runs besides the extremes and random ones).
 """
 
@@ -34,10 +34,11 @@ def name_problem(name: str) -> str | None:
 
 
 def emit(graph: Graph, out_dir: Path, *, name: str, lanes: int = 1, samples: np.ndarray | None = None,
-         **_) -> dict:
+         event_driven: bool = False, **_) -> dict:
     from snncc.backends.fpga.emit import emit_fpga
 
-    return {"fpga": emit_fpga(graph, Path(out_dir), name=name, lanes=lanes, samples=samples)}
+    return {"fpga": emit_fpga(graph, Path(out_dir), name=name, lanes=lanes, samples=samples,
+                              event_driven=event_driven)}
 
 
 def check_tools(*, lanes: int = 1, simulator: str = "auto", **_) -> None:

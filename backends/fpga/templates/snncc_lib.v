@@ -4,6 +4,8 @@
 `default_nettype none
 
 // One write port, one synchronous read port (data one cycle after the address).
+// The generated cores never use a word read in the cycle it is written, so the RAM
+// needs no read-during-write logic (no_rw_check: yosys maps it to a bare block RAM).
 module snncc_ram #(parameter W = 8, parameter D = 16, parameter AW = 4) (
     input  wire          clk,
     input  wire          we,
@@ -12,11 +14,30 @@ module snncc_ram #(parameter W = 8, parameter D = 16, parameter AW = 4) (
     input  wire [AW-1:0] raddr,
     output reg  [W-1:0]  rdata
 );
-    reg [W-1:0] mem [0:D-1];
+    (* no_rw_check *) reg [W-1:0] mem [0:D-1];
     always @(posedge clk) begin
         if (we) mem[waddr] <= wdata;
         rdata <= mem[raddr];
     end
+endmodule
+
+// A banked frame buffer: Q banks of W bits side by side in one word (channel c of a
+// pixel in bank c mod Q); a write stores the banks whose mask bit is set.
+module snncc_ram_banked #(parameter W = 8, parameter Q = 2, parameter D = 16, parameter AW = 4) (
+    input  wire          clk,
+    input  wire          we,
+    input  wire [Q-1:0]  mask,
+    input  wire [AW-1:0] waddr,
+    input  wire [Q*W-1:0] wdata,
+    input  wire [AW-1:0] raddr,
+    output reg  [Q*W-1:0] rdata
+);
+    (* no_rw_check *) reg [Q*W-1:0] mem [0:D-1];
+    genvar k;
+    generate for (k = 0; k < Q; k = k + 1) begin : bank
+        always @(posedge clk) if (we && mask[k]) mem[waddr][k*W +: W] <= wdata[k*W +: W];
+    end endgenerate
+    always @(posedge clk) rdata <= mem[raddr];
 endmodule
 
 // Read-only memory initialised from a $readmemh image (mem/*.mem).
@@ -43,7 +64,8 @@ module snncc_neuron #(
     parameter N = 4,        // levels
     parameter SIGNED = 0,
     parameter SHIFT = 0,
-    parameter ZW = 4
+    parameter ZW = 4,
+    parameter SAT = 1       // 0: the proven v + I range fits B bits, so saturation is the identity
 ) (
     input  wire signed [CW-1:0] cur,
     input  wire signed [SW-1:0] v_prev,
@@ -51,16 +73,19 @@ module snncc_neuron #(
     output reg  signed [SW-1:0] v_next,
     output reg  signed [ZW-1:0] z
 );
-    localparam [NW-1:0] VMAX = {{(NW-B+1){1'b0}}, {(B-1){1'b1}}};
-    localparam [NW-1:0] VMIN = {{(NW-B+1){1'b1}}, {(B-1){1'b0}}};
+    localparam integer LB = (SAT != 0) ? B : 2;  // NW need not hold 2^(B-1) when there is no saturation
+    localparam [NW-1:0] VMAX = {{(NW-LB+1){1'b0}}, {(LB-1){1'b1}}};
+    localparam [NW-1:0] VMIN = {{(NW-LB+1){1'b1}}, {(LB-1){1'b0}}};
     reg signed [NW-1:0] s, m, r;
     reg signed [ZW-1:0] zc;
     integer k;
     always @* begin
         s = cur;
         s = s + v_prev;
-        if (s > $signed(VMAX)) s = $signed(VMAX);
-        else if (s < $signed(VMIN)) s = $signed(VMIN);
+        if (SAT != 0) begin
+            if (s > $signed(VMAX)) s = $signed(VMAX);
+            else if (s < $signed(VMIN)) s = $signed(VMIN);
+        end
         zc = 0;
         r = s;
         m = 0;
