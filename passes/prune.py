@@ -45,9 +45,10 @@ from snncc.passes import prune_groups
 from snncc.passes.calibrate import collect_stats
 from snncc.passes.convert import initial_thresholds
 from snncc.passes.convert_plan import calibrated_values, plan
-from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure, snn_alive
+from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure, regression, snn_alive
 from snncc.passes.quantize import layer_names, resolve_layer_bits
 from snncc.passes.residual import value_graph
+from snncc.sim.kernels import conv2d
 
 HIST_BINS = 10
 
@@ -262,11 +263,11 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
             w = np.asarray(p["weight"])
             if x in keep and not ops.depthwise(node):
                 gone = np.setdiff1d(np.arange(w.shape[1]), keep[x])
-                n, exact = _fold(node, gone, m, x)
+                n, exact = _fold(node, gone, keep[x], m, x, g.shape(x))
                 folded += n
                 if not exact:
                     changed.append(node.name)
-                w = w[:, keep[x]]
+                w = np.asarray(p["weight"])[:, keep[x]]
             if node.output in keep:
                 w = w[keep[node.output]]
                 p["bias"] = np.asarray(p["bias"])[keep[node.output]]
@@ -289,21 +290,25 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
     return folded, changed
 
 
-def _fold(node, gone: np.ndarray, m, x: str) -> tuple[int, bool]:
-    """Fold the removed input channels ``gone`` of ``node`` into its bias.
+def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape) -> tuple[int, bool]:
+    """Compensate ``node`` (a reader of ``x``) for its removed input channels ``gone``.
 
-    A channel constant on the data folds exactly (dense; conv without padding and a
-    spatially uniform channel); any other removed channel folds its mean, so that the
-    reader's mean current is kept (exact only in the mean).  Returns (constants folded,
-    whether every removed channel was zero or folded exactly)."""
+    A channel constant on the data folds into the bias exactly (dense; conv without padding
+    and a spatially uniform channel).  Any other removed channel is replaced by its least-
+    squares estimate from the kept channels of ``x`` on the calibration data,
+    x_r ~ A_r . x_kept + c_r (ridge regression over samples x positions, a 1x1 map that
+    commutes with the reader's conv): A moves into the kept columns of the weight, c into
+    the bias.  For a dense reader this is the least-squares fit of the reader's output
+    (what channel-pruning reconstruction solves); with no moments it is the mean fold
+    (A = 0).  Returns (constants folded, whether every removed channel was zero or exact)."""
     if not len(gone):
         return 0, True
     if m is None or x not in m.lo:
         return 0, False
     lo, hi, mean = m.lo[x], m.hi[x], m.mean[x]
-    w = np.asarray(node.params["weight"], dtype=np.float64)
+    w = np.asarray(node.params["weight"], dtype=np.float64).copy()
     bias = np.asarray(node.params["bias"], dtype=np.float64).copy()
-    n, exact = 0, True
+    n, loose = 0, []
     for c in gone:
         const = np.array_equal(lo[c], hi[c])
         if const and not np.any(lo[c]):
@@ -311,11 +316,29 @@ def _fold(node, gone: np.ndarray, m, x: str) -> tuple[int, bool]:
         uniform = node.op == "dense" or (not any(node.attrs["pads"]) and np.ptp(lo[c]) == 0)
         if const and uniform:
             n += 1
+            bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.mean(mean[c]))
         else:
-            exact = False
-        bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.mean(mean[c]))
+            loose.append(int(c))
+    if loose:
+        a, c0 = regression(m, x, np.array(loose), kept)
+        w_r = w[:, loose]
+        w[:, kept] += np.einsum("or...,rk->ok...", w_r, a)
+        bias += _constant_current(node, w_r, c0, shape)
+        node.params["weight"] = w.astype(np.asarray(node.params["weight"]).dtype)
     node.params["bias"] = bias.astype(np.asarray(node.params["bias"]).dtype)
-    return n, exact
+    return n, not loose
+
+
+def _constant_current(node, w_r: np.ndarray, c0: np.ndarray, shape) -> np.ndarray:
+    """The per-output-channel bias that best stands for input channels held at the constants
+    ``c0`` (weights ``w_r``): for a conv, the mean over output positions of their current, which
+    near a zero-padded border reads fewer taps than sum(W) (on a 4x4 map, most positions)."""
+    if node.op == "dense":
+        return w_r.reshape(len(w_r), len(c0), -1).sum(axis=2) @ c0
+    x = np.broadcast_to(c0.reshape(1, -1, 1, 1), (1, len(c0)) + tuple(shape[1:]))
+    a = node.attrs
+    cur = conv2d(x, w_r, np.zeros(len(w_r)), a["strides"], a["pads"], a["dilations"], 1)
+    return cur.reshape(len(w_r), -1).mean(axis=1)
 
 
 def _slice_stats(st: dict, k: np.ndarray) -> dict:

@@ -25,6 +25,7 @@ from snncc.cli_options import (
     remember_config,
 )
 from snncc.errors import SnnccError
+from snncc.options import PRUNE_CRITERIA
 
 
 class _Group(click.Group):
@@ -300,7 +301,7 @@ def _compile_options(f):
                           "channel groups, least important first (default 0: none)."),
         click.option("--prune-layer", "prune_layer", multiple=True, metavar="NAME=R",
                      help="Per-layer pruning fraction (repeatable; a conv/dense layer name)."),
-        click.option("--prune-criterion", type=click.Choice(["dead", "l1", "svs", "mp"]), default=None,
+        click.option("--prune-criterion", type=click.Choice(list(PRUNE_CRITERIA)), default=None,
                      help="Channel importance: dead (exact removal of channels that are zero or constant on "
                           "the calibration data), l1 (default), svs (spike-map singular values), mp "
                           "(membrane potential)."),
