@@ -91,10 +91,11 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     importance, scored = _importance(groups, raw)
     sizes = _Sizes(g, options, thetas)
     before = sizes.totals()
-    removed = _select(groups, ratios, importance, scored, exact, sizes, options)
+    removed, floor_ = _select(groups, ratios, importance, scored, exact, sizes, options)
     report = {"criterion": crit, "group_importance": "sum", "ratio": float(options.prune),
               "layer_ratios": dict(options.prune_layers), "target_params": int(options.prune_target_params),
               "target_flash_bytes": int(options.prune_target_flash),
+              **({"flash_floor_estimate": floor_} if floor_ is not None else {}),
               "groups": {"prunable": len(groups.groups), "removed": len(removed),
                          "exact": int(sum(exact[i] for i in removed))},
               "exact": all(exact[i] for i in removed),
@@ -153,7 +154,8 @@ def _family_ratios(g: Graph, groups: prune_groups.Groups, options: CompileOption
     return ratios
 
 
-def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[int]:
+def _select(groups, ratios, importance, scored, exact, sizes, options) -> tuple[list[int], int | None]:
+    """The groups to remove; and with a budget, the smallest size reachable (in its unit)."""
     order = {fam: sorted(idx, key=lambda i: (importance[i], i)) for fam, idx in groups.families.items()}
     if options.prune_criterion == "dead":
         out = []
@@ -161,13 +163,13 @@ def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[i
             cand = [i for i in idx if exact[i]][:len(idx) - 1]
             r = ratios[fam]
             out += cand[:math.floor(r * len(idx))] if r > 0 else cand
-        return sorted(out)
+        return sorted(out), None
     budget = int(options.prune_target_params) or int(options.prune_target_flash)
     if not budget:
         out = []
         for fam, idx in order.items():
             out += idx[:min(math.floor(ratios[fam] * len(idx)), len(idx) - 1)]
-        return sorted(out)
+        return sorted(out), None
     which = 0 if int(options.prune_target_params) else 1
     option = "prune_target_params" if which == 0 else "prune_target_flash"
     floor_ = sizes.copy()
@@ -190,7 +192,7 @@ def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[i
             sizes.remove(groups.groups[i])
             left[fam_of[i]] -= 1
             out.append(i)
-    return sorted(out)
+    return sorted(out), minimum
 
 
 # --- scores ------------------------------------------------------------------------------
