@@ -110,21 +110,55 @@ def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
     assert layers[last.name]["out_channels_after"] == layers[last.name]["out_channels_before"]
 
 
-@pytest.mark.parametrize("name,crit", [("resnet20", "l1"), ("concat_net", "svs"), ("mobilenetv2_block", "mp"),
-                                       ("ops_net", "l1")])
-def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit):
-    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, levels=2, timesteps=2, weight_bits=4)
+# every structure the groups know: add joins (basic, pre-activation), concat, depthwise + linear
+# bottleneck, shuffle + grouped conv, flatten -> dense blocks (lenet); 2-, 4- and 8-bit weights (packed
+# and int8 block kernels, test_pruned_digits_cnn...); ratios and a global budget
+C_CASES = [("resnet20", "l1", {"prune": 0.3}), ("concat_net", "svs", {"prune": 0.3}),
+           ("mobilenetv2_block", "mp", {"prune": 0.3}), ("ops_net", "l1", {"prune": 0.3}),
+           ("lenet", "l1", {"prune": 0.5, "weight_bits": 2}), ("preact_resnet", "mp", {"prune_target_params": 0.6})]
+
+
+@pytest.mark.parametrize("name,crit,opts", C_CASES, ids=[c[0] for c in C_CASES])
+def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit, opts):
+    """The emitted C of a pruned network (gcc -std=c99 -Wall -Wextra -Werror -pedantic, ASan +
+    UBSan) equals the integer runtime on random int8 inputs, all -128, all 127 and the
+    calibration samples."""
+    opts = dict(opts)
+    frac = opts.pop("prune_target_params", None)
+    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, **{"levels": 2, "timesteps": 2, "weight_bits": 4,
+                                                                    **opts})
     options = ctx.options
-    options.prune, options.prune_criterion = 0.3, crit
+    options.prune_criterion = crit
+    if frac is not None:  # a global budget: a fraction of the parameters prune counts
+        full = prune.run(graph, PassContext(CompileOptions(**FAST, prune=0.01), calib=ctx.calib))
+        options.prune_target_params = int(frac * full.meta["prune"]["params"]["before"])
     names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
     int_graph = run_pipeline(graph, names, ctx, echo=lambda s: None)
     assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    _assert_c_bit_exact(int_graph, tmp_path, ctx.calib.take(ctx.calib.n))
+
+
+def _assert_c_bit_exact(int_graph, tmp_path, real):
     out = tmp_path / "c"
     out.mkdir()
     emit_c(int_graph, out)
-    x = sample_inputs(graph.values[graph.inputs[0]].shape, n=20)
+    x = np.concatenate([sample_inputs(int_graph.values[int_graph.inputs[0]].shape, n=16),
+                        quantize_input(int_graph, real)])
     res = compare_c(int_graph, out, x, exe=build_host(out, sanitize=True))
     assert res.ok, res.summary()
+
+
+def test_pruned_digits_cnn_c_is_bit_exact_on_real_data(tmp_path):
+    """The committed digits CNN, half its channels removed with 4-bit weights (first and last
+    layers 8 bits), the flash compression setting of bench/prune_tradeoff.py: C == runtime on
+    the real digits images, random and extreme inputs."""
+    x = np.load("examples/digits/digits_calib.npz")["x"]
+    ctx = PassContext(CompileOptions(**FAST, prune=0.5, prune_criterion="mp", weight_bits=4,
+                                     layer_bits={"first": 8, "last": 8}), calib=load_calib(x[:64], (1, 8, 8)))
+    int_graph = run_pipeline(load_onnx("examples/digits/digits_cnn.onnx"), DEFAULT_PIPELINE, ctx,
+                             echo=lambda s: None)
+    assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    _assert_c_bit_exact(int_graph, tmp_path, x)
 
 
 def _compile(tmp_path, *args):
