@@ -176,6 +176,8 @@ def _compile(tmp_path, *args):
     (["--prune-layer", "/12/Gemm=0.3"], "cannot be pruned"),
     (["--prune-target-params", "10"], "below the smallest reachable size, 50 parameters"),
     (["--prune-target-flash", "10"], "below the smallest reachable size"),
+    (["--prune-target-flash", "500", "--threshold-search", "none", "--no-bias-correction", "--weight-rounding",
+      "nearest"], "500 bytes is below the smallest emitted size this target reaches, "),
     (["--prune-criterion", "random"], "option --prune-criterion"),
     (["--prune", "0.3", "--prune-criterion", "svs", "--calib", "random"], "needs calibration data"),
     (["--prune-criterion", "dead", "--calib", "random"], "needs calibration data"),
@@ -187,6 +189,20 @@ def test_bad_prune_input(tmp_path, args, fragment):
     assert len(errors) == 1 and fragment in errors[0], res.output
     assert "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_flash_budget_is_met_on_the_emitted_c(tmp_path):
+    """--prune-target-flash counts the C backend's const tables (padded block layouts), not the
+    pass's estimate: the estimate alone would leave the emitted library over the budget."""
+    from snncc.compiler import compile_model
+
+    x = np.load("examples/digits/digits_calib.npz")["x"][:64]
+    res = compile_model("examples/digits/digits_cnn.onnx", options=CompileOptions(**FAST, prune_target_flash=9000),
+                        calib=x, target="c", output=tmp_path / "out", echo=lambda s: None)
+    rec = res.report["prune"]
+    assert rec["flash_budget_tries"][0]["emitted"] > 9000  # what the estimate's budget gave
+    assert res.report["c_memory"]["weight_bytes"] == rec["flash_bytes_emitted"] <= 9000
+    assert rec["target_flash_bytes"] == 9000
 
 
 def test_toml_prune_section(tmp_path):
