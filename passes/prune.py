@@ -21,7 +21,9 @@ from the op table's channel map); how important a group is from ``prune_criteria
   constant folded into the readers' biases), at most R per family when R is given.
 - a removed channel that is constant on the data is folded into its readers' biases
   (where the fold is exact: dense, or conv without padding and a spatially uniform
-  channel).
+  channel); any other removed channel is replaced by its least-squares estimate from the
+  kept channels (``_fold``: weights into the kept columns, the intercept into the bias
+  as the padding-aware mean current).
 - re-calibration: statistics of every value downstream of a layer that lost non-exact
   input columns are collected again on the pruned graph; ``convert`` then selects
   thresholds, searches them and corrects biases on the pruned network.

@@ -308,7 +308,8 @@ def _compile_options(f):
         click.option("--prune-target-params", type=int, default=None, metavar="P",
                      help="Prune the globally least important channel groups until at most P parameters remain."),
         click.option("--prune-target-flash", type=int, default=None, metavar="BYTES",
-                     help="Prune until the estimated C flash (weights, biases, thresholds) is at most BYTES."),
+                     help="Prune until the target's emitted constant bytes (C: c_memory.weight_bytes; other "
+                          "targets: prune's estimate of weights, biases, thresholds) are at most BYTES."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "
