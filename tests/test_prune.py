@@ -249,3 +249,56 @@ def test_budget_is_met_by_removing_the_least_important_groups(key):
     rec = prune.run(graph, ctx).meta["prune"]
     assert rec[size]["before"] == full and rec[size]["after"] <= int(0.8 * full)
     assert rec[size]["after"] > int(0.6 * full)  # the least important groups first, and no more than needed
+
+
+def _digits_calibrated(edit, **opts):
+    """The committed digits CNN, canonicalized, edited by ``edit(graph)``, calibrated on 64 images."""
+    x = np.load("examples/digits/digits_calib.npz")["x"][:64]
+    ctx = PassContext(CompileOptions(**FAST, **opts), calib=load_calib(x, (1, 8, 8)))
+    graph = run_pipeline(load_onnx("examples/digits/digits_cnn.onnx"), ["canonicalize"], ctx, echo=lambda s: None)
+    edit(graph)
+    return run_pipeline(graph, ["calibrate"], ctx, echo=lambda s: None), ctx, x
+
+
+def test_a_removed_channel_that_the_kept_ones_explain_is_compensated_exactly():
+    """/3/Conv channel 5 made 0.01 x channel 3 (so l1 removes it first) and read with 100x weights by
+    /7/Conv: zeroing it would move the logits; the least-squares compensation moves its columns
+    onto channel 3 and leaves the outputs as they were (up to the ridge)."""
+    def edit(g):
+        conv, reader = g.node("/3/Conv"), g.node("/7/Conv")
+        w, b = np.array(conv.params["weight"]), np.array(conv.params["bias"])
+        w[5], b[5] = 0.01 * w[3], 0.01 * b[3]
+        conv.params["weight"], conv.params["bias"] = w, b
+        wr = np.array(reader.params["weight"])
+        wr[:, 5] *= 100
+        reader.params["weight"] = wr
+
+    graph, ctx, x = _digits_calibrated(edit, prune_layers={"/3/Conv": 0.04}, prune_criterion="l1")
+    pruned = prune.run(graph, ctx)
+    assert [r["out_channels_after"] for r in pruned.meta["prune"]["layers"]][1] == 31
+    ref = run_graph(graph, x, dtype=np.float64)[graph.outputs[0]]
+    got = run_graph(pruned, x, dtype=np.float64)[pruned.outputs[0]]
+    zeroed = graph.copy()
+    zeroed.node("/7/Conv").params["weight"] = np.array(zeroed.node("/7/Conv").params["weight"])
+    zeroed.node("/7/Conv").params["weight"][:, 5] = 0
+    assert np.abs(run_graph(zeroed, x, dtype=np.float64)[graph.outputs[0]] - ref).max() > 0.1
+    np.testing.assert_allclose(got, ref, atol=2e-3 * np.abs(ref).max())
+
+
+def test_a_constant_channel_under_a_padded_conv_keeps_the_mean_current():
+    """/0/Conv channel 7 constant 0.5 (zero weights, bias 0.5), read by the zero-padded 3x3 /3/Conv:
+    its fold cannot be exact at every position, but the bias keeps each output channel's mean
+    over positions, the border positions (reading fewer taps) included."""
+    def edit(g):
+        conv = g.node("/0/Conv")
+        w, b = np.array(conv.params["weight"]), np.array(conv.params["bias"])
+        w[7], b[7] = 0.0, 0.5
+        conv.params["weight"], conv.params["bias"] = w, b
+
+    graph, ctx, x = _digits_calibrated(edit, prune_layers={"/0/Conv": 0.07}, prune_criterion="l1")
+    pruned = prune.run(graph, ctx)
+    assert [r["out_channels_after"] for r in pruned.meta["prune"]["layers"]][0] == 15
+    ref = run_graph(graph, x, capture=["/3/Conv_output_0"], dtype=np.float64)["/3/Conv_output_0"]
+    got = run_graph(pruned, x, capture=["/3/Conv_output_0"], dtype=np.float64)["/3/Conv_output_0"]
+    assert np.abs(got - ref).max() > 1e-3  # not exact position by position (the border)
+    np.testing.assert_allclose(got.mean(axis=(2, 3)), ref.mean(axis=(2, 3)), atol=1e-5)
