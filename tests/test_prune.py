@@ -110,12 +110,12 @@ def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
     assert layers[last.name]["out_channels_after"] == layers[last.name]["out_channels_before"]
 
 
-# every structure the groups know: add joins (basic, pre-activation), concat, depthwise + linear
-# bottleneck, shuffle + grouped conv, flatten -> dense blocks (lenet); 2-, 4- and 8-bit weights (packed
-# and int8 block kernels, test_pruned_digits_cnn...); ratios and a global budget
+# every structure the groups know: add joins, concat, depthwise + linear bottleneck, shuffle + grouped
+# conv, flatten -> dense blocks (lenet); 2-, 4- and 8-bit weights (packed and int8 block kernels,
+# test_pruned_digits_cnn...); the global budgets are test_budget_... and test_flash_budget_...
 C_CASES = [("resnet20", "l1", {"prune": 0.3}), ("concat_net", "svs", {"prune": 0.3}),
            ("mobilenetv2_block", "mp", {"prune": 0.3}), ("ops_net", "l1", {"prune": 0.3}),
-           ("lenet", "l1", {"prune": 0.5, "weight_bits": 2}), ("preact_resnet", "mp", {"prune_target_params": 0.6})]
+           ("lenet", "l1", {"prune": 0.5, "weight_bits": 2})]
 
 
 @pytest.mark.parametrize("name,crit,opts", C_CASES, ids=[c[0] for c in C_CASES])
@@ -123,15 +123,9 @@ def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit, opts):
     """The emitted C of a pruned network (gcc -std=c99 -Wall -Wextra -Werror -pedantic, ASan +
     UBSan) equals the integer runtime on random int8 inputs, all -128, all 127 and the
     calibration samples."""
-    opts = dict(opts)
-    frac = opts.pop("prune_target_params", None)
     graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, **{"levels": 2, "timesteps": 2, "weight_bits": 4,
                                                                     **opts})
-    options = ctx.options
-    options.prune_criterion = crit
-    if frac is not None:  # a global budget: a fraction of the parameters prune counts
-        full = prune.run(graph, PassContext(CompileOptions(**FAST, prune=0.01), calib=ctx.calib))
-        options.prune_target_params = int(frac * full.meta["prune"]["params"]["before"])
+    ctx.options.prune_criterion = crit
     names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
     int_graph = run_pipeline(graph, names, ctx, echo=lambda s: None)
     assert int_graph.meta["prune"]["groups"]["removed"] > 0
