@@ -49,6 +49,7 @@ from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int  # 
 
 CRITERIA = ("l1", "svs", "mp")
 RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7)
+FASHION_LAYER_SETS = ({"/8/Conv": 0.25}, {"/8/Conv": 0.5})
 LAYER_SETS = ({"/7/Conv": 0.5}, {"/7/Conv": 0.75}, {"/7/Conv": 0.5, "/3/Conv": 0.25},
               {"/7/Conv": 0.75, "/3/Conv": 0.25, "/0/Conv": 0.25})
 BASE = {"levels": 4, "timesteps": 1, "threshold_search": "none"}
@@ -139,7 +140,7 @@ def compression(onnx_path, calib_x, x_te, y_te, work, only: str | None = None) -
         print("\nno setting within 1 point")
 
 
-def fashion(n_test: int) -> None:
+def fashion(n_test: int, layers_only: bool = False) -> None:
     """The committed Fashion-MNIST CNN (examples/fashion): its snncc.toml settings (N=4, T=1,
     mse thresholds and weight quantizer) but no threshold search, 300 calibration images; 8-bit
     weights, then 4-bit (first/last 8).  Integer-SNN accuracy on the first ``n_test`` test images."""
@@ -163,9 +164,14 @@ def fashion(n_test: int) -> None:
     toml = {"threshold": "mse", "weight_quantizer": "mse"}
     for label, bits in (("8-bit", {"weight_bits": 8}),
                         ("4-bit", {"weight_bits": 4, "layer_bits": {"first": 8, "last": 8}})):
-        runs = [("none", 0.0)] + [(c, r) for c in CRITERIA for r in (0.1, 0.2, 0.3, 0.5)]
-        for crit, ratio in runs:
-            opts = {**toml, **bits, **({} if crit == "none" else {"prune": ratio, "prune_criterion": crit})}
+        runs = [("none", 0.0, {})] + [(c, r, {"prune": r}) for c in CRITERIA for r in (0.1, 0.2, 0.3, 0.5)]
+        # per-layer: /8/Conv (64 channels, 3/4 of the weights) is the one that tolerates removal
+        runs += [(c, "layers " + " ".join(f"{k}={v}" for k, v in layers.items()), {"prune_layers": layers})
+                 for c in CRITERIA for layers in FASHION_LAYER_SETS]
+        if layers_only:
+            runs = [r for r in runs if r[0] == "none" or str(r[1]).startswith("layers")]
+        for crit, ratio, extra in runs:
+            opts = {**toml, **bits, **({} if crit == "none" else {**extra, "prune_criterion": crit})}
             graph, _ = compile_graph(onnx_path, calib, **opts)
             acc = int_accuracy(graph, x_te, y_te)
             flash = c_memory(graph)["weight_bytes"]
@@ -201,7 +207,8 @@ def main() -> None:
     ap.add_argument("--r50-size", type=int, default=32)
     ap.add_argument("--no-compile-time", action="store_true")
     ap.add_argument("--fashion-test", type=int, default=10000, help="Fashion-MNIST test images (--only fashion)")
-    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "layers", "fashion", "time"],
+    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "layers", "fashion", "fashion-layers",
+                                       "time"],
                     default=None)
     args = ap.parse_args()
     import train
@@ -222,8 +229,8 @@ def main() -> None:
                   weight_rounding="nearest")
         if args.only in (None, "compression", "fine", "layers"):
             compression(cnn, calib, x_te, y_te, work, only=args.only)
-        if args.only == "fashion":  # not in the default run: needs dataset-fashion-mnist, ~30 compiles
-            fashion(args.fashion_test)
+        if args.only in ("fashion", "fashion-layers"):  # not in the default run: needs dataset-fashion-mnist
+            fashion(args.fashion_test, layers_only=args.only == "fashion-layers")
         if args.only in (None, "time") and not args.no_compile_time:
             compile_time(args.r50_size, work)
 
