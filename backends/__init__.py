@@ -12,6 +12,9 @@
 - ``check_tools(**target_options, options=None)``: raise SnnccError early if a tool is
   missing, a target option is out of range, or the compile ``options`` (CompileOptions,
   when given) ask for what the target cannot carry;
+- ``flash_bytes(graph) -> int`` (optional): the constant bytes ``emit`` would write for the
+  integer IR; ``--prune-target-flash`` meets its budget on it (without it, on the prune
+  pass's own estimate);
 - ``verify(graph, out_dir, x_q, *, reference, **verify_options) -> Check``: run what
   ``emit`` wrote on the int8 inputs ``x_q`` and compare every output with
   ``reference``, the integer runtime's (N, OUT) int outputs.

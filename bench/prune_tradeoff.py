@@ -11,8 +11,11 @@ split; C latency is the emitted C (-O3, host runner, process CPU time per infere
 checked bit-exact against run_int first) against onnxruntime fp32 on one thread (the
 unpruned ONNX model).  Then: the best flash compression (fp32 weight bytes / C const
 table bytes) at <= 1 point accuracy drop from the fp32 ANN, with 4-bit weights
-(first and last layers 8 bits), on the digits CNN.  Last: compile time with and
-without ``--prune 0.3`` on bench/compile_time.py's ResNet-50 at a smaller image size.
+(first and last layers 8 bits), on the digits CNN.  The compression table also
+tries per-layer ratios (``LAYER_SETS``), since the layers differ much in how much they tolerate.
+Last: compile time with and without ``--prune 0.3`` on bench/compile_time.py's ResNet-50 at a
+smaller image size.  ``--only fashion`` (not in the default run): the committed Fashion-MNIST
+CNN (examples/fashion) at 8-bit and at 4-bit weights, accuracy on the test split.
 Timings come from a shared, loaded machine: noisy.
 """
 
@@ -46,6 +49,9 @@ from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int  # 
 
 CRITERIA = ("l1", "svs", "mp")
 RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7)
+FASHION_LAYER_SETS = ({"/8/Conv": 0.25}, {"/8/Conv": 0.5})
+LAYER_SETS = ({"/7/Conv": 0.5}, {"/7/Conv": 0.75}, {"/7/Conv": 0.5, "/3/Conv": 0.25},
+              {"/7/Conv": 0.75, "/3/Conv": 0.25, "/0/Conv": 0.25})
 BASE = {"levels": 4, "timesteps": 1, "threshold_search": "none"}
 
 
@@ -96,7 +102,7 @@ def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, **extra) -> None:
               f"{row['flash']} | {row['c_ns'] / 1e3:.2f} | {ort_ns / row['c_ns']:.2f} |", flush=True)
 
 
-def compression(onnx_path, calib_x, x_te, y_te, work, fine_only: bool = False) -> None:
+def compression(onnx_path, calib_x, x_te, y_te, work, only: str | None = None) -> None:
     ann = load_onnx(onnx_path)
     ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
     fp32 = fp32_bytes(onnx_path)
@@ -111,8 +117,14 @@ def compression(onnx_path, calib_x, x_te, y_te, work, fine_only: bool = False) -
     runs = [("none", 0.0, {})] + [(c, r, {"prune": r}) for c in CRITERIA for r in (0.05,) + RATIOS]
     runs += [(c, f"params<={f}", {"prune_target_params": int(f * base_params)}) for c in CRITERIA
              for f in (0.97, 0.94)]
-    if fine_only:
+    # per-layer ratios: the float ANN loses nothing when /7/Conv (the widest layer) loses half its
+    # channels, much when /0/Conv or /3/Conv do (docs/pruning.md), so uniform ratios waste accuracy
+    runs += [(c, "layers " + " ".join(f"{k}={v}" for k, v in layers.items()), {"prune_layers": layers})
+             for c in CRITERIA for layers in LAYER_SETS]
+    if only == "fine":
         runs = [r for r in runs if r[1] == 0.05 or str(r[1]).startswith("params")]
+    elif only == "layers":
+        runs = [r for r in runs if r[0] == "none" or str(r[1]).startswith("layers")]
     for crit, ratio, extra in runs:
         opts = dict(four) if crit == "none" else {**four, **extra, "prune_criterion": crit}
         graph, _ = compile_graph(onnx_path, calib_x, **opts)
@@ -126,6 +138,45 @@ def compression(onnx_path, calib_x, x_te, y_te, work, fine_only: bool = False) -
         print(f"\nbest at <= 1 point drop: {best[0]:.2f}x ({best[1]}, ratio {best[2]}, {100 * best[3]:.2f}%)")
     else:
         print("\nno setting within 1 point")
+
+
+def fashion(n_test: int, layers_only: bool = False) -> None:
+    """The committed Fashion-MNIST CNN (examples/fashion): its snncc.toml settings (N=4, T=1,
+    mse thresholds and weight quantizer) but no threshold search, 300 calibration images; 8-bit
+    weights, then 4-bit (first/last 8).  Integer-SNN accuracy on the first ``n_test`` test images."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fashion_train", ROOT / "examples" / "fashion" / "train.py")
+    ftrain = importlib.util.module_from_spec(spec)  # not "train": that name is the digits example's
+    spec.loader.exec_module(ftrain)
+
+    onnx_path = ROOT / "examples" / "fashion" / "fashion_cnn.onnx"
+    calib = np.load(ROOT / "examples" / "fashion" / "fashion_calib.npz")["x"]
+    x_te, y_te = ftrain.load_fashion("test")
+    x_te, y_te = x_te[:n_test], y_te[:n_test]
+    ann = load_onnx(onnx_path)
+    ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
+    fp32 = fp32_bytes(onnx_path)
+    print(f"\n### Fashion-MNIST CNN, first {n_test} test images: fp32 ANN {100 * ann_acc:.2f}%, fp32 weights "
+          f"{fp32} B\n")
+    print("| weights | criterion | ratio | int SNN acc | drop (points) | params | C flash (B) | compression |")
+    print("|---|---|---|---|---|---|---|---|")
+    toml = {"threshold": "mse", "weight_quantizer": "mse"}
+    for label, bits in (("8-bit", {"weight_bits": 8}),
+                        ("4-bit", {"weight_bits": 4, "layer_bits": {"first": 8, "last": 8}})):
+        runs = [("none", 0.0, {})] + [(c, r, {"prune": r}) for c in CRITERIA for r in (0.1, 0.2, 0.3, 0.5)]
+        # per-layer: /8/Conv (64 channels, 3/4 of the weights) is the one that tolerates removal
+        runs += [(c, "layers " + " ".join(f"{k}={v}" for k, v in layers.items()), {"prune_layers": layers})
+                 for c in CRITERIA for layers in FASHION_LAYER_SETS]
+        if layers_only:
+            runs = [r for r in runs if r[0] == "none" or str(r[1]).startswith("layers")]
+        for crit, ratio, extra in runs:
+            opts = {**toml, **bits, **({} if crit == "none" else {**extra, "prune_criterion": crit})}
+            graph, _ = compile_graph(onnx_path, calib, **opts)
+            acc = int_accuracy(graph, x_te, y_te)
+            flash = c_memory(graph)["weight_bytes"]
+            print(f"| {label} | {crit} | {ratio} | {100 * acc:.2f}% | {100 * (ann_acc - acc):.2f} | {params(graph)} "
+                  f"| {flash} | {fp32 / flash:.2f}x |", flush=True)
 
 
 def compile_time(size: int, work: Path) -> None:
@@ -155,7 +206,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--r50-size", type=int, default=32)
     ap.add_argument("--no-compile-time", action="store_true")
-    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "time"], default=None)
+    ap.add_argument("--fashion-test", type=int, default=10000, help="Fashion-MNIST test images (--only fashion)")
+    ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "layers", "fashion", "fashion-layers",
+                                       "time"],
+                    default=None)
     args = ap.parse_args()
     import train
 
@@ -173,8 +227,10 @@ def main() -> None:
             print("\n(digits ResNet-20 rows: --weight-rounding nearest, 128 calibration samples)")
             sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work,
                   weight_rounding="nearest")
-        if args.only in (None, "compression", "fine"):
-            compression(cnn, calib, x_te, y_te, work, fine_only=args.only == "fine")
+        if args.only in (None, "compression", "fine", "layers"):
+            compression(cnn, calib, x_te, y_te, work, only=args.only)
+        if args.only in ("fashion", "fashion-layers"):  # not in the default run: needs dataset-fashion-mnist
+            fashion(args.fashion_test, layers_only=args.only == "fashion-layers")
         if args.only in (None, "time") and not args.no_compile_time:
             compile_time(args.r50_size, work)
 

@@ -21,7 +21,9 @@ from the op table's channel map); how important a group is from ``prune_criteria
   constant folded into the readers' biases), at most R per family when R is given.
 - a removed channel that is constant on the data is folded into its readers' biases
   (where the fold is exact: dense, or conv without padding and a spatially uniform
-  channel).
+  channel); any other removed channel is replaced by its least-squares estimate from the
+  kept channels (``_fold``: weights into the kept columns, the intercept into the bias
+  as the padding-aware mean current).
 - re-calibration: statistics of every value downstream of a layer that lost non-exact
   input columns are collected again on the pruned graph; ``convert`` then selects
   thresholds, searches them and corrects biases on the pruned network.
@@ -45,9 +47,10 @@ from snncc.passes import prune_groups
 from snncc.passes.calibrate import collect_stats
 from snncc.passes.convert import initial_thresholds
 from snncc.passes.convert_plan import calibrated_values, plan
-from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure, snn_alive
+from snncc.passes.prune_criteria import DATA_CRITERIA, l1_scores, measure, regression, snn_alive
 from snncc.passes.quantize import layer_names, resolve_layer_bits
 from snncc.passes.residual import value_graph
+from snncc.sim.kernels import conv2d
 
 HIST_BINS = 10
 
@@ -90,10 +93,11 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     importance, scored = _importance(groups, raw)
     sizes = _Sizes(g, options, thetas)
     before = sizes.totals()
-    removed = _select(groups, ratios, importance, scored, exact, sizes, options)
+    removed, floor_ = _select(groups, ratios, importance, scored, exact, sizes, options)
     report = {"criterion": crit, "group_importance": "sum", "ratio": float(options.prune),
               "layer_ratios": dict(options.prune_layers), "target_params": int(options.prune_target_params),
               "target_flash_bytes": int(options.prune_target_flash),
+              **({"flash_floor_estimate": floor_} if floor_ is not None else {}),
               "groups": {"prunable": len(groups.groups), "removed": len(removed),
                          "exact": int(sum(exact[i] for i in removed))},
               "exact": all(exact[i] for i in removed),
@@ -152,7 +156,8 @@ def _family_ratios(g: Graph, groups: prune_groups.Groups, options: CompileOption
     return ratios
 
 
-def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[int]:
+def _select(groups, ratios, importance, scored, exact, sizes, options) -> tuple[list[int], int | None]:
+    """The groups to remove; and with a budget, the smallest size reachable (in its unit)."""
     order = {fam: sorted(idx, key=lambda i: (importance[i], i)) for fam, idx in groups.families.items()}
     if options.prune_criterion == "dead":
         out = []
@@ -160,13 +165,13 @@ def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[i
             cand = [i for i in idx if exact[i]][:len(idx) - 1]
             r = ratios[fam]
             out += cand[:math.floor(r * len(idx))] if r > 0 else cand
-        return sorted(out)
+        return sorted(out), None
     budget = int(options.prune_target_params) or int(options.prune_target_flash)
     if not budget:
         out = []
         for fam, idx in order.items():
             out += idx[:min(math.floor(ratios[fam] * len(idx)), len(idx) - 1)]
-        return sorted(out)
+        return sorted(out), None
     which = 0 if int(options.prune_target_params) else 1
     option = "prune_target_params" if which == 0 else "prune_target_flash"
     floor_ = sizes.copy()
@@ -189,7 +194,7 @@ def _select(groups, ratios, importance, scored, exact, sizes, options) -> list[i
             sizes.remove(groups.groups[i])
             left[fam_of[i]] -= 1
             out.append(i)
-    return sorted(out)
+    return sorted(out), minimum
 
 
 # --- scores ------------------------------------------------------------------------------
@@ -262,11 +267,11 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
             w = np.asarray(p["weight"])
             if x in keep and not ops.depthwise(node):
                 gone = np.setdiff1d(np.arange(w.shape[1]), keep[x])
-                n, exact = _fold(node, gone, m, x)
+                n, exact = _fold(node, gone, keep[x], m, x, g.shape(x))
                 folded += n
                 if not exact:
                     changed.append(node.name)
-                w = w[:, keep[x]]
+                w = np.asarray(p["weight"])[:, keep[x]]
             if node.output in keep:
                 w = w[keep[node.output]]
                 p["bias"] = np.asarray(p["bias"])[keep[node.output]]
@@ -289,21 +294,25 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
     return folded, changed
 
 
-def _fold(node, gone: np.ndarray, m, x: str) -> tuple[int, bool]:
-    """Fold the removed input channels ``gone`` of ``node`` into its bias.
+def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape) -> tuple[int, bool]:
+    """Compensate ``node`` (a reader of ``x``) for its removed input channels ``gone``.
 
-    A channel constant on the data folds exactly (dense; conv without padding and a
-    spatially uniform channel); any other removed channel folds its mean, so that the
-    reader's mean current is kept (exact only in the mean).  Returns (constants folded,
-    whether every removed channel was zero or folded exactly)."""
+    A channel constant on the data folds into the bias exactly (dense; conv without padding
+    and a spatially uniform channel).  Any other removed channel is replaced by its least-
+    squares estimate from the kept channels of ``x`` on the calibration data,
+    x_r ~ A_r . x_kept + c_r (ridge regression over samples x positions, a 1x1 map that
+    commutes with the reader's conv): A moves into the kept columns of the weight, c into
+    the bias.  For a dense reader this is the least-squares fit of the reader's output
+    (what channel-pruning reconstruction solves); with no moments it is the mean fold
+    (A = 0).  Returns (constants folded, whether every removed channel was zero or exact)."""
     if not len(gone):
         return 0, True
     if m is None or x not in m.lo:
         return 0, False
     lo, hi, mean = m.lo[x], m.hi[x], m.mean[x]
-    w = np.asarray(node.params["weight"], dtype=np.float64)
+    w = np.asarray(node.params["weight"], dtype=np.float64).copy()
     bias = np.asarray(node.params["bias"], dtype=np.float64).copy()
-    n, exact = 0, True
+    n, loose = 0, []
     for c in gone:
         const = np.array_equal(lo[c], hi[c])
         if const and not np.any(lo[c]):
@@ -311,11 +320,29 @@ def _fold(node, gone: np.ndarray, m, x: str) -> tuple[int, bool]:
         uniform = node.op == "dense" or (not any(node.attrs["pads"]) and np.ptp(lo[c]) == 0)
         if const and uniform:
             n += 1
+            bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.mean(mean[c]))
         else:
-            exact = False
-        bias += w[:, c].reshape(len(w), -1).sum(axis=1) * float(np.mean(mean[c]))
+            loose.append(int(c))
+    if loose:
+        a, c0 = regression(m, x, np.array(loose), kept)
+        w_r = w[:, loose]
+        w[:, kept] += np.einsum("or...,rk->ok...", w_r, a)
+        bias += _constant_current(node, w_r, c0, shape)
+        node.params["weight"] = w.astype(np.asarray(node.params["weight"]).dtype)
     node.params["bias"] = bias.astype(np.asarray(node.params["bias"]).dtype)
-    return n, exact
+    return n, not loose
+
+
+def _constant_current(node, w_r: np.ndarray, c0: np.ndarray, shape) -> np.ndarray:
+    """The per-output-channel bias that best stands for input channels held at the constants
+    ``c0`` (weights ``w_r``): for a conv, the mean over output positions of their current, which
+    near a zero-padded border reads fewer taps than sum(W) (on a 4x4 map, most positions)."""
+    if node.op == "dense":
+        return w_r.reshape(len(w_r), len(c0), -1).sum(axis=2) @ c0
+    x = np.broadcast_to(c0.reshape(1, -1, 1, 1), (1, len(c0)) + tuple(shape[1:]))
+    a = node.attrs
+    cur = conv2d(x, w_r, np.zeros(len(w_r)), a["strides"], a["pads"], a["dilations"], 1)
+    return cur.reshape(len(w_r), -1).mean(axis=1)
 
 
 def _slice_stats(st: dict, k: np.ndarray) -> dict:

@@ -28,6 +28,7 @@ from snncc.sim.neuron import quantize_levels
 
 CRITERIA = ("dead", "l1", "svs", "mp")
 DATA_CRITERIA = ("dead", "svs", "mp")
+MOMENT_MAX_CHANNELS = 1024  # channel covariances up to 8 MiB each; wider values compensate by the mean only
 
 
 @dataclass
@@ -40,6 +41,9 @@ class Measure:
     hi: dict[str, np.ndarray] = field(default_factory=dict)  # ... and max over the samples
     level_sum: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> non-zero level rate
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> elementwise mean
+    # column value -> (rows, sum, sum of outer products) over samples x positions, per channel: what
+    # prune's compensation regresses a removed channel on the kept ones with
+    moments: dict[str, list] = field(default_factory=dict)
 
 
 def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: set[str],
@@ -63,6 +67,12 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
             m.lo[name] = lo if name not in m.lo else np.minimum(m.lo[name], lo)
             m.hi[name] = hi if name not in m.hi else np.maximum(m.hi[name], hi)
             m.mean[name] = m.mean.get(name, 0.0) + arr.sum(axis=0, dtype=np.float64)
+            rows = np.moveaxis(arr.reshape(len(arr), arr.shape[1], -1), 1, 2).reshape(-1, arr.shape[1])
+            rows = rows.astype(np.float64)
+            acc = m.moments.setdefault(name, [0, 0.0, 0.0])
+            acc[0] += len(rows)
+            acc[1] = acc[1] + rows.sum(axis=0)  # wide values: the diagonal only
+            acc[2] = acc[2] + (rows.T @ rows if arr.shape[1] <= MOMENT_MAX_CHANNELS else (rows * rows).sum(axis=0))
             theta = site_theta[name]
             if theta is not None:
                 z = quantize_levels(arr.astype(np.float64), _per_channel(theta, arr.ndim), n_levels, name in signed)
@@ -137,6 +147,30 @@ def l1_scores(graph: Graph, thetas: dict[str, np.ndarray]) -> dict[str, np.ndarr
             w = w * th.reshape(th.shape + (1,) * (w.ndim - 2))
         out[node.output] = w.reshape(w.shape[0], -1).sum(axis=1)
     return out
+
+
+RIDGE = 1e-3  # of the kept channels' mean variance: keeps the fits stable for collinear channels
+
+
+def _covariance(m: Measure, x: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance over samples x positions of the channels of ``x`` (a diagonal matrix
+    for values wider than MOMENT_MAX_CHANNELS)."""
+    rows, s1, s2 = m.moments[x]
+    mu = s1 / rows
+    cov = s2 / rows - np.outer(mu, mu) if np.ndim(s2) == 2 else np.diag(s2 / rows - mu * mu)
+    return mu, cov
+
+
+def regression(m: Measure, x: str, loose: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, c): the channels ``loose`` of ``x`` ~ A @ the channels ``kept`` + c, the ridge least-squares
+    fit on the calibration data (over samples and positions)."""
+    mu, cov = _covariance(m, x)
+    if not len(kept):
+        return np.zeros((len(loose), 0)), mu[loose]
+    ckk = cov[np.ix_(kept, kept)]
+    lam = RIDGE * max(float(np.mean(np.diag(ckk))), 0.0) + 1e-12
+    a = np.linalg.solve(ckk + lam * np.eye(len(kept)), cov[np.ix_(kept, loose)]).T
+    return a, mu[loose] - a @ mu[kept]
 
 
 def snn_alive(graph: Graph, ctx, data) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from snncc.cli_options import (
     remember_config,
 )
 from snncc.errors import SnnccError
+from snncc.options import PRUNE_CRITERIA
 
 
 class _Group(click.Group):
@@ -300,14 +301,15 @@ def _compile_options(f):
                           "channel groups, least important first (default 0: none)."),
         click.option("--prune-layer", "prune_layer", multiple=True, metavar="NAME=R",
                      help="Per-layer pruning fraction (repeatable; a conv/dense layer name)."),
-        click.option("--prune-criterion", type=click.Choice(["dead", "l1", "svs", "mp"]), default=None,
+        click.option("--prune-criterion", type=click.Choice(list(PRUNE_CRITERIA)), default=None,
                      help="Channel importance: dead (exact removal of channels that are zero or constant on "
                           "the calibration data), l1 (default), svs (spike-map singular values), mp "
                           "(membrane potential)."),
         click.option("--prune-target-params", type=int, default=None, metavar="P",
                      help="Prune the globally least important channel groups until at most P parameters remain."),
         click.option("--prune-target-flash", type=int, default=None, metavar="BYTES",
-                     help="Prune until the estimated C flash (weights, biases, thresholds) is at most BYTES."),
+                     help="Prune until the target's emitted constant bytes (C: c_memory.weight_bytes; other "
+                          "targets: prune's estimate of weights, biases, thresholds) are at most BYTES."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "

@@ -35,12 +35,14 @@ class CompileResult:
 def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
               dump_after: Iterable[str] = (), echo: Callable[[str], None] = print,
               pipeline: list[str] | None = None, stop_after: str | None = None,
-              start_from: Path | str | None = None) -> CompileResult:
+              start_from: Path | str | None = None,
+              flash_bytes: Callable[[Graph], int] | None = None) -> CompileResult:
     """Load the model and run the pass pipeline; no files are written.
 
     ``stop_after`` ends the pipeline after that pass.  ``start_from`` resumes from an IR
     saved by ``save_ir`` (``--stop-after``): the passes it records in ``meta["passes"]``
-    are skipped; the ONNX model stays the float reference of the report.  The oracle's
+    are skipped; the ONNX model stays the float reference of the report.  ``flash_bytes``
+    (the target's, when it has one) measures --prune-target-flash on the emitted size.  The oracle's
     ANN and the float SNN are picked by ``graph.stage``: the float graph that the
     float -> snn pass consumed, and what it produced.
     """
@@ -65,14 +67,87 @@ def build_snn(model_path: Path | str, options: CompileOptions, calib, *,
     ann = snn = None
     if current.stage == "snn":
         snn = current
-    for name in names:
+    pruned_from = None
+    for i, name in enumerate(names):
+        if name == "prune":
+            pruned_from = (current, names[i:], list(ctx.notes))
         before = current
         current = run_pipeline(current, [name], ctx,
                                dump_after=[name] if name in set(dump_after) else [], echo=echo)
         if before.stage == "float" and current.stage == "snn":
             ann, snn = before, current
-    return CompileResult(float_graph=graph, snn_graph=snn if snn is not None else current, int_graph=current,
-                         ann_graph=ann, context=ctx)
+    result = CompileResult(float_graph=graph, snn_graph=snn if snn is not None else current, int_graph=current,
+                           ann_graph=ann, context=ctx)
+    if flash_bytes is not None and options.prune_target_flash and pruned_from and current.stage == "int":
+        result = _meet_flash(result, pruned_from, flash_bytes, echo)
+    return result
+
+
+FLASH_BISECTIONS = 4  # compiles spent narrowing the estimate budget once the emitted size fits
+
+
+def _meet_flash(result: CompileResult, pruned_from: tuple, flash_bytes: Callable[[Graph], int],
+                echo: Callable[[str], None]) -> CompileResult:
+    """--prune-target-flash against the target's emitted bytes, not prune's estimate.
+
+    The prune pass meets the budget on its own estimate, which knows nothing of a backend's
+    layout (the C block kernels pad output channels to 16 and input channels to 4).  While
+    the emitted size is over the budget, the rest of the pipeline runs again from the
+    calibrated graph with the estimate's budget scaled by budget / emitted (at least one byte
+    less each time, down to the smallest reachable network); then a few bisections between
+    the largest estimate budget that fit and the smallest that did not keep as many channels
+    as fit."""
+    from dataclasses import replace
+
+    from snncc.pass_manager import run_pipeline
+
+    options = result.context.options
+    start, names, notes = pruned_from
+    budget = int(options.prune_target_flash)
+
+    def trial(est: int) -> tuple[CompileResult, int]:
+        echo(f"prune: compiling again with an estimate budget of {est} B (emitted flash budget {budget} B)")
+        ctx = PassContext(replace(options, prune_target_flash=est), result.context.calib, list(notes))
+        ann = snn = None
+        current = start
+        for name in names:
+            before = current
+            current = run_pipeline(current, [name], ctx, echo=echo)
+            if before.stage == "float" and current.stage == "snn":
+                ann, snn = before, current
+        res = CompileResult(float_graph=result.float_graph, snn_graph=snn, int_graph=current, ann_graph=ann,
+                            context=PassContext(options, ctx.calib, ctx.notes))
+        return res, int(flash_bytes(current))
+
+    got = int(flash_bytes(result.int_graph))
+    est = hi = budget  # the pass met the budget on its estimate
+    tries = [(est, got)]
+    floor_ = int(result.int_graph.meta["prune"].get("flash_floor_estimate", 0))
+    while got > budget:
+        if est <= floor_:
+            raise SnnccError(f": {budget} bytes is below the smallest emitted size this target reaches, {got} "
+                             "bytes (every prunable layer keeping one channel, the first and last layers whole)",
+                             option="prune_target_flash")
+        hi = est
+        est = max(floor_, min(est - 1, int(est * budget / got)))
+        result, got = trial(est)
+        tries.append((est, got))
+    lo = est
+    for _ in range(FLASH_BISECTIONS if hi > lo else 0):
+        if hi - lo <= max(1, budget // 200):
+            break
+        mid = (lo + hi) // 2
+        res, size = trial(mid)
+        tries.append((mid, size))
+        if size <= budget:
+            lo, result, got = mid, res, size
+        else:
+            hi = mid
+    rec = result.int_graph.meta["prune"]
+    rec["target_flash_bytes"] = budget
+    rec["flash_bytes_emitted"] = got
+    rec["flash_budget_tries"] = [{"estimate_budget": e, "emitted": b} for e, b in tries]
+    return result
 
 
 def pipeline_slice(pipeline: list[str] | None, done: list[str], stop_after: str | None) -> list[str]:
@@ -248,7 +323,7 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
     if output is not None:
         check_output_dir(Path(output), force, protect=protect)  # fail before the slow work
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,
-                       start_from=start_from)
+                       start_from=start_from, flash_bytes=getattr(get_target(target), "flash_bytes", None))
     if stop_after is not None:
         if output is not None:
             from snncc.irio import save_ir

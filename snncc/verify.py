@@ -160,7 +160,7 @@ def run_verify(model_path: Path | str, *, options: CompileOptions, calib, target
         require_ray()
     check_data_path(data)
     model_path = Path(model_path)
-    result = build_snn(model_path, options, calib, echo=echo)
+    result = build_snn(model_path, options, calib, echo=echo, flash_bytes=getattr(backend, "flash_bytes", None))
     if data is None:
         x, y = collect(result.context.calib)
         where = "the calibration data"

@@ -110,21 +110,49 @@ def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
     assert layers[last.name]["out_channels_after"] == layers[last.name]["out_channels_before"]
 
 
-@pytest.mark.parametrize("name,crit", [("resnet20", "l1"), ("concat_net", "svs"), ("mobilenetv2_block", "mp"),
-                                       ("ops_net", "l1")])
-def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit):
-    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, levels=2, timesteps=2, weight_bits=4)
-    options = ctx.options
-    options.prune, options.prune_criterion = 0.3, crit
+# every structure the groups know: add joins, concat, depthwise + linear bottleneck, shuffle + grouped
+# conv, flatten -> dense blocks (lenet); 2-, 4- and 8-bit weights (packed and int8 block kernels,
+# test_pruned_digits_cnn...); the global budgets are test_budget_... and test_flash_budget_...
+C_CASES = [("resnet20", "l1", {"prune": 0.3}), ("concat_net", "svs", {"prune": 0.3}),
+           ("mobilenetv2_block", "mp", {"prune": 0.3}), ("ops_net", "l1", {"prune": 0.3}),
+           ("lenet", "l1", {"prune": 0.5, "weight_bits": 2})]
+
+
+@pytest.mark.parametrize("name,crit,opts", C_CASES, ids=[c[0] for c in C_CASES])
+def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit, opts):
+    """The emitted C of a pruned network (gcc -std=c99 -Wall -Wextra -Werror -pedantic, ASan +
+    UBSan) equals the integer runtime on random int8 inputs, all -128, all 127 and the
+    calibration samples."""
+    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, **{"levels": 2, "timesteps": 2, "weight_bits": 4,
+                                                                    **opts})
+    ctx.options.prune_criterion = crit
     names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
     int_graph = run_pipeline(graph, names, ctx, echo=lambda s: None)
     assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    _assert_c_bit_exact(int_graph, tmp_path, ctx.calib.take(ctx.calib.n))
+
+
+def _assert_c_bit_exact(int_graph, tmp_path, real):
     out = tmp_path / "c"
     out.mkdir()
     emit_c(int_graph, out)
-    x = sample_inputs(graph.values[graph.inputs[0]].shape, n=20)
+    x = np.concatenate([sample_inputs(int_graph.values[int_graph.inputs[0]].shape, n=16),
+                        quantize_input(int_graph, real)])
     res = compare_c(int_graph, out, x, exe=build_host(out, sanitize=True))
     assert res.ok, res.summary()
+
+
+def test_pruned_digits_cnn_c_is_bit_exact_on_real_data(tmp_path):
+    """The committed digits CNN, half its channels removed with 4-bit weights (first and last
+    layers 8 bits), the flash compression setting of bench/prune_tradeoff.py: C == runtime on
+    the real digits images, random and extreme inputs."""
+    x = np.load("examples/digits/digits_calib.npz")["x"]
+    ctx = PassContext(CompileOptions(**FAST, prune=0.5, prune_criterion="mp", weight_bits=4,
+                                     layer_bits={"first": 8, "last": 8}), calib=load_calib(x[:64], (1, 8, 8)))
+    int_graph = run_pipeline(load_onnx("examples/digits/digits_cnn.onnx"), DEFAULT_PIPELINE, ctx,
+                             echo=lambda s: None)
+    assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    _assert_c_bit_exact(int_graph, tmp_path, x)
 
 
 def _compile(tmp_path, *args):
@@ -142,6 +170,8 @@ def _compile(tmp_path, *args):
     (["--prune-layer", "/12/Gemm=0.3"], "cannot be pruned"),
     (["--prune-target-params", "10"], "below the smallest reachable size, 50 parameters"),
     (["--prune-target-flash", "10"], "below the smallest reachable size"),
+    (["--prune-target-flash", "500", "--threshold-search", "none", "--no-bias-correction", "--weight-rounding",
+      "nearest"], "500 bytes is below the smallest emitted size this target reaches, "),
     (["--prune-criterion", "random"], "option --prune-criterion"),
     (["--prune", "0.3", "--prune-criterion", "svs", "--calib", "random"], "needs calibration data"),
     (["--prune-criterion", "dead", "--calib", "random"], "needs calibration data"),
@@ -153,6 +183,20 @@ def test_bad_prune_input(tmp_path, args, fragment):
     assert len(errors) == 1 and fragment in errors[0], res.output
     assert "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_flash_budget_is_met_on_the_emitted_c(tmp_path):
+    """--prune-target-flash counts the C backend's const tables (padded block layouts), not the
+    pass's estimate: the estimate alone would leave the emitted library over the budget."""
+    from snncc.compiler import compile_model
+
+    x = np.load("examples/digits/digits_calib.npz")["x"][:64]
+    res = compile_model("examples/digits/digits_cnn.onnx", options=CompileOptions(**FAST, prune_target_flash=9000),
+                        calib=x, target="c", output=tmp_path / "out", echo=lambda s: None)
+    rec = res.report["prune"]
+    assert rec["flash_budget_tries"][0]["emitted"] > 9000  # what the estimate's budget gave
+    assert res.report["c_memory"]["weight_bytes"] == rec["flash_bytes_emitted"] <= 9000
+    assert rec["target_flash_bytes"] == 9000
 
 
 def test_toml_prune_section(tmp_path):
@@ -199,3 +243,56 @@ def test_budget_is_met_by_removing_the_least_important_groups(key):
     rec = prune.run(graph, ctx).meta["prune"]
     assert rec[size]["before"] == full and rec[size]["after"] <= int(0.8 * full)
     assert rec[size]["after"] > int(0.6 * full)  # the least important groups first, and no more than needed
+
+
+def _digits_calibrated(edit, **opts):
+    """The committed digits CNN, canonicalized, edited by ``edit(graph)``, calibrated on 64 images."""
+    x = np.load("examples/digits/digits_calib.npz")["x"][:64]
+    ctx = PassContext(CompileOptions(**FAST, **opts), calib=load_calib(x, (1, 8, 8)))
+    graph = run_pipeline(load_onnx("examples/digits/digits_cnn.onnx"), ["canonicalize"], ctx, echo=lambda s: None)
+    edit(graph)
+    return run_pipeline(graph, ["calibrate"], ctx, echo=lambda s: None), ctx, x
+
+
+def test_a_removed_channel_that_the_kept_ones_explain_is_compensated_exactly():
+    """/3/Conv channel 5 made 0.01 x channel 3 (so l1 removes it first) and read with 100x weights by
+    /7/Conv: zeroing it would move the logits; the least-squares compensation moves its columns
+    onto channel 3 and leaves the outputs as they were (up to the ridge)."""
+    def edit(g):
+        conv, reader = g.node("/3/Conv"), g.node("/7/Conv")
+        w, b = np.array(conv.params["weight"]), np.array(conv.params["bias"])
+        w[5], b[5] = 0.01 * w[3], 0.01 * b[3]
+        conv.params["weight"], conv.params["bias"] = w, b
+        wr = np.array(reader.params["weight"])
+        wr[:, 5] *= 100
+        reader.params["weight"] = wr
+
+    graph, ctx, x = _digits_calibrated(edit, prune_layers={"/3/Conv": 0.04}, prune_criterion="l1")
+    pruned = prune.run(graph, ctx)
+    assert [r["out_channels_after"] for r in pruned.meta["prune"]["layers"]][1] == 31
+    ref = run_graph(graph, x, dtype=np.float64)[graph.outputs[0]]
+    got = run_graph(pruned, x, dtype=np.float64)[pruned.outputs[0]]
+    zeroed = graph.copy()
+    zeroed.node("/7/Conv").params["weight"] = np.array(zeroed.node("/7/Conv").params["weight"])
+    zeroed.node("/7/Conv").params["weight"][:, 5] = 0
+    assert np.abs(run_graph(zeroed, x, dtype=np.float64)[graph.outputs[0]] - ref).max() > 0.1
+    np.testing.assert_allclose(got, ref, atol=2e-3 * np.abs(ref).max())
+
+
+def test_a_constant_channel_under_a_padded_conv_keeps_the_mean_current():
+    """/0/Conv channel 7 constant 0.5 (zero weights, bias 0.5), read by the zero-padded 3x3 /3/Conv:
+    its fold cannot be exact at every position, but the bias keeps each output channel's mean
+    over positions, the border positions (reading fewer taps) included."""
+    def edit(g):
+        conv = g.node("/0/Conv")
+        w, b = np.array(conv.params["weight"]), np.array(conv.params["bias"])
+        w[7], b[7] = 0.0, 0.5
+        conv.params["weight"], conv.params["bias"] = w, b
+
+    graph, ctx, x = _digits_calibrated(edit, prune_layers={"/0/Conv": 0.07}, prune_criterion="l1")
+    pruned = prune.run(graph, ctx)
+    assert [r["out_channels_after"] for r in pruned.meta["prune"]["layers"]][0] == 15
+    ref = run_graph(graph, x, capture=["/3/Conv_output_0"], dtype=np.float64)["/3/Conv_output_0"]
+    got = run_graph(pruned, x, capture=["/3/Conv_output_0"], dtype=np.float64)["/3/Conv_output_0"]
+    assert np.abs(got - ref).max() > 1e-3  # not exact position by position (the border)
+    np.testing.assert_allclose(got.mean(axis=(2, 3)), ref.mean(axis=(2, 3)), atol=1e-5)

@@ -23,6 +23,13 @@ def emit(graph: Graph, out_dir: Path, *, name: str, spike_rates: dict[str, float
     return {"c_memory": memory_summary(plan)}
 
 
+def flash_bytes(graph: Graph) -> int:
+    """The bytes of the const tables ``emit`` writes for ``graph`` (what --prune-target-flash counts)."""
+    from snncc.backends.c.emit import c_memory
+
+    return int(c_memory(graph)["weight_bytes"])
+
+
 def check_tools(*, cc: str = "cc", **_) -> None:
     from snncc.backends.c.verify_c import find_compiler
 
