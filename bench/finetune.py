@@ -1,0 +1,176 @@
+"""Fine-tuning on the exact integer semantics (snncc finetune): what it recovers, measured.
+
+Everything is measured on held-out data: the digits CNN (examples/digits/digits_cnn.onnx)
+and the SEW digits net (tests/residual_models.py) on sklearn's 8x8 digits split as the
+example makes it (1257 train / 540 test, examples/digits/train.py).  Compile calibrates on
+256 training images, fine-tuning uses the 1257 training images (labels), the test split
+is never seen before the figures.  No validation split: the last epoch is kept.
+
+Rows (digits CNN, the integer SNN, i.e. what the C code computes):
+
+- ``N=2``, 8-bit weights, T=1 (goal: within 1 point of the ANN);
+- ``2-bit weights``, first and last layers at 8 bits, N=4, T=1 (goal: within 1.5 points);
+- ``binary N=1, T=4`` (goal: within 1.5 points); ``binary N=1, T=1`` (reported);
+- ``rescaw`` against ``mse`` at 2 and 4 bits, N=4, T=1, the same fine-tune;
+- Sparse-ResNet barriers against SEW on the SEW digits net, both fine-tuned the same way:
+  accuracy and synaptic events per inference (a synaptic event: one non-zero input level
+  reaching one synapse, counted on the integer SNN's inputs of every conv/dense/affine
+  that reads spike levels; the first conv reads the image and is left out).
+
+The wall time of each fine-tune is printed; the machine is shared, so it is noisy.
+
+    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 2] [--only digits,rescaw,sew]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "examples" / "digits"))
+
+import train as digits_train  # noqa: E402
+
+from snncc import ops  # noqa: E402
+from snncc.calib_data import CalibData  # noqa: E402
+from snncc.compiler import build_snn  # noqa: E402
+from snncc.finetune.run import Request, tune  # noqa: E402
+from snncc.options import CompileOptions  # noqa: E402
+from snncc.sim import kernels as K  # noqa: E402
+from snncc.sim.float_runtime import run_graph  # noqa: E402
+from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
+
+DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
+CALIB = 256
+
+
+def int_accuracy(graph, x, y) -> float:
+    out = run_int(graph, quantize_input(graph, x))[graph.outputs[0]]
+    return float((out.reshape(len(y), -1).argmax(1) == y).mean())
+
+
+def ann_accuracy(onnx_path, x, y) -> float:
+    from snncc.frontend.onnx_import import load_onnx
+
+    g = load_onnx(onnx_path)
+    return float((run_graph(g, x)[g.outputs[0]].argmax(1) == y).mean())
+
+
+def synaptic_events(graph, x) -> float:
+    """Per inference: non-zero input levels times the synapses each reaches, over the layers reading spikes."""
+    readers = [n for n in graph.nodes if n.op in ops.SYNAPTIC and n.inputs[0] not in graph.inputs]
+    got = run_int(graph, quantize_input(graph, x), capture=sorted({n.inputs[0] for n in readers}))
+    total = 0.0
+    for n in readers:
+        nz = (got[n.inputs[0]] != 0).astype(np.float64)
+        if n.op == "conv":
+            a = n.attrs
+            ones = np.ones(n.params["weight"].shape, np.float64)
+            total += float(K.conv2d(nz, ones, None, a["strides"], a["pads"], a["dilations"], a["group"]).sum())
+        elif n.op == "dense":
+            total += float(nz.sum()) * n.params["weight"].shape[0]
+        else:  # affine: one synapse per element
+            total += float(nz.sum())
+    return total / len(x)
+
+
+def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, events: bool = False) -> dict:
+    x_tr, y_tr, x_te, y_te = data
+    options = CompileOptions(**opts).validate()
+    result = build_snn(onnx_path, options, x_tr[:CALIB], echo=lambda s: None)
+    row = {"post": int_accuracy(result.int_graph, x_te, y_te)}
+    if events:
+        row["events_post"] = synaptic_events(result.int_graph, x_te)
+    train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
+    req = Request(data="train split", epochs=epochs, distill=distill)
+    out = tune(result, options, req, train, None, echo=lambda s: None)
+    row["tuned"] = int_accuracy(result.int_graph, x_te, y_te)
+    row["seconds"] = out.seconds
+    if events:
+        row["events"] = synaptic_events(result.int_graph, x_te)
+    return row
+
+
+def digits_rows(data, epochs: int, ann: float) -> None:
+    rows = [
+        ("N=2, 8-bit, T=1", {"levels": 2}, 1.0),
+        ("2-bit (first/last 8), N=4, T=1", {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}, 1.5),
+        ("binary N=1, 8-bit, T=4", {"levels": 1, "timesteps": 4}, 1.5),
+        ("binary N=1, 8-bit, T=1", {"levels": 1}, None),
+    ]
+    print(f"digits CNN, ANN test accuracy {100 * ann:.2f}% ({len(data[3])} test images), "
+          f"{epochs} epochs of fine-tuning on {len(data[1])} training images")
+    print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'goal':>6s} {'met':>4s} "
+          f"{'time':>7s}")
+    for label, opts, goal in rows:
+        r = point(DIGITS, opts, data, epochs)
+        drop = 100 * (ann - r["tuned"])
+        met = "-" if goal is None else ("yes" if drop <= goal else "no")
+        print(f"{label:<32s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {drop:>6.2f} "
+              f"{'-' if goal is None else f'{goal:.1f}':>6s} {met:>4s} {r['seconds']:>6.1f}s", flush=True)
+
+
+def rescaw_rows(data, epochs: int, ann: float) -> None:
+    print(f"\nReScaW vs mse after the same fine-tune ({epochs} epochs), digits CNN, N=4, T=1, all layers at b bits")
+    print(f"{'bits':>4s} {'quantizer':<9s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
+    for bits in (2, 4):
+        for q in ("mse", "rescaw"):
+            r = point(DIGITS, {"weight_bits": bits, "weight_quantizer": q}, data, epochs)
+            print(f"{bits:>4d} {q:<9s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% "
+                  f"{100 * (ann - r['tuned']):>6.2f} {r['seconds']:>6.1f}s", flush=True)
+
+
+def sew_rows(data, epochs: int) -> None:
+    import residual_models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = residual_models.train_all(Path(tmp), names=("sew",))
+        m = models["sew"]
+        print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy {100 * m.ann_test_accuracy:.2f}%,"
+              f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
+        print(f"{'residual':<8s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
+              f"{'syn. events tuned':>17s} {'time':>7s}")
+        res = {}
+        for mode in ("sew", "sparse"):
+            r = point(m.onnx_path, {"residual": mode}, data, epochs, events=True)
+            res[mode] = r
+            print(f"{mode:<8s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
+                  f"{r['events']:>17.1f} {r['seconds']:>6.1f}s", flush=True)
+        saved = 1 - res["sparse"]["events"] / res["sew"]["events"]
+        print(f"sparse vs sew after fine-tuning: {100 * saved:.2f}% fewer synaptic events (goal >= 20%), "
+              f"accuracy {100 * res['sparse']['tuned']:.2f}% vs {100 * res['sew']['tuned']:.2f}%")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="digits,rescaw,sew")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    x_tr, y_tr, x_te, y_te = digits_train.load_digits_split()
+    data = (x_tr, y_tr, x_te, y_te)
+    ann = ann_accuracy(DIGITS, x_te, y_te)
+    parts = set(args.only.split(","))
+    if "digits" in parts:
+        digits_rows(data, args.epochs, ann)
+    if "rescaw" in parts:
+        rescaw_rows(data, args.epochs, ann)
+    if "sew" in parts:
+        sew_rows(data, args.epochs)
+    print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
+          "times are noisy)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
