@@ -134,7 +134,8 @@ def sew_rows(data, epochs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = residual_models.train_all(Path(tmp), names=("sew",))
         m = models["sew"]
-        print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy {100 * m.ann_test_accuracy:.2f}%,"
+        print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy "
+              f"{100 * m.ann_test_accuracy:.2f}%,"
               f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
         print(f"{'residual':<8s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
               f"{'syn. events tuned':>17s} {'time':>7s}")
