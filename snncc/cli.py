@@ -482,7 +482,8 @@ def finetune(model: Path, data: Path, val: Path | None, epochs: int, lr: float, 
     them, and `snncc compile OUTPUT` with the same options and calibration data gives the tuned
     integer SNN back. The calibration data defaults to --calib, the config's, then --data.
     """
-    from snncc.finetune.run import Request, finetune_model
+    from snncc.finetune.command import finetune_model
+    from snncc.finetune.run import Request
 
     if output.exists() and not force:
         raise SnnccError(f": {output} exists (use --force to replace it)", option="output")

@@ -56,7 +56,7 @@ def _int_params(graph) -> dict:
 
 def test_compile_of_the_tuned_model_gives_the_fine_tuned_integers(tuned, data):
     rec = pinned.parse(next(p.value for p in onnx.load(str(tuned)).metadata_props if p.key == pinned.KEY))
-    want = {(name, k): pinned._decode(v, name) for name, node in rec["nodes"].items()
+    want = {(name, k): pinned.decode(v, name) for name, node in rec["nodes"].items()
             for k, v in node["params"].items() if k not in ("scale_real", "theta_real")}
     opts = CompileOptions(**API_OPTS)
     got = _int_params(compile_model(tuned, options=opts, calib=str(data / "train.npz")).int_graph)

@@ -3,7 +3,8 @@
 - ``twin``: the torch module that reproduces the integer IR's forward pass (needs torch);
 - ``train``: the training loop (Adam, cosine decay, optional distillation; needs torch);
 - ``pinned``: the fine-tuned integers in and out of the ONNX metadata (numpy only);
-- ``run``: the driver behind the CLI: compile, fine-tune, export.
+- ``run``: the request, its checks, and fine-tuning a compiled result;
+- ``command``: ``snncc finetune``: compile, fine-tune, write the tuned ONNX.
 
 torch is the optional extra ``snncc[train]``: ``need_torch`` says so in one error line.
 """

@@ -9,10 +9,11 @@ The float initializers stay the source ANN's, so onnxruntime still runs the ANN 
 network was tuned from.
 
 ``snncc compile tuned.onnx`` runs the usual pipeline; its last pass (passes/finetuned.py)
-finds the metadata and puts the pinned integers into the integer IR, after checking that
-the IR has the same nodes, ops, shapes and neuron settings (same options and calibration
-data as the fine-tune).  The result is the fine-tuned IR, integer for integer, and every
-backend (and ``snncc verify``) reads it like any other.
+finds the metadata (``parse``, from the frontend) and puts the pinned integers into the
+integer IR (``decode``), after checking that the IR has the same nodes, ops, shapes and
+neuron settings (same options and calibration data as the fine-tune).  The result is
+the fine-tuned IR, integer for integer, and every backend (and ``snncc verify``) reads
+it like any other.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _encode(a: np.ndarray) -> dict:
     return {"dtype": a.dtype.name, "shape": list(a.shape), "data": data}
 
 
-def _decode(d: dict, where: str) -> np.ndarray:
+def decode(d: dict, where: str) -> np.ndarray:
     try:
         dtype = np.dtype(d["dtype"])
         if dtype.kind not in "iuf":
@@ -74,48 +75,6 @@ def parse(text: str) -> dict:
     if not isinstance(rec, dict) or rec.get("version") != VERSION or not isinstance(rec.get("nodes"), dict):
         raise SnnccError(f"the model's {KEY} metadata is not version {VERSION} of snncc's fine-tuned parameters")
     return rec
-
-
-def apply(graph: Graph, rec: dict) -> Graph:
-    """``graph`` (stage int) with the pinned parameters; SnnccError naming the first node that differs."""
-    if graph.stage != "int":
-        raise SnnccError(f"fine-tuned parameters apply to the integer IR, got stage {graph.stage!r}")
-    hint = ("; compile it with the options and calibration data it was fine-tuned with "
-            "(snncc finetune prints them), or compile the original model")
-    want_t = int(graph.meta.get("timesteps", 1))
-    if int(rec.get("timesteps", 0)) != want_t:
-        raise SnnccError(f"the model was fine-tuned at T={rec.get('timesteps')}, this compile has T={want_t}{hint}",
-                         option="timesteps")
-    g = graph.copy()
-    nodes = dict(rec["nodes"])
-    for node in g.nodes:
-        if not node.params:
-            continue
-        saved = nodes.pop(node.name, None)
-        if not isinstance(saved, dict) or saved.get("op") != node.op:
-            raise SnnccError(f"the model's fine-tuned parameters do not describe this node{hint}",
-                             node=node.name, op=node.op)
-        for k in CHECKED_ATTRS:
-            if k in node.attrs and saved.get("attrs", {}).get(k) != node.attrs[k]:
-                raise SnnccError(f"the model was fine-tuned with {k}={saved.get('attrs', {}).get(k)!r}, "
-                                 f"this compile gives {node.attrs[k]!r}{hint}", node=node.name, op=node.op)
-        params = {k: _decode(v, node.name) for k, v in saved.get("params", {}).items()}
-        for k, old in node.params.items():
-            new = params.get(k)
-            if new is None or new.shape != np.shape(old):
-                got = "missing" if new is None else f"shape {list(new.shape)}"
-                raise SnnccError(f"fine-tuned parameter {k!r} is {got}, this compile has shape "
-                                 f"{list(np.shape(old))}{hint}", node=node.name, op=node.op)
-        node.params = {k: params[k] for k in node.params}
-    if nodes:
-        name = sorted(nodes)[0]
-        raise SnnccError(f"the model's fine-tuned parameters name node {name!r}, which this compile does not "
-                         f"have{hint}")
-    g.meta.update({k: v for k, v in rec.get("meta", {}).items() if k in META_KEYS})
-    from snncc.passes import range_analysis
-
-    range_analysis.analyze(g)
-    return g
 
 
 def write_onnx(src: Path, dst: Path, graph: Graph, extra: dict | None = None) -> None:

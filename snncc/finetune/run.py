@@ -1,9 +1,9 @@
-"""The fine-tune driver: compile, train the twin on labelled data, export the tuned IR.
+"""Fine-tuning a compiled result: the request, its checks, and the run.
 
 ``check_request`` refuses bad input before any slow work (epochs, torch, data without
 labels or of the wrong shape); ``tune`` fine-tunes a compiled result in place (its
-integer IR becomes the tuned one); ``finetune_model`` is ``snncc finetune``: it writes
-the tuned ONNX (snncc/finetune/pinned.py) atomically.
+integer IR becomes the tuned one).  ``snncc compile --finetune-epochs`` calls both;
+``snncc finetune`` is snncc/finetune/command.py.
 """
 
 from __future__ import annotations
@@ -131,29 +131,3 @@ def check_output_model(out: Path, model: Path, inputs=()) -> None:
         if item is not None and Path(item).exists() and Path(item).resolve() == out.resolve():
             raise SnnccError(f": {str(out)!r} is an input of this command; write the tuned model elsewhere",
                              option="output")
-
-
-def finetune_model(model: Path | str, output: Path | str, req: Request, *, options, calib,
-                   echo: Callable[[str], None] = print) -> tuple[object, Outcome]:
-    """``snncc finetune``: compile ``model``, fine-tune it, write the tuned ONNX to ``output``."""
-    from snncc.compiler import build_snn
-    from snncc.finetune import pinned
-    from snncc.frontend.onnx_import import load_onnx
-
-    model, output = Path(model), Path(output)
-    options.validate()
-    check_output_model(output, model, [req.data, req.val, calib if calib != "random" else None])
-    graph = load_onnx(model)
-    shape = tuple(graph.values[graph.inputs[0]].shape)
-    if "finetune" in graph.meta:
-        echo("note: the model already carries fine-tuned parameters; fine-tuning starts from them")
-    train, val = check_request(req, shape)
-    result = build_snn(model, options, calib, echo=echo)
-    if result.int_graph.stage != "int":
-        raise SnnccError("the pipeline did not reach the integer SNN")
-    out = tune(result, options, req, train, val, echo=echo)
-    pinned.write_onnx(model, output, result.int_graph,
-                      extra={"options": options.to_dict(), "epochs": int(req.epochs), "lr": float(req.lr),
-                             "batch": int(req.batch), "distill": bool(req.distill),
-                             "data": Path(req.data).name})
-    return result, out
