@@ -19,7 +19,7 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 
 The wall time of each fine-tune is printed; the machine is shared, so it is noisy.
 
-    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 2] [--only digits,rescaw,sew]
+    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 1] [--only digits,rescaw,sew]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -50,6 +49,7 @@ from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 CALIB = 256
+THREADS = [1]
 
 
 def int_accuracy(graph, x, y) -> float:
@@ -90,7 +90,7 @@ def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, event
     if events:
         row["events_post"] = synaptic_events(result.int_graph, x_te)
     train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
-    req = Request(data="train split", epochs=epochs, distill=distill)
+    req = Request(data="train split", epochs=epochs, distill=distill, threads=THREADS[0])
     out = tune(result, options, req, train, None, echo=lambda s: None)
     row["tuned"] = int_accuracy(result.int_graph, x_te, y_te)
     row["seconds"] = out.seconds
@@ -153,10 +153,10 @@ def sew_rows(data, epochs: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="digits,rescaw,sew")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    THREADS[0] = args.threads
     t0 = time.perf_counter()
     x_tr, y_tr, x_te, y_te = digits_train.load_digits_split()
     data = (x_tr, y_tr, x_te, y_te)

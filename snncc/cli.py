@@ -470,12 +470,14 @@ Examples:
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Samples per step.")
 @click.option("--distill", is_flag=True,
               help="Also learn from the float ANN's logits as soft targets (knowledge distillation).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads (the twin's ops are small: on a busy machine more threads mostly wait).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The tuned model: an .onnx file (the ANN, with the fine-tuned integers in its metadata).")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @_compile_options
 def finetune(model: Path, data: Path, val: Path | None, epochs: int, lr: float, batch_size: int, distill: bool,
-             output: Path, force: bool, **kw):
+             threads: int, output: Path, force: bool, **kw):
     """Fine-tune MODEL's integer SNN on labelled data; write the tuned ONNX (docs/finetune.md).
 
     Every compile option applies: the network fine-tuned is the one `snncc compile` builds with
@@ -488,7 +490,7 @@ def finetune(model: Path, data: Path, val: Path | None, epochs: int, lr: float, 
     if output.exists() and not force:
         raise SnnccError(f": {output} exists (use --force to replace it)", option="output")
     options, calib = _build_options(kw, model, default_calib=str(data))
-    req = Request(data=data, epochs=epochs, val=val, lr=lr, batch=batch_size, distill=distill)
+    req = Request(data=data, epochs=epochs, val=val, lr=lr, batch=batch_size, distill=distill, threads=threads)
     _, out = finetune_model(model, output, req, options=options, calib=calib, echo=click.echo)
     line = f"integer SNN accuracy on --data {100 * out.before['train']:.2f}% -> {100 * out.after['train']:.2f}%"
     if "val" in out.after:

@@ -26,6 +26,7 @@ class Request:
     lr: float = 2e-3
     batch: int = 64
     distill: bool = False
+    threads: int = 1  # torch threads: the twin's ops are small, and more threads mostly wait on each other
     option: str = "data"  # the option that named the data, for messages ("finetune_data" on compile)
     epochs_option: str = "epochs"
 
@@ -46,6 +47,8 @@ def check_request(req: Request, input_shape: tuple[int, ...]):
         raise SnnccError(f"must be a finite number > 0, got {req.lr!r}", option="lr")
     if isinstance(req.batch, bool) or not isinstance(req.batch, int) or req.batch < 1:
         raise SnnccError(f"must be an integer >= 1, got {req.batch!r}", option="batch_size")
+    if isinstance(req.threads, bool) or not isinstance(req.threads, int) or req.threads < 1:
+        raise SnnccError(f"must be an integer >= 1, got {req.threads!r}", option="threads")
     need_torch()
     train = _labelled(req.data, input_shape, req.option)
     val = _labelled(req.val, input_shape, "val") if req.val is not None else None
@@ -66,7 +69,8 @@ def tune(result, options, req: Request, train, val, *, echo: Callable[[str], Non
     """Fine-tune ``result.int_graph`` (a CompileResult) on ``train``; replace it with the tuned IR."""
     import time
 
-    need_torch()
+    torch = need_torch()
+    torch.set_num_threads(int(req.threads))
     from snncc.finetune.train import Schedule, accuracy, fit
     from snncc.finetune.twin import Twin
     from snncc.sim.int_runtime import quantize_input

@@ -40,11 +40,27 @@ from snncc.passes import range_analysis, weight_quant
 from snncc.sim.neuron_torch import neuron_step_ste, round_ste
 from snncc.sim.walk import static_values
 
-DTYPE = torch.float64  # every integer the IR holds is exact in float64 (range analysis: |I| < 2**31)
+FLOAT32_EXACT = 2 ** 24  # float32 holds every integer below this exactly
 
 
-def _t(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=DTYPE)
+def pick_dtype(graph: Graph) -> torch.dtype:
+    """float32 where it is exact, else float64 (exact for every integer the IR holds: |I| < 2**31).
+
+    Range analysis proved bounds for every value, membrane and accumulator; every input
+    interval holds 0 (int8 input, levels), so every partial sum of a conv or dense, in any
+    order, lies within its output's bound too.  float32 is exact when all bounds and all
+    parameters are below 2**24; training then runs on oneDNN's float32 kernels (faster).
+    """
+    top = 0
+    for node in graph.nodes:
+        for key in ("range", "v_range", "v_state_range", "acc_range"):
+            if key in node.attrs:
+                top = max(top, *(abs(int(b)) for b in node.attrs[key]))
+        for key, arr in node.params.items():
+            if key not in ("scale_real", "theta_real") and np.size(arr):
+                top = max(top, int(np.abs(np.asarray(arr, np.int64)).max()))
+    proven = all("range" in n.attrs for n in graph.nodes)
+    return torch.float32 if proven and 2 * top < FLOAT32_EXACT else torch.float64
 
 
 def _view(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -59,9 +75,10 @@ class Twin(nn.Module):
         if len(graph.outputs) != 1 or len(graph.inputs) != 1:
             raise SnnccError("fine-tuning supports a model with one input and one output")
         self.graph = graph.copy()
+        self.dtype = pick_dtype(graph)
         self.T = int(graph.meta.get("timesteps", 1))
         self.static = static_values(graph)
-        self.out_scale = _t(graph.meta["output_scales"][graph.outputs[0]])
+        self.out_scale = self._t(graph.meta["output_scales"][graph.outputs[0]])
         self.delta = nn.ParameterDict()
         self.start: dict[str, torch.Tensor] = {}
         self.unit: dict[str, float] = {}
@@ -78,7 +95,7 @@ class Twin(nn.Module):
                 if (learn_gamma and node.output not in outputs and len(readers) == 1
                         and readers[0].op == "neuron"):
                     self.delta[self._key(node.name, "log_gamma")] = nn.Parameter(
-                        torch.zeros(p["weight"].shape[0], dtype=DTYPE))
+                        torch.zeros(p["weight"].shape[0], dtype=self.dtype))
                     self.gamma[node.name] = node.name
                     self.gamma[readers[0].name] = node.name
             elif node.op == "neuron":
@@ -88,13 +105,16 @@ class Twin(nn.Module):
                 raise SnnccError("fine-tuning cannot run this op of the integer IR", node=node.name, op=node.op)
 
     # --- parameters -------------------------------------------------------------
+    def _t(self, a) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=self.dtype)
+
     @staticmethod
     def _key(node: str, what: str) -> str:
         return f"{len(node)}_{node}_{what}".replace(".", "_")  # ParameterDict keys may not hold '.'
 
     def _latent(self, node: str, what: str, start, unit: float) -> None:
         key = self._key(node, what)
-        self.start[key] = _t(start)
+        self.start[key] = self._t(start)
         self.unit[key] = float(unit)
         self.delta[key] = nn.Parameter(torch.zeros_like(self.start[key]))
 
@@ -131,7 +151,7 @@ class Twin(nn.Module):
         With ``record``: also {neuron name: [z at t = 1..T]} (levels, float64 integers)
         and the integer output accumulator.
         """
-        x = x_q.to(DTYPE)
+        x = x_q.to(self.dtype)
         params = {}
         for node in self.graph.nodes:
             if node.op in ops.WEIGHTED:
@@ -186,8 +206,8 @@ class Twin(nn.Module):
             w, b = wb
             return F.linear(x, w, b)
         if op == "affine":
-            return (x * _view(_t(node.params["scale"]), x.ndim)
-                    + _view(_t(node.params["shift"]), x.ndim))
+            return (x * _view(self._t(node.params["scale"]), x.ndim)
+                    + _view(self._t(node.params["shift"]), x.ndim))
         if op == "add":
             total = args[0]
             for other in args[1:]:
