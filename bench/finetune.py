@@ -17,9 +17,15 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
   reaching one synapse, counted on the integer SNN's inputs of every conv/dense/affine
   that reads spike levels; the first conv reads the image and is left out).
 
-The wall time of each fine-tune is printed; the machine is shared, so it is noisy.
+- prune + fine-tune: structured pruning (l1) at low bits, N=4, T=1, and the integer
+  parameter memory against the fp32 ANN's (memory_report's ``compression``);
+- ``--only fashion``: the Fashion-MNIST CNN (examples/fashion), fine-tuned on a seeded
+  subset of the 60,000 training images, tested on the 10,000 test images.
 
-    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 1] [--only digits,rescaw,sew]
+The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
+the machine is shared, so it is noisy.
+
+    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 1] [--only digits,rescaw,sew,prune,fashion]
 """
 
 from __future__ import annotations
@@ -150,11 +156,67 @@ def sew_rows(data, epochs: int) -> None:
               f"accuracy {100 * res['sparse']['tuned']:.2f}% vs {100 * res['sew']['tuned']:.2f}%")
 
 
+def prune_rows(data, epochs: int, ann: float) -> None:
+    from snncc.memory_report import memory_report
+
+    configs = [
+        ("prune 0.25, 4-bit", {"prune": 0.25, "weight_bits": 4}),
+        ("prune 0.5, 4-bit", {"prune": 0.5, "weight_bits": 4}),
+        ("prune 0.5, 2-bit (first/last 4)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 4, "last": 4}}),
+        ("prune 0.5, 2-bit (first/last 8)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+    ]
+    print(f"\nprune + fine-tune ({epochs} epochs), digits CNN, N=4, T=1: integer parameter memory (weights, biases, "
+          "thresholds, shortcut weights) against the fp32 ANN's parameters (goal: >= 13x at <= 1 point drop)")
+    print(f"{'config':<34s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'param bytes':>11s} "
+          f"{'vs fp32':>8s} {'time':>7s}")
+    x_tr, y_tr, x_te, y_te = data
+    for label, opts in configs:
+        options = CompileOptions(**opts).validate()
+        result = build_snn(DIGITS, options, x_tr[:CALIB], echo=lambda s: None)
+        post = int_accuracy(result.int_graph, x_te, y_te)
+        train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
+        out = tune(result, options, Request(data="train split", epochs=epochs, threads=THREADS[0]), train, None,
+                   echo=lambda s: None)
+        tuned = int_accuracy(result.int_graph, x_te, y_te)
+        mem = memory_report(result.int_graph, result.float_graph)
+        print(f"{label:<34s} {100 * post:>9.2f}% {100 * tuned:>9.2f}% {100 * (ann - tuned):>6.2f} "
+              f"{mem['param_bytes']:>11d} {mem['compression']:>7.2f}x {out.seconds:>6.1f}s", flush=True)
+
+
+def fashion_rows(epochs: int, train_count: int) -> None:
+    sys.path.insert(0, str(ROOT / "examples" / "fashion"))
+    import importlib
+
+    fashion = importlib.import_module("train")  # examples/fashion/train.py (digits' train is already loaded)
+    if not hasattr(fashion, "load_fashion"):
+        sys.modules.pop("train")
+        sys.path.insert(0, str(ROOT / "examples" / "fashion"))
+        fashion = importlib.import_module("train")
+    x_tr, y_tr = fashion.load_fashion("train")
+    x_te, y_te = fashion.load_fashion("test")
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.permutation(len(x_tr))[:train_count])
+    data = (x_tr[pick], y_tr[pick], x_te, y_te)
+    onnx_path = ROOT / "examples" / "fashion" / "fashion_cnn.onnx"
+    ann = ann_accuracy(onnx_path, x_te, y_te)
+    print(f"\nFashion-MNIST CNN (examples/fashion), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
+          f"{epochs} epochs of fine-tuning on {train_count} training images (a seeded subset)")
+    print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
+    for label, opts in [("N=2, 8-bit, T=1", {"levels": 2}),
+                        ("2-bit (first/last 8), N=4, T=1",
+                         {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+                        ("binary N=1, 8-bit, T=1", {"levels": 1})]:
+        r = point(onnx_path, opts, data, epochs)
+        print(f"{label:<32s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {100 * (ann - r['tuned']):>6.2f} "
+              f"{r['seconds']:>6.1f}s", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default="digits,rescaw,sew")
+    ap.add_argument("--only", default="digits,rescaw,sew,prune", help="sections; also: fashion")
+    ap.add_argument("--fashion-train", type=int, default=10000, help="training images for the fashion rows")
     args = ap.parse_args(argv)
     THREADS[0] = args.threads
     t0 = time.perf_counter()
@@ -168,6 +230,10 @@ def main(argv=None) -> int:
         rescaw_rows(data, args.epochs, ann)
     if "sew" in parts:
         sew_rows(data, args.epochs)
+    if "prune" in parts:
+        prune_rows(data, args.epochs, ann)
+    if "fashion" in parts:
+        fashion_rows(args.epochs, args.fashion_train)
     print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
           "times are noisy)")
     return 0
