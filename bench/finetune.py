@@ -25,7 +25,7 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
 the machine is shared, so it is noisy.
 
-    .venv/bin/python bench/finetune.py [--epochs 10] [--threads 1] [--only digits,rescaw,sew,prune,fashion]
+    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion]
 """
 
 from __future__ import annotations
@@ -143,17 +143,22 @@ def sew_rows(data, epochs: int) -> None:
         print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy "
               f"{100 * m.ann_test_accuracy:.2f}%,"
               f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
-        print(f"{'residual':<8s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
+        print("(k: --barrier-scale, the barrier neurons' thresholds times k before fine-tuning)")
+        print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
               f"{'syn. events tuned':>17s} {'time':>7s}")
         res = {}
-        for mode in ("sew", "sparse"):
-            r = point(m.onnx_path, {"residual": mode}, data, epochs, events=True)
-            res[mode] = r
-            print(f"{mode:<8s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
+        for mode, k in (("sew", 1.0), ("sparse", 1.0), ("sparse", 1.5), ("sparse", 2.0), ("sparse", 3.0)):
+            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True)
+            res[(mode, k)] = r
+            label = mode if mode == "sew" else f"sparse k={k:g}"
+            print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
                   f"{r['events']:>17.1f} {r['seconds']:>6.1f}s", flush=True)
-        saved = 1 - res["sparse"]["events"] / res["sew"]["events"]
-        print(f"sparse vs sew after fine-tuning: {100 * saved:.2f}% fewer synaptic events (goal >= 20%), "
-              f"accuracy {100 * res['sparse']['tuned']:.2f}% vs {100 * res['sew']['tuned']:.2f}%")
+        sew = res[("sew", 1.0)]
+        for (mode, k), r in res.items():
+            if mode == "sparse":
+                saved = 1 - r["events"] / sew["events"]
+                print(f"sparse k={k:g} vs sew after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
+                      f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
 
 
 def prune_rows(data, epochs: int, ann: float) -> None:
@@ -213,7 +218,7 @@ def fashion_rows(epochs: int, train_count: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="digits,rescaw,sew,prune", help="sections; also: fashion")
     ap.add_argument("--fashion-train", type=int, default=10000, help="training images for the fashion rows")
