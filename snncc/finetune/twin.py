@@ -1,7 +1,7 @@
 """The torch twin of the integer SNN: the integer IR's forward pass, trainable.
 
-``Twin(graph)`` reads a compiled integer IR (stage ``int``) and computes, on float64
-tensors that hold integers, exactly what the integer runtime (snncc/sim/int_runtime.py)
+``Twin(graph)`` reads a compiled integer IR (stage ``int``) and computes, on float
+tensors that hold integers (``pick_dtype``), exactly what the integer runtime (snncc/sim/int_runtime.py)
 computes: the same currents, the same levels at every neuron and timestep, the same
 output accumulators.  tests/test_finetune_twin.py checks that bit for bit.
 
@@ -148,7 +148,7 @@ class Twin(nn.Module):
     def forward(self, x_q: torch.Tensor, *, record: bool = False):
         """Real logits (out_q * S / T) of a batch of int8 inputs (any dtype holding them).
 
-        With ``record``: also {neuron name: [z at t = 1..T]} (levels, float64 integers)
+        With ``record``: also {neuron name: [z at t = 1..T]} (levels, as float integers)
         and the integer output accumulator.
         """
         x = x_q.to(self.dtype)
