@@ -56,6 +56,9 @@ from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 CALIB = 256
 THREADS = [1]
+# (residual mode, --barrier-scale k, activity weight a): a > 0 adds the spike-activity term to the loss
+SEW_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("sparse", 2.0, 0.0), ("sparse", 3.0, 0.0),
+              ("sew", 1.0, 0.5), ("sparse", 1.0, 0.5)]
 
 
 def int_accuracy(graph, x, y) -> float:
@@ -88,7 +91,8 @@ def synaptic_events(graph, x) -> float:
     return total / len(x)
 
 
-def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, events: bool = False) -> dict:
+def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, events: bool = False,
+          activity: float = 0.0) -> dict:
     x_tr, y_tr, x_te, y_te = data
     options = CompileOptions(**opts).validate()
     result = build_snn(onnx_path, options, x_tr[:CALIB], echo=lambda s: None)
@@ -96,7 +100,7 @@ def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, event
     if events:
         row["events_post"] = synaptic_events(result.int_graph, x_te)
     train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
-    req = Request(data="train split", epochs=epochs, distill=distill, threads=THREADS[0])
+    req = Request(data="train split", epochs=epochs, distill=distill, threads=THREADS[0], activity=activity)
     out = tune(result, options, req, train, None, echo=lambda s: None)
     row["tuned"] = int_accuracy(result.int_graph, x_te, y_te)
     row["seconds"] = out.seconds
@@ -143,21 +147,23 @@ def sew_rows(data, epochs: int) -> None:
         print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy "
               f"{100 * m.ann_test_accuracy:.2f}%,"
               f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
-        print("(k: --barrier-scale, the barrier neurons' thresholds times k before fine-tuning)")
+        print("(k: --barrier-scale, the barrier neurons' thresholds times k before fine-tuning; a: weight of the "
+              "spike-activity term in the fine-tune's loss)")
         print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
               f"{'syn. events tuned':>17s} {'time':>7s}")
         res = {}
-        for mode, k in (("sew", 1.0), ("sparse", 1.0), ("sparse", 1.5), ("sparse", 2.0), ("sparse", 3.0)):
-            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True)
-            res[(mode, k)] = r
-            label = mode if mode == "sew" else f"sparse k={k:g}"
+        for mode, k, act in SEW_POINTS:
+            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
+            res[(mode, k, act)] = r
+            label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
             print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
                   f"{r['events']:>17.1f} {r['seconds']:>6.1f}s", flush=True)
-        sew = res[("sew", 1.0)]
-        for (mode, k), r in res.items():
+        for (mode, k, act), r in res.items():
             if mode == "sparse":
+                sew = res[("sew", 1.0, act)] if ("sew", 1.0, act) in res else res[("sew", 1.0, 0.0)]
                 saved = 1 - r["events"] / sew["events"]
-                print(f"sparse k={k:g} vs sew after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
+                tag = f" a={act:g}" if act else ""
+                print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
                       f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
 
 

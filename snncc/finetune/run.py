@@ -26,6 +26,7 @@ class Request:
     lr: float = 2e-3
     batch: int = 64
     distill: bool = False
+    activity: float = 0.0  # the spike-activity term's weight (snncc/finetune/train.py)
     threads: int = 1  # torch threads: the twin's ops are small, and more threads mostly wait on each other
     option: str = "data"  # the option that named the data, for messages ("finetune_data" on compile)
     epochs_option: str = "epochs"
@@ -102,7 +103,7 @@ def tune(result, options, req: Request, train, val, *, echo: Callable[[str], Non
     if val_q is not None:
         out.before["val"] = accuracy(twin, *val_q)
     sched = Schedule(epochs=int(req.epochs), lr=float(req.lr), batch=int(req.batch), seed=int(options.seed),
-                     distill=req.distill)
+                     distill=req.distill, activity=float(req.activity))
     out.history = fit(twin, x_q, y, sched, teacher=teacher, val=val_q, echo=echo)
     result.int_graph = twin.to_graph()
     result.context.notes.append(f"finetune: {req.epochs} epoch(s) on {len(x)} labelled samples "

@@ -1,6 +1,10 @@
 """The fine-tuning loop: Adam with cosine decay over a seeded shuffle of int8 inputs.
 
-The loss is cross-entropy on the labels, or with distillation ``(1 - DISTILL_WEIGHT) * CE +
+An optional activity term (``Schedule.activity``, the Python API and bench/finetune.py only)
+adds ``activity * sum|z| / (the first batch's sum|z|)``: spike levels over all neurons and
+timesteps per sample, through the neuron's surrogate gradient, so that training trades
+accuracy for fewer spikes (Sparse-ResNet's aim).  The loss is cross-entropy on the labels,
+or with distillation ``(1 - DISTILL_WEIGHT) * CE +
 DISTILL_WEIGHT * tau^2 * KL(softmax(teacher / tau) || softmax(student / tau))``, the teacher
 being the float ANN's logits on the same samples (Hinton et al. 2015).  With validation
 data the epoch with the best validation accuracy is kept (the last one on ties), else
@@ -34,6 +38,7 @@ class Schedule:
     batch: int = 64
     seed: int = 0
     distill: bool = False
+    activity: float = 0.0  # weight of the spike-activity term (0: none), relative to the starting activity
 
 
 def accuracy(twin: Twin, x_q: np.ndarray, y: np.ndarray) -> float:
@@ -63,6 +68,7 @@ def fit(twin: Twin, x_q: np.ndarray, y: np.ndarray, sched: Schedule, *, teacher:
     bar = _Bar(sched.epochs, math.ceil(len(x_q) / sched.batch)) if on_terminal() else None
     history: list[dict] = []
     best = None
+    base_activity = None
     for epoch in range(sched.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(len(x_q))
@@ -77,6 +83,10 @@ def fit(twin: Twin, x_q: np.ndarray, y: np.ndarray, sched: Schedule, *, teacher:
                 kd = F.kl_div(F.log_softmax(logits / tau, dim=1), F.log_softmax(t_t[idx] / tau, dim=1),
                               reduction="batchmean", log_target=True) * tau * tau
                 loss = (1 - DISTILL_WEIGHT) * loss + DISTILL_WEIGHT * kd
+            if sched.activity:
+                if base_activity is None:
+                    base_activity = max(float(twin.activity.detach()), 1.0)
+                loss = loss + sched.activity * twin.activity / base_activity
             opt.zero_grad()
             loss.backward()
             opt.step()

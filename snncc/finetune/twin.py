@@ -78,6 +78,7 @@ class Twin(nn.Module):
         self.dtype = pick_dtype(graph)
         self.T = int(graph.meta.get("timesteps", 1))
         self.static = static_values(graph)
+        self.activity = None  # after a forward: mean over the batch of sum |z| over neurons and timesteps
         self.out_scale = self._t(graph.meta["output_scales"][graph.outputs[0]])
         self.delta = nn.ParameterDict()
         self.start: dict[str, torch.Tensor] = {}
@@ -152,6 +153,7 @@ class Twin(nn.Module):
         and the integer output accumulator.
         """
         x = x_q.to(self.dtype)
+        self.activity = torch.zeros((), dtype=self.dtype)
         params = {}
         for node in self.graph.nodes:
             if node.op in ops.WEIGHTED:
@@ -193,6 +195,7 @@ class Twin(nn.Module):
             v = torch.floor(th.detach() / 2).expand_as(current)  # v_init = theta_q // 2
         z, state[node.name] = neuron_step_ste(v, current, th, int(a["levels"]), bool(a.get("signed")),
                                               bits=int(a["membrane_bits"]), shift=int(a.get("membrane_shift", 0)))
+        self.activity = self.activity + z.abs().sum() / z.shape[0]  # the surrogate carries its gradient
         return z
 
     def _eval(self, node: Node, args: list[torch.Tensor], wb) -> torch.Tensor:
