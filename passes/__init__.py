@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snncc.passes import calibrate, canonicalize, convert, prune, quantize, residual
+from snncc.passes import calibrate, canonicalize, convert, finetuned, prune, quantize, residual
 
 PASSES = {
     "canonicalize": canonicalize.run,
@@ -11,7 +11,8 @@ PASSES = {
     "residual": residual.run,
     "convert": convert.run,
     "quantize": quantize.run,
+    "finetuned": finetuned.run,
 }
 
 # The full compile pipeline, in order (passes are added here as they land).
-DEFAULT_PIPELINE = ["canonicalize", "calibrate", "prune", "residual", "convert", "quantize"]
+DEFAULT_PIPELINE = ["canonicalize", "calibrate", "prune", "residual", "convert", "quantize", "finetuned"]

@@ -323,7 +323,7 @@ def _compile_options(f):
     return f
 
 
-def _build_options(kw: dict, model: Path):
+def _build_options(kw: dict, model: Path, default_calib: str | None = None):
     """CompileOptions from (lowest first) defaults, the TOML config, CLI flags; validated.
 
     The config is --config, else a ``snncc.toml`` next to the model.  Its
@@ -348,6 +348,8 @@ def _build_options(kw: dict, model: Path):
         sibling = model.with_name(model.stem + ".calib.npz")
         if sibling.is_file():
             calib = str(sibling)
+    if calib is None:
+        calib = default_calib
     if calib is None:
         raise SnnccError("option --calib is required: give a .npy/.npz of input samples, or "
                          f"'--calib random' for structure tests only ({missing_calib_where(model, cfg)})")
@@ -404,22 +406,29 @@ Examples:
                    "the float reference of the report.")
 @click.option("--report", "report_format", type=click.Choice(["text", "html", "none"]), default="text",
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
+@click.option("--finetune-epochs", type=int, default=None, metavar="E",
+              help="Fine-tune the integer SNN for E epochs on --finetune-data before emitting it "
+                   "(needs torch: pip install snncc[train]; docs/finetune.md).")
+@click.option("--finetune-data", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Labelled training data for --finetune-epochs: .npz with x and y.")
 @_compile_options
 def compile_cmd(model: Path, target: str, lanes: int, event_driven: bool, nir_profile: str, output: Path | None,
                 force: bool,
                 name: str | None, dump_ir_after: tuple[str, ...], report_format: str, stop_after: str | None,
-                start_from: Path | None, **kw):
+                start_from: Path | None, finetune_epochs: int | None, finetune_data: Path | None, **kw):
     """Compile MODEL into an integer spiking network for TARGET, with report.json."""
     from snncc.compiler import c_safe_name, compile_model
 
     options, calib = _build_options(kw, model)
+    tune = _finetune_on_compile(model, finetune_epochs, finetune_data, stop_after)
     output = output or Path("build") / c_safe_name(model.stem)
     result = compile_model(model, options=options, calib=calib, target=target, output=output, force=force,
+                           finetune=tune,
                            name=name, dump_after=dump_ir_after, echo=click.echo, stop_after=stop_after,
                            start_from=start_from,
                            target_options=_target_options(target, lanes=lanes, nir_profile=nir_profile,
                                                           event_driven=event_driven),
-                           inputs=[p for p in [config_in_use()] if p is not None])
+                           inputs=[p for p in [config_in_use(), finetune_data] if p is not None])
     if stop_after is not None:
         click.echo(f"wrote {output}/ (IR after {stop_after})")
         return
@@ -432,6 +441,71 @@ def compile_cmd(model: Path, target: str, lanes: int, event_driven: bool, nir_pr
 
         click.echo(format_summary(result.report))
     click.echo(f"wrote {output}/")
+
+
+def _finetune_on_compile(model: Path, epochs: int | None, data: Path | None, stop_after: str | None):
+    """compile --finetune-epochs/--finetune-data: the fine-tune request, checked before any slow work."""
+    if epochs is None and data is None:
+        return None
+    if epochs is None or data is None:
+        missing, given = ("--finetune-data", "--finetune-epochs") if data is None else ("--finetune-epochs",
+                                                                                       "--finetune-data")
+        raise SnnccError(f"option {missing} is required with {given}")
+    if stop_after is not None:
+        raise SnnccError(": fine-tuning needs the integer SNN; drop --stop-after or --finetune-epochs",
+                         option="finetune_epochs")
+    from snncc.finetune.run import Request
+
+    return Request(data=data, epochs=epochs, option="finetune_data", epochs_option="finetune_epochs")
+
+
+# --- finetune ----------------------------------------------------------------------
+
+@cli.command(epilog="""\b
+Examples:
+  snncc finetune model.onnx --data train.npz --val val.npz --epochs 10 -N 2 -o tuned.onnx
+  snncc finetune model.onnx --data train.npz --epochs 20 --weight-bits 2 --layer-bits first=8 \\
+      --layer-bits last=8 --distill -o tuned.onnx
+  snncc compile tuned.onnx --calib train.npz -N 2 -o build/tuned     # the same options
+""")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE",
+              help="Labelled training data: .npz with inputs x (N x C x H x W) and integer labels y.")
+@click.option("--val", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Labelled validation data (.npz x, y): its accuracy is printed per epoch and the best "
+                   "epoch is kept.")
+@click.option("--epochs", type=int, required=True, metavar="E", help="Epochs of fine-tuning (>= 1).")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam's learning rate (cosine decay).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Samples per step.")
+@click.option("--distill", is_flag=True,
+              help="Also learn from the float ANN's logits as soft targets (knowledge distillation).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads (the twin's ops are small: on a busy machine more threads mostly wait).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The tuned model: an .onnx file (the ANN, with the fine-tuned integers in its metadata).")
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@_compile_options
+def finetune(model: Path, data: Path, val: Path | None, epochs: int, lr: float, batch_size: int, distill: bool,
+             threads: int, output: Path, force: bool, **kw):
+    """Fine-tune MODEL's integer SNN on labelled data; write the tuned ONNX (docs/finetune.md).
+
+    Every compile option applies: the network fine-tuned is the one `snncc compile` builds with
+    them, and `snncc compile OUTPUT` with the same options and calibration data gives the tuned
+    integer SNN back. The calibration data defaults to --calib, the config's, then --data.
+    """
+    from snncc.finetune.command import finetune_model
+    from snncc.finetune.run import Request
+
+    if output.exists() and not force:
+        raise SnnccError(f": {output} exists (use --force to replace it)", option="output")
+    options, calib = _build_options(kw, model, default_calib=str(data))
+    req = Request(data=data, epochs=epochs, val=val, lr=lr, batch=batch_size, distill=distill, threads=threads)
+    _, out = finetune_model(model, output, req, options=options, calib=calib, echo=click.echo)
+    line = f"integer SNN accuracy on --data {100 * out.before['train']:.2f}% -> {100 * out.after['train']:.2f}%"
+    if "val" in out.after:
+        line += f"; on --val {100 * out.before['val']:.2f}% -> {100 * out.after['val']:.2f}%"
+    click.echo(line + f" ({out.seconds:.1f} s)")
+    click.echo(f"wrote {output} (compile it with the same options and --calib {calib})")
 
 
 # --- verify ------------------------------------------------------------------------

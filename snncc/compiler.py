@@ -298,7 +298,7 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                   name: str | None = None, dump_after: Iterable[str] = (),
                   echo: Callable[[str], None] = print, stop_after: str | None = None,
                   start_from: Path | str | None = None, target_options: dict | None = None,
-                  inputs: Iterable[Path | str] = ()) -> CompileResult:
+                  inputs: Iterable[Path | str] = (), finetune=None) -> CompileResult:
     """Compile an ONNX model for ``target``; write ``output`` atomically when given.
 
     ``inputs`` are further files the caller read (its config file): like the model,
@@ -306,6 +306,9 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
 
     With ``stop_after`` the pipeline ends after that pass and ``output`` receives only the
     IR (``<name>.json`` + ``<name>.npz``), which ``start_from`` resumes from.
+
+    ``finetune`` (a ``snncc.finetune.run.Request``) fine-tunes the integer SNN before the
+    report and the emit; its data is checked before the slow work.
     """
     from snncc.backends import target as get_target
 
@@ -322,8 +325,19 @@ def compile_model(model_path: Path | str, *, options: CompileOptions | None = No
                *([calib] if isinstance(calib, (str, Path)) and calib != "random" else [])]
     if output is not None:
         check_output_dir(Path(output), force, protect=protect)  # fail before the slow work
+    tune_data = None
+    if finetune is not None:
+        from snncc.finetune.run import check_request
+        from snncc.frontend.onnx_import import load_onnx
+
+        g0 = load_onnx(model_path)
+        tune_data = check_request(finetune, tuple(g0.values[g0.inputs[0]].shape))
     result = build_snn(model_path, options, calib, dump_after=dump_after, echo=echo, stop_after=stop_after,
                        start_from=start_from, flash_bytes=getattr(get_target(target), "flash_bytes", None))
+    if tune_data is not None and result.int_graph.stage == "int":
+        from snncc.finetune.run import tune
+
+        tune(result, options, finetune, *tune_data, echo=echo)
     if stop_after is not None:
         if output is not None:
             from snncc.irio import save_ir

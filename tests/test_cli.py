@@ -37,7 +37,7 @@ def test_version():
     assert "snncc" in result.output
 
 
-@pytest.mark.parametrize("command", [None, "inspect", "run", "compile", "verify", "report", "sweep"])
+@pytest.mark.parametrize("command", [None, "inspect", "run", "compile", "finetune", "verify", "report", "sweep"])
 def test_every_help_has_examples(command):
     args = ["--help"] if command is None else [command, "--help"]
     result = invoke(*args)

@@ -55,6 +55,7 @@ def import_model(model: onnx.ModelProto, base_dir=None) -> Graph:
         raise first_error
     graph.remove_unused()
     graph.verify()
+    _read_finetuned(model, graph)
     for node in graph.nodes:  # parameters changed after emit (a bias folded into a conv)
         for key, arr in node.params.items():
             check_finite(arr, key, lambda msg, node=node: SnnccError(msg, node=node.name, op=node.op))
@@ -182,3 +183,13 @@ def _walk(model: onnx.ModelProto, nodes: list[onnx.NodeProto], opset: int):
 
 
 __all__ = ["load_onnx", "import_model", "import_onnx_model", "list_unsupported"]
+
+
+def _read_finetuned(model: onnx.ModelProto, graph: Graph) -> None:
+    """A model written by ``snncc finetune`` carries its fine-tuned integers (snncc/finetune/pinned.py);
+    the last pass of the pipeline (passes/finetuned.py) puts them into the integer IR."""
+    from snncc.finetune import pinned
+
+    for prop in model.metadata_props:
+        if prop.key == pinned.KEY:
+            graph.meta["finetune"] = pinned.parse(prop.value)

@@ -31,3 +31,36 @@ def quantize_levels_ste(x, theta, n: int, signed: bool):
     lo, hi = level_range(n, signed)
     xc = torch.clamp(x / theta, lo, hi)
     return xc + (torch.floor(xc + ROUND_OFFSET) - xc).detach()
+
+
+def round_ste(x):
+    """round-half-even (numpy's ``np.rint``, as the quantize pass rounds) with an identity gradient."""
+    import torch
+
+    return x + (torch.round(x) - x).detach()
+
+
+def neuron_step_ste(v, current, theta, n: int, signed: bool, *, bits: int, shift: int = 0):
+    """One integer IF step of neuron.neuron_step in torch on float64 tensors holding integers.
+
+    The values are exactly the integer runtime's: ``v = sat_B(v + I)``, ``z = clamp(floor(v /
+    theta), lo, N)``, ``v = floor_to_grid(v - z * theta, shift)``.  The gradient is
+    straight-through: z takes the gradient of ``clamp(v / theta - ROUND_OFFSET, lo, N)`` (at T=1,
+    where v = theta/2 + I, that is the STE of the round-to-nearest clipped activation, and it
+    reaches theta as in LSQ); saturation and the 2^shift grid pass the gradient unchanged.
+    Returns (z, new v).
+    """
+    import torch
+
+    lo, hi = level_range(n, signed)
+    top = float((1 << (bits - 1)) - 1)
+    v = v + current
+    v = v + (torch.clamp(v, -top - 1, top) - v).detach()
+    exact = torch.clamp(torch.div(v.detach(), theta.detach(), rounding_mode="floor"), lo, hi)
+    soft = torch.clamp(v / theta - ROUND_OFFSET, lo, hi)
+    z = soft + (exact - soft).detach()
+    v = v - z * theta
+    if shift:
+        grid = float(1 << shift)
+        v = v + (torch.floor(v.detach() / grid) * grid - v.detach()).detach()
+    return z, v

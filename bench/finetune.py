@@ -1,0 +1,254 @@
+"""Fine-tuning on the exact integer semantics (snncc finetune): what it recovers, measured.
+
+Everything is measured on held-out data: the digits CNN (examples/digits/digits_cnn.onnx)
+and the SEW digits net (tests/residual_models.py) on sklearn's 8x8 digits split as the
+example makes it (1257 train / 540 test, examples/digits/train.py).  Compile calibrates on
+256 training images, fine-tuning uses the 1257 training images (labels), the test split
+is never seen before the figures.  No validation split: the last epoch is kept.
+
+Rows (digits CNN, the integer SNN, i.e. what the C code computes):
+
+- ``N=2``, 8-bit weights, T=1 (goal: within 1 point of the ANN);
+- ``2-bit weights``, first and last layers at 8 bits, N=4, T=1 (goal: within 1.5 points);
+- ``binary N=1, T=4`` (goal: within 1.5 points); ``binary N=1, T=1`` (reported);
+- ``rescaw`` against ``mse`` at 2 and 4 bits, N=4, T=1, the same fine-tune;
+- Sparse-ResNet barriers against SEW on the SEW digits net, both fine-tuned the same way:
+  accuracy and synaptic events per inference (a synaptic event: one non-zero input level
+  reaching one synapse, counted on the integer SNN's inputs of every conv/dense/affine
+  that reads spike levels; the first conv reads the image and is left out).
+
+- prune + fine-tune: structured pruning (l1) at low bits, N=4, T=1, and the integer
+  parameter memory against the fp32 ANN's (memory_report's ``compression``);
+- ``--only fashion``: the Fashion-MNIST CNN (examples/fashion), fine-tuned on a seeded
+  subset of the 60,000 training images, tested on the 10,000 test images.
+
+The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
+the machine is shared, so it is noisy.
+
+    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "examples" / "digits"))
+
+import train as digits_train  # noqa: E402
+
+from snncc import ops  # noqa: E402
+from snncc.calib_data import CalibData  # noqa: E402
+from snncc.compiler import build_snn  # noqa: E402
+from snncc.finetune.run import Request, tune  # noqa: E402
+from snncc.options import CompileOptions  # noqa: E402
+from snncc.sim import kernels as K  # noqa: E402
+from snncc.sim.float_runtime import run_graph  # noqa: E402
+from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
+
+DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
+CALIB = 256
+THREADS = [1]
+# (residual mode, --barrier-scale k, activity weight a): a > 0 adds the spike-activity term to the loss
+SEW_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("sparse", 2.0, 0.0), ("sparse", 3.0, 0.0),
+              ("sew", 1.0, 0.5), ("sparse", 1.0, 0.5)]
+
+
+def int_accuracy(graph, x, y) -> float:
+    out = run_int(graph, quantize_input(graph, x))[graph.outputs[0]]
+    return float((out.reshape(len(y), -1).argmax(1) == y).mean())
+
+
+def ann_accuracy(onnx_path, x, y) -> float:
+    from snncc.frontend.onnx_import import load_onnx
+
+    g = load_onnx(onnx_path)
+    return float((run_graph(g, x)[g.outputs[0]].argmax(1) == y).mean())
+
+
+def synaptic_events(graph, x) -> float:
+    """Per inference: non-zero input levels times the synapses each reaches, over the layers reading spikes."""
+    readers = [n for n in graph.nodes if n.op in ops.SYNAPTIC and n.inputs[0] not in graph.inputs]
+    got = run_int(graph, quantize_input(graph, x), capture=sorted({n.inputs[0] for n in readers}))
+    total = 0.0
+    for n in readers:
+        nz = (got[n.inputs[0]] != 0).astype(np.float64)
+        if n.op == "conv":
+            a = n.attrs
+            ones = np.ones(n.params["weight"].shape, np.float64)
+            total += float(K.conv2d(nz, ones, None, a["strides"], a["pads"], a["dilations"], a["group"]).sum())
+        elif n.op == "dense":
+            total += float(nz.sum()) * n.params["weight"].shape[0]
+        else:  # affine: one synapse per element
+            total += float(nz.sum())
+    return total / len(x)
+
+
+def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, events: bool = False,
+          activity: float = 0.0) -> dict:
+    x_tr, y_tr, x_te, y_te = data
+    options = CompileOptions(**opts).validate()
+    result = build_snn(onnx_path, options, x_tr[:CALIB], echo=lambda s: None)
+    row = {"post": int_accuracy(result.int_graph, x_te, y_te)}
+    if events:
+        row["events_post"] = synaptic_events(result.int_graph, x_te)
+    train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
+    req = Request(data="train split", epochs=epochs, distill=distill, threads=THREADS[0], activity=activity)
+    out = tune(result, options, req, train, None, echo=lambda s: None)
+    row["tuned"] = int_accuracy(result.int_graph, x_te, y_te)
+    row["seconds"] = out.seconds
+    if events:
+        row["events"] = synaptic_events(result.int_graph, x_te)
+    return row
+
+
+def digits_rows(data, epochs: int, ann: float) -> None:
+    rows = [
+        ("N=2, 8-bit, T=1", {"levels": 2}, 1.0),
+        ("2-bit (first/last 8), N=4, T=1", {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}, 1.5),
+        ("binary N=1, 8-bit, T=4", {"levels": 1, "timesteps": 4}, 1.5),
+        ("binary N=1, 8-bit, T=1", {"levels": 1}, None),
+    ]
+    print(f"digits CNN, ANN test accuracy {100 * ann:.2f}% ({len(data[3])} test images), "
+          f"{epochs} epochs of fine-tuning on {len(data[1])} training images")
+    print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'goal':>6s} {'met':>4s} "
+          f"{'time':>7s}")
+    for label, opts, goal in rows:
+        r = point(DIGITS, opts, data, epochs)
+        drop = 100 * (ann - r["tuned"])
+        met = "-" if goal is None else ("yes" if drop <= goal else "no")
+        print(f"{label:<32s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {drop:>6.2f} "
+              f"{'-' if goal is None else f'{goal:.1f}':>6s} {met:>4s} {r['seconds']:>6.1f}s", flush=True)
+
+
+def rescaw_rows(data, epochs: int, ann: float) -> None:
+    print(f"\nReScaW vs mse after the same fine-tune ({epochs} epochs), digits CNN, N=4, T=1, all layers at b bits")
+    print(f"{'bits':>4s} {'quantizer':<9s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
+    for bits in (2, 4):
+        for q in ("mse", "rescaw"):
+            r = point(DIGITS, {"weight_bits": bits, "weight_quantizer": q}, data, epochs)
+            print(f"{bits:>4d} {q:<9s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% "
+                  f"{100 * (ann - r['tuned']):>6.2f} {r['seconds']:>6.1f}s", flush=True)
+
+
+def sew_rows(data, epochs: int) -> None:
+    import residual_models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = residual_models.train_all(Path(tmp), names=("sew",))
+        m = models["sew"]
+        print(f"\nSEW digits net (tests/residual_models.py net (a)), ANN test accuracy "
+              f"{100 * m.ann_test_accuracy:.2f}%,"
+              f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
+        print("(k: --barrier-scale, the barrier neurons' thresholds times k before fine-tuning; a: weight of the "
+              "spike-activity term in the fine-tune's loss)")
+        print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
+              f"{'syn. events tuned':>17s} {'time':>7s}")
+        res = {}
+        for mode, k, act in SEW_POINTS:
+            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
+            res[(mode, k, act)] = r
+            label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
+            print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
+                  f"{r['events']:>17.1f} {r['seconds']:>6.1f}s", flush=True)
+        for (mode, k, act), r in res.items():
+            if mode == "sparse":
+                sew = res[("sew", 1.0, act)] if ("sew", 1.0, act) in res else res[("sew", 1.0, 0.0)]
+                saved = 1 - r["events"] / sew["events"]
+                tag = f" a={act:g}" if act else ""
+                print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
+                      f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
+
+
+def prune_rows(data, epochs: int, ann: float) -> None:
+    from snncc.memory_report import memory_report
+
+    configs = [
+        ("prune 0.25, 4-bit", {"prune": 0.25, "weight_bits": 4}),
+        ("prune 0.5, 4-bit", {"prune": 0.5, "weight_bits": 4}),
+        ("prune 0.5, 2-bit (first/last 4)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 4, "last": 4}}),
+        ("prune 0.5, 2-bit (first/last 8)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+    ]
+    print(f"\nprune + fine-tune ({epochs} epochs), digits CNN, N=4, T=1: integer parameter memory (weights, biases, "
+          "thresholds, shortcut weights) against the fp32 ANN's parameters (goal: >= 13x at <= 1 point drop)")
+    print(f"{'config':<34s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'param bytes':>11s} "
+          f"{'vs fp32':>8s} {'time':>7s}")
+    x_tr, y_tr, x_te, y_te = data
+    for label, opts in configs:
+        options = CompileOptions(**opts).validate()
+        result = build_snn(DIGITS, options, x_tr[:CALIB], echo=lambda s: None)
+        post = int_accuracy(result.int_graph, x_te, y_te)
+        train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
+        out = tune(result, options, Request(data="train split", epochs=epochs, threads=THREADS[0]), train, None,
+                   echo=lambda s: None)
+        tuned = int_accuracy(result.int_graph, x_te, y_te)
+        mem = memory_report(result.int_graph, result.float_graph)
+        print(f"{label:<34s} {100 * post:>9.2f}% {100 * tuned:>9.2f}% {100 * (ann - tuned):>6.2f} "
+              f"{mem['param_bytes']:>11d} {mem['compression']:>7.2f}x {out.seconds:>6.1f}s", flush=True)
+
+
+def fashion_rows(epochs: int, train_count: int) -> None:
+    sys.path.insert(0, str(ROOT / "examples" / "fashion"))
+    import importlib
+
+    fashion = importlib.import_module("train")  # examples/fashion/train.py (digits' train is already loaded)
+    if not hasattr(fashion, "load_fashion"):
+        sys.modules.pop("train")
+        sys.path.insert(0, str(ROOT / "examples" / "fashion"))
+        fashion = importlib.import_module("train")
+    x_tr, y_tr = fashion.load_fashion("train")
+    x_te, y_te = fashion.load_fashion("test")
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.permutation(len(x_tr))[:train_count])
+    data = (x_tr[pick], y_tr[pick], x_te, y_te)
+    onnx_path = ROOT / "examples" / "fashion" / "fashion_cnn.onnx"
+    ann = ann_accuracy(onnx_path, x_te, y_te)
+    print(f"\nFashion-MNIST CNN (examples/fashion), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
+          f"{epochs} epochs of fine-tuning on {train_count} training images (a seeded subset)")
+    print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
+    for label, opts in [("N=2, 8-bit, T=1", {"levels": 2}),
+                        ("2-bit (first/last 8), N=4, T=1",
+                         {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+                        ("binary N=1, 8-bit, T=1", {"levels": 1})]:
+        r = point(onnx_path, opts, data, epochs)
+        print(f"{label:<32s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {100 * (ann - r['tuned']):>6.2f} "
+              f"{r['seconds']:>6.1f}s", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="digits,rescaw,sew,prune", help="sections; also: fashion")
+    ap.add_argument("--fashion-train", type=int, default=10000, help="training images for the fashion rows")
+    args = ap.parse_args(argv)
+    THREADS[0] = args.threads
+    t0 = time.perf_counter()
+    x_tr, y_tr, x_te, y_te = digits_train.load_digits_split()
+    data = (x_tr, y_tr, x_te, y_te)
+    ann = ann_accuracy(DIGITS, x_te, y_te)
+    parts = set(args.only.split(","))
+    if "digits" in parts:
+        digits_rows(data, args.epochs, ann)
+    if "rescaw" in parts:
+        rescaw_rows(data, args.epochs, ann)
+    if "sew" in parts:
+        sew_rows(data, args.epochs)
+    if "prune" in parts:
+        prune_rows(data, args.epochs, ann)
+    if "fashion" in parts:
+        fashion_rows(args.epochs, args.fashion_train)
+    print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
+          "times are noisy)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
