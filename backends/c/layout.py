@@ -109,15 +109,19 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
 
 def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
     """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
-    4-bit storage: the 8/bits output channels o..o+8/bits-1 of a 32-bit word share its
-    four bytes, byte i holding channel quad element i of each, output o in the top field
-    (two's complement), the later ones below it offset binary (w + 2^(bits-1)): masking
-    the fields above one then leaves a byte that reads as a non-negative number, and the
-    Arm DSP kernels peel the outputs apart by differences of masked sums."""
+    4-bit storage.  The 8/bits output channels o..o+8/bits-1 share a little-endian 32-bit
+    word per row (a channel quad): output j's weight of quad element i is field
+    2j + i % 2 (``bits`` wide) of halfword i // 2, offset binary (w + 2^(bits-1)) except
+    the top field of a halfword (two's complement).  An AND with a constant then keeps
+    one field of both halfwords, which pairs with (x0, x2) or (x1, x3) in one Arm SMLAD
+    (snncc_kernels.c explains the scales)."""
     rows, cols = block.shape
     per = 8 // bits
-    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16)
-    offset = np.where(np.arange(per) == 0, 0, 1 << (bits - 1)).astype(np.int16)[None, None, :, None]
-    fields = (w + offset) & ((1 << bits) - 1)
-    shifts = (8 - bits * (1 + np.arange(per, dtype=np.int16)))[None, None, :, None]
-    return (fields << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)
+    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int64)
+    j = np.arange(per)[:, None]
+    i = np.arange(4)[None, :]
+    n = 2 * j + i % 2  # field index in its halfword
+    top = n == 2 * per - 1
+    fields = (w + np.where(top, 0, 1 << (bits - 1))) & ((1 << bits) - 1)
+    words = (fields << (16 * (i // 2) + bits * n)).sum(axis=(2, 3)).astype("<u4")
+    return words.view(np.uint8).reshape(rows, cols * bits // 8)

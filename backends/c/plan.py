@@ -305,10 +305,11 @@ class _Builder:
 
     @staticmethod
     def packed_fits(wt: np.ndarray, sb: int) -> bool:
-        """Packed block kernels sum weights times 2^(8-sb) (their fields at the byte tops):
-        exact while |x| <= 128 times sum |w| times that scale stays below 2^31."""
+        """The Arm DSP packed kernels sum an output's products times up to 2^(16-sb) (the
+        scale of its fields in a halfword, layout.pack_block): exact while |x| <= 128 times
+        sum |w| times that scale stays below 2^31 (every partial sum then fits int32)."""
         fan = np.abs(wt.astype(np.int64)).reshape(len(wt), -1).sum(axis=1).max(initial=0)
-        return 128 * int(fan) * 2 ** (8 - sb) < 2**31
+        return 128 * int(fan) * 2 ** (16 - sb) < 2**31
 
     def packed_block(self, node: Node, ident: str, block: np.ndarray, bits: int, sb: int) -> str:
         lim = 2 ** (sb - 1)

@@ -285,11 +285,15 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 
 /*
- * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): the
- * 8/wbits output channels of a 32-bit word of row (tap, quad) hold their weights for the
- * quad's four input channels in fields of its bytes, output o in the highest field.
+ * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): a 32-bit
+ * word of row (tap, quad) holds the weights of 8/wbits output channels for the quad's
+ * four input channels, in wbits-bit fields of its two halfwords: field 2j of halfword h
+ * is output j's weight of input channel 2h (x0, x2), field 2j + 1 that of channel 2h + 1
+ * (x1, x3), each stored offset binary (w + 2^(wbits-1)) except the top field of a
+ * halfword (two's complement).
  * Portable: per output pixel a list of its non-zero input quads, then per word of
- * outputs a pass down the list, the fields cut out with constant shifts.
+ * outputs a pass down the list, the fields cut out with constant shifts; the offsets
+ * come off at the end (half the field range times the sum of the inputs).
  */
 #if !defined(SNNCC_ARM_DSP)
 typedef struct {
@@ -297,42 +301,46 @@ typedef struct {
     const uint8_t *w;
 } snncc_pk_quad_t;
 #define SNNCC_PK_QUADS 32
-/* Field of byte I of word wv at bit SH, BITS wide: the top field (SH == 8 - BITS) two's
- * complement, the others offset by 2^(BITS-1). */
-#define SNNCC_PK_F(I, SH, BITS)                                                            \
-    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^                       \
-      ((SH) == 8 - (BITS) ? 1 << ((BITS) - 1) : 0)) -                                      \
-     (1 << ((BITS) - 1)))
-#define SNNCC_PK_DOT(SH, BITS)                                                             \
-    (q->x[0] * SNNCC_PK_F(0, SH, BITS) + q->x[1] * SNNCC_PK_F(1, SH, BITS) +               \
-     q->x[2] * SNNCC_PK_F(2, SH, BITS) + q->x[3] * SNNCC_PK_F(3, SH, BITS))
+/* Field N of halfword H of word wv as w + 2^(BITS-1) (the top field's sign bit flipped). */
+#define SNNCC_PK_F(H, N, BITS)                                                             \
+    (((wv >> (16 * (H) + (BITS) * (N))) & ((1u << (BITS)) - 1u)) ^                         \
+     ((N) == 16 / (BITS) - 1 ? 1u << ((BITS) - 1) : 0u))
+/* output J of the word, offset: fields 2J (x0, x2) and 2J + 1 (x1, x3); unsigned
+ * arithmetic wraps, and the true sum fits int32 */
+#define SNNCC_PK_DOT(J, BITS)                                                              \
+    ((uint32_t)q->x[0] * SNNCC_PK_F(0, 2 * (J), BITS) + (uint32_t)q->x[2] * SNNCC_PK_F(1, 2 * (J), BITS) + \
+     (uint32_t)q->x[1] * SNNCC_PK_F(0, 2 * (J) + 1, BITS) +                                \
+     (uint32_t)q->x[3] * SNNCC_PK_F(1, 2 * (J) + 1, BITS))
 
 static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
                        int32_t out_c, int32_t bits)
 {
     const snncc_pk_quad_t *end = list + n, *q;
     const int32_t per = 8 / bits;
+    uint32_t sx = 0, wv;
     int32_t ob, j;
+    for (q = list; q < end; ++q) { /* the offsets: 2^(bits-1) times the sum of the inputs */
+        sx += (uint32_t)(q->x[0] + q->x[1] + q->x[2] + q->x[3]);
+    }
+    sx <<= bits - 1;
     for (ob = 0; ob < out_c; ob += per) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        uint32_t wv;
-        if (bits == 4) {
-            for (q = list; q < end; ++q) {
-                memcpy(&wv, q->w + ob / 2 * 4, sizeof wv);
-                acc[0] += SNNCC_PK_DOT(4, 4);
-                acc[1] += SNNCC_PK_DOT(0, 4);
-            }
-        } else {
-            for (q = list; q < end; ++q) {
-                memcpy(&wv, q->w + ob, sizeof wv);
-                acc[0] += SNNCC_PK_DOT(6, 2);
-                acc[1] += SNNCC_PK_DOT(4, 2);
+        uint32_t acc[4] = {0, 0, 0, 0};
+        const int32_t off = ob / per * 4;
+        for (q = list; q < end; ++q) { /* the word's bytes, little end first */
+            const uint8_t *b = q->w + off;
+            wv = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+            if (bits == 4) {
+                acc[0] += SNNCC_PK_DOT(0, 4);
+                acc[1] += SNNCC_PK_DOT(1, 4);
+            } else {
+                acc[0] += SNNCC_PK_DOT(0, 2);
+                acc[1] += SNNCC_PK_DOT(1, 2);
                 acc[2] += SNNCC_PK_DOT(2, 2);
-                acc[3] += SNNCC_PK_DOT(0, 2);
+                acc[3] += SNNCC_PK_DOT(3, 2);
             }
         }
         for (j = 0; j < per && ob + j < out_c; ++j) {
-            yp[ob + j] = init[ob + j] + acc[j];
+            yp[ob + j] = init[ob + j] + (int32_t)(acc[j] - sx);
         }
     }
 }
@@ -366,11 +374,13 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
  * layout) pair up as (x0 x2).(w0 w2) + (x1 x3).(w1 w3) without any reordering.
  * Per output pixel, the non-zero input quads of its taps are unpacked once into a list
  * (both halfword pairs and the weights' address: zero quads, silent neurons, cost
- * nothing more), then every pass of SNNCC_DSP_OUT output channels runs down the list
- * with its accumulators in registers.  Lists hold at most SNNCC_DSP_QUADS quads
- * (stack); longer fan-ins run in chunks that add to the output.  The accumulators wrap
- * like int32 adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the
- * result fits int32 (range analysis).
+ * nothing more), then every pass of 8 output channels runs down the list with its
+ * accumulators in registers.  The list ends in a null weights pointer, and each pass
+ * moves an entry's pointer on to the next pass's weights, so the loop keeps neither an
+ * end nor an offset in a register.  Lists hold at most SNNCC_DSP_QUADS quads (stack);
+ * longer fan-ins run in chunks that add to the output.  The accumulators wrap like int32
+ * adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the result
+ * fits int32 (range analysis).
  */
 #if defined(SNNCC_ARM_DSP)
 #include <arm_acle.h>
@@ -382,72 +392,19 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
 #else
 #define SNNCC_D_SXTB16_R8(dst, v) (dst) = __sxtb16(SNNCC_D_ROR8(v))
 #endif
-/* 8-bit weights: output j's four weights are word j of the row (SNNCC_D_LRAW, below) */
-#define SNNCC_D_MAC(j) SNNCC_D_LRAW(j, j)
 #define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
 typedef struct {
-    int32_t xa, xb;   /* SXTB16 of the quad, and of the quad rotated by 8 */
-    const int8_t *w;  /* its weights, output channel 0 */
+    int32_t xa, xb;  /* the quad's halfword pairs (x0 x2) and (x1 x3) (packed: xa scaled) */
+    const int8_t *w; /* its weights, this pass's output channels; NULL ends the list */
 } snncc_dsp_quad_t;
 
-/* The passes of a list, 8 output channels each (the last pass reads the zero-padded
- * weights of up to 7 channels past out_c), accumulators in registers; FINAL turns them
- * into the outputs. */
-#define SNNCC_D_RUN(NAME, WSTEP, PACKED, BODY, FINAL)                                      \
-    static void NAME(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
-                     int32_t out_c)                                                        \
-    {                                                                                      \
-        const snncc_dsp_quad_t *end = list + n, *q;                                        \
-        int32_t ob, j, w_, t_, sx = 0;                                                     \
-        for (q = list; (PACKED) && q < end; ++q) { /* the sum of the inputs */             \
-            sx = __smlad(q->xa, 0x00010001, __smlad(q->xb, 0x00010001, sx));               \
-        }                                                                                  \
-        for (ob = 0; ob < out_c; ob += 8) {                                                \
-            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
-            for (j = 0; j < 8; ++j) {                                                      \
-                acc_[j] = !(PACKED) && ob + j < out_c ? init[ob + j] : 0;                  \
-            }                                                                              \
-            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
-            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
-            for (q = list; q < end; ++q) {                                                 \
-                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
-                const int8_t *wr = q->w + ob * (WSTEP);                                    \
-                BODY                                                                       \
-            }                                                                              \
-            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
-            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
-            FINAL                                                                          \
-            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
-                yp[ob + j] = (PACKED) ? init[ob + j] + acc_[j] : acc_[j];                  \
-            }                                                                              \
-        }                                                                                  \
-        (void)t_;                                                                          \
-        (void)sx;                                                                          \
-    }
-/* Output j += the word w_ (SNNCC_D_RAW), or (SNNCC_D_MASK) w_ masked in place by MASK,
- * each byte sign-extended, dotted with the quad; one temporary (the masks of a word
- * nest, so each masks what the previous left). */
+/* 8-bit weights: output j += word j of the row, each byte sign-extended, dotted with the
+ * quad, in one statement (GCC would otherwise hoist the loads of all words of a pass
+ * and spill the accumulators). */
 #if defined(__GNUC__)
-#define SNNCC_D_RAW(j)                                                                     \
-    __asm__("sxtb16 %[t], %[w]\n\t"                                                        \
-            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[t], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [t] "=&r"(t_)                                                \
-            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
-#define SNNCC_D_MASKED(j, MASK)                                                            \
-    __asm__("and %[w], %[w], #" #MASK "\n\t"                                               \
-            "sxtb16 %[t], %[w]\n\t"                                                        \
-            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[t], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [w] "+r"(w_), [t] "=&r"(t_)                                  \
-            : [xa] "r"(xa_), [xb] "r"(xb_));
-/* word k of the row and output j from it raw, in one statement (GCC would otherwise
- * hoist the loads of all words of a pass and spill the accumulators) */
-#define SNNCC_D_LRAW(k, j)                                                                 \
-    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+#define SNNCC_D_MAC(j)                                                                     \
+    __asm__("ldr %[w], [%[p], #" #j " * 4]\n\t"                                            \
             "sxtb16 %[t], %[w]\n\t"                                                        \
             "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
             "sxtb16 %[t], %[w], ror #8\n\t"                                                \
@@ -455,62 +412,135 @@ typedef struct {
             : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
             : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
 #else
-#define SNNCC_D_LRAW(k, j) SNNCC_D_WORD(k) SNNCC_D_RAW(j)
-#define SNNCC_D_RAW(j)                                                                     \
-    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
-    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
-    a##j = __smlad(t_, xb_, a##j);
-#define SNNCC_D_MASKED(j, MASK)                                                            \
-    w_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
+#define SNNCC_D_MAC(j)                                                                     \
+    memcpy(&w_, wr + 4 * (j), sizeof w_);                                                  \
     a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
     SNNCC_D_SXTB16_R8(t_, w_);                                                             \
     a##j = __smlad(t_, xb_, a##j);
 #endif
-#define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
+
+/* The passes of a list, 8 output channels (PASS weight bytes) each: the last pass reads
+ * the zero-padded weights of up to 7 channels past out_c.  ACC0 is an accumulator's
+ * start, FINAL turns acc_ into the outputs. */
+#define SNNCC_D_RUN(NAME, PASS, BODY, ACC0, FINAL)                                         \
+    static void NAME(snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,  \
+                     int32_t out_c, int32_t sxa, int32_t sxb)                              \
+    {                                                                                      \
+        snncc_dsp_quad_t *q;                                                               \
+        const int8_t *wr;                                                                  \
+        int32_t ob, j, w_, t_;                                                             \
+        list[n].w = 0;                                                                     \
+        for (ob = 0; ob < out_c; ob += 8) {                                                \
+            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
+            for (j = 0; j < 8; ++j) {                                                      \
+                acc_[j] = ACC0;                                                            \
+            }                                                                              \
+            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
+            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
+            for (q = list; (wr = q->w) != 0; ++q) {                                        \
+                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
+                q->w = wr + (PASS);                                                        \
+                BODY                                                                       \
+            }                                                                              \
+            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
+            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
+            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
+                yp[ob + j] = FINAL;                                                        \
+            }                                                                              \
+        }                                                                                  \
+        (void)w_;                                                                          \
+        (void)t_;                                                                          \
+        (void)sxa;                                                                         \
+        (void)sxb;                                                                         \
+    }
+SNNCC_D_RUN(dsp_run_list, 32, SNNCC_D_8(SNNCC_D_MAC), ob + j < out_c ? init[ob + j] : 0, acc_[j])
+
 /*
- * Packed words need no shifts: the fields below the top one hold w + 2^(bits-1)
- * (unsigned), so masking off the fields above a field leaves a byte that SXTB16 reads as
- * a non-negative value, and the whole byte (top field signed) reads as itself.  For
- * 4-bit words, out 0 = (raw - low) / 16 and out 1 = low - 8 sum(x); for 2-bit words the
- * masks 0x3F, 0x0F, 0x03 peel one field each.  The differences are exact modulo 2^32,
- * and the true values times 16 or 64 fit int32 (the memory plan checks it), so the
- * divisions are exact.
+ * Packed words need no unpacking instruction: an AND with a constant (one instruction,
+ * an encodable immediate) keeps field n of both halfwords, which SMLAD reads as
+ * 2^(bits n) times the field.  Output j's fields 2j and 2j + 1 pair with (x0 x2) scaled
+ * by 2^bits (the list holds it so) and with (x1 x3), so its accumulator holds
+ * S_j = 2^(bits (2j + 1)) times its sum over the offset fields: one AND and one SMLAD
+ * per two products, one load per 8 (4-bit) or 16 (2-bit) weights.  The offsets come off
+ * as S_j 2^(bits-1) times the sum of the inputs (those of x0 x2 alone for the last
+ * output of a word, whose (x1 x3) field is the signed top one) modulo 2^32; the memory
+ * plan keeps S_j times every partial sum inside int32, so the division is exact.
  */
-#define SNNCC_D_W4(k, j0, j1) SNNCC_D_LRAW(k, j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
+#if defined(__GNUC__)
+#define SNNCC_D_AND_MAC(a, M, X) "and %[t], %[w], #" #M "\n\tsmlad %[" #a "], %[t], %[" #X "], %[" #a "]\n\t"
+#define SNNCC_D_W4(k, j0, j1)                                                              \
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+            SNNCC_D_AND_MAC(a, 0x000F000F, xa) SNNCC_D_AND_MAC(a, 0x00F000F0, xb)          \
+            SNNCC_D_AND_MAC(b, 0x0F000F00, xa)                                             \
+            "and %[w], %[w], #0xF000F000\n\t"                                              \
+            "smlad %[b], %[w], %[xb], %[b]"                                                \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [w] "=&r"(w_), [t] "=&r"(t_)               \
+            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
 #define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
-    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F) /* GCC allocates better */ \
-        SNNCC_D_MASKED(j2, 0x0F0F0F0F) SNNCC_D_MASKED(j3, 0x03030303)
-#define SNNCC_D_F4                                                                         \
-    for (j = 0; j < 8; j += 2) {                                                           \
-        acc_[j] = (acc_[j] - acc_[j + 1]) / 16;                                            \
-        acc_[j + 1] -= 8 * sx;                                                             \
-    }
-#define SNNCC_D_F2                                                                         \
-    for (j = 0; j < 8; j += 4) {                                                           \
-        acc_[j] = (acc_[j] - acc_[j + 1]) / 64;                                            \
-        acc_[j + 1] = (acc_[j + 1] - acc_[j + 2]) / 16 - 2 * sx;                           \
-        acc_[j + 2] = (acc_[j + 2] - acc_[j + 3]) / 4 - 2 * sx;                            \
-        acc_[j + 3] -= 2 * sx;                                                             \
-    }
-SNNCC_D_RUN(dsp_run_list, 4, 0, SNNCC_D_8(SNNCC_D_MAC), )
-SNNCC_D_RUN(dsp_run_list4, 2, 1,
-            SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), SNNCC_D_F4)
-SNNCC_D_RUN(dsp_run_list2, 1, 1, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), SNNCC_D_F2)
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+            SNNCC_D_AND_MAC(a, 0x00030003, xa) SNNCC_D_AND_MAC(a, 0x000C000C, xb)          \
+            SNNCC_D_AND_MAC(b, 0x00300030, xa) SNNCC_D_AND_MAC(b, 0x00C000C0, xb)          \
+            SNNCC_D_AND_MAC(c, 0x03000300, xa) SNNCC_D_AND_MAC(c, 0x0C000C00, xb)          \
+            SNNCC_D_AND_MAC(d, 0x30003000, xa)                                             \
+            "and %[w], %[w], #0xC000C000\n\t"                                              \
+            "smlad %[d], %[w], %[xb], %[d]"                                                \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
+              [w] "=&r"(w_), [t] "=&r"(t_)                                                 \
+            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
+#else
+#define SNNCC_D_AM(j, W, M, X) a##j = __smlad((int32_t)((uint32_t)(W) & M##u), X, a##j);
+#define SNNCC_D_W4(k, j0, j1)                                                              \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(j0, w_, 0x000F000F, xa_) SNNCC_D_AM(j0, w_, 0x00F000F0, xb_)                \
+    SNNCC_D_AM(j1, w_, 0x0F000F00, xa_) SNNCC_D_AM(j1, w_, 0xF000F000, xb_)
+#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(j0, w_, 0x00030003, xa_) SNNCC_D_AM(j0, w_, 0x000C000C, xb_)                \
+    SNNCC_D_AM(j1, w_, 0x00300030, xa_) SNNCC_D_AM(j1, w_, 0x00C000C0, xb_)                \
+    SNNCC_D_AM(j2, w_, 0x03000300, xa_) SNNCC_D_AM(j2, w_, 0x0C000C00, xb_)                \
+    SNNCC_D_AM(j3, w_, 0x30003000, xa_) SNNCC_D_AM(j3, w_, 0xC000C000, xb_)
+#endif
+/* Output j of a word of `per` outputs: its scale exponent bits (2m + 1) (m = j % per), and
+ * its offsets modulo 2^32; then the exact quotient. */
+#define SNNCC_D_PK_FINAL(BITS)                                                             \
+    init[ob + j] + (int32_t)((uint32_t)acc_[j] -                                           \
+                             ((uint32_t)sxa + (j % (8 / (BITS)) == 8 / (BITS) - 1 ? 0u : (uint32_t)sxb)) \
+                                 * (1u << ((BITS) * (2 * (j % (8 / (BITS))) + 2) - 1))) /  \
+                       (int32_t)(1 << ((BITS) * (2 * (j % (8 / (BITS))) + 1)))
+SNNCC_D_RUN(dsp_run_list4, 16, SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), 0,
+            SNNCC_D_PK_FINAL(4))
+SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), 0, SNNCC_D_PK_FINAL(2))
 
-typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
+typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t,
+                                 int32_t);
 
+/* A quad on the list: its halfword pairs, for packed weights (SCALE doublings) the sums
+ * of both pairs and (x0 x2) times 2^wbits. */
 #define SNNCC_D_PUSH(quad, wrow)                                                           \
-    list[n].xa = __sxtb16(quad);                                                           \
-    SNNCC_D_SXTB16_R8(list[n].xb, quad);                                                   \
-    list[n].w = (wrow);
+    {                                                                                      \
+        int32_t xa_ = __sxtb16(quad), xb_, d_;                                             \
+        SNNCC_D_SXTB16_R8(xb_, quad);                                                      \
+        if (scale) {                                                                       \
+            sxa = __smlad(xa_, 0x00010001, sxa);                                           \
+            sxb = __smlad(xb_, 0x00010001, sxb);                                           \
+            for (d_ = 0; d_ < scale; ++d_) {                                               \
+                xa_ = __sadd16(xa_, xa_);                                                  \
+            }                                                                              \
+        }                                                                                  \
+        list[n].xa = xa_;                                                                  \
+        list[n].xb = xb_;                                                                  \
+        list[n].w = (wrow);                                                                \
+    }
 
 static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                            const int32_t *bias, snncc_dsp_run_fn run)
 {
     SNNCC_CONV_GEOMETRY
     const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
-    snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
-    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, run(list, n, init, yp, out_c))
+    const int32_t scale = p->wbits == 8 ? 0 : p->wbits;
+    int32_t sxa = 0, sxb = 0;
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS + 1];
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, (run(list, n, init, yp, out_c, sxa, sxb), sxa = sxb = 0))
 }
 #endif
 
@@ -1956,13 +1986,14 @@ static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const 
         return 0;
     }
     for (o = 0; o < o16; ++o) {
-        const int32_t k = o % per, shift = 8 - bits * (1 + k);
+        const int32_t k = o % per;
         uint32_t sum = 0;
         for (r = 0; r < rows; ++r) {
             const uint8_t *wb = w + r * rowbytes + (o / per) * 4;
-            for (i = 0; i < 4; ++i) {
-                const int32_t f = (wb[i] >> shift) & fmask;
-                const int8_t v = (int8_t)((k == 0 ? (f ^ half) : f) - half);
+            const uint32_t wv = (uint32_t)wb[0] | (uint32_t)wb[1] << 8 | (uint32_t)wb[2] << 16 | (uint32_t)wb[3] << 24;
+            for (i = 0; i < 4; ++i) { /* field 2k + i % 2 of halfword i / 2, the top one signed */
+                const int32_t n = 2 * k + i % 2, f = (int32_t)(wv >> (16 * (i / 2) + bits * n)) & fmask;
+                const int8_t v = (int8_t)((n == 2 * per - 1 ? (f ^ half) : f) - half);
                 wt[(r * o16 + o) * 4 + i] = v;
                 sum += (uint32_t)(int32_t)v;
             }
