@@ -285,15 +285,15 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 
 /*
- * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): a 32-bit
- * word of row (tap, quad) holds the weights of 8/wbits output channels for the quad's
- * four input channels, in wbits-bit fields of its two halfwords: field 2j of halfword h
- * is output j's weight of input channel 2h (x0, x2), field 2j + 1 that of channel 2h + 1
- * (x1, x3), each stored offset binary (w + 2^(wbits-1)) except the top field of a
- * halfword (two's complement).
- * Portable: per output pixel a list of its non-zero input quads, then per word of
- * outputs a pass down the list, the fields cut out with constant shifts; the offsets
- * come off at the end (half the field range times the sum of the inputs).
+ * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): per row
+ * (tap, quad), the 16/wbits output channels ob.. of a group share a pair of 32-bit
+ * words; word k holds the quad's elements k and k + 2 (halfwords 0 and 1), output ob + f
+ * in field f of each halfword, offset binary (w + 2^(wbits-1)) except the top field
+ * (two's complement).
+ * Portable: per output pixel a list of its non-zero input quads, then per group of
+ * outputs a pass down the list, the fields cut out with constant shifts, all read as
+ * offset binary (the top one with its sign bit flipped); the offsets come off at the
+ * end as 2^(wbits-1) times the sum of the inputs.
  */
 #if !defined(SNNCC_ARM_DSP)
 typedef struct {
@@ -301,42 +301,38 @@ typedef struct {
     const uint8_t *w;
 } snncc_pk_quad_t;
 #define SNNCC_PK_QUADS 32
-/* Field N of halfword H of word wv as w + 2^(BITS-1) (the top field's sign bit flipped). */
-#define SNNCC_PK_F(H, N, BITS)                                                             \
-    (((wv >> (16 * (H) + (BITS) * (N))) & ((1u << (BITS)) - 1u)) ^                         \
-     ((N) == 16 / (BITS) - 1 ? 1u << ((BITS) - 1) : 0u))
-/* output J of the word, offset: fields 2J (x0, x2) and 2J + 1 (x1, x3); unsigned
- * arithmetic wraps, and the true sum fits int32 */
-#define SNNCC_PK_DOT(J, BITS)                                                              \
-    ((uint32_t)q->x[0] * SNNCC_PK_F(0, 2 * (J), BITS) + (uint32_t)q->x[2] * SNNCC_PK_F(1, 2 * (J), BITS) + \
-     (uint32_t)q->x[1] * SNNCC_PK_F(0, 2 * (J) + 1, BITS) +                                \
-     (uint32_t)q->x[3] * SNNCC_PK_F(1, 2 * (J) + 1, BITS))
+/* Field F of halfword H of word V as w + 2^(BITS-1). */
+#define SNNCC_PK_F(V, H, F, BITS)                                                          \
+    (((V >> (16 * (H) + (BITS) * (F))) & ((1u << (BITS)) - 1u)) ^                          \
+     ((F) == 16 / (BITS) - 1 ? 1u << ((BITS) - 1) : 0u))
+/* output F of the group, offset; unsigned arithmetic wraps, the true sum fits int32 */
+#define SNNCC_PK_DOT(F, BITS)                                                              \
+    acc[F] += (uint32_t)q->x[0] * SNNCC_PK_F(w0, 0, F, BITS) + (uint32_t)q->x[2] * SNNCC_PK_F(w0, 1, F, BITS) + \
+              (uint32_t)q->x[1] * SNNCC_PK_F(w1, 0, F, BITS) + (uint32_t)q->x[3] * SNNCC_PK_F(w1, 1, F, BITS);
+#define SNNCC_PK_WORD(b)                                                                   \
+    ((uint32_t)(b)[0] | (uint32_t)(b)[1] << 8 | (uint32_t)(b)[2] << 16 | (uint32_t)(b)[3] << 24)
 
 static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
                        int32_t out_c, int32_t bits)
 {
     const snncc_pk_quad_t *end = list + n, *q;
-    const int32_t per = 8 / bits;
-    uint32_t sx = 0, wv;
+    const int32_t per = 16 / bits;
+    uint32_t sx = 0;
     int32_t ob, j;
-    for (q = list; q < end; ++q) { /* the offsets: 2^(bits-1) times the sum of the inputs */
+    for (q = list; q < end; ++q) {
         sx += (uint32_t)(q->x[0] + q->x[1] + q->x[2] + q->x[3]);
     }
     sx <<= bits - 1;
     for (ob = 0; ob < out_c; ob += per) {
-        uint32_t acc[4] = {0, 0, 0, 0};
-        const int32_t off = ob / per * 4;
-        for (q = list; q < end; ++q) { /* the word's bytes, little end first */
-            const uint8_t *b = q->w + off;
-            wv = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        uint32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const int32_t off = ob / per * 8;
+        for (q = list; q < end; ++q) {
+            const uint32_t w0 = SNNCC_PK_WORD(q->w + off), w1 = SNNCC_PK_WORD(q->w + off + 4);
             if (bits == 4) {
-                acc[0] += SNNCC_PK_DOT(0, 4);
-                acc[1] += SNNCC_PK_DOT(1, 4);
+                SNNCC_PK_DOT(0, 4) SNNCC_PK_DOT(1, 4) SNNCC_PK_DOT(2, 4) SNNCC_PK_DOT(3, 4)
             } else {
-                acc[0] += SNNCC_PK_DOT(0, 2);
-                acc[1] += SNNCC_PK_DOT(1, 2);
-                acc[2] += SNNCC_PK_DOT(2, 2);
-                acc[3] += SNNCC_PK_DOT(3, 2);
+                SNNCC_PK_DOT(0, 2) SNNCC_PK_DOT(1, 2) SNNCC_PK_DOT(2, 2) SNNCC_PK_DOT(3, 2)
+                SNNCC_PK_DOT(4, 2) SNNCC_PK_DOT(5, 2) SNNCC_PK_DOT(6, 2) SNNCC_PK_DOT(7, 2)
             }
         }
         for (j = 0; j < per && ob + j < out_c; ++j) {
@@ -381,6 +377,16 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
  * longer fan-ins run in chunks that add to the output.  The accumulators wrap like int32
  * adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the result
  * fits int32 (range analysis).
+ *
+ * Packed weights need no unpacking instruction: an AND with a constant (an encodable
+ * immediate) keeps field f of both halfwords of a word, which SMLAD reads as 2^(wbits f)
+ * times the field, and pairs with (x0 x2) (word 0) or (x1 x3) (word 1): one AND and one
+ * SMLAD per two products, one load per 8 (4-bit) or 16 (2-bit) weights, against a load
+ * and two SXTB16 per 4 weights at 8 bits.  Output f of a group thus holds 2^(wbits f)
+ * times its sum over the offset fields; the offsets come off as that times 2^(wbits-1)
+ * times the sum of the inputs (not for the top field, stored two's complement), modulo
+ * 2^32.  The memory plan keeps 2^(16-wbits) times every partial sum inside int32, so
+ * the division is exact.
  */
 #if defined(SNNCC_ARM_DSP)
 #include <arm_acle.h>
@@ -395,14 +401,15 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
 #define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
 typedef struct {
-    int32_t xa, xb;  /* the quad's halfword pairs (x0 x2) and (x1 x3) (packed: xa scaled) */
+    int32_t xa, xb;  /* the quad's halfword pairs (x0 x2) and (x1 x3) */
     const int8_t *w; /* its weights, this pass's output channels; NULL ends the list */
 } snncc_dsp_quad_t;
 
-/* 8-bit weights: output j += word j of the row, each byte sign-extended, dotted with the
- * quad, in one statement (GCC would otherwise hoist the loads of all words of a pass
- * and spill the accumulators). */
+/* Each macro below is one statement with its load: GCC would otherwise hoist the loads
+ * of all words of a pass and spill the accumulators. */
 #if defined(__GNUC__)
+/* 8-bit weights: output j += word j of the row, each byte sign-extended, dotted with
+ * the quad */
 #define SNNCC_D_MAC(j)                                                                     \
     __asm__("ldr %[w], [%[p], #" #j " * 4]\n\t"                                            \
             "sxtb16 %[t], %[w]\n\t"                                                        \
@@ -411,136 +418,143 @@ typedef struct {
             "smlad %[a], %[t], %[xb], %[a]"                                                \
             : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
             : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
+#define SNNCC_D_AM(A, M) "and %[t], %[w], #" #M "\n\tsmlad %[" #A "], %[t], %[x], %[" #A "]\n\t"
+#define SNNCC_D_W4_ASM                                                                     \
+    SNNCC_D_AM(a, 0x000F000F) SNNCC_D_AM(b, 0x00F000F0) SNNCC_D_AM(c, 0x0F000F00)          \
+    "and %[w], %[w], #0xF000F000\n\t"                                                      \
+    "smlad %[d], %[w], %[x], %[d]"
+#define SNNCC_D_W2_ASM                                                                     \
+    SNNCC_D_AM(a, 0x00030003) SNNCC_D_AM(b, 0x000C000C) SNNCC_D_AM(c, 0x00300030)          \
+    SNNCC_D_AM(d, 0x00C000C0) SNNCC_D_AM(e, 0x03000300) SNNCC_D_AM(f, 0x0C000C00)          \
+    SNNCC_D_AM(g, 0x30003000)                                                              \
+    "and %[w], %[w], #0xC000C000\n\t"                                                      \
+    "smlad %[h], %[w], %[x], %[h]"
+/* 4-bit: word k of the row, the fields of outputs j0..j3 dotted with x_, which the
+ * first form loads (pair K of the quad: 0 (x0 x2), 4 (x1 x3)) */
+#define SNNCC_D_W4X(K, k, j0, j1, j2, j3)                                                  \
+    __asm__("ldr %[x], [%[q], #" #K "]\n\t"                                               \
+            "ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W4_ASM                            \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
+              [x] "=&r"(x_), [w] "=&r"(w_), [t] "=&r"(t_)                                  \
+            : [p] "r"(wr), [q] "r"(q));
+#define SNNCC_D_W4(k, j0, j1, j2, j3)                                                      \
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W4_ASM                            \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
+              [w] "=&r"(w_), [t] "=&r"(t_)                                                 \
+            : [p] "r"(wr), [x] "r"(x_));
+/* 2-bit: word k of the row, the fields of outputs 0..7 dotted with pair K of the quad */
+#define SNNCC_D_W2X(K, k)                                                                  \
+    __asm__("ldr %[x], [%[q], #" #K "]\n\t"                                               \
+            "ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W2_ASM                            \
+            : [a] "+r"(a0), [b] "+r"(a1), [c] "+r"(a2), [d] "+r"(a3), [e] "+r"(a4),        \
+              [f] "+r"(a5), [g] "+r"(a6), [h] "+r"(a7), [x] "=&r"(x_), [w] "=&r"(w_),      \
+              [t] "=&r"(t_)                                                                \
+            : [p] "r"(wr), [q] "r"(q));
 #else
 #define SNNCC_D_MAC(j)                                                                     \
     memcpy(&w_, wr + 4 * (j), sizeof w_);                                                  \
     a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
     SNNCC_D_SXTB16_R8(t_, w_);                                                             \
     a##j = __smlad(t_, xb_, a##j);
+#define SNNCC_D_AM(j, M) a##j = __smlad((int32_t)((uint32_t)w_ & M##u), x_, a##j);
+#define SNNCC_D_W4(k, j0, j1, j2, j3)                                                      \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(j0, 0x000F000F) SNNCC_D_AM(j1, 0x00F000F0)                                  \
+    SNNCC_D_AM(j2, 0x0F000F00) SNNCC_D_AM(j3, 0xF000F000)
+#define SNNCC_D_W4X(K, k, j0, j1, j2, j3)                                                  \
+    x_ = (K) ? q->xb : q->xa;                                                              \
+    SNNCC_D_W4(k, j0, j1, j2, j3)
+#define SNNCC_D_W2X(K, k)                                                                  \
+    x_ = (K) ? q->xb : q->xa;                                                              \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(0, 0x00030003) SNNCC_D_AM(1, 0x000C000C) SNNCC_D_AM(2, 0x00300030)          \
+    SNNCC_D_AM(3, 0x00C000C0) SNNCC_D_AM(4, 0x03000300) SNNCC_D_AM(5, 0x0C000C00)          \
+    SNNCC_D_AM(6, 0x30003000) SNNCC_D_AM(7, 0xC000C000)
 #endif
 
 /* The passes of a list, 8 output channels (PASS weight bytes) each: the last pass reads
- * the zero-padded weights of up to 7 channels past out_c.  ACC0 is an accumulator's
- * start, FINAL turns acc_ into the outputs. */
-#define SNNCC_D_RUN(NAME, PASS, BODY, ACC0, FINAL)                                         \
+ * the zero-padded weights of up to 7 channels past out_c.  The accumulators start at
+ * ACC0(j); FIN(j) stores output ob + j (for j < out_c - ob). */
+#define SNNCC_D_RUN(NAME, PASS, BODY, ACC0, FIN)                                           \
     static void NAME(snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,  \
-                     int32_t out_c, int32_t sxa, int32_t sxb)                              \
+                     int32_t out_c, int32_t sx)                                            \
     {                                                                                      \
         snncc_dsp_quad_t *q;                                                               \
         const int8_t *wr;                                                                  \
-        int32_t ob, j, w_, t_;                                                             \
+        int32_t ob, w_, t_, x_;                                                            \
         list[n].w = 0;                                                                     \
         for (ob = 0; ob < out_c; ob += 8) {                                                \
-            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
-            for (j = 0; j < 8; ++j) {                                                      \
-                acc_[j] = ACC0;                                                            \
-            }                                                                              \
-            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
-            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
+            const int32_t left = out_c - ob;                                               \
+            int32_t a0 = ACC0(0), a1 = ACC0(1), a2 = ACC0(2), a3 = ACC0(3);                \
+            int32_t a4 = ACC0(4), a5 = ACC0(5), a6 = ACC0(6), a7 = ACC0(7);                \
             for (q = list; (wr = q->w) != 0; ++q) {                                        \
-                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
                 q->w = wr + (PASS);                                                        \
                 BODY                                                                       \
             }                                                                              \
-            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
-            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
-            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
-                yp[ob + j] = FINAL;                                                        \
-            }                                                                              \
+            SNNCC_D_8(FIN)                                                                 \
         }                                                                                  \
         (void)w_;                                                                          \
         (void)t_;                                                                          \
-        (void)sxa;                                                                         \
-        (void)sxb;                                                                         \
+        (void)x_;                                                                          \
+        (void)sx;                                                                          \
     }
-SNNCC_D_RUN(dsp_run_list, 32, SNNCC_D_8(SNNCC_D_MAC), ob + j < out_c ? init[ob + j] : 0, acc_[j])
+#define SNNCC_D_INIT(j) (left > (j) ? init[ob + (j)] : 0)
+#define SNNCC_D_ZERO(j) 0
+#define SNNCC_D_STORE(j)                                                                   \
+    if (left > (j)) {                                                                      \
+        yp[ob + (j)] = a##j;                                                               \
+    }
+/* output ob + j of a packed group: field F = j % (16 / BITS) of its words */
+#define SNNCC_D_PK_FIN(j, BITS)                                                            \
+    if (left > (j)) {                                                                      \
+        const int32_t f_ = (j) % (16 / (BITS));                                            \
+        const uint32_t off_ = f_ == 16 / (BITS) - 1 ? 0u : (uint32_t)sx << ((BITS) * (f_ + 1) - 1); \
+        yp[ob + (j)] = init[ob + (j)] + (int32_t)((uint32_t)a##j - off_) / (1 << ((BITS) * f_)); \
+    }
+#define SNNCC_D_FIN4(j) SNNCC_D_PK_FIN(j, 4)
+#define SNNCC_D_FIN2(j) SNNCC_D_PK_FIN(j, 2)
+SNNCC_D_RUN(dsp_run_list, 32, const int32_t xa_ = q->xa; const int32_t xb_ = q->xb; SNNCC_D_8(SNNCC_D_MAC),
+            SNNCC_D_INIT, SNNCC_D_STORE)
+/* packed: the words of (x0 x2) first, then those of (x1 x3), one register for both */
+SNNCC_D_RUN(dsp_run_list4, 16,
+            SNNCC_D_W4X(0, 0, 0, 1, 2, 3) SNNCC_D_W4(2, 4, 5, 6, 7) SNNCC_D_W4X(4, 1, 0, 1, 2, 3)
+            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_ZERO, SNNCC_D_FIN4)
+SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_ZERO, SNNCC_D_FIN2)
 
-/*
- * Packed words need no unpacking instruction: an AND with a constant (one instruction,
- * an encodable immediate) keeps field n of both halfwords, which SMLAD reads as
- * 2^(bits n) times the field.  Output j's fields 2j and 2j + 1 pair with (x0 x2) scaled
- * by 2^bits (the list holds it so) and with (x1 x3), so its accumulator holds
- * S_j = 2^(bits (2j + 1)) times its sum over the offset fields: one AND and one SMLAD
- * per two products, one load per 8 (4-bit) or 16 (2-bit) weights.  The offsets come off
- * as S_j 2^(bits-1) times the sum of the inputs (those of x0 x2 alone for the last
- * output of a word, whose (x1 x3) field is the signed top one) modulo 2^32; the memory
- * plan keeps S_j times every partial sum inside int32, so the division is exact.
- */
-#if defined(__GNUC__)
-#define SNNCC_D_AND_MAC(a, M, X) "and %[t], %[w], #" #M "\n\tsmlad %[" #a "], %[t], %[" #X "], %[" #a "]\n\t"
-#define SNNCC_D_W4(k, j0, j1)                                                              \
-    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
-            SNNCC_D_AND_MAC(a, 0x000F000F, xa) SNNCC_D_AND_MAC(a, 0x00F000F0, xb)          \
-            SNNCC_D_AND_MAC(b, 0x0F000F00, xa)                                             \
-            "and %[w], %[w], #0xF000F000\n\t"                                              \
-            "smlad %[b], %[w], %[xb], %[b]"                                                \
-            : [a] "+r"(a##j0), [b] "+r"(a##j1), [w] "=&r"(w_), [t] "=&r"(t_)               \
-            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
-#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
-    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
-            SNNCC_D_AND_MAC(a, 0x00030003, xa) SNNCC_D_AND_MAC(a, 0x000C000C, xb)          \
-            SNNCC_D_AND_MAC(b, 0x00300030, xa) SNNCC_D_AND_MAC(b, 0x00C000C0, xb)          \
-            SNNCC_D_AND_MAC(c, 0x03000300, xa) SNNCC_D_AND_MAC(c, 0x0C000C00, xb)          \
-            SNNCC_D_AND_MAC(d, 0x30003000, xa)                                             \
-            "and %[w], %[w], #0xC000C000\n\t"                                              \
-            "smlad %[d], %[w], %[xb], %[d]"                                                \
-            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
-              [w] "=&r"(w_), [t] "=&r"(t_)                                                 \
-            : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
-#else
-#define SNNCC_D_AM(j, W, M, X) a##j = __smlad((int32_t)((uint32_t)(W) & M##u), X, a##j);
-#define SNNCC_D_W4(k, j0, j1)                                                              \
-    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
-    SNNCC_D_AM(j0, w_, 0x000F000F, xa_) SNNCC_D_AM(j0, w_, 0x00F000F0, xb_)                \
-    SNNCC_D_AM(j1, w_, 0x0F000F00, xa_) SNNCC_D_AM(j1, w_, 0xF000F000, xb_)
-#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
-    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
-    SNNCC_D_AM(j0, w_, 0x00030003, xa_) SNNCC_D_AM(j0, w_, 0x000C000C, xb_)                \
-    SNNCC_D_AM(j1, w_, 0x00300030, xa_) SNNCC_D_AM(j1, w_, 0x00C000C0, xb_)                \
-    SNNCC_D_AM(j2, w_, 0x03000300, xa_) SNNCC_D_AM(j2, w_, 0x0C000C00, xb_)                \
-    SNNCC_D_AM(j3, w_, 0x30003000, xa_) SNNCC_D_AM(j3, w_, 0xC000C000, xb_)
-#endif
-/* Output j of a word of `per` outputs: its scale exponent bits (2m + 1) (m = j % per), and
- * its offsets modulo 2^32; then the exact quotient. */
-#define SNNCC_D_PK_FINAL(BITS)                                                             \
-    init[ob + j] + (int32_t)((uint32_t)acc_[j] -                                           \
-                             ((uint32_t)sxa + (j % (8 / (BITS)) == 8 / (BITS) - 1 ? 0u : (uint32_t)sxb)) \
-                                 * (1u << ((BITS) * (2 * (j % (8 / (BITS))) + 2) - 1))) /  \
-                       (int32_t)(1 << ((BITS) * (2 * (j % (8 / (BITS))) + 1)))
-SNNCC_D_RUN(dsp_run_list4, 16, SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), 0,
-            SNNCC_D_PK_FINAL(4))
-SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), 0, SNNCC_D_PK_FINAL(2))
+typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t);
 
-typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t,
-                                 int32_t);
-
-/* A quad on the list: its halfword pairs, for packed weights (SCALE doublings) the sums
- * of both pairs and (x0 x2) times 2^wbits. */
-#define SNNCC_D_PUSH(quad, wrow)                                                           \
+/* A quad on the list: its halfword pairs and weights; packed kernels also sum the
+ * inputs (SUM). */
+#define SNNCC_D_PUSH_(quad, wrow, SUM)                                                     \
     {                                                                                      \
-        int32_t xa_ = __sxtb16(quad), xb_, d_;                                             \
+        const int32_t xa_ = __sxtb16(quad);                                                \
+        int32_t xb_;                                                                       \
         SNNCC_D_SXTB16_R8(xb_, quad);                                                      \
-        if (scale) {                                                                       \
-            sxa = __smlad(xa_, 0x00010001, sxa);                                           \
-            sxb = __smlad(xb_, 0x00010001, sxb);                                           \
-            for (d_ = 0; d_ < scale; ++d_) {                                               \
-                xa_ = __sadd16(xa_, xa_);                                                  \
-            }                                                                              \
-        }                                                                                  \
+        SUM                                                                                \
         list[n].xa = xa_;                                                                  \
         list[n].xb = xb_;                                                                  \
         list[n].w = (wrow);                                                                \
     }
+#define SNNCC_D_PUSH(quad, wrow) SNNCC_D_PUSH_(quad, wrow, )
+#define SNNCC_D_PUSH_SUM(quad, wrow) SNNCC_D_PUSH_(quad, wrow, sx = __smlad(xb_, 0x00010001, __smlad(xa_, 0x00010001, sx));)
 
 static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                           const int32_t *bias, snncc_dsp_run_fn run)
+                           const int32_t *bias)
 {
     SNNCC_CONV_GEOMETRY
-    const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
-    const int32_t scale = p->wbits == 8 ? 0 : p->wbits;
-    int32_t sxa = 0, sxb = 0;
+    const int32_t rowbytes = o16 * 4; /* one (tap, quad) row: o16 x 4 weights */
     snncc_dsp_quad_t list[SNNCC_DSP_QUADS + 1];
-    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, (run(list, n, init, yp, out_c, sxa, sxb), sxa = sxb = 0))
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, dsp_run_list(list, n, init, yp, out_c, 0))
+}
+
+static void conv_block_dsp_packed(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                                  const int32_t *bias, snncc_dsp_run_fn run)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2;
+    int32_t sx = 0;
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS + 1];
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH_SUM, (run(list, n, init, yp, out_c, sx), sx = 0))
 }
 #endif
 
@@ -1232,7 +1246,7 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     return;
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, w, bias, dsp_run_list);
+    conv_block_dsp(p, x, y, w, bias);
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
@@ -1978,7 +1992,7 @@ static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const 
     int8_t wt[SNNCC_UNPACK_BYTES];
     int32_t bb[2 * SNNCC_UNPACK_OUT];
     const int32_t o16 = (p->out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
-    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 8 / bits;
+    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 16 / bits;
     const int32_t fmask = (1 << bits) - 1, half = 1 << (bits - 1), rowbytes = o16 * bits / 2;
     snncc_conv_t p8 = *p;
     int32_t r, o, i;
@@ -1989,11 +2003,12 @@ static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const 
         const int32_t k = o % per;
         uint32_t sum = 0;
         for (r = 0; r < rows; ++r) {
-            const uint8_t *wb = w + r * rowbytes + (o / per) * 4;
-            const uint32_t wv = (uint32_t)wb[0] | (uint32_t)wb[1] << 8 | (uint32_t)wb[2] << 16 | (uint32_t)wb[3] << 24;
-            for (i = 0; i < 4; ++i) { /* field 2k + i % 2 of halfword i / 2, the top one signed */
-                const int32_t n = 2 * k + i % 2, f = (int32_t)(wv >> (16 * (i / 2) + bits * n)) & fmask;
-                const int8_t v = (int8_t)((n == 2 * per - 1 ? (f ^ half) : f) - half);
+            const uint8_t *wb = w + r * rowbytes + (o / per) * 8;
+            for (i = 0; i < 4; ++i) { /* field k of halfword i / 2 of word i % 2, the top one signed */
+                const uint8_t *b = wb + 4 * (i % 2);
+                const uint32_t wv = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                const int32_t f = (int32_t)(wv >> (16 * (i / 2) + bits * k)) & fmask;
+                const int8_t v = (int8_t)((k == per - 1 ? (f ^ half) : f) - half);
                 wt[(r * o16 + o) * 4 + i] = v;
                 sum += (uint32_t)(int32_t)v;
             }
@@ -2019,7 +2034,7 @@ void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list4);
+    conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list4);
 #else
     conv_block_packed_c(p, x, y, w, bias);
 #endif
@@ -2035,7 +2050,7 @@ void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list2);
+    conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list2);
 #else
     conv_block_packed_c(p, x, y, w, bias);
 #endif
