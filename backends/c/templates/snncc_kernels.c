@@ -301,45 +301,65 @@ typedef struct {
     const uint8_t *w;
 } snncc_pk_quad_t;
 #define SNNCC_PK_QUADS 32
-/* Field F of halfword H of word V as w + 2^(BITS-1). */
-#define SNNCC_PK_F(V, H, F, BITS)                                                          \
-    (((V >> (16 * (H) + (BITS) * (F))) & ((1u << (BITS)) - 1u)) ^                          \
-     ((F) == 16 / (BITS) - 1 ? 1u << ((BITS) - 1) : 0u))
-/* output F of the group, offset; unsigned arithmetic wraps, the true sum fits int32 */
-#define SNNCC_PK_DOT(F, BITS)                                                              \
-    acc[F] += (uint32_t)q->x[0] * SNNCC_PK_F(w0, 0, F, BITS) + (uint32_t)q->x[2] * SNNCC_PK_F(w0, 1, F, BITS) + \
-              (uint32_t)q->x[1] * SNNCC_PK_F(w1, 0, F, BITS) + (uint32_t)q->x[3] * SNNCC_PK_F(w1, 1, F, BITS);
-#define SNNCC_PK_WORD(b)                                                                   \
-    ((uint32_t)(b)[0] | (uint32_t)(b)[1] << 8 | (uint32_t)(b)[2] << 16 | (uint32_t)(b)[3] << 24)
-
-static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
-                       int32_t out_c, int32_t bits)
+/* Field F of halfword H of word V (BITS wide) as w + 2^(BITS-1): T flips the sign bit of
+ * the top field, stored two's complement. */
+#define SNNCC_PK_F(V, H, F, BITS, T) ((((V) >> (16 * (H) + (BITS) * (F))) & ((1u << (BITS)) - 1u)) ^ (T))
+/* outputs ob..ob+3 += the levels XA (element k) and XB (k + 2) times their fields in
+ * word k of the group, V (shifted to field F0) */
+#define SNNCC_PK_HALF(V, XA, XB, BITS, T)                                                  \
+    {                                                                                      \
+        const uint32_t v_ = (V), xa_ = (uint32_t)(XA), xb_ = (uint32_t)(XB);               \
+        a0 += xa_ * SNNCC_PK_F(v_, 0, 0, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 0, BITS, 0u);  \
+        a1 += xa_ * SNNCC_PK_F(v_, 0, 1, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 1, BITS, 0u);  \
+        a2 += xa_ * SNNCC_PK_F(v_, 0, 2, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 2, BITS, 0u);  \
+        a3 += xa_ * SNNCC_PK_F(v_, 0, 3, BITS, T) + xb_ * SNNCC_PK_F(v_, 1, 3, BITS, T);    \
+    }
+/* A little-endian word of packed weights. */
+static uint32_t pk_word(const uint8_t *b)
 {
-    const snncc_pk_quad_t *end = list + n, *q;
-    const int32_t per = 16 / bits;
-    uint32_t sx = 0;
-    int32_t ob, j;
-    for (q = list; q < end; ++q) {
-        sx += (uint32_t)(q->x[0] + q->x[1] + q->x[2] + q->x[3]);
-    }
-    sx <<= bits - 1;
-    for (ob = 0; ob < out_c; ob += per) {
-        uint32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const int32_t off = ob / per * 8;
-        for (q = list; q < end; ++q) {
-            const uint32_t w0 = SNNCC_PK_WORD(q->w + off), w1 = SNNCC_PK_WORD(q->w + off + 4);
-            if (bits == 4) {
-                SNNCC_PK_DOT(0, 4) SNNCC_PK_DOT(1, 4) SNNCC_PK_DOT(2, 4) SNNCC_PK_DOT(3, 4)
-            } else {
-                SNNCC_PK_DOT(0, 2) SNNCC_PK_DOT(1, 2) SNNCC_PK_DOT(2, 2) SNNCC_PK_DOT(3, 2)
-                SNNCC_PK_DOT(4, 2) SNNCC_PK_DOT(5, 2) SNNCC_PK_DOT(6, 2) SNNCC_PK_DOT(7, 2)
-            }
-        }
-        for (j = 0; j < per && ob + j < out_c; ++j) {
-            yp[ob + j] = init[ob + j] + (int32_t)(acc[j] - sx);
-        }
-    }
+    uint32_t v;
+    memcpy(&v, b, sizeof v);
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = (v >> 24) | (v >> 8 & 0xFF00u) | (v << 8 & 0xFF0000u) | (v << 24);
+#endif
+    return v;
 }
+/* One pass down the list: outputs ob..ob+3, fields F0..F0+3 of their group's words (T:
+ * the last is the top field); unsigned arithmetic wraps, and the true sums fit int32. */
+#define SNNCC_PK_PASS(BITS, F0, T)                                                         \
+    {                                                                                      \
+        uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
+        const int32_t off = ob / (16 / (BITS)) * 8;                                        \
+        for (q = list; q < end; ++q) {                                                     \
+            SNNCC_PK_HALF(pk_word(q->w + off) >> ((BITS) * (F0)), q->x[0], q->x[2], BITS, T) \
+            SNNCC_PK_HALF(pk_word(q->w + off + 4) >> ((BITS) * (F0)), q->x[1], q->x[3], BITS, T) \
+        }                                                                                  \
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;                                \
+        for (j = 0; j < 4 && ob + j < out_c; ++j) {                                        \
+            yp[ob + j] = init[ob + j] + (int32_t)(acc[j] - sx);                            \
+        }                                                                                  \
+        ob += 4;                                                                           \
+    }
+
+/* The passes of a list: 4 outputs each, the offsets off at the end (2^(BITS-1) times
+ * the sum of the inputs). */
+#define SNNCC_PK_RUN(NAME, BITS, PASSES)                                                   \
+    static void NAME(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
+                     int32_t out_c)                                                        \
+    {                                                                                      \
+        const snncc_pk_quad_t *end = list + n, *q;                                         \
+        uint32_t sx = 0, acc[4];                                                           \
+        int32_t ob = 0, j;                                                                 \
+        for (q = list; q < end; ++q) {                                                     \
+            sx += (uint32_t)(q->x[0] + q->x[1] + q->x[2] + q->x[3]);                       \
+        }                                                                                  \
+        sx <<= (BITS) - 1;                                                                 \
+        while (ob < out_c) {                                                               \
+            PASSES                                                                         \
+        }                                                                                  \
+    }
+SNNCC_PK_RUN(packed_run4, 4, SNNCC_PK_PASS(4, 0, 8u))
+SNNCC_PK_RUN(packed_run2, 2, SNNCC_PK_PASS(2, 0, 0u) SNNCC_PK_PASS(2, 4, 2u))
 
 #define SNNCC_PK_PUSH(quad, wrow)                                                          \
     {                                                                                      \
@@ -352,13 +372,15 @@ static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *in
         list[n].w = (const uint8_t *)(const void *)(wrow);                                 \
     }
 
+typedef void (*snncc_pk_run_fn)(const snncc_pk_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
+
 static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
-                                const int32_t *bias)
+                                const int32_t *bias, snncc_pk_run_fn run)
 {
     SNNCC_CONV_GEOMETRY
     const int32_t rowbytes = o16 * p->wbits / 2;
     snncc_pk_quad_t list[SNNCC_PK_QUADS];
-    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, packed_run(list, n, init, yp, out_c, p->wbits))
+    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, run(list, n, init, yp, out_c))
 }
 #endif
 
@@ -2036,7 +2058,7 @@ void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #if defined(SNNCC_ARM_DSP)
     conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list4);
 #else
-    conv_block_packed_c(p, x, y, w, bias);
+    conv_block_packed_c(p, x, y, w, bias, packed_run4);
 #endif
 }
 
@@ -2052,6 +2074,6 @@ void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #if defined(SNNCC_ARM_DSP)
     conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list2);
 #else
-    conv_block_packed_c(p, x, y, w, bias);
+    conv_block_packed_c(p, x, y, w, bias, packed_run2);
 #endif
 }
