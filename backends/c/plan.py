@@ -67,6 +67,7 @@ class Tensor:
     levels: bool = False  # spike levels: zero-skipping pays off
     rate: float | None = None  # measured spike rate, when known
     nonneg: bool = False  # every value >= 0 (levels of unsigned neurons): u8 dot products
+    bound: int = 128  # every |value| of an int8 tensor is at most this (N for levels)
     fused: dict | None = None  # a conv computed row by row inside its neuron's step (never stored whole)
 
 
@@ -251,7 +252,7 @@ class _Builder:
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
         sb = L.storage_bits(bits)
-        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb))
+        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb, x.bound))
         if block:
             slices = L.conv_weight_block(wt, BLOCK)
         else:
@@ -304,12 +305,13 @@ class _Builder:
         return "snncc_conv_block_i8" if sb == 8 else f"snncc_conv_block_w{sb}"
 
     @staticmethod
-    def packed_fits(wt: np.ndarray, sb: int) -> bool:
+    def packed_fits(wt: np.ndarray, sb: int, xmax: int) -> bool:
         """The Arm DSP packed kernels sum an output's products times up to 2^(16-sb) (the
-        scale of its fields in a halfword, layout.pack_block): exact while |x| <= 128 times
-        sum |w| times that scale stays below 2^31 (every partial sum then fits int32)."""
+        scale of its fields in a halfword, layout.pack_block): exact while the input bound
+        |x| <= xmax times sum |w| times that scale stays below 2^31 (every partial sum then
+        fits int32)."""
         fan = np.abs(wt.astype(np.int64)).reshape(len(wt), -1).sum(axis=1).max(initial=0)
-        return 128 * int(fan) * 2 ** (16 - sb) < 2**31
+        return xmax * int(fan) * 2 ** (16 - sb) < 2**31
 
     def packed_block(self, node: Node, ident: str, block: np.ndarray, bits: int, sb: int) -> str:
         lim = 2 ** (sb - 1)
@@ -341,7 +343,7 @@ class _Builder:
         block convs then read whole channel quads (the weights of padded channels are 0)."""
         c, h, w = x.shape
         cp = -(-c // 4) * 4
-        y = self.tensor("i8", (cp, h, w), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor("i8", (cp, h, w), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, {h * w}, {c}, {cp});"], [x.buf, y.buf])
         return y
 
@@ -359,7 +361,7 @@ class _Builder:
         o, f = wt.shape
         bits = int(node.attrs.get("bits", 8))
         sb = L.storage_bits(bits)
-        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb)):
+        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb, x.bound)):
             return self.dense_block(node, ident, x, wt, bits, sb)
         wref, sb = self.weights(node, ident, L.dense_weight_slices(wt), bits)
         bref = self.bias(node, ident, o)
@@ -388,7 +390,7 @@ class _Builder:
             wref, _ = self.weights(node, ident, block, bits)
         if sb == 8 and f % 4:  # x86 block kernels read whole channel quads
             fp = -(-f // 4) * 4
-            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
             self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, 1, {f}, {fp});"], [x.buf, y.buf])
             x, f = y, fp
         bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
@@ -438,7 +440,8 @@ class _Builder:
     def op_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
         p = self.pool_decl(node, ident, x)
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                        bound=x.bound)
         self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
         return y
 
@@ -446,7 +449,7 @@ class _Builder:
         """y[ch] = max over the H*W positions of x (channel-last: x[pos * C + ch])."""
         x = ins[0]
         c, h, w = x.shape
-        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         t = CTYPE[x.kind]
         self.step([
             "{",
@@ -499,7 +502,7 @@ class _Builder:
             f"{int(bool(a.get('signed', False)))}, {L.c_int(vmin)}, {L.c_int(vmax)}, {shift}}};")
         rate = self.rates.get(node.output, a.get("spike_rate"))
         z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate),
-                        nonneg=not a.get("signed", False))
+                        nonneg=not a.get("signed", False), bound=levels)
         vptr = "NULL"
         bufs = [x.buf, z.buf]
         if self.T > 1:
@@ -581,12 +584,13 @@ class _Builder:
         src = x
         if not L.c_order_equal(x.shape):
             h, w, c = L.hwc_dims(x.shape)
-            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                              bound=x.bound)
             self.step([f"snncc_hwc_to_chw({self.ptr(x)}, {self.ptr(src)}, {h}, {w}, {c}, {es});"],
                       [x.buf, src.buf])
         if L.c_order_equal(shape):
             return Tensor(src.buf, src.kind, shape, src.levels, src.rate, src.nonneg)
-        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         h, w, c = L.hwc_dims(shape)
         self.step([f"snncc_chw_to_hwc({self.ptr(src)}, {self.ptr(y)}, {h}, {w}, {c}, {es});"], [src.buf, y.buf])
         return y
@@ -601,7 +605,8 @@ class _Builder:
         kind = "i32" if any(t.kind == "i32" for t in ins) else "i8"
         xs = [self.widen(t) if kind == "i32" else t for t in ins]
         shape = self.g.values[node.output].shape
-        y = self.tensor(kind, shape, levels=all(t.levels for t in xs), nonneg=all(t.nonneg for t in xs))
+        y = self.tensor(kind, shape, levels=all(t.levels for t in xs), nonneg=all(t.nonneg for t in xs),
+                        bound=max(t.bound for t in xs))
         axis = int(node.attrs.get("axis", 0))
         dims, amap = L.physical_dims(shape)
         p = amap[axis]
@@ -621,7 +626,8 @@ class _Builder:
         x = ins[0]
         c, h, w = x.shape
         t, l_, b, r = node.attrs["pads"]
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                        bound=x.bound)
         self.step([f"snncc_pad_hwc({self.ptr(x)}, {self.ptr(y)}, {h}, {w}, {c}, {t}, {l_}, {b}, {r}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y
@@ -630,7 +636,7 @@ class _Builder:
         x = ins[0]
         outer, ch, inner = L.channel_split(x.shape)
         groups = int(node.attrs["groups"])
-        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         self.step([f"snncc_channel_shuffle({self.ptr(x)}, {self.ptr(y)}, {outer}, {ch}, {inner}, {groups}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y
