@@ -253,6 +253,28 @@ class _Builder:
         depthwise = group == c == o and ig == 1
         sb = L.storage_bits(bits)
         block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb, x.bound))
+        sh, sw = a.get("strides", (1, 1))
+        pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
+        dh, dw = a.get("dilations", (1, 1))
+        kq = -(-(kh * kw * c) // 4) * 4  # a window's values, in whole quads
+        pre = None
+        if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
+            # Few input channels (the image): a window's values in quads (im2col) and a 1x1
+            # conv on them, not every tap's channels padded to a quad (9 quads -> 3 for one
+            # channel and a 3x3 kernel).
+            _, oh, ow = out_shape
+            self.plan.param_decls.append(
+                f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
+                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};")
+            wt = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
+            fused_rows = self.fused_rows(out_shape) if self.fusable(node) else oh
+            xi = self.tensor("i8", (kq, fused_rows, ow), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
+            if fused_rows == oh:
+                self.step([f"snncc_im2col_i8(&{ident}_ip, {self.ptr(x)}, {self.ptr(xi)}, {kq});"], [x.buf, xi.buf])
+            else:  # the fused schedule fills the rows it computes
+                pre = ([f"{{ snncc_conv_t i_ = {ident}_ip; i_.out_h = g_.out_h; i_.pad_t = {pt} - r_ * {sh}; "
+                        f"snncc_im2col_i8(&i_, {self.ptr(x)}, {self.ptr(xi)}, {kq}); }}"], [x.buf])
+            x, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = xi, kq, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1
         if block:
             slices = L.conv_weight_block(wt, BLOCK)
         else:
@@ -267,9 +289,6 @@ class _Builder:
             bref = self.bias_offset(node, ident, wt)
         else:
             bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
-        sh, sw = a.get("strides", (1, 1))
-        pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
-        dh, dw = a.get("dilations", (1, 1))
         self.plan.param_decls.append(
             f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
             f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
@@ -278,7 +297,7 @@ class _Builder:
             self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
             call = f"{self.block_kernel(sb)}(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
             fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
-                     "stride_h": sh}
+                     "stride_h": 0 if pre else sh, "pre": pre}
             return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
@@ -534,7 +553,8 @@ class _Builder:
         f = x.fused
         _, oh, ow = x.shape
         row = ow * x.shape[0]
-        rows = max(1, min(oh, FUSED_ROW_BYTES // (4 * row)))
+        rows = self.fused_rows(x.shape)
+        pre, pre_bufs = f["pre"] or ([], [])
         cur = self.tensor("i32", (rows * row,))
         vrow = "NULL" if vptr == "NULL" else f"{vptr} + r_ * {row}"
         self.step([
@@ -549,6 +569,7 @@ class _Builder:
             f"        g_.out_h = {oh} - r_ < {rows} ? {oh} - r_ : {rows};",
             f"        g_.pad_t = {f['pad_t']} - r_ * {f['stride_h']};",
             f"        n_.outer = g_.out_h * {ow};",
+            *["        " + line for line in pre],
             "        " + f["call"].replace("@CUR@", self.ptr(cur)),
             "#ifdef SNNCC_DEBUG",
             "        {",
@@ -565,7 +586,13 @@ class _Builder:
             f"    if (t == {self.T - 1}) {{ @DEBUG_HOOK@({f['index']}, dbg_, 4, {oh}, {ow}, {x.shape[0]}, 1); }}",
             "#endif",
             "}",
-        ], [f["x"].buf, cur.buf, z.buf])
+        ], [f["x"].buf, *pre_bufs, cur.buf, z.buf])
+
+    @staticmethod
+    def fused_rows(shape: tuple[int, ...]) -> int:
+        """Output rows a fused conv computes at a time: at most FUSED_ROW_BYTES of currents."""
+        o, oh, ow = shape
+        return max(1, min(oh, FUSED_ROW_BYTES // (4 * ow * o)))
 
     def current_bound(self, node: Node) -> int | None:
         """max |input current| of a neuron from the range analysis, if recorded."""

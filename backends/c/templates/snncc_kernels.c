@@ -1945,6 +1945,36 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
     }
 }
 
+void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq)
+{
+    int32_t oy, ox, ky, kx, c, i;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            int8_t *d = y + (oy * p->out_w + ox) * kq;
+            i = 0;
+            for (ky = 0; ky < p->k_h; ++ky) {
+                const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                for (kx = 0; kx < p->k_w; ++kx) {
+                    const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                        for (c = 0; c < p->in_c; ++c) {
+                            d[i++] = 0;
+                        }
+                    } else {
+                        const int8_t *s = x + (iy * p->in_w + ix) * p->in_c;
+                        for (c = 0; c < p->in_c; ++c) {
+                            d[i++] = s[c];
+                        }
+                    }
+                }
+            }
+            for (; i < kq; ++i) {
+                d[i] = 0;
+            }
+        }
+    }
+}
+
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp)
 {
     int32_t pix, ch;

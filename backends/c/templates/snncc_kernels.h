@@ -151,6 +151,11 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
 void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channels,
                            int32_t inner, int32_t groups, int32_t esize);
 
+/* The windows of a conv on few channels (im2col): per output pixel, its k_h x k_w x in_c
+ * input values in [ky][kx][c] order (0 in the padding), then zeros up to kq (a multiple
+ * of 4); a 1x1 block conv then reads them in whole quads. */
+void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq);
+
 /* HWC int8 of c channels -> cp >= c channels, the extra ones 0 (block conv inputs). */
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp);
 
