@@ -257,52 +257,73 @@ class _Builder:
         pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
         dh, dw = a.get("dilations", (1, 1))
         kq = -(-(kh * kw * c) // 4) * 4  # a window's values, in whole quads
-        pre = None
+        pre, pname = None, ident
         if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
-            # Few input channels (the image): a window's values in quads (im2col) and a 1x1
-            # conv on them, not every tap's channels padded to a quad (9 quads -> 3 for one
-            # channel and a 3x3 kernel).
+            # Few input channels (the image): in the firmware schedule a window's values in
+            # quads (im2col) and a 1x1 conv on them, not every tap's channels padded to a
+            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 SIMD kernels
+            # measured faster on padded taps than behind the copy, so the unfused schedule
+            # keeps them; both schedules declare both forms (--gc-sections drops the other).
             _, oh, ow = out_shape
-            self.plan.param_decls.append(
+            wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
+            wref_i, bref_i = self.block_consts(node, ident, wt_i, bits, sb, x.nonneg)
+            wref_p, bref_p = self.block_consts(node, ident + "p", wt, bits, sb, x.nonneg)
+            cp = -(-c // 4) * 4 if sb == 8 else c
+            self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
-                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};")
-            wt = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
-            fused_rows = self.fused_rows(out_shape) if self.fusable(node) else oh
-            xi = self.tensor("i8", (kq, fused_rows, ow), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
-            if fused_rows == oh:
-                self.step([f"snncc_im2col_i8(&{ident}_ip, {self.ptr(x)}, {self.ptr(xi)}, {kq});"], [x.buf, xi.buf])
-            else:  # the fused schedule fills the rows it computes
-                pre = ([f"{{ snncc_conv_t i_ = {ident}_ip; i_.out_h = g_.out_h; i_.pad_t = {pt} - r_ * {sh}; "
-                        f"snncc_im2col_i8(&i_, {self.ptr(x)}, {self.ptr(xi)}, {kq}); }}"], [x.buf])
-            x, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = xi, kq, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1
-        if block:
-            slices = L.conv_weight_block(wt, BLOCK)
+                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
+                f"static const snncc_conv_t {ident}_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
+                f"1, {sb}, {int(x.nonneg)}}};",
+                f"static const snncc_conv_t {ident}p_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
+                f"{pt}, {pl}, {dh}, {dw}, 1, {sb}, {int(x.nonneg)}}};"]
+            # the other schedule's geometry, referenced (static constants must be used)
+            self.step([f"(void)&{ident}_ip; (void)&{ident}_p;" if not self.fuse else f"(void)&{ident}p_p;"], [])
+            if not self.fuse:
+                pname, wref, bref = ident + "p", wref_p, bref_p
+                if sb == 8:
+                    x = self.pad_channels(x)
+            else:
+                wref, bref = wref_i, bref_i
+                fused_rows = self.fused_rows(out_shape) if self.fusable(node) else oh
+                xi = self.tensor("i8", (kq, fused_rows, ow), levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                                 bound=x.bound)
+                if fused_rows == oh:
+                    self.step([f"snncc_im2col_i8(&{ident}_ip, {self.ptr(x)}, {self.ptr(xi)}, {kq});"],
+                              [x.buf, xi.buf])
+                else:  # the fused schedule fills the rows it computes
+                    pre = ([f"{{ snncc_conv_t i_ = {ident}_ip; i_.out_h = g_.out_h; i_.pad_t = {pt} - r_ * {sh}; "
+                            f"snncc_im2col_i8(&i_, {self.ptr(x)}, {self.ptr(xi)}, {kq}); }}"], [x.buf])
+                x, pt, sh = xi, 0, 1
+            slices = None
         else:
-            slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
-        if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
-            wref = self.packed_block(node, ident, slices, bits, sb)
-        else:
-            wref, sb = self.weights(node, ident, slices, bits)
-        if block and sb == 8 and c % 4:
-            x = self.pad_channels(x)
-        if block and sb == 8 and not x.nonneg:
-            bref = self.bias_offset(node, ident, wt)
-        else:
-            bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
-        self.plan.param_decls.append(
-            f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
-            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
+            if block:
+                slices = L.conv_weight_block(wt, BLOCK)
+            else:
+                slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
+            if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
+                wref = self.packed_block(node, ident, slices, bits, sb)
+            else:
+                wref, sb = self.weights(node, ident, slices, bits)
+            if block and sb == 8 and c % 4:
+                x = self.pad_channels(x)
+            if block and sb == 8 and not x.nonneg:
+                bref = self.bias_offset(node, ident, wt)
+            else:
+                bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
+            self.plan.param_decls.append(
+                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, "
+                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         if block and self.fusable(node):
             sparse = self.sparse(x)
             self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
             call = f"{self.block_kernel(sb)}(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
-            fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
+            fused = {"ident": pname, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
                      "stride_h": 0 if pre else sh, "pre": pre}
             return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
-            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits, sb)
+            return self.conv_block(node, pname, x, y, wref, bref, bufs, bits, sb)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -318,6 +339,17 @@ class _Builder:
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
+
+    def block_consts(self, node: Node, name: str, wt: np.ndarray, bits: int, sb: int, nonneg: bool) -> tuple[str, str]:
+        """Weights and bias of a block conv (O, C, kh, kw) as arrays ``name``_w, ``name``_b."""
+        slices = L.conv_weight_block(wt, BLOCK)
+        if sb < 8:
+            wref = self.packed_block(node, name, slices, bits, sb)
+        else:
+            wref, _ = self.weights(node, name, slices, bits)
+        if sb == 8 and not nonneg:
+            return wref, self.bias_offset(node, name, wt)
+        return wref, self.bias(node, name, len(wt), pad_to=BLOCK)
 
     @staticmethod
     def block_kernel(sb: int) -> str:
