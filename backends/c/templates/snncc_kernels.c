@@ -495,9 +495,14 @@ typedef struct {
 #endif
 
 /* The passes of a list, 8 output channels (PASS weight bytes) each: the last pass reads
- * the zero-padded weights of up to 7 channels past out_c.  The accumulators start at
- * ACC0(j); FIN(j) stores output ob + j (for j < out_c - ob). */
-#define SNNCC_D_RUN(NAME, PASS, BODY, ACC0, FIN)                                           \
+ * the zero-padded weights of up to 7 channels past out_c.  The accumulators start at 0;
+ * FIN(j) stores output ob + j (init plus accumulator j), every one of a whole pass
+ * without a check. */
+#define SNNCC_D_8C(M)                                                                      \
+    if (left > 0) { M(0) } if (left > 1) { M(1) } if (left > 2) { M(2) }                   \
+    if (left > 3) { M(3) } if (left > 4) { M(4) } if (left > 5) { M(5) }                   \
+    if (left > 6) { M(6) }
+#define SNNCC_D_RUN(NAME, PASS, BODY, FIN)                                                 \
     static void NAME(snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,  \
                      int32_t out_c, int32_t sx)                                            \
     {                                                                                      \
@@ -507,41 +512,73 @@ typedef struct {
         list[n].w = 0;                                                                     \
         for (ob = 0; ob < out_c; ob += 8) {                                                \
             const int32_t left = out_c - ob;                                               \
-            int32_t a0 = ACC0(0), a1 = ACC0(1), a2 = ACC0(2), a3 = ACC0(3);                \
-            int32_t a4 = ACC0(4), a5 = ACC0(5), a6 = ACC0(6), a7 = ACC0(7);                \
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;        \
             for (q = list; (wr = q->w) != 0; ++q) {                                        \
                 q->w = wr + (PASS);                                                        \
                 BODY                                                                       \
             }                                                                              \
-            SNNCC_D_8(FIN)                                                                 \
+            if (left >= 8) {                                                               \
+                SNNCC_D_8(FIN)                                                             \
+            } else {                                                                       \
+                SNNCC_D_8C(FIN)                                                            \
+            }                                                                              \
         }                                                                                  \
         (void)w_;                                                                          \
         (void)t_;                                                                          \
         (void)x_;                                                                          \
         (void)sx;                                                                          \
     }
-#define SNNCC_D_INIT(j) (left > (j) ? init[ob + (j)] : 0)
-#define SNNCC_D_ZERO(j) 0
-#define SNNCC_D_STORE(j)                                                                   \
-    if (left > (j)) {                                                                      \
-        yp[ob + (j)] = a##j;                                                               \
+#define SNNCC_D_STORE(j) yp[ob + (j)] = init[ob + (j)] + a##j;
+/* v / 2^k for a multiple v of 2^k: an arithmetic shift (C leaves >> of negative values to
+ * the implementation; GCC and Clang shift arithmetically, said here in assembly) */
+#if defined(__GNUC__)
+#define SNNCC_D_EXACT_DIV(dst, v, k)                                                       \
+    if ((k) == 0) {                                                                        \
+        (dst) = (v);                                                                       \
+    } else {                                                                               \
+        __asm__("asr %0, %1, #%c2" : "=r"(dst) : "r"(v), "n"((k) ? (k) : 1));              \
     }
-/* output ob + j of a packed group: field F = j % (16 / BITS) of its words */
-#define SNNCC_D_PK_FIN(j, BITS)                                                            \
-    if (left > (j)) {                                                                      \
-        const int32_t f_ = (j) % (16 / (BITS));                                            \
-        const uint32_t off_ = f_ == 16 / (BITS) - 1 ? 0u : (uint32_t)sx << ((BITS) * (f_ + 1) - 1); \
-        yp[ob + (j)] = init[ob + (j)] + (int32_t)((uint32_t)a##j - off_) / (1 << ((BITS) * f_)); \
+#else
+#define SNNCC_D_EXACT_DIV(dst, v, k) (dst) = (v) / (1 << (k));
+#endif
+/* output ob + j of a packed group: field F of its words, scale 2^(BITS F) (F = 16 / BITS -
+ * 1: the top field, two's complement, no offset) */
+#define SNNCC_D_PK_FIN(j, BITS, F)                                                         \
+    {                                                                                      \
+        const uint32_t off_ = (F) == 16 / (BITS) - 1 ? 0u : (uint32_t)sx << ((BITS) * ((F) + 1) - 1); \
+        int32_t d_;                                                                        \
+        SNNCC_D_EXACT_DIV(d_, (int32_t)((uint32_t)a##j - off_), SNNCC_D_SH##BITS##_##F)    \
+        yp[ob + (j)] = init[ob + (j)] + d_;                                                \
     }
-#define SNNCC_D_FIN4(j) SNNCC_D_PK_FIN(j, 4)
-#define SNNCC_D_FIN2(j) SNNCC_D_PK_FIN(j, 2)
+#define SNNCC_D_SH4_0 0
+#define SNNCC_D_SH4_1 4
+#define SNNCC_D_SH4_2 8
+#define SNNCC_D_SH4_3 12
+#define SNNCC_D_SH2_0 0
+#define SNNCC_D_SH2_1 2
+#define SNNCC_D_SH2_2 4
+#define SNNCC_D_SH2_3 6
+#define SNNCC_D_SH2_4 8
+#define SNNCC_D_SH2_5 10
+#define SNNCC_D_SH2_6 12
+#define SNNCC_D_SH2_7 14
+#define SNNCC_D_FIN4(j) SNNCC_D_FIN4_##j
+#define SNNCC_D_FIN4_0 SNNCC_D_PK_FIN(0, 4, 0)
+#define SNNCC_D_FIN4_1 SNNCC_D_PK_FIN(1, 4, 1)
+#define SNNCC_D_FIN4_2 SNNCC_D_PK_FIN(2, 4, 2)
+#define SNNCC_D_FIN4_3 SNNCC_D_PK_FIN(3, 4, 3)
+#define SNNCC_D_FIN4_4 SNNCC_D_PK_FIN(4, 4, 0)
+#define SNNCC_D_FIN4_5 SNNCC_D_PK_FIN(5, 4, 1)
+#define SNNCC_D_FIN4_6 SNNCC_D_PK_FIN(6, 4, 2)
+#define SNNCC_D_FIN4_7 SNNCC_D_PK_FIN(7, 4, 3)
+#define SNNCC_D_FIN2(j) SNNCC_D_PK_FIN(j, 2, j)
 SNNCC_D_RUN(dsp_run_list, 32, const int32_t xa_ = q->xa; const int32_t xb_ = q->xb; SNNCC_D_8(SNNCC_D_MAC),
-            SNNCC_D_INIT, SNNCC_D_STORE)
+            SNNCC_D_STORE)
 /* packed: the words of (x0 x2) first, then those of (x1 x3), one register for both */
 SNNCC_D_RUN(dsp_run_list4, 16,
             SNNCC_D_W4X(0, 0, 0, 1, 2, 3) SNNCC_D_W4(2, 4, 5, 6, 7) SNNCC_D_W4X(4, 1, 0, 1, 2, 3)
-            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_ZERO, SNNCC_D_FIN4)
-SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_ZERO, SNNCC_D_FIN2)
+            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_FIN4)
+SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_FIN2)
 
 typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t);
 
