@@ -266,24 +266,24 @@ class _Builder:
             # keeps them; both schedules declare both forms (--gc-sections drops the other).
             _, oh, ow = out_shape
             wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
-            wref_i, bref_i = self.block_consts(node, ident, wt_i, bits, sb, x.nonneg)
-            wref_p, bref_p = self.block_consts(node, ident + "p", wt, bits, sb, x.nonneg)
+            wref_p, bref_p = self.block_consts(node, ident, wt, bits, sb, x.nonneg)
+            wref_i, bref_i = self.block_consts(node, ident + "i", wt_i, bits, sb, x.nonneg)
             cp = -(-c // 4) * 4 if sb == 8 else c
             self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
                 f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
-                f"static const snncc_conv_t {ident}_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
+                f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
                 f"1, {sb}, {int(x.nonneg)}}};",
-                f"static const snncc_conv_t {ident}p_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
+                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
                 f"{pt}, {pl}, {dh}, {dw}, 1, {sb}, {int(x.nonneg)}}};"]
             # the other schedule's geometry, referenced (static constants must be used)
-            self.step([f"(void)&{ident}_ip; (void)&{ident}_p;" if not self.fuse else f"(void)&{ident}p_p;"], [])
+            self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
             if not self.fuse:
-                pname, wref, bref = ident + "p", wref_p, bref_p
+                wref, bref = wref_p, bref_p
                 if sb == 8:
                     x = self.pad_channels(x)
             else:
-                wref, bref = wref_i, bref_i
+                pname, wref, bref = ident + "i", wref_i, bref_i
                 fused_rows = self.fused_rows(out_shape) if self.fusable(node) else oh
                 xi = self.tensor("i8", (kq, fused_rows, ow), levels=x.levels, rate=x.rate, nonneg=x.nonneg,
                                  bound=x.bound)
