@@ -496,8 +496,8 @@ typedef struct {
 
 /* The passes of a list, 8 output channels (PASS weight bytes) each: the last pass reads
  * the zero-padded weights of up to 7 channels past out_c.  The accumulators start at 0;
- * FIN(j) stores output ob + j (init plus accumulator j), every one of a whole pass
- * without a check. */
+ * FIN stores outputs ob.. (init plus the accumulators), every one of a whole pass
+ * without a check (SNNCC_D_PASS_OF). */
 #define SNNCC_D_8C(M)                                                                      \
     if (left > 0) { M(0) } if (left > 1) { M(1) } if (left > 2) { M(2) }                   \
     if (left > 3) { M(3) } if (left > 4) { M(4) } if (left > 5) { M(5) }                   \
@@ -517,11 +517,7 @@ typedef struct {
                 q->w = wr + (PASS);                                                        \
                 BODY                                                                       \
             }                                                                              \
-            if (left >= 8) {                                                               \
-                SNNCC_D_8(FIN)                                                             \
-            } else {                                                                       \
-                SNNCC_D_8C(FIN)                                                            \
-            }                                                                              \
+            FIN                                                                            \
         }                                                                                  \
         (void)w_;                                                                          \
         (void)t_;                                                                          \
@@ -572,13 +568,50 @@ typedef struct {
 #define SNNCC_D_FIN4_6 SNNCC_D_PK_FIN(6, 4, 2)
 #define SNNCC_D_FIN4_7 SNNCC_D_PK_FIN(7, 4, 3)
 #define SNNCC_D_FIN2(j) SNNCC_D_PK_FIN(j, 2, j)
+/* the stores of a pass, M(j) for output ob + j */
+#define SNNCC_D_PASS_OF(M)                                                                 \
+    if (left >= 8) {                                                                       \
+        SNNCC_D_8(M)                                                                       \
+    } else {                                                                               \
+        SNNCC_D_8C(M)                                                                      \
+    }
 SNNCC_D_RUN(dsp_run_list, 32, const int32_t xa_ = q->xa; const int32_t xb_ = q->xb; SNNCC_D_8(SNNCC_D_MAC),
-            SNNCC_D_STORE)
+            SNNCC_D_PASS_OF(SNNCC_D_STORE))
+#if defined(__OPTIMIZE_SIZE__)
+/* At -Os (where GCC spilled accumulators in the list loop of the inline stores) a call
+ * stores the outputs of a packed pass: output j is field f = j % (16 / bits) of its
+ * words, scaled by 2^(bits f) (an exact arithmetic shift, in assembly for GCC and Clang)
+ * less its offsets, none for the top field (two's complement). */
+static void dsp_pk_store(const int32_t *acc, int32_t left, const int32_t *init, int32_t *yp, int32_t sx,
+                         int32_t bits)
+{
+    const int32_t per = 16 / bits, n = left < 8 ? left : 8;
+    int32_t j;
+    for (j = 0; j < n; ++j) {
+        const int32_t f = j % per, k = bits * f;
+        const uint32_t off = f == per - 1 ? 0u : (uint32_t)sx << (k + bits - 1);
+        int32_t d = (int32_t)((uint32_t)acc[j] - off);
+#if defined(__GNUC__)
+        __asm__("asr %0, %0, %1" : "+r"(d) : "r"(k));
+#else
+        d /= 1 << k;
+#endif
+        yp[j] = init[j] + d;
+    }
+}
+#define SNNCC_D_FINP(BITS)                                                                 \
+    {                                                                                      \
+        const int32_t acc_[8] = {a0, a1, a2, a3, a4, a5, a6, a7};                          \
+        dsp_pk_store(acc_, left, init + ob, yp + ob, sx, BITS);                            \
+    }
+#else
+#define SNNCC_D_FINP(BITS) SNNCC_D_PASS_OF(SNNCC_D_FIN##BITS)
+#endif
 /* packed: the words of (x0 x2) first, then those of (x1 x3), one register for both */
 SNNCC_D_RUN(dsp_run_list4, 16,
             SNNCC_D_W4X(0, 0, 0, 1, 2, 3) SNNCC_D_W4(2, 4, 5, 6, 7) SNNCC_D_W4X(4, 1, 0, 1, 2, 3)
-            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_FIN4)
-SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_FIN2)
+            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_FINP(4))
+SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_FINP(2))
 
 typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t);
 
