@@ -59,9 +59,9 @@ class IntGraphBuilder:
     def conv(self, x, o, k=3, stride=1, pad=1, group=1, dil=1, bits=8, bias=True, name=None, extreme=False):
         c = self.g.values[x].shape[0]
         w = self._weights((o, c // group, k, k), bits)
-        if extreme:  # the int8 extremes on the first and last output channels
-            w[0, ::2] = -128
-            w[-1, ::3] = 127
+        if extreme:  # the extremes of the weight width on the first and last output channels
+            w[0, ::2] = -(2 ** (bits - 1))
+            w[-1, ::3] = 2 ** (bits - 1) - 1
         b = self.rng.integers(-50, 51, size=o).astype(np.int32) if bias else np.zeros(o, np.int32)
         fan = (c // group) * k * k
         mag = np.sqrt(fan) * (2 ** (bits - 1)) / 2 * self.mag[x]
@@ -192,7 +192,7 @@ def dw_group_geometry_net(seed=0, branches=10) -> Graph:
         c = b.g.values[src].shape[0]
         bits = int(rng.choice([8, 4, 2]))
         geo = {"k": int(rng.integers(1, 6)), "stride": int(rng.integers(1, 3)), "pad": int(rng.integers(0, 3)),
-               "dil": int(rng.integers(1, 3)), "bits": bits, "extreme": bits == 8}
+               "dil": int(rng.integers(1, 3)), "bits": bits, "extreme": True}
         if (geo["k"] - 1) * geo["dil"] + 1 > 7 + 2 * geo["pad"]:  # the window must fit the padded input
             geo["dil"] = 1
         kind = i % 3
@@ -202,7 +202,7 @@ def dw_group_geometry_net(seed=0, branches=10) -> Graph:
             g = 4 if c % 4 == 0 else 3
             outs.append(b.conv(src, g * int(rng.integers(1, 5)), group=g, **geo))
         else:  # packed group-1
-            geo["bits"], geo["extreme"] = int(rng.choice([4, 2])), False
+            geo["bits"] = int(rng.choice([4, 2]))
             outs.append(b.conv(src, int(rng.integers(1, 40)), **geo))
     outs.append(b.dense(b.flatten(sources[2]), 13, bits=4))
     outs.append(b.dense(b.flatten(sources[1]), 7, bits=2))

@@ -6,6 +6,8 @@ with the install command (snncc.backends.c.verify_c.ARM_INSTALL); it never skips
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from c_graphs import IntGraphBuilder, sample_inputs
@@ -23,12 +25,13 @@ from snncc.sim.int_runtime import quantize_input, run_int
 
 def _firmware_net(levels: int, T: int):
     """The bench models' layer kinds on a digits-sized image: the signed image into an
-    8-bit block conv (channel padding), 4- and 2-bit packed block convs, fused and not
-    (one feeds a residual add), depthwise, stride 2, dense at 4 and 8 bits."""
+    8-bit and a 4-bit block conv (channel padding), 4- and 2-bit packed block convs, fused
+    and not (one feeds a residual add), at the extremes of their widths, depthwise,
+    stride 2, dense at 4 and 8 bits."""
     b = IntGraphBuilder((1, 8, 8), timesteps=T, seed=levels)
-    s = b.neuron(b.conv("x", 8, extreme=True), levels=levels)
-    h = b.neuron(b.conv(s, 12, bits=4), levels=levels)
-    j = b.neuron(b.add(b.conv(h, 8, bits=2), b.affine(s)), levels=levels, signed=True)
+    s = b.neuron(b.add(b.conv("x", 8, extreme=True), b.conv("x", 8, bits=4, extreme=True)), levels=levels)
+    h = b.neuron(b.conv(s, 12, bits=4, extreme=True), levels=levels)
+    j = b.neuron(b.add(b.conv(h, 8, bits=2, extreme=True), b.affine(s)), levels=levels, signed=True)
     d = b.neuron(b.conv(j, 8, group=8), levels=levels)
     g = b.neuron(b.conv(d, 20, stride=2, extreme=True), levels=levels)
     f = b.neuron(b.dense(b.flatten(g), 24, bits=4), levels=levels)
@@ -84,3 +87,28 @@ def test_digits_firmware_under_qemu(digits_example, tmp_path):
     assert lib["bss"] == mem["arena_bytes"]  # the static arena is the library's only RAM
     assert lib["data"] == 0
     assert mem["weight_bytes"] < lib["text"] < mem["weight_bytes"] + 32 * 1024  # weights + code in flash
+
+
+def test_firmware_packed_bound(tmp_path):
+    """The Arm DSP packed kernels hold an output's sum times up to 2^(16 - bits): a 4-bit
+    conv on the image whose fan-in sum |w| times 128 times 2^12 stays just below 2^31 runs
+    the packed block kernel and is exact at the extremes (all -128, all 127); one just
+    above takes the scatter kernel (plan.packed_fits)."""
+    b = IntGraphBuilder((64, 4, 4), seed=3)
+    outs = []
+    for wmin in (-7, -8):  # sum |w| of output 0: 576 * 7 = 4032 (< 4096) and 576 * 8
+        outs.append(b.conv("x", 5, bits=4, extreme=True))
+        b.g.nodes[-1].params["weight"][0] = wmin
+    graph = b.build(*outs)
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(graph, out, name="fw")
+    code = (out / "fw.c").read_text()
+    calls = re.findall(r"(snncc_conv_\w+)\(&(l\d)_conv_p", code)  # both schedules
+    assert set(calls) == {("snncc_conv_block_w4", "l0"), ("snncc_conv_i8", "l1")}
+    x = sample_inputs((64, 4, 4), n=6)
+    got = run_qemu(build_firmware(out, cpu="cortex-m4"), x, timeout=300)
+    want = flat_outputs(graph, run_int(graph, x))
+    bad = np.argwhere(got != want)
+    assert len(bad) == 0, f"first mismatch at sample/output {bad[0].tolist()}"
+    assert np.abs(want).max() > 2**31 // 4096 // 2  # the sums come near the bound

@@ -109,15 +109,19 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
 
 def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
     """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
-    4-bit storage: the 8/bits output channels o..o+8/bits-1 of a 32-bit word share its
-    four bytes, byte i holding channel quad element i of each, output o in the top field
-    (two's complement), the later ones below it offset binary (w + 2^(bits-1)): masking
-    the fields above one then leaves a byte that reads as a non-negative number, and the
-    Arm DSP kernels peel the outputs apart by differences of masked sums."""
+    4-bit storage.  The 16/bits output channels o..o+16/bits-1 share a pair of
+    little-endian 32-bit words per row (a channel quad): word k holds quad elements k and
+    k + 2, element 2h + k in halfword h, output o + p in field p (``bits`` wide) of it,
+    offset binary (w + 2^(bits-1)) except the top field (two's complement).  An AND with
+    a constant then keeps one output's field of both halfwords, which pairs with the
+    levels (x0, x2) (word 0) or (x1, x3) (word 1) in one Arm SMLAD (snncc_kernels.c
+    explains the scales)."""
     rows, cols = block.shape
-    per = 8 // bits
-    w = block.reshape(rows, cols // (4 * per), per, 4).astype(np.int16)
-    offset = np.where(np.arange(per) == 0, 0, 1 << (bits - 1)).astype(np.int16)[None, None, :, None]
-    fields = (w + offset) & ((1 << bits) - 1)
-    shifts = (8 - bits * (1 + np.arange(per, dtype=np.int16)))[None, None, :, None]
-    return (fields << shifts).sum(axis=2).astype(np.uint8).reshape(rows, cols * bits // 8)
+    pp = 16 // bits  # outputs per word pair
+    w = block.reshape(rows, cols // (4 * pp), pp, 4).astype(np.int64)
+    p = np.arange(pp)[:, None]
+    top = p == pp - 1
+    fields = (w + np.where(top, 0, 1 << (bits - 1))) & ((1 << bits) - 1)
+    words = np.stack([(fields[..., [k, k + 2]] << (np.array([0, 16]) + bits * p)).sum(axis=(2, 3))
+                      for k in (0, 1)], axis=-1).astype("<u4")
+    return words.view(np.uint8).reshape(rows, cols * bits // 8)

@@ -67,6 +67,7 @@ class Tensor:
     levels: bool = False  # spike levels: zero-skipping pays off
     rate: float | None = None  # measured spike rate, when known
     nonneg: bool = False  # every value >= 0 (levels of unsigned neurons): u8 dot products
+    bound: int = 128  # every |value| of an int8 tensor is at most this (N for levels)
     fused: dict | None = None  # a conv computed row by row inside its neuron's step (never stored whole)
 
 
@@ -251,38 +252,78 @@ class _Builder:
         out_shape = self.g.values[node.output].shape
         depthwise = group == c == o and ig == 1
         sb = L.storage_bits(bits)
-        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb))
-        if block:
-            slices = L.conv_weight_block(wt, BLOCK)
-        else:
-            slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
-        if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
-            wref = self.packed_block(node, ident, slices, bits, sb)
-        else:
-            wref, sb = self.weights(node, ident, slices, bits)
-        if block and sb == 8 and c % 4:
-            x = self.pad_channels(x)
-        if block and sb == 8 and not x.nonneg:
-            bref = self.bias_offset(node, ident, wt)
-        else:
-            bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
+        block = group == 1 and x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb, x.bound))
         sh, sw = a.get("strides", (1, 1))
         pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
         dh, dw = a.get("dilations", (1, 1))
-        self.plan.param_decls.append(
-            f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, {o}, "
-            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
+        kq = -(-(kh * kw * c) // 4) * 4  # a window's values, in whole quads
+        pre, pname = None, ident
+        if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
+            # Few input channels (the image): in the firmware schedule a window's values in
+            # quads (im2col) and a 1x1 conv on them, not every tap's channels padded to a
+            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 SIMD kernels
+            # measured faster on padded taps than behind the copy, so the unfused schedule
+            # keeps them; both schedules declare both forms (--gc-sections drops the other).
+            _, oh, ow = out_shape
+            wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
+            wref_p, bref_p = self.block_consts(node, ident, wt, bits, sb, x.nonneg)
+            wref_i, bref_i = self.block_consts(node, ident + "i", wt_i, bits, sb, x.nonneg)
+            cp = -(-c // 4) * 4 if sb == 8 else c
+            self.plan.param_decls += [
+                f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
+                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
+                f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
+                f"1, {sb}, {int(x.nonneg)}}};",
+                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
+                f"{pt}, {pl}, {dh}, {dw}, 1, {sb}, {int(x.nonneg)}}};"]
+            # the other schedule's geometry, referenced (static constants must be used)
+            self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
+            if not self.fuse:
+                wref, bref = wref_p, bref_p
+                if sb == 8:
+                    x = self.pad_channels(x)
+            else:
+                pname, wref, bref = ident + "i", wref_i, bref_i
+                fused_rows = self.fused_rows(out_shape) if self.fusable(node) else oh
+                xi = self.tensor("i8", (kq, fused_rows, ow), levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                                 bound=x.bound)
+                if fused_rows == oh:
+                    self.step([f"snncc_im2col_i8(&{ident}_ip, {self.ptr(x)}, {self.ptr(xi)}, {kq});"],
+                              [x.buf, xi.buf])
+                else:  # the fused schedule fills the rows it computes
+                    pre = ([f"{{ snncc_conv_t i_ = {ident}_ip; i_.out_h = g_.out_h; i_.pad_t = {pt} - r_ * {sh}; "
+                            f"snncc_im2col_i8(&i_, {self.ptr(x)}, {self.ptr(xi)}, {kq}); }}"], [x.buf])
+                x, pt, sh = xi, 0, 1
+            slices = None
+        else:
+            if block:
+                slices = L.conv_weight_block(wt, BLOCK)
+            else:
+                slices = L.dwconv_weight(wt) if depthwise else L.conv_weight_slices(wt, group)
+            if block and sb < 8:  # packed block layout: no x86 SIMD kernel reads it, so no padding/offset row
+                wref = self.packed_block(node, ident, slices, bits, sb)
+            else:
+                wref, sb = self.weights(node, ident, slices, bits)
+            if block and sb == 8 and c % 4:
+                x = self.pad_channels(x)
+            if block and sb == 8 and not x.nonneg:
+                bref = self.bias_offset(node, ident, wt)
+            else:
+                bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
+            self.plan.param_decls.append(
+                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, "
+                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         if block and self.fusable(node):
             sparse = self.sparse(x)
             self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
             call = f"{self.block_kernel(sb)}(&g_, {self.ptr(x)}, @CUR@, {wref}, {bref}, {sparse});"
-            fused = {"ident": ident, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
-                     "stride_h": sh}
+            fused = {"ident": pname, "x": x, "index": int(ident[1:].split("_")[0]), "call": call, "pad_t": pt,
+                     "stride_h": 0 if pre else sh, "pre": pre}
             return Tensor(-1, "i32", tuple(out_shape), fused=fused)
         y = self.tensor("i32", out_shape)
         bufs = [x.buf, y.buf]
         if block:
-            return self.conv_block(node, ident, x, y, wref, bref, bufs, bits, sb)
+            return self.conv_block(node, pname, x, y, wref, bref, bufs, bits, sb)
         scratch = "NULL"
         if sb < 8:
             s = self.tensor("i8", (slices.shape[1],))
@@ -299,16 +340,29 @@ class _Builder:
         self.step([call], bufs)
         return y
 
+    def block_consts(self, node: Node, name: str, wt: np.ndarray, bits: int, sb: int, nonneg: bool) -> tuple[str, str]:
+        """Weights and bias of a block conv (O, C, kh, kw) as arrays ``name``_w, ``name``_b."""
+        slices = L.conv_weight_block(wt, BLOCK)
+        if sb < 8:
+            wref = self.packed_block(node, name, slices, bits, sb)
+        else:
+            wref, _ = self.weights(node, name, slices, bits)
+        if sb == 8 and not nonneg:
+            return wref, self.bias_offset(node, name, wt)
+        return wref, self.bias(node, name, len(wt), pad_to=BLOCK)
+
     @staticmethod
     def block_kernel(sb: int) -> str:
         return "snncc_conv_block_i8" if sb == 8 else f"snncc_conv_block_w{sb}"
 
     @staticmethod
-    def packed_fits(wt: np.ndarray, sb: int) -> bool:
-        """Packed block kernels sum weights times 2^(8-sb) (their fields at the byte tops):
-        exact while |x| <= 128 times sum |w| times that scale stays below 2^31."""
+    def packed_fits(wt: np.ndarray, sb: int, xmax: int) -> bool:
+        """The Arm DSP packed kernels sum an output's products times up to 2^(16-sb) (the
+        scale of its fields in a halfword, layout.pack_block): exact while the input bound
+        |x| <= xmax times sum |w| times that scale stays below 2^31 (every partial sum then
+        fits int32)."""
         fan = np.abs(wt.astype(np.int64)).reshape(len(wt), -1).sum(axis=1).max(initial=0)
-        return 128 * int(fan) * 2 ** (8 - sb) < 2**31
+        return xmax * int(fan) * 2 ** (16 - sb) < 2**31
 
     def packed_block(self, node: Node, ident: str, block: np.ndarray, bits: int, sb: int) -> str:
         lim = 2 ** (sb - 1)
@@ -340,7 +394,7 @@ class _Builder:
         block convs then read whole channel quads (the weights of padded channels are 0)."""
         c, h, w = x.shape
         cp = -(-c // 4) * 4
-        y = self.tensor("i8", (cp, h, w), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor("i8", (cp, h, w), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, {h * w}, {c}, {cp});"], [x.buf, y.buf])
         return y
 
@@ -358,7 +412,7 @@ class _Builder:
         o, f = wt.shape
         bits = int(node.attrs.get("bits", 8))
         sb = L.storage_bits(bits)
-        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb)):
+        if x.kind == "i8" and (sb == 8 or self.packed_fits(wt, sb, x.bound)):
             return self.dense_block(node, ident, x, wt, bits, sb)
         wref, sb = self.weights(node, ident, L.dense_weight_slices(wt), bits)
         bref = self.bias(node, ident, o)
@@ -387,7 +441,7 @@ class _Builder:
             wref, _ = self.weights(node, ident, block, bits)
         if sb == 8 and f % 4:  # x86 block kernels read whole channel quads
             fp = -(-f // 4) * 4
-            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            y = self.tensor("i8", (fp,), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
             self.step([f"snncc_pad_channels_i8({self.ptr(x)}, {self.ptr(y)}, 1, {f}, {fp});"], [x.buf, y.buf])
             x, f = y, fp
         bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
@@ -437,7 +491,8 @@ class _Builder:
     def op_maxpool(self, node: Node, ident: str, ins: list[Tensor]) -> Tensor:
         x = ins[0]
         p = self.pool_decl(node, ident, x)
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                        bound=x.bound)
         self.step([f"snncc_maxpool_{x.kind}({p}, {self.ptr(x)}, {self.ptr(y)});"], [x.buf, y.buf])
         return y
 
@@ -445,7 +500,7 @@ class _Builder:
         """y[ch] = max over the H*W positions of x (channel-last: x[pos * C + ch])."""
         x = ins[0]
         c, h, w = x.shape
-        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, (c, 1, 1), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         t = CTYPE[x.kind]
         self.step([
             "{",
@@ -498,7 +553,7 @@ class _Builder:
             f"{int(bool(a.get('signed', False)))}, {L.c_int(vmin)}, {L.c_int(vmax)}, {shift}}};")
         rate = self.rates.get(node.output, a.get("spike_rate"))
         z = self.tensor("i8", x.shape, levels=True, rate=None if rate is None else float(rate),
-                        nonneg=not a.get("signed", False))
+                        nonneg=not a.get("signed", False), bound=levels)
         vptr = "NULL"
         bufs = [x.buf, z.buf]
         if self.T > 1:
@@ -530,7 +585,8 @@ class _Builder:
         f = x.fused
         _, oh, ow = x.shape
         row = ow * x.shape[0]
-        rows = max(1, min(oh, FUSED_ROW_BYTES // (4 * row)))
+        rows = self.fused_rows(x.shape)
+        pre, pre_bufs = f["pre"] or ([], [])
         cur = self.tensor("i32", (rows * row,))
         vrow = "NULL" if vptr == "NULL" else f"{vptr} + r_ * {row}"
         self.step([
@@ -545,6 +601,7 @@ class _Builder:
             f"        g_.out_h = {oh} - r_ < {rows} ? {oh} - r_ : {rows};",
             f"        g_.pad_t = {f['pad_t']} - r_ * {f['stride_h']};",
             f"        n_.outer = g_.out_h * {ow};",
+            *["        " + line for line in pre],
             "        " + f["call"].replace("@CUR@", self.ptr(cur)),
             "#ifdef SNNCC_DEBUG",
             "        {",
@@ -561,7 +618,13 @@ class _Builder:
             f"    if (t == {self.T - 1}) {{ @DEBUG_HOOK@({f['index']}, dbg_, 4, {oh}, {ow}, {x.shape[0]}, 1); }}",
             "#endif",
             "}",
-        ], [f["x"].buf, cur.buf, z.buf])
+        ], [f["x"].buf, *pre_bufs, cur.buf, z.buf])
+
+    @staticmethod
+    def fused_rows(shape: tuple[int, ...]) -> int:
+        """Output rows a fused conv computes at a time: at most FUSED_ROW_BYTES of currents."""
+        o, oh, ow = shape
+        return max(1, min(oh, FUSED_ROW_BYTES // (4 * ow * o)))
 
     def current_bound(self, node: Node) -> int | None:
         """max |input current| of a neuron from the range analysis, if recorded."""
@@ -580,12 +643,13 @@ class _Builder:
         src = x
         if not L.c_order_equal(x.shape):
             h, w, c = L.hwc_dims(x.shape)
-            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+            src = self.tensor(x.kind, (int(np.prod(x.shape)),), levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                              bound=x.bound)
             self.step([f"snncc_hwc_to_chw({self.ptr(x)}, {self.ptr(src)}, {h}, {w}, {c}, {es});"],
                       [x.buf, src.buf])
         if L.c_order_equal(shape):
             return Tensor(src.buf, src.kind, shape, src.levels, src.rate, src.nonneg)
-        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         h, w, c = L.hwc_dims(shape)
         self.step([f"snncc_chw_to_hwc({self.ptr(src)}, {self.ptr(y)}, {h}, {w}, {c}, {es});"], [src.buf, y.buf])
         return y
@@ -600,7 +664,8 @@ class _Builder:
         kind = "i32" if any(t.kind == "i32" for t in ins) else "i8"
         xs = [self.widen(t) if kind == "i32" else t for t in ins]
         shape = self.g.values[node.output].shape
-        y = self.tensor(kind, shape, levels=all(t.levels for t in xs), nonneg=all(t.nonneg for t in xs))
+        y = self.tensor(kind, shape, levels=all(t.levels for t in xs), nonneg=all(t.nonneg for t in xs),
+                        bound=max(t.bound for t in xs))
         axis = int(node.attrs.get("axis", 0))
         dims, amap = L.physical_dims(shape)
         p = amap[axis]
@@ -620,7 +685,8 @@ class _Builder:
         x = ins[0]
         c, h, w = x.shape
         t, l_, b, r = node.attrs["pads"]
-        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, self.g.values[node.output].shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg,
+                        bound=x.bound)
         self.step([f"snncc_pad_hwc({self.ptr(x)}, {self.ptr(y)}, {h}, {w}, {c}, {t}, {l_}, {b}, {r}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y
@@ -629,7 +695,7 @@ class _Builder:
         x = ins[0]
         outer, ch, inner = L.channel_split(x.shape)
         groups = int(node.attrs["groups"])
-        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg)
+        y = self.tensor(x.kind, x.shape, levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
         self.step([f"snncc_channel_shuffle({self.ptr(x)}, {self.ptr(y)}, {outer}, {ch}, {inner}, {groups}, "
                    f"{ESIZE[x.kind]});"], [x.buf, y.buf])
         return y

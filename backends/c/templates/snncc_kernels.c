@@ -285,11 +285,15 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 
 /*
- * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): the
- * 8/wbits output channels of a 32-bit word of row (tap, quad) hold their weights for the
- * quad's four input channels in fields of its bytes, output o in the highest field.
- * Portable: per output pixel a list of its non-zero input quads, then per word of
- * outputs a pass down the list, the fields cut out with constant shifts.
+ * Conv with 2- or 4-bit weights in the packed block layout (snncc_kernels.h): per row
+ * (tap, quad), the 16/wbits output channels ob.. of a group share a pair of 32-bit
+ * words; word k holds the quad's elements k and k + 2 (halfwords 0 and 1), output ob + f
+ * in field f of each halfword, offset binary (w + 2^(wbits-1)) except the top field
+ * (two's complement).
+ * Portable: per output pixel a list of its non-zero input quads, then per group of
+ * outputs a pass down the list, the fields cut out with constant shifts, all read as
+ * offset binary (the top one with its sign bit flipped); the offsets come off at the
+ * end as 2^(wbits-1) times the sum of the inputs.
  */
 #if !defined(SNNCC_ARM_DSP)
 typedef struct {
@@ -297,45 +301,65 @@ typedef struct {
     const uint8_t *w;
 } snncc_pk_quad_t;
 #define SNNCC_PK_QUADS 32
-/* Field of byte I of word wv at bit SH, BITS wide: the top field (SH == 8 - BITS) two's
- * complement, the others offset by 2^(BITS-1). */
-#define SNNCC_PK_F(I, SH, BITS)                                                            \
-    (((((int32_t)(wv >> (8 * (I) + (SH)))) & ((1 << (BITS)) - 1)) ^                       \
-      ((SH) == 8 - (BITS) ? 1 << ((BITS) - 1) : 0)) -                                      \
-     (1 << ((BITS) - 1)))
-#define SNNCC_PK_DOT(SH, BITS)                                                             \
-    (q->x[0] * SNNCC_PK_F(0, SH, BITS) + q->x[1] * SNNCC_PK_F(1, SH, BITS) +               \
-     q->x[2] * SNNCC_PK_F(2, SH, BITS) + q->x[3] * SNNCC_PK_F(3, SH, BITS))
-
-static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,
-                       int32_t out_c, int32_t bits)
-{
-    const snncc_pk_quad_t *end = list + n, *q;
-    const int32_t per = 8 / bits;
-    int32_t ob, j;
-    for (ob = 0; ob < out_c; ob += per) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        uint32_t wv;
-        if (bits == 4) {
-            for (q = list; q < end; ++q) {
-                memcpy(&wv, q->w + ob / 2 * 4, sizeof wv);
-                acc[0] += SNNCC_PK_DOT(4, 4);
-                acc[1] += SNNCC_PK_DOT(0, 4);
-            }
-        } else {
-            for (q = list; q < end; ++q) {
-                memcpy(&wv, q->w + ob, sizeof wv);
-                acc[0] += SNNCC_PK_DOT(6, 2);
-                acc[1] += SNNCC_PK_DOT(4, 2);
-                acc[2] += SNNCC_PK_DOT(2, 2);
-                acc[3] += SNNCC_PK_DOT(0, 2);
-            }
-        }
-        for (j = 0; j < per && ob + j < out_c; ++j) {
-            yp[ob + j] = init[ob + j] + acc[j];
-        }
+/* Field F of halfword H of word V (BITS wide) as w + 2^(BITS-1): T flips the sign bit of
+ * the top field, stored two's complement. */
+#define SNNCC_PK_F(V, H, F, BITS, T) ((((V) >> (16 * (H) + (BITS) * (F))) & ((1u << (BITS)) - 1u)) ^ (T))
+/* outputs ob..ob+3 += the levels XA (element k) and XB (k + 2) times their fields in
+ * word k of the group, V (shifted to field F0) */
+#define SNNCC_PK_HALF(V, XA, XB, BITS, T)                                                  \
+    {                                                                                      \
+        const uint32_t v_ = (V), xa_ = (uint32_t)(XA), xb_ = (uint32_t)(XB);               \
+        a0 += xa_ * SNNCC_PK_F(v_, 0, 0, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 0, BITS, 0u);  \
+        a1 += xa_ * SNNCC_PK_F(v_, 0, 1, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 1, BITS, 0u);  \
+        a2 += xa_ * SNNCC_PK_F(v_, 0, 2, BITS, 0u) + xb_ * SNNCC_PK_F(v_, 1, 2, BITS, 0u);  \
+        a3 += xa_ * SNNCC_PK_F(v_, 0, 3, BITS, T) + xb_ * SNNCC_PK_F(v_, 1, 3, BITS, T);    \
     }
+/* A little-endian word of packed weights. */
+static uint32_t pk_word(const uint8_t *b)
+{
+    uint32_t v;
+    memcpy(&v, b, sizeof v);
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = (v >> 24) | (v >> 8 & 0xFF00u) | (v << 8 & 0xFF0000u) | (v << 24);
+#endif
+    return v;
 }
+/* One pass down the list: outputs ob..ob+3, fields F0..F0+3 of their group's words (T:
+ * the last is the top field); unsigned arithmetic wraps, and the true sums fit int32. */
+#define SNNCC_PK_PASS(BITS, F0, T)                                                         \
+    {                                                                                      \
+        uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
+        const int32_t off = ob / (16 / (BITS)) * 8;                                        \
+        for (q = list; q < end; ++q) {                                                     \
+            SNNCC_PK_HALF(pk_word(q->w + off) >> ((BITS) * (F0)), q->x[0], q->x[2], BITS, T) \
+            SNNCC_PK_HALF(pk_word(q->w + off + 4) >> ((BITS) * (F0)), q->x[1], q->x[3], BITS, T) \
+        }                                                                                  \
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;                                \
+        for (j = 0; j < 4 && ob + j < out_c; ++j) {                                        \
+            yp[ob + j] = init[ob + j] + (int32_t)(acc[j] - sx);                            \
+        }                                                                                  \
+        ob += 4;                                                                           \
+    }
+
+/* The passes of a list: 4 outputs each, the offsets off at the end (2^(BITS-1) times
+ * the sum of the inputs). */
+#define SNNCC_PK_RUN(NAME, BITS, PASSES)                                                   \
+    static void NAME(const snncc_pk_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
+                     int32_t out_c)                                                        \
+    {                                                                                      \
+        const snncc_pk_quad_t *end = list + n, *q;                                         \
+        uint32_t sx = 0, acc[4];                                                           \
+        int32_t ob = 0, j;                                                                 \
+        for (q = list; q < end; ++q) {                                                     \
+            sx += (uint32_t)(q->x[0] + q->x[1] + q->x[2] + q->x[3]);                       \
+        }                                                                                  \
+        sx <<= (BITS) - 1;                                                                 \
+        while (ob < out_c) {                                                               \
+            PASSES                                                                         \
+        }                                                                                  \
+    }
+SNNCC_PK_RUN(packed_run4, 4, SNNCC_PK_PASS(4, 0, 8u))
+SNNCC_PK_RUN(packed_run2, 2, SNNCC_PK_PASS(2, 0, 0u) SNNCC_PK_PASS(2, 4, 2u))
 
 #define SNNCC_PK_PUSH(quad, wrow)                                                          \
     {                                                                                      \
@@ -348,13 +372,15 @@ static void packed_run(const snncc_pk_quad_t *list, int32_t n, const int32_t *in
         list[n].w = (const uint8_t *)(const void *)(wrow);                                 \
     }
 
+typedef void (*snncc_pk_run_fn)(const snncc_pk_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
+
 static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
-                                const int32_t *bias)
+                                const int32_t *bias, snncc_pk_run_fn run)
 {
     SNNCC_CONV_GEOMETRY
     const int32_t rowbytes = o16 * p->wbits / 2;
     snncc_pk_quad_t list[SNNCC_PK_QUADS];
-    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, packed_run(list, n, init, yp, out_c, p->wbits))
+    SNNCC_QUAD_WALK(SNNCC_PK_QUADS, SNNCC_PK_PUSH, run(list, n, init, yp, out_c))
 }
 #endif
 
@@ -366,11 +392,23 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
  * layout) pair up as (x0 x2).(w0 w2) + (x1 x3).(w1 w3) without any reordering.
  * Per output pixel, the non-zero input quads of its taps are unpacked once into a list
  * (both halfword pairs and the weights' address: zero quads, silent neurons, cost
- * nothing more), then every pass of SNNCC_DSP_OUT output channels runs down the list
- * with its accumulators in registers.  Lists hold at most SNNCC_DSP_QUADS quads
- * (stack); longer fan-ins run in chunks that add to the output.  The accumulators wrap
- * like int32 adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the
- * result fits int32 (range analysis).
+ * nothing more), then every pass of 8 output channels runs down the list with its
+ * accumulators in registers.  The list ends in a null weights pointer, and each pass
+ * moves an entry's pointer on to the next pass's weights, so the loop keeps neither an
+ * end nor an offset in a register.  Lists hold at most SNNCC_DSP_QUADS quads (stack);
+ * longer fan-ins run in chunks that add to the output.  The accumulators wrap like int32
+ * adds (SMLAD only sets the sticky Q flag), so the sum is exact whenever the result
+ * fits int32 (range analysis).
+ *
+ * Packed weights need no unpacking instruction: an AND with a constant (an encodable
+ * immediate) keeps field f of both halfwords of a word, which SMLAD reads as 2^(wbits f)
+ * times the field, and pairs with (x0 x2) (word 0) or (x1 x3) (word 1): one AND and one
+ * SMLAD per two products, one load per 8 (4-bit) or 16 (2-bit) weights, against a load
+ * and two SXTB16 per 4 weights at 8 bits.  Output f of a group thus holds 2^(wbits f)
+ * times its sum over the offset fields; the offsets come off as that times 2^(wbits-1)
+ * times the sum of the inputs (not for the top field, stored two's complement), modulo
+ * 2^32.  The memory plan keeps 2^(16-wbits) times every partial sum inside int32, so
+ * the division is exact.
  */
 #if defined(SNNCC_ARM_DSP)
 #include <arm_acle.h>
@@ -382,135 +420,233 @@ static void conv_block_packed_c(const snncc_conv_t *p, const int8_t *x, int32_t 
 #else
 #define SNNCC_D_SXTB16_R8(dst, v) (dst) = __sxtb16(SNNCC_D_ROR8(v))
 #endif
-/* 8-bit weights: output j's four weights are word j of the row (SNNCC_D_LRAW, below) */
-#define SNNCC_D_MAC(j) SNNCC_D_LRAW(j, j)
 #define SNNCC_D_8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
 typedef struct {
-    int32_t xa, xb;   /* SXTB16 of the quad, and of the quad rotated by 8 */
-    const int8_t *w;  /* its weights, output channel 0 */
+    int32_t xa, xb;  /* the quad's halfword pairs (x0 x2) and (x1 x3) */
+    const int8_t *w; /* its weights, this pass's output channels; NULL ends the list */
 } snncc_dsp_quad_t;
 
-/* The passes of a list, 8 output channels each (the last pass reads the zero-padded
- * weights of up to 7 channels past out_c), accumulators in registers; FINAL turns them
- * into the outputs. */
-#define SNNCC_D_RUN(NAME, WSTEP, PACKED, BODY, FINAL)                                      \
-    static void NAME(const snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp, \
-                     int32_t out_c)                                                        \
-    {                                                                                      \
-        const snncc_dsp_quad_t *end = list + n, *q;                                        \
-        int32_t ob, j, w_, t_, sx = 0;                                                     \
-        for (q = list; (PACKED) && q < end; ++q) { /* the sum of the inputs */             \
-            sx = __smlad(q->xa, 0x00010001, __smlad(q->xb, 0x00010001, sx));               \
-        }                                                                                  \
-        for (ob = 0; ob < out_c; ob += 8) {                                                \
-            int32_t acc_[8], a0, a1, a2, a3, a4, a5, a6, a7;                               \
-            for (j = 0; j < 8; ++j) {                                                      \
-                acc_[j] = !(PACKED) && ob + j < out_c ? init[ob + j] : 0;                  \
-            }                                                                              \
-            a0 = acc_[0], a1 = acc_[1], a2 = acc_[2], a3 = acc_[3];                        \
-            a4 = acc_[4], a5 = acc_[5], a6 = acc_[6], a7 = acc_[7];                        \
-            for (q = list; q < end; ++q) {                                                 \
-                const int32_t xa_ = q->xa, xb_ = q->xb;                                    \
-                const int8_t *wr = q->w + ob * (WSTEP);                                    \
-                BODY                                                                       \
-            }                                                                              \
-            acc_[0] = a0, acc_[1] = a1, acc_[2] = a2, acc_[3] = a3;                        \
-            acc_[4] = a4, acc_[5] = a5, acc_[6] = a6, acc_[7] = a7;                        \
-            FINAL                                                                          \
-            for (j = 0; j < 8 && ob + j < out_c; ++j) {                                    \
-                yp[ob + j] = (PACKED) ? init[ob + j] + acc_[j] : acc_[j];                  \
-            }                                                                              \
-        }                                                                                  \
-        (void)t_;                                                                          \
-        (void)sx;                                                                          \
-    }
-/* Output j += the word w_ (SNNCC_D_RAW), or (SNNCC_D_MASK) w_ masked in place by MASK,
- * each byte sign-extended, dotted with the quad; one temporary (the masks of a word
- * nest, so each masks what the previous left). */
+/* Each macro below is one statement with its load: GCC would otherwise hoist the loads
+ * of all words of a pass and spill the accumulators. */
 #if defined(__GNUC__)
-#define SNNCC_D_RAW(j)                                                                     \
-    __asm__("sxtb16 %[t], %[w]\n\t"                                                        \
-            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[t], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [t] "=&r"(t_)                                                \
-            : [w] "r"(w_), [xa] "r"(xa_), [xb] "r"(xb_));
-#define SNNCC_D_MASKED(j, MASK)                                                            \
-    __asm__("and %[w], %[w], #" #MASK "\n\t"                                               \
-            "sxtb16 %[t], %[w]\n\t"                                                        \
-            "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
-            "sxtb16 %[t], %[w], ror #8\n\t"                                                \
-            "smlad %[a], %[t], %[xb], %[a]"                                                \
-            : [a] "+r"(a##j), [w] "+r"(w_), [t] "=&r"(t_)                                  \
-            : [xa] "r"(xa_), [xb] "r"(xb_));
-/* word k of the row and output j from it raw, in one statement (GCC would otherwise
- * hoist the loads of all words of a pass and spill the accumulators) */
-#define SNNCC_D_LRAW(k, j)                                                                 \
-    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t"                                            \
+/* 8-bit weights: output j += word j of the row, each byte sign-extended, dotted with
+ * the quad */
+#define SNNCC_D_MAC(j)                                                                     \
+    __asm__("ldr %[w], [%[p], #" #j " * 4]\n\t"                                            \
             "sxtb16 %[t], %[w]\n\t"                                                        \
             "smlad %[a], %[t], %[xa], %[a]\n\t"                                            \
             "sxtb16 %[t], %[w], ror #8\n\t"                                                \
             "smlad %[a], %[t], %[xb], %[a]"                                                \
             : [a] "+r"(a##j), [w] "=&r"(w_), [t] "=&r"(t_)                                 \
             : [p] "r"(wr), [xa] "r"(xa_), [xb] "r"(xb_));
+#define SNNCC_D_AM(A, M) "and %[t], %[w], #" #M "\n\tsmlad %[" #A "], %[t], %[x], %[" #A "]\n\t"
+#define SNNCC_D_W4_ASM                                                                     \
+    SNNCC_D_AM(a, 0x000F000F) SNNCC_D_AM(b, 0x00F000F0) SNNCC_D_AM(c, 0x0F000F00)          \
+    "and %[w], %[w], #0xF000F000\n\t"                                                      \
+    "smlad %[d], %[w], %[x], %[d]"
+#define SNNCC_D_W2_ASM                                                                     \
+    SNNCC_D_AM(a, 0x00030003) SNNCC_D_AM(b, 0x000C000C) SNNCC_D_AM(c, 0x00300030)          \
+    SNNCC_D_AM(d, 0x00C000C0) SNNCC_D_AM(e, 0x03000300) SNNCC_D_AM(f, 0x0C000C00)          \
+    SNNCC_D_AM(g, 0x30003000)                                                              \
+    "and %[w], %[w], #0xC000C000\n\t"                                                      \
+    "smlad %[h], %[w], %[x], %[h]"
+/* 4-bit: word k of the row, the fields of outputs j0..j3 dotted with x_, which the
+ * first form loads (pair K of the quad: 0 (x0 x2), 4 (x1 x3)) */
+#define SNNCC_D_W4X(K, k, j0, j1, j2, j3)                                                  \
+    __asm__("ldr %[x], [%[q], #" #K "]\n\t"                                               \
+            "ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W4_ASM                            \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
+              [x] "=&r"(x_), [w] "=&r"(w_), [t] "=&r"(t_)                                  \
+            : [p] "r"(wr), [q] "r"(q));
+#define SNNCC_D_W4(k, j0, j1, j2, j3)                                                      \
+    __asm__("ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W4_ASM                            \
+            : [a] "+r"(a##j0), [b] "+r"(a##j1), [c] "+r"(a##j2), [d] "+r"(a##j3),          \
+              [w] "=&r"(w_), [t] "=&r"(t_)                                                 \
+            : [p] "r"(wr), [x] "r"(x_));
+/* 2-bit: word k of the row, the fields of outputs 0..7 dotted with pair K of the quad */
+#define SNNCC_D_W2X(K, k)                                                                  \
+    __asm__("ldr %[x], [%[q], #" #K "]\n\t"                                               \
+            "ldr %[w], [%[p], #" #k " * 4]\n\t" SNNCC_D_W2_ASM                            \
+            : [a] "+r"(a0), [b] "+r"(a1), [c] "+r"(a2), [d] "+r"(a3), [e] "+r"(a4),        \
+              [f] "+r"(a5), [g] "+r"(a6), [h] "+r"(a7), [x] "=&r"(x_), [w] "=&r"(w_),      \
+              [t] "=&r"(t_)                                                                \
+            : [p] "r"(wr), [q] "r"(q));
 #else
-#define SNNCC_D_LRAW(k, j) SNNCC_D_WORD(k) SNNCC_D_RAW(j)
-#define SNNCC_D_RAW(j)                                                                     \
+#define SNNCC_D_MAC(j)                                                                     \
+    memcpy(&w_, wr + 4 * (j), sizeof w_);                                                  \
     a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
     SNNCC_D_SXTB16_R8(t_, w_);                                                             \
     a##j = __smlad(t_, xb_, a##j);
-#define SNNCC_D_MASKED(j, MASK)                                                            \
-    w_ = (int32_t)((uint32_t)w_ & MASK##u);                                                \
-    a##j = __smlad(__sxtb16(w_), xa_, a##j);                                               \
-    SNNCC_D_SXTB16_R8(t_, w_);                                                             \
-    a##j = __smlad(t_, xb_, a##j);
+#define SNNCC_D_AM(j, M) a##j = __smlad((int32_t)((uint32_t)w_ & M##u), x_, a##j);
+#define SNNCC_D_W4(k, j0, j1, j2, j3)                                                      \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(j0, 0x000F000F) SNNCC_D_AM(j1, 0x00F000F0)                                  \
+    SNNCC_D_AM(j2, 0x0F000F00) SNNCC_D_AM(j3, 0xF000F000)
+#define SNNCC_D_W4X(K, k, j0, j1, j2, j3)                                                  \
+    x_ = (K) ? q->xb : q->xa;                                                              \
+    SNNCC_D_W4(k, j0, j1, j2, j3)
+#define SNNCC_D_W2X(K, k)                                                                  \
+    x_ = (K) ? q->xb : q->xa;                                                              \
+    memcpy(&w_, wr + 4 * (k), sizeof w_);                                                  \
+    SNNCC_D_AM(0, 0x00030003) SNNCC_D_AM(1, 0x000C000C) SNNCC_D_AM(2, 0x00300030)          \
+    SNNCC_D_AM(3, 0x00C000C0) SNNCC_D_AM(4, 0x03000300) SNNCC_D_AM(5, 0x0C000C00)          \
+    SNNCC_D_AM(6, 0x30003000) SNNCC_D_AM(7, 0xC000C000)
 #endif
-#define SNNCC_D_WORD(k) memcpy(&w_, wr + 4 * (k), sizeof w_);
-/*
- * Packed words need no shifts: the fields below the top one hold w + 2^(bits-1)
- * (unsigned), so masking off the fields above a field leaves a byte that SXTB16 reads as
- * a non-negative value, and the whole byte (top field signed) reads as itself.  For
- * 4-bit words, out 0 = (raw - low) / 16 and out 1 = low - 8 sum(x); for 2-bit words the
- * masks 0x3F, 0x0F, 0x03 peel one field each.  The differences are exact modulo 2^32,
- * and the true values times 16 or 64 fit int32 (the memory plan checks it), so the
- * divisions are exact.
- */
-#define SNNCC_D_W4(k, j0, j1) SNNCC_D_LRAW(k, j0) SNNCC_D_MASKED(j1, 0x0F0F0F0F)
-#define SNNCC_D_W2(k, j0, j1, j2, j3)                                                      \
-    SNNCC_D_WORD(k) SNNCC_D_RAW(j0) SNNCC_D_MASKED(j1, 0x3F3F3F3F) /* GCC allocates better */ \
-        SNNCC_D_MASKED(j2, 0x0F0F0F0F) SNNCC_D_MASKED(j3, 0x03030303)
-#define SNNCC_D_F4                                                                         \
-    for (j = 0; j < 8; j += 2) {                                                           \
-        acc_[j] = (acc_[j] - acc_[j + 1]) / 16;                                            \
-        acc_[j + 1] -= 8 * sx;                                                             \
-    }
-#define SNNCC_D_F2                                                                         \
-    for (j = 0; j < 8; j += 4) {                                                           \
-        acc_[j] = (acc_[j] - acc_[j + 1]) / 64;                                            \
-        acc_[j + 1] = (acc_[j + 1] - acc_[j + 2]) / 16 - 2 * sx;                           \
-        acc_[j + 2] = (acc_[j + 2] - acc_[j + 3]) / 4 - 2 * sx;                            \
-        acc_[j + 3] -= 2 * sx;                                                             \
-    }
-SNNCC_D_RUN(dsp_run_list, 4, 0, SNNCC_D_8(SNNCC_D_MAC), )
-SNNCC_D_RUN(dsp_run_list4, 2, 1,
-            SNNCC_D_W4(0, 0, 1) SNNCC_D_W4(1, 2, 3) SNNCC_D_W4(2, 4, 5) SNNCC_D_W4(3, 6, 7), SNNCC_D_F4)
-SNNCC_D_RUN(dsp_run_list2, 1, 1, SNNCC_D_W2(0, 0, 1, 2, 3) SNNCC_D_W2(1, 4, 5, 6, 7), SNNCC_D_F2)
 
-typedef void (*snncc_dsp_run_fn)(const snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t);
+/* The passes of a list, 8 output channels (PASS weight bytes) each: the last pass reads
+ * the zero-padded weights of up to 7 channels past out_c.  The accumulators start at 0;
+ * FIN stores outputs ob.. (init plus the accumulators), every one of a whole pass
+ * without a check (SNNCC_D_PASS_OF). */
+#define SNNCC_D_8C(M)                                                                      \
+    if (left > 0) { M(0) } if (left > 1) { M(1) } if (left > 2) { M(2) }                   \
+    if (left > 3) { M(3) } if (left > 4) { M(4) } if (left > 5) { M(5) }                   \
+    if (left > 6) { M(6) }
+#define SNNCC_D_RUN(NAME, PASS, BODY, FIN)                                                 \
+    static void NAME(snncc_dsp_quad_t *list, int32_t n, const int32_t *init, int32_t *yp,  \
+                     int32_t out_c, int32_t sx)                                            \
+    {                                                                                      \
+        snncc_dsp_quad_t *q;                                                               \
+        const int8_t *wr;                                                                  \
+        int32_t ob, w_, t_, x_;                                                            \
+        list[n].w = 0;                                                                     \
+        for (ob = 0; ob < out_c; ob += 8) {                                                \
+            const int32_t left = out_c - ob;                                               \
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;        \
+            for (q = list; (wr = q->w) != 0; ++q) {                                        \
+                q->w = wr + (PASS);                                                        \
+                BODY                                                                       \
+            }                                                                              \
+            FIN                                                                            \
+        }                                                                                  \
+        (void)w_;                                                                          \
+        (void)t_;                                                                          \
+        (void)x_;                                                                          \
+        (void)sx;                                                                          \
+    }
+#define SNNCC_D_STORE(j) yp[ob + (j)] = init[ob + (j)] + a##j;
+/* v / 2^k for a multiple v of 2^k: an arithmetic shift (C leaves >> of negative values to
+ * the implementation; GCC and Clang shift arithmetically, said here in assembly) */
+#if defined(__GNUC__)
+#define SNNCC_D_EXACT_DIV(dst, v, k)                                                       \
+    if ((k) == 0) {                                                                        \
+        (dst) = (v);                                                                       \
+    } else {                                                                               \
+        __asm__("asr %0, %1, #%c2" : "=r"(dst) : "r"(v), "n"((k) ? (k) : 1));              \
+    }
+#else
+#define SNNCC_D_EXACT_DIV(dst, v, k) (dst) = (v) / (1 << (k));
+#endif
+/* output ob + j of a packed group: field F of its words, scale 2^(BITS F) (F = 16 / BITS -
+ * 1: the top field, two's complement, no offset) */
+#define SNNCC_D_PK_FIN(j, BITS, F)                                                         \
+    {                                                                                      \
+        const uint32_t off_ = (F) == 16 / (BITS) - 1 ? 0u : (uint32_t)sx << ((BITS) * ((F) + 1) - 1); \
+        int32_t d_;                                                                        \
+        SNNCC_D_EXACT_DIV(d_, (int32_t)((uint32_t)a##j - off_), SNNCC_D_SH##BITS##_##F)    \
+        yp[ob + (j)] = init[ob + (j)] + d_;                                                \
+    }
+#define SNNCC_D_SH4_0 0
+#define SNNCC_D_SH4_1 4
+#define SNNCC_D_SH4_2 8
+#define SNNCC_D_SH4_3 12
+#define SNNCC_D_SH2_0 0
+#define SNNCC_D_SH2_1 2
+#define SNNCC_D_SH2_2 4
+#define SNNCC_D_SH2_3 6
+#define SNNCC_D_SH2_4 8
+#define SNNCC_D_SH2_5 10
+#define SNNCC_D_SH2_6 12
+#define SNNCC_D_SH2_7 14
+#define SNNCC_D_FIN4(j) SNNCC_D_FIN4_##j
+#define SNNCC_D_FIN4_0 SNNCC_D_PK_FIN(0, 4, 0)
+#define SNNCC_D_FIN4_1 SNNCC_D_PK_FIN(1, 4, 1)
+#define SNNCC_D_FIN4_2 SNNCC_D_PK_FIN(2, 4, 2)
+#define SNNCC_D_FIN4_3 SNNCC_D_PK_FIN(3, 4, 3)
+#define SNNCC_D_FIN4_4 SNNCC_D_PK_FIN(4, 4, 0)
+#define SNNCC_D_FIN4_5 SNNCC_D_PK_FIN(5, 4, 1)
+#define SNNCC_D_FIN4_6 SNNCC_D_PK_FIN(6, 4, 2)
+#define SNNCC_D_FIN4_7 SNNCC_D_PK_FIN(7, 4, 3)
+#define SNNCC_D_FIN2(j) SNNCC_D_PK_FIN(j, 2, j)
+/* the stores of a pass, M(j) for output ob + j */
+#define SNNCC_D_PASS_OF(M)                                                                 \
+    if (left >= 8) {                                                                       \
+        SNNCC_D_8(M)                                                                       \
+    } else {                                                                               \
+        SNNCC_D_8C(M)                                                                      \
+    }
+SNNCC_D_RUN(dsp_run_list, 32, const int32_t xa_ = q->xa; const int32_t xb_ = q->xb; SNNCC_D_8(SNNCC_D_MAC),
+            SNNCC_D_PASS_OF(SNNCC_D_STORE))
+#if defined(__OPTIMIZE_SIZE__)
+/* At -Os (where GCC spilled accumulators in the list loop of the inline stores) a call
+ * stores the outputs of a packed pass: output j is field f = j % (16 / bits) of its
+ * words, scaled by 2^(bits f) (an exact arithmetic shift, in assembly for GCC and Clang)
+ * less its offsets, none for the top field (two's complement). */
+static void dsp_pk_store(const int32_t *acc, int32_t left, const int32_t *init, int32_t *yp, int32_t sx,
+                         int32_t bits)
+{
+    const int32_t per = 16 / bits, n = left < 8 ? left : 8;
+    int32_t j;
+    for (j = 0; j < n; ++j) {
+        const int32_t f = j % per, k = bits * f;
+        const uint32_t off = f == per - 1 ? 0u : (uint32_t)sx << (k + bits - 1);
+        int32_t d = (int32_t)((uint32_t)acc[j] - off);
+#if defined(__GNUC__)
+        __asm__("asr %0, %0, %1" : "+r"(d) : "r"(k));
+#else
+        d /= 1 << k;
+#endif
+        yp[j] = init[j] + d;
+    }
+}
+#define SNNCC_D_FINP(BITS)                                                                 \
+    {                                                                                      \
+        const int32_t acc_[8] = {a0, a1, a2, a3, a4, a5, a6, a7};                          \
+        dsp_pk_store(acc_, left, init + ob, yp + ob, sx, BITS);                            \
+    }
+#else
+#define SNNCC_D_FINP(BITS) SNNCC_D_PASS_OF(SNNCC_D_FIN##BITS)
+#endif
+/* packed: the words of (x0 x2) first, then those of (x1 x3), one register for both */
+SNNCC_D_RUN(dsp_run_list4, 16,
+            SNNCC_D_W4X(0, 0, 0, 1, 2, 3) SNNCC_D_W4(2, 4, 5, 6, 7) SNNCC_D_W4X(4, 1, 0, 1, 2, 3)
+            SNNCC_D_W4(3, 4, 5, 6, 7), SNNCC_D_FINP(4))
+SNNCC_D_RUN(dsp_run_list2, 8, SNNCC_D_W2X(0, 0) SNNCC_D_W2X(4, 1), SNNCC_D_FINP(2))
 
-#define SNNCC_D_PUSH(quad, wrow)                                                           \
-    list[n].xa = __sxtb16(quad);                                                           \
-    SNNCC_D_SXTB16_R8(list[n].xb, quad);                                                   \
-    list[n].w = (wrow);
+typedef void (*snncc_dsp_run_fn)(snncc_dsp_quad_t *, int32_t, const int32_t *, int32_t *, int32_t, int32_t);
+
+/* A quad on the list: its halfword pairs and weights; packed kernels also sum the
+ * inputs (SUM). */
+#define SNNCC_D_PUSH_(quad, wrow, SUM)                                                     \
+    {                                                                                      \
+        const int32_t xa_ = __sxtb16(quad);                                                \
+        int32_t xb_;                                                                       \
+        SNNCC_D_SXTB16_R8(xb_, quad);                                                      \
+        SUM                                                                                \
+        list[n].xa = xa_;                                                                  \
+        list[n].xb = xb_;                                                                  \
+        list[n].w = (wrow);                                                                \
+    }
+#define SNNCC_D_PUSH(quad, wrow) SNNCC_D_PUSH_(quad, wrow, )
+#define SNNCC_D_PUSH_SUM(quad, wrow) SNNCC_D_PUSH_(quad, wrow, sx = __smlad(xb_, 0x00010001, __smlad(xa_, 0x00010001, sx));)
 
 static void conv_block_dsp(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
-                           const int32_t *bias, snncc_dsp_run_fn run)
+                           const int32_t *bias)
 {
     SNNCC_CONV_GEOMETRY
-    const int32_t rowbytes = o16 * p->wbits / 2; /* one (tap, quad) row: o16 x 4 weights */
-    snncc_dsp_quad_t list[SNNCC_DSP_QUADS];
-    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, run(list, n, init, yp, out_c))
+    const int32_t rowbytes = o16 * 4; /* one (tap, quad) row: o16 x 4 weights */
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS + 1];
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH, dsp_run_list(list, n, init, yp, out_c, 0))
+}
+
+static void conv_block_dsp_packed(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
+                                  const int32_t *bias, snncc_dsp_run_fn run)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t rowbytes = o16 * p->wbits / 2;
+    int32_t sx = 0;
+    snncc_dsp_quad_t list[SNNCC_DSP_QUADS + 1];
+    SNNCC_QUAD_WALK(SNNCC_DSP_QUADS, SNNCC_D_PUSH_SUM, (run(list, n, init, yp, out_c, sx), sx = 0))
 }
 #endif
 
@@ -1202,7 +1338,7 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     return;
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, w, bias, dsp_run_list);
+    conv_block_dsp(p, x, y, w, bias);
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
@@ -1879,6 +2015,36 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
     }
 }
 
+void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq)
+{
+    int32_t oy, ox, ky, kx, c, i;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            int8_t *d = y + (oy * p->out_w + ox) * kq;
+            i = 0;
+            for (ky = 0; ky < p->k_h; ++ky) {
+                const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;
+                for (kx = 0; kx < p->k_w; ++kx) {
+                    const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                        for (c = 0; c < p->in_c; ++c) {
+                            d[i++] = 0;
+                        }
+                    } else {
+                        const int8_t *s = x + (iy * p->in_w + ix) * p->in_c;
+                        for (c = 0; c < p->in_c; ++c) {
+                            d[i++] = s[c];
+                        }
+                    }
+                }
+            }
+            for (; i < kq; ++i) {
+                d[i] = 0;
+            }
+        }
+    }
+}
+
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp)
 {
     int32_t pix, ch;
@@ -1948,7 +2114,7 @@ static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const 
     int8_t wt[SNNCC_UNPACK_BYTES];
     int32_t bb[2 * SNNCC_UNPACK_OUT];
     const int32_t o16 = (p->out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
-    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 8 / bits;
+    const int32_t rows = p->k_h * p->k_w * (p->in_c / 4), bits = p->wbits, per = 16 / bits;
     const int32_t fmask = (1 << bits) - 1, half = 1 << (bits - 1), rowbytes = o16 * bits / 2;
     snncc_conv_t p8 = *p;
     int32_t r, o, i;
@@ -1956,13 +2122,15 @@ static int packed_x86(const snncc_conv_t *p, const int8_t *x, int32_t *y, const 
         return 0;
     }
     for (o = 0; o < o16; ++o) {
-        const int32_t k = o % per, shift = 8 - bits * (1 + k);
+        const int32_t k = o % per;
         uint32_t sum = 0;
         for (r = 0; r < rows; ++r) {
-            const uint8_t *wb = w + r * rowbytes + (o / per) * 4;
-            for (i = 0; i < 4; ++i) {
-                const int32_t f = (wb[i] >> shift) & fmask;
-                const int8_t v = (int8_t)((k == 0 ? (f ^ half) : f) - half);
+            const uint8_t *wb = w + r * rowbytes + (o / per) * 8;
+            for (i = 0; i < 4; ++i) { /* field k of halfword i / 2 of word i % 2, the top one signed */
+                const uint8_t *b = wb + 4 * (i % 2);
+                const uint32_t wv = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                const int32_t f = (int32_t)(wv >> (16 * (i / 2) + bits * k)) & fmask;
+                const int8_t v = (int8_t)((k == per - 1 ? (f ^ half) : f) - half);
                 wt[(r * o16 + o) * 4 + i] = v;
                 sum += (uint32_t)(int32_t)v;
             }
@@ -1988,9 +2156,9 @@ void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list4);
+    conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list4);
 #else
-    conv_block_packed_c(p, x, y, w, bias);
+    conv_block_packed_c(p, x, y, w, bias, packed_run4);
 #endif
 }
 
@@ -2004,8 +2172,8 @@ void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     }
 #endif
 #if defined(SNNCC_ARM_DSP)
-    conv_block_dsp(p, x, y, (const int8_t *)(const void *)w, bias, dsp_run_list2);
+    conv_block_dsp_packed(p, x, y, w, bias, dsp_run_list2);
 #else
-    conv_block_packed_c(p, x, y, w, bias);
+    conv_block_packed_c(p, x, y, w, bias, packed_run2);
 #endif
 }

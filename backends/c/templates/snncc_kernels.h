@@ -83,11 +83,13 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse);
 /* Block convs with 4- or 2-bit weights (group 1): the block layout's rows [ky][kx][c/4]
- * (C padded to a multiple of 4, no offset row, no x86 SIMD), each row the o16 output
- * channels in 32-bit words of 8 / wbits outputs: byte i of a word holds the weight of
- * input channel 4 * (c/4) + i for each of its outputs in wbits-bit fields, the word's
- * first output in the top field (two's complement), the others below it offset binary
- * (w + 2^(wbits-1)).  Silent quads are skipped. */
+ * (C padded to a multiple of 4, no offset row, no x86 SIMD of their own: x86 unpacks
+ * them per call), each row the o16 output channels in groups of 16 / wbits; a group is a
+ * pair of little-endian 32-bit words, word k holding quad elements k (low halfword) and
+ * k + 2 (high halfword), the group's output f in wbits-bit field f of each halfword,
+ * offset binary (w + 2^(wbits-1)) except the top field (two's complement).  Silent quads
+ * are skipped.  Exact while 2^(16 - wbits) times every output's sum fits int32 (the
+ * memory plan checks it from the input's bound). */
 void snncc_conv_block_w4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
                          const int32_t *bias, int sparse);
 void snncc_conv_block_w2(const snncc_conv_t *p, const int8_t *x, int32_t *y, const uint8_t *w,
@@ -148,6 +150,11 @@ void snncc_pad_hwc(const void *x, void *y, int32_t h, int32_t w, int32_t c, int3
                    int32_t pad_l, int32_t pad_b, int32_t pad_r, int32_t esize);
 void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channels,
                            int32_t inner, int32_t groups, int32_t esize);
+
+/* The windows of a conv on few channels (im2col): per output pixel, its k_h x k_w x in_c
+ * input values in [ky][kx][c] order (0 in the padding), then zeros up to kq (a multiple
+ * of 4); a 1x1 block conv then reads them in whole quads. */
+void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq);
 
 /* HWC int8 of c channels -> cp >= c channels, the extra ones 0 (block conv inputs). */
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp);
