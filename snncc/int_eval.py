@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
-def integer_scores(result, options, ann_predictions=None) -> dict:
+def integer_scores(result, options, ann_predictions=None, limit: int | None = None) -> dict:
     """Top-1 of the integer SNN, the golden model every target runs, on the calibration data.
 
     ``ann_predictions``: the ANN's top-1 per sample, in data order, when the caller has
-    them (the fidelity report does); else the ANN runs here.
+    them (the fidelity report does); else the ANN runs here.  ``limit``: the first
+    samples only (the report's sample budget).
 
     Predictions use the real logits out_q[o] * S[o] / T, since S may differ per
     output channel (a raw argmax of out_q is not the prediction).
@@ -21,7 +22,7 @@ def integer_scores(result, options, ann_predictions=None) -> dict:
     from snncc import resources
 
     batch = resources.batch_size(g, options, copies=2)  # the integer SNN and the ANN
-    for xb, yb in result.context.calib.batches(batch):
+    for xb, yb in result.context.calib.batches(batch, limit=limit):
         out_q = run_int(g, quantize_input(g, xb))[g.outputs[0]]
         p_int = dequantize_output(g, out_q).reshape(len(xb), -1).argmax(1)
         if ann_predictions is not None:

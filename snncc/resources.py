@@ -163,3 +163,27 @@ def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap
     if cap is None:
         cap = int(getattr(options, "calib_batch", 256))
     return int(max(1, min(cap, fit)))
+
+
+# The data-driven work after calibration (GPTQ and bias-correction statistics, the
+# report's simulations) runs on at most WORK_ELEMENTS activation elements in all:
+# every calibration sample for a small model, at least WORK_MIN_SAMPLES for a big one
+# (a ResNet-50 at 224 x 224 has 27 million per sample: 37 samples, where calibrate
+# itself streams all of them).  Time, like memory, then stays bounded by the model.
+WORK_ELEMENTS = 1_000_000_000
+WORK_MIN_SAMPLES = 32
+
+
+def activation_elements(graph: Graph) -> int:
+    """Elements of every value of one sample: what a forward pass writes."""
+    return sum(int(np.prod(v.shape, dtype=np.int64)) for v in graph.values.values())
+
+
+def sample_budget(graph: Graph, available: int, *, elements: int = WORK_ELEMENTS,
+                  floor: int = WORK_MIN_SAMPLES, cap: int | None = None) -> int:
+    """Samples a data-driven step uses: ``elements`` // elements per sample, kept within
+    [floor, cap] and never more than ``available``."""
+    count = max(int(floor), int(elements) // max(activation_elements(graph), 1))
+    if cap is not None:
+        count = min(count, int(cap))
+    return int(min(count, int(available)))
