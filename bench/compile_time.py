@@ -156,7 +156,8 @@ def run_stages(graph, ctx, times: dict, rss: dict, report: bool = True, cpu: dic
     stages = {"float": graph}
     for name in DEFAULT_PIPELINE:
         graph = meter(name, run_pipeline, graph, [name], ctx, echo=lambda s: None)
-        stages[name] = graph
+        if name in ("residual", "convert"):  # what `snncc compile` keeps for the report, no more
+            stages[name] = graph
     if report:
         result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
                                ann_graph=stages["residual"], context=ctx)
