@@ -137,3 +137,6 @@ def test_float32_kernel_only_where_exact():
     # a 24-bit product in float32 would round: float64 is kept
     assert exact_float(np.array([[1 << 12]]), np.array([[1 << 12]])) is np.float64
     assert exact_float(np.array([[1 << 11]]), np.array([[1 << 12]])) is np.float32
+    # anything but whole numbers: float64
+    assert exact_float(np.array([[0.5]]), np.array([[1]])) is np.float64
+    assert exact_float(np.array([[1.0]]), np.array([[np.nan]])) is np.float64

@@ -129,21 +129,29 @@ def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) 
 
 
 def exact_float(x: np.ndarray, weight: np.ndarray):
-    """The float type in which a conv/dense of integer ``x`` by integer ``weight`` is exact.
+    """The float type in which a conv/dense of integer ``x`` by integer ``weight`` is exact
+    (float64 when either holds anything but whole numbers).
 
     Every partial sum of output o, in any summation order, is at most
     max|x| * sum_i |W[o, i]| in magnitude.  float32 holds every integer below 2**24,
     so when that bound stays below it the float32 kernel (twice as fast) gives the
     exact sums; otherwise float64, exact below 2**53 (range analysis proved |I| < 2**31).
     """
-    if x.size == 0 or weight.size == 0:
+    if x.size == 0 or weight.size == 0 or not (_integral(x) and _integral(weight)):
         return np.float64
-    fan = np.abs(weight.reshape(weight.shape[0], -1).astype(np.int64)).sum(axis=1).max()
-    bound = int(np.abs(x).max()) * int(fan)
+    fan = np.abs(weight.reshape(weight.shape[0], -1).astype(np.float64)).sum(axis=1).max()
+    bound = float(np.abs(x).max()) * float(fan)
     return np.float32 if bound < FLOAT32_EXACT else np.float64
 
 
 FLOAT32_EXACT = 1 << 24
+
+
+def _integral(a: np.ndarray) -> bool:
+    """Integer dtype, or finite floats that are all whole numbers."""
+    if np.issubdtype(a.dtype, np.integer):
+        return True
+    return bool(np.isfinite(a).all() and (a == np.rint(a)).all())
 
 
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
