@@ -179,10 +179,12 @@ def activation_elements(graph: Graph) -> int:
     return sum(int(np.prod(v.shape, dtype=np.int64)) for v in graph.values.values())
 
 
-def sample_budget(graph: Graph, available: int, *, elements: int = WORK_ELEMENTS,
-                  floor: int = WORK_MIN_SAMPLES, cap: int | None = None) -> int:
-    """Samples a data-driven step uses: ``elements`` // elements per sample, kept within
-    [floor, cap] and never more than ``available``."""
+def sample_budget(graph: Graph, available: int, *, elements: int | None = None,
+                  floor: int | None = None, cap: int | None = None) -> int:
+    """Samples a data-driven step uses: ``elements`` (WORK_ELEMENTS) // elements per sample,
+    at least ``floor`` (WORK_MIN_SAMPLES), at most ``cap``, never more than ``available``."""
+    elements = WORK_ELEMENTS if elements is None else elements
+    floor = WORK_MIN_SAMPLES if floor is None else floor
     count = max(int(floor), int(elements) // max(activation_elements(graph), 1))
     if cap is not None:
         count = min(count, int(cap))
