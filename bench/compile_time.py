@@ -13,8 +13,10 @@ calibration samples, T=1, N=4, 8-bit weights, ``threshold_search="none"`` and
 with the model size).  Prints the time of each stage: ONNX import, each pass, and C
 emission, and with ``--cc`` the time ``cc -O2 -c`` takes on the emitted files.  ``--samples``,
 ``--weight-bits`` and ``--defaults`` give the ImageNet-scale case of issue 12 (224 x 224,
-256 samples, 4-bit weights, every default).  The peak RSS column is the process's peak
-resident memory after each stage (``ru_maxrss``: it only grows).
+256 samples, 4-bit weights, every default).  Each stage gets its wall time, its CPU time
+(all threads: the figure to compare on a loaded machine) and its own peak RSS (the kernel's
+VmHWM mark, reset at the start of each stage; so `/usr/bin/time -v`'s maximum RSS of this
+script is only the last stage's).  The report is also split into its simulations.
 
 ``--chain D [D ...]`` instead compiles, for each depth, a chain of D nodes written
 directly in ONNX: (D - 3) / 2 pairs of a 3x3 Conv (4 channels, 6 x 6, seeded weights
