@@ -114,9 +114,16 @@ def _kernel_temp(graph: Graph, node, itemsize: int) -> int:
     return out * itemsize
 
 
+def stats_bytes(graph: Graph) -> int:
+    """Bytes of the graph's calibration statistics (alive, shared by its copies, until the report ends)."""
+    return sum(int(v.nbytes) for st in graph.stats.values() if isinstance(st, dict)
+               for v in st.values() if isinstance(v, np.ndarray))
+
+
 def activation_budget(graph: Graph, max_memory) -> int:
-    """Bytes left for activations once the process and the parameter copies are paid."""
-    return parse_size(max_memory) - PROCESS_BYTES - PARAM_COPIES * param_bytes(graph)
+    """Bytes left for activations once the process, the parameter copies and the calibration
+    statistics the graph carries are paid."""
+    return parse_size(max_memory) - PROCESS_BYTES - PARAM_COPIES * param_bytes(graph) - stats_bytes(graph)
 
 
 def check(graph: Graph, max_memory) -> None:
