@@ -13,8 +13,10 @@ calibration samples, T=1, N=4, 8-bit weights, ``threshold_search="none"`` and
 with the model size).  Prints the time of each stage: ONNX import, each pass, and C
 emission, and with ``--cc`` the time ``cc -O2 -c`` takes on the emitted files.  ``--samples``,
 ``--weight-bits`` and ``--defaults`` give the ImageNet-scale case of issue 12 (224 x 224,
-256 samples, 4-bit weights, every default).  The peak RSS column is the process's peak
-resident memory after each stage (``ru_maxrss``: it only grows).
+256 samples, 4-bit weights, every default).  Each stage gets its wall time, its CPU time
+(all threads: the figure to compare on a loaded machine) and its own peak RSS (the kernel's
+VmHWM mark, reset at the start of each stage; so `/usr/bin/time -v`'s maximum RSS of this
+script is only the last stage's).  The report is also split into its simulations.
 
 ``--chain D [D ...]`` instead compiles, for each depth, a chain of D nodes written
 directly in ONNX: (D - 3) / 2 pairs of a 3x3 Conv (4 channels, 6 x 6, seeded weights
@@ -111,28 +113,67 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_stages(graph, ctx, times: dict, rss: dict, report: bool = True):
-    """The compile pipeline pass by pass, then (``report``) report.json's figures, as `snncc compile`."""
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so that each stage reports its own peak (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _own_peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
+class Meter:
+    """Wall time, CPU time (all threads) and the peak RSS of each stage; ``rss`` is the stage's
+    own peak where the kernel lets us reset the mark, else the process's peak so far."""
+
+    def __init__(self, times: dict, rss: dict, cpu: dict | None = None):
+        self.times, self.rss, self.cpu = times, rss, cpu if cpu is not None else {}
+
+    def __call__(self, stage: str, fn, *args, **kwargs):
+        own = _reset_peak()
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c
+        self.rss[stage] = max(self.rss.get(stage, 0.0), _own_peak_mb() if own else peak_rss_mb())
+        print(f"  {stage}: {self.times[stage]:.1f} s, CPU {self.cpu[stage]:.1f} s, peak RSS {self.rss[stage]:.0f} MB",
+              file=sys.stderr, flush=True)
+        return out
+
+
+def run_stages(graph, ctx, times: dict, rss: dict, report: bool = True, cpu: dict | None = None):
+    """The compile pipeline pass by pass, then (``report``) report.json's figures, as `snncc compile`,
+    the report split into its simulations (fidelity: ANN + float SNN; integer scores; residual activity)."""
+    from snncc import compiler, fidelity, int_eval
     from snncc.compiler import CompileResult, make_report
 
+    meter = Meter(times, rss, cpu)
     stages = {"float": graph}
     for name in DEFAULT_PIPELINE:
-        t = time.perf_counter()
-        graph = run_pipeline(graph, [name], ctx, echo=lambda s: None)
-        times[name] = time.perf_counter() - t
-        rss[name] = peak_rss_mb()
-        stages[name] = graph
-        print(f"  {name}: {times[name]:.1f} s, peak RSS {rss[name]:.0f} MB, CPU {time.process_time():.0f} s",
-              file=sys.stderr, flush=True)
+        graph = meter(name, run_pipeline, graph, [name], ctx, echo=lambda s: None)
+        if name in ("residual", "convert"):  # what `snncc compile` keeps for the report, no more
+            stages[name] = graph
     if report:
-        t = time.perf_counter()
         result = CompileResult(float_graph=stages["float"], snn_graph=stages["convert"], int_graph=graph,
                                ann_graph=stages["residual"], context=ctx)
-        make_report(result, ctx.options, model="bench", target="c")
-        times["report"] = time.perf_counter() - t
-        rss["report"] = peak_rss_mb()
-        print(f"  report: {times['report']:.1f} s, peak RSS {rss['report']:.0f} MB, CPU {time.process_time():.0f} s",
-              file=sys.stderr, flush=True)
+        parts = {"report: fidelity": (fidelity, "fidelity_report"), "report: integer scores":
+                 (int_eval, "integer_scores"), "report: residual": (compiler, "_residual_section")}
+        saved = {k: getattr(m, f) for k, (m, f) in parts.items()}
+        try:
+            for k, (m, f) in parts.items():
+                setattr(m, f, lambda *a, _k=k, _fn=saved[k], **kw: meter(_k, _fn, *a, **kw))
+            meter("report", make_report, result, ctx.options, model="bench", target="c")
+        finally:
+            for k, (m, f) in parts.items():
+                setattr(m, f, saved[k])
+        rss["report"] = max(rss["report"], *(rss.get(k, 0.0) for k in parts))  # the parts reset the mark
     return graph
 
 
@@ -194,11 +235,9 @@ def main() -> None:
         tmp = Path(tmp)
         onnx_path = tmp / "resnet50.onnx"
         zoo.export(model, shape, onnx_path)
-        times, rss = {}, {}
-        t = time.perf_counter()
-        graph = load_onnx(onnx_path)
-        times["import"] = time.perf_counter() - t
-        rss["import"] = peak_rss_mb()
+        times, rss, cpu = {}, {}, {}
+        meter = Meter(times, rss, cpu)
+        graph = meter("import", load_onnx, onnx_path)
         opts = CompileOptions(levels=4, timesteps=1, threshold_search="none", bias_correction=False,
                               weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding,
                               weight_bits=args.weight_bits)
@@ -207,14 +246,12 @@ def main() -> None:
                                   weight_bits=args.weight_bits)
         ctx = PassContext(opts, load_calib(np.random.default_rng(0).standard_normal((args.samples,) + shape)
                                            .astype(np.float32), shape))
-        graph = run_stages(graph, ctx, times, rss)
+        graph = run_stages(graph, ctx, times, rss, cpu=cpu)
         out = tmp / "c"
         out.mkdir()
-        t = time.perf_counter()
-        files = emit_c(graph, out, name="resnet50")
-        times["emit_c"] = time.perf_counter() - t
-        rss["emit_c"] = peak_rss_mb()
-        total = sum(times.values())
+        files = meter("emit_c", emit_c, graph, out, name="resnet50")
+        total = sum(v for k, v in times.items() if not k.startswith("report:"))
+        total_cpu = sum(v for k, v in cpu.items() if not k.startswith("report:"))
         src_bytes = sum(p.stat().st_size for p in files)
         cc_s = None
         if args.cc:
@@ -228,11 +265,11 @@ def main() -> None:
           f"{len(graph.nodes)} integer-IR nodes, weight quantizer {args.weight_quantizer}, "
           f"rounding {args.weight_rounding}, {args.weight_bits}-bit weights, {args.samples} calibration samples, "
           f"{'every default' if args.defaults else 'no threshold search, no bias correction'}\n")
-    print("| stage | seconds | peak RSS MB |")
-    print("|---|---|---|")
+    print("| stage | wall s | CPU s (all threads) | peak RSS MB (own) |")
+    print("|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {v:.2f} | {rss[k]:.0f} |")
-    print(f"| **total (ONNX -> C files)** | **{total:.2f}** |")
+        print(f"| {k} | {v:.2f} | {cpu[k]:.2f} | {rss[k]:.0f} |")
+    print(f"| **total (ONNX -> C files)** | **{total:.2f}** | **{total_cpu:.2f}** | {peak_rss_mb():.0f} (process) |")
     if cc_s is not None:
         print(f"| (cc -O2 -c of the emitted files) | {cc_s:.2f} |")
     print(f"\nemitted {src_bytes / 1e6:.1f} MB of C; weights {mem['weight_bytes'] / 1e6:.2f} MB flash, "

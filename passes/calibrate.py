@@ -14,7 +14,7 @@ import numpy as np
 
 from snncc import resources
 from snncc.errors import SnnccError
-from snncc.ir import Graph
+from snncc.ir import Graph, freeze
 from snncc.pass_context import PassContext
 from snncc.passes.convert_plan import calibrated_values, plan
 from snncc.sim.float_runtime import run_graph
@@ -118,8 +118,9 @@ class ChannelStats:
         self.sample, self.keys = sample, keys
 
     def result(self, kind: str) -> dict:
+        """The statistics, read-only: every later graph copy shares them (``Graph.copy``)."""
         absmax = np.maximum(np.abs(self.max), np.abs(self.min))
-        return {
+        out = {
             "kind": kind,
             "shape": list(self.shape),
             "count": int(self.count),
@@ -133,6 +134,7 @@ class ChannelStats:
             "sample": self.sample.copy(),
             "tail": self.tail.copy(),
         }
+        return {k: freeze(v) if isinstance(v, np.ndarray) else v for k, v in out.items()}
 
 
 def run(graph: Graph, ctx: PassContext) -> Graph:

@@ -74,8 +74,7 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
         thetas = scale_barriers(graph, thetas)
     elif want_search or options.bias_correction:
         range_precheck(graph, p, thetas, N, T, options)
-        per_sample = sum(int(np.prod(v.shape)) for v in graph.values.values())
-        count = int(np.clip(SEARCH_ELEMENTS // max(per_sample, 1), 32, SEARCH_SAMPLES))
+        count = resources.sample_budget(graph, data.n, elements=SEARCH_ELEMENTS, cap=SEARCH_SAMPLES)
         x = data.take(count)  # float32 as loaded; every run casts its batch to float64 (exact)
         batch = resources.batch_size(graph, options, itemsize=8, copies=2,  # quantized values and the ANN's
                                      reserved=x.nbytes)

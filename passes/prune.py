@@ -40,7 +40,7 @@ import numpy as np
 
 from snncc import ops
 from snncc.errors import SnnccError
-from snncc.ir import Graph
+from snncc.ir import Graph, freeze
 from snncc.options import CompileOptions
 from snncc.pass_context import PassContext
 from snncc.passes import prune_groups
@@ -350,7 +350,7 @@ def _slice_stats(st: dict, k: np.ndarray) -> dict:
     c = int(st["shape"][0]) if st.get("shape") else None
     for key, val in list(st.items()):
         if isinstance(val, np.ndarray) and val.ndim and val.shape[0] == c:
-            st[key] = val[k]
+            st[key] = freeze(val[k])
     st["shape"] = [len(k)] + list(st["shape"][1:])
     if "max" in st:
         st["layer_max"] = float(np.max(st["max"]))

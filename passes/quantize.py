@@ -57,9 +57,14 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     means, mean_xq, hs, live = {}, None, {}, {}
     if data is not None and (correct or rounding == "gptq"):
         syn = [n for n in g.nodes if n.op in ops.SYNAPTIC]
+        samples = resources.sample_budget(g, data.n, cap=weight_rounding.SAMPLES)
+        if samples < min(data.n, weight_rounding.SAMPLES):
+            notes.append(f"quantize: weight-rounding statistics on {samples} of {data.n} calibration samples "
+                         f"({resources.activation_elements(g)} activation elements per sample)")
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
             centred=correct, seed=int(options.seed), live=live,
+            samples=samples,
             # the run captures every synaptic input for the whole batch, and keeps a copy divided by T
             batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH,
                                        kept=sorted({n.inputs[0] for n in syn}) * 2))

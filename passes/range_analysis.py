@@ -31,6 +31,7 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph, Node
 from snncc.sim import kernels as K
 from snncc.sim.float_runtime import eval_node
+from snncc.sim.int_runtime import exact_float
 from snncc.sim.neuron import floor_to_grid, levels, saturate
 from snncc.sim.walk import walk
 
@@ -110,8 +111,9 @@ def _synaptic(node: Node, lo, hi, bias, widen_bias: bool = False):
         out_lo, out_hi = sp * lo + sn * hi, sp * hi + sn * lo
         b = bias.reshape(shape)
     else:
-        w = np.asarray(p["weight"], dtype=np.float64)
-        x = np.stack([lo, hi])
+        x = np.stack([lo, hi])  # integer bounds: the kernels are exact in float32 where it holds them
+        dt = exact_float(x, np.asarray(p["weight"]))
+        w, x = np.asarray(p["weight"], dtype=dt), x.astype(dt)
         if node.op == "conv":
             def f(wt):
                 return K.conv2d(x, wt, None, a["strides"], a["pads"], a["dilations"], a["group"])
@@ -120,7 +122,7 @@ def _synaptic(node: Node, lo, hi, bias, widen_bias: bool = False):
             def f(wt):
                 return K.dense(x, wt, None)
             b = bias
-        pos, neg = f(np.maximum(w, 0)), f(np.minimum(w, 0))
+        pos, neg = f(np.maximum(w, 0)).astype(np.float64), f(np.minimum(w, 0)).astype(np.float64)
         out_lo, out_hi = pos[0] + neg[1], pos[1] + neg[0]
     if widen_bias:
         return out_lo + np.minimum(b, 0), out_hi + np.maximum(b, 0)

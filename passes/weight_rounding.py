@@ -49,7 +49,7 @@ def gptq_applies(node: Node) -> bool:
 
 
 def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred: bool = True,
-            seed: int = 0, batch: int = BATCH, live: dict | None = None):
+            seed: int = 0, batch: int = BATCH, live: dict | None = None, samples: int = SAMPLES):
     """Mean input (1, *shape) per input value, and H (fan-in x fan-in) per GPTQ node name.
 
     ``live``, when given, receives per input value a bool per channel (axis 0): whether
@@ -59,7 +59,8 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
 
     ``x_quant`` maps real inputs to what the integer network sees (x_q * s_x), so the
     input layer's statistics are those of the rounded input.  ``batch`` (at most
-    BATCH) is what fits the memory budget.
+    BATCH) is what fits the memory budget; ``samples`` (at most SAMPLES) how many
+    calibration samples are used (``resources.sample_budget``).
     """
     from snncc.sim.snn_sim import simulate
 
@@ -78,7 +79,7 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     def inputs(xb, res):
         return {v: xb if v in g.inputs else res.captured[prod[v].name] / T for v in values}
 
-    for xb, _ in data.batches(batch, limit=SAMPLES):
+    for xb, _ in data.batches(batch, limit=min(int(samples), SAMPLES)):
         xb = np.asarray(xb, dtype=np.float64)
         env = inputs(xb, simulate(g, xb, capture=capture, batch_size=batch))
         xq = x_quant(xb)
@@ -93,7 +94,7 @@ def collect(g: Graph, nodes: list[Node], x_quant, data, *, want_h: bool, centred
     # H in a second run: its window sample is sized by the fan-in of the *live* input
     # channels, so that removing a channel that is always zero leaves H's sample unchanged.
     gptq_nodes = [n for n in nodes if gptq_applies(n)] if want_h else []
-    for xb, _ in (data.batches(batch, limit=SAMPLES) if gptq_nodes else ()):
+    for xb, _ in (data.batches(batch, limit=min(int(samples), SAMPLES)) if gptq_nodes else ()):
         xb = np.asarray(xb, dtype=np.float64)
         env = inputs(xb, simulate(g, xb, capture=capture, batch_size=batch))
         xq = x_quant(xb)

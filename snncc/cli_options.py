@@ -46,14 +46,17 @@ def parse_prune_layers(items) -> dict[str, float]:
     return parse_layer_table(items, "prune_layers", "R", float, "R", "a number in [0, 1)")
 
 
-def remember_config(cfg, flags: set[str], flag_layers: set[str]) -> None:
+def remember_config(cfg, flags: set[str], flag_layers: set[str]):
     """Record where the options came from: an error caused by a config-file value then
-    names the file and key (the CLI root reads this, see ``cli._Group.invoke``)."""
+    names the file and key (the CLI root reads this, see ``cli._Group.invoke``).  Returns
+    the ``ConfigSource``, for errors that come back from workers (sweep)."""
     from snncc.config import ConfigSource
 
+    source = ConfigSource(cfg, flags, flag_layers)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-        ctx.meta["snncc.config"] = ConfigSource(cfg, flags, flag_layers)
+        ctx.meta["snncc.config"] = source
+    return source
 
 
 def ray_options(what: str):

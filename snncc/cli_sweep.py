@@ -98,9 +98,10 @@ def sweep_cmd(model: Path, calib: str | None, grid_path: Path | None, executor: 
         base["layer_bits"] = {**base.get("layer_bits", {}), **flag_layers}
     flags = {*(k for k, v in axes.items() if v is not None), *(["threshold"] if threshold else [])}
     output = output or Path("build") / f"sweep_{c_safe_name(model.stem)}"
-    remember_config(cfg, flags | set(grid), set(flag_layers))
+    source = remember_config(cfg, flags | set(grid), set(flag_layers))
     rows = run_sweep(model, calib, grid, jobs, output, base_options=base, force=force, points=points,
                      echo=click.echo, protect=[model, calib, config_path, grid_path], executor=executor,
-                     ray_address=ray_address, ray_runtime_env=runtime_env, resume=resume, reports=reports)
+                     ray_address=ray_address, ray_runtime_env=runtime_env, resume=resume, reports=reports,
+                     config_source=source)
     click.echo(format_table(rows))
     click.echo(f"wrote {output}/sweep.csv, sweep_table.txt, sweep_pareto.png" + (", reports/" if reports else ""))

@@ -195,13 +195,20 @@ def check_pass_names(dump_after: Iterable[str], pipeline: list[str] | None = Non
 
 def make_report(result: CompileResult, options: CompileOptions, *, model: str, target: str) -> dict:
     """Assemble report.json (schema in docs/report.md)."""
+    from snncc import resources
     from snncc.fidelity import fidelity_report
     from snncc.int_eval import integer_scores
     from snncc.memory_report import memory_report
 
+    data = result.context.calib
+    # the report's simulations run on a sample budget: every sample of a small model
+    samples = None if data is None else resources.sample_budget(result.snn_graph, data.n)
+    if samples is not None and samples < data.n:
+        result.context.note(f"report: simulated figures on {samples} of {data.n} calibration samples "
+                            f"({resources.activation_elements(result.snn_graph)} activation elements per sample)")
     ann_predictions: list = []  # the ANN runs once, for both sections
-    fid = fidelity_report(result.float_graph, result.snn_graph, result.context.calib, options,
-                          ann_predictions=ann_predictions)
+    fid = fidelity_report(result.float_graph, result.snn_graph, data, options,
+                          ann_predictions=ann_predictions, max_samples=samples)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "model": model,
@@ -209,7 +216,7 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
         "options": options.to_dict(),
     }
     report.update(fid)
-    scores = integer_scores(result, options, ann_predictions[0] if ann_predictions else None)
+    scores = integer_scores(result, options, ann_predictions[0] if ann_predictions else None, limit=samples)
     report["accuracy"] = _accuracy_section(fid.get("accuracy", {}), scores)
     report["memory"] = memory_report(result.int_graph, result.float_graph)
     meta = result.int_graph.meta
@@ -224,11 +231,11 @@ def make_report(result: CompileResult, options: CompileOptions, *, model: str, t
     if meta.get("prune"):
         report["prune"] = _prune_section(meta["prune"], report)
     if result.snn_graph.meta.get("residual_joins"):
-        report["residual"] = _residual_section(result.snn_graph, result.context.calib, options)
+        report["residual"] = _residual_section(result.snn_graph, data, options, samples)
     return report
 
 
-def _residual_section(snn_graph: Graph, data, options: CompileOptions) -> dict:
+def _residual_section(snn_graph: Graph, data, options: CompileOptions, limit: int | None = None) -> dict:
     """Per-block activity and the avalanche factor (Sparse-ResNet analysis) on calibration ``data``."""
     from snncc import resources
     from snncc.activity import simulate_activity
@@ -236,7 +243,7 @@ def _residual_section(snn_graph: Graph, data, options: CompileOptions) -> dict:
     # one simulation with every join's traces: as many samples as fit the memory budget
     # (activity["samples"] says how many; a ResNet-50 at 224x224 took 24 GB with 256)
     traced = [n.output for n in snn_graph.nodes] * 2
-    count = resources.batch_size(snn_graph, options, copies=3, cap=data.n, kept=traced)
+    count = resources.batch_size(snn_graph, options, copies=3, cap=data.n if limit is None else limit, kept=traced)
     _, activity = simulate_activity(snn_graph, data.take(count))
     activity["joins"] = snn_graph.meta.get("residual_joins", [])
     activity["mode"] = options.residual

@@ -17,11 +17,12 @@ def integer_predictions(int_graph, x: np.ndarray) -> np.ndarray:
     return dequantize_output(int_graph, out_q).reshape(len(x), -1).argmax(1)
 
 
-def integer_scores(result, options, ann_predictions=None) -> dict:
+def integer_scores(result, options, ann_predictions=None, limit: int | None = None) -> dict:
     """Top-1 of the integer SNN, the golden model every target runs, on the calibration data.
 
     ``ann_predictions``: the ANN's top-1 per sample, in data order, when the caller has
-    them (the fidelity report does); else the ANN runs here.
+    them (the fidelity report does); else the ANN runs here.  ``limit``: the first
+    samples only (the report's sample budget).
     """
     from snncc.sim.float_runtime import run_graph
 
@@ -31,7 +32,7 @@ def integer_scores(result, options, ann_predictions=None) -> dict:
     from snncc import resources
 
     batch = resources.batch_size(g, options, copies=2)  # the integer SNN and the ANN
-    for xb, yb in result.context.calib.batches(batch):
+    for xb, yb in result.context.calib.batches(batch, limit=limit):
         p_int = integer_predictions(g, xb)
         if ann_predictions is not None:
             p_ann = ann_predictions[n:n + len(xb)]

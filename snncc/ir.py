@@ -90,7 +90,9 @@ class Graph:
         return self.values[value].shape
 
     def copy(self) -> Graph:
-        return copy.deepcopy(self)
+        """A deep copy, except read-only arrays in ``stats`` (calibrate freezes its statistics):
+        every pass copies the graph, and a ResNet-50's statistics take about a GB."""
+        return copy.deepcopy(self, {id(a): a for a in _frozen_arrays(self.stats)})
 
     def unique_name(self, base: str) -> str:
         """A node/value name not used yet, derived from ``base``."""
@@ -252,3 +254,21 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"[{len(value)} items]"
     return repr(value)
+
+
+def freeze(a: np.ndarray) -> np.ndarray:
+    """Mark ``a`` read-only, so that graph copies share it (``Graph.copy``)."""
+    a.setflags(write=False)
+    return a
+
+
+def _frozen_arrays(obj):
+    if isinstance(obj, np.ndarray):
+        if not obj.flags.writeable:
+            yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _frozen_arrays(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _frozen_arrays(v)

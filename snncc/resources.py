@@ -114,9 +114,16 @@ def _kernel_temp(graph: Graph, node, itemsize: int) -> int:
     return out * itemsize
 
 
+def stats_bytes(graph: Graph) -> int:
+    """Bytes of the graph's calibration statistics (alive, shared by its copies, until the report ends)."""
+    return sum(int(v.nbytes) for st in graph.stats.values() if isinstance(st, dict)
+               for v in st.values() if isinstance(v, np.ndarray))
+
+
 def activation_budget(graph: Graph, max_memory) -> int:
-    """Bytes left for activations once the process and the parameter copies are paid."""
-    return parse_size(max_memory) - PROCESS_BYTES - PARAM_COPIES * param_bytes(graph)
+    """Bytes left for activations once the process, the parameter copies and the calibration
+    statistics the graph carries are paid."""
+    return parse_size(max_memory) - PROCESS_BYTES - PARAM_COPIES * param_bytes(graph) - stats_bytes(graph)
 
 
 def check(graph: Graph, max_memory) -> None:
@@ -163,3 +170,29 @@ def batch_size(graph: Graph, options, *, itemsize: int = 8, copies: int = 1, cap
     if cap is None:
         cap = int(getattr(options, "calib_batch", 256))
     return int(max(1, min(cap, fit)))
+
+
+# The data-driven work after calibration (GPTQ and bias-correction statistics, the
+# report's simulations) runs on at most WORK_ELEMENTS activation elements in all:
+# every calibration sample for a small model, at least WORK_MIN_SAMPLES for a big one
+# (a ResNet-50 at 224 x 224 has 31 million per sample in the float SNN: 32 samples,
+# where calibrate itself streams all of them).  Time, like memory, then stays bounded by the model.
+WORK_ELEMENTS = 1_000_000_000
+WORK_MIN_SAMPLES = 32
+
+
+def activation_elements(graph: Graph) -> int:
+    """Elements of every value of one sample: what a forward pass writes."""
+    return sum(int(np.prod(v.shape, dtype=np.int64)) for v in graph.values.values())
+
+
+def sample_budget(graph: Graph, available: int, *, elements: int | None = None,
+                  floor: int | None = None, cap: int | None = None) -> int:
+    """Samples a data-driven step uses: ``elements`` (WORK_ELEMENTS) // elements per sample,
+    at least ``floor`` (WORK_MIN_SAMPLES), at most ``cap``, never more than ``available``."""
+    elements = WORK_ELEMENTS if elements is None else elements
+    floor = WORK_MIN_SAMPLES if floor is None else floor
+    count = max(int(floor), int(elements) // max(activation_elements(graph), 1))
+    if cap is not None:
+        count = min(count, int(cap))
+    return int(min(count, int(available)))

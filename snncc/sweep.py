@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from snncc.config import describe_error
 from snncc.errors import SnnccError
 from snncc.sweep_grid import (  # noqa: F401  (the sweep's public names, in one place)
     AXES,
@@ -43,14 +44,17 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
               base_options: Mapping | None = None, force: bool = False, points: Sequence[Mapping] = (),
               echo: Callable[[str], None] = print, protect: Sequence = (), executor: str = "local",
               ray_address: str | None = None, ray_runtime_env: dict | None = None, resume: bool = False,
-              reports: bool = False, point_fn: Callable | None = None, stats: dict | None = None) -> list[dict]:
+              reports: bool = False, point_fn: Callable | None = None, stats: dict | None = None,
+              config_source=None) -> list[dict]:
     """Compile every grid point and return one result dict per point, in grid order.
 
     ``calib`` is a path (or ``"random"``). ``base_options`` are CompileOptions fields shared
     by all points; ``points`` are listed points after the cartesian product of ``grid``.
     ``executor``: "local" (``jobs`` processes) or "ray" (one task per point on the cluster at
     ``ray_address``, $RAY_ADDRESS, or a local one started for the sweep; ``ray_runtime_env``: the
-    tasks' Ray runtime environment).
+    tasks' Ray runtime environment).  ``config_source`` (a ``config.ConfigSource``): where the
+    base options came from, so that a point's error caused by a config-file value names the
+    file and key, as `snncc compile` does.
     With ``out_dir``, each finished point is appended to ``sweep.csv`` at once; at the end
     the CSV is rewritten in grid order with the Pareto marks, beside ``sweep_pareto.png``
     and ``sweep_table.txt``. ``resume`` keeps the rows already in ``sweep.csv`` (except those
@@ -101,6 +105,9 @@ def run_sweep(model, calib, grid: Mapping[str, Sequence], jobs: int | None = Non
                                  point_fn=point_fn or compile_point, progress=progress, stats=stats)
         for i, res in run:
             report = res.pop("_report", None)
+            cause = res.pop("_error_cause", None)
+            if cause:  # raised in the worker: name the config file and key here, where they are known
+                res["error"] = describe_error(SnnccError(cause.pop("message"), **cause), config_source)
             res = {**points[i], **{k: v for k, v in res.items() if k not in GRID_KEYS}}
             results[i] = res
             if store:  # on disk before the line says it is done
@@ -195,6 +202,9 @@ def compile_point(model, calib, base: Mapping, point: Mapping, reports: bool = F
         report = make_report(result, options, model=name, target="python")
     except SnnccError as exc:
         row["error"] = str(exc)
+        if exc.option is not None:  # for run_sweep's describe_error (an exception may not pickle)
+            row["_error_cause"] = {"message": exc.detail, "node": exc.node, "op": exc.op, "option": exc.option,
+                                   "key": exc.key}
     else:
         row.update(summarize_report(report))
         row["error"] = ""

@@ -79,6 +79,23 @@ def test_calibrate_copies_and_refuses_without_data(digits_graph, digits):
         calibrate.run(digits_graph, ctx)
 
 
+def test_statistics_are_read_only_and_shared_by_graph_copies(digits_graph, digits):
+    """Every pass copies the graph: the statistics (a GB for a ResNet-50) are shared, not copied,
+    and frozen so that no pass can change another stage's by writing in place."""
+    g = _calibrated(digits_graph, digits.x_calib[:20])
+    h = g.copy()
+    v = g.inputs[0]
+    for key, arr in g.stats[v].items():
+        if isinstance(arr, np.ndarray):
+            assert h.stats[v][key] is arr and not arr.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        h.stats[v]["max"][0] = 1.0
+    h.stats[v] = dict(h.stats[v], kind="other")  # replacing an entry leaves the original alone
+    assert g.stats[v]["kind"] == "input"
+    w = next(n for n in h.nodes if "weight" in n.params)
+    assert w.params["weight"] is not g.node(w.name).params["weight"]  # the parameters are still copied
+
+
 def test_nan_in_data_stops_calibration(digits_graph, digits):
     x = digits.x_calib[:40].copy()
     x[17, 0, 3, 3] = np.nan

@@ -116,3 +116,27 @@ def test_level_agreement_report():
     assert set(res) == {"n1", "n2"}
     assert res["n1"]["isolated"] == res["n1"]["end_to_end"]  # first layer: same input
     assert pooled_agreement(res) >= 0.99
+
+
+def test_float32_kernel_only_where_exact():
+    """Conv/dense run in float32 only while max|x| * sum|W[o]| < 2**24, and stay exact at that edge."""
+    from snncc.sim import kernels as K
+    from snncc.sim.int_runtime import FLOAT32_EXACT, exact_float
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (8, 64, 3, 3))
+    fan = int(np.abs(w.reshape(8, -1)).sum(axis=1).max())
+    edge = (FLOAT32_EXACT - 1) // fan  # the largest |x| still below the bound
+    for xmax, want in ((edge, np.float32), (edge + 1, np.float64)):
+        x = rng.integers(-xmax, xmax + 1, (2, 64, 5, 5))
+        x[0] = np.sign(w[int(np.abs(w.reshape(8, -1)).sum(axis=1).argmax()), :, 1, 1])[:, None, None] * xmax
+        assert exact_float(x, w) is want
+        exact = K.conv2d(x.astype(object), w.astype(object), None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        got = K.conv2d(x.astype(want), w.astype(want), None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        assert (np.rint(got).astype(np.int64) == exact.astype(np.int64)).all()
+    # a 24-bit product in float32 would round: float64 is kept
+    assert exact_float(np.array([[1 << 12]]), np.array([[1 << 12]])) is np.float64
+    assert exact_float(np.array([[1 << 11]]), np.array([[1 << 12]])) is np.float32
+    # anything but whole numbers: float64
+    assert exact_float(np.array([[0.5]]), np.array([[1]])) is np.float64
+    assert exact_float(np.array([[1.0]]), np.array([[np.nan]])) is np.float64

@@ -277,3 +277,31 @@ def test_compile_stays_under_max_memory(tmp_path):
     peak = int(proc.stdout.split()[-1])
     print(f"peak RSS {peak / 2**20:.1f} MiB under --max-memory 320M")
     assert peak <= budget, f"peak RSS {peak / 2**20:.1f} MiB exceeds --max-memory 320M"
+
+
+def test_sample_budget_bounds_the_statistics_and_the_report(tmp_path, monkeypatch):
+    """The work after calibration runs on WORK_ELEMENTS activation elements (at least WORK_MIN_SAMPLES
+    samples): calibrate still sees every sample, the report says how many it used, a note says why."""
+    from snncc import resources
+    from snncc.compiler import build_snn, make_report
+
+    _chain(tmp_path / "m.onnx", 2, size=6, channels=2)
+    x = np.random.default_rng(0).random((40, 2, 6, 6)).astype(np.float32)
+    opts = CompileOptions(threshold_search="none")
+
+    def compile_report():
+        result = build_snn(tmp_path / "m.onnx", opts, x, echo=lambda s: None)
+        return result, make_report(result, opts, model="m.onnx", target="python")
+
+    result, report = compile_report()  # a small model: every sample
+    assert report["evaluation"]["samples"] == 40 and not any("report:" in n for n in report["notes"])
+    per_sample = resources.activation_elements(result.snn_graph)
+    monkeypatch.setattr(resources, "WORK_ELEMENTS", 20 * per_sample)
+    monkeypatch.setattr(resources, "WORK_MIN_SAMPLES", 8)
+    result, report = compile_report()
+    assert result.int_graph.meta["calibration"]["samples"] == 40  # calibration streams them all
+    assert report["evaluation"]["samples"] == 20
+    assert any("report: simulated figures on 20 of 40 calibration samples" in n for n in report["notes"])
+    assert any("quantize: weight-rounding statistics on" in n for n in report["notes"])
+    monkeypatch.setattr(resources, "WORK_ELEMENTS", 1)  # never below the floor
+    assert compile_report()[1]["evaluation"]["samples"] == 8

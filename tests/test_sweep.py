@@ -333,3 +333,22 @@ def test_grid_file_through_the_cli_with_reports(tmp_path, digits_example):
     assert reports == ["N2_T1_b4_wqmax.json", "N2_T1_b8.json"]
     report = json.loads((tmp_path / "out" / "reports" / "N2_T1_b4_wqmax.json").read_text(encoding="utf-8"))
     assert report["options"]["weight_quantizer"] == "max" and report["options"]["weight_bits"] == 4
+
+
+def test_worker_error_names_the_config_file_and_key(tmp_path, digits_example):
+    """A point that fails in its worker on a config-file value names the file and key (issue 12)."""
+    data = np.load(digits_example.calib_path)
+    np.savez(tmp_path / "calib.npz", x=data["x"][:16], y=data["y"][:16])
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[convert]\nthreshold_search = "none"\n[quantize]\nweight_rounding = "nearest"\n'
+                   '[quantize.layer_bits]\nnosuch = 4\n', encoding="utf-8")
+    res = CliRunner().invoke(cli, ["sweep", str(digits_example.onnx_path), "--calib", str(tmp_path / "calib.npz"),
+                                   "--config", str(cfg), "--levels", "2", "--weight-bits", "8", "--timesteps", "1",
+                                   "-j", "1", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert f"key 'quantize.layer_bits.nosuch' in {cfg}" in res.output and "unknown layer 'nosuch'" in res.output
+    # a flag overriding the key: the error names the flag, not the file
+    res = CliRunner().invoke(cli, ["sweep", str(digits_example.onnx_path), "--calib", str(tmp_path / "calib.npz"),
+                                   "--config", str(cfg), "--levels", "2", "--weight-bits", "8", "--timesteps", "1",
+                                   "--layer-bits", "nosuch=4", "-j", "1", "-o", str(tmp_path / "out2")])
+    assert res.exit_code == 2 and "option --layer-bits" in res.output and str(cfg) not in res.output, res.output

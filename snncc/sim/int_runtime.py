@@ -2,9 +2,11 @@
 
 This is the golden model of the numeric contract (docs/ir.md, "Integer SNN"); the C
 and Verilog backends must match it bit for bit.  Values are int64 numpy arrays.
-Conv and dense run through the float kernels on float64 arrays holding integers:
-every product and partial sum is an integer below 2**53 (range analysis proved
-|I| < 2**31), so the results are exact; ``np.rint`` only converts the type.  Nothing
+Conv and dense run through the float kernels on float arrays holding integers:
+float32 where every partial sum provably stays below 2**24 (``exact_float``), else
+float64, where every product and partial sum is an integer below 2**53 (range
+analysis proved |I| < 2**31); so the results are exact, and ``np.rint`` only
+converts the type.  The integer bias is added after, in int64.  Nothing
 that range analysis proved is checked again here.
 
 Direct encoding: the input current is the same at every timestep, so every value
@@ -126,16 +128,44 @@ def _neuron_step(node: Node, current: np.ndarray, state: dict[str, np.ndarray]) 
     return z
 
 
+def exact_float(x: np.ndarray, weight: np.ndarray):
+    """The float type in which a conv/dense of integer ``x`` by integer ``weight`` is exact
+    (float64 when either holds anything but whole numbers).
+
+    Every partial sum of output o, in any summation order, is at most
+    max|x| * sum_i |W[o, i]| in magnitude.  float32 holds every integer below 2**24,
+    so when that bound stays below it the float32 kernel (twice as fast) gives the
+    exact sums; otherwise float64, exact below 2**53 (range analysis proved |I| < 2**31).
+    """
+    if x.size == 0 or weight.size == 0 or not (_integral(x) and _integral(weight)):
+        return np.float64
+    fan = np.abs(weight.reshape(weight.shape[0], -1).astype(np.float64)).sum(axis=1).max()
+    bound = float(np.abs(x).max()) * float(fan)
+    return np.float32 if bound < FLOAT32_EXACT else np.float64
+
+
+FLOAT32_EXACT = 1 << 24
+
+
+def _integral(a: np.ndarray) -> bool:
+    """Integer dtype, or finite floats that are all whole numbers."""
+    if np.issubdtype(a.dtype, np.integer):
+        return True
+    return bool(np.isfinite(a).all() and (a == np.rint(a)).all())
+
+
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     a, p, op = node.attrs, node.params, node.op
     x = args[0]
-    if op == "conv":
-        out = K.conv2d(x.astype(np.float64), p["weight"].astype(np.float64), p["bias"].astype(np.float64),
-                       a["strides"], a["pads"], a["dilations"], a["group"])
-        return np.rint(out).astype(np.int64)
-    if op == "dense":
-        out = K.dense(x.astype(np.float64), p["weight"].astype(np.float64), p["bias"].astype(np.float64))
-        return np.rint(out).astype(np.int64)
+    if op in ("conv", "dense"):
+        w = p["weight"]
+        dt = exact_float(x, w)
+        if op == "conv":
+            out = K.conv2d(x.astype(dt), w.astype(dt), None, a["strides"], a["pads"], a["dilations"], a["group"])
+        else:
+            out = K.dense(x.astype(dt), w.astype(dt), None)
+        bias = p["bias"].astype(np.int64)
+        return np.rint(out).astype(np.int64) + bias.reshape((1, -1) + (1,) * (out.ndim - 2))
     if op == "affine":
         return K.affine(x, p["scale"].astype(np.int64), p["shift"].astype(np.int64))
     if op in ops.INT_EXACT:  # integer-exact as they are: share the float runtime's code

@@ -1,9 +1,10 @@
 """Vectorized numpy kernels for the IR ops, batch-major (N, C, H, W).
 
 One function per op, shared by the float runtime, the float SNN simulator and the
-integer runtime.  The integer runtime feeds float64 arrays holding integers: every
-product and partial sum stays an exact integer below 2**53 (range analysis proves
-|I| < 2**31), so BLAS float64 matmuls give bit-exact integer results fast.
+integer runtime.  The integer runtime feeds float arrays holding integers: float32
+where every partial sum provably stays below 2**24, else float64, where every product
+and partial sum stays an exact integer below 2**53 (range analysis proves |I| < 2**31);
+so BLAS matmuls give bit-exact integer results fast (int_runtime.exact_float).
 """
 
 from __future__ import annotations
