@@ -157,7 +157,7 @@ def _integral(a: np.ndarray) -> bool:
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     a, p, op = node.attrs, node.params, node.op
     x = args[0]
-    if op in ("conv", "dense"):
+    if op in ops.WEIGHTED:
         w = p["weight"]
         dt = exact_float(x, w)
         if op == "conv":
