@@ -237,22 +237,13 @@ def _npy_output_path(path: Path) -> Path:
 
 def _save_npy(target: Path, y: np.ndarray) -> None:
     """Write through a temporary file in the same folder: never a half-written .npy."""
-    import os
-    import tempfile
+    import io
 
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    except OSError as exc:
-        raise SnnccError(f": cannot write to {target.parent}: {exc.strerror}", option="output_path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, y)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise SnnccError(f": cannot write {target}: {exc.strerror}", option="output_path") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from snncc.outdir import write_file_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, y)
+    write_file_atomic(target, buf.getvalue(), option="output_path")
 
 
 # --- compile options shared by compile / verify ------------------------------------

@@ -99,6 +99,27 @@ def _replace(tmp: Path, real: Path, path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def write_file_atomic(path: Path, data: bytes, option: str) -> None:
+    """Write ``data`` through a temporary file in the same folder: never a half-written file.
+
+    A failure is one ``SnnccError`` naming the CLI ``option`` that chose the path.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.resolve().parent)
+    except OSError as exc:
+        raise SnnccError(f": cannot write to {path.parent}: {exc.strerror}", option=option) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SnnccError(f": cannot write {path}: {exc.strerror}", option=option) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_text(path: Path, text: str) -> None:
     """Write text with LF endings, byte-identical across runs."""
     Path(path).write_bytes(text.encode("utf-8"))

@@ -19,14 +19,13 @@ it like any other.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from snncc.errors import SnnccError
 from snncc.ir import Graph
+from snncc.outdir import write_file_atomic
 
 KEY = "snncc.finetune"
 VERSION = 1
@@ -97,18 +96,4 @@ def write_onnx(src: Path, dst: Path, graph: Graph, extra: dict | None = None) ->
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     model.metadata_props.add(key=KEY, value=json.dumps(rec, sort_keys=True, separators=(",", ":")))
-    data = model.SerializeToString()
-    dst = Path(dst)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.resolve().parent)
-    except OSError as exc:
-        raise SnnccError(f": cannot write to {dst.parent}: {exc.strerror}", option="output") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dst)
-    except OSError as exc:
-        raise SnnccError(f": cannot write {dst}: {exc.strerror}", option="output") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file_atomic(Path(dst), model.SerializeToString(), option="output")
