@@ -248,6 +248,18 @@ def _save_npy(target: Path, y: np.ndarray) -> None:
 
 # --- compile options shared by compile / verify ------------------------------------
 
+def _target_flags(f):
+    """The target flags compile and verify share (--event-driven, --nir-profile)."""
+    f = click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]),
+                     default="multispike", show_default=True,
+                     help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF with one "
+                          "threshold per layer (snnTorch; --levels 1), or the exact T=1 Threshold-sum "
+                          "expansion (docs/interop.md).")(f)
+    return click.option("--event-driven", is_flag=True,
+                        help="--target fpga: window cores skip zero input words (cycles then depend on the "
+                             "data; verify reports them against the exact model).")(f)
+
+
 def _compile_options(f):
     opts = [
         click.option("--calib", help="Calibration inputs: .npy or .npz (keys x[, y]), or 'random' "
@@ -378,13 +390,7 @@ Examples:
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core (clamped per layer to a "
                    "divisor of its channels per group, with a note).")
-@click.option("--event-driven", is_flag=True,
-              help="--target fpga: window cores skip zero input words (cycles then depend on the data; "
-                   "verify reports them against the exact model).")
-@click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
-              show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
-                                      "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
-                                      "Threshold-sum expansion (docs/interop.md).")
+@_target_flags
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default build/<model name>).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
@@ -512,13 +518,7 @@ Examples:
               help="The code to check bit for bit against the integer runtime.")
 @click.option("--lanes", type=int, default=1, show_default=True, metavar="P",
               help="--target fpga: output channels computed in parallel per core.")
-@click.option("--event-driven", is_flag=True,
-              help="--target fpga: window cores skip zero input words (cycles then depend on the data; "
-                   "verify reports them against the exact model).")
-@click.option("--nir-profile", type=click.Choice(["multispike", "binary", "threshold"]), default="multispike",
-              show_default=True, help="--target nir: IF nodes read as multi-spike neurons (Sinabs), binary IF "
-                                      "with one threshold per layer (snnTorch; --levels 1), or the exact T=1 "
-                                      "Threshold-sum expansion (docs/interop.md).")
+@_target_flags
 @click.option("--simulator", type=click.Choice(["auto", "iverilog", "verilator"]), default="auto",
               show_default=True, help="--target fpga: Verilog simulator (auto: iverilog for short runs, "
                                       "Verilator when present for long ones).")
