@@ -135,3 +135,28 @@ def test_compile_finetune_bad_input(data, tmp_path, extra, frag):
     res = invoke("compile", DIGITS, "--calib", data / "train.npz", *OPTS, *extra, "-o", tmp_path / "c")
     assert_one_line_error(res, frag)
     assert not (tmp_path / "c").exists()
+
+
+def test_distill_teacher_runs_in_budgeted_batches(data):
+    """--distill's ANN logits stream in --max-memory batches, and equal one whole-set run."""
+    from snncc import resources
+    from snncc.finetune.run import _teacher_logits
+    from snncc.sim.float_runtime import run_graph
+
+    opts = CompileOptions(**API_OPTS)
+    result = compile_model(DIGITS, options=opts, calib=str(data / "train.npz"), target="python",
+                           echo=lambda _m: None)
+    ann = result.float_graph
+    x = np.load(data / "train.npz")["x"]
+    opts.max_memory = "70M"  # a few samples per batch: the budget binds
+    assert resources.batch_size(ann, opts) < len(x)
+    whole = np.asarray(run_graph(ann, x)[ann.outputs[0]], np.float64)
+    np.testing.assert_allclose(_teacher_logits(ann, x, opts), whole, rtol=1e-5, atol=1e-5)  # BLAS: batch-size ulps
+
+
+def test_finetune_distill_end_to_end(data, tmp_path):
+    out = tmp_path / "distilled.onnx"
+    res = invoke("finetune", DIGITS, "--data", data / "train.npz", "--calib", data / "train.npz", "--epochs", 1,
+                 "--distill", "--batch-size", 32, *OPTS, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and "finetune epoch 1/1: loss" in res.output

@@ -86,9 +86,7 @@ def tune(result, options, req: Request, train, val, *, echo: Callable[[str], Non
         val_q = (quantize_input(graph, xv), yv)
     teacher = None
     if req.distill:
-        from snncc.sim.float_runtime import run_graph
-
-        teacher = np.asarray(run_graph(result.float_graph, x)[result.float_graph.outputs[0]], np.float64)
+        teacher = _teacher_logits(result.float_graph, x, options)
         if teacher.ndim != 2:
             raise SnnccError(f"--distill needs (N, classes) logits from the ANN, got shape {list(teacher.shape)}",
                              option="distill")
@@ -113,6 +111,16 @@ def tune(result, options, req: Request, train, val, *, echo: Callable[[str], Non
         out.after["val"] = accuracy(twin, *val_q)
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def _teacher_logits(ann, x: np.ndarray, options) -> np.ndarray:
+    """The float ANN's outputs on ``x``, in batches that fit --max-memory (a whole training set at once does not)."""
+    from snncc import resources
+    from snncc.sim.float_runtime import run_graph
+
+    batch = resources.batch_size(ann, options)
+    return np.concatenate([np.asarray(run_graph(ann, x[i:i + batch])[ann.outputs[0]], np.float64)
+                           for i in range(0, len(x), batch)])
 
 
 def _all(data) -> tuple[np.ndarray, np.ndarray]:
