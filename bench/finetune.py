@@ -19,13 +19,17 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 
 - prune + fine-tune: structured pruning (l1) at low bits, N=4, T=1, and the integer
   parameter memory against the fp32 ANN's (memory_report's ``compression``);
-- ``--only fashion``: the Fashion-MNIST CNN (examples/fashion), fine-tuned on a seeded
-  subset of the 60,000 training images, tested on the 10,000 test images.
+- real data (``--only fashion_cnn,cifar10_vgg,cifar10_resnet20``): the example models of
+  bench/real_data.py, compiled with their snncc.toml and committed calibration set,
+  fine-tuned on a seeded subset of their training split (``--train-count``), tested on
+  their test split (``--test-samples`` evenly spaced images, default all).  CIFAR-10 is
+  the lossy-JPEG copy in ../shared/data (examples/cifar10/README.md).
 
 The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
 the machine is shared, so it is noisy.
 
-    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion]
+    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion_cnn]
+        [--train-count 20000 --lr 5e-4 --distill --test-samples 1000]
 """
 
 from __future__ import annotations
@@ -194,40 +198,73 @@ def prune_rows(data, epochs: int, ann: float) -> None:
               f"{mem['param_bytes']:>11d} {mem['compression']:>7.2f}x {out.seconds:>6.1f}s", flush=True)
 
 
-def fashion_rows(epochs: int, train_count: int) -> None:
-    sys.path.insert(0, str(ROOT / "examples" / "fashion"))
-    import importlib
+REAL_ROWS = {  # the acceptance rows on real data (#15): label, compile options over the example's snncc.toml
+    "fashion_cnn": [("N=4, 8-bit, T=1", {"levels": 4}),
+                    ("N=2, 8-bit, T=1", {"levels": 2}),
+                    ("2-bit (first/last 8), N=4, T=1", {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+                    ("binary N=1, 8-bit, T=1", {"levels": 1})],
+    "cifar10_vgg": [("N=4, 8-bit, T=1", {"levels": 4}), ("N=2, 8-bit, T=1", {"levels": 2})],
+    "cifar10_resnet20": [("N=4, 8-bit, T=1", {"levels": 4}), ("N=2, 8-bit, T=1", {"levels": 2})],
+}
 
-    fashion = importlib.import_module("train")  # examples/fashion/train.py (digits' train is already loaded)
-    if not hasattr(fashion, "load_fashion"):
-        sys.modules.pop("train")
-        sys.path.insert(0, str(ROOT / "examples" / "fashion"))
-        fashion = importlib.import_module("train")
-    x_tr, y_tr = fashion.load_fashion("train")
-    x_te, y_te = fashion.load_fashion("test")
-    rng = np.random.default_rng(0)
-    pick = np.sort(rng.permutation(len(x_tr))[:train_count])
-    data = (x_tr[pick], y_tr[pick], x_te, y_te)
-    onnx_path = ROOT / "examples" / "fashion" / "fashion_cnn.onnx"
-    ann = ann_accuracy(onnx_path, x_te, y_te)
-    print(f"\nFashion-MNIST CNN (examples/fashion), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
-          f"{epochs} epochs of fine-tuning on {train_count} training images (a seeded subset)")
+
+def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, lr: float, distill: bool) -> None:
+    """An example model (bench/real_data.py's loaders): post-training and fine-tuned accuracy on its test set.
+
+    Compile calibrates on the example's committed calibration set with its snncc.toml; the
+    fine-tune uses a seeded subset of the training split; the test split is never seen before
+    the figures.
+    """
+    import real_data
+
+    from snncc.config import open_config
+    from snncc.int_eval import integer_predictions
+
+    onnx_path, config, calib, x_te, y_te = real_data.MODELS[name]()
+    x_te, y_te = real_data.test_subset(x_te, y_te, test_count)
+    folder = onnx_path.parent
+    module = real_data.example_train(folder)
+    x_tr, y_tr = getattr(module, f"load_{folder.name}")("train")
+    pick = np.sort(np.random.default_rng(0).permutation(len(x_tr))[:train_count])
+    train = CalibData(x_tr[pick], y_tr[pick], x_tr.shape[1:], "train split", "data")
+    calib_x = np.load(calib)["x"]
+    ann = real_data.ann_accuracy(onnx_path, x_te, y_te)
+
+    def accuracy(graph) -> float:
+        hits = sum(int((integer_predictions(graph, x_te[i:i + 250]) == y_te[i:i + 250]).sum())
+                   for i in range(0, len(y_te), 250))
+        return hits / len(y_te)
+
+    print(f"\n{name} ({folder.relative_to(ROOT)}), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
+          f"{epochs} epochs of fine-tuning on {len(pick)} training images (a seeded subset), lr {lr:g}"
+          f"{', distilled from the ANN' if distill else ''}")
     print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
-    for label, opts in [("N=2, 8-bit, T=1", {"levels": 2}),
-                        ("2-bit (first/last 8), N=4, T=1",
-                         {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
-                        ("binary N=1, 8-bit, T=1", {"levels": 1})]:
-        r = point(onnx_path, opts, data, epochs)
-        print(f"{label:<32s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {100 * (ann - r['tuned']):>6.2f} "
-              f"{r['seconds']:>6.1f}s", flush=True)
+    for label, opts in REAL_ROWS[name]:
+        options = CompileOptions()
+        for key, value in open_config(config).overrides.items():
+            setattr(options, key, value)
+        for key, value in opts.items():
+            setattr(options, key, value)
+        options.validate()
+        result = build_snn(onnx_path, options, calib_x, echo=lambda s: None)
+        post = accuracy(result.int_graph)
+        req = Request(data="train split", epochs=epochs, lr=lr, distill=distill, threads=THREADS[0])
+        out = tune(result, options, req, train, None, echo=lambda s: None)
+        tuned = accuracy(result.int_graph)
+        print(f"{label:<32s} {100 * post:>9.2f}% {100 * tuned:>9.2f}% {100 * (ann - tuned):>6.2f} "
+              f"{out.seconds:>6.1f}s", flush=True)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", default="digits,rescaw,sew,prune", help="sections; also: fashion")
-    ap.add_argument("--fashion-train", type=int, default=10000, help="training images for the fashion rows")
+    ap.add_argument("--only", default="digits,rescaw,sew,prune",
+                    help="sections; also the real-data models: " + ",".join(REAL_ROWS))
+    ap.add_argument("--train-count", type=int, default=10000, help="training images for the real-data rows")
+    ap.add_argument("--test-samples", type=int, help="evenly spaced test images for the real-data rows (default all)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (the CLI's default)")
+    ap.add_argument("--distill", action="store_true", help="distill from the float ANN's logits")
     args = ap.parse_args(argv)
     THREADS[0] = args.threads
     t0 = time.perf_counter()
@@ -243,8 +280,9 @@ def main(argv=None) -> int:
         sew_rows(data, args.epochs)
     if "prune" in parts:
         prune_rows(data, args.epochs, ann)
-    if "fashion" in parts:
-        fashion_rows(args.epochs, args.fashion_train)
+    for name in REAL_ROWS:
+        if name in parts:
+            real_rows(name, args.epochs, args.train_count, args.test_samples, args.lr, args.distill)
     print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
           "times are noisy)")
     return 0
