@@ -179,19 +179,24 @@ def prune_rows(data, epochs: int, ann: float) -> None:
         ("prune 0.5, 4-bit", {"prune": 0.5, "weight_bits": 4}),
         ("prune 0.5, 2-bit (first/last 4)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 4, "last": 4}}),
         ("prune 0.5, 2-bit (first/last 8)", {"prune": 0.5, "weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+        ("prune 0.2, 4-bit", {"prune": 0.2, "weight_bits": 4}),
+        ("prune 0.25, 3-bit", {"prune": 0.25, "weight_bits": 3}),
+        ("prune 0.3, 3-bit", {"prune": 0.3, "weight_bits": 3}),
+        ("prune 0.25, 4-bit, distilled", {"prune": 0.25, "weight_bits": 4}, True),
+        ("prune 0.3, 3-bit, distilled", {"prune": 0.3, "weight_bits": 3}, True),
     ]
     print(f"\nprune + fine-tune ({epochs} epochs), digits CNN, N=4, T=1: integer parameter memory (weights, biases, "
           "thresholds, shortcut weights) against the fp32 ANN's parameters (goal: >= 13x at <= 1 point drop)")
     print(f"{'config':<34s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'param bytes':>11s} "
           f"{'vs fp32':>8s} {'time':>7s}")
     x_tr, y_tr, x_te, y_te = data
-    for label, opts in configs:
+    for label, opts, *distill in configs:
         options = CompileOptions(**opts).validate()
         result = build_snn(DIGITS, options, x_tr[:CALIB], echo=lambda s: None)
         post = int_accuracy(result.int_graph, x_te, y_te)
         train = CalibData(x_tr, y_tr, x_tr.shape[1:], "train split", "data")
-        out = tune(result, options, Request(data="train split", epochs=epochs, threads=THREADS[0]), train, None,
-                   echo=lambda s: None)
+        req = Request(data="train split", epochs=epochs, threads=THREADS[0], distill=bool(distill and distill[0]))
+        out = tune(result, options, req, train, None, echo=lambda s: None)
         tuned = int_accuracy(result.int_graph, x_te, y_te)
         mem = memory_report(result.int_graph, result.float_graph)
         print(f"{label:<34s} {100 * post:>9.2f}% {100 * tuned:>9.2f}% {100 * (ann - tuned):>6.2f} "
