@@ -183,6 +183,8 @@ def prune_rows(data, epochs: int, ann: float) -> None:
         ("prune 0.25, 3-bit", {"prune": 0.25, "weight_bits": 3}),
         ("prune 0.3, 3-bit", {"prune": 0.3, "weight_bits": 3}),
         ("prune 0.25, 4-bit, distilled", {"prune": 0.25, "weight_bits": 4}, True),
+        ("/7/Conv=0.5 /3/Conv=0.25, 4-bit", {"prune_layers": {"/7/Conv": 0.5, "/3/Conv": 0.25}, "weight_bits": 4}),
+        ("/7/Conv=0.4 /3/Conv=0.2, 4-bit", {"prune_layers": {"/7/Conv": 0.4, "/3/Conv": 0.2}, "weight_bits": 4}),
         ("prune 0.3, 3-bit, distilled", {"prune": 0.3, "weight_bits": 3}, True),
     ]
     print(f"\nprune + fine-tune ({epochs} epochs), digits CNN, N=4, T=1: integer parameter memory (weights, biases, "
