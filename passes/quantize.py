@@ -543,7 +543,9 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
             q = weight_rounding.gptq(w, S, weight_quant.qmax(bits[node.name]), hs[node.name])
         else:
             q = weight_quant.quantize_with(w, S, bits[node.name])
-        out[node.name] = (q, S)
+        # int8 as emitted (|q| <= qmax <= 127): every layer's weights are alive at once, and
+        # int64 would cost twice the float64 model (--max-memory counts resources.PARAM_BYTES)
+        out[node.name] = (q.astype(np.int8), S)
     return out
 
 
