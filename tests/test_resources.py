@@ -218,18 +218,20 @@ def test_run_quantized_resumes_with_precomputed_last_uses(tmp_path):
     assert np.array_equal(whole, resumed)
 
 
-@pytest.mark.parametrize("pairs, channels, size, samples, hidden, budget", [
-    (2, 4, 256, 64, 0, "320M"),  # activations: two convs on 4 x 256 x 256
-    (2, 4, 128, 16, 1024, "320M"),  # parameters: a dense head of 2.1 million weights
-], ids=["activations", "parameters"])
-def test_compile_stays_under_max_memory(tmp_path, pairs, channels, size, samples, hidden, budget):
+@pytest.mark.parametrize("pairs, channels, size, samples, hidden, budget, extra", [
+    (2, 4, 256, 64, 0, "320M", ["--target", "python"]),  # activations: two convs on 4 x 256 x 256
+    (2, 4, 128, 16, 1024, "320M", ["--target", "python"]),  # parameters: a dense head of 2.1 million weights
+    (1, 2, 6, 16, 2048, "400M", ["--weight-rounding", "nearest"]),  # 8.4 million weights written as C
+], ids=["activations", "parameters", "emit-c"])
+def test_compile_stays_under_max_memory(tmp_path, pairs, channels, size, samples, hidden, budget, extra):
     """A compile under --max-memory never exceeds it (the report included), measured as the child's peak RSS.
 
     Activations: the threshold search keeps every batch's quantized prefix alive and the search samples
     in memory, so before its samples were fitted to the budget this peaked at 369 MiB under 320M.
     Parameters: every stage keeps its copy of the weights (float32 ANN, float64 SNN, int8), which the
-    budget counts per parameter element; it used to count the byte size of the graph at hand, 1 byte
-    per weight in the report, whose batches then took the memory of the other copies."""
+    budget counts per parameter element; the step search tiled every candidate of the 1024 x 1024
+    dense at once (436 MiB). Emit: the C initializers took a Python int and str per weight at once
+    (570 MiB under 400M)."""
     import os
     import subprocess
     import sys
@@ -242,7 +244,7 @@ def test_compile_stays_under_max_memory(tmp_path, pairs, channels, size, samples
              "sys.stderr.write(r.stdout + r.stderr); r.check_returncode(); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
     cmd = [sys.executable, "-m", "snncc", "compile", str(tmp_path / "m.onnx"), "--calib",
-           str(tmp_path / "calib.npy"), "--target", "python", "-o", str(tmp_path / "out"), "--max-memory", budget]
+           str(tmp_path / "calib.npy"), *extra, "-o", str(tmp_path / "out"), "--max-memory", budget]
     # BLAS keeps a buffer per thread: pin the count so the figure does not depend on the core count
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
@@ -279,3 +281,18 @@ def test_sample_budget_bounds_the_statistics_and_the_report(tmp_path, monkeypatc
     assert any("quantize: weight-rounding statistics on" in n for n in report["notes"])
     monkeypatch.setattr(resources, "WORK_ELEMENTS", 1)  # never below the floor
     assert compile_report()[1]["evaluation"]["samples"] == 8
+
+
+def test_gptq_hessians_beyond_the_budget_are_refused(tmp_path):
+    """GPTQ keeps a fan-in^2 Hessian per layer: when those leave no room under --max-memory,
+    quantize refuses before allocating them, naming the option, the bytes and the way out
+    (the same model with nearest rounding fits: test_compile_stays_under_max_memory[emit-c])."""
+    model = chain_onnx(tmp_path / "m.onnx", 1, size=6, channels=2, hidden=2048)
+    out = tmp_path / "out"
+    result = _run("compile", model, "--calib", "random", "--weight-rounding", "gptq", "--max-memory", "400M",
+                  "-o", out)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: option --max-memory: GPTQ weight rounding keeps"), line
+    assert "--weight-rounding nearest" in line and "Traceback" not in result.output
+    assert not out.exists()
