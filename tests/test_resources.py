@@ -41,6 +41,7 @@ def test_terabyte_model_is_refused_before_any_allocation(tmp_path, size, pad):
     assert ("node 'conv0'" in line or "node 'relu0'" in line) and "--max-memory" in line
     need = int(re.search(r"needs about [0-9.]+ TiB \((\d+) bytes\)", line).group(1))
     assert need > 1 << 40  # terabytes, as the shapes say
+    assert re.search(r"raise --max-memory to at least [0-9.]+ TiB$", line), line
     assert not out.exists()
 
 
