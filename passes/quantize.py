@@ -61,12 +61,13 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
         if samples < min(data.n, weight_rounding.SAMPLES):
             notes.append(f"quantize: weight-rounding statistics on {samples} of {data.n} calibration samples "
                          f"({resources.activation_elements(g)} activation elements per sample)")
+        hess_bytes = _hessian_bytes(g, syn, options) if rounding == "gptq" else 0
         means, mean_xq, hs = weight_rounding.collect(
             g, syn, lambda xb: np.clip(np.rint(xb / s_x), -128, 127), data, want_h=rounding == "gptq",
             centred=correct, seed=int(options.seed), live=live,
             samples=samples,
             # the run captures every synaptic input for the whole batch, and keeps a copy divided by T
-            batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH,
+            batch=resources.batch_size(g, options, copies=3, cap=weight_rounding.BATCH, reserved=hess_bytes,
                                        kept=sorted({n.inputs[0] for n in syn}) * 2))
         wide = [f"{n.name} ({weight_rounding.fan_in(n)})" for n in syn
                 if rounding == "gptq" and weight_rounding.gptq_kind(n) and not weight_rounding.gptq_applies(n)]
@@ -249,6 +250,21 @@ def _unknown_layer(graph: Graph, layers: list[Node], key: str) -> str:
 # model, "auto" rounding falls back to nearest so that large models compile in
 # seconds (a ResNet-50 took over 10 minutes with GPTQ).
 GPTQ_AUTO_MAX_WEIGHTS = 2_000_000
+
+
+def _hessian_bytes(g: Graph, syn: list[Node], options: CompileOptions) -> int:
+    """Bytes of GPTQ's Hessians (fan-in^2 float64 per layer, summed and then normalized: two
+    copies at once), refused early when they leave no room for one sample under --max-memory."""
+    need = 2 * 8 * sum(weight_rounding.fan_in(n) ** 2 for n in syn if weight_rounding.gptq_applies(n))
+    left = resources.activation_budget(g, options.max_memory)
+    per_sample = resources.per_sample_bytes(g, 8)[0]
+    if need + per_sample > left:
+        least = resources.parse_size(options.max_memory) - left + need + per_sample
+        raise SnnccError(f": GPTQ weight rounding keeps {resources.format_size(need)} ({need} bytes) of Hessians, "
+                         f"more than {options.max_memory} leaves beside the parameters and one "
+                         f"sample; raise --max-memory to at least {resources.format_size(least)} or pass "
+                         f"--weight-rounding nearest", option="max_memory")
+    return need
 
 
 def _pick_rounding(g: Graph, requested: str, notes: list[str]) -> str:
@@ -543,7 +559,9 @@ def _int_weights(g: Graph, domains: dict[str, str], bits: dict[str, int], s_x: f
             q = weight_rounding.gptq(w, S, weight_quant.qmax(bits[node.name]), hs[node.name])
         else:
             q = weight_quant.quantize_with(w, S, bits[node.name])
-        out[node.name] = (q, S)
+        # int8 as emitted (|q| <= qmax <= 127): every layer's weights are alive at once, and
+        # int64 would cost twice the float64 model (--max-memory counts resources.PARAM_BYTES)
+        out[node.name] = (q.astype(np.int8), S)
     return out
 
 

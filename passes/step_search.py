@@ -30,6 +30,10 @@ MAX_CANDIDATES = 128
 MIN_CANDIDATES = 8
 # Multiply-adds of all GPTQ calls of one search (candidates x sum of out * fan-in^2).
 BUDGET = 4e9
+# Candidates scored at once: as many as fit TILE_BYTES of tiled float64 rows (at least one).  The
+# rows are independent under GPTQ, so the errors do not depend on the split; tiling every
+# candidate of a 1024 x 1024 dense at once took 256 MiB, past a 320M --max-memory.
+TILE_BYTES = 8 << 20
 
 
 def factors(cost: float) -> np.ndarray:
@@ -42,11 +46,16 @@ def channel_errors(w: np.ndarray, S: np.ndarray, qmax: int, H: np.ndarray, grid:
     """(len(grid), O) error e^T H e of each output channel at step S * f, GPTQ-rounded."""
     rows = np.asarray(w, dtype=np.float64).reshape(w.shape[0], -1)
     o = rows.shape[0]
-    steps = (grid[:, None] * S[None, :]).ravel()  # candidate-major, like the tiled rows
-    tiled = np.tile(rows, (len(grid), 1))
-    q = weight_rounding.gptq(tiled, steps, qmax, H).astype(np.float64)
-    err = tiled - q * steps[:, None]
-    return ((err @ H) * err).sum(axis=1).reshape(len(grid), o)
+    per = max(1, TILE_BYTES // max(rows.nbytes, 1))
+    out = []
+    for i in range(0, len(grid), per):
+        part = grid[i:i + per]
+        steps = (part[:, None] * S[None, :]).ravel()  # candidate-major, like the tiled rows
+        tiled = np.tile(rows, (len(part), 1))
+        q = weight_rounding.gptq(tiled, steps, qmax, H).astype(np.float64)
+        err = tiled - q * steps[:, None]
+        out.append(((err @ H) * err).sum(axis=1).reshape(len(part), o))
+    return np.concatenate(out)
 
 
 def search(members: dict[str, tuple[np.ndarray, np.ndarray, int]], hs: dict[str, np.ndarray],

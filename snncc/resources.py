@@ -29,11 +29,17 @@ DEFAULT_MAX_MEMORY = "4G"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 MIN_MEMORY = 64 << 20
-# Fixed cost of the process (interpreter, numpy, onnx, the compiler's modules) ...
+# Fixed cost of the process (interpreter, numpy, onnx, the compiler's modules; 56 MiB
+# measured on Linux x86-64 with OpenBLAS, the rest a margin for other builds) ...
 PROCESS_BYTES = 200 << 20
-# ... and copies of the parameters alive at once: the imported graph, the stages a
-# compile keeps (float ANN, float SNN, integer SNN), float64 working copies.
-PARAM_COPIES = 6
+# ... and the parameters: bytes per parameter *element*, whatever the stage's dtype, so
+# that every pass sees the same fixed cost (a byte count of the graph at hand said 4 per
+# element for the float ANN and 1 for the int8 SNN, and the report then sized its batches
+# as if the other stages were free).  The copies alive at once at the peak (quantize, with
+# the compile keeping the imported ONNX model (float32, plus the parsed protobuf), the
+# float ANN, the float64 SNN and quantize's working copy of it, the int8 weights):
+# 34.2 B per parameter measured on the ResNet-50 bench graph; 40 with a margin.
+PARAM_BYTES = 40
 # Copies of the largest value on top of the live activations and the kernel's own
 # temporaries: statistics (abs, partition), quantized levels kept next to a current.
 TEMP_COPIES = 3
@@ -64,9 +70,15 @@ def format_size(n: float) -> str:
     return f"{int(n)} B"
 
 
-def param_bytes(graph: Graph) -> int:
-    return sum(int(np.asarray(v).nbytes) for n in graph.nodes for v in n.params.values()
-               if isinstance(v, np.ndarray))
+def param_count(graph: Graph) -> int:
+    """Parameter elements of the graph (the same at every stage, but for pruned channels)."""
+    return sum(int(v.size) for n in graph.nodes for v in n.params.values() if isinstance(v, np.ndarray))
+
+
+def fixed_bytes(graph: Graph) -> int:
+    """What the compile holds besides the activations: the process, the parameter copies
+    (PARAM_BYTES per element), the calibration statistics."""
+    return PROCESS_BYTES + PARAM_BYTES * param_count(graph) + stats_bytes(graph)
 
 
 def per_sample_bytes(graph: Graph, itemsize: int = 8) -> tuple[int, int, int, str]:
@@ -122,8 +134,8 @@ def stats_bytes(graph: Graph) -> int:
 
 def activation_budget(graph: Graph, max_memory) -> int:
     """Bytes left for activations once the process, the parameter copies and the calibration
-    statistics the graph carries are paid."""
-    return parse_size(max_memory) - PROCESS_BYTES - PARAM_COPIES * param_bytes(graph) - stats_bytes(graph)
+    statistics the graph carries are paid (``fixed_bytes``)."""
+    return parse_size(max_memory) - fixed_bytes(graph)
 
 
 def check(graph: Graph, max_memory) -> None:
@@ -135,12 +147,14 @@ def check(graph: Graph, max_memory) -> None:
     node = graph.nodes[at] if graph.nodes else None
     if node is None:
         raise SnnccError(f"the model's input needs {need} bytes per sample, more than --max-memory {max_memory}")
-    total = need + PROCESS_BYTES + PARAM_COPIES * param_bytes(graph)
+    total = need + fixed_bytes(graph)
     raise SnnccError(f"the model needs about {format_size(total)} ({total} bytes) to compile one sample, more "
-                     f"than --max-memory {max_memory} ({parse_size(max_memory)} bytes): at this layer the live "
+                     f"than --max-memory {max_memory} ({parse_size(max_memory)} bytes): "
+                     f"{format_size(fixed_bytes(graph))} for the process and the copies of its "
+                     f"{param_count(graph)} parameters, and at this layer the live "
                      f"activations take {live} bytes per sample in float64 (the largest value, {value!r}, "
-                     f"has shape {list(graph.shape(value))}); use a smaller input or raise --max-memory",
-                     node=node.name, op=node.op)
+                     f"has shape {list(graph.shape(value))}); use a smaller model or raise --max-memory "
+                     f"to at least {format_size(total)}", node=node.name, op=node.op)
 
 
 def reservoir_size(graph: Graph, values, options) -> int:

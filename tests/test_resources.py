@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import onnx
 import pytest
+from chain_model import chain_onnx
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
 
 import snncc
 from snncc.calib_data import load_calib
@@ -28,41 +27,11 @@ def _run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def _chain(path, pairs: int, *, size: int = 6, channels: int = 2, pad: int = 1, integer: bool = False):
-    """Input -> pairs x (3x3 Conv, ReLU) -> GlobalAveragePool -> Flatten -> Gemm, seeded weights.
-
-    ``integer``: small integer weights and biases, so that float32 activations of integer inputs are
-    exact and do not depend on how the samples are batched."""
-    rng = np.random.default_rng(1)
-    nodes, inits, x = [], [], "input"
-    for i in range(pairs):
-        if integer:
-            w = rng.integers(-2, 3, (channels, channels, 3, 3)).astype(np.float32)
-            b = rng.integers(-2, 3, channels).astype(np.float32)
-        else:
-            w = rng.normal(0, 0.4, (channels, channels, 3, 3)).astype(np.float32)
-            b = rng.normal(0.05, 0.05, channels).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[pad] * 4),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
-        x = f"r{i}"
-    inits += [numpy_helper.from_array(rng.normal(0, 0.5, (3, channels)).astype(np.float32), "fw"),
-              numpy_helper.from_array(np.zeros(3, np.float32), "fb")]
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"], name="gap"),
-              helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
-              helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                              [1, channels, size, size])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
-    return path
-
-
 # --- the size guard -------------------------------------------------------------------
 
 @pytest.mark.parametrize("size, pad", [(100000, 1), (8, 100000)], ids=["input-100000x100000", "pads-100000"])
 def test_terabyte_model_is_refused_before_any_allocation(tmp_path, size, pad):
-    model = _chain(tmp_path / "huge.onnx", 1, size=size, pad=pad)
+    model = chain_onnx(tmp_path / "huge.onnx", 1, size=size, pad=pad)
     out = tmp_path / "out"
     result = _run("compile", model, "--calib", "random", "-o", out)
     assert result.exit_code == 2, result.output
@@ -72,11 +41,12 @@ def test_terabyte_model_is_refused_before_any_allocation(tmp_path, size, pad):
     assert ("node 'conv0'" in line or "node 'relu0'" in line) and "--max-memory" in line
     need = int(re.search(r"needs about [0-9.]+ TiB \((\d+) bytes\)", line).group(1))
     assert need > 1 << 40  # terabytes, as the shapes say
+    assert re.search(r"raise --max-memory to at least [0-9.]+ TiB$", line), line
     assert not out.exists()
 
 
 def test_estimate_counts_live_activations(tmp_path):
-    g = snncc.load_onnx(_chain(tmp_path / "c.onnx", 3, size=10, channels=4))
+    g = snncc.load_onnx(chain_onnx(tmp_path / "c.onnx", 3, size=10, channels=4))
     need, at, live, value = per_sample_bytes(g, itemsize=8)
     value_bytes = 4 * 10 * 10 * 8  # a conv output is the largest value
     assert g.values[value].shape == (4, 10, 10)
@@ -143,7 +113,7 @@ def test_channel_stats_subsample_positions_of_big_values():
 
 
 def test_calibration_is_identical_for_any_batch_size(tmp_path):
-    g = canonicalize.run(snncc.load_onnx(_chain(tmp_path / "c.onnx", 3, size=7, integer=True)), PassContext())
+    g = canonicalize.run(snncc.load_onnx(chain_onnx(tmp_path / "c.onnx", 3, size=7, weights="integer")), PassContext())
     x = np.random.default_rng(5).integers(-3, 4, (23, 2, 7, 7)).astype(np.float32)
     stats = []
     for batch in (1, 4, 23):
@@ -156,7 +126,7 @@ def test_calibration_is_identical_for_any_batch_size(tmp_path):
 
 
 def _tuner_inputs(tmp_path, pairs: int):
-    g = snncc.load_onnx(_chain(tmp_path / "c.onnx", pairs))
+    g = snncc.load_onnx(chain_onnx(tmp_path / "c.onnx", pairs))
     ctx = PassContext(calib=load_calib(np.random.default_rng(6).standard_normal((20, 2, 6, 6)).astype(np.float32),
                                        (2, 6, 6)))
     opts = ctx.options
@@ -205,12 +175,12 @@ def test_stacked_candidates_score_like_one_at_a_time(tmp_path):
 def test_deep_chain_plans_a_horizon_and_compiles(tmp_path, monkeypatch):
     g, p, thetas, caps, groups, alt, x = _tuner_inputs(tmp_path, 2)
     assert convert.plan_search(g, groups, 32, 1)[1] is None  # small: the exact search
-    deep = snncc.load_onnx(_chain(tmp_path / "deep.onnx", 3000))
+    deep = snncc.load_onnx(chain_onnx(tmp_path / "deep.onnx", 3000))
     samples, horizon, note = convert.plan_search(deep, convert.populations(deep, plan(deep)), 32, 1)
     assert horizon is not None and convert.HORIZON_MIN <= horizon <= convert.HORIZON_WANT
     assert samples >= convert.SEARCH_MIN_SAMPLES and "downstream" in note
     # the horizon search end to end, forced on a short chain
-    small = _chain(tmp_path / "mid.onnx", 8)
+    small = chain_onnx(tmp_path / "mid.onnx", 8)
     monkeypatch.setattr(convert, "SEARCH_BUDGET", 1.0)
     monkeypatch.setattr(convert, "SEARCH_PASSES", 8)
     result = snncc.compile_model(small, options=CompileOptions(), calib=np.random.default_rng(7).standard_normal(
@@ -249,34 +219,41 @@ def test_run_quantized_resumes_with_precomputed_last_uses(tmp_path):
     assert np.array_equal(whole, resumed)
 
 
-def test_compile_stays_under_max_memory(tmp_path):
-    """A compile under --max-memory never exceeds it, measured as the child's peak RSS.
+@pytest.mark.parametrize("pairs, channels, size, samples, hidden, budget, extra", [
+    (2, 4, 256, 64, 0, "320M", ["--target", "python"]),  # activations: two convs on 4 x 256 x 256
+    (2, 4, 128, 16, 1024, "320M", ["--target", "python"]),  # parameters: a dense head of 2.1 million weights
+    (1, 2, 6, 16, 2048, "400M", ["--weight-rounding", "nearest"]),  # 8.4 million weights written as C
+], ids=["activations", "parameters", "emit-c"])
+def test_compile_stays_under_max_memory(tmp_path, pairs, channels, size, samples, hidden, budget, extra):
+    """A compile under --max-memory never exceeds it (the report included), measured as the child's peak RSS.
 
-    Two 4-channel 3x3 convs on 256x256 inputs with 64 calibration samples: the threshold
-    search keeps every batch's quantized prefix alive and the search samples in memory, so
-    before its samples were fitted to the budget this peaked at 369 MiB under 320M."""
+    Activations: the threshold search keeps every batch's quantized prefix alive and the search samples
+    in memory, so before its samples were fitted to the budget this peaked at 369 MiB under 320M.
+    Parameters: every stage keeps its copy of the weights (float32 ANN, float64 SNN, int8), which the
+    budget counts per parameter element; the step search tiled every candidate of the 1024 x 1024
+    dense at once (436 MiB). Emit: the C initializers took a Python int and str per weight at once
+    (570 MiB under 400M)."""
     import os
     import subprocess
     import sys
 
     rng = np.random.default_rng(0)
-    c, size = 4, 256
-    _chain(tmp_path / "m.onnx", 2, size=size, channels=c)
-    np.save(tmp_path / "calib.npy", rng.random((64, c, size, size)).astype(np.float32))
-    budget = 320 << 20
+    chain_onnx(tmp_path / "m.onnx", pairs, size=size, channels=channels, hidden=hidden)
+    np.save(tmp_path / "calib.npy", rng.random((samples, channels, size, size)).astype(np.float32))
     # a fresh interpreter whose only child is the compile, so RUSAGE_CHILDREN is that compile's peak
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(r.stdout + r.stderr); r.check_returncode(); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
     cmd = [sys.executable, "-m", "snncc", "compile", str(tmp_path / "m.onnx"), "--calib",
-           str(tmp_path / "calib.npy"), "--target", "python", "-o", str(tmp_path / "out"), "--max-memory", "320M",
-           "--report", "none"]
+           str(tmp_path / "calib.npy"), *extra, "-o", str(tmp_path / "out"), "--max-memory", budget]
     # BLAS keeps a buffer per thread: pin the count so the figure does not depend on the core count
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak = int(proc.stdout.split()[-1])
-    print(f"peak RSS {peak / 2**20:.1f} MiB under --max-memory 320M")
-    assert peak <= budget, f"peak RSS {peak / 2**20:.1f} MiB exceeds --max-memory 320M"
+    print(f"peak RSS {peak / 2**20:.1f} MiB under --max-memory {budget}")
+    assert f"--max-memory {budget}" in proc.stderr, proc.stderr  # the budget binds: a note says what it cut
+    assert peak <= parse_size(budget), f"peak RSS {peak / 2**20:.1f} MiB exceeds --max-memory {budget}"
 
 
 def test_sample_budget_bounds_the_statistics_and_the_report(tmp_path, monkeypatch):
@@ -285,7 +262,7 @@ def test_sample_budget_bounds_the_statistics_and_the_report(tmp_path, monkeypatc
     from snncc import resources
     from snncc.compiler import build_snn, make_report
 
-    _chain(tmp_path / "m.onnx", 2, size=6, channels=2)
+    chain_onnx(tmp_path / "m.onnx", 2, size=6, channels=2)
     x = np.random.default_rng(0).random((40, 2, 6, 6)).astype(np.float32)
     opts = CompileOptions(threshold_search="none")
 
@@ -305,3 +282,18 @@ def test_sample_budget_bounds_the_statistics_and_the_report(tmp_path, monkeypatc
     assert any("quantize: weight-rounding statistics on" in n for n in report["notes"])
     monkeypatch.setattr(resources, "WORK_ELEMENTS", 1)  # never below the floor
     assert compile_report()[1]["evaluation"]["samples"] == 8
+
+
+def test_gptq_hessians_beyond_the_budget_are_refused(tmp_path):
+    """GPTQ keeps a fan-in^2 Hessian per layer: when those leave no room under --max-memory,
+    quantize refuses before allocating them, naming the option, the bytes and the way out
+    (the same model with nearest rounding fits: test_compile_stays_under_max_memory[emit-c])."""
+    model = chain_onnx(tmp_path / "m.onnx", 1, size=6, channels=2, hidden=2048)
+    out = tmp_path / "out"
+    result = _run("compile", model, "--calib", "random", "--weight-rounding", "gptq", "--max-memory", "400M",
+                  "-o", out)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: option --max-memory: GPTQ weight rounding keeps"), line
+    assert "--weight-rounding nearest" in line and "Traceback" not in result.output
+    assert not out.exists()

@@ -114,3 +114,17 @@ def test_notes_say_when_the_search_cannot_run(digits):
     assert any("no calibration data: nearest weight rounding, no step search" in n for n in no_data)
     _, off = _quantize(res, weight_rounding="nearest", step_search=False)
     assert not any("step search" in n for n in off)
+
+
+def test_channel_errors_do_not_depend_on_the_tile(monkeypatch):
+    """Scoring the candidates a few at a time (TILE_BYTES, for --max-memory) gives the same errors."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 1, (6, 10))
+    x = rng.normal(0, 1, (40, 10))
+    H = x.T @ x / len(x)
+    S = np.abs(w).max(axis=1) / 7
+    grid = step_search.factors(1e9)
+    whole = step_search.channel_errors(w, S, 7, H, grid)
+    monkeypatch.setattr(step_search, "TILE_BYTES", 1)  # one candidate at a time
+    assert np.array_equal(step_search.channel_errors(w, S, 7, H, grid), whole)
+    assert whole.shape == (len(grid), 6) and weight_rounding.gptq(w, S, 7, H).shape == w.shape

@@ -304,10 +304,16 @@ def _weights(plan: Plan, name: str) -> str:
     return "\n".join(out)
 
 
-def _format_values(values: np.ndarray, per_line: int = 24) -> str:
+def _format_values(values: np.ndarray, per_line: int = 24, lines_at_once: int = 4096) -> str:
+    """The values as C initializer lines, ``per_line`` a line.  Python objects for a few thousand
+    lines at a time (one int and one str a value cost about 90 bytes: a 4-million-weight layer
+    took 370 MiB at once, past --max-memory); only the text itself is kept."""
     flat = np.asarray(values).reshape(-1).astype(np.int64)
-    text = [str(v) for v in flat.tolist()]
-    text = [L.INT32_MIN_C if s == "-2147483648" else s for s in text]
-    lines = ["    " + ", ".join(text[i:i + per_line]) + "," for i in range(0, len(text), per_line)]
-    return "\n".join(lines)
+    step = per_line * lines_at_once
+    parts = []
+    for start in range(0, len(flat), step):
+        text = [str(v) for v in flat[start:start + step].tolist()]
+        text = [L.INT32_MIN_C if s == "-2147483648" else s for s in text]
+        parts.append("\n".join("    " + ", ".join(text[i:i + per_line]) + "," for i in range(0, len(text), per_line)))
+    return "\n".join(parts)
 
