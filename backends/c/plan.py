@@ -266,21 +266,32 @@ class _Builder:
             # keeps them; both schedules declare both forms (--gc-sections drops the other).
             _, oh, ow = out_shape
             wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
-            wref_p, bref_p = self.block_consts(node, ident, wt, bits, sb, x.nonneg)
+            # x86-64 schedule: 1 or 2 channels carry 4 // c horizontal taps per quad
+            # (snncc_pack_taps_i8; LeNet's 5x5 conv on one channel: 10 quads per pixel, not
+            # 25 padded ones, and no im2col copy); 3 channels are padded to 4.
+            taps = sb == 8 and c <= 2
+            wt_p, g, dw_p = L.tap_quads(wt, dw) if taps else (wt, 1, dw)
+            wref_p, bref_p = self.block_consts(node, ident, wt_p, bits, sb, x.nonneg)
             wref_i, bref_i = self.block_consts(node, ident + "i", wt_i, bits, sb, x.nonneg)
             cp = -(-c // 4) * 4 if sb == 8 else c
+            wp, pl_p = (w + pl, 0) if taps else (w, pl)
             self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
                 f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
                 f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
                 f"1, {sb}, {int(x.nonneg)}}};",
-                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
-                f"{pt}, {pl}, {dh}, {dw}, 1, {sb}, {int(x.nonneg)}}};"]
+                f"static const snncc_conv_t {ident}_p = {{{h}, {wp}, {cp}, {oh}, {ow}, {o}, {kh}, {wt_p.shape[3]}, "
+                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}}};"]
             # the other schedule's geometry, referenced (static constants must be used)
             self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
             if not self.fuse:
                 wref, bref = wref_p, bref_p
-                if sb == 8:
+                if taps:
+                    xt = self.tensor("i8", (4, h, wp), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
+                    self.step([f"snncc_pack_taps_i8({self.ptr(x)}, {self.ptr(xt)}, {h}, {w}, {c}, {pl}, {dw});"],
+                              [x.buf, xt.buf])
+                    x = xt
+                elif sb == 8:
                     x = self.pad_channels(x)
             else:
                 pname, wref, bref = ident + "i", wref_i, bref_i

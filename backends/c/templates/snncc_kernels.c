@@ -1127,6 +1127,60 @@ SNNCC_G16_KERNEL(v512_g16, 6, 0)
 #undef STEP
 #undef STORE
 
+/*
+ * At most 8 output channels (LeNet's first conv has 6): two pixels per register, pixel r
+ * in lanes 0..7 and pixel r + 1 in lanes 8..15, each lane group with its own broadcast
+ * quad and the same 8 channels' weights, so no vpdpbusd spends half its lanes on padding.
+ * The macros act on even r for the pair (r, r | 1).
+ */
+#define PASS_INIT bv0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(bb + ob)));
+#define INIT(r)                                                                            \
+    if ((r) % 2 == 0) {                                                                    \
+        acc[(r) / 2] = bv0;                                                                \
+    }
+#define WLOAD const __m512i w0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)wr));
+#define STEP(r)                                                                            \
+    if ((r) % 2 == 0) {                                                                    \
+        int32_t qa_, qb_;                                                                  \
+        __m512i xb_;                                                                       \
+        memcpy(&qa_, xp[r] + xo, sizeof qa_);                                              \
+        memcpy(&qb_, xp[(r) | 1] + xo, sizeof qb_);                                        \
+        xb_ = _mm512_mask_set1_epi32(_mm512_set1_epi32(qa_), (__mmask16)0xFF00, qb_);      \
+        if (sgn) {                                                                         \
+            xb_ = _mm512_xor_si512(xb_, k80);                                              \
+        }                                                                                  \
+        acc[(r) / 2] = _mm512_dpbusd_epi32(acc[(r) / 2], xb_, w0);                         \
+    }
+#define STORE(r)                                                                           \
+    if ((r) % 2 == 0) {                                                                    \
+        if (pix[r] >= 0) {                                                                 \
+            _mm512_mask_storeu_epi32((void *)(y + pix[r] * out_c), m0, acc[(r) / 2]);     \
+        }                                                                                  \
+        if (pix[(r) | 1] >= 0) {                                                           \
+            _mm512_mask_storeu_epi32((void *)(y + pix[(r) | 1] * out_c), m0,               \
+                                     _mm512_shuffle_i64x2(acc[(r) / 2], acc[(r) / 2], 0xEE)); \
+        }                                                                                  \
+    }
+#define SNNCC_H8_KERNEL(NAME, MR, SIGNED)                                                  \
+    static SNNCC_TARGET_AVX512 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, \
+                                         const int8_t *w, const int32_t *bias)             \
+    {                                                                                      \
+        SNNCC_MP_DECLS(MR)                                                                 \
+        const int32_t sgn = (SIGNED), sparse = 0;                                          \
+        const int32_t *bb = bias + (sgn ? o16 : 0);                                        \
+        const __m512i k80 = _mm512_set1_epi8(-128);                                        \
+        const __mmask16 m0 = (__mmask16)((1u << out_c) - 1u);                              \
+        __m512i acc[(MR) / 2], bv0;                                                        \
+        SNNCC_MP_LOOP(MR, 16, 1, sgn)                                                      \
+    }
+SNNCC_H8_KERNEL(v512_h8u, 8, 0)
+SNNCC_H8_KERNEL(v512_h8s, 8, 1)
+#undef PASS_INIT
+#undef INIT
+#undef WLOAD
+#undef STEP
+#undef STORE
+
 typedef void (*snncc_block_fn)(const snncc_conv_t *, const int8_t *, int32_t *, const int8_t *,
                                const int32_t *);
 
@@ -1139,7 +1193,9 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
 {
     static const snncc_block_fn fns[3] = {v512_u1, v512_u2, v512_u4};
     const int32_t blocks = (p->out_c + 15) / 16;
-    if (!p->x_unsigned) {
+    if (p->out_c <= 8) {
+        (p->x_unsigned ? v512_h8u : v512_h8s)(p, x, y, w, bias);
+    } else if (!p->x_unsigned) {
         v512_s1(p, x, y, w, bias);
     } else if (blocks == 1 && p->in_c % 16 == 0 && p->k_h * p->k_w * p->in_c * 16 <= SNNCC_G16_BYTES) {
         v512_g16(p, x, y, w, bias);
@@ -1678,9 +1734,65 @@ void snncc_widen_i8(const int8_t *x, int32_t *y, int32_t n)
 #define SNNCC_MAX yrow[ch] = xrow[ch] > yrow[ch] ? xrow[ch] : yrow[ch]
 #define SNNCC_SUM yrow[ch] += xrow[ch]
 
-void snncc_maxpool_i8(const snncc_pool_t *p, const int8_t *x, int8_t *y)
+#if defined(SNNCC_HAVE_SSE2_BLOCK)
+/* Signed bytes max on SSE2 (pmaxsb is SSE4.1): flip the sign bits around pmaxub. */
+#define SNNCC_MAX_I8(a, b)                                                                 \
+    _mm_xor_si128(_mm_max_epu8(_mm_xor_si128((a), k80), _mm_xor_si128((b), k80)), k80)
+
+/* Max pool on x86: 16 channels per step.  A pixel with fewer than 16 channels (the
+ * per-pixel loop of the portable body measured 10k cycles on LeNet's 24x24x6 pool, its
+ * channel loops too short to vectorize) reads 16 bytes per tap and stores 16, the
+ * excess landing on the next pixels, which are written after it; pixels with taps in the
+ * padding, or whose 16 bytes would pass either tensor's end, take the portable body. */
+static void maxpool_i8_c(const snncc_pool_t *p, const int8_t *x, int8_t *y)
 {
     SNNCC_POOL_BODY(int8_t, int8_t, SNNCC_COPY, SNNCC_MAX)
+}
+
+static void maxpool_i8_sse2(const snncc_pool_t *p, const int8_t *x, int8_t *y)
+{
+    const int32_t c = p->c, in_end = p->in_h * p->in_w * c, out_end = p->out_h * p->out_w * c;
+    const __m128i k80 = _mm_set1_epi8(-128);
+    int32_t oy, ox, ky, kx, ch;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+            const int32_t iy1 = iy0 + (p->k_h - 1) * p->dil_h, ix1 = ix0 + (p->k_w - 1) * p->dil_w;
+            const int32_t o = (oy * p->out_w + ox) * c;
+            if (iy0 < 0 || ix0 < 0 || iy1 >= p->in_h || ix1 >= p->in_w ||
+                (c < 16 && (o + 16 > out_end || (iy1 * p->in_w + ix1) * c + 16 > in_end))) {
+                snncc_pool_t q = *p; /* this pixel alone, through the portable body */
+                q.out_h = 1;
+                q.out_w = 1;
+                q.pad_t = -iy0;
+                q.pad_l = -ix0;
+                maxpool_i8_c(&q, x, y + o);
+                continue;
+            }
+            for (ch = 0; ch < c; ch += 16) {
+                const int32_t cc = c - ch < 16 && c >= 16 ? c - 16 : ch; /* last chunk overlaps */
+                __m128i m = _mm_loadu_si128((const __m128i *)(const void *)(x + (iy0 * p->in_w + ix0) * c + cc));
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int8_t *xr = x + ((iy0 + ky * p->dil_h) * p->in_w + ix0) * c + cc;
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        m = SNNCC_MAX_I8(m, _mm_loadu_si128((const __m128i *)(const void *)(xr + kx * p->dil_w * c)));
+                    }
+                }
+                _mm_storeu_si128((__m128i *)(void *)(y + o + cc), m);
+            }
+        }
+    }
+}
+#undef SNNCC_MAX_I8
+#endif
+
+void snncc_maxpool_i8(const snncc_pool_t *p, const int8_t *x, int8_t *y)
+{
+#if defined(SNNCC_HAVE_SSE2_BLOCK)
+    maxpool_i8_sse2(p, x, y);
+#else
+    SNNCC_POOL_BODY(int8_t, int8_t, SNNCC_COPY, SNNCC_MAX)
+#endif
 }
 
 void snncc_maxpool_i32(const snncc_pool_t *p, const int32_t *x, int32_t *y)
@@ -2040,6 +2152,34 @@ void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t 
             }
             for (; i < kq; ++i) {
                 d[i] = 0;
+            }
+        }
+    }
+}
+
+void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_t c, int32_t pad_l,
+                        int32_t dil_w)
+{
+    const int32_t g = 4 / c, wp = w + pad_l;
+    int32_t iy, i, j, ch;
+    for (iy = 0; iy < h; ++iy) {
+        const int8_t *xr = x + iy * w * c;
+        int8_t *yr = y + iy * wp * 4;
+        for (i = 0; i < wp; ++i) {
+            const int32_t ix = i - pad_l;
+            int8_t *d = yr + 4 * i;
+            if (dil_w == 1 && ix >= 0 && ix + g <= w) { /* g * c == 4 */
+                memcpy(d, xr + ix * c, 4);
+                continue;
+            }
+            memset(d, 0, 4);
+            for (j = 0; j < g; ++j) {
+                const int32_t t = ix + j * dil_w;
+                if (t >= 0 && t < w) {
+                    for (ch = 0; ch < c; ++ch) {
+                        d[j * c + ch] = xr[t * c + ch];
+                    }
+                }
             }
         }
     }

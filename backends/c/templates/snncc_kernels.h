@@ -156,6 +156,12 @@ void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channe
  * of 4); a 1x1 block conv then reads them in whole quads. */
 void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq);
 
+/* The input of a conv on c = 1 or 2 channels with its taps in quads (x86-64 schedule):
+ * HWC h x (w + pad_l) x 4, element [iy][i][j * c + ch] = x[iy][i - pad_l + j * dil_w][ch]
+ * for j < 4 / c (0 outside the row); layout.tap_quads gives the conv's weights on it. */
+void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_t c, int32_t pad_l,
+                        int32_t dil_w);
+
 /* HWC int8 of c channels -> cp >= c channels, the extra ones 0 (block conv inputs). */
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp);
 
