@@ -1181,6 +1181,82 @@ SNNCC_H8_KERNEL(v512_h8s, 8, 1)
 #undef STEP
 #undef STORE
 
+/*
+ * One channel quad per pixel (in_c 4: a first conv's taps packed by snncc_pack_taps_i8),
+ * stride 1, at most 8 output channels: the lanes are 16 pixels of an output row, whose
+ * quads one (masked) load reads for each tap, times 8 broadcast weight quads (one per
+ * output channel), then an 8 x 16 transpose in registers and a masked store per pixel.
+ * Per tap and 16 pixels: 1 load and 8 vpdpbusd, against 16 broadcasts and 8 (pixel
+ * pairs) or 16 vpdpbusd above; LeNet's 5x5 conv on 1 channel ran 6.6k -> ... cycles.
+ * Taps outside the input read zeros (x + 128 = 128 when signed, as the bias expects).
+ */
+static SNNCC_TARGET_AVX512 void v512_rows4(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                                           const int32_t *bias)
+{
+    SNNCC_CONV_GEOMETRY
+    const int32_t sgn = !p->x_unsigned;
+    const int32_t *bb = bias + (sgn ? o16 : 0);
+    const __m512i k80 = _mm512_set1_epi8(-128);
+    const __m512i idx[4] = {_mm512_set_epi64(15, 14, 7, 6, 9, 8, 1, 0), _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2),
+                            _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4), _mm512_set_epi64(15, 14, 7, 6, 15, 14, 7, 6)};
+    int32_t ob, oy, ox, ky, kx, j;
+    (void)in_c;
+    (void)c4;
+    (void)sw;
+    for (ob = 0; ob < out_c; ob += 8) {
+        const int32_t nc = out_c - ob < 8 ? out_c - ob : 8;
+        const __mmask16 mc = (__mmask16)((1u << nc) - 1u);
+        for (oy = 0; oy < out_h; ++oy) {
+            for (ox = 0; ox < out_w; ox += 16) {
+                const int32_t np = out_w - ox < 16 ? out_w - ox : 16;
+                __m512i a[8], t[8], u[8];
+                for (j = 0; j < 8; ++j) {
+                    a[j] = _mm512_set1_epi32(bb[ob + j]);
+                }
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = oy * sh - pt + ky * dh;
+                    const int8_t *xr = x + iy * in_w * 4;
+                    for (kx = 0; kx < k_w; ++kx) {
+                        const int32_t *wr = (const int32_t *)(const void *)(w + ((ky * k_w + kx) * o16 + ob) * 4);
+                        const int32_t ix0 = ox - pl + kx * dw, lo = ix0 < 0 ? -ix0 : 0;
+                        const int32_t hi = in_w - ix0 < np ? in_w - ix0 : np;
+                        __m512i xv = _mm512_setzero_si512();
+                        if (iy >= 0 && iy < in_h && hi > lo) {
+                            const __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+                            xv = lo == 0 ? _mm512_maskz_loadu_epi32(m, (const void *)(xr + ix0 * 4))
+                                         : _mm512_maskz_expandloadu_epi32(m, (const void *)xr);
+                        }
+                        if (sgn) {
+                            xv = _mm512_xor_si512(xv, k80);
+                        }
+                        for (j = 0; j < 8; ++j) {
+                            if (j < nc) { /* predictable; channels past out_c stay bias (not stored) */
+                                a[j] = _mm512_dpbusd_epi32(a[j], xv, _mm512_set1_epi32(wr[j]));
+                            }
+                        }
+                    }
+                }
+                /* per 128-bit lane L (pixels 4L..4L+3): u[i] = channels 0-3 of pixel 4L + i,
+                 * u[4 + i] channels 4-7 */
+                for (j = 0; j < 4; ++j) {
+                    t[2 * j] = _mm512_unpacklo_epi32(a[2 * j], a[2 * j + 1]);
+                    t[2 * j + 1] = _mm512_unpackhi_epi32(a[2 * j], a[2 * j + 1]);
+                }
+                for (j = 0; j < 2; ++j) {
+                    u[4 * j] = _mm512_unpacklo_epi64(t[4 * j], t[4 * j + 2]);
+                    u[4 * j + 1] = _mm512_unpackhi_epi64(t[4 * j], t[4 * j + 2]);
+                    u[4 * j + 2] = _mm512_unpacklo_epi64(t[4 * j + 1], t[4 * j + 3]);
+                    u[4 * j + 3] = _mm512_unpackhi_epi64(t[4 * j + 1], t[4 * j + 3]);
+                }
+                for (j = 0; j < np; ++j) {
+                    const __m512i v = _mm512_permutex2var_epi64(u[j % 4], idx[j / 4], u[4 + j % 4]);
+                    _mm512_mask_storeu_epi32((void *)(y + (oy * out_w + ox + j) * out_c + ob), mc, v);
+                }
+            }
+        }
+    }
+}
+
 typedef void (*snncc_block_fn)(const snncc_conv_t *, const int8_t *, int32_t *, const int8_t *,
                                const int32_t *);
 
@@ -1193,7 +1269,9 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
 {
     static const snncc_block_fn fns[3] = {v512_u1, v512_u2, v512_u4};
     const int32_t blocks = (p->out_c + 15) / 16;
-    if (p->out_c <= 8) {
+    if (p->in_c == 4 && p->stride_w == 1 && p->out_c <= 8) {
+        v512_rows4(p, x, y, w, bias);
+    } else if (p->out_c <= 8) {
         (p->x_unsigned ? v512_h8u : v512_h8s)(p, x, y, w, bias);
     } else if (!p->x_unsigned) {
         v512_s1(p, x, y, w, bias);
@@ -1749,11 +1827,60 @@ static void maxpool_i8_c(const snncc_pool_t *p, const int8_t *x, int8_t *y)
     SNNCC_POOL_BODY(int8_t, int8_t, SNNCC_COPY, SNNCC_MAX)
 }
 
+#define SNNCC_POOL_ROW 4096
 static void maxpool_i8_sse2(const snncc_pool_t *p, const int8_t *x, int8_t *y)
 {
     const int32_t c = p->c, in_end = p->in_h * p->in_w * c, out_end = p->out_h * p->out_w * c;
+    const int32_t rowb = p->in_w * c;
     const __m128i k80 = _mm_set1_epi8(-128);
     int32_t oy, ox, ky, kx, ch;
+    if (c < 16 && p->pad_t == 0 && p->pad_l == 0 && rowb <= SNNCC_POOL_ROW &&
+        (p->out_h - 1) * p->stride_h + (p->k_h - 1) * p->dil_h < p->in_h &&
+        (p->out_w - 1) * p->stride_w + (p->k_w - 1) * p->dil_w < p->in_w) {
+        /* No window in the padding, few channels: per output row the max over its tap
+         * rows first (16 bytes a step over the whole row, sign bits flipped), then per
+         * pixel over its taps in that row, 16 bytes read and stored per pixel as above. */
+        uint8_t row[SNNCC_POOL_ROW + 16];
+        int32_t i;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int8_t *x0 = x + oy * p->stride_h * rowb;
+            for (i = 0; i + 16 <= rowb; i += 16) {
+                __m128i m = _mm_loadu_si128((const __m128i *)(const void *)(x0 + i));
+                for (ky = 1; ky < p->k_h; ++ky) {
+                    m = _mm_max_epu8(_mm_xor_si128(m, k80), _mm_xor_si128(_mm_loadu_si128(
+                        (const __m128i *)(const void *)(x0 + ky * p->dil_h * rowb + i)), k80));
+                    m = _mm_xor_si128(m, k80);
+                }
+                _mm_storeu_si128((__m128i *)(void *)(row + i), _mm_xor_si128(m, k80));
+            }
+            for (; i < rowb; ++i) {
+                int8_t m = x0[i];
+                for (ky = 1; ky < p->k_h; ++ky) {
+                    const int8_t v = x0[ky * p->dil_h * rowb + i];
+                    m = v > m ? v : m;
+                }
+                row[i] = (uint8_t)(m ^ 0x80);
+            }
+            memset(row + rowb, 0, 16);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t o = (oy * p->out_w + ox) * c;
+                const uint8_t *r0 = row + ox * p->stride_w * c;
+                __m128i m = _mm_loadu_si128((const __m128i *)(const void *)r0);
+                for (kx = 1; kx < p->k_w; ++kx) {
+                    m = _mm_max_epu8(m, _mm_loadu_si128((const __m128i *)(const void *)(r0 + kx * p->dil_w * c)));
+                }
+                m = _mm_xor_si128(m, k80);
+                if (o + 16 <= out_end) {
+                    _mm_storeu_si128((__m128i *)(void *)(y + o), m);
+                } else {
+                    int8_t t[16];
+                    _mm_storeu_si128((__m128i *)(void *)t, m);
+                    memcpy(y + o, t, (size_t)c);
+                }
+            }
+        }
+        return;
+    }
     for (oy = 0; oy < p->out_h; ++oy) {
         for (ox = 0; ox < p->out_w; ++ox) {
             const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
@@ -1888,6 +2015,7 @@ static void neuron_fast_scalar(const snncc_neuron_t *p, const int32_t *cur, int3
  * in registers over the pixels (inner loop).  At most SNNCC_FAST_STEPS threshold steps
  * (the memory plan's limit for this kernel); more take the portable code. */
 #define SNNCC_FAST_STEPS 32
+#define SNNCC_PHASE_ROWS 64 /* per-phase rows of 16 lanes (4 KB of stack) */
 
 #if defined(SNNCC_X86_AVX512)
 /* 16 channels per register, masked at the end of a row. */
@@ -1902,6 +2030,46 @@ static __attribute__((target("avx512f"))) void neuron_fast_avx512(
     const __m512i grid = _mm512_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
     __m512i tk[SNNCC_FAST_STEPS];
     int32_t a, c0, k;
+    const int32_t low = ch & -ch, np = ch / (low < 16 ? low : 16); /* phases: lcm(ch, 16) / 16 */
+    if (ch < 16 && np * (steps + 2) <= SNNCC_PHASE_ROWS && outer * ch >= 32) {
+        /* Fewer than 16 channels (LeNet's 6): the lanes run over the flat [outer][ch]
+         * array, so a vector holds several pixels; its channel pattern repeats every np
+         * vectors, with v_init, theta and thresholds laid out per phase on the stack. */
+        int32_t tab[SNNCC_PHASE_ROWS * 16], r, l, base;
+        const int32_t n = outer * ch, rs = (steps + 2) * 16;
+        for (r = 0; r < np; ++r) {
+            for (l = 0; l < 16; ++l) {
+                const int32_t c = (16 * r + l) % ch;
+                tab[r * rs + l] = v_init[c];
+                tab[r * rs + 16 + l] = theta[c];
+                for (k = 0; k < steps; ++k) {
+                    tab[r * rs + 32 + 16 * k + l] = thr[k * ch + c];
+                }
+            }
+        }
+        for (base = 0, r = 0; base < n; base += 16, r = r + 1 == np ? 0 : r + 1) {
+            const __mmask16 m = n - base >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - base)) - 1u);
+            const int32_t *row = tab + r * rs;
+            const __m512i v0 = v != 0 ? _mm512_maskz_loadu_epi32(m, v + base) : _mm512_loadu_si512(row);
+            __m512i t = _mm512_add_epi32(v0, _mm512_maskz_loadu_epi32(m, cur + base)), q = vlo, q1 = zero;
+            t = _mm512_min_epi32(_mm512_max_epi32(t, vmin), vmax);
+            for (k = 0; k + 1 < steps; k += 2) {
+                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, _mm512_loadu_si512(row + 32 + 16 * k)), q, one);
+                q1 = _mm512_mask_add_epi32(q1, _mm512_cmpge_epi32_mask(t, _mm512_loadu_si512(row + 48 + 16 * k)), q1,
+                                           one);
+            }
+            if (k < steps) {
+                q = _mm512_mask_add_epi32(q, _mm512_cmpge_epi32_mask(t, _mm512_loadu_si512(row + 32 + 16 * k)), q, one);
+            }
+            q = _mm512_add_epi32(q, q1);
+            _mm512_mask_cvtepi32_storeu_epi8((void *)(z + base), m, q);
+            if (v != 0) {
+                t = _mm512_and_si512(_mm512_sub_epi32(t, _mm512_mullo_epi32(q, _mm512_loadu_si512(row + 16))), grid);
+                _mm512_mask_storeu_epi32((void *)(v + base), m, t);
+            }
+        }
+        return;
+    }
     for (c0 = 0; c0 < ch; c0 += 16) {
         const __mmask16 m = ch - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ch - c0)) - 1u);
         const __m512i vi = _mm512_maskz_loadu_epi32(m, v_init + c0);
@@ -2165,7 +2333,19 @@ void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_
     for (iy = 0; iy < h; ++iy) {
         const int8_t *xr = x + iy * w * c;
         int8_t *yr = y + iy * wp * 4;
-        for (i = 0; i < wp; ++i) {
+        i = 0;
+        if (dil_w == 1 && pad_l == 0) { /* 8 bytes give the quads at 0, c, .. 4 (little-endian) */
+            for (; (i + 4 / c) * c + 4 <= w * c; i += 4 / c + 1) {
+                uint64_t v;
+                int32_t k;
+                memcpy(&v, xr + i * c, sizeof v);
+                for (k = 0; k <= 4 / c; ++k) {
+                    const uint32_t q = (uint32_t)(v >> (8 * c * k));
+                    memcpy(yr + 4 * (i + k), &q, 4);
+                }
+            }
+        }
+        for (; i < wp; ++i) {
             const int32_t ix = i - pad_l;
             int8_t *d = yr + 4 * i;
             if (dil_w == 1 && ix >= 0 && ix + g <= w) { /* g * c == 4 */
