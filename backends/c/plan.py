@@ -261,14 +261,14 @@ class _Builder:
         if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
             # Few input channels (the image): in the firmware schedule a window's values in
             # quads (im2col) and a 1x1 conv on them, not every tap's channels padded to a
-            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 SIMD kernels
-            # measured faster on padded taps than behind the copy, so the unfused schedule
-            # keeps them; both schedules declare both forms (--gc-sections drops the other).
+            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 (unfused)
+            # schedule, where a whole-image im2col cost far more than the conv behind it:
+            # 1 or 2 channels carry 4 // c horizontal taps per quad (snncc_pack_taps_i8;
+            # LeNet's 5x5 conv on one channel: 10 quads per pixel, not 25 padded ones), 3
+            # channels are padded to 4.  Both schedules declare both forms (--gc-sections
+            # drops the other).
             _, oh, ow = out_shape
             wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
-            # x86-64 schedule: 1 or 2 channels carry 4 // c horizontal taps per quad
-            # (snncc_pack_taps_i8; LeNet's 5x5 conv on one channel: 10 quads per pixel, not
-            # 25 padded ones, and no im2col copy); 3 channels are padded to 4.
             taps = sb == 8 and c <= 2
             wt_p, g, dw_p = L.tap_quads(wt, dw) if taps else (wt, 1, dw)
             wref_p, bref_p = self.block_consts(node, ident, wt_p, bits, sb, x.nonneg)
