@@ -277,11 +277,11 @@ class _Builder:
             wp, pl_p = (w + pl, 0) if taps else (w, pl)
             self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
-                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
+                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}, 0, 0}};",
                 f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
-                f"1, {sb}, {int(x.nonneg)}}};",
+                f"1, {sb}, {int(x.nonneg)}, 0, 0}};",
                 f"static const snncc_conv_t {ident}_p = {{{h}, {wp}, {cp}, {oh}, {ow}, {o}, {kh}, {wt_p.shape[3]}, "
-                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}}};"]
+                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}, 0, 0}};"]
             # the other schedule's geometry, referenced (static constants must be used)
             self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
             if not self.fuse:
@@ -323,7 +323,7 @@ class _Builder:
                 bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
             self.plan.param_decls.append(
                 f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, "
-                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
+                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}, 0, 0}};")
         if block and self.fusable(node):
             sparse = self.sparse(x)
             self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
@@ -347,6 +347,13 @@ class _Builder:
             mode = "event" if sparse else "dense"
             call = (f"snncc_conv_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
                     f"{scratch}, {sparse});")
+            if group > 1 and x.kind == "i8" and sb == 8 and ig % 4 == 0:
+                # x86 schedule: a group at a time on the block kernels (whole channel quads
+                # per group); the firmware schedule keeps the scatter (both declare both
+                # weight forms, --gc-sections drops the other)
+                wg, bg = self.group_block_consts(node, ident, wt, group, x.nonneg)
+                if not self.fuse:
+                    call = f"snncc_conv_group_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wg}, {bg}, {sparse});"
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
@@ -361,6 +368,25 @@ class _Builder:
         if sb == 8 and not nonneg:
             return wref, self.bias_offset(node, name, wt)
         return wref, self.bias(node, name, len(wt), pad_to=BLOCK)
+
+    def group_block_consts(self, node: Node, ident: str, wt: np.ndarray, group: int, nonneg: bool) -> tuple[str, str]:
+        """8-bit weights and bias of a grouped conv for snncc_conv_group_i8: per group its
+        block layout, then per group its padded bias (and, for signed input, its
+        bias - 128 * sum(W) row), as bias_offset for one group."""
+        o = wt.shape[0]
+        og = o // group
+        b = self.int_param(node, "bias", -(2**31), 2**31 - 1) if "bias" in node.params else np.zeros(o, np.int64)
+        wsum = wt.reshape(o, -1).sum(axis=1)
+        blocks, biases = [], []
+        for g in range(group):
+            sl = slice(g * og, (g + 1) * og)
+            blocks.append(L.conv_weight_block(wt[sl], BLOCK))
+            rows = [b[sl]] if nonneg else [b[sl], (b[sl] - 128 * wsum[sl] + 2**31) % 2**32 - 2**31]
+            biases += [np.pad(r, (0, -og % BLOCK)) for r in rows]
+        wref, _ = self.weights(node, ident + "g", np.concatenate(blocks), 8)
+        bref = self.array(f"{ident}g_b", np.concatenate(biases).astype(np.int32), "int32_t",
+                          f"{ident} bias per group" + ("" if nonneg else ", each then bias - 128 * sum(W)"))
+        return wref, bref
 
     @staticmethod
     def block_kernel(sb: int) -> str:
@@ -457,7 +483,7 @@ class _Builder:
             x, f = y, fp
         bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
         self.plan.param_decls.append(f"static const snncc_conv_t {ident}_p = {{1, 1, {f}, 1, 1, {o}, 1, 1, 1, 1, "
-                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}}};")
+                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}, 0, 0}};")
         y = self.tensor("i32", (o,))
         return self.conv_block(node, ident, x, y, wref, bref, [x.buf, y.buf], bits, sb)
 

@@ -170,7 +170,8 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
     const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;                    \
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
-    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
+    const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;           \
+    const int32_t xs = p->x_pitch > 0 ? p->x_pitch : in_c, ys = p->y_pitch > 0 ? p->y_pitch : out_c;
 
 /* The loop nest shared by every path: BW output channels per pass; each path defines
  * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
@@ -180,7 +181,7 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
     int32_t oy, ox, ob, ky, kx, cq;                                                        \
     for (oy = 0; oy < out_h; ++oy) {                                                       \
         for (ox = 0; ox < out_w; ++ox) {                                                   \
-            int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
+            int32_t *yp = y + (oy * out_w + ox) * ys;                                      \
             for (ob = 0; ob < o16; ob += (BW)) {                                           \
                 const int32_t nblk = (o16 - ob) / SNNCC_OBLOCK < (BW) / SNNCC_OBLOCK       \
                                          ? (o16 - ob) / SNNCC_OBLOCK                       \
@@ -198,7 +199,7 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
                         if (ix < 0 || ix >= in_w) {                                        \
                             continue;                                                      \
                         }                                                                  \
-                        xin = x + (iy * in_w + ix) * in_c;                                 \
+                        xin = x + (iy * in_w + ix) * xs;                                   \
                         wk = w + ((ky * k_w + kx) * c4) * o16 * 4 + ob * 4;                \
                         for (cq = 0; cq < c4; ++cq) {                                      \
                             const int8_t *wr = wk + cq * o16 * 4;                          \
@@ -251,7 +252,7 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     int32_t oy, ox, ky, kx, cq, n;                                                         \
     for (oy = 0; oy < out_h; ++oy) {                                                       \
         for (ox = 0; ox < out_w; ++ox) {                                                   \
-            int32_t *yp = y + (oy * out_w + ox) * out_c;                                   \
+            int32_t *yp = y + (oy * out_w + ox) * ys;                                      \
             const int32_t *init = bias;                                                    \
             n = 0;                                                                         \
             for (ky = 0; ky < k_h; ++ky) {                                                 \
@@ -261,7 +262,7 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
                 }                                                                          \
                 for (kx = 0; kx < k_w; ++kx) {                                             \
                     const int32_t ix = ox * sw - pl + kx * dw;                             \
-                    const int8_t *xin = x + (iy * in_w + ix) * in_c;                       \
+                    const int8_t *xin = x + (iy * in_w + ix) * xs;                         \
                     const int8_t *wk = (const int8_t *)(const void *)w + (ky * k_w + kx) * c4 * rowbytes; \
                     if (ix < 0 || ix >= in_w) {                                            \
                         continue;                                                          \
@@ -809,7 +810,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
             ++iy_i;                                                                        \
         }                                                                                  \
         pix[r] = iy_i * out_w + ix_i;                                                      \
-        xp[r] = x + ((iy_i * sh - pt) * in_w + ix_i * sw - pl) * in_c;                     \
+        xp[r] = x + ((iy_i * sh - pt) * in_w + ix_i * sw - pl) * xs;                       \
     } else {                                                                               \
         pix[r] = -1;                                                                       \
         xp[r] = x;                                                                         \
@@ -820,7 +821,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
     if (p0 + (r) < nj) {                                                                   \
         ox_ = ir[2] + p0 + (r);                                                            \
         pix[r] = oy_ * out_w + ox_;                                                        \
-        xp[r] = kylo < kyhi ? x + ((oy_ * sh - pt + kylo * dh) * in_w + ox_ * sw - pl) * in_c : x; \
+        xp[r] = kylo < kyhi ? x + ((oy_ * sh - pt + kylo * dh) * in_w + ox_ * sw - pl) * xs : x; \
     } else {                                                                               \
         pix[r] = -1;                                                                       \
         xp[r] = xp[0];                                                                     \
@@ -841,7 +842,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
     {                                                                                      \
         const int32_t iy_ = iy0[r] + ky * dh, ix_ = ix0[r] + kx * dw;                      \
         xp[r] = (uint32_t)iy_ < (uint32_t)in_h && (uint32_t)ix_ < (uint32_t)in_w           \
-                    ? x + (iy_ * in_w + ix_) * in_c + 4 * c0                               \
+                    ? x + (iy_ * in_w + ix_) * xs + 4 * c0                                 \
                     : snncc_zeros;                                                         \
     }
 
@@ -868,7 +869,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
         SNNCC_REP##MR(INIT)                                                                \
         for (ky = kylo; ky < kyhi; ++ky) {                                                 \
             for (kx = 0; kx < nkx; ++kx) {                                                 \
-                const int32_t toff = ((ky - kylo) * dh * in_w + kx * dw) * in_c;           \
+                const int32_t toff = ((ky - kylo) * dh * in_w + kx * dw) * xs;             \
                 const int8_t *wk = w + (ky * k_w + kx) * c4 * o16 * 4 + ob * 4;            \
                 for (cq = 0; cq < runq; cq += (QS)) {                                      \
                     const int8_t *wr = wk + cq * o16 * 4;                                  \
@@ -892,7 +893,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
     conv_interior(p, ir);                                                                  \
     nj = ir[3] - ir[2];                                                                    \
     nint = (ir[1] - ir[0]) * nj;                                                           \
-    nkx = dw == 1 && 4 * c4 == in_c ? 1 : k_w;                                             \
+    nkx = dw == 1 && 4 * c4 == xs ? 1 : k_w;                                                \
     runq = nkx == 1 ? k_w * c4 : c4;                                                       \
     rowclip = !(PADDED) && nj >= (MR);                                                     \
     br[0] = rowclip ? 0 : ir[0];                                                           \
@@ -1013,7 +1014,7 @@ static void conv_tap_rows(const snncc_conv_t *p, int32_t oy, int32_t *lo, int32_
     }
 #define STORE(r)                                                                           \
     if (pix[r] >= 0) {                                                                     \
-        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        int32_t *yp_ = y + pix[r] * ys + ob;                                               \
         _mm512_mask_storeu_epi32((void *)yp_, m0, acc[4 * (r)]);                           \
         if (nb > 1) {                                                                      \
             _mm512_mask_storeu_epi32((void *)(yp_ + 16), m1, acc[4 * (r) + 1]);            \
@@ -1091,7 +1092,7 @@ SNNCC_V512_KERNEL(v512_s1, 8, 1, 1, 0)
                                               _mm512_unpackhi_epi32(acc[4 * (r) + 2], acc[4 * (r) + 3])); \
         const __m512i sum_ = _mm512_add_epi32(_mm512_unpacklo_epi64(s01_, s23_),           \
                                               _mm512_unpackhi_epi64(s01_, s23_));          \
-        _mm512_mask_storeu_epi32((void *)(y + pix[r] * out_c), m0, _mm512_add_epi32(sum_, bv0)); \
+        _mm512_mask_storeu_epi32((void *)(y + pix[r] * ys), m0, _mm512_add_epi32(sum_, bv0));    \
     }
 #define SNNCC_G16_KERNEL(NAME, MR, SIGNED)                                                 \
     static SNNCC_TARGET_AVX512 void NAME(const snncc_conv_t *p, const int8_t *x, int32_t *y, \
@@ -1154,10 +1155,10 @@ SNNCC_G16_KERNEL(v512_g16, 6, 0)
 #define STORE(r)                                                                           \
     if ((r) % 2 == 0) {                                                                    \
         if (pix[r] >= 0) {                                                                 \
-            _mm512_mask_storeu_epi32((void *)(y + pix[r] * out_c), m0, acc[(r) / 2]);     \
+            _mm512_mask_storeu_epi32((void *)(y + pix[r] * ys), m0, acc[(r) / 2]);        \
         }                                                                                  \
         if (pix[(r) | 1] >= 0) {                                                           \
-            _mm512_mask_storeu_epi32((void *)(y + pix[(r) | 1] * out_c), m0,               \
+            _mm512_mask_storeu_epi32((void *)(y + pix[(r) | 1] * ys), m0,                  \
                                      _mm512_shuffle_i64x2(acc[(r) / 2], acc[(r) / 2], 0xEE)); \
         }                                                                                  \
     }
@@ -1203,6 +1204,7 @@ static SNNCC_TARGET_AVX512 void v512_rows4(const snncc_conv_t *p, const int8_t *
     (void)in_c;
     (void)c4;
     (void)sw;
+    (void)xs; /* 4: the dispatch checks */
     for (ob = 0; ob < out_c; ob += 8) {
         const int32_t nc = out_c - ob < 8 ? out_c - ob : 8;
         const __mmask16 mc = (__mmask16)((1u << nc) - 1u);
@@ -1250,7 +1252,7 @@ static SNNCC_TARGET_AVX512 void v512_rows4(const snncc_conv_t *p, const int8_t *
                 }
                 for (j = 0; j < np; ++j) {
                     const __m512i v = _mm512_permutex2var_epi64(u[j % 4], idx[j / 4], u[4 + j % 4]);
-                    _mm512_mask_storeu_epi32((void *)(y + (oy * out_w + ox + j) * out_c + ob), mc, v);
+                    _mm512_mask_storeu_epi32((void *)(y + (oy * out_w + ox + j) * ys + ob), mc, v);
                 }
             }
         }
@@ -1269,7 +1271,7 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
 {
     static const snncc_block_fn fns[3] = {v512_u1, v512_u2, v512_u4};
     const int32_t blocks = (p->out_c + 15) / 16;
-    if (p->in_c == 4 && p->stride_w == 1 && p->out_c <= 8) {
+    if (p->in_c == 4 && (p->x_pitch == 0 || p->x_pitch == 4) && p->stride_w == 1 && p->out_c <= 8) {
         v512_rows4(p, x, y, w, bias);
     } else if (p->out_c <= 8) {
         (p->x_unsigned ? v512_h8u : v512_h8s)(p, x, y, w, bias);
@@ -1340,7 +1342,7 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
     }
 #define STORE(r)                                                                           \
     if (pix[r] >= 0) {                                                                     \
-        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        int32_t *yp_ = y + pix[r] * ys + ob;                                               \
         SNNCC_Y_STORE8(yp_, acc[4 * (r)], out_c - ob)                                      \
         SNNCC_Y_STORE8(yp_ + 8, acc[4 * (r) + 1], out_c - ob - 8)                          \
         if (nb > 2) {                                                                      \
@@ -1397,7 +1399,7 @@ SNNCC_Y_KERNEL_U(y_u4e, 1, 4, 1)
 #define SNNCC_Y_PAIRS(a, b) _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), 0xD8)
 #define STORE(r)                                                                           \
     if (pix[r] >= 0) {                                                                     \
-        int32_t *yp_ = y + pix[r] * out_c + ob;                                            \
+        int32_t *yp_ = y + pix[r] * ys + ob;                                               \
         const __m256i lo_ = _mm256_add_epi32(bv0, SNNCC_Y_PAIRS(acc[4 * (r)], acc[4 * (r) + 1])); \
         const __m256i hi_ = _mm256_add_epi32(bv1, SNNCC_Y_PAIRS(acc[4 * (r) + 2], acc[4 * (r) + 3])); \
         SNNCC_Y_STORE8(yp_, lo_, out_c - ob)                                               \
@@ -1476,6 +1478,27 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     return;
 #endif
     conv_block_c(p, x, y, w, bias, sparse);
+}
+
+/* Grouped conv, in_c / group a multiple of 4: each group a block conv on its channels,
+ * reading and writing every in_c-th / out_c-th element (x_pitch, y_pitch), with its own
+ * block-layout weights and bias rows (plan.group_block_consts). */
+void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse)
+{
+    const int32_t ng = p->group, cig = p->in_c / ng, cog = p->out_c / ng;
+    const int32_t o16 = (cog + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;
+    const int32_t wsz = p->k_h * p->k_w * (cig / 4) * o16 * 4, bsz = o16 * (p->x_unsigned ? 1 : 2);
+    snncc_conv_t q = *p;
+    int32_t g;
+    q.in_c = cig;
+    q.out_c = cog;
+    q.group = 1;
+    q.x_pitch = p->in_c;
+    q.y_pitch = p->out_c;
+    for (g = 0; g < ng; ++g) {
+        snncc_conv_block_i8(&q, x + g * cig, y + g * cog, w + g * wsz, bias + g * bsz, sparse);
+    }
 }
 
 /* Depthwise conv: gather, vectorized over channels. */
