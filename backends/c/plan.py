@@ -277,11 +277,11 @@ class _Builder:
             wp, pl_p = (w + pl, 0) if taps else (w, pl)
             self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
-                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}, 0, 0}};",
+                f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
                 f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
-                f"1, {sb}, {int(x.nonneg)}, 0, 0}};",
+                f"1, {sb}, {int(x.nonneg)}}};",
                 f"static const snncc_conv_t {ident}_p = {{{h}, {wp}, {cp}, {oh}, {ow}, {o}, {kh}, {wt_p.shape[3]}, "
-                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}, 0, 0}};"]
+                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}}};"]
             # the other schedule's geometry, referenced (static constants must be used)
             self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
             if not self.fuse:
@@ -323,7 +323,7 @@ class _Builder:
                 bref = self.bias(node, ident, o, pad_to=BLOCK if block else 1)
             self.plan.param_decls.append(
                 f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {x.shape[0]}, {out_shape[1]}, {out_shape[2]}, "
-                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}, 0, 0}};")
+                f"{o}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {group}, {sb}, {int(x.nonneg)}}};")
         if block and self.fusable(node):
             sparse = self.sparse(x)
             self.layer(node, ident, "event" if sparse else "dense", bits, sb, fused=True)
@@ -483,7 +483,7 @@ class _Builder:
             x, f = y, fp
         bref = self.bias_offset(node, ident, w4) if sb == 8 and not x.nonneg else self.bias(node, ident, o, BLOCK)
         self.plan.param_decls.append(f"static const snncc_conv_t {ident}_p = {{1, 1, {f}, 1, 1, {o}, 1, 1, 1, 1, "
-                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}, 0, 0}};")
+                                     f"0, 0, 1, 1, 1, {sb}, {int(x.nonneg)}}};")
         y = self.tensor("i32", (o,))
         return self.conv_block(node, ident, x, y, wref, bref, [x.buf, y.buf], bits, sb)
 

@@ -171,7 +171,7 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
     const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;           \
-    const int32_t xs = p->x_pitch > 0 ? p->x_pitch : in_c, ys = p->y_pitch > 0 ? p->y_pitch : out_c;
+    const int32_t xs = in_c * p->group, ys = out_c * p->group; /* pixel pitches (groups) */
 
 /* The loop nest shared by every path: BW output channels per pass; each path defines
  * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
@@ -1204,7 +1204,7 @@ static SNNCC_TARGET_AVX512 void v512_rows4(const snncc_conv_t *p, const int8_t *
     (void)in_c;
     (void)c4;
     (void)sw;
-    (void)xs; /* 4: the dispatch checks */
+    (void)xs; /* 4: the dispatch checks (group 1) */
     for (ob = 0; ob < out_c; ob += 8) {
         const int32_t nc = out_c - ob < 8 ? out_c - ob : 8;
         const __mmask16 mc = (__mmask16)((1u << nc) - 1u);
@@ -1271,7 +1271,7 @@ static void conv_block_avx512(const snncc_conv_t *p, const int8_t *x, int32_t *y
 {
     static const snncc_block_fn fns[3] = {v512_u1, v512_u2, v512_u4};
     const int32_t blocks = (p->out_c + 15) / 16;
-    if (p->in_c == 4 && (p->x_pitch == 0 || p->x_pitch == 4) && p->stride_w == 1 && p->out_c <= 8) {
+    if (p->in_c == 4 && p->group == 1 && p->stride_w == 1 && p->out_c <= 8) {
         v512_rows4(p, x, y, w, bias);
     } else if (p->out_c <= 8) {
         (p->x_unsigned ? v512_h8u : v512_h8s)(p, x, y, w, bias);
@@ -1481,8 +1481,8 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 }
 
 /* Grouped conv, in_c / group a multiple of 4: each group a block conv on its channels,
- * reading and writing every in_c-th / out_c-th element (x_pitch, y_pitch), with its own
- * block-layout weights and bias rows (plan.group_block_consts). */
+ * reading and writing every in_c-th / out_c-th element (its geometry keeps `group`),
+ * with its own block-layout weights and bias rows (plan.group_block_consts). */
 void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse)
 {
@@ -1491,11 +1491,8 @@ void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     const int32_t wsz = p->k_h * p->k_w * (cig / 4) * o16 * 4, bsz = o16 * (p->x_unsigned ? 1 : 2);
     snncc_conv_t q = *p;
     int32_t g;
-    q.in_c = cig;
+    q.in_c = cig; /* group stays: the pixel pitches in x and y */
     q.out_c = cog;
-    q.group = 1;
-    q.x_pitch = p->in_c;
-    q.y_pitch = p->out_c;
     for (g = 0; g < ng; ++g) {
         snncc_conv_block_i8(&q, x + g * cig, y + g * cog, w + g * wsz, bias + g * bsz, sparse);
     }

@@ -30,9 +30,6 @@ typedef struct {
     int32_t group;
     int32_t wbits; /* storage bits of one weight: 2, 4 or 8 */
     int32_t x_unsigned; /* every input value is >= 0 (levels of unsigned neurons) */
-    /* Elements from one pixel to the next in x and y; 0: in_c and out_c.  A grouped conv
-     * runs one group at a time as a block conv on its channels (snncc_conv_group_i8). */
-    int32_t x_pitch, y_pitch;
 } snncc_conv_t;
 
 typedef struct {
@@ -87,7 +84,9 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
                          const int32_t *bias, int sparse);
 /* Grouped conv (group > 1, in_c / group a multiple of 4), the x86-64 schedule's: per
  * group g the block layout of its weights and its bias row(s) as above, groups one after
- * the other; each group runs as a block conv on its channels (x_pitch, y_pitch). */
+ * the other.  Each group runs as a block conv on its in_c / group channels, with `group`
+ * left in its geometry: the block kernels step group * in_c elements from one input
+ * pixel to the next, group * out_c in the output (group 1 otherwise). */
 void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse);
 /* Block convs with 4- or 2-bit weights (group 1): the block layout's rows [ky][kx][c/4]
