@@ -164,6 +164,14 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
     return load_quad(xin, cq, in_c);
 }
 
+/* Block convs of a grouped conv (snncc_conv_group_i8, x86-64 schedule only) keep `group`
+ * in their geometry: the input and output pixels are group times their channels apart. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD)
+#define SNNCC_PITCH_GROUPS(p) ((p)->group)
+#else
+#define SNNCC_PITCH_GROUPS(p) 1
+#endif
+
 /* The conv geometry as locals, declared by every blocked conv kernel. */
 #define SNNCC_CONV_GEOMETRY                                                                \
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, c4 = (p->in_c + 3) / 4;  \
@@ -171,7 +179,7 @@ static int32_t quad_at(const int8_t *xin, int32_t cq, int32_t in_c)
     const int32_t k_h = p->k_h, k_w = p->k_w, sh = p->stride_h, sw = p->stride_w;          \
     const int32_t pt = p->pad_t, pl = p->pad_l, dh = p->dil_h, dw = p->dil_w;              \
     const int32_t o16 = (out_c + SNNCC_OBLOCK - 1) / SNNCC_OBLOCK * SNNCC_OBLOCK;           \
-    const int32_t xs = in_c * p->group, ys = out_c * p->group; /* pixel pitches (groups) */
+    const int32_t xs = in_c * SNNCC_PITCH_GROUPS(p), ys = out_c * SNNCC_PITCH_GROUPS(p);
 
 /* The loop nest shared by every path: BW output channels per pass; each path defines
  * BLOCK_INIT, BLOCK_STEP (`quad` holds four input levels, `wr` their 4 x BW weights)
@@ -1480,6 +1488,7 @@ void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
     conv_block_c(p, x, y, w, bias, sparse);
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD) /* the x86-64 schedule's */
 /* Grouped conv, in_c / group a multiple of 4: each group a block conv on its channels,
  * reading and writing every in_c-th / out_c-th element (its geometry keeps `group`),
  * with its own block-layout weights and bias rows (plan.group_block_consts). */
@@ -1497,6 +1506,7 @@ void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
         snncc_conv_block_i8(&q, x + g * cig, y + g * cog, w + g * wsz, bias + g * bsz, sparse);
     }
 }
+#endif
 
 /* Depthwise conv: gather, vectorized over channels. */
 #define SNNCC_DWCONV_BODY()                                                                \
@@ -2345,6 +2355,7 @@ void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t 
     }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD) /* the x86-64 schedule's */
 void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_t c, int32_t pad_l,
                         int32_t dil_w)
 {
@@ -2384,6 +2395,7 @@ void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_
         }
     }
 }
+#endif
 
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp)
 {
