@@ -15,38 +15,11 @@
 #define SNNCC_ARM_DSP 1
 #endif
 
-#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define SNNCC_LE 1
-#else
-#define SNNCC_LE 0 /* unknown byte order: the field-by-field loops only */
-#endif
-
-/* Four fields of `bits` from the low byte(s) of v spread to bytes (little-endian order),
- * then sign-extended in place: a negative field gets its byte's high bits set with one
- * multiply that cannot carry across bytes (0x08 * 0x1E = 0xF0, 0x02 * 0x7F = 0xFE). */
-static uint32_t unpack4_word(uint32_t v)
-{
-    const uint32_t f = (v & 0xFu) | ((v & 0xF0u) << 4) | ((v & 0xF00u) << 8) | ((v & 0xF000u) << 12);
-    return f | ((f & 0x08080808u) * 0x1Eu);
-}
-
-static uint32_t unpack2_word(uint32_t v)
-{
-    const uint32_t f = (v & 0x3u) | ((v & 0xCu) << 6) | ((v & 0x30u) << 12) | ((v & 0xC0u) << 18);
-    return f | ((f & 0x02020202u) * 0x7Fu);
-}
-
 void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits)
 {
-    int32_t i = 0;
-    if (bits == 4) { /* 8 weights per 4 bytes, two words out (stored little-endian) */
-        for (; SNNCC_LE && i + 8 <= n; i += 8) {
-            const uint8_t *b = src + (i >> 1);
-            const uint32_t v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-            const uint32_t o[2] = {unpack4_word(v), unpack4_word(v >> 16)};
-            memcpy(dst + i, o, sizeof o);
-        }
-        for (; i + 1 < n; i += 2) {
+    int32_t i;
+    if (bits == 4) {
+        for (i = 0; i + 1 < n; i += 2) {
             int32_t byte = src[i >> 1];
             dst[i] = (int8_t)(((byte & 15) ^ 8) - 8);
             dst[i + 1] = (int8_t)((((byte >> 4) & 15) ^ 8) - 8);
@@ -55,11 +28,7 @@ void snncc_unpack(const uint8_t *src, int8_t *dst, int32_t n, int32_t bits)
             dst[i] = (int8_t)(((src[i >> 1] & 15) ^ 8) - 8);
         }
     } else {
-        for (; SNNCC_LE && i + 4 <= n; i += 4) { /* 4 weights per byte, a word out */
-            const uint32_t o = unpack2_word(src[i >> 2]);
-            memcpy(dst + i, &o, sizeof o);
-        }
-        for (; i < n; ++i) {
+        for (i = 0; i < n; ++i) {
             int32_t field = (src[i >> 2] >> ((i & 3) * 2)) & 3;
             dst[i] = (int8_t)((field ^ 2) - 2);
         }
