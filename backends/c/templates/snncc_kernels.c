@@ -2218,6 +2218,57 @@ static __attribute__((target("avx2"))) void neuron_fast_avx2(
     const __m256i grid = _mm256_set1_epi32((int32_t) - ((int64_t)1 << p->shift));
     __m256i tk[SNNCC_FAST_STEPS];
     int32_t a, c0, k;
+    const int32_t low = ch & -ch, np = ch / (low < 8 ? low : 8); /* phases: lcm(ch, 8) / 8 */
+    if (ch < 8 && np * (steps + 2) <= 2 * SNNCC_PHASE_ROWS && outer * ch >= 16) {
+        /* Fewer than 8 channels: the lanes run over the flat array, parameters per phase
+         * (as neuron_fast_avx512); the last partial vector takes the portable code. */
+        int32_t tab[SNNCC_PHASE_ROWS * 16], r, l, base;
+        const int32_t n = outer * ch, rs = (steps + 2) * 8;
+        snncc_neuron_t q1p = *p;
+        for (r = 0; r < np; ++r) {
+            for (l = 0; l < 8; ++l) {
+                const int32_t c = (8 * r + l) % ch;
+                tab[r * rs + l] = v_init[c];
+                tab[r * rs + 8 + l] = theta[c];
+                for (k = 0; k < steps; ++k) {
+                    tab[r * rs + 16 + 8 * k + l] = thr[k * ch + c];
+                }
+            }
+        }
+        for (base = 0, r = 0; base + 8 <= n; base += 8, r = r + 1 == np ? 0 : r + 1) {
+            const int32_t *row = tab + r * rs;
+            const __m256i v0 = v != 0 ? SNNCC_Y_LOAD(v + base) : SNNCC_Y_LOAD(row);
+            __m256i t = _mm256_add_epi32(v0, SNNCC_Y_LOAD(cur + base)), q = top, q1 = zero, b;
+            t = _mm256_min_epi32(_mm256_max_epi32(t, vmin), vmax);
+            for (k = 0; k + 1 < steps; k += 2) {
+                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(SNNCC_Y_LOAD(row + 16 + 8 * k), t));
+                q1 = _mm256_add_epi32(q1, _mm256_cmpgt_epi32(SNNCC_Y_LOAD(row + 24 + 8 * k), t));
+            }
+            if (k < steps) {
+                q = _mm256_add_epi32(q, _mm256_cmpgt_epi32(SNNCC_Y_LOAD(row + 16 + 8 * k), t));
+            }
+            q = _mm256_add_epi32(q, q1);
+            b = _mm256_packs_epi32(q, q);
+            b = _mm256_packs_epi16(b, b);
+            _mm_storel_epi64((__m128i *)(void *)(z + base),
+                             _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+            if (v != 0) {
+                t = _mm256_and_si256(_mm256_sub_epi32(t, _mm256_mullo_epi32(q, SNNCC_Y_LOAD(row + 8))), grid);
+                _mm256_storeu_si256((__m256i *)(void *)(v + base), t);
+            }
+        }
+        a = base / ch; /* the rest: channels base % ch.. of pixel a, then whole pixels */
+        if (base % ch != 0) {
+            q1p.outer = 1;
+            neuron_fast_c(&q1p, cur + a * ch, v != 0 ? v + a * ch : v, theta, v_init, thr, z + a * ch, base % ch);
+            ++a;
+        }
+        if (a < outer) {
+            q1p.outer = outer - a;
+            neuron_fast_c(&q1p, cur + a * ch, v != 0 ? v + a * ch : v, theta, v_init, thr, z + a * ch, 0);
+        }
+        return;
+    }
     for (c0 = 0; c0 < vec; c0 += 8) {
         const __m256i vi = SNNCC_Y_LOAD(v_init + c0), th = SNNCC_Y_LOAD(theta + c0);
         for (k = 0; k < steps; ++k) {
