@@ -166,6 +166,47 @@ def conv_geometry_net(seed=0, branches=12) -> Graph:
     return b.build(*outs)
 
 
+def few_channel_net(seed=0, branches=12) -> Graph:
+    """Block convs of random geometry (kernel 1-5, stride 1-2, padding 0-2, dilation 1-2,
+    1-20 output channels) on one and two input channels: the signed 1-channel image and
+    unsigned or signed levels of 1 and 2 channels, every one a graph output.  The x86
+    schedule packs 4 // C taps per channel quad there (snncc_pack_taps_i8), the firmware
+    one copies windows (im2col)."""
+    b = IntGraphBuilder((1, 11, 9), seed=seed)
+    rng = np.random.default_rng(seed)
+    sources = ["x", b.neuron(b.conv("x", 2), levels=5), b.neuron(b.conv("x", 1), levels=3, signed=True),
+               b.neuron(b.conv("x", 2), levels=2, signed=True)]
+    outs = []
+    for i in range(branches):
+        k = int(rng.integers(1, 6))
+        dil = int(rng.integers(1, 3))
+        pad = int(rng.integers(0, 3))
+        if (k - 1) * dil + 1 > 9 + 2 * pad:  # the window must fit the padded input
+            dil = 1
+        outs.append(b.conv(sources[i % 4], int(rng.integers(1, 21)), k=k, stride=int(rng.integers(1, 3)), pad=pad,
+                           dil=dil, extreme=True))
+    return b.build(*outs)
+
+
+def group_block_net(seed=0, branches=10) -> Graph:
+    """Grouped convs whose groups hold whole channel quads (the x86 schedule runs them a
+    group at a time on the block kernels), random geometry (kernel 1-3, stride 1-2,
+    padding 0-2, dilation 1-2, 1-20 outputs per group), on a signed 8-channel image and
+    on unsigned and signed levels of 16 and 24 channels, every one a graph output."""
+    b = IntGraphBuilder((8, 9, 7), seed=seed)
+    rng = np.random.default_rng(seed)
+    sources = ["x", b.neuron(b.conv("x", 16), levels=4), b.neuron(b.conv("x", 24), levels=2, signed=True)]
+    outs = []
+    for i in range(branches):
+        src = sources[i % 3]
+        c = b.g.values[src].shape[0]
+        groups = [g for g in range(2, c + 1) if c % g == 0 and (c // g) % 4 == 0]
+        g = int(rng.choice(groups))
+        outs.append(b.conv(src, g * int(rng.integers(1, 21)), k=int(rng.integers(1, 4)), stride=int(rng.integers(1, 3)),
+                           pad=int(rng.integers(0, 3)), dil=int(rng.integers(1, 3)), group=g, extreme=True))
+    return b.build(*outs)
+
+
 def _cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -11,6 +11,8 @@ from c_graphs import (
     block_conv_net,
     conv_geometry_net,
     dw_group_geometry_net,
+    few_channel_net,
+    group_block_net,
     sample_inputs,
     simd_builds,
 )
@@ -144,6 +146,48 @@ def test_block_conv_geometry(seed, tmp_path):
     out.mkdir()
     emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
     assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 15  # fused and x86 schedules
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds()
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_few_channel_conv_geometry(seed, tmp_path):
+    """Convs on 1 and 2 input channels of random geometry: taps packed in quads (x86
+    schedule) and windows copied (firmware schedule), every SIMD path (the best and the
+    portable one under ASan/UBSan)."""
+    graph = few_channel_net(seed)
+    out = tmp_path / "o"
+    out.mkdir()
+    emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
+    code = (out / "model.c").read_text()
+    assert "snncc_pack_taps_i8(" in code and "snncc_im2col_i8(" in code
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds()
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
+@pytest.mark.parametrize("mode", ["dense", "event"])
+def test_group_block_geometry(mode, tmp_path):
+    """Grouped convs of random geometry a group at a time on the block kernels (x86
+    schedule; the firmware one keeps the scatter), dense and event-driven, every SIMD
+    path (the best and the portable one under ASan/UBSan)."""
+    graph = group_block_net(0 if mode == "dense" else 1)
+    out = tmp_path / "o"
+    out.mkdir()
+    emit_c(graph, out, spike_rates={n.output: 1.0 if mode == "dense" else 0.0 for n in graph.nodes if n.op == "neuron"})
+    code = (out / "model.c").read_text()
+    assert code.count("snncc_conv_group_i8(") == 10 and code.count("snncc_conv_i8(") == 10
     x = sample_inputs(graph.values["x"].shape, n=30)
     expected = flat_outputs(graph, run_int(graph, x))
     builds = simd_builds()

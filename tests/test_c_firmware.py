@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from c_graphs import IntGraphBuilder, sample_inputs
+from c_graphs import IntGraphBuilder, dw_group_geometry_net, sample_inputs
 
 from snncc.backends.c.emit import c_memory, emit_c
 from snncc.backends.c.verify_c import build_firmware, firmware_size, flat_outputs, run_qemu
@@ -112,3 +112,20 @@ def test_firmware_packed_bound(tmp_path):
     bad = np.argwhere(got != want)
     assert len(bad) == 0, f"first mismatch at sample/output {bad[0].tolist()}"
     assert np.abs(want).max() > 2**31 // 4096 // 2  # the sums come near the bound
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_firmware_depthwise_geometry(seed, tmp_path):
+    """Depthwise convs of random geometry (channel counts not a multiple of 4, 8/4/2-bit
+    weights, stride, padding, dilation; grouped and packed convs beside them) on the
+    Cortex-M4 DSP depthwise kernel, under qemu."""
+    graph = dw_group_geometry_net(seed, branches=12)
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(graph, out, name="fw")
+    assert "snncc_dwconv_i8(" in (out / "fw.c").read_text()
+    x = sample_inputs(graph.values["x"].shape, n=8)
+    got = run_qemu(build_firmware(out, cpu="cortex-m4"), x, timeout=300)
+    want = flat_outputs(graph, run_int(graph, x))
+    bad = np.argwhere(got != want)
+    assert len(bad) == 0, f"first mismatch at sample/output {bad[0].tolist()}"

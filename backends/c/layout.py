@@ -107,6 +107,19 @@ def conv_weight_block(weight: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(kh * kw * c4, o16 * 4)
 
 
+def tap_quads(weight: np.ndarray, dil_w: int) -> tuple[np.ndarray, int, int]:
+    """A conv on 1 or 2 input channels as one on 4: each channel quad holds g = 4 // C
+    horizontal taps (dilation ``dil_w``) of the C channels, as snncc_pack_taps_i8 lays
+    out the input.  (O, C, kh, kw) -> ((O, 4, kh, ceil(kw / g)), g, the new dilation g * dil_w):
+    channel j * C + ch of tap kx' is channel ch of tap g * kx' + j, zero past kw."""
+    o, c, kh, kw = weight.shape
+    g = 4 // c
+    kq = -(-kw // g)
+    w = np.pad(weight, ((0, 0), (0, 0), (0, 0), (0, kq * g - kw)))  # O, C, kh, kq*g
+    w = w.reshape(o, c, kh, kq, g).transpose(0, 4, 1, 2, 3).reshape(o, g * c, kh, kq)
+    return np.pad(w, ((0, 0), (0, 4 - g * c), (0, 0), (0, 0))), g, g * dil_w
+
+
 def pack_block(block: np.ndarray, bits: int) -> np.ndarray:
     """Block-layout weights (rows, o16*4) -> packed (rows, o16*4*bits/8) uint8 for 2- or
     4-bit storage.  The 16/bits output channels o..o+16/bits-1 share a pair of

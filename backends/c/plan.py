@@ -261,26 +261,37 @@ class _Builder:
         if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
             # Few input channels (the image): in the firmware schedule a window's values in
             # quads (im2col) and a 1x1 conv on them, not every tap's channels padded to a
-            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 SIMD kernels
-            # measured faster on padded taps than behind the copy, so the unfused schedule
-            # keeps them; both schedules declare both forms (--gc-sections drops the other).
+            # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 (unfused)
+            # schedule, where a whole-image im2col cost far more than the conv behind it:
+            # 1 or 2 channels carry 4 // c horizontal taps per quad (snncc_pack_taps_i8;
+            # LeNet's 5x5 conv on one channel: 10 quads per pixel, not 25 padded ones), 3
+            # channels are padded to 4.  Both schedules declare both forms (--gc-sections
+            # drops the other).
             _, oh, ow = out_shape
             wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
-            wref_p, bref_p = self.block_consts(node, ident, wt, bits, sb, x.nonneg)
+            taps = sb == 8 and c <= 2
+            wt_p, g, dw_p = L.tap_quads(wt, dw) if taps else (wt, 1, dw)
+            wref_p, bref_p = self.block_consts(node, ident, wt_p, bits, sb, x.nonneg)
             wref_i, bref_i = self.block_consts(node, ident + "i", wt_i, bits, sb, x.nonneg)
             cp = -(-c // 4) * 4 if sb == 8 else c
+            wp, pl_p = (w + pl, 0) if taps else (w, pl)
             self.plan.param_decls += [
                 f"static const snncc_conv_t {ident}_ip = {{{h}, {w}, {c}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
                 f"{pt}, {pl}, {dh}, {dw}, 1, 8, {int(x.nonneg)}}};",
                 f"static const snncc_conv_t {ident}i_p = {{{oh}, {ow}, {kq}, {oh}, {ow}, {o}, 1, 1, 1, 1, 0, 0, 1, 1, "
                 f"1, {sb}, {int(x.nonneg)}}};",
-                f"static const snncc_conv_t {ident}_p = {{{h}, {w}, {cp}, {oh}, {ow}, {o}, {kh}, {kw}, {sh}, {sw}, "
-                f"{pt}, {pl}, {dh}, {dw}, 1, {sb}, {int(x.nonneg)}}};"]
+                f"static const snncc_conv_t {ident}_p = {{{h}, {wp}, {cp}, {oh}, {ow}, {o}, {kh}, {wt_p.shape[3]}, "
+                f"{sh}, {sw}, {pt}, {pl_p}, {dh}, {dw_p}, 1, {sb}, {int(x.nonneg)}}};"]
             # the other schedule's geometry, referenced (static constants must be used)
             self.step([f"(void)&{ident}_ip; (void)&{ident}i_p;" if not self.fuse else f"(void)&{ident}_p;"], [])
             if not self.fuse:
                 wref, bref = wref_p, bref_p
-                if sb == 8:
+                if taps:
+                    xt = self.tensor("i8", (4, h, wp), levels=x.levels, rate=x.rate, nonneg=x.nonneg, bound=x.bound)
+                    self.step([f"snncc_pack_taps_i8({self.ptr(x)}, {self.ptr(xt)}, {h}, {w}, {c}, {pl}, {dw});"],
+                              [x.buf, xt.buf])
+                    x = xt
+                elif sb == 8:
                     x = self.pad_channels(x)
             else:
                 pname, wref, bref = ident + "i", wref_i, bref_i
@@ -336,6 +347,13 @@ class _Builder:
             mode = "event" if sparse else "dense"
             call = (f"snncc_conv_{x.kind}(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wref}, {bref}, "
                     f"{scratch}, {sparse});")
+            if group > 1 and x.kind == "i8" and sb == 8 and ig % 4 == 0:
+                # x86 schedule: a group at a time on the block kernels (whole channel quads
+                # per group); the firmware schedule keeps the scatter (both declare both
+                # weight forms, --gc-sections drops the other)
+                wg, bg = self.group_block_consts(node, ident, wt, group, x.nonneg)
+                if not self.fuse:
+                    call = f"snncc_conv_group_i8(&{ident}_p, {self.ptr(x)}, {self.ptr(y)}, {wg}, {bg}, {sparse});"
         self.layer(node, ident, mode, bits, sb)
         self.step([call], bufs)
         return y
@@ -350,6 +368,25 @@ class _Builder:
         if sb == 8 and not nonneg:
             return wref, self.bias_offset(node, name, wt)
         return wref, self.bias(node, name, len(wt), pad_to=BLOCK)
+
+    def group_block_consts(self, node: Node, ident: str, wt: np.ndarray, group: int, nonneg: bool) -> tuple[str, str]:
+        """8-bit weights and bias of a grouped conv for snncc_conv_group_i8: per group its
+        block layout, then per group its padded bias (and, for signed input, its
+        bias - 128 * sum(W) row), as bias_offset for one group."""
+        o = wt.shape[0]
+        og = o // group
+        b = self.int_param(node, "bias", -(2**31), 2**31 - 1) if "bias" in node.params else np.zeros(o, np.int64)
+        wsum = wt.reshape(o, -1).sum(axis=1)
+        blocks, biases = [], []
+        for g in range(group):
+            sl = slice(g * og, (g + 1) * og)
+            blocks.append(L.conv_weight_block(wt[sl], BLOCK))
+            rows = [b[sl]] if nonneg else [b[sl], (b[sl] - 128 * wsum[sl] + 2**31) % 2**32 - 2**31]
+            biases += [np.pad(r, (0, -og % BLOCK)) for r in rows]
+        wref, _ = self.weights(node, ident + "g", np.concatenate(blocks), 8)
+        bref = self.array(f"{ident}g_b", np.concatenate(biases).astype(np.int32), "int32_t",
+                          f"{ident} bias per group" + ("" if nonneg else ", each then bias - 128 * sum(W)"))
+        return wref, bref
 
     @staticmethod
     def block_kernel(sb: int) -> str:

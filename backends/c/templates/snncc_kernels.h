@@ -82,6 +82,15 @@ void snncc_conv_i32(const snncc_conv_t *p, const int32_t *x, int32_t *y, const v
 #define SNNCC_OBLOCK 16
 void snncc_conv_block_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
                          const int32_t *bias, int sparse);
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD) /* the x86-64 schedule's */
+/* Grouped conv (group > 1, in_c / group a multiple of 4), the x86-64 schedule's: per
+ * group g the block layout of its weights and its bias row(s) as above, groups one after
+ * the other.  Each group runs as a block conv on its in_c / group channels, with `group`
+ * left in its geometry: the block kernels step group * in_c elements from one input
+ * pixel to the next, group * out_c in the output (group 1 otherwise). */
+void snncc_conv_group_i8(const snncc_conv_t *p, const int8_t *x, int32_t *y, const int8_t *w,
+                         const int32_t *bias, int sparse);
+#endif
 /* Block convs with 4- or 2-bit weights (group 1): the block layout's rows [ky][kx][c/4]
  * (C padded to a multiple of 4, no offset row, no x86 SIMD of their own: x86 unpacks
  * them per call), each row the o16 output channels in groups of 16 / wbits; a group is a
@@ -155,6 +164,14 @@ void snncc_channel_shuffle(const void *x, void *y, int32_t outer, int32_t channe
  * input values in [ky][kx][c] order (0 in the padding), then zeros up to kq (a multiple
  * of 4); a 1x1 block conv then reads them in whole quads. */
 void snncc_im2col_i8(const snncc_conv_t *p, const int8_t *x, int8_t *y, int32_t kq);
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(SNNCC_NO_SIMD) /* the x86-64 schedule's */
+/* The input of a conv on c = 1 or 2 channels with its taps in quads (x86-64 schedule):
+ * HWC h x (w + pad_l) x 4, element [iy][i][j * c + ch] = x[iy][i - pad_l + j * dil_w][ch]
+ * for j < 4 / c (0 outside the row); layout.tap_quads gives the conv's weights on it. */
+void snncc_pack_taps_i8(const int8_t *x, int8_t *y, int32_t h, int32_t w, int32_t c, int32_t pad_l,
+                        int32_t dil_w);
+#endif
 
 /* HWC int8 of c channels -> cp >= c channels, the extra ones 0 (block conv inputs). */
 void snncc_pad_channels_i8(const int8_t *x, int8_t *y, int32_t pixels, int32_t c, int32_t cp);
