@@ -38,6 +38,7 @@ from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
+from snncc.signals import Interrupted, handle_signals  # noqa: E402
 from snncc.sim.int_runtime import quantize_input  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits"
@@ -81,6 +82,17 @@ def _cycles(res, info) -> tuple[str, str]:
 
 
 def main() -> None:
+    # SIGTERM/SIGINT/SIGHUP raise Interrupted: run_child then kills yosys' or the simulator's
+    # process group and the TemporaryDirectory goes, instead of an orphaned yosys.
+    handle_signals()
+    try:
+        _main()
+    except Interrupted as exc:
+        print(f"interrupted by {exc.name}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+
+
+def _main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--lanes", default="1,4,16")
