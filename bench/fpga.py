@@ -124,6 +124,9 @@ def _main() -> None:
         for mname in args.models.split(","):
             source, opts = MODELS[mname]
             graph, calib = build_graph(source, opts, tmp)
+            theta = np.concatenate([n.params["theta"] for n in graph.nodes if n.op == "neuron"]).astype(np.int64)
+            print(f"{mname:<18} thresholds: {int(((theta & (theta - 1)) != 0).sum())} of {theta.size} not a power "
+                  f"of two ({theta.min()}..{theta.max()})", flush=True)
             n_real = max(0, args.samples - 2 - 16)
             real = quantize_input(graph, calib[300:300 + n_real])
             x = tb_inputs(graph, real, n_random=min(16, max(0, args.samples - 2)))[: args.samples]
