@@ -14,11 +14,14 @@ wide enough (taken from snncc's range analysis), so every difference comes from 
 
 Rows: the thresholds snncc chose, and the same network with every theta forced to the
 nearest power of two (capped so that N*theta fits the membrane), where 1/theta is exact;
-each with the scale quantized by truncation (hls4ml's default, ``AP_TRN``) and by
-rounding (``AP_RND``).  Inputs: all -128, all 127, 16 random int8 images and the
-``--digits`` held-out digits.  Columns: the samples whose every output integer equals
-snncc's, the argmax agreement, the fraction of neuron levels (every layer, every
-sample) that agree, and top-1 accuracy on the digits of both.
+each with 1/theta quantized by hls4ml's default truncation (``AP_TRN``), by its rounding
+(``AP_RND``), and rounded up by the user before hls4ml sees it (``UP``, a magic-number
+division: exact when the grid is fine enough for the proven membrane range).
+Inputs: all -128, all 127, 16 random int8 images and the ``--digits`` held-out digits.
+Columns: the samples whose every output integer equals snncc's, the argmax agreement,
+the neuron levels (every layer, every sample) that agree, the first neuron layer's wrong
+levels (it sees the same currents on both sides) and how many of them sit at v = k*theta,
+and top-1 accuracy on the digits of both.
 
 The hls4ml half runs in hls4ml's own environment (a subprocess: bench/hls4ml_peer.py,
 ``pip install hls4ml``; it is not a snncc dependency); this file runs in snncc's.
@@ -74,6 +77,20 @@ def pow2_thresholds(graph):
         node.params["theta"] = p2.astype(node.params["theta"].dtype)
         node.params["v_init"] = (p2 // 2).astype(node.params["v_init"].dtype)
     return g
+
+
+def reciprocal(scale: np.ndarray, rounding: str) -> tuple[np.ndarray, int]:
+    """(values, integer bits) of the ap_ufixed<SCALE_BITS, .> that holds ``scale`` (1/theta) with its top
+    bit used.  ``UP``: the user rounds 1/theta up to that grid before hls4ml sees it (a magic-number
+    division; hls4ml then stores it exactly); otherwise hls4ml's own quantization mode applies."""
+    top = math.floor(math.log2(scale.max())) + 1
+    if rounding != "UP":
+        return scale, top
+    up = np.ceil(scale * 2.0 ** (SCALE_BITS - top))
+    if up.max() >= 2 ** SCALE_BITS:  # rounding up reached the next power of two
+        top += 1
+        up = np.ceil(scale * 2.0 ** (SCALE_BITS - top))
+    return up * 2.0 ** (top - SCALE_BITS), top
 
 
 def to_spec(graph, rounding: str) -> tuple[dict, dict, dict]:
@@ -140,9 +157,8 @@ def to_spec(graph, rounding: str) -> tuple[dict, dict, dict]:
                 theta = nxt.params["theta"].astype(np.int64)
                 if n * int(theta.max()) > 2 ** (int(nxt.attrs["membrane_bits"]) - 1) - 1:
                     raise SnnccError("N*theta exceeds the membrane: saturation would change levels", node=nxt.name)
-                scale = 2.0 ** f_in / theta  # hls value v*2**-f_in times this = v / theta
-                top = math.floor(math.log2(scale.max())) + 1
-                rnd = "" if rounding == "AP_TRN" else f",{rounding}"
+                scale, top = reciprocal(2.0 ** f_in / theta, rounding)  # v*2**-f_in times scale = v / theta
+                rnd = "" if rounding in ("AP_TRN", "UP") else f",{rounding}"
                 bn, hs = f"{name}_theta", f"{name}_level"
                 arrays[f"{bn}_s"], arrays[f"{bn}_b"] = scale, np.zeros_like(scale)
                 size = int(np.prod(graph.values[nxt.output].shape))
@@ -231,7 +247,9 @@ def main() -> None:
                     help="a Python with hls4ml installed (pip install hls4ml)")
     ap.add_argument("--digits", type=int, default=540, help="held-out digits to run (at most 540)")
     ap.add_argument("--bits", default="4,8", help="weight bits, comma list")
-    ap.add_argument("--rounding", default="AP_TRN,AP_RND", help="quantization modes of 1/theta, comma list")
+    ap.add_argument("--rounding", default="AP_TRN,AP_RND,UP",
+                    help="how 1/theta is quantized, comma list: hls4ml's AP_TRN (its default) or AP_RND, or UP "
+                         "(rounded up by the user before hls4ml sees it)")
     args = ap.parse_args()
     handle_signals()
     try:
@@ -264,7 +282,8 @@ def _row(args, bits: int, kind: str, g, x: np.ndarray, labels: np.ndarray, round
     acc_s = float((out_ref[d].argmax(1) == labels).mean())
     acc_h = float((got[d].argmax(1) == labels).mean())
     thetas = np.concatenate([n.params["theta"] for n in neurons])
-    return (f"| {bits}-bit | {kind} | {thetas.min()}..{thetas.max()} | ap_ufixed<{SCALE_BITS},.> {rounding} "
+    mode = "rounded up by the user" if rounding == "UP" else rounding
+    return (f"| {bits}-bit | {kind} | {thetas.min()}..{thetas.max()} | ap_ufixed<{SCALE_BITS},.> {mode} "
             f"| {len(x)} | {exact}/{len(x)} | {agree:.4f} | {lv_eq}/{lv_n} ({lv_eq / lv_n:.4f}) "
             f"| {int(wrong.sum())} ({int((wrong & multiple).sum())} / {int(multiple.sum())}) "
             f"| {acc_s:.4f} | {acc_h:.4f} |"), peer["version"]
