@@ -87,8 +87,8 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            if fam["dsp"] and q == 1 and wb + xw >= 9:  # yosys: a lone product of 9+ bits -> DSP48
-                dsp += p
+            if fam["dsp"] and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
+                dsp += p * q
             else:
                 mul += p * q * wb * xw  # shift-add arrays
             lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
