@@ -39,7 +39,9 @@ FAMILY_MODELS = {
                  bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
                  rom_lut=lambda d, w: math.ceil(d / 16) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
-    "xc7": dict(lut_scale=0.85, mul_scale=0.85, flag_scale=1.15,
+    # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): control and adders take
+    # about 0.55 of their LUT4 count in LUT6, but LUT multipliers about 2.8 times theirs
+    "xc7": dict(lut_scale=0.55, mul_scale=2.8, flag_scale=1.15,
                 in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
                 bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
