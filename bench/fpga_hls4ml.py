@@ -251,6 +251,8 @@ def main() -> None:
                     help="how 1/theta is quantized, comma list: hls4ml's AP_TRN (its default) or AP_RND, or UP "
                          "(rounded up by the user before hls4ml sees it)")
     args = ap.parse_args()
+    if not Path(args.hls4ml_python).is_file():
+        ap.error(f"--hls4ml-python: {args.hls4ml_python} not found (python -m venv h && h/bin/pip install hls4ml)")
     handle_signals()
     try:
         _bench(args)
