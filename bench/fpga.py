@@ -38,6 +38,7 @@ from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_context import PassContext  # noqa: E402
 from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
+from snncc.signals import Interrupted, handle_signals  # noqa: E402
 from snncc.sim.int_runtime import quantize_input  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits"
@@ -81,6 +82,17 @@ def _cycles(res, info) -> tuple[str, str]:
 
 
 def main() -> None:
+    # SIGTERM/SIGINT/SIGHUP raise Interrupted: run_child then kills yosys' or the simulator's
+    # process group and the TemporaryDirectory goes, instead of an orphaned yosys.
+    handle_signals()
+    try:
+        _main()
+    except Interrupted as exc:
+        print(f"interrupted by {exc.name}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+
+
+def _main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--lanes", default="1,4,16")
@@ -112,6 +124,9 @@ def main() -> None:
         for mname in args.models.split(","):
             source, opts = MODELS[mname]
             graph, calib = build_graph(source, opts, tmp)
+            theta = np.concatenate([n.params["theta"] for n in graph.nodes if n.op == "neuron"]).astype(np.int64)
+            print(f"{mname:<18} thresholds: {int(((theta & (theta - 1)) != 0).sum())} of {theta.size} not a power "
+                  f"of two ({theta.min()}..{theta.max()})", flush=True)
             n_real = max(0, args.samples - 2 - 16)
             real = quantize_input(graph, calib[300:300 + n_real])
             x = tb_inputs(graph, real, n_random=min(16, max(0, args.samples - 2)))[: args.samples]

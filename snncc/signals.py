@@ -16,6 +16,11 @@ import subprocess
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+# While run_child starts a child, a signal is held here and raised once the child's
+# process group is known: raised inside Popen it would leave the started child running.
+_starting = 0
+_pending: int | None = None
+
 
 class Interrupted(BaseException):
     """A signal asked snncc to stop."""
@@ -33,18 +38,44 @@ def handle_signals() -> None:
 
 
 def _raise(signum, frame) -> None:
+    global _pending
     for sig in SIGNALS:  # a second signal must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
+    if _starting:
+        _pending = signum
+        return
     raise Interrupted(signum)
+
+
+def _start(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """Popen in a new process group, with signals held; the caller calls _release() once
+    it is ready to kill the group."""
+    global _starting
+    _starting += 1
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, **kwargs)
+    except BaseException:
+        _release()  # a signal held during a failed start still stops snncc
+        raise
+
+
+def _release() -> None:
+    global _starting, _pending
+    _starting -= 1
+    if _pending is not None and not _starting:
+        signum, _pending = _pending, None
+        raise Interrupted(signum)
 
 
 def run_child(cmd: list[str], *, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run(cmd, capture_output=True, text=True)`` with the child in its own
     process group; on any exception (a signal, a timeout) the whole group is killed, so
     a compiler driver's cc1/as/ld never outlive snncc."""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True, **kwargs) as proc:
+    proc = _start(cmd, **kwargs)
+    with proc:
         try:
+            _release()
             out, err = proc.communicate(timeout=timeout)
         except BaseException:
             _kill_group(proc)

@@ -162,9 +162,16 @@ def test_netlist_schema_and_widths(digits_example, digits_calib):
     graph = compile_int(digits_example.onnx_path, digits_calib[:64], levels=4, timesteps=4, weight_bits=4)
     netlist, roms = build_netlist(graph, lanes=4, name="digits")
     jsonschema.validate(netlist, json.loads(SCHEMA_PATH.read_text()))
-    bad = dict(netlist, schema_version=1)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, json.loads(SCHEMA_PATH.read_text()))
+    schema = json.loads(SCHEMA_PATH.read_text())
+    est = netlist["estimate"]
+    assert est["families"]["ice40"] == est["resources"]
+    for bad in (dict(netlist, schema_version=1),
+                dict(netlist, estimate={k: v for k, v in est.items() if k != "families"}),
+                dict(netlist, estimate=dict(est, families={k: v for k, v in est["families"].items() if k != "xc7"})),
+                dict(netlist, estimate=dict(est, families=dict(est["families"], xc7=dict(
+                    est["families"]["xc7"], bram=0.25))))):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
     conv = next(c for c in netlist["cores"] if c["op"] == "conv")
     node = graph.node(conv["node"])
     assert conv["widths"]["weight"] == 4 == node.attrs["bits"]

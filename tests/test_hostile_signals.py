@@ -101,3 +101,41 @@ def test_sigterm_during_verify_kills_the_compiler_and_cleans_up(tmp_path):
     # (.ses is onnxruntime's session-id file, not snncc's)
     assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name != ".ses"] == [], \
         "verify left its temporary build folder behind"
+
+
+# A SIGTERM that arrives while Popen is still starting the child (after the fork) must not
+# leave the child running: run_child holds it until it can kill the child's group.
+SIGNAL_DURING_POPEN = """
+import os, signal, subprocess, sys
+from snncc import signals
+real = subprocess.Popen
+class Popen(real):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        open(sys.argv[1], "w").write(str(self.pid))
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before __init__ returns
+        for _ in range(1000):
+            pass
+subprocess.Popen = Popen
+signals.handle_signals()
+try:
+    signals.run_child(["sleep", "300"])
+except signals.Interrupted as exc:
+    sys.exit(128 + exc.signum)
+"""
+
+
+def test_signal_while_the_child_starts_kills_it(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_POPEN, str(pidfile)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    child = int(pidfile.read_text())
+    for _ in range(50):
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    alive = _alive(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "a child started as the signal came outlived run_child"

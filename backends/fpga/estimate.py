@@ -24,6 +24,13 @@ def _tiles(depth: int, width: int, shapes) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
 
 
+def _tiles18k(depth: int, width: int, shapes) -> int:
+    """18 kbit blocks (ECP5 DP16KD, 7-series RAMB18): yosys packs a memory of words up to 4 bits
+    wide by its bits, parity bits included (the digits CNN's 4608x4 ROM takes one RAMB18)."""
+    tiles = _tiles(depth, width, shapes)
+    return min(tiles, math.ceil(depth * width / 18432)) if width <= 4 else tiles
+
+
 # What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
 # and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
 # LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes to block RAM,
@@ -36,12 +43,14 @@ FAMILY_MODELS = {
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
     "ecp5": dict(lut_scale=1.05, mul_scale=3.7, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
                  in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
-                 bram=lambda d, w, banks: _tiles(d, w, DP16KD_SHAPES),
+                 bram=lambda d, w, banks: _tiles18k(d, w, DP16KD_SHAPES),
                  rom_lut=lambda d, w: math.ceil(d / 16) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
-    "xc7": dict(lut_scale=0.85, mul_scale=0.85, flag_scale=1.15,
+    # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): control and adders take
+    # about 0.55 of their LUT4 count in LUT6, but LUT multipliers about 2.8 times theirs
+    "xc7": dict(lut_scale=0.55, mul_scale=2.8, flag_scale=1.15,
                 in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
-                bram=lambda d, w, banks: min(0.5 * _tiles(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
+                bram=lambda d, w, banks: min(0.5 * _tiles18k(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
                 ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
 }
@@ -87,8 +96,8 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            if fam["dsp"] and q == 1 and wb + xw >= 9:  # yosys: a lone product of 9+ bits -> DSP48
-                dsp += p
+            if fam["dsp"] and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
+                dsp += p * q
             else:
                 mul += p * q * wb * xw  # shift-add arrays
             lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
