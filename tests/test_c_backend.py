@@ -235,6 +235,18 @@ def test_signed_negative_membrane_and_saturation(tmp_path):
     assert res.ok, res.summary()
 
 
+def test_weights_of_a_many_channel_conv_are_stored_once():
+    """Only an image-like conv (under 4 input channels) carries a second, im2col weight form: a
+    pruned conv on 6, 15 or 58 channels would gain a few quads and double its flash."""
+    from snncc.backends.c.plan import build_plan
+
+    graph = _lenet()  # conv on 1 channel, then a conv on 6
+    idents = [a.ident for a in build_plan(graph, None).arrays]
+    convs = [x["ident"] for x in c_memory(graph)["layers"] if x["op"] == "conv"]
+    assert f"{convs[0]}i_w" in idents  # the first conv keeps both forms
+    assert f"{convs[1]}i_w" not in idents and f"{convs[1]}_w" in idents
+
+
 def test_memory_plan_reuses_buffers():
     graph = _residual()
     mem = c_memory(graph)

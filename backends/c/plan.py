@@ -258,7 +258,7 @@ class _Builder:
         dh, dw = a.get("dilations", (1, 1))
         kq = -(-(kh * kw * c) // 4) * 4  # a window's values, in whole quads
         pre, pname = None, ident
-        if block and c % 4 and kq // 4 < kh * kw * -(-c // 4):
+        if block and c < 4 and kq // 4 < kh * kw:
             # Few input channels (the image): in the firmware schedule a window's values in
             # quads (im2col) and a 1x1 conv on them, not every tap's channels padded to a
             # quad (9 quads -> 3 for one channel and a 3x3 kernel).  The x86 (unfused)
@@ -266,7 +266,8 @@ class _Builder:
             # 1 or 2 channels carry 4 // c horizontal taps per quad (snncc_pack_taps_i8;
             # LeNet's 5x5 conv on one channel: 10 quads per pixel, not 25 padded ones), 3
             # channels are padded to 4.  Both schedules declare both forms (--gc-sections
-            # drops the other).
+            # drops the other).  Only below 4 channels: a layer with more (a pruned one with
+            # 58) would save a few percent of its quads and carry its weights twice.
             _, oh, ow = out_shape
             wt_i = np.ascontiguousarray(wt.transpose(0, 2, 3, 1)).reshape(o, kh * kw * c, 1, 1)
             taps = sb == 8 and c <= 2
