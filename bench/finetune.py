@@ -215,7 +215,8 @@ REAL_ROWS = {  # the acceptance rows on real data (#15): label, compile options 
 }
 
 
-def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, lr: float, distill: bool) -> None:
+def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, lr: float, distill: bool,
+              levels: set[int] | None = None) -> None:
     """An example model (bench/real_data.py's loaders): post-training and fine-tuned accuracy on its test set.
 
     Compile calibrates on the example's committed calibration set with its snncc.toml; the
@@ -247,6 +248,8 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
           f"{', distilled from the ANN' if distill else ''}")
     print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
     for label, opts in REAL_ROWS[name]:
+        if levels and opts.get("levels", 4) not in levels:
+            continue
         options = CompileOptions()
         for key, value in open_config(config).overrides.items():
             setattr(options, key, value)
@@ -272,6 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--test-samples", type=int, help="evenly spaced test images for the real-data rows (default all)")
     ap.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (the CLI's default)")
     ap.add_argument("--distill", action="store_true", help="distill from the float ANN's logits")
+    ap.add_argument("--levels", help="only the real-data rows at these N (comma list)")
     args = ap.parse_args(argv)
     THREADS[0] = args.threads
     t0 = time.perf_counter()
@@ -289,7 +293,8 @@ def main(argv=None) -> int:
         prune_rows(data, args.epochs, ann)
     for name in REAL_ROWS:
         if name in parts:
-            real_rows(name, args.epochs, args.train_count, args.test_samples, args.lr, args.distill)
+            real_rows(name, args.epochs, args.train_count, args.test_samples, args.lr, args.distill,
+                      {int(n) for n in args.levels.split(",")} if args.levels else None)
     print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
           "times are noisy)")
     return 0
