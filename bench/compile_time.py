@@ -179,9 +179,10 @@ def chain_main(depths: list[int], samples: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--samples", type=int, default=8, help="Gaussian calibration samples (default 8)")
-    ap.add_argument("--weight-bits", type=int, default=8)
+    ap.add_argument("--size", type=int, default=64, help="input is 3 x SIZE x SIZE (default 64)")
+    ap.add_argument("--samples", type=int, default=8, help="Gaussian calibration samples (default 8; --chain always "
+                                                              "uses 64)")
+    ap.add_argument("--weight-bits", type=int, default=8, help="weight bits (default 8)")
     ap.add_argument("--chain", type=int, nargs="+", metavar="DEPTH",
                     help="compile Conv+ReLU chains of these node counts instead (every default)")
     ap.add_argument("--cc", action="store_true", help="also time cc -O2 -c on the emitted C")

@@ -267,14 +267,16 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=20, help="fine-tune epochs per row (default 20)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--only", default="digits,rescaw,sew,prune",
-                    help="sections; also the real-data models: " + ",".join(REAL_ROWS))
+                    help="comma list: sections digits, rescaw, sew, prune (default all four) and the real-data "
+                         "models " + ",".join(REAL_ROWS))
     ap.add_argument("--train-count", type=int, default=10000, help="training images for the real-data rows")
     ap.add_argument("--test-samples", type=int, help="evenly spaced test images for the real-data rows (default all)")
-    ap.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (the CLI's default)")
-    ap.add_argument("--distill", action="store_true", help="distill from the float ANN's logits")
+    ap.add_argument("--lr", type=float, default=2e-3,
+                    help="Adam's learning rate (the CLI's default; real-data rows only)")
+    ap.add_argument("--distill", action="store_true", help="distill from the float ANN's logits (real-data rows only)")
     ap.add_argument("--levels", help="only the real-data rows at these N (comma list)")
     args = ap.parse_args(argv)
     THREADS[0] = args.threads

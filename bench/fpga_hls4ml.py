@@ -244,7 +244,7 @@ def bench_inputs(graph, calib: np.ndarray, n_digits: int, seed: int = 0) -> np.n
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hls4ml-python", default="/work/hls4ml-venv/bin/python",
-                    help="a Python with hls4ml installed (pip install hls4ml)")
+                    help="a Python with hls4ml installed (pip install hls4ml; default /work/hls4ml-venv/bin/python)")
     ap.add_argument("--digits", type=int, default=540, help="held-out digits to run (at most 540)")
     ap.add_argument("--bits", default="4,8", help="weight bits, comma list")
     ap.add_argument("--rounding", default="AP_TRN,AP_RND,UP",

@@ -204,13 +204,16 @@ def compile_time(size: int, work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--r50-size", type=int, default=32)
-    ap.add_argument("--no-compile-time", action="store_true")
+    ap.add_argument("--iters", type=int, default=2000, help="C latency timing iterations (default 2000)")
+    ap.add_argument("--r50-size", type=int, default=32,
+                    help="ResNet-50 image size for the compile-time rows (default 32)")
+    ap.add_argument("--no-compile-time", action="store_true", help="skip the compile-time rows")
     ap.add_argument("--fashion-test", type=int, default=10000, help="Fashion-MNIST test images (--only fashion)")
     ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "layers", "fashion", "fashion-layers",
                                        "time"],
-                    default=None)
+                    default=None, help="one section: cnn / resnet (ratio sweeps), compression / fine / layers "
+                                       "(4-bit compression), fashion / fashion-layers (not in the default run), "
+                                       "time (compile time, wall and CPU s)")
     args = ap.parse_args()
     import train
 
