@@ -252,8 +252,8 @@ def print_skip_tables(rows: list[SkipRow]) -> None:
         a_m = np.array([[r.zeros, -r.groups] for r in rs])
         d = np.array([r.noskip - r.skip for r in rs])
         if len(rs) < 2 or np.linalg.matrix_rank(a_m) < 2:
-            print(f"| {key[0]} | {key[1]}-bit | {key[2]} | {key[3]} | {len(rs)} | needs 2+ N values with different "
-                  "zero fractions | | | |")
+            print(f"| {key[0]} | {key[1]}-bit | {key[2]} | {key[3]} | {','.join(str(r.levels) for r in rs)} | "
+                  "no fit: the zero fraction is the same at every N | | | |")
             continue
         (a, b), *_ = np.linalg.lstsq(a_m, d, rcond=None)
         res = float(np.max(np.abs(a_m @ np.array([a, b]) - d)))
