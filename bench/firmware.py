@@ -1,7 +1,7 @@
 """Instructions, flash and RAM of the emitted C as Cortex-M firmware, under qemu.
 
     .venv/bin/python bench/firmware.py [--models digits_cnn,...] [--bits 8,4,2] [--levels 4]
-                                       [--builds m4-O2,m4-Os,m3-O2] [--samples 64]
+                                       [--builds m4-O2,m4-Os,m3-O2] [--samples 64] [--skip-compare]
 
 Models (all on 1x8x8 digits images, T=1): the shipped digits CNN (examples/digits,
 its snncc.toml options), a ResNet-8 and a MobileNetV2-style net (tests/zoo.py:
@@ -22,6 +22,12 @@ dozen instructions to its layer).  Flash is text + rodata + data of the library'
 objects in the link map (after --gc-sections); static RAM their data + bss (the arena);
 stack the deepest painted word one inference overwrote.  Every firmware output is
 compared with the Python integer runtime (``bit-exact`` column).
+
+``--skip-compare`` times, instead, per block-conv layer (the quad-list kernels), the
+default build, which skips zero quads of 4 input levels, against one built with
+``-DSNNCC_NO_ZERO_SKIP``, counts the quads each layer's walk visits and the zero ones
+among them (from the integer runtime's levels on the same samples), and fits the
+break-even zero-quad fraction over the ``--levels`` values (docs/firmware.md).
 """
 
 from __future__ import annotations
