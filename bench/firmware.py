@@ -1,7 +1,7 @@
 """Instructions, flash and RAM of the emitted C as Cortex-M firmware, under qemu.
 
     .venv/bin/python bench/firmware.py [--models digits_cnn,...] [--bits 8,4,2] [--levels 4]
-                                       [--builds m4-O2,m4-Os,m3-O2] [--samples 64]
+                                       [--builds m4-O2,m4-Os,m3-O2] [--samples 64] [--skip-compare]
 
 Models (all on 1x8x8 digits images, T=1): the shipped digits CNN (examples/digits,
 its snncc.toml options), a ResNet-8 and a MobileNetV2-style net (tests/zoo.py:
@@ -22,6 +22,12 @@ dozen instructions to its layer).  Flash is text + rodata + data of the library'
 objects in the link map (after --gc-sections); static RAM their data + bss (the arena);
 stack the deepest painted word one inference overwrote.  Every firmware output is
 compared with the Python integer runtime (``bit-exact`` column).
+
+``--skip-compare`` times, instead, per block-conv layer (the quad-list kernels), the
+default build, which skips zero quads of 4 input levels, against one built with
+``-DSNNCC_NO_ZERO_SKIP``, counts the quads each layer's walk visits and the zero ones
+among them (from the integer runtime's levels on the same samples), and fits the
+break-even zero-quad fraction over the ``--levels`` values (docs/firmware.md).
 """
 
 from __future__ import annotations
@@ -129,15 +135,140 @@ def run_config(graph, out: Path, x_q: np.ndarray, want: np.ndarray, label: str, 
     run_qemu(prof, x_q, icount=True, log=log, timeout=600)
     nodes = parse_bench(log[0])["nodes"]
     mem = c_memory(graph)
-    fused = {x["ident"] for x in mem["layers"] if x.get("fused")}
-    layers = []
-    for i, node in enumerate(graph.nodes):
-        if f"l{i}_{node.op}" in fused:  # timed with its neuron, the next node
-            continue
-        op = "conv+neuron" if i and f"l{i - 1}_{graph.nodes[i - 1].op}" in fused else node.op
-        layers.append((f"{i}:{op}", nodes.get(i, 0.0) + nodes.get(i - 1, 0.0) * (op == "conv+neuron")))
+    layers = [(lname, t) for lname, t, _ in layer_times(graph, nodes)]
     return Result(label, bits, levels, build, total["instructions"], sizes["flash_bytes"], sizes["ram_bytes"],
                   total["stack"], exact, mem["arena_bytes"], mem["peak_live_bytes"], layers)
+
+
+def layer_times(graph, nodes: dict) -> list[tuple[str, float, int]]:
+    """(label, instructions, index of its first node) per timed layer: a fused conv is
+    timed with its neuron, the next node."""
+    fused = {x["ident"] for x in c_memory(graph)["layers"] if x.get("fused")}
+    layers = []
+    for i, node in enumerate(graph.nodes):
+        if f"l{i}_{node.op}" in fused:
+            continue
+        op = "conv+neuron" if i and f"l{i - 1}_{graph.nodes[i - 1].op}" in fused else node.op
+        first = i - 1 if op == "conv+neuron" else i
+        layers.append((f"{i}:{op}", nodes.get(i, 0.0) + nodes.get(i - 1, 0.0) * (op == "conv+neuron"), first))
+    return layers
+
+
+def quad_groups(graph, node, x: np.ndarray) -> tuple[int, int] | None:
+    """(quads visited, zero quads among them) of a block conv's quad walk over the batch
+    ``x`` (S, C, H, W): per output pixel, every in-bounds tap's channel quads, or for the
+    first conv on few channels (plan.py: im2col) the quads of its zero-padded window.
+    None for convs the walk does not run (grouped)."""
+    a = node.attrs
+    if node.op != "conv" or int(a.get("group", 1)) != 1:
+        return None
+    kh, kw = np.asarray(node.params["weight"]).shape[2:]
+    s, c, h, w = x.shape
+    sh, sw = a.get("strides", (1, 1))
+    pt, pl, _, _ = a.get("pads", (0, 0, 0, 0))
+    dh, dw = a.get("dilations", (1, 1))
+    oh, ow = graph.values[node.output].shape[1:]
+    kq = -(-(kh * kw * c) // 4)
+    c4 = -(-c // 4)
+    xp = np.zeros((s, c4 * 4, h + 2 * kh * dh, w + 2 * kw * dw), dtype=np.int64)  # room for any tap
+    oy0, ox0 = kh * dh, kw * dw
+    xp[:, :c, oy0:oy0 + h, ox0:ox0 + w] = x
+    ys = oy0 - pt + sh * np.arange(oh)
+    xs = ox0 - pl + sw * np.arange(ow)
+    taps = [xp[:, :, ys[:, None] + ky * dh, xs[None, :] + kx * dw] for ky in range(kh) for kx in range(kw)]
+    if c < 4 and kq < kh * kw:  # im2col: the window's values (tap-major, channels inside) in quads
+        win = np.concatenate([t[:, :c] for t in taps], axis=1)
+        win = np.concatenate([win, np.zeros((s, kq * 4 - win.shape[1], oh, ow), np.int64)], axis=1)
+        nz = np.any(win.reshape(s, kq, 4, oh, ow) != 0, axis=2)
+        return nz.size, int(nz.size - nz.sum())
+    total = zero = 0
+    for (ky, kx), t in zip([(ky, kx) for ky in range(kh) for kx in range(kw)], taps):
+        inside = ((ys[:, None] + ky * dh - oy0 >= 0) & (ys[:, None] + ky * dh - oy0 < h)
+                  & (xs[None, :] + kx * dw - ox0 >= 0) & (xs[None, :] + kx * dw - ox0 < w))
+        nz = np.any(t.reshape(s, c4, 4, oh, ow) != 0, axis=2) & inside
+        total += int(inside.sum()) * s * c4
+        zero += int(inside.sum()) * s * c4 - int(nz.sum())
+    return total, zero
+
+
+@dataclass
+class SkipRow:
+    model: str
+    bits: int
+    levels: int
+    build: str
+    layer: str
+    groups: float  # quads visited per inference
+    zeros: float  # zero quads among them per inference
+    skip: float  # instructions per inference, zero quads skipped (the default)
+    noskip: float  # built with -DSNNCC_NO_ZERO_SKIP
+    exact: bool
+
+
+def skip_compare(graph, out: Path, x_q: np.ndarray, want: np.ndarray, label: str, bits: int, levels: int,
+                 build: str) -> list[SkipRow]:
+    """Per block-conv layer: instructions with and without the zero-quad skip (profiled
+    builds), with the quads its walk visits and how many are zero on these samples."""
+    cpu, opt = BUILDS[build]
+    runs = {}
+    exact = True
+    for tag, defines in (("skip", ("SNNCC_PROFILE",)), ("noskip", ("SNNCC_PROFILE", "SNNCC_NO_ZERO_SKIP"))):
+        elf = build_firmware(out, opt=opt, cpu=cpu, main="main_bench.c", defines=defines, tag=f"_{build}_{tag}")
+        log: list[str] = []
+        got = run_qemu(elf, x_q, icount=True, log=log, timeout=600)
+        exact &= bool(np.array_equal(got.astype(np.int64), want))
+        runs[tag] = parse_bench(log[0])["nodes"]
+    convs = [n for n in graph.nodes if n.op == "conv"]
+    acts = run_int(graph, x_q, capture=[n.inputs[0] for n in convs if n.inputs[0] not in graph.inputs])
+    s = x_q.shape[0]
+    rows = []
+    skip_l, noskip_l = layer_times(graph, runs["skip"]), layer_times(graph, runs["noskip"])
+    for (lname, t_skip, first), (_, t_noskip, _) in zip(skip_l, noskip_l):
+        node = graph.nodes[first]
+        if node.op != "conv":
+            continue
+        x = x_q if node.inputs[0] in graph.inputs else acts[node.inputs[0]]
+        g = quad_groups(graph, node, np.asarray(x).reshape(s, *graph.values[node.inputs[0]].shape))
+        if g is not None:
+            rows.append(SkipRow(label, bits, levels, build, lname, g[0] / s, g[1] / s, t_skip, t_noskip, exact))
+    return rows
+
+
+def print_skip_tables(rows: list[SkipRow]) -> None:
+    """Per layer and N, then per layer a least-squares fit over the N values of
+    noskip - skip = a * zero quads - b * quads: a, the instructions a zero quad costs
+    without the skip (list entry and multiply-adds); b, the test the skip adds to every
+    quad; the skip pays above a zero-quad fraction of b / a."""
+    print("\nZero-quad skip on the quad-list (block conv) kernels: instructions per inference per layer "
+          "(profiled builds), skip (default) vs -DSNNCC_NO_ZERO_SKIP\n")
+    print("| model | weights | build | layer | N | quads | zero quads | zero fraction | skip | no skip | "
+          "no skip - skip | bit-exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.model} | {r.bits}-bit | {r.build} | {r.layer} | {r.levels} | {r.groups:,.1f} | {r.zeros:,.1f} | "
+              f"{r.zeros / r.groups:.4f} | {r.skip:,.0f} | {r.noskip:,.0f} | {r.noskip - r.skip:,.0f} | "
+              f"{'yes' if r.exact else 'NO'} |")
+    keys = dict.fromkeys((r.model, r.bits, r.build, r.layer) for r in rows)
+    print("\nBreak-even (least squares over N: no skip - skip = a x zero quads - b x quads)\n")
+    print("| model | weights | build | layer | N values | a: instr. per zero quad without skip | "
+          "b: skip test per quad | break-even zero fraction b/a | largest residual |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in keys:
+        rs = [r for r in rows if (r.model, r.bits, r.build, r.layer) == key]
+        a_m = np.array([[r.zeros, -r.groups] for r in rs])
+        d = np.array([r.noskip - r.skip for r in rs])
+        if not d.any():  # e.g. the Cortex-M3 at 8 bits: its block kernels do not take the quad walk
+            print(f"| {key[0]} | {key[1]}-bit | {key[2]} | {key[3]} | {','.join(str(r.levels) for r in rs)} | "
+                  "no fit: the switch does not change this layer | | | |")
+            continue
+        if len(rs) < 2 or np.linalg.matrix_rank(a_m) < 2:
+            print(f"| {key[0]} | {key[1]}-bit | {key[2]} | {key[3]} | {','.join(str(r.levels) for r in rs)} | "
+                  "no fit: the zero fraction is the same at every N | | | |")
+            continue
+        (a, b), *_ = np.linalg.lstsq(a_m, d, rcond=None)
+        res = float(np.max(np.abs(a_m @ np.array([a, b]) - d)))
+        print(f"| {key[0]} | {key[1]}-bit | {key[2]} | {key[3]} | {','.join(str(r.levels) for r in rs)} | "
+              f"{a:.2f} | {b:.3f} | {b / a:.4f} | {res:,.0f} |")
 
 
 def main(argv=None) -> int:
@@ -147,6 +278,8 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="4", help="spike levels N (comma list)")
     ap.add_argument("--builds", default=",".join(BUILDS))
     ap.add_argument("--samples", type=int, default=64, help="digits test images timed and checked (<= 256)")
+    ap.add_argument("--skip-compare", action="store_true",
+                    help="per block-conv layer: the zero-quad skip against -DSNNCC_NO_ZERO_SKIP, and the break-even")
     args = ap.parse_args(argv)
     names = args.models.split(",")
     bits_list = [int(b) for b in args.bits.split(",")]
@@ -157,6 +290,7 @@ def main(argv=None) -> int:
     _, _, x_te, _ = train.load_digits_split()
     x_eval = x_te[: min(args.samples, 256)]
     results: list[Result] = []
+    skip_rows: list[SkipRow] = []
     tty = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="snncc-fw-bench-") as tmp:
         work = Path(tmp)
@@ -175,13 +309,19 @@ def main(argv=None) -> int:
                     out.mkdir()
                     emit_c(graph, out, name=lib_name(label))
                     for build in builds:
-                        results.append(run_config(graph, out, x_q, want, label, bits, levels, build))
+                        if args.skip_compare:
+                            skip_rows += skip_compare(graph, out, x_q, want, label, bits, levels, build)
+                        else:
+                            results.append(run_config(graph, out, x_q, want, label, bits, levels, build))
                         done += 1
                         if tty:
                             print(f"\r[{done}/{total}] {label} {bits}-bit N={levels} {build} "
                                   f"({time.perf_counter() - t0:.0f} s)   ", end="", file=sys.stderr, flush=True)
     if tty:
         print(file=sys.stderr)
+    if args.skip_compare:
+        print_skip_tables(skip_rows)
+        return 0 if all(r.exact for r in skip_rows) else 1
     print_tables(results)
     return 0 if all(r.exact for r in results) else 1
 

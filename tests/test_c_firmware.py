@@ -60,6 +60,25 @@ def test_firmware_kernels_bit_exact(cpu, levels, tmp_path):
     assert all(np.any(v != 0) for v in caps.values())  # spikes reach every layer
 
 
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m3"])
+def test_firmware_no_zero_skip_bit_exact(cpu, tmp_path):
+    """-DSNNCC_NO_ZERO_SKIP (the dense quad walk that bench/firmware.py --skip-compare
+    measures the zero-quad skip against) lists zero quads too and gives the same sums:
+    the Arm DSP (M4) and portable packed (M3) block kernels at N = 1, where many quads
+    of levels are zero."""
+    graph = _firmware_net(1, 1)
+    out = tmp_path / "c"
+    out.mkdir()
+    emit_c(graph, out, name="fw")
+    x = sample_inputs((1, 8, 8), n=12)
+    got = run_qemu(build_firmware(out, cpu=cpu, defines=("SNNCC_NO_ZERO_SKIP",)), x, timeout=300)
+    want = flat_outputs(graph, run_int(graph, x))
+    bad = np.argwhere(got != want)
+    assert len(bad) == 0, f"first mismatch at sample/output {bad[0].tolist()}"
+    caps = run_int(graph, x, capture=[n.output for n in graph.nodes if n.op == "neuron"])
+    assert any(np.any(v == 0) for v in caps.values())  # zero levels reach the block convs
+
+
 def test_digits_firmware_under_qemu(digits_example, tmp_path):
     graph = load_onnx(digits_example.onnx_path)
     calib = np.load(digits_example.calib_path)

@@ -252,6 +252,15 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
 #undef BLOCK_STORE
 }
 
+/* Zero quads (4 silent input levels) are skipped: a test per quad, no list entry and no
+ * multiply-adds for a zero one.  -DSNNCC_NO_ZERO_SKIP lists every quad (its products are
+ * 0, so the sums are the same bit for bit): the dense loop that bench/firmware.py
+ * --skip-compare measures the break-even against. */
+#if defined(SNNCC_NO_ZERO_SKIP)
+#define SNNCC_QUAD_SKIP(quad) 0
+#else
+#define SNNCC_QUAD_SKIP(quad) ((quad) == 0)
+#endif
 /* The output pixels of a block conv: per pixel, the non-zero input quads of its taps
  * pushed on a list (PUSH(quad, weights of its row), with n and list in scope), which RUN
  * adds up (init: bias, then yp for the later lists of a fan-in over QUADS quads).
@@ -277,7 +286,7 @@ static void conv_block_c(const snncc_conv_t *p, const int8_t *x, int32_t *y, con
                     }                                                                      \
                     for (cq = 0; cq < c4; ++cq) {                                          \
                         const int32_t quad = quad_at(xin, cq, in_c);                       \
-                        if (quad == 0) {                                                   \
+                        if (SNNCC_QUAD_SKIP(quad)) {                                       \
                             continue;                                                      \
                         }                                                                  \
                         PUSH(quad, wk + cq * rowbytes)                                     \
