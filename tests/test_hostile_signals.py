@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from child_signals import sigterm_once_child_runs, wait_until_gone, write_slow_tool
 from hostile_models import FAST, save_model
 
 # Runs `snncc ARGS`; the compile signals itself once the output is written into its temp folder.
@@ -54,50 +53,19 @@ def test_signal_during_compile_leaves_nothing(tmp_path, sig, code):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")  # a killed child not yet reaped is a zombie
-
-
 def test_sigterm_during_verify_kills_the_compiler_and_cleans_up(tmp_path):
     model = save_model(tmp_path / "m")
     pidfile = tmp_path / "cc.pid"
     fake_cc = tmp_path / "slowcc"
-    # A compiler driver that starts a long "cc1" and waits for it, like gcc.
-    fake_cc.write_text(textwrap.dedent(f"""\
-        #!/bin/sh
-        sleep 300 &
-        echo $! > {pidfile}.part && mv {pidfile}.part {pidfile}
-        wait
-        """))
-    fake_cc.chmod(0o755)
+    write_slow_tool(fake_cc, pidfile)  # a compiler driver that starts a long "cc1" and waits, like gcc
     proc = subprocess.Popen([sys.executable, "-m", "snncc", "verify", str(model), "--target", "c",
                              "--cc", str(fake_cc), *FAST], cwd=tmp_path, env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not pidfile.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "verify never reached the C compiler"
-            time.sleep(0.05)
-        child = int(pidfile.read_text())
-        assert _alive(child)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    child, err = sigterm_once_child_runs(proc, pidfile, 120, "verify")
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "error: interrupted by SIGTERM; no partial output left", err
     assert "Traceback" not in err
-    for _ in range(50):
-        if not _alive(child):
-            break
-        time.sleep(0.1)
-    assert not _alive(child), "the C compiler's child process outlived snncc"
+    assert wait_until_gone(child), "the C compiler's child process outlived snncc"
     # (.ses is onnxruntime's session-id file, not snncc's)
     assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name != ".ses"] == [], \
         "verify left its temporary build folder behind"
@@ -131,11 +99,7 @@ def test_signal_while_the_child_starts_kills_it(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 143, proc.stderr
     child = int(pidfile.read_text())
-    for _ in range(50):
-        if not _alive(child):
-            break
-        time.sleep(0.1)
-    alive = _alive(child)
-    if alive:
+    gone = wait_until_gone(child)
+    if not gone:
         os.kill(child, signal.SIGKILL)
-    assert not alive, "a child started as the signal came outlived run_child"
+    assert gone, "a child started as the signal came outlived run_child"
