@@ -137,6 +137,19 @@ def test_block_conv_paths(mode, tmp_path):
         assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
 
 
+def _assert_bit_exact_on_every_simd_path(graph, out):
+    """The emitted C in ``out`` equals the integer runtime on 30 random inputs, built for
+    every SIMD path this host runs (the best and the portable one under ASan/UBSan)."""
+    x = sample_inputs(graph.values["x"].shape, n=30)
+    expected = flat_outputs(graph, run_int(graph, x))
+    builds = simd_builds()
+    for i, (opt, simd) in enumerate(builds):
+        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
+        res = compare_c(graph, out, x, exe=exe, expected=expected)
+        assert res.ok, f"{opt}: {res.summary()}"
+        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_block_conv_geometry(seed, tmp_path):
     """Random conv geometries on the blocked kernels, every SIMD path (the best and the
@@ -146,14 +159,7 @@ def test_block_conv_geometry(seed, tmp_path):
     out.mkdir()
     emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
     assert (out / "model.c").read_text().count("snncc_conv_block_i8(") == 2 * 15  # fused and x86 schedules
-    x = sample_inputs(graph.values["x"].shape, n=30)
-    expected = flat_outputs(graph, run_int(graph, x))
-    builds = simd_builds()
-    for i, (opt, simd) in enumerate(builds):
-        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
-        res = compare_c(graph, out, x, exe=exe, expected=expected)
-        assert res.ok, f"{opt}: {res.summary()}"
-        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+    _assert_bit_exact_on_every_simd_path(graph, out)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -167,14 +173,7 @@ def test_few_channel_conv_geometry(seed, tmp_path):
     emit_c(graph, out, spike_rates={n.output: 0.5 for n in graph.nodes if n.op == "neuron"})
     code = (out / "model.c").read_text()
     assert "snncc_pack_taps_i8(" in code and "snncc_im2col_i8(" in code
-    x = sample_inputs(graph.values["x"].shape, n=30)
-    expected = flat_outputs(graph, run_int(graph, x))
-    builds = simd_builds()
-    for i, (opt, simd) in enumerate(builds):
-        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
-        res = compare_c(graph, out, x, exe=exe, expected=expected)
-        assert res.ok, f"{opt}: {res.summary()}"
-        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+    _assert_bit_exact_on_every_simd_path(graph, out)
 
 
 @pytest.mark.parametrize("mode", ["dense", "event"])
@@ -188,14 +187,7 @@ def test_group_block_geometry(mode, tmp_path):
     emit_c(graph, out, spike_rates={n.output: 1.0 if mode == "dense" else 0.0 for n in graph.nodes if n.op == "neuron"})
     code = (out / "model.c").read_text()
     assert code.count("snncc_conv_group_i8(") == 10 and code.count("snncc_conv_i8(") == 10
-    x = sample_inputs(graph.values["x"].shape, n=30)
-    expected = flat_outputs(graph, run_int(graph, x))
-    builds = simd_builds()
-    for i, (opt, simd) in enumerate(builds):
-        exe = build_host(out, opt=opt, sanitize=i in (0, len(builds) - 1))
-        res = compare_c(graph, out, x, exe=exe, expected=expected)
-        assert res.ok, f"{opt}: {res.summary()}"
-        assert run_host(exe, x[:1], bench_iters=1)[1]["simd"] == simd, opt
+    _assert_bit_exact_on_every_simd_path(graph, out)
 
 
 def test_dw_group_packed_geometry(tmp_path):
