@@ -458,6 +458,34 @@ endmodule
     return "\n".join(v)
 
 
+def _counting_fsm(n: int, aw: int, init: str, step: str, latch: str = "") -> str:
+    """The always block of an eltwise or move core: S_IDLE -> S_RUN for ``n`` cycles (``i``
+    counts, ``step`` advances the core's own counters, reset by ``init``) -> S_DRAIN ->
+    S_DONE; the epilogue's write follows each read by one cycle (``ep_go``/``ep_widx``, and
+    any ``latch`` lines), then ``endmodule``."""
+    return f"""    always @(posedge clk) begin
+        ep_go <= (state == S_RUN);
+        ep_widx <= i[{aw - 1}:0];
+{latch}        if (rst) begin
+            state <= S_IDLE;
+            ep_go <= 1'b0;
+        end else case (state)
+            S_IDLE: if (start) begin
+                state <= S_RUN; i <= 0; {init}
+            end
+            S_RUN: begin
+                i <= i + 1'b1;
+{step}
+                if (i == {n - 1}) state <= S_DRAIN;
+            end
+            S_DRAIN: state <= S_DONE;
+            default: state <= S_IDLE;
+        endcase
+    end
+endmodule
+"""
+
+
 def eltwise_core(core: dict, netlist: dict) -> str:
     C, H, W = core["geometry"]["in_shape"]
     n, HW = C * H * W, H * W
@@ -487,28 +515,9 @@ def eltwise_core(core: dict, netlist: dict) -> str:
         expr = " + ".join(terms)
     v.append(f"    wire signed [{vb - 1}:0] value = {expr};")
     v.append(_epilogue(core, "value", vb))
-    v.append(f"""    always @(posedge clk) begin
-        ep_go <= (state == S_RUN);
-        ep_widx <= i[{aw_i - 1}:0];
-        if (rst) begin
-            state <= S_IDLE;
-            ep_go <= 1'b0;
-        end else case (state)
-            S_IDLE: if (start) begin
-                state <= S_RUN; i <= 0; c <= 0; pix <= 0;
-            end
-            S_RUN: begin
-                i <= i + 1'b1;
-                if (pix != {HW - 1}) pix <= pix + 1'b1;
-                else begin pix <= 0; c <= c + 1'b1; end
-                if (i == {n - 1}) state <= S_DRAIN;
-            end
-            S_DRAIN: state <= S_DONE;
-            default: state <= S_IDLE;
-        endcase
-    end
-endmodule
-""")
+    v.append(_counting_fsm(n, aw_i, "c <= 0; pix <= 0;",
+                           f"""                if (pix != {HW - 1}) pix <= pix + 1'b1;
+                else begin pix <= 0; c <= c + 1'b1; end"""))
     return "\n".join(v)
 
 
@@ -579,33 +588,13 @@ def move_core(core: dict, netlist: dict) -> str:
         data = "$signed(in0_data)"
         extra_d = ""
     v.append(f"    wire signed [{ow - 1}:0] result = d_valid ? {data} : {ow}'sd0;")
-    v.append(f"""    assign out_we = ep_go;
+    v.append("""    assign out_we = ep_go;
     assign out_mask = 1'b1;
     assign out_addr = ep_widx;
-    assign out_data = result;
-    always @(posedge clk) begin
-        ep_go <= (state == S_RUN);
-        ep_widx <= i[{aw_o - 1}:0];
-        d_valid <= valid;
+    assign out_data = result;""")
+    v.append(_counting_fsm(n, aw_o, init, step, latch=f"""        d_valid <= valid;
         {extra_d}
-        if (rst) begin
-            state <= S_IDLE;
-            ep_go <= 1'b0;
-        end else case (state)
-            S_IDLE: if (start) begin
-                state <= S_RUN; i <= 0; {init}
-            end
-            S_RUN: begin
-                i <= i + 1'b1;
-{step}
-                if (i == {n - 1}) state <= S_DRAIN;
-            end
-            S_DRAIN: state <= S_DONE;
-            default: state <= S_IDLE;
-        endcase
-    end
-endmodule
-""")
+"""))
     return "\n".join(v)
 
 
