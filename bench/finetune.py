@@ -226,7 +226,6 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
     import real_data
 
     from snncc.config import open_config
-    from snncc.int_eval import integer_predictions
 
     onnx_path, config, calib, x_te, y_te = real_data.MODELS[name]()
     x_te, y_te = real_data.test_subset(x_te, y_te, test_count)
@@ -237,11 +236,6 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
     train = CalibData(x_tr[pick], y_tr[pick], x_tr.shape[1:], "train split", "data")
     calib_x = np.load(calib)["x"]
     ann = real_data.ann_accuracy(onnx_path, x_te, y_te)
-
-    def accuracy(graph) -> float:
-        hits = sum(int((integer_predictions(graph, x_te[i:i + 250]) == y_te[i:i + 250]).sum())
-                   for i in range(0, len(y_te), 250))
-        return hits / len(y_te)
 
     print(f"\n{name} ({folder.relative_to(ROOT)}), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
           f"{epochs} epochs of fine-tuning on {len(pick)} training images (a seeded subset), lr {lr:g}"
@@ -257,10 +251,10 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
             setattr(options, key, value)
         options.validate()
         result = build_snn(onnx_path, options, calib_x, echo=lambda s: None)
-        post = accuracy(result.int_graph)
+        post = real_data.int_accuracy(result.int_graph, x_te, y_te)
         req = Request(data="train split", epochs=epochs, lr=lr, distill=distill, threads=THREADS[0])
         out = tune(result, options, req, train, None, echo=lambda s: None)
-        tuned = accuracy(result.int_graph)
+        tuned = real_data.int_accuracy(result.int_graph, x_te, y_te)
         print(f"{label:<32s} {100 * post:>9.2f}% {100 * tuned:>9.2f}% {100 * (ann - tuned):>6.2f} "
               f"{out.seconds:>6.1f}s", flush=True)
 
