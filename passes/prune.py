@@ -260,6 +260,7 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
 
     Returns (constants folded, readers whose input lost non-constant channels)."""
     folded, changed = 0, []
+    fits: dict = {}  # (value, removed channels) -> the regression: one solve per value, not per reader
     for node in g.nodes:
         p = node.params
         x = node.inputs[0] if node.inputs else None
@@ -267,7 +268,7 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
             w = np.asarray(p["weight"])
             if x in keep and not ops.depthwise(node):
                 gone = np.setdiff1d(np.arange(w.shape[1]), keep[x])
-                n, exact = _fold(node, gone, keep[x], m, x, g.shape(x))
+                n, exact = _fold(node, gone, keep[x], m, x, g.shape(x), fits)
                 folded += n
                 if not exact:
                     changed.append(node.name)
@@ -294,7 +295,7 @@ def _apply(g: Graph, groups: prune_groups.Groups, keep: dict[str, np.ndarray], m
     return folded, changed
 
 
-def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape) -> tuple[int, bool]:
+def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape, fits: dict) -> tuple[int, bool]:
     """Compensate ``node`` (a reader of ``x``) for its removed input channels ``gone``.
 
     A channel constant on the data folds into the bias exactly (dense; conv without padding
@@ -304,7 +305,8 @@ def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape) -> tuple[i
     commutes with the reader's conv): A moves into the kept columns of the weight, c into
     the bias.  For a dense reader this is the least-squares fit of the reader's output
     (what channel-pruning reconstruction solves); with no moments it is the mean fold
-    (A = 0).  Returns (constants folded, whether every removed channel was zero or exact)."""
+    (A = 0).  ``fits`` caches the regressions of ``x`` for its other readers.  Returns (constants
+    folded, whether every removed channel was zero or exact)."""
     if not len(gone):
         return 0, True
     if m is None or x not in m.lo:
@@ -324,9 +326,13 @@ def _fold(node, gone: np.ndarray, kept: np.ndarray, m, x: str, shape) -> tuple[i
         else:
             loose.append(int(c))
     if loose:
-        a, c0 = regression(m, x, np.array(loose), kept)
+        key = (x, tuple(loose))
+        if key not in fits:
+            fits[key] = regression(m, x, np.array(loose), kept)
+        a, c0 = fits[key]
         w_r = w[:, loose]
-        w[:, kept] += np.einsum("or...,rk->ok...", w_r, a)
+        if np.any(a):  # W[:, k] += W[:, r] A, as one BLAS product over the kernel taps
+            w[:, kept] += np.moveaxis(np.tensordot(w_r, a, axes=([1], [0])), -1, 1)
         bias += _constant_current(node, w_r, c0, shape)
         node.params["weight"] = w.astype(np.asarray(node.params["weight"]).dtype)
     node.params["bias"] = bias.astype(np.asarray(node.params["bias"]).dtype)
@@ -339,9 +345,11 @@ def _constant_current(node, w_r: np.ndarray, c0: np.ndarray, shape) -> np.ndarra
     near a zero-padded border reads fewer taps than sum(W) (on a 4x4 map, most positions)."""
     if node.op == "dense":
         return w_r.reshape(len(w_r), len(c0), -1).sum(axis=2) @ c0
-    x = np.broadcast_to(c0.reshape(1, -1, 1, 1), (1, len(c0)) + tuple(shape[1:]))
+    # the channels are constant maps: sum_r c0[r] W[:, r] is one kernel on a map of ones
+    w1 = np.tensordot(w_r, c0, axes=([1], [0]))[:, None]  # (O, 1, kh, kw)
+    ones = np.ones((1, 1) + tuple(shape[1:]))
     a = node.attrs
-    cur = conv2d(x, w_r, np.zeros(len(w_r)), a["strides"], a["pads"], a["dilations"], 1)
+    cur = conv2d(ones, w1, np.zeros(len(w_r)), a["strides"], a["pads"], a["dilations"], 1)
     return cur.reshape(len(w_r), -1).mean(axis=1)
 
 

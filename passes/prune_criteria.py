@@ -164,9 +164,12 @@ def _covariance(m: Measure, x: str) -> tuple[np.ndarray, np.ndarray]:
 def regression(m: Measure, x: str, loose: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A, c): the channels ``loose`` of ``x`` ~ A @ the channels ``kept`` + c, the ridge least-squares
     fit on the calibration data (over samples and positions)."""
+    if not len(kept) or np.ndim(m.moments[x][2]) != 2:
+        # no kept channel, or a value wider than MOMENT_MAX_CHANNELS (diagonal moments: no
+        # cross-covariance, A = 0 exactly): the mean fold, without a solve on the kept channels
+        rows, s1, _ = m.moments[x]
+        return np.zeros((len(loose), len(kept))), np.asarray(s1)[loose] / rows
     mu, cov = _covariance(m, x)
-    if not len(kept):
-        return np.zeros((len(loose), 0)), mu[loose]
     ckk = cov[np.ix_(kept, kept)]
     lam = RIDGE * max(float(np.mean(np.diag(ckk))), 0.0) + 1e-12
     a = np.linalg.solve(ckk + lam * np.eye(len(kept)), cov[np.ix_(kept, loose)]).T
