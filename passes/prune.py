@@ -96,7 +96,7 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     removed, floor_ = _select(groups, ratios, importance, scored, exact, sizes, options)
     report = {"criterion": crit, "group_importance": "sum", "ratio": float(options.prune),
               "layer_ratios": dict(options.prune_layers), "target_params": int(options.prune_target_params),
-              "target_flash_bytes": int(options.prune_target_flash),
+              "target_flash_bytes": int(options.prune_target_flash), "multiple": int(options.prune_multiple),
               **({"flash_floor_estimate": floor_} if floor_ is not None else {}),
               "groups": {"prunable": len(groups.groups), "removed": len(removed),
                          "exact": int(sum(exact[i] for i in removed))},
@@ -157,44 +157,68 @@ def _family_ratios(g: Graph, groups: prune_groups.Groups, options: CompileOption
 
 
 def _select(groups, ratios, importance, scored, exact, sizes, options) -> tuple[list[int], int | None]:
-    """The groups to remove; and with a budget, the smallest size reachable (in its unit)."""
+    """The groups to remove; and with a budget, the smallest size reachable (in its unit).
+
+    With ``--prune-multiple K`` a family that loses groups keeps a multiple of K of them
+    (never fewer than K, all of them when it has K or fewer): the count asked for is
+    rounded down to that, so a ratio removes at most what it says."""
+    k = int(options.prune_multiple)
     order = {fam: sorted(idx, key=lambda i: (importance[i], i)) for fam, idx in groups.families.items()}
     if options.prune_criterion == "dead":
         out = []
         for fam, idx in order.items():
             cand = [i for i in idx if exact[i]][:len(idx) - 1]
             r = ratios[fam]
-            out += cand[:math.floor(r * len(idx))] if r > 0 else cand
+            cand = cand[:math.floor(r * len(idx))] if r > 0 else cand
+            out += cand[:_rounded(len(cand), len(idx), k)]
         return sorted(out), None
     budget = int(options.prune_target_params) or int(options.prune_target_flash)
     if not budget:
         out = []
         for fam, idx in order.items():
-            out += idx[:min(math.floor(ratios[fam] * len(idx)), len(idx) - 1)]
+            out += idx[:_rounded(min(math.floor(ratios[fam] * len(idx)), len(idx) - 1), len(idx), k)]
         return sorted(out), None
     which = 0 if int(options.prune_target_params) else 1
     option = "prune_target_params" if which == 0 else "prune_target_flash"
     floor_ = sizes.copy()
     for idx in order.values():
-        for i in idx[:-1]:
+        for i in idx[:_rounded(len(idx) - 1, len(idx), k)]:
             floor_.remove(groups.groups[i])
     minimum = floor_.totals()[which]
     if budget < minimum:
         what = "parameters" if which == 0 else "bytes of estimated flash"
+        keeping = "one channel" if k == 1 else f"{k} channels (--prune-multiple)"
         raise SnnccError(f": {budget} is below the smallest reachable size, {minimum} {what} (every prunable "
-                         "layer keeping one channel, the first and last layers whole)", option=option)
+                         f"layer keeping {keeping}, the first and last layers whole)", option=option)
     left = {fam: len(idx) for fam, idx in order.items()}
     fam_of = {i: fam for fam, idx in order.items() for i in idx}
     glob = sorted(range(len(groups.groups)), key=lambda i: (importance[i] / max(scored[i], 1), i))
-    out = []
+    out: list[int] = []
+    taken: set[int] = set()
     for i in glob:
         if sizes.totals()[which] <= budget:
             break
-        if left[fam_of[i]] > 1:
-            sizes.remove(groups.groups[i])
-            left[fam_of[i]] -= 1
-            out.append(i)
+        fam = fam_of[i]
+        if left[fam] <= k or i in taken:
+            continue  # the family is at its smallest, or i went with an earlier step of K
+        # i, and the family's next least important groups down to the next multiple of K
+        step = left[fam] % k or k
+        more = [j for j in order[fam] if j != i and j not in taken][:step - 1] if step > 1 else []
+        for j in [i] + more:
+            sizes.remove(groups.groups[j])
+            out.append(j)
+            taken.add(j)
+        left[fam] -= step
     return sorted(out), minimum
+
+
+def _rounded(n: int, total: int, k: int) -> int:
+    """How many of ``total`` groups to remove when ``n`` are asked for and the rest must be a
+    multiple of ``k`` (or all of them): the kept count rounded up, as Torch-Pruning's round_to."""
+    if n <= 0:
+        return 0
+    kept = min(total, -(-(total - n) // k) * k)
+    return total - kept
 
 
 # --- scores ------------------------------------------------------------------------------

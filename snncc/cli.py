@@ -313,6 +313,10 @@ def _compile_options(f):
         click.option("--prune-target-flash", type=int, default=None, metavar="BYTES",
                      help="Prune until the target's emitted constant bytes (C: c_memory.weight_bytes; other "
                           "targets: prune's estimate of weights, biases, thresholds) are at most BYTES."),
+        click.option("--prune-multiple", type=int, default=None, metavar="K",
+                     help="A pruned layer keeps a multiple of K channels (never fewer than K; removes fewer "
+                          "than asked where needed). Default 1: no rounding; 4 suits the C target's "
+                          "channel-quad kernels."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "

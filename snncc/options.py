@@ -15,6 +15,7 @@ RESIDUAL_MODES = ("sparse", "sew")
 THRESHOLD_SEARCHES = ("none", "output")
 WEIGHT_ROUNDINGS = ("auto", "gptq", "nearest")
 PRUNE_CRITERIA = ("dead", "l1", "svs", "mp")  # passes/prune_criteria.py
+PRUNE_MULTIPLE_MAX = 1024  # --prune-multiple K: 1 (no rounding) .. 1024
 
 
 @dataclass
@@ -45,6 +46,7 @@ class CompileOptions:
     prune_criterion: str = "l1"  # dead | l1 | svs | mp
     prune_target_params: int = 0  # global budget in parameters (0 = none)
     prune_target_flash: int = 0  # global budget in estimated C flash bytes (0 = none)
+    prune_multiple: int = 1  # a pruned layer keeps a multiple of K channel groups (Torch-Pruning's round_to)
     max_memory: str = "4G"  # memory budget: refuse models that cannot fit, batch calibration to fit (resources.py)
 
     def validate(self) -> CompileOptions:
@@ -97,6 +99,7 @@ class CompileOptions:
         _check_choice("prune_criterion", self.prune_criterion, PRUNE_CRITERIA)
         _check_int("prune_target_params", self.prune_target_params, 0, None)
         _check_int("prune_target_flash", self.prune_target_flash, 0, None)
+        _check_int("prune_multiple", self.prune_multiple, 1, PRUNE_MULTIPLE_MAX)
         if self.prune_target_params and self.prune_target_flash:
             raise SnnccError(": give one budget, not both --prune-target-params and --prune-target-flash",
                              option="prune_target_flash")

@@ -117,7 +117,7 @@ def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
 C_CASES = [("resnet20", "l1", {"prune": 0.3}), ("concat_net", "svs", {"prune": 0.3}),
            ("mobilenetv2_block", "mp", {"prune": 0.3}), ("ops_net", "l1", {"prune": 0.3}),
            ("lenet", "l1", {"prune": 0.5, "weight_bits": 2}), ("vgg_small", "svs", {"prune": 0.3}),
-           ("resnet8", "mp", {"prune": 0.3}),
+           ("resnet8", "mp", {"prune": 0.3}), ("resnet20+k4", "l1", {"prune": 0.2, "prune_multiple": 4}),
            ("sew_resnet", "l1", {"prune": 0.3, "residual": "sew"}), ("preact_resnet", "svs", {"prune": 0.3})]
 
 
@@ -126,12 +126,15 @@ def test_pruned_c_is_bit_exact(zoo_onnx, tmp_path, name, crit, opts):
     """The emitted C of a pruned network (gcc -std=c99 -Wall -Wextra -Werror -pedantic, ASan +
     UBSan) equals the integer runtime on random int8 inputs, all -128, all 127 and the
     calibration samples."""
-    graph, ctx = _calibrated(zoo_onnx, name, n=16, kill=False, **{"levels": 2, "timesteps": 2, "weight_bits": 4,
-                                                                    **opts})
+    graph, ctx = _calibrated(zoo_onnx, name.split("+")[0], n=16, kill=False,
+                             **{"levels": 2, "timesteps": 2, "weight_bits": 4, **opts})
     ctx.options.prune_criterion = crit
     names = DEFAULT_PIPELINE[DEFAULT_PIPELINE.index("prune"):]
     int_graph = run_pipeline(graph, names, ctx, echo=lambda s: None)
     assert int_graph.meta["prune"]["groups"]["removed"] > 0
+    k = int(opts.get("prune_multiple", 1))
+    assert all(r["out_channels_after"] % k == 0 for r in int_graph.meta["prune"]["layers"]
+               if r["out_channels_after"] < r["out_channels_before"])
     _assert_c_bit_exact(int_graph, tmp_path, ctx.calib.take(ctx.calib.n))
 
 
@@ -175,6 +178,8 @@ def _compile(tmp_path, *args):
     (["--prune-target-flash", "10"], "below the smallest reachable size"),
     (["--prune-target-flash", "500", "--threshold-search", "none", "--no-bias-correction", "--weight-rounding",
       "nearest"], "500 bytes is below the smallest emitted size this target reaches, "),
+    (["--prune-multiple", "0"], "option --prune-multiple must be in 1..1024, got 0"),
+    (["--prune-multiple", "x"], "option --prune-multiple: 'x' is not a valid integer"),
     (["--prune-criterion", "random"], "option --prune-criterion"),
     (["--prune", "0.3", "--prune-criterion", "svs", "--calib", "random"], "needs calibration data"),
     (["--prune-criterion", "dead", "--calib", "random"], "needs calibration data"),
@@ -299,3 +304,44 @@ def test_a_constant_channel_under_a_padded_conv_keeps_the_mean_current():
     got = run_graph(pruned, x, capture=["/3/Conv_output_0"], dtype=np.float64)["/3/Conv_output_0"]
     assert np.abs(got - ref).max() > 1e-3  # not exact position by position (the border)
     np.testing.assert_allclose(got.mean(axis=(2, 3)), ref.mean(axis=(2, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("opts", [{"prune": 0.3}, {"prune_layers": {"/layers/layers.3/body/body.0/Conv": 0.6}},
+                                  {"prune_target_params": 0}], ids=["ratio", "layer", "budget"])
+def test_pruned_layers_keep_a_multiple_of_k_channels(zoo_onnx, opts):
+    """--prune-multiple 4 on ResNet-20 (add joins tie whole stages): every layer that loses channels
+    keeps a multiple of 4 (at least 4), the classifier keeps all; without it the same request leaves
+    counts that are not (so the rounding did something)."""
+    graph, ctx = _calibrated(zoo_onnx, "resnet20", kill=False)
+    if "prune_target_params" in opts:  # 70 % of the parameters
+        full = prune.run(graph, PassContext(CompileOptions(**FAST, prune=0.01), calib=ctx.calib))
+        opts = {"prune_target_params": int(0.7 * full.meta["prune"]["params"]["before"])}
+    counts = {}
+    for k in (1, 4):
+        run_ctx = PassContext(CompileOptions(**FAST, **opts, prune_multiple=k), calib=ctx.calib)
+        pruned = prune.run(graph, run_ctx)
+        pruned.verify()
+        rec = pruned.meta["prune"]
+        assert rec["multiple"] == k
+        counts[k] = {r["name"]: (r["out_channels_before"], r["out_channels_after"]) for r in rec["layers"]}
+        if "prune_target_params" in opts:
+            assert rec["params"]["after"] <= opts["prune_target_params"]
+    last = [nd.name for nd in graph.nodes if nd.op in ("conv", "dense")][-1]
+    assert counts[4][last][0] == counts[4][last][1]
+    cut = {n: a for n, (b, a) in counts[4].items() if a < b}
+    assert cut and all(a % 4 == 0 and a >= 4 for a in cut.values()), counts[4]
+    assert any(a % 4 for b, a in counts[1].values() if a < b), counts[1]
+
+
+def test_prune_multiple_in_toml_and_bad_values(tmp_path):
+    from snncc.config import load_config
+
+    path = tmp_path / "snncc.toml"
+    path.write_text("[prune]\nprune = 0.2\nprune_multiple = 4\n")
+    assert load_config(path) == {"prune": 0.2, "prune_multiple": 4}
+    for bad in ("0", "2000", "2.5", '"4"'):
+        path.write_text(f"[prune]\nprune_multiple = {bad}\n")
+        res, out = _compile(tmp_path, "--config", str(path))
+        errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+        assert res.exit_code == 2 and len(errors) == 1 and "prune_multiple" in errors[0], res.output
+        assert not out.exists()
