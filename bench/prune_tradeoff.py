@@ -47,7 +47,7 @@ from snncc.passes import DEFAULT_PIPELINE  # noqa: E402
 from snncc.sim.float_runtime import run_graph  # noqa: E402
 from snncc.sim.int_runtime import dequantize_output, quantize_input, run_int  # noqa: E402
 
-CRITERIA = ("l1", "svs", "mp")
+CRITERIA = ["l1", "svs", "mp"]
 RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7)
 FASHION_LAYER_SETS = ({"/8/Conv": 0.25}, {"/8/Conv": 0.5})
 LAYER_SETS = ({"/7/Conv": 0.5}, {"/7/Conv": 0.75}, {"/7/Conv": 0.5, "/3/Conv": 0.25},
@@ -85,20 +85,23 @@ def c_row(graph, calib_x, x_te, iters, work: Path, label: str) -> dict:
     return {"flash": c_memory(graph, rates)["weight_bytes"], "c_ns": run_host(exe, x_q, bench_iters=iters)[1]["cpu_ns"]}
 
 
-def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, **extra) -> None:
+def sweep(label, onnx_path, calib_x, x_te, y_te, iters, work, multiples=None, **extra) -> None:
+    """The ratio sweep; with ``multiples`` (--prune-multiple K,...) each pruned row once per K, in a K column."""
     ann = load_onnx(onnx_path)
     ann_acc = float((run_graph(ann, x_te)[ann.outputs[0]].argmax(1) == y_te).mean())
     ort_ns = time_ort(onnx_path, x_te.astype(np.float32), iters)["cpu_ns"]
     print(f"\n### {label}: fp32 ANN accuracy {100 * ann_acc:.2f}%, fp32 weights {fp32_bytes(onnx_path)} B, "
           f"onnxruntime fp32 1 thread {ort_ns / 1e3:.1f} us/inference\n")
-    print("| criterion | ratio | int SNN acc | params | C flash (B) | C us/inf | ORT/C |")
-    print("|---|---|---|---|---|---|---|")
-    runs = [("none", 0.0)] + [(c, r) for c in CRITERIA for r in RATIOS]
-    for crit, ratio in runs:
-        opts = {} if crit == "none" else {"prune": ratio, "prune_criterion": crit}
+    kcol = "K | " if multiples else ""
+    print(f"| criterion | ratio | {kcol}int SNN acc | params | C flash (B) | C us/inf | ORT/C |")
+    print("|---|---|---|---|---|---|---|" + ("---|" if multiples else ""))
+    runs = [("none", 0.0, 1)] + [(c, r, k) for c in CRITERIA for r in RATIOS for k in (multiples or (1,))]
+    for crit, ratio, k in runs:
+        opts = {} if crit == "none" else {"prune": ratio, "prune_criterion": crit, "prune_multiple": k}
         graph, _ = compile_graph(onnx_path, calib_x, **opts, **extra)
-        row = c_row(graph, calib_x, x_te, iters, work, f"{label}_{crit}_{ratio}")
-        print(f"| {crit} | {ratio} | {100 * int_accuracy(graph, x_te, y_te):.2f}% | {params(graph)} | "
+        row = c_row(graph, calib_x, x_te, iters, work, f"{label}_{crit}_{ratio}_{k}")
+        kval = f"{k} | " if multiples else ""
+        print(f"| {crit} | {ratio} | {kval}{100 * int_accuracy(graph, x_te, y_te):.2f}% | {params(graph)} | "
               f"{row['flash']} | {row['c_ns'] / 1e3:.2f} | {ort_ns / row['c_ns']:.2f} |", flush=True)
 
 
@@ -208,6 +211,9 @@ def main() -> None:
     ap.add_argument("--r50-size", type=int, default=32,
                     help="ResNet-50 image size for the compile-time rows (default 32)")
     ap.add_argument("--no-compile-time", action="store_true", help="skip the compile-time rows")
+    ap.add_argument("--prune-multiple", default=None, metavar="K[,K...]",
+                    help="cnn / resnet sweeps: each pruned row once per --prune-multiple K, in a K column")
+    ap.add_argument("--criteria", default=",".join(CRITERIA), help="the criteria of every section (default l1,svs,mp)")
     ap.add_argument("--fashion-test", type=int, default=10000, help="Fashion-MNIST test images (--only fashion)")
     ap.add_argument("--only", choices=["cnn", "resnet", "compression", "fine", "layers", "fashion", "fashion-layers",
                                        "time"],
@@ -215,6 +221,8 @@ def main() -> None:
                                        "(4-bit compression), fashion / fashion-layers (not in the default run), "
                                        "time (compile time, wall and CPU s)")
     args = ap.parse_args()
+    multiples = tuple(int(k) for k in args.prune_multiple.split(",")) if args.prune_multiple else None
+    CRITERIA[:] = [c for c in args.criteria.split(",") if c]
     import train
 
     x_tr, _, x_te, y_te = train.load_digits_split()
@@ -223,13 +231,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.only in (None, "cnn"):
-            sweep("digits CNN", cnn, calib, x_te, y_te, args.iters, work)
+            sweep("digits CNN", cnn, calib, x_te, y_te, args.iters, work, multiples)
         if args.only in (None, "resnet"):
             onnx_path, rcalib, _ = trained_resnet20_digits(work)
             # nearest weight rounding (no GPTQ, no step search): 16 compiles of a 271k-weight model
             # with GPTQ took ~2.5 min each on the shared machine
             print("\n(digits ResNet-20 rows: --weight-rounding nearest, 128 calibration samples)")
-            sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work,
+            sweep("digits ResNet-20", onnx_path, rcalib[:128], x_te, y_te, args.iters, work, multiples,
                   weight_rounding="nearest")
         if args.only in (None, "compression", "fine", "layers"):
             compression(cnn, calib, x_te, y_te, work, only=args.only)
