@@ -41,8 +41,10 @@ class Measure:
     hi: dict[str, np.ndarray] = field(default_factory=dict)  # ... and max over the samples
     level_sum: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> non-zero level rate
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # column value -> elementwise mean
-    # column value -> (rows, sum, sum of outer products) over samples x positions, per channel: what
-    # prune's compensation regresses a removed channel on the kept ones with
+    # column value -> [rows, sum, sum of outer products] over samples x positions, per channel: what
+    # prune's compensation regresses a removed channel on the kept ones with.  The third is the
+    # diagonal only for values wider than MOMENT_MAX_CHANNELS, and a list of the rows themselves
+    # (float32, as computed) when the data has fewer rows than the value has channels
     moments: dict[str, list] = field(default_factory=dict)
 
 
@@ -57,6 +59,9 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
     m = Measure()
     sums = {v: np.zeros(graph.shape(v)[0]) for v in sites}
     site_theta = {v: _source_theta(graph, v, thetas) for v in column_values}
+    # fewer rows (samples x positions) than channels: keep the rows, the C x C Gram matrix would
+    # cost more to build and to solve with (regression's dual form)
+    keep_rows = {v for v in column_values if _moment_form(graph.shape(v), int(data.n)) == "rows"}
     captured: dict[str, np.ndarray] = {}
 
     def on_value(name: str, arr: np.ndarray) -> None:
@@ -68,11 +73,14 @@ def measure(graph: Graph, data, options, thetas: dict[str, np.ndarray], signed: 
             m.hi[name] = hi if name not in m.hi else np.maximum(m.hi[name], hi)
             m.mean[name] = m.mean.get(name, 0.0) + arr.sum(axis=0, dtype=np.float64)
             rows = np.moveaxis(arr.reshape(len(arr), arr.shape[1], -1), 1, 2).reshape(-1, arr.shape[1])
+            acc = m.moments.setdefault(name, [0, 0.0, [] if name in keep_rows else 0.0])
+            if name in keep_rows:
+                acc[2].append(np.array(rows))
             rows = rows.astype(np.float64)
-            acc = m.moments.setdefault(name, [0, 0.0, 0.0])
             acc[0] += len(rows)
-            acc[1] = acc[1] + rows.sum(axis=0)  # wide values: the diagonal only
-            acc[2] = acc[2] + (rows.T @ rows if arr.shape[1] <= MOMENT_MAX_CHANNELS else (rows * rows).sum(axis=0))
+            acc[1] = acc[1] + rows.sum(axis=0)
+            if name not in keep_rows:  # wide values: the diagonal only
+                acc[2] = acc[2] + (rows.T @ rows if arr.shape[1] <= MOMENT_MAX_CHANNELS else (rows * rows).sum(axis=0))
             theta = site_theta[name]
             if theta is not None:
                 z = quantize_levels(arr.astype(np.float64), _per_channel(theta, arr.ndim), n_levels, name in signed)
@@ -152,27 +160,38 @@ def l1_scores(graph: Graph, thetas: dict[str, np.ndarray]) -> dict[str, np.ndarr
 RIDGE = 1e-3  # of the kept channels' mean variance: keeps the fits stable for collinear channels
 
 
-def _covariance(m: Measure, x: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance over samples x positions of the channels of ``x`` (a diagonal matrix
-    for values wider than MOMENT_MAX_CHANNELS)."""
-    rows, s1, s2 = m.moments[x]
-    mu = s1 / rows
-    cov = s2 / rows - np.outer(mu, mu) if np.ndim(s2) == 2 else np.diag(s2 / rows - mu * mu)
-    return mu, cov
+def _moment_form(shape, samples: int) -> str:
+    """How ``measure`` keeps a column value's second moments: "diagonal" (wider than
+    MOMENT_MAX_CHANNELS), "rows" (fewer samples x positions than channels) or "gram"."""
+    c = int(shape[0]) if len(shape) else 1
+    if c > MOMENT_MAX_CHANNELS:
+        return "diagonal"
+    return "rows" if samples * int(np.prod(shape[1:], dtype=np.int64)) < c else "gram"
 
 
 def regression(m: Measure, x: str, loose: np.ndarray, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A, c): the channels ``loose`` of ``x`` ~ A @ the channels ``kept`` + c, the ridge least-squares
-    fit on the calibration data (over samples and positions)."""
-    if not len(kept) or np.ndim(m.moments[x][2]) != 2:
-        # no kept channel, or a value wider than MOMENT_MAX_CHANNELS (diagonal moments: no
-        # cross-covariance, A = 0 exactly): the mean fold, without a solve on the kept channels
-        rows, s1, _ = m.moments[x]
-        return np.zeros((len(loose), len(kept))), np.asarray(s1)[loose] / rows
-    mu, cov = _covariance(m, x)
-    ckk = cov[np.ix_(kept, kept)]
-    lam = RIDGE * max(float(np.mean(np.diag(ckk))), 0.0) + 1e-12
-    a = np.linalg.solve(ckk + lam * np.eye(len(kept)), cov[np.ix_(kept, loose)]).T
+    fit on the calibration data (over samples and positions):
+    A = C_lk (C_kk + lam I)^-1, lam = RIDGE x the kept channels' mean variance.
+
+    With the Gram matrix, one solve of the K x K system.  With the n centred rows Z (fewer than
+    the channels), the same A from an n x n solve (the push-through identity
+    (Z_k'Z_k/n + lam I)^-1 Z_k' = Z_k' (Z_k Z_k'/n + lam I)^-1).  Values wider than
+    MOMENT_MAX_CHANNELS have no cross-covariance: A = 0 (the mean fold)."""
+    rows, s1, s2 = m.moments[x]
+    mu = np.asarray(s1) / rows
+    if not len(kept) or (not isinstance(s2, list) and np.ndim(s2) == 1):
+        return np.zeros((len(loose), len(kept))), mu[loose]
+    if isinstance(s2, list):
+        z = np.concatenate(s2).astype(np.float64) - mu
+        zk, zl = z[:, kept], z[:, loose]
+        lam = RIDGE * max(float(np.mean((zk * zk).sum(axis=0) / rows)), 0.0) + 1e-12
+        a = (zk.T @ np.linalg.solve(zk @ zk.T / rows + lam * np.eye(len(z)), zl) / rows).T
+    else:
+        cov = s2 / rows - np.outer(mu, mu)
+        ckk = cov[np.ix_(kept, kept)]
+        lam = RIDGE * max(float(np.mean(np.diag(ckk))), 0.0) + 1e-12
+        a = np.linalg.solve(ckk + lam * np.eye(len(kept)), cov[np.ix_(kept, loose)]).T
     return a, mu[loose] - a @ mu[kept]
 
 
