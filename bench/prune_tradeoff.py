@@ -14,7 +14,9 @@ table bytes) at <= 1 point accuracy drop from the fp32 ANN, with 4-bit weights
 (first and last layers 8 bits), on the digits CNN.  The compression table also
 tries per-layer ratios (``LAYER_SETS``), since the layers differ much in how much they tolerate.
 Last: compile time with and without ``--prune 0.3`` on bench/compile_time.py's ResNet-50 at a
-smaller image size.  ``--only fashion`` (not in the default run): the committed Fashion-MNIST
+smaller image size (wall and process CPU seconds; run it with ``OPENBLAS_NUM_THREADS=1`` on a
+shared machine, where the BLAS threads' spinning turns load into CPU seconds).
+``--prune-multiple 1,4`` repeats the cnn / resnet rows per K (a K column).  ``--only fashion`` (not in the default run): the committed Fashion-MNIST
 CNN (examples/fashion) at 8-bit and at 4-bit weights, accuracy on the test split.
 Timings come from a shared, loaded machine: noisy.
 """
@@ -22,6 +24,7 @@ Timings come from a shared, loaded machine: noisy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -197,8 +200,11 @@ def compile_time(size: int, work: Path) -> None:
         _, secs = compile_graph(path, x, bias_correction=False, **opts)
         rows.append((opts, secs, time.process_time() - cpu0))
     base, base_cpu = rows[0][1], rows[0][2]
+    # OpenBLAS threads spin while they wait: on a shared machine their CPU seconds are mostly load;
+    # OPENBLAS_NUM_THREADS=1 measures the work
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     print(f"\n### compile time, ResNet-50 (bench/compile_time.py) at 3x{size}x{size}, 16 calibration samples, "
-          "no threshold search, no bias correction\n")
+          f"no threshold search, no bias correction; OPENBLAS_NUM_THREADS={threads}\n")
     print("| options | compile s (wall) | vs no pruning | CPU s | vs no pruning |")
     print("|---|---|---|---|---|")
     for opts, secs, cpu in rows:
