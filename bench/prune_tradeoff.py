@@ -16,8 +16,9 @@ tries per-layer ratios (``LAYER_SETS``), since the layers differ much in how muc
 Last: compile time with and without ``--prune 0.3`` on bench/compile_time.py's ResNet-50 at a
 smaller image size (wall and process CPU seconds; run it with ``OPENBLAS_NUM_THREADS=1`` on a
 shared machine, where the BLAS threads' spinning turns load into CPU seconds).
-``--prune-multiple 1,4`` repeats the cnn / resnet rows per K (a K column).  ``--only fashion`` (not in the default run): the committed Fashion-MNIST
-CNN (examples/fashion) at 8-bit and at 4-bit weights, accuracy on the test split.
+``--prune-multiple 1,4`` repeats the cnn / resnet rows per K (a K column).  ``--only fashion``
+(not in the default run): the committed Fashion-MNIST CNN (examples/fashion) at 8-bit and at
+4-bit weights, accuracy on the test split.
 Timings come from a shared, loaded machine: noisy.
 """
 

@@ -315,8 +315,8 @@ def _compile_options(f):
                           "targets: prune's estimate of weights, biases, thresholds) are at most BYTES."),
         click.option("--prune-multiple", type=int, default=None, metavar="K",
                      help="A pruned layer keeps a multiple of K channels (never fewer than K; removes fewer "
-                          "than asked where needed). Default 1: no rounding; 4 suits the C target's "
-                          "channel-quad kernels."),
+                          "than asked where needed). Default 1: no rounding; for the C target 4 or 8 keep "
+                          "its kernels' vector paths (docs/pruning.md)."),
         click.option("--max-memory", default=None, metavar="SIZE",
                      help="Memory budget, e.g. 4G, 2G, 512M (default 4G): calibration and the "
                           "data-driven passes run in batches that fit it; a model whose single sample "
