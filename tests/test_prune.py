@@ -117,7 +117,7 @@ def test_add_join_ties_every_branch_and_the_shortcut(zoo_onnx):
 C_CASES = [("resnet20", "l1", {"prune": 0.3}), ("concat_net", "svs", {"prune": 0.3}),
            ("mobilenetv2_block", "mp", {"prune": 0.3}), ("ops_net", "l1", {"prune": 0.3}),
            ("lenet", "l1", {"prune": 0.5, "weight_bits": 2}), ("vgg_small", "svs", {"prune": 0.3}),
-           ("resnet8", "mp", {"prune": 0.3}), ("resnet20+k4", "l1", {"prune": 0.2, "prune_multiple": 4}),
+           ("resnet8", "mp", {"prune": 0.3}), ("resnet8+k4", "l1", {"prune": 0.3, "prune_multiple": 4}),
            ("sew_resnet", "l1", {"prune": 0.3, "residual": "sew"}), ("preact_resnet", "svs", {"prune": 0.3})]
 
 
