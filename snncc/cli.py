@@ -406,7 +406,7 @@ Examples:
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @click.option("--finetune-epochs", type=int, default=None, metavar="E",
               help="Fine-tune the integer SNN for E epochs on --finetune-data before emitting it "
-                   "(needs torch: pip install snncc[train]; docs/finetune.md).")
+                   "(needs torch, the train extra; docs/finetune.md).")
 @click.option("--finetune-data", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Labelled training data for --finetune-epochs: .npz with x and y.")
 @_compile_options
