@@ -33,6 +33,7 @@ from snncc.backends.fpga.sim import simulate  # noqa: E402
 from snncc.backends.fpga.synth import FAMILIES, synthesize  # noqa: E402
 from snncc.backends.fpga.verify import choose_simulator  # noqa: E402
 from snncc.calib_data import load_calib  # noqa: E402
+from snncc.errors import SnnccError  # noqa: E402
 from snncc.frontend.onnx_import import load_onnx  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.pass_context import PassContext  # noqa: E402
@@ -152,7 +153,11 @@ def _main() -> None:
                     if not fams:
                         print(base, flush=True)
                     for fam in fams:
-                        rep = synthesize(out, fam)
+                        try:
+                            rep = synthesize(out, fam)
+                        except SnnccError as exc:  # one family's yosys/ABC crash must not lose the other rows
+                            print(f"{base} {fam:>6}  error: {exc}", flush=True)
+                            continue
                         t, e = rep["total"], rep["estimate"]
                         cells = " ".join(f"{str(t[k]) + '/' + str(e[k]):>{w}}" for k, w in
                                          (("lut", 12), ("ff", 11), ("bram", 10)))

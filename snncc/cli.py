@@ -302,7 +302,7 @@ def _compile_options(f):
         click.option("--prune", type=float, default=None, metavar="R",
                      help="Structured pruning: remove the fraction R (0 <= R < 1) of every prunable layer's "
                           "channel groups, least important first (default 0: none)."),
-        click.option("--prune-layer", "prune_layer", multiple=True, metavar="NAME=R",
+        click.option("--prune-layer", "prune_layers", multiple=True, metavar="NAME=R",
                      help="Per-layer pruning fraction (repeatable; a conv/dense layer name)."),
         click.option("--prune-criterion", type=click.Choice(list(PRUNE_CRITERIA)), default=None,
                      help="Channel importance: dead (exact removal of channels that are zero or constant on "
@@ -323,7 +323,8 @@ def _compile_options(f):
                           "cannot fit is refused, naming the layer."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="A TOML file of options (default: snncc.toml next to the model); "
-                          "flags override it, --layer-bits merges into its layer_bits table. See docs/cli.md."),
+                          "flags override it, --layer-bits and --prune-layer merge into its layer_bits and "
+                          "prune_layers tables. See docs/cli.md."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -335,8 +336,8 @@ def _build_options(kw: dict, model: Path, default_calib: str | None = None):
 
     The config is --config, else a ``snncc.toml`` next to the model.  Its
     ``[compile] calib`` key names the default calibration file, relative to it.
-    --layer-bits flags are merged into the file's ``layer_bits`` table (a flag wins
-    for the same name).  Returns the options and the calibration spec; where each
+    --layer-bits and --prune-layer flags are merged into the file's ``layer_bits`` and
+    ``prune_layers`` tables (a flag wins for the same name).  Returns the options and the calibration spec; where each
     value came from is kept for error messages (see :func:`remember_config`).
     """
     from snncc.config import find_config, open_config
@@ -348,7 +349,7 @@ def _build_options(kw: dict, model: Path, default_calib: str | None = None):
         setattr(options, key, value)
     flag_layers = parse_layer_bits(kw.pop("layer_bits", ()))
     options.layer_bits.update(flag_layers)
-    prune_layers = parse_prune_layers(kw.pop("prune_layer", ()))
+    prune_layers = parse_prune_layers(kw.pop("prune_layers", ()))
     options.prune_layers = {**options.prune_layers, **prune_layers}
     calib = kw.pop("calib", None) or (cfg.calib if cfg else None)
     if calib is None:
@@ -409,7 +410,7 @@ Examples:
               show_default=True, help="Print a text summary, also write report.html, or stay quiet.")
 @click.option("--finetune-epochs", type=int, default=None, metavar="E",
               help="Fine-tune the integer SNN for E epochs on --finetune-data before emitting it "
-                   "(needs torch: pip install snncc[train]; docs/finetune.md).")
+                   "(needs torch, the train extra; docs/finetune.md).")
 @click.option("--finetune-data", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Labelled training data for --finetune-epochs: .npz with x and y.")
 @_compile_options
@@ -492,7 +493,8 @@ def finetune(model: Path, data: Path, val: Path | None, epochs: int, lr: float, 
 
     Every compile option applies: the network fine-tuned is the one `snncc compile` builds with
     them, and `snncc compile OUTPUT` with the same options and calibration data gives the tuned
-    integer SNN back. The calibration data defaults to --calib, the config's, then --data.
+    integer SNN back. The calibration data defaults to --calib, the config's, then <model>.calib.npz next to
+    the model, then --data.
     """
     from snncc.finetune.command import finetune_model
     from snncc.finetune.run import Request
@@ -559,8 +561,8 @@ def verify(model: Path, target: str, lanes: int, event_driven: bool, nir_profile
 
 @cli.command(epilog="""\b
 Examples:
-  snncc synth build/digits --family ice40
-  snncc synth build/digits --family xc7
+  snncc synth build/fpga --family ice40
+  snncc synth build/fpga --family xc7
 """)
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--family", type=click.Choice(["ice40", "ecp5", "xc7"]), default="ice40", show_default=True,

@@ -87,17 +87,17 @@ def _options_section() -> list[str]:
     rows.append("| `calib` (in `[compile]` only) | none | `--calib` |")
     return [
         "## Configuration file (`--config`)", "",
-        "`snncc compile`, `verify` and `sweep` read compile options from a TOML file given with",
+        "`snncc compile`, `verify`, `sweep` and `finetune` read compile options from a TOML file given with",
         "`--config`, else from `snncc.toml` next to the model. Keys are the option names below, at",
         "the top level or in a section named after the pass they tune (`[compile]`, `[calibrate]`,",
         "`[residual]`, `[convert]`, `[prune]`, `[quantize]`). A flag given on the command line",
-        "replaces the file's value, except `--layer-bits NAME=BITS`: those are merged into the",
-        "file's `layer_bits` table (a flag wins for the same layer name, the file's other",
-        "entries stay).", "",
+        "replaces the file's value, except `--layer-bits NAME=BITS` and `--prune-layer NAME=R`:",
+        "those are merged into the file's `layer_bits` and `prune_layers` tables (a flag wins for",
+        "the same layer name, the file's other entries stay).", "",
         "```toml", "[quantize]", "weight_bits = 4", "", "[quantize.layer_bits]", "first = 8", "last = 8", "```", "",
         *rows, "",
         "## Finding the calibration data", "",
-        "Without `--calib`, `snncc compile`, `verify` and `sweep` use `[compile] calib = \"file.npz\"`",
+        "Without `--calib`, `snncc compile`, `verify`, `sweep` and `finetune` use `[compile] calib = \"file.npz\"`",
         "of the config file (relative to that file), then `<model stem>.calib.npz` next to the",
         "model. A `.npz` holds `x` (N x C x H x W) and optionally labels `y`; with labels, reports",
         "give accuracy, without them ANN/SNN agreement. Those figures are measured on the",
@@ -112,7 +112,8 @@ def _options_section() -> list[str]:
         "## Targets", "",
         "| `--target` | writes | `verify` checks it with | extra |",
         "|---|---|---|---|",
-        "| `c` | C99 kernel library + header + host test program | gcc, every output bit for bit | |",
+        "| `c` | C99 kernel library + header + host test program "
+        "| the host C compiler (`--cc`), every output bit for bit | |",
         "| `python` | the integer IR as `<name>.json` + `<name>.npz` | the integer runtime, reloaded | |",
         "| `fpga` | netlist + Verilog (docs/fpga.md) | iverilog or Verilator simulation | |",
         "| `nir` | `<name>.nir` (NIR 1.0, HDF5); `--nir-profile multispike`, `binary` or `threshold` "

@@ -39,6 +39,7 @@ def format_summary(report: dict) -> str:
         parts = [f"{c_label(key)} {bytes_text(c_info[key])}"
                  for key in sorted(c_info) if key.endswith("_bytes") and as_float(c_info[key]) is not None]
         lines.append(f"{'C':<10s} " + (", ".join(parts) if parts else NA))
+    lines += fpga_lines(report)
     layers = [lay for lay in report.get("layers") or [] if isinstance(lay, dict)]
     if layers:
         lines.append("")
@@ -54,6 +55,20 @@ def format_summary(report: dict) -> str:
     for note in notes if isinstance(notes, list) else []:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def fpga_lines(report: dict) -> list[str]:
+    """The FPGA target's cycles and estimate, and its notes (clamped lanes), which the user must see."""
+    fp = as_dict(report.get("fpga"))
+    if not fp:
+        return []
+    cycles, res = as_float(fp.get("cycles")), as_dict(fp.get("resources"))
+    speed = f"{int(cycles):,} cycles per inference ({cycles / 100:,.1f} us at 100 MHz)" if cycles is not None else NA
+    cells = ", ".join(f"{res[k]} {k.upper()}" for k in ("lut", "ff", "bram", "dsp") if k in res)
+    mode = ", event-driven" if fp.get("event_driven") else ""
+    lines = [f"{'FPGA':<10s} lanes {fp.get('lanes')}{mode}, {speed}; estimate {cells or NA}"]
+    notes = fp.get("notes") or []
+    return lines + [f"note: fpga: {note}" for note in (notes if isinstance(notes, list) else [])]
 
 
 def prune_lines(report: dict) -> list[str]:

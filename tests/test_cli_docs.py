@@ -67,9 +67,13 @@ def test_config_table_lists_what_the_reader_accepts_with_toml_defaults(tmp_path)
     assert load_config(tmp_path / "snncc.toml") == {k: defaults[k] for k in keys}
 
 
-def test_config_section_says_layer_bits_flags_merge():
+def test_config_section_says_layer_table_flags_merge():
     text = generate_cli_markdown().split("## Configuration file", 1)[1]
-    assert "merged into the" in text and "`layer_bits` table" in text
+    text = " ".join(text.split())
+    assert "merged into the file's `layer_bits` and `prune_layers` tables" in text
+    # both table-valued options are settable by a flag, and the options table says which
+    assert "| `prune_layers` | `{}` | `--prune-layer` |" in text
+    assert "| `layer_bits` | `{}` | `--layer-bits` |" in text
 
 
 def _option_help(command: str, option: str) -> str:

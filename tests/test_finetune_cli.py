@@ -119,11 +119,11 @@ def test_finetune_bad_input_is_one_line_and_writes_nothing(data, tmp_path, case)
 def test_finetune_without_torch_names_the_extra(data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     res = invoke("finetune", DIGITS, "--data", data / "train.npz", "--epochs", 1, *OPTS, "-o", tmp_path / "t.onnx")
-    assert_one_line_error(res, "pip install snncc[train]")
+    assert_one_line_error(res, "pip install -c .ci/constraints.txt -e '.[train]'")
     _no_output(tmp_path, "t.onnx")
     res = invoke("compile", DIGITS, "--finetune-epochs", 1, "--finetune-data", data / "train.npz", *OPTS,
                  "-o", tmp_path / "c")
-    assert_one_line_error(res, "pip install snncc[train]")
+    assert_one_line_error(res, "pip install -c .ci/constraints.txt -e '.[train]'")
     assert not (tmp_path / "c").exists()
 
 

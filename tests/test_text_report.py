@@ -54,3 +54,17 @@ def test_formatters():
     assert pct(0.5) == "50.00%" and pct(None) == "n/a" and pct(float("nan")) == "n/a"
     assert energy_text(900.0) == "900.0 pJ" and energy_text(2.5e6) == "2.50 uJ"
     assert bytes_text(100) == "100 B" and bytes_text(2048) == "2048 B (2.00 KiB)"
+
+
+def test_fpga_section_prints_cycles_estimate_and_every_note():
+    fpga = {"cycles": 126660, "event_driven": False, "lanes": 3, "resources": {"bram": 41, "dsp": 0, "ff": 888,
+                                                                               "lut": 4176},
+            "notes": ["l0_conv: --lanes 3 clamped to 2 (a divisor of its 16 output channels per group)",
+                      "l5_dense: 1 lane, not 3 (a small layer)"]}
+    lines = format_summary({"fpga": fpga}).splitlines()
+    assert ("FPGA       lanes 3, 126,660 cycles per inference (1,266.6 us at 100 MHz); estimate 4176 LUT, "
+            "888 FF, 41 BRAM, 0 DSP") in lines
+    # the clamped lanes are only said in these notes: the docs promise the compile prints them
+    assert "note: fpga: l0_conv: --lanes 3 clamped to 2 (a divisor of its 16 output channels per group)" in lines
+    assert "note: fpga: l5_dense: 1 lane, not 3 (a small layer)" in lines
+    assert "FPGA" not in format_summary({}) and format_summary({"fpga": {"notes": "x"}})  # bad types: no crash

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from snncc.errors import SnnccError
 
-INSTALL = "pip install snncc[train]"
+INSTALL = "pip install -c .ci/constraints.txt -e '.[train]'"
 
 
 def need_torch():
@@ -22,5 +22,5 @@ def need_torch():
         import torch
     except ImportError:
         raise SnnccError(f"fine-tuning needs torch, which is not installed: {INSTALL} "
-                         "(with -c .ci/constraints.txt for the CPU build)") from None
+                         "(in the snncc checkout; the constraints pin torch's CPU build)") from None
     return torch
