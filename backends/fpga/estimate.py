@@ -31,29 +31,66 @@ def _tiles18k(depth: int, width: int, shapes) -> int:
     return min(tiles, math.ceil(depth * width / 18432)) if width <= 4 else tiles
 
 
+def _banked18k(depth: int, width: int, banks: int) -> int:
+    """18 kbit blocks for a banked buffer (one write-enable per bank): ECP5's DP16KD has one enable
+    per 9-bit byte, so each bank takes whole bytes, four to a 36-bit word of 512 (yosys memory_libmap:
+    the 128x16x4 buffer of the digits CNN at lanes 16 is 4 DP16KD)."""
+    if banks == 1:
+        return _tiles18k(depth, width, DP16KD_SHAPES)
+    per_bank = math.ceil(width / banks / 9)  # bytes per bank
+    return min(math.ceil(depth / 512) * math.ceil(banks * per_bank / 4), math.ceil(depth / 1024) * banks * per_bank)
+
+
+def _dpr16x4_cost(depth: int, width: int, banks: int) -> float:
+    """memory_libmap's cost of a RAM in ECP5 TRELLIS_DPR16X4 (16x4, cost 4 each): the cells, half a unit
+    per read-mux and write-demux input over 16-word slices, 2 for the emulated read register."""
+    slices = math.ceil(depth / 16)
+    cost = 4 * slices * math.ceil(width / 4) + 0.5 * (slices - 1) * width + 2
+    return cost + (0.5 * slices * banks if slices > 1 else 0)
+
+
 # What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
 # and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
-# LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes to block RAM,
-# and what a memory in LUTs costs.
+# LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes, and what a
+# memory in LUTs costs.  iCE40 and ECP5 place memories the way memory_libmap does (``place``):
+# the cheapest of soft logic (its cost per bit: 1/16 for a ROM, 1 for a RAM), LUT RAM (ECP5
+# TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM (``bram_cost`` per block + 2 for the
+# emulated read register), as in the family's brams.txt / lutrams.txt.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0, mul_scale=1.0, flag_scale=1.0,
-                  in_bram=lambda kind, d, w: kind == "ram" or d >= 256,
+    "ice40": dict(lut_scale=1.0, mul_scale=1.0, flag_scale=1.0, bram_cost=64, lutram=None,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
-    "ecp5": dict(lut_scale=1.05, mul_scale=3.7, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
-                 in_bram=lambda kind, d, w: d > 64 if kind == "ram" else d * w > 4096,
-                 bram=lambda d, w, banks: _tiles18k(d, w, DP16KD_SHAPES),
-                 rom_lut=lambda d, w: math.ceil(d / 16) * w,
+    "ecp5": dict(lut_scale=1.05, mul_scale=1.85, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
+                 bram_cost=128, lutram=_dpr16x4_cost, bram=_banked18k,
+                 # a ROM in logic: each bit a function of the address bits, 2^(a-4) LUT4 for a > 4 (the
+                 # PFU muxes join them; measured 1984 LUT4 for 18x1024 and 4038 for 36x1024)
+                 rom_lut=lambda d, w: 2 ** max(0, (d - 1).bit_length() - 4) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
     # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): control and adders take
     # about 0.55 of their LUT4 count in LUT6, but LUT multipliers about 2.8 times theirs
-    "xc7": dict(lut_scale=0.55, mul_scale=2.8, flag_scale=1.15,
+    "xc7": dict(lut_scale=0.55, mul_scale=1.4, ctrl_scale=0.85, flag_scale=1.15,
                 in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
                 bram=lambda d, w, banks: min(0.5 * _tiles18k(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
                 ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
 }
+
+
+def place(family: str, kind: str, depth: int, width: int, banks: int = 1) -> str:
+    """Where yosys puts a memory on ``family``: "bram", "lutram" or "logic" (LUTs and flip-flops).
+
+    iCE40 and ECP5 follow memory_libmap's choice: the cheapest option, soft logic unless another
+    costs strictly less than its (integer) cost.  ``width`` is the whole word (banks x bank width)."""
+    fam = FAMILY_MODELS[family]
+    if "in_bram" in fam:
+        return "bram" if fam["in_bram"](kind, depth, width) else ("logic" if kind == "rom" else "lutram")
+    best, where = math.floor(depth * width / 16 if kind == "rom" else depth * width), "logic"
+    if fam["lutram"] and kind == "ram" and fam["lutram"](depth, width, banks) < best:
+        best, where = fam["lutram"](depth, width, banks), "lutram"
+    if fam["bram_cost"] * fam["bram"](depth, width, banks) + 2 < best:
+        where = "bram"
+    return where
 
 
 def core_cycles(core: dict) -> int:
@@ -72,10 +109,23 @@ def ebr_count(depth: int, width: int) -> int:
     return _tiles(depth, width, EBR_SHAPES)
 
 
-def _memory(fam: dict, kind: str, depth: int, width: int, banks: int = 1) -> dict:
-    if fam["in_bram"](kind, depth, width):
+def _memory(family: str, kind: str, depth: int, width: int, banks: int = 1) -> dict:
+    fam = FAMILY_MODELS[family]
+    where = place(family, kind, depth, width, banks)
+    if where == "bram":
         return {"bram": fam["bram"](depth, width, banks)}
-    return {"lut": fam["rom_lut"](depth, width) if kind == "rom" else fam["ram_lut"](depth, width)}
+    if where == "lutram":
+        return {"lut": fam["ram_lut"](depth, width)}
+    if kind == "rom":
+        # A ROM in logic: a bit column is a pattern of ``depth`` bits; constant columns fold away and equal
+        # ones share their logic and output flip-flop (opt_merge), so at most 2^depth - 2 columns are built
+        # (a 2-word parameter ROM of 416 bits costs a few cells, not 416).
+        cols = min(width, 2 ** min(depth, 30) - 2)
+        return {"lut": fam["rom_lut"](depth, cols), "ff": cols}
+    return {"lut": depth * width // 2, "ff": depth * width}  # a RAM in flip-flops and write decode
+
+
+K = dict(base_mac=230, base_pool=170, xprime=False, mulf=2.0, accf=4)
 
 
 def core_resources(core: dict, family: str = "ice40") -> dict:
@@ -88,7 +138,9 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     p = core["lanes"]
     ep = core["epilogue"]
     # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
-    lut = {"mac": 360, "sum": 260, "max": 260}.get(core["reduce"], 120)
+    lut = ({"mac": K["base_mac"], "sum": K["base_pool"], "max": K["base_pool"]}.get(core["reduce"], 120)
+           if core["kind"] == "window" else 120)
+    ctrl = lut * (fam.get("ctrl_scale", fam["lut_scale"]) - fam["lut_scale"])
     ff = 70 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
@@ -99,8 +151,9 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
             if fam["dsp"] and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
                 dsp += p * q
             else:
-                mul += p * q * wb * xw  # shift-add arrays
-            lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
+                xm = xw - 1 if K["xprime"] and w.get("in_unsigned", [False])[0] else xw
+                mul += p * q * wb * xm * K["mulf"]  # shift-add arrays
+            lut += p * ((q - 1) * aw + K["accf"] * aw)  # adder tree, accumulator and its enable/clear logic
         else:
             lut += p * (aw + 2)
         ff += p * aw
@@ -124,16 +177,13 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
         C, H, W = core["geometry"]["in_shape"]
         flags = 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
-    lut = lut * fam["lut_scale"] + mul * fam["mul_scale"] + flags * fam["flag_scale"]
+    lut = lut * fam["lut_scale"] + ctrl + mul * fam["mul_scale"] + flags * fam["flag_scale"]
     bram = 0.0
     for m in core["memories"]:
-        got = _memory(fam, m["kind"], m["depth"], m["width"])
+        got = _memory(family, m["kind"], m["depth"], m["width"])
         bram += got.get("bram", 0)
         lut += got.get("lut", 0)
-        if "lut" in got and m["kind"] == "rom":
-            # a ROM in LUTs keeps its registered output word in flip-flops; yosys 0.23 kept about
-            # 60% of those bits on the digits CNN at lanes 16 (constant columns fold away)
-            ff += 0.6 * m["width"]
+        ff += got.get("ff", 0)
     return {"lut": int(round(lut)), "ff": int(round(ff)), "bram": _num(bram), "dsp": int(dsp)}
 
 
@@ -159,9 +209,10 @@ def annotate(netlist: dict) -> None:
         top = {"lut": 150 * fam["lut_scale"], "ff": 70, "bram": 0, "dsp": 0}
         for b in netlist["buffers"]:
             q = b["banks"]
-            got = _memory(fam, "ram", b["depth"] // q, q * b["width"], q)
+            got = _memory(family, "ram", b["depth"] // q, q * b["width"], q)
             top["bram"] += got.get("bram", 0)
             top["lut"] += got.get("lut", 0)
+            top["ff"] += got.get("ff", 0)
             top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
             if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
                 top["ff"] += b["depth"] // q
