@@ -51,7 +51,8 @@ def _dpr16x4_cost(depth: int, width: int, banks: int) -> float:
 
 # What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
 # and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
-# LUT multipliers cost several times more; 7-series LUT6: fewer), where a memory goes, and what a
+# LUT multipliers cost 1.85 times the iCE40 ones; 7-series LUT6: 1.4 times, its control 0.85 and
+# the rest 0.55 of the iCE40 figure), where a memory goes, and what a
 # memory in LUTs costs.  iCE40 and ECP5 place memories the way memory_libmap does (``place``):
 # the cheapest of soft logic (its cost per bit: 1/16 for a ROM, 1 for a RAM), LUT RAM (ECP5
 # TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM (``bram_cost`` per block + 2 for the
@@ -67,9 +68,12 @@ FAMILY_MODELS = {
                  # PFU muxes join them; measured 1984 LUT4 for 18x1024 and 4038 for 36x1024)
                  rom_lut=lambda d, w: 2 ** max(0, (d - 1).bit_length() - 4) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
-    # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): control and adders take
-    # about 0.55 of their LUT4 count in LUT6, but LUT multipliers about 2.8 times theirs
+    # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): adders take about 0.55 of
+    # their LUT4 count in LUT6, but LUT multipliers about 1.4 times theirs; window control 0.85 (the
+    # same LUT6 as when it was 0.55 of the iCE40 control figure before that was re-measured at lanes 1)
     "xc7": dict(lut_scale=0.55, mul_scale=1.4, ctrl_scale=0.85, flag_scale=1.15,
+                # not memory_libmap's cost rule: applied to ROMs it puts mobilenetv2's in RAMB18 (10.5 against
+                # yosys' 6.5 at lanes 1), so synth_xilinx decides otherwise; a threshold that matches the rows
                 in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
                 bram=lambda d, w, banks: min(0.5 * _tiles18k(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
@@ -125,7 +129,8 @@ def _memory(family: str, kind: str, depth: int, width: int, banks: int = 1) -> d
     return {"lut": depth * width // 2, "ff": depth * width}  # a RAM in flip-flops and write decode
 
 
-K = dict(base_mac=230, base_pool=170, xprime=False, mulf=2.0, accf=4)
+# iCE40 LUT4 of a window core's control by its reduce (fitted on per-core yosys figures, see core_resources)
+WINDOW_CONTROL = {"mac": 230, "sum": 170, "max": 170}
 
 
 def core_resources(core: dict, family: str = "ice40") -> dict:
@@ -137,10 +142,11 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     xw = max(w["in"])
     p = core["lanes"]
     ep = core["epilogue"]
-    # state machine, counters, address arithmetic (yosys ice40, measured on the digits CNN)
-    lut = ({"mac": K["base_mac"], "sum": K["base_pool"], "max": K["base_pool"]}.get(core["reduce"], 120)
-           if core["kind"] == "window" else 120)
-    ctrl = lut * (fam.get("ctrl_scale", fam["lut_scale"]) - fam["lut_scale"])
+    # State machine, counters, address arithmetic: a window core's (per-core yosys ice40 figures of the
+    # digits CNN at lanes 1 and 4, resnet8 and mobilenetv2 at lanes 1); an eltwise core has one counter
+    # whatever it reduces (an add's reduce is "sum" too, but it has no window loops).
+    lut = WINDOW_CONTROL.get(core["reduce"], 120) if core["kind"] == "window" else 120
+    ctrl = lut * (fam.get("ctrl_scale", fam["lut_scale"]) - fam["lut_scale"]) if core["kind"] == "window" else 0
     ff = 70 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
@@ -151,9 +157,8 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
             if fam["dsp"] and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
                 dsp += p * q
             else:
-                xm = xw - 1 if K["xprime"] and w.get("in_unsigned", [False])[0] else xw
-                mul += p * q * wb * xm * K["mulf"]  # shift-add arrays
-            lut += p * ((q - 1) * aw + K["accf"] * aw)  # adder tree, accumulator and its enable/clear logic
+                mul += p * q * 2 * wb * xw  # shift-add arrays: 2 LUT4 per partial-product bit
+            lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
             lut += p * (aw + 2)
         ff += p * aw
