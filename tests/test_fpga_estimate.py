@@ -1,0 +1,66 @@
+"""The FPGA resource model's mapping rules (backends/fpga/estimate.py), one shape per rule.
+
+Each case is a memory or core shape whose yosys 0.23 mapping was read from memory_libmap's own
+cost report (``debug memory_libmap``) or a synthesis of the digits CNN / resnet8 (docs/fpga.md);
+the model must put it where yosys does.  No yosys run here: these are the model's rules.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from snncc.backends.fpga.estimate import _memory, core_resources, place
+
+
+@pytest.mark.parametrize("family, kind, depth, width, banks, where", [
+    # ECP5: the lanes-16 weight ROMs of the digits CNN are cheaper in logic (18*1024/16 = 1152) than in
+    # 29 DP16KD (3714): yosys keeps them in LUTs
+    ("ecp5", "rom", 18, 1024, 1, "logic"),
+    ("ecp5", "rom", 36, 1024, 1, "logic"),
+    ("ecp5", "rom", 320, 4, 1, "logic"),  # 80 < 130: one DP16KD costs more than 1280 bits of logic
+    ("ecp5", "rom", 4608, 4, 1, "bram"),
+    ("ecp5", "ram", 32, 8, 1, "lutram"),  # TRELLIS_DPR16X4 (23) against DP16KD (130)
+    ("ecp5", "ram", 128, 4, 1, "lutram"),  # 52 < 130
+    ("ecp5", "ram", 128, 10, 1, "bram"),  # 137 > 130
+    ("ecp5", "ram", 512, 11, 1, "bram"),
+    ("ecp5", "ram", 64, 64, 16, "lutram"),  # banked: 386 < 4 DP16KD (514)
+    ("ecp5", "ram", 128, 64, 16, "bram"),  # banked: 802 > 514
+    # iCE40: no LUT RAM; one EBR costs 64 (+2), a ROM bit 1/16, a RAM bit 1
+    ("ice40", "rom", 320, 4, 1, "bram"),  # 80 > 66
+    ("ice40", "rom", 128, 4, 1, "logic"),  # 32 < 66
+    ("ice40", "rom", 9, 64, 1, "logic"),
+    ("ice40", "ram", 10, 14, 1, "bram"),  # 140 > 66
+    ("ice40", "ram", 8, 4, 1, "logic"),  # 32 < 66: flip-flops
+])
+def test_memory_goes_where_memory_libmap_puts_it(family, kind, depth, width, banks, where):
+    assert place(family, kind, depth, width, banks) == where
+
+
+def test_ecp5_banked_buffer_takes_a_byte_per_bank():
+    # 16 banks of 4 bits, 128 deep: a DP16KD write enable covers a 9-bit byte, so four banks per
+    # 36-bit word: 4 blocks (yosys: 4 DP16KD for this buffer of the digits CNN at lanes 16), not the
+    # 2 that 64 bits in 36-bit words would take
+    assert _memory("ecp5", "ram", 128, 64, 16) == {"bram": 4}
+
+
+def test_rom_in_logic_builds_only_distinct_columns():
+    # a 2-word ROM has at most 2 non-constant column patterns (the address bit and its inverse)
+    assert _memory("ecp5", "rom", 2, 416) == {"lut": 2, "ff": 2}
+    assert _memory("ice40", "rom", 1, 560) == {"lut": 0, "ff": 0}
+    # ECP5 builds a function of a address bits from 2^(a-4) LUT4 (6 bits: 4 per column)
+    assert _memory("ecp5", "rom", 36, 1024) == {"lut": 4096, "ff": 1024}
+    assert _memory("ecp5", "rom", 18, 1024)["lut"] == 2048
+
+
+def _eltwise(reduce: str, n_in: int) -> dict:
+    return {"kind": "eltwise", "reduce": reduce, "lanes": 1, "banks": {"in": [1] * n_in, "out": 1},
+            "widths": {"acc": 10, "in": [8] * n_in, "in_unsigned": [False] * n_in, "out": 10},
+            "epilogue": {"kind": "none"}, "memories": []}
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5", "xc7"])
+def test_eltwise_add_has_eltwise_control_not_a_window_loop(family):
+    # an add's reduce is "sum" like a sum pool's, but its core is one element counter, not a window
+    # core's loop nest: it costs what any two-input eltwise core costs (the old model charged it the
+    # sum pool's control, 260 LUT4 instead of 120: resnet8's adds were +70% against yosys)
+    assert core_resources(_eltwise("sum", 2), family) == core_resources(_eltwise("identity", 2), family)
