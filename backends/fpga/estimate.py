@@ -49,29 +49,31 @@ def _dpr16x4_cost(depth: int, width: int, banks: int) -> float:
     return cost + (0.5 * slices * banks if slices > 1 else 0)
 
 
-# What yosys 0.23 does with each family, measured on the digits CNN (docs/fpga.md): the logic LUTs
-# and the multiplier LUTs relative to the iCE40 model (ECP5 -nodsp: adders sit in CCU2C, but its
-# LUT multipliers cost 1.85 times the iCE40 ones; 7-series LUT6: 1.4 times, its control 0.85 and
-# the rest 0.55 of the iCE40 figure), where a memory goes, and what a
-# memory in LUTs costs.  iCE40 and ECP5 place memories the way memory_libmap does (``place``):
+# What yosys 0.23 does with each family.  The logic of a core is counted in iCE40 LUT4 by kind
+# (``logic_parts``) and scaled per family: ``ctrl``, ``arith``, ``mul``, ``flags`` (ECP5 -nodsp:
+# everything 1.05, but LUT multipliers 1.85 times the iCE40 ones; 7-series LUT6: adders 0.55, window
+# control 0.85, LUT multipliers 1.4), ``lut_scale`` for the top module.  Where a memory goes and what
+# a memory in LUTs costs: iCE40 and ECP5 place memories the way memory_libmap does (``place``):
 # the cheapest of soft logic (its cost per bit: 1/16 for a ROM, 1 for a RAM), LUT RAM (ECP5
 # TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM (``bram_cost`` per block + 2 for the
 # emulated read register), as in the family's brams.txt / lutrams.txt.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0, mul_scale=1.0, flag_scale=1.0, bram_cost=64, lutram=None,
+    "ice40": dict(lut_scale=1.0, ctrl_scale=1.0, arith_scale=1.0, mul_scale=1.0, flags_scale=1.0,
+                  bram_cost=64, lutram=None,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
-    "ecp5": dict(lut_scale=1.05, mul_scale=1.85, flag_scale=2.0,  # -nodsp: LUT multipliers map far worse
+    # -nodsp: LUT multipliers map far worse (digits CNN at lanes 4)
+    "ecp5": dict(lut_scale=1.05, ctrl_scale=1.05, arith_scale=1.05, mul_scale=1.85, flags_scale=2.0,
                  bram_cost=128, lutram=_dpr16x4_cost, bram=_banked18k,
                  # a ROM in logic: each bit a function of the address bits, 2^(a-4) LUT4 for a > 4 (the
                  # PFU muxes join them; measured 1984 LUT4 for 18x1024 and 4038 for 36x1024)
                  rom_lut=lambda d, w: 2 ** max(0, (d - 1).bit_length() - 4) * w,
                  ram_lut=lambda d, w: math.ceil(d / 16) * math.ceil(w / 4) * 4, dsp=False),  # TRELLIS_DPR16X4
     # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): adders take about 0.55 of
-    # their LUT4 count in LUT6, but LUT multipliers about 1.4 times theirs; window control 0.85 (the
-    # same LUT6 as when it was 0.55 of the iCE40 control figure before that was re-measured at lanes 1)
-    "xc7": dict(lut_scale=0.55, mul_scale=1.4, ctrl_scale=0.85, flag_scale=1.15,
+    # their LUT4 count in LUT6, LUT multipliers about 1.4 times theirs (2.8 times wb x xw), window control
+    # 0.85 (the LUT6 count it had as 0.55 of the iCE40 control before that was re-measured at lanes 1)
+    "xc7": dict(lut_scale=0.55, ctrl_scale=0.85, arith_scale=0.55, mul_scale=1.4, flags_scale=1.15,
                 # not memory_libmap's cost rule: applied to ROMs it puts mobilenetv2's in RAMB18 (10.5 against
                 # yosys' 6.5 at lanes 1), so synth_xilinx decides otherwise; a threshold that matches the rows
                 in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
@@ -133,10 +135,10 @@ def _memory(family: str, kind: str, depth: int, width: int, banks: int = 1) -> d
 WINDOW_CONTROL = {"mac": 230, "sum": 170, "max": 170}
 
 
-def core_resources(core: dict, family: str = "ice40") -> dict:
-    """LUT / FF / block RAM / DSP model of one core for ``family`` (the logic counted in iCE40 LUT4
-    and scaled; the memories placed by the family's rules)."""
-    fam = FAMILY_MODELS[family]
+def logic_parts(core: dict, dsp: bool = False) -> dict:
+    """A core's logic in iCE40 LUT4, by kind: ``ctrl`` (state machine, counters, address arithmetic,
+    lane muxes), ``arith`` (adders, accumulators, compares: the neuron's chain), ``mul`` (LUT
+    multipliers), ``flags`` (event-driven flag lookups); ``dsp`` (DSP48s when ``dsp`` is true) and ``ff``."""
     w = core["widths"]
     aw = w["acc"]
     xw = max(w["in"])
@@ -145,51 +147,58 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     # State machine, counters, address arithmetic: a window core's (per-core yosys ice40 figures of the
     # digits CNN at lanes 1 and 4, resnet8 and mobilenetv2 at lanes 1); an eltwise core has one counter
     # whatever it reduces (an add's reduce is "sum" too, but it has no window loops).
-    lut = WINDOW_CONTROL.get(core["reduce"], 120) if core["kind"] == "window" else 120
-    ctrl = lut * (fam.get("ctrl_scale", fam["lut_scale"]) - fam["lut_scale"]) if core["kind"] == "window" else 0
+    ctrl = WINDOW_CONTROL.get(core["reduce"], 120) if core["kind"] == "window" else 120
+    arith = mul = flags = n_dsp = 0
     ff = 70 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
-    dsp = mul = 0
     if core["kind"] == "window":
         if core["reduce"] == "mac":
             wb = w["weight"]
-            if fam["dsp"] and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
-                dsp += p * q
+            if dsp and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
+                n_dsp += p * q
             else:
                 mul += p * q * 2 * wb * xw  # shift-add arrays: 2 LUT4 per partial-product bit
-            lut += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
+            arith += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
-            lut += p * (aw + 2)
+            arith += p * (aw + 2)
         ff += p * aw
         if p > 1 and not par:
-            lut += (p - 1) * aw  # lane mux into the one epilogue
+            ctrl += (p - 1) * aw  # lane mux into the one epilogue
         elif par and core["reduce"] == "mac":
-            lut += p * aw  # the bias adders of the lanes
+            arith += p * aw  # the bias adders of the lanes
     elif core["kind"] == "move":
-        lut = 60 + 12 * len(w["in"]) + aw * len(w["in"])  # counters, source address, input select
+        ctrl = 60 + 12 * len(w["in"]) + aw * len(w["in"])  # counters, source address, input select
         ff = 40 + aw
     else:
-        lut += aw * len(w["in"])
+        arith += aw * len(w["in"])
         if core["reduce"] == "affine":
-            lut += xw * aw
+            mul += xw * aw
     if ep["kind"] == "neuron":
         nw = max(ep["sum_bits"], ep["membrane_bits"] if ep.get("saturates", True) else 0) + 2
-        lut += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
+        arith += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
-        lut += w["out"] + 1
-    flags = 0
+        arith += w["out"] + 1
     if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
         C, H, W = core["geometry"]["in_shape"]
         flags = 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
-    lut = lut * fam["lut_scale"] + ctrl + mul * fam["mul_scale"] + flags * fam["flag_scale"]
+    return {"ctrl": ctrl, "arith": arith, "mul": mul, "flags": flags, "dsp": n_dsp, "ff": ff}
+
+
+def core_resources(core: dict, family: str = "ice40") -> dict:
+    """LUT / FF / block RAM / DSP model of one core for ``family`` (the logic counted in iCE40 LUT4
+    and scaled per kind; the memories placed by the family's rules)."""
+    fam = FAMILY_MODELS[family]
+    parts = logic_parts(core, fam["dsp"])
+    lut = sum(parts[k] * fam[f"{k}_scale"] for k in ("ctrl", "arith", "mul", "flags"))
+    ff = parts["ff"]
     bram = 0.0
     for m in core["memories"]:
         got = _memory(family, m["kind"], m["depth"], m["width"])
         bram += got.get("bram", 0)
         lut += got.get("lut", 0)
         ff += got.get("ff", 0)
-    return {"lut": int(round(lut)), "ff": int(round(ff)), "bram": _num(bram), "dsp": int(dsp)}
+    return {"lut": int(round(lut)), "ff": int(round(ff)), "bram": _num(bram), "dsp": int(parts["dsp"])}
 
 
 def _num(x: float):
@@ -221,7 +230,7 @@ def annotate(netlist: dict) -> None:
             top["lut"] += 2 * math.ceil(math.log2(max(2, b["depth"]))) * max(0, len(b["readers"]) - 1)
             if b.get("flags"):  # the non-zero flag register of an event-driven reader's input
                 top["ff"] += b["depth"] // q
-                top["lut"] += 2 * (b["depth"] // q) * fam["flag_scale"]  # its write decode and update
+                top["lut"] += 2 * (b["depth"] // q) * fam["flags_scale"]  # its write decode and update
         for k in total:
             total[k] = _num(round(total[k] + top[k], 1)) if k == "bram" else int(round(total[k] + top[k]))
         families[family] = total
