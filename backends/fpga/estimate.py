@@ -32,9 +32,9 @@ def _tiles18k(depth: int, width: int, shapes) -> int:
 
 
 def _banked18k(depth: int, width: int, banks: int) -> int:
-    """18 kbit blocks for a banked buffer (one write-enable per bank): ECP5's DP16KD has one enable
-    per 9-bit byte, so each bank takes whole bytes, four to a 36-bit word of 512 (yosys memory_libmap:
-    the 128x16x4 buffer of the digits CNN at lanes 16 is 4 DP16KD)."""
+    """18 kbit blocks for a banked buffer (one write-enable per bank): ECP5's DP16KD and the 7-series
+    RAMB18 have one enable per 9-bit byte, so each bank takes whole bytes, four to a 36-bit word of 512
+    (yosys memory_libmap: the 128x16x4 buffer of the digits CNN at lanes 16 is 4 DP16KD)."""
     if banks == 1:
         return _tiles18k(depth, width, DP16KD_SHAPES)
     per_bank = math.ceil(width / banks / 9)  # bytes per bank
@@ -46,6 +46,15 @@ def _dpr16x4_cost(depth: int, width: int, banks: int) -> float:
     per read-mux and write-demux input over 16-word slices, 2 for the emulated read register."""
     slices = math.ceil(depth / 16)
     cost = 4 * slices * math.ceil(width / 4) + 0.5 * (slices - 1) * width + 2
+    return cost + (0.5 * slices * banks if slices > 1 else 0)
+
+
+def _lutram_sdp_cost(depth: int, width: int, banks: int) -> float:
+    """memory_libmap's cost of a RAM in 7-series LUT RAM ($__XILINX_LUTRAM_SDP_, 64x3 per RAM64M, cost 8
+    with widthscale 7): 1 per cell and 7 per 3 bits, half a unit per read-mux / write-demux input over
+    64-word slices, 2 for the emulated read register."""
+    slices = math.ceil(depth / 64)
+    cost = slices * math.ceil(width / 3) + 7 * slices * width / 3 + 0.5 * (slices - 1) * width + 2
     return cost + (0.5 * slices * banks if slices > 1 else 0)
 
 
@@ -74,10 +83,15 @@ FAMILY_MODELS = {
     # their LUT4 count in LUT6, LUT multipliers about 1.4 times theirs (2.8 times wb x xw), window control
     # 0.85 (the LUT6 count it had as 0.55 of the iCE40 control before that was re-measured at lanes 1)
     "xc7": dict(lut_scale=0.55, ctrl_scale=0.85, arith_scale=0.55, mul_scale=1.4, flags_scale=1.15,
-                # not memory_libmap's cost rule: applied to ROMs it puts mobilenetv2's in RAMB18 (10.5 against
-                # yosys' 6.5 at lanes 1), so synth_xilinx decides otherwise; a threshold that matches the rows
-                in_bram=lambda kind, d, w: d >= 256 and d * w >= 4096,  # shallow wide words: LUTRAM
-                bram=lambda d, w, banks: min(0.5 * _tiles18k(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES)),
+                # RAMs by memory_libmap's cost (258 per RAMB36, counted 1).  ROMs: synth_xilinx keeps ROMs of
+                # 1024x4 and 1536x4 in logic, which a logic cost of 1/16 per bit would not (mobilenetv2 at
+                # lanes 1: 10.5 BRAM against 6.5); 1/64 per bit (a LUT6 holds 64) matches every ROM of
+                # mobilenetv2 at lanes 1 and resnet8 at lanes 16 but the 72-word ones (72x32, 72x64: RAMB18)
+                bram_cost=258, lutram=_lutram_sdp_cost,
+                rom_in_bram=lambda d, w: d * w / 64 > 258 * min(0.5 * _tiles18k(d, w, RAMB18_SHAPES),
+                                                                 _tiles(d, w, RAMB36_SHAPES)) + 2,
+                bram=lambda d, w, banks: (_banked18k(d, w, banks) / 2 if banks > 1 else  # 9-bit write-enable bytes
+                                          min(0.5 * _tiles18k(d, w, RAMB18_SHAPES), _tiles(d, w, RAMB36_SHAPES))),
                 rom_lut=lambda d, w: math.ceil(d / 64) * w,
                 ram_lut=lambda d, w: math.ceil(d / 64) * math.ceil(w / 3) * 4, dsp=True),  # RAM64M
 }
@@ -86,11 +100,11 @@ FAMILY_MODELS = {
 def place(family: str, kind: str, depth: int, width: int, banks: int = 1) -> str:
     """Where yosys puts a memory on ``family``: "bram", "lutram" or "logic" (LUTs and flip-flops).
 
-    iCE40 and ECP5 follow memory_libmap's choice: the cheapest option, soft logic unless another
+    iCE40 and ECP5 memories and 7-series RAMs follow memory_libmap's choice: the cheapest option, soft logic unless another
     costs strictly less than its (integer) cost.  ``width`` is the whole word (banks x bank width)."""
     fam = FAMILY_MODELS[family]
-    if "in_bram" in fam:
-        return "bram" if fam["in_bram"](kind, depth, width) else ("logic" if kind == "rom" else "lutram")
+    if kind == "rom" and "rom_in_bram" in fam:
+        return "bram" if fam["rom_in_bram"](depth, width) else "logic"
     best, where = math.floor(depth * width / 16 if kind == "rom" else depth * width), "logic"
     if fam["lutram"] and kind == "ram" and fam["lutram"](depth, width, banks) < best:
         best, where = fam["lutram"](depth, width, banks), "lutram"
