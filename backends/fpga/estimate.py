@@ -25,10 +25,11 @@ def _tiles(depth: int, width: int, shapes) -> int:
 
 
 def _tiles18k(depth: int, width: int, shapes) -> int:
-    """18 kbit blocks (ECP5 DP16KD, 7-series RAMB18): yosys packs a memory of words up to 4 bits
-    wide by its bits, parity bits included (the digits CNN's 4608x4 ROM takes one RAMB18)."""
+    """18 kbit blocks (ECP5 DP16KD, 7-series RAMB18): yosys packs a memory of words up to a 9-bit byte
+    wide by its bits, parity bits included (the digits CNN's 4608x4 ROM takes one RAMB18; with 8-bit
+    weights its 4608x8 and 9216x8 ROMs take 2 and 4 DP16KD, not 3 and 5)."""
     tiles = _tiles(depth, width, shapes)
-    return min(tiles, math.ceil(depth * width / 18432)) if width <= 4 else tiles
+    return min(tiles, math.ceil(depth * width / 18432)) if width <= 9 else tiles
 
 
 def _banked18k(depth: int, width: int, banks: int) -> int:
@@ -100,8 +101,9 @@ FAMILY_MODELS = {
 def place(family: str, kind: str, depth: int, width: int, banks: int = 1) -> str:
     """Where yosys puts a memory on ``family``: "bram", "lutram" or "logic" (LUTs and flip-flops).
 
-    iCE40 and ECP5 memories and 7-series RAMs follow memory_libmap's choice: the cheapest option, soft logic unless another
-    costs strictly less than its (integer) cost.  ``width`` is the whole word (banks x bank width)."""
+    iCE40 and ECP5 memories and 7-series RAMs follow memory_libmap's choice: the cheapest option, soft
+    logic unless another costs strictly less than its (integer) cost.  ``width`` is the whole word
+    (banks x bank width)."""
     fam = FAMILY_MODELS[family]
     if kind == "rom" and "rom_in_bram" in fam:
         return "bram" if fam["rom_in_bram"](depth, width) else "logic"
