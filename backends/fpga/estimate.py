@@ -262,7 +262,8 @@ def annotate(netlist: dict) -> None:
         "resources": families["ice40"],
         "families": families,
         "top": ice40_top,
-        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); ecp5 and xc7 scaled from it with their memory rules; "
+        "model": "ice40 LUT4/SB_DFF/EBR (4 kbit); ecp5 and xc7 scaled from it per logic kind; memories "
+                 "placed by yosys memory_libmap's cost (xc7 ROMs: a threshold); "
                  "cycles exact for the emitted state machines"
                  + (" (event-driven: the bound; the data decide)" if netlist.get("event_driven") else ""),
     }
