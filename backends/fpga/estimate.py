@@ -68,13 +68,14 @@ def _lutram_sdp_cost(depth: int, width: int, banks: int) -> float:
 # TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM (``bram_cost`` per block + 2 for the
 # emulated read register), as in the family's brams.txt / lutrams.txt.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0, ctrl_scale=1.0, arith_scale=1.0, mul_scale=1.0, flags_scale=1.0,
+    "ice40": dict(lut_scale=1.0, ctrl_scale=1.0, arith_scale=1.0, mul_scale=1.0, neuron_scale=1.3, flags_scale=1.0,
                   bram_cost=64, lutram=None,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
     # -nodsp: LUT multipliers map far worse (digits CNN at lanes 4)
-    "ecp5": dict(lut_scale=1.05, ctrl_scale=1.05, arith_scale=1.05, mul_scale=1.85, flags_scale=2.0,
+    "ecp5": dict(lut_scale=1.05, ctrl_scale=1.05, arith_scale=1.05, mul_scale=1.85, neuron_scale=1.4,
+                 flags_scale=2.0,
                  bram_cost=128, lutram=_dpr16x4_cost, bram=_banked18k,
                  # a ROM in logic: each bit a function of the address bits, 2^(a-4) LUT4 for a > 4 (the
                  # PFU muxes join them; measured 1984 LUT4 for 18x1024 and 4038 for 36x1024)
@@ -83,7 +84,8 @@ FAMILY_MODELS = {
     # xc7, per core (yosys synth_xilinx, digits CNN at lanes 4, 4- and 8-bit): adders take about 0.55 of
     # their LUT4 count in LUT6, LUT multipliers about 1.4 times theirs (2.8 times wb x xw), window control
     # 0.85 (the LUT6 count it had as 0.55 of the iCE40 control before that was re-measured at lanes 1)
-    "xc7": dict(lut_scale=0.55, ctrl_scale=0.85, arith_scale=0.55, mul_scale=1.4, flags_scale=1.15,
+    "xc7": dict(lut_scale=0.55, ctrl_scale=0.85, arith_scale=0.55, mul_scale=1.4, neuron_scale=1.2,
+                flags_scale=1.15,
                 # RAMs by memory_libmap's cost (258 per RAMB36, counted 1).  ROMs: synth_xilinx keeps ROMs of
                 # 1024x4 and 1536x4 in logic, which a logic cost of 1/16 per bit would not (mobilenetv2 at
                 # lanes 1: 10.5 BRAM against 6.5); 1/64 per bit (a LUT6 holds 64) matches every ROM of
@@ -148,13 +150,14 @@ def _memory(family: str, kind: str, depth: int, width: int, banks: int = 1) -> d
 
 
 # iCE40 LUT4 of a window core's control by its reduce (fitted on per-core yosys figures, see core_resources)
-WINDOW_CONTROL = {"mac": 230, "sum": 170, "max": 170}
+WINDOW_CONTROL = {"mac": 190, "sum": 160, "max": 160}
 
 
 def logic_parts(core: dict, dsp: bool = False) -> dict:
-    """A core's logic in iCE40 LUT4, by kind: ``ctrl`` (state machine, counters, address arithmetic,
-    lane muxes), ``arith`` (adders, accumulators, compares: the neuron's chain), ``mul`` (LUT
-    multipliers), ``flags`` (event-driven flag lookups); ``dsp`` (DSP48s when ``dsp`` is true) and ``ff``."""
+    """A core's logic in iCE40 LUT4 by kind: ``ctrl`` (state machine, counters, address arithmetic,
+    lane muxes), ``arith`` (adders, accumulators), ``mul`` (LUT multipliers), ``neuron`` (the
+    compare/subtract chain of each neuron, by the formula; ``neuron_scale`` is the measured ratio),
+    ``flags`` (event-driven flag lookups); ``dsp`` (DSP48s when ``dsp`` is true) and ``ff``."""
     w = core["widths"]
     aw = w["acc"]
     xw = max(w["in"])
@@ -164,7 +167,7 @@ def logic_parts(core: dict, dsp: bool = False) -> dict:
     # digits CNN at lanes 1 and 4, resnet8 and mobilenetv2 at lanes 1); an eltwise core has one counter
     # whatever it reduces (an add's reduce is "sum" too, but it has no window loops).
     ctrl = WINDOW_CONTROL.get(core["reduce"], 120) if core["kind"] == "window" else 120
-    arith = mul = flags = n_dsp = 0
+    arith = mul = flags = neuron = n_dsp = 0
     ff = 70 + 2 * aw if core["kind"] == "window" else 40 + aw
     q = 1 if core.get("diagonal") else core["banks"]["in"][0]  # input channels per lane and cycle
     par = core.get("parallel", False)
@@ -192,13 +195,13 @@ def logic_parts(core: dict, dsp: bool = False) -> dict:
             mul += xw * aw
     if ep["kind"] == "neuron":
         nw = max(ep["sum_bits"], ep["membrane_bits"] if ep.get("saturates", True) else 0) + 2
-        arith += (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
+        neuron = (p if par else 1) * nw * (2 * ep["levels"] * (2 if ep["signed"] else 1) + 3)
     elif ep["kind"] == "acc":
         arith += w["out"] + 1
     if core.get("event_driven"):  # KW lookups into the input's flag register (one bit per bank row)
         C, H, W = core["geometry"]["in_shape"]
         flags = 1.1 * core["geometry"]["kernel"][1] * (C * H * W // core["banks"]["in"][0])
-    return {"ctrl": ctrl, "arith": arith, "mul": mul, "flags": flags, "dsp": n_dsp, "ff": ff}
+    return {"ctrl": ctrl, "arith": arith, "mul": mul, "neuron": neuron, "flags": flags, "dsp": n_dsp, "ff": ff}
 
 
 def core_resources(core: dict, family: str = "ice40") -> dict:
@@ -206,7 +209,7 @@ def core_resources(core: dict, family: str = "ice40") -> dict:
     and scaled per kind; the memories placed by the family's rules)."""
     fam = FAMILY_MODELS[family]
     parts = logic_parts(core, fam["dsp"])
-    lut = sum(parts[k] * fam[f"{k}_scale"] for k in ("ctrl", "arith", "mul", "flags"))
+    lut = sum(parts[k] * fam[f"{k}_scale"] for k in ("ctrl", "arith", "mul", "neuron", "flags"))
     ff = parts["ff"]
     bram = 0.0
     for m in core["memories"]:
