@@ -60,21 +60,23 @@ def _lutram_sdp_cost(depth: int, width: int, banks: int) -> float:
 
 
 # What yosys 0.23 does with each family.  The logic of a core is counted in iCE40 LUT4 by kind
-# (``logic_parts``) and scaled per family: ``ctrl``, ``arith``, ``mul``, ``flags`` (ECP5 -nodsp:
-# everything 1.05, but LUT multipliers 1.85 times the iCE40 ones; 7-series LUT6: adders 0.55, window
-# control 0.85, LUT multipliers 1.4), ``lut_scale`` for the top module.  Where a memory goes and what
-# a memory in LUTs costs: iCE40 and ECP5 place memories the way memory_libmap does (``place``):
-# the cheapest of soft logic (its cost per bit: 1/16 for a ROM, 1 for a RAM), LUT RAM (ECP5
-# TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM (``bram_cost`` per block + 2 for the
-# emulated read register), as in the family's brams.txt / lutrams.txt.
+# (``logic_parts``) and scaled per family: ``ctrl``, ``arith``, ``mul``, ``neuron``, ``flags`` (ECP5
+# -nodsp: 1.05, but LUT multipliers 2.6 times the iCE40 ones; 7-series LUT6: adders 0.55, window
+# control 0.85, LUT multipliers 1.4; neurons as measured alone), ``lut_scale`` for the top module.
+# Where a memory goes and what a memory in LUTs costs: iCE40 and ECP5 place memories the way
+# memory_libmap does (``place``): the cheapest of soft logic (its cost per bit: 1/16 for a ROM,
+# 1 for a RAM), LUT RAM (ECP5 TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM
+# (``bram_cost`` per block + 2 for the emulated read register), as in the family's brams.txt /
+# lutrams.txt.
 FAMILY_MODELS = {
-    "ice40": dict(lut_scale=1.0, ctrl_scale=1.0, arith_scale=1.0, mul_scale=1.0, neuron_scale=1.3, flags_scale=1.0,
-                  bram_cost=64, lutram=None,
+    "ice40": dict(lut_scale=1.0, ctrl_scale=1.0, arith_scale=1.0, mul_scale=1.0, neuron_scale=1.3,
+                  flags_scale=1.0, bram_cost=64, lutram=None,
                   bram=lambda d, w, banks: (math.ceil(d / 256) * math.ceil(w / 16) if banks > 1  # masked
                                             else _tiles(d, w, EBR_SHAPES)),
                   rom_lut=lambda d, w: math.ceil(d / 16) * w, ram_lut=lambda d, w: d * w // 2, dsp=False),
-    # -nodsp: LUT multipliers map far worse (digits CNN at lanes 4)
-    "ecp5": dict(lut_scale=1.05, ctrl_scale=1.05, arith_scale=1.05, mul_scale=1.85, neuron_scale=1.4,
+    # -nodsp: LUT multipliers map far worse: 2.6 per core on the digits CNN at lanes 4 (at lanes 1
+    # and 16 its cores imply 2.67 and 2.7)
+    "ecp5": dict(lut_scale=1.05, ctrl_scale=1.05, arith_scale=1.05, mul_scale=2.6, neuron_scale=1.4,
                  flags_scale=2.0,
                  bram_cost=128, lutram=_dpr16x4_cost, bram=_banked18k,
                  # a ROM in logic: each bit a function of the address bits, 2^(a-4) LUT4 for a > 4 (the
