@@ -31,6 +31,13 @@ from snncc.backends.fpga.estimate import _memory, core_resources, place
     ("ice40", "rom", 9, 64, 1, "logic"),
     ("ice40", "ram", 10, 14, 1, "bram"),  # 140 > 66
     ("ice40", "ram", 8, 4, 1, "logic"),  # 32 < 66: flip-flops
+    # 7-series RAMs: RAM64M (cost 1 per cell + 7 per 3 bits, plus mux/demux) against 129 per RAMB18
+    ("xc7", "ram", 256, 10, 1, "lutram"),  # 128.3 < 131 (mobilenetv2: LUT RAM)
+    ("xc7", "ram", 256, 11, 1, "bram"),  # 139 > 131 (resnet8, mobilenetv2: RAMB18)
+    ("xc7", "ram", 128, 64, 16, "lutram"),  # banked: 16 byte enables would take 4 RAMB18
+    # 7-series ROMs: 1/64 per bit against the block RAM (synth_xilinx keeps 1536x4 in logic)
+    ("xc7", "rom", 1536, 4, 1, "logic"),
+    ("xc7", "rom", 2304, 4, 1, "bram"),
 ])
 def test_memory_goes_where_memory_libmap_puts_it(family, kind, depth, width, banks, where):
     assert place(family, kind, depth, width, banks) == where
@@ -41,6 +48,14 @@ def test_ecp5_banked_buffer_takes_a_byte_per_bank():
     # 36-bit word: 4 blocks (yosys: 4 DP16KD for this buffer of the digits CNN at lanes 16), not the
     # 2 that 64 bits in 36-bit words would take
     assert _memory("ecp5", "ram", 128, 64, 16) == {"bram": 4}
+
+
+def test_words_up_to_a_byte_pack_by_bits_in_18k_blocks():
+    # yosys fills DP16KD / RAMB18 with 9-bit bytes whatever the word: the 8-bit weight ROMs of the
+    # digits CNN take 2 and 4 blocks (36,864 and 73,728 bits), not the 3 and 5 of 2048x9 tiles
+    assert _memory("ecp5", "rom", 4608, 8) == {"bram": 2}
+    assert _memory("ecp5", "rom", 9216, 8) == {"bram": 4}
+    assert _memory("xc7", "rom", 4608, 8) == {"bram": 1}  # one RAMB36 (two RAMB18)
 
 
 def test_rom_in_logic_builds_only_distinct_columns():
