@@ -63,9 +63,10 @@ def _lutram_sdp_cost(depth: int, width: int, banks: int) -> float:
 # (``logic_parts``) and scaled per family: ``ctrl``, ``arith``, ``mul``, ``neuron``, ``flags`` (ECP5
 # -nodsp: 1.05, but LUT multipliers 2.6 times the iCE40 ones; 7-series LUT6: adders 0.55, window
 # control 0.85, LUT multipliers 1.4; neurons as measured alone), ``lut_scale`` for the top module.
-# Where a memory goes and what a memory in LUTs costs: iCE40 and ECP5 place memories the way
-# memory_libmap does (``place``): the cheapest of soft logic (its cost per bit: 1/16 for a ROM,
-# 1 for a RAM), LUT RAM (ECP5 TRELLIS_DPR16X4, RAMs only: ``prune_rom``) and block RAM
+# Where a memory goes and what a memory in LUTs costs: iCE40 and ECP5 memories and 7-series RAMs
+# go where memory_libmap puts them (``place``): the cheapest of soft logic (its cost per bit: 1/16
+# for a ROM, 1 for a RAM), LUT RAM (ECP5 TRELLIS_DPR16X4, 7-series RAM64M; RAMs only: ``prune_rom``)
+# and block RAM
 # (``bram_cost`` per block + 2 for the emulated read register), as in the family's brams.txt /
 # lutrams.txt.
 FAMILY_MODELS = {
