@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from snncc.backends.fpga.estimate import _memory, core_resources, place
+from snncc.backends.fpga.estimate import _memory, core_resources, logic_parts, place
 
 
 @pytest.mark.parametrize("family, kind, depth, width, banks, where", [
@@ -79,3 +79,21 @@ def test_eltwise_add_has_eltwise_control_not_a_window_loop(family):
     # core's loop nest: it costs what any two-input eltwise core costs (the old model charged it the
     # sum pool's control, 260 LUT4 instead of 120: resnet8's adds were +70% against yosys)
     assert core_resources(_eltwise("sum", 2), family) == core_resources(_eltwise("identity", 2), family)
+
+
+def _mac(weight_bits: int) -> dict:
+    return {"kind": "window", "reduce": "mac", "lanes": 4, "banks": {"in": [4], "out": 4}, "diagonal": False,
+            "parallel": True, "widths": {"acc": 16, "in": [4], "in_unsigned": [True], "out": 16,
+                                         "weight": weight_bits},
+            "epilogue": {"kind": "none"}, "memories": []}
+
+
+def test_xc7_dsp_products_take_their_adders_along():
+    # 8x4 products are DSP48s on xc7 (9+ output bits), and xilinx_dsp packs the adder tree and the
+    # accumulator into their post-adders (4 such products to a lane: 4 DSP48E1 and 14 LUT2 alone);
+    # 4x4 products stay in LUTs with their adders
+    wide, narrow = logic_parts(_mac(8), dsp=True), logic_parts(_mac(4), dsp=True)
+    assert wide["dsp"] == 16 and wide["mul"] == 0
+    assert narrow["dsp"] == 0 and narrow["mul"] > 0
+    assert narrow["arith"] - wide["arith"] == 4 * (3 * 16 + 4 * 16)  # the lanes' trees and accumulators
+    assert logic_parts(_mac(8), dsp=False)["arith"] == narrow["arith"]  # iCE40 / ECP5 -nodsp: all in LUTs

@@ -178,10 +178,13 @@ def logic_parts(core: dict, dsp: bool = False) -> dict:
         if core["reduce"] == "mac":
             wb = w["weight"]
             if dsp and wb + xw >= 9:  # synth_xilinx maps every $mul of 9+ output bits to a DSP48
+                # and xilinx_dsp packs the adders after it (the tree, the accumulator with its clear and
+                # enable) into the DSP48s' post-adders and P registers: 8x4 products, 4 to a lane, take
+                # 4 DSP48E1 and 14 LUT2 alone
                 n_dsp += p * q
             else:
                 mul += p * q * 2 * wb * xw  # shift-add arrays: 2 LUT4 per partial-product bit
-            arith += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
+                arith += p * ((q - 1) * aw + 4 * aw)  # adder tree, accumulator and its enable/clear logic
         else:
             arith += p * (aw + 2)
         ff += p * aw
