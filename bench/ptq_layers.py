@@ -33,7 +33,7 @@ from snncc.compiler import build_snn  # noqa: E402
 from snncc.config import open_config  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
 from snncc.sim.float_runtime import run_graph  # noqa: E402
-from snncc.sim.snn_sim import bias_deltas, neuron_specs, run_quantized  # noqa: E402
+from snncc.sim.snn_sim import bias_deltas, neuron_specs, refitted_ann, run_quantized  # noqa: E402
 
 
 def digits():
@@ -109,55 +109,60 @@ def main(argv=None) -> int:
     ap.add_argument("--no-layers", action="store_true", help="skip the per-population rows")
     args = ap.parse_args(argv)
     for model in args.models:
-        onnx_path, config, calib, x, y = load(model, args.test_samples)
-        options = options_for(config, args.set)
-        t0 = time.process_time()
-        res = build_snn(onnx_path, options, str(calib), echo=lambda _m: None)
-        cpu = time.process_time() - t0
-        ann, snn, ig = res.ann_graph, res.snn_graph, res.int_graph
-        ref = batched(lambda xb: run_graph(ann, xb, dtype=np.float64)[ann.outputs[0]].reshape(len(xb), -1), x)
-        energy = float(np.sum(ref ** 2))
-
-        def row(label, logits):
-            logits = logits.reshape(len(x), -1)
-            acc = float((logits.argmax(1) == y).mean())
-            rel = float(np.sum((logits - ref) ** 2)) / energy
-            print(f"| {label} | {acc:.4f} | {100 * (acc_ann - acc):.2f} | {rel:.4g} |", flush=True)
-
-        acc_ann = float((ref.argmax(1) == y).mean())
-        print(f"\n## {model}: {len(y)} test images, compile {cpu:.1f} s CPU, options {' '.join(args.set) or '-'}")
-        print("notes: " + " / ".join(res.context.notes))
-        print("\n| quantized | top-1 | drop pt | logits rel. sq. err |\n|---|---|---|---|")
-        row("nothing (ANN)", ref)
-        s_x = float(ig.meta["input_scale"])
-        xq = np.clip(np.rint(x / s_x), -128, 127) * s_x
-        row("input only", batched(lambda xb: run_graph(ann, xb, dtype=np.float64)[ann.outputs[0]], xq))
-        wo = weights_only(ann, snn, ig)
-        row("weights only (int weights+biases)", batched(
-            lambda xb: run_graph(wo, xb, dtype=np.float64)[wo.outputs[0]], x))
-        specs, delta = neuron_specs(snn), bias_deltas(snn)
-        row("activations only (float SNN)", batched(
-            lambda xb: run_quantized(ann, specs, xb, bias_delta=delta)[ann.outputs[0]], x))
-        row("activations only, no bias corr.", batched(
-            lambda xb: run_quantized(ann, specs, xb)[ann.outputs[0]], x))
-        row("input + weights", batched(lambda xb: run_graph(wo, xb, dtype=np.float64)[wo.outputs[0]], xq))
-        row("integer SNN", batched(lambda xb: _int_logits(ig, xb), x, 250))
-        if args.no_layers:
-            continue
-        print("\n| population | its acts only: top-1 | drop | rel err | all but it: top-1 | drop | rel err |")
-        print("|---|---|---|---|---|---|---|")
-        for v in specs:
-            one = {v: specs[v]}
-            rest = {k: s for k, s in specs.items() if k != v}
-            lo = batched(lambda xb, one=one: run_quantized(ann, one, xb)[ann.outputs[0]], x).reshape(len(x), -1)
-            lr = batched(lambda xb, rest=rest: run_quantized(ann, rest, xb, bias_delta=delta)[ann.outputs[0]],
-                         x).reshape(len(x), -1)
-            cells = []
-            for lg in (lo, lr):
-                acc = float((lg.argmax(1) == y).mean())
-                cells += [f"{acc:.4f}", f"{100 * (acc_ann - acc):.2f}", f"{float(np.sum((lg - ref) ** 2)) / energy:.4g}"]
-            print(f"| {v} ({specs[v][0].size} ch) | " + " | ".join(cells) + " |", flush=True)
+        analyse(model, args)
     return 0
+
+
+def analyse(model: str, args) -> None:
+    onnx_path, config, calib, x, y = load(model, args.test_samples)
+    options = options_for(config, args.set)
+    t0 = time.process_time()
+    res = build_snn(onnx_path, options, str(calib), echo=lambda _m: None)
+    cpu = time.process_time() - t0
+    ann, snn, ig = res.ann_graph, res.snn_graph, res.int_graph
+    ref = batched(lambda xb: run_graph(ann, xb, dtype=np.float64)[ann.outputs[0]].reshape(len(xb), -1), x)
+    energy = float(np.sum(ref ** 2))
+
+    def row(label, logits):
+        logits = logits.reshape(len(x), -1)
+        acc = float((logits.argmax(1) == y).mean())
+        rel = float(np.sum((logits - ref) ** 2)) / energy
+        print(f"| {label} | {acc:.4f} | {100 * (acc_ann - acc):.2f} | {rel:.4g} |", flush=True)
+
+    acc_ann = float((ref.argmax(1) == y).mean())
+    print(f"\n## {model}: {len(y)} test images, compile {cpu:.1f} s CPU, options {' '.join(args.set) or '-'}")
+    print("notes: " + " / ".join(res.context.notes))
+    print("\n| quantized | top-1 | drop pt | logits rel. sq. err |\n|---|---|---|---|")
+    row("nothing (ANN)", ref)
+    s_x = float(ig.meta["input_scale"])
+    xq = np.clip(np.rint(x / s_x), -128, 127) * s_x
+    row("input only", batched(lambda xb: run_graph(ann, xb, dtype=np.float64)[ann.outputs[0]], xq))
+    wo = weights_only(ann, snn, ig)
+    row("weights only (int weights+biases)", batched(
+        lambda xb: run_graph(wo, xb, dtype=np.float64)[wo.outputs[0]], x))
+    specs, delta = neuron_specs(snn), bias_deltas(snn)
+    fit = refitted_ann(ann, snn)  # the ANN the float SNN quantizes (--threshold-refine weights/all)
+    row("activations only (float SNN)", batched(
+        lambda xb: run_quantized(fit, specs, xb, bias_delta=delta)[ann.outputs[0]], x))
+    row("activations only, no bias corr.", batched(
+        lambda xb: run_quantized(fit, specs, xb)[ann.outputs[0]], x))
+    row("input + weights", batched(lambda xb: run_graph(wo, xb, dtype=np.float64)[wo.outputs[0]], xq))
+    row("integer SNN", batched(lambda xb: _int_logits(ig, xb), x, 250))
+    if args.no_layers:
+        return
+    print("\n| population | its acts only: top-1 | drop | rel err | all but it: top-1 | drop | rel err |")
+    print("|---|---|---|---|---|---|---|")
+    for v in specs:
+        one = {v: specs[v]}
+        rest = {k: s for k, s in specs.items() if k != v}
+        lo = batched(lambda xb, one=one: run_quantized(ann, one, xb)[ann.outputs[0]], x).reshape(len(x), -1)
+        lr = batched(lambda xb, rest=rest: run_quantized(ann, rest, xb, bias_delta=delta)[ann.outputs[0]],
+                     x).reshape(len(x), -1)
+        cells = []
+        for lg in (lo, lr):
+            acc = float((lg.argmax(1) == y).mean())
+            cells += [f"{acc:.4f}", f"{100 * (acc_ann - acc):.2f}", f"{float(np.sum((lg - ref) ** 2)) / energy:.4g}"]
+        print(f"| {v} ({specs[v][0].size} ch) | " + " | ".join(cells) + " |", flush=True)
 
 
 def _int_logits(ig, xb):

@@ -134,9 +134,9 @@ def _refine(graph: Graph, p: Plan, thetas: dict, caps: dict, groups: list[list[s
         return None
     if mode in ("weights", "all"):
         graph = graph.copy()  # the refit changes weights; the ANN stays the reference
-    thetas, delta, losses, refitted = channel_refine.refine(graph, p, thetas, caps, groups, x[:samples], int(options.levels),
-                                                  correct=bool(options.bias_correction),
-                                                  thresholds=mode in ("channel", "all"), weights=mode in ("weights", "all"))
+    thetas, delta, losses, refitted = channel_refine.refine(
+        graph, p, thetas, caps, groups, x[:samples], int(options.levels), correct=bool(options.bias_correction),
+        thresholds=mode in ("channel", "all"), weights=mode in ("weights", "all"))
     if losses:
         before = sum(b for b, _ in losses.values())
         after = sum(a for _, a in losses.values())
