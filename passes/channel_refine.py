@@ -44,35 +44,37 @@ from snncc.sim.snn_sim import run_quantized
 from snncc.sim.walk import last_uses
 
 GRIDS = ((0.5, 0.7, 0.85, 1.2, 1.45, 2.0), (0.93, 0.97, 1.03, 1.07))
-SAMPLES = 128  # calibration samples, at most
-# Budget in multiply-accumulates, like convert.SEARCH_BUDGET: at most BUDGET_PASSES forward
-# passes' worth of the grids' work over SAMPLES samples (and at least BUDGET); a channel
-# costs CHANNEL_OVERHEAD on top (its kernel calls).
+SAMPLES = 256  # calibration samples, at most
+# Budget in multiply-accumulates, like convert.SEARCH_BUDGET: the walk (two networks) and the
+# threshold grids cost about ``passes`` forward passes over the samples, plus CHANNEL_OVERHEAD per
+# channel and candidate set (its kernel calls); all that may cost BUDGET_PASSES forward passes
+# over SAMPLES samples (at least BUDGET), so the samples shrink (to MIN_SAMPLES) for big models.
 BUDGET = 2e10
-BUDGET_PASSES = 12
+BUDGET_PASSES = 4
 CHANNEL_OVERHEAD = 200_000
 MIN_SAMPLES = 16
 
 
-def plan_samples(graph: Graph, available: int) -> tuple[int, str]:
-    """(samples, note) within the budget; 0 samples: skip the refinement."""
+def plan_samples(graph: Graph, available: int, *, thresholds: bool, memory_cap: int) -> tuple[int, str]:
+    """(samples, note) within the budget and ``memory_cap``; 0 samples: skip the refinement."""
     from snncc.graph_stats import node_macs
 
     full = sum(node_macs(graph, n) + int(np.prod(graph.shape(n.output))) for n in graph.nodes)
-    tries = sum(len(g) + 1 for g in GRIDS)
-    channels = sum(int(graph.shape(n.output)[0]) for n in graph.nodes if n.op == "relu")
+    passes = 2 + (sum(len(g) + 1 for g in GRIDS) if thresholds else 0)
+    channels = sum(int(graph.shape(n.output)[0]) for n in graph.nodes if n.op == "relu") if thresholds else 0
 
     def cost(s: int) -> float:
-        return tries * (s * full + CHANNEL_OVERHEAD * channels)
+        return passes * s * full + CHANNEL_OVERHEAD * channels * len(GRIDS)
 
-    s = min(SAMPLES, int(available))
+    want = min(SAMPLES, int(available))
+    s = min(want, int(memory_cap))
     limit = max(BUDGET, BUDGET_PASSES * SAMPLES * full)
     while s > MIN_SAMPLES and cost(s) > limit:
         s = max(MIN_SAMPLES, s // 2)
     if cost(s) > limit or s < 1:
-        return 0, f"channel refinement skipped: {channels} channels exceed its budget"
-    if s < min(SAMPLES, available):
-        return s, f"channel refinement on {s} samples (its budget)"
+        return 0, f"threshold refinement skipped: {channels} channels exceed its budget"
+    if s < want:
+        return s, f"threshold refinement on {s} of {want} samples (its time and memory budget)"
     return s, ""
 
 
@@ -221,20 +223,32 @@ def _weighted(chain: list[Node]) -> bool:
 
 
 RIDGE = 0.3  # weight refit: pull toward the ANN's weights, relative to the mean input power
-REFIT_MAX_FAN_IN = 4608  # as GPTQ (weight_rounding.GPTQ_MAX_FAN_IN): a fan-in^2 system per layer
-REFIT_ROWS = 65536  # rows (sample x position) of the least-squares system, at most (a seeded subset)
+REFIT_MAX_FAN_IN = 2304  # a fan-in^2 system per layer, solved in fan-in^3: wider layers keep their weights
+REFIT_FLOPS = 4e9  # rows (sample x position) x fan-in^2 per layer, at most: a seeded subset of the rows
 
 
-def _rows(node: Node, x: np.ndarray) -> np.ndarray:
-    """The input rows a conv/dense multiplies by its (O, fan-in) weight matrix: (rows, fan-in)."""
+def _windows(node: Node, x: np.ndarray) -> np.ndarray:
+    """(N, OH, OW, fan-in) view-like windows of a conv's input, or (N, 1, 1, fan-in) for dense."""
     if node.op == "dense":
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], 1, 1, -1)
     from snncc.sim.kernels import _windows, pad_nchw
 
     a = node.attrs
     kh, kw = node.params["weight"].shape[2:]
     win = _windows(pad_nchw(x, a["pads"]), (kh, kw), a["strides"], a["dilations"])  # N, C, OH, OW, KH, KW
-    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(-1, win.shape[1] * kh * kw)
+    return win.transpose(0, 2, 3, 1, 4, 5)
+
+
+def _rows(node: Node, x: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
+    """The input rows a conv/dense multiplies by its (O, fan-in) weight matrix: (rows, fan-in);
+    ``pick``: flat (sample, position) indices of the rows wanted (default all)."""
+    win = _windows(node, x)
+    n, oh, ow = win.shape[:3]
+    if pick is None:
+        return np.ascontiguousarray(win).reshape(n * oh * ow, -1)
+    i, rest = np.divmod(pick, oh * ow)
+    h, w = np.divmod(rest, ow)
+    return win[i, h, w].reshape(len(pick), -1)
 
 
 def refit_weights(node: Node, q_in: np.ndarray, f_in: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -242,13 +256,16 @@ def refit_weights(node: Node, q_in: np.ndarray, f_in: np.ndarray, seed: int = 0)
 
     Least squares with a ridge toward the ANN's weights: min ||[Q 1] w' - [X 1] w||^2 +
     RIDGE * mean(diag Q'Q) * ||w' - w||^2 per output channel, where X is the ANN's input
-    rows and Q the quantized network's (linear in the rows: no output is stored)."""
+    rows and Q the quantized network's, on at most REFIT_FLOPS / fan-in^2 rows (a seeded
+    subset; at least 4 x fan-in)."""
     w = np.asarray(node.params["weight"], np.float64)
     b = np.asarray(node.params.get("bias", np.zeros(w.shape[0])), np.float64)
-    q, f = _rows(node, q_in), _rows(node, f_in)
-    if len(q) > REFIT_ROWS:
-        keep = np.sort(np.random.default_rng(seed).choice(len(q), REFIT_ROWS, replace=False))
-        q, f = q[keep], f[keep]
+    fan_in = int(np.prod(w.shape[1:]))
+    shape = _windows(node, q_in).shape
+    total = shape[0] * shape[1] * shape[2]
+    rows = max(4 * fan_in, int(REFIT_FLOPS // fan_in ** 2))
+    pick = None if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
+    q, f = _rows(node, q_in, pick), _rows(node, f_in, pick)
     ones = np.ones((len(q), 1))
     qa, fa = np.hstack([q, ones]), np.hstack([f, ones])
     theta0 = np.hstack([w.reshape(w.shape[0], -1), b[:, None]]).T  # (fan-in + 1, O)

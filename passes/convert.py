@@ -127,7 +127,8 @@ def _refine(graph: Graph, p: Plan, thetas: dict, caps: dict, groups: list[list[s
     if int(options.timesteps) != 1:
         notes.append("channel refinement skipped: it scores thresholds at T=1 only")
         return None
-    samples, why = channel_refine.plan_samples(graph, len(x))
+    cap = resources.batch_size(graph, options, itemsize=8, copies=4, cap=len(x), reserved=x.nbytes)
+    samples, why = channel_refine.plan_samples(graph, len(x), thresholds=mode in ("channel", "all"), memory_cap=cap)
     if why:
         notes.append(why)
     if not samples:
