@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--test-samples", type=int, default=2000)
     ap.add_argument("--set", action="append", default=[], help="compile option override key=value")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-population rows")
+    ap.add_argument("--int-only", action="store_true", help="only the ANN and integer SNN rows (full test sets)")
     args = ap.parse_args(argv)
     for model in args.models:
         analyse(model, args)
@@ -134,6 +135,9 @@ def analyse(model: str, args) -> None:
     print("notes: " + " / ".join(res.context.notes))
     print("\n| quantized | top-1 | drop pt | logits rel. sq. err |\n|---|---|---|---|")
     row("nothing (ANN)", ref)
+    if args.int_only:
+        row("integer SNN", batched(lambda xb: _int_logits(ig, xb), x, 250))
+        return
     s_x = float(ig.meta["input_scale"])
     xq = np.clip(np.rint(x / s_x), -128, 127) * s_x
     row("input only", batched(lambda xb: run_graph(ann, xb, dtype=np.float64)[ann.outputs[0]], xq))
