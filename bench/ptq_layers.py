@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import real_data  # noqa: E402
 
+from snncc import ops  # noqa: E402
 from snncc.compiler import build_snn  # noqa: E402
 from snncc.config import open_config  # noqa: E402
 from snncc.options import CompileOptions  # noqa: E402
@@ -83,7 +84,7 @@ def weights_only(ann, snn, int_graph):
     s_x = float(int_graph.meta["input_scale"])
     for node in g.nodes:
         q, f = by_int.get(node.name), by_snn.get(node.name)
-        if q is None or f is None or node.op not in ("conv", "dense") or "weight" not in q.params:
+        if q is None or f is None or node.op not in ops.WEIGHTED or "weight" not in q.params:
             continue
         S = np.asarray(q.params["scale_real"], np.float64)
         view = (-1,) + (1,) * (q.params["weight"].ndim - 1)

@@ -113,7 +113,7 @@ def _run_chain(chain: list[Node], x: np.ndarray, channel: int | None = None, cha
     """The chain on ``x`` without biases; with ``channel``, ``x`` is that one input channel
     of ``channels`` and each weighted node reads only its columns."""
     for node in chain:
-        if node.op in ("conv", "dense"):
+        if node.op in ops.WEIGHTED:
             w = np.asarray(node.params["weight"], np.float64)
             if channel is not None:
                 if node.op == "conv":
@@ -219,7 +219,7 @@ def refine_population(a: np.ndarray, ref: np.ndarray, theta: np.ndarray, levels:
 
 
 def _weighted(chain: list[Node]) -> bool:
-    return chain[-1].op in ("conv", "dense")
+    return chain[-1].op in ops.WEIGHTED
 
 
 RIDGE = 0.3  # weight refit: pull toward the ANN's weights, relative to the mean input power
@@ -304,7 +304,7 @@ def refine(graph: Graph, p, thetas: dict, caps: dict, groups: list[list[str]], x
         env_f_in = env_f
         env_f = run_quantized(graph, {}, None, env=env_f, start=i, stop=i + 1, last=last)
         v = node.output
-        if weights and node.op in ("conv", "dense") and v not in static and _fan_in(node) <= REFIT_MAX_FAN_IN \
+        if weights and node.op in ops.WEIGHTED and v not in static and _fan_in(node) <= REFIT_MAX_FAN_IN \
                 and int(node.attrs.get("group", 1)) == 1:
             src = node.inputs[0]
             w, b = refit_weights(node, env_q.get(src + "#q", env_q[src]), env_f_in[src])
