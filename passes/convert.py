@@ -119,13 +119,14 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
 
 def _refine(graph: Graph, p: Plan, thetas: dict, caps: dict, groups: list[list[str]], x: np.ndarray,
             options: CompileOptions, notes: list[str]):
-    """(thetas, bias_delta) from ``threshold_refine="channel"`` (passes/channel_refine.py), or None
-    where it does not run (off, or T > 1: the old bias correction then runs)."""
+    """(thetas, bias_delta, graph, refitted names) from ``--threshold-refine`` (passes/channel_refine.py),
+    or None where it does not run (none, T > 1, over budget: the plain bias correction then runs).
+    With weights, ``graph`` is a copy holding the refitted weights (the caller's stays the ANN)."""
     mode = getattr(options, "threshold_refine", "none")
     if mode == "none":
         return None
     if int(options.timesteps) != 1:
-        notes.append("channel refinement skipped: it scores thresholds at T=1 only")
+        notes.append("threshold refinement skipped: it tunes the T=1 network only")
         return None
     cap = resources.batch_size(graph, options, itemsize=8, copies=4, cap=len(x), reserved=x.nbytes)
     samples, why = channel_refine.plan_samples(graph, len(x), thresholds=mode in ("channel", "all"), memory_cap=cap)
