@@ -190,6 +190,7 @@ def main() -> None:
                     help="use every compile default (threshold search and bias correction on)")
     ap.add_argument("--weight-quantizer", default="mse", help="max | percentile | mse | rescaw (default mse)")
     ap.add_argument("--weight-rounding", default="auto", help="auto | gptq | nearest (default auto, as compile)")
+    ap.add_argument("--threshold-refine", default=None, help="none | channel | weights | all (default: compile's)")
     args = ap.parse_args()
     if args.chain:
         chain_main(args.chain, 64)
@@ -218,6 +219,8 @@ def main() -> None:
         if args.defaults:
             opts = CompileOptions(weight_quantizer=args.weight_quantizer, weight_rounding=args.weight_rounding,
                                   weight_bits=args.weight_bits)
+        if args.threshold_refine is not None:
+            opts.threshold_refine = args.threshold_refine
         ctx = PassContext(opts, load_calib(np.random.default_rng(0).standard_normal((args.samples,) + shape)
                                            .astype(np.float32), shape))
         graph = run_stages(graph, ctx, times, rss, cpu=cpu)

@@ -25,6 +25,7 @@ from snncc.errors import SnnccError
 from snncc.ir import Graph
 from snncc.options import CompileOptions
 from snncc.pass_context import PassContext
+from snncc.passes import channel_refine
 from snncc.passes.convert_build import build
 from snncc.passes.convert_plan import Plan, plan, populations
 from snncc.passes.convert_thresholds import thresholds
@@ -68,11 +69,13 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
     data = ctx.calib
     notes = []  # after those of the build
     bias_delta: dict[str, np.ndarray] = {}
+    refitted: list[str] = []
     want_search = options.threshold_search == "output"
-    if (want_search or options.bias_correction) and data is None:
+    want_refine = getattr(options, "threshold_refine", "none") != "none"
+    if (want_search or options.bias_correction or want_refine) and data is None:
         notes.append("threshold search / bias correction skipped: no calibration data")
         thetas = scale_barriers(graph, thetas)
-    elif want_search or options.bias_correction:
+    elif want_search or options.bias_correction or want_refine:
         range_precheck(graph, p, thetas, N, T, options)
         count = resources.sample_budget(graph, data.n, elements=SEARCH_ELEMENTS, cap=SEARCH_SAMPLES)
         x = data.take(count)  # float32 as loaded; every run casts its batch to float64 (exact)
@@ -100,14 +103,49 @@ def run(graph: Graph, ctx: PassContext) -> Graph:
                 notes.append(f"threshold search: logits MSE {searcher.history[0]:.6g} -> "
                              f"{searcher.history[-1]:.6g}")
         thetas = scale_barriers(graph, thetas)  # residual: --barrier-scale after the search, which must not undo it
-        if options.bias_correction:
+        refined = _refine(graph, p, thetas, caps, groups, x, options, notes)
+        if refined is not None:
+            thetas, bias_delta, graph, refitted = refined
+        elif options.bias_correction:
             bias_delta = tuner.bias_correction(thetas)
     else:
         thetas = scale_barriers(graph, thetas)
     snn = build(graph, p, thetas, N, T, bias_delta, notes=ctx.notes)
+    channel_refine.record_refit(graph, snn, refitted)
     ctx.notes.extend(notes)
     snn.meta["threshold"] = options.threshold
     return snn
+
+
+def _refine(graph: Graph, p: Plan, thetas: dict, caps: dict, groups: list[list[str]], x: np.ndarray,
+            options: CompileOptions, notes: list[str]):
+    """(thetas, bias_delta, graph, refitted names) from ``--threshold-refine`` (passes/channel_refine.py),
+    or None where it does not run (none, T > 1, over budget: the plain bias correction then runs).
+    With weights, ``graph`` is a copy holding the refitted weights (the caller's stays the ANN)."""
+    mode = getattr(options, "threshold_refine", "none")
+    if mode == "none":
+        return None
+    if int(options.timesteps) != 1:
+        notes.append("threshold refinement skipped: it tunes the T=1 network only")
+        return None
+    cap = resources.batch_size(graph, options, itemsize=8, copies=4, cap=len(x), reserved=x.nbytes)
+    samples, why = channel_refine.plan_samples(graph, len(x), thresholds=mode in ("channel", "all"), memory_cap=cap)
+    if why:
+        notes.append(why)
+    if not samples:
+        return None
+    if mode in ("weights", "all"):
+        graph = graph.copy()  # the refit changes weights; the ANN stays the reference
+    thetas, delta, losses, refitted = channel_refine.refine(
+        graph, p, thetas, caps, groups, x[:samples], int(options.levels), correct=bool(options.bias_correction),
+        thresholds=mode in ("channel", "all"), weights=mode in ("weights", "all"))
+    if losses:
+        before = sum(b for b, _ in losses.values())
+        after = sum(a for _, a in losses.values())
+        notes.append(f"channel refinement: {len(losses)} population(s), next-layer error {before:.6g} -> {after:.6g}")
+    if refitted:
+        notes.append(f"weight refit: {len(refitted)} layer(s) refitted to their quantized inputs")
+    return thetas, delta if options.bias_correction else {}, graph, refitted
 
 
 def plan_search(graph: Graph, groups: list[list[str]], samples: int, T: int) -> tuple[int, int | None, str]:

@@ -274,6 +274,10 @@ def _compile_options(f):
                      help="output (default): per layer, keep the thresholds that minimize the logits' "
                           "error against the ANN on calibration samples, each candidate simulated over all "
                           "T timesteps (slower as T grows); none: keep the threshold method's."),
+        click.option("--threshold-refine", type=click.Choice(["none", "channel", "weights", "all"]), default=None,
+                     help="Sequential calibration at T=1 (docs/conversion.md): channel: refine each "
+                          "channel's threshold against the next layer's error; weights: refit each "
+                          "conv/dense to its quantized input; all: both; none (default): neither."),
         click.option("--bias-correction/--no-bias-correction", default=None,
                      help="Shift biases by the mean quantization error (default on)."),
         click.option("--weight-bits", type=int, default=None, help="Weight bits, 2..8 (default 8)."),

@@ -13,6 +13,7 @@ THRESHOLD_METHODS = ("max", "percentile", "mse")
 WEIGHT_QUANTIZERS = ("max", "percentile", "mse", "rescaw")
 RESIDUAL_MODES = ("sparse", "sew")
 THRESHOLD_SEARCHES = ("none", "output")
+THRESHOLD_REFINES = ("none", "channel", "weights", "all")
 WEIGHT_ROUNDINGS = ("auto", "gptq", "nearest")
 PRUNE_CRITERIA = ("dead", "l1", "svs", "mp")  # passes/prune_criteria.py
 PRUNE_MULTIPLE_MAX = 1024  # --prune-multiple K: 1 (no rounding) .. 1024
@@ -37,6 +38,8 @@ class CompileOptions:
     # Conversion (issue 3): accuracy aids on top of the threshold method.
     bias_correction: bool = True  # shift biases by the mean quantization error (empirical, layer by layer)
     threshold_search: str = "output"  # none | output: scale each layer's thresholds to minimize the logits' error
+    # sequential per-channel thresholds against the next layer's error (passes/channel_refine.py)
+    threshold_refine: str = "none"  # none | channel
     calib_reservoir: int = 4096  # calibration sample kept per channel for percentile/mse thresholds
     weight_rounding: str = "auto"  # auto | gptq (data-aware, needs calibration data) | nearest
     step_search: bool = True  # coarsen each channel's step where the weights then fit the grid better (with gptq)
@@ -78,6 +81,7 @@ class CompileOptions:
         _check_int("calib_batch", self.calib_batch, 1, None)
         _check_int("seed", self.seed, 0, (1 << 32) - 1)
         _check_choice("threshold_search", self.threshold_search, THRESHOLD_SEARCHES)
+        _check_choice("threshold_refine", self.threshold_refine, THRESHOLD_REFINES)
         for key in ("bias_correction", "step_search"):
             if not isinstance(getattr(self, key), bool):
                 raise SnnccError(f"must be true or false, got {getattr(self, key)!r}", option=key)

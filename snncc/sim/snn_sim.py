@@ -12,6 +12,8 @@ Neuron (docs/ir.md, "Float SNN"): v starts at theta/2; each step
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -252,6 +254,19 @@ def neuron_specs(graph_snn: Graph) -> dict[str, tuple[np.ndarray, int, bool]]:
     return specs
 
 
+def refitted_ann(graph_float: Graph, graph_snn: Graph) -> Graph:
+    """The ANN with the weights ``convert`` refitted (``params["ann_weight"/"ann_bias"]`` of the
+    SNN's synaptic nodes, passes/channel_refine.py): the network the float SNN quantizes."""
+    refit = {n.name: n for n in graph_snn.nodes if "ann_weight" in n.params}
+    if not refit:
+        return graph_float
+    g = copy.copy(graph_float)
+    g.nodes = [dataclasses.replace(n, params=dict(n.params, weight=refit[n.name].params["ann_weight"],
+                                                  bias=refit[n.name].params["ann_bias"]))
+               if n.name in refit else n for n in graph_float.nodes]
+    return g
+
+
 def bias_deltas(graph_snn: Graph) -> dict[str, np.ndarray]:
     """Bias corrections ``convert`` applied, by synaptic node name."""
     return {n.name: np.asarray(n.attrs["bias_delta"], np.float64)
@@ -322,6 +337,7 @@ def quantized_ann_levels(graph_float: Graph, graph_snn: Graph, x) -> dict[str, n
     """The activation-quantized ANN's levels, keyed by the SNN's neuron node names, plus
     its outputs keyed by the SNN's output value names. At T=1 the float SNN equals it."""
     specs = neuron_specs(graph_snn)
+    graph_float = refitted_ann(graph_float, graph_snn)
     by_value = {n.attrs["ann_value"]: n for n in graph_snn.nodes if n.op == "neuron" and n.attrs.get("ann_value")}
     env = run_quantized(graph_float, specs, x, bias_delta=bias_deltas(graph_snn), keep=list(specs))
     out: dict[str, np.ndarray] = {}
