@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from snncc.sim import parallel
+
 
 def pad_nchw(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     t, l_, b, r = pads
@@ -30,14 +32,18 @@ def _windows(x: np.ndarray, kernel, strides, dilations) -> np.ndarray:
     return win[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def conv2d(x, weight, bias, strides, pads, dilations, group):
+def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool | None = None):
+    """``split``: the caller knows that any split of the batch gives the same result (integers
+    held in floats); by default only float64 is split (parallel.py)."""
     n, c, _, _ = x.shape
     o, ig, kh, kw = weight.shape
     xp = pad_nchw(x, pads)
     win = _windows(xp, (kh, kw), strides, dilations)  # N, C, OH, OW, KH, KW
     oh, ow = win.shape[2], win.shape[3]
     og = o // group
-    if group == 1:
+    if group == 1 and o > 1 and split_ok(x, weight, split) and parallel.enabled(n * oh * ow * o * ig * kh * kw // 8):
+        out = _conv_halves(win, weight)
+    elif group == 1:
         out = np.einsum("nchwij,ocij->nohw", win, weight, optimize=True)
     elif ig == 1 and og == 1:  # depthwise
         out = np.einsum("nchwij,cij->nchw", win, weight[:, 0], optimize=True)
@@ -48,6 +54,25 @@ def conv2d(x, weight, bias, strides, pads, dilations, group):
     if bias is not None:
         out = out + bias.reshape(1, o, 1, 1)
     return out
+
+
+def split_ok(x, weight, split: bool | None) -> bool:
+    if split is not None:
+        return split
+    return x.dtype == np.float64 and weight.dtype in (np.float32, np.float64)
+
+
+def _conv_halves(win: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The ungrouped conv, its batch in two halves on two threads: each half is numpy's own
+    einsum, and the halves go into one array with the memory layout of the whole's einsum."""
+    n = win.shape[0]
+    parts: dict[int, np.ndarray] = {}
+
+    def part(lo: int, hi: int) -> None:
+        parts[lo] = np.einsum("nchwij,ocij->nohw", win[lo:hi], weight, optimize=True)
+
+    parallel.halves(n, part, int(np.prod(win.shape, dtype=np.int64)) * weight.shape[0] // 8)
+    return parallel.stack(list(parts[k] for k in sorted(parts)))
 
 
 def dense(x, weight, bias):

@@ -1,0 +1,138 @@
+"""Two-way parallelism for the compile's numpy work (numpy and BLAS release the GIL in their loops).
+
+Only splits whose results do not depend on the split are made: a batch of float64 GEMMs
+cut along the batch axis (OpenBLAS gives each output row the same sums whatever the
+number of rows or threads; float32 GEMMs do not, see tests/test_parallel.py), and
+element-wise work.  So every result is bit-identical to the serial run.
+``SNNCC_THREADS=1`` turns it off; by default it uses min(2, CPUs this process may run on).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+# below this many elements (or multiply-adds) a split costs more than it saves
+MIN_ELEMENTS = 1 << 18
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_local = threading.local()
+_blas = None  # threadpoolctl's controller, when it is installed
+
+
+def workers() -> int:
+    env = os.environ.get("SNNCC_THREADS", "").strip()
+    if env.isdigit():
+        return max(1, int(env))
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    return min(2, n)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="snncc-sim", initializer=_mark_worker)
+        return _pool
+
+
+def _mark_worker() -> None:
+    _local.busy = True
+
+
+def enabled(size: int) -> bool:
+    """Whether work of ``size`` elements should be split here (not nested, not in the worker)."""
+    return size >= MIN_ELEMENTS and workers() > 1 and not getattr(_local, "busy", False)
+
+
+@contextmanager
+def _one_blas_thread():
+    """Each half's GEMM on one BLAS thread (two halves on two cores), when threadpoolctl is there."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = ThreadpoolController()
+        except Exception:  # not installed: BLAS keeps its own threads (results are the same)
+            _blas = False
+    if not _blas:
+        yield
+        return
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
+
+
+def halves(n: int, fn, size: int) -> None:
+    """Run ``fn(lo, hi)`` over [0, n) as two halves at once (the first in the worker thread), or
+    as one call when ``size`` (elements of work) is small or threads are off.  ``fn`` must write
+    its results into place: the halves must not depend on each other."""
+    if n < 4 or not enabled(size):  # halves of at least 2 rows, so that their layout shows
+        fn(0, n)
+        return
+    h = n // 2
+    _local.busy = True
+    try:
+        with _one_blas_thread():
+            fut = _executor().submit(fn, 0, h)
+            try:
+                fn(h, n)
+            finally:
+                fut.result()
+    finally:
+        _local.busy = False
+
+
+def stack(parts: list) -> np.ndarray:
+    """Concatenate ``parts`` along axis 0 into the memory layout the parts have (their axes
+    ordered by stride), so that later reductions over the whole visit it in the same order."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    big = max(parts, key=lambda p: p.shape[0])  # a size-1 axis has no meaningful stride
+    order = sorted(range(first.ndim), key=lambda a: (-big.strides[a] if big.shape[a] > 1 else 0, a))
+    shape = list(first.shape)
+    shape[0] = sum(p.shape[0] for p in parts)
+    base = np.empty([shape[a] for a in order], first.dtype)
+    out = base.transpose(np.argsort(order))
+    at = 0
+    for p in parts:
+        out[at:at + p.shape[0]] = p
+        at += p.shape[0]
+    return out
+
+
+class Lagged:
+    """Runs calls in the worker thread, in order, at most ``lag`` behind the caller (so that
+    at most ``lag`` arguments are kept alive past their use); ``drain`` waits for all.
+    Serial (each call runs at once) when threads are off."""
+
+    def __init__(self, lag: int = 1):
+        self.lag = lag
+        self.pending: deque[Future] = deque()
+        self.serial = workers() < 2 or getattr(_local, "busy", False)
+
+    def submit(self, fn, *args) -> None:
+        if self.serial:
+            fn(*args)
+            return
+        self.pending.append(_executor().submit(fn, *args))
+        while len(self.pending) > self.lag:
+            self.pending.popleft().result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def cancel(self) -> None:
+        for f in self.pending:
+            f.cancel()
+        self.pending.clear()
