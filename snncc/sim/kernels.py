@@ -32,16 +32,17 @@ def _windows(x: np.ndarray, kernel, strides, dilations) -> np.ndarray:
     return win[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool | None = None):
-    """``split``: the caller knows that any split of the batch gives the same result (integers
-    held in floats); by default only float64 is split (parallel.py)."""
+def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool = False):
+    """``split``: the caller knows that every partial sum is exact (integers held in floats), so
+    that the batch may run as two halves on two threads.  Float results are never split: a float
+    GEMM's rounding may change with the number of columns it is given (BLAS blocking)."""
     n, c, _, _ = x.shape
     o, ig, kh, kw = weight.shape
     xp = pad_nchw(x, pads)
     win = _windows(xp, (kh, kw), strides, dilations)  # N, C, OH, OW, KH, KW
     oh, ow = win.shape[2], win.shape[3]
     og = o // group
-    if group == 1 and o > 1 and split_ok(x, weight, split) and parallel.enabled(n * oh * ow * o * ig * kh * kw // 8):
+    if group == 1 and split and parallel.enabled(n * oh * ow * o * ig * kh * kw // 8):
         out = _conv_halves(win, weight)
     elif group == 1:
         out = np.einsum("nchwij,ocij->nohw", win, weight, optimize=True)
@@ -54,12 +55,6 @@ def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool | No
     if bias is not None:
         out = out + bias.reshape(1, o, 1, 1)
     return out
-
-
-def split_ok(x, weight, split: bool | None) -> bool:
-    if split is not None:
-        return split
-    return x.dtype == np.float64 and weight.dtype in (np.float32, np.float64)
 
 
 def _conv_halves(win: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Two-way parallelism for the compile's numpy work (numpy and BLAS release the GIL in their loops).
 
-Only splits whose results do not depend on the split are made: a batch of float64 GEMMs
-cut along the batch axis (OpenBLAS gives each output row the same sums whatever the
-number of rows or threads; float32 GEMMs do not, see tests/test_parallel.py), and
-element-wise work.  So every result is bit-identical to the serial run.
+Only splits whose results do not depend on the split are made: the integer runtime's convs
+(exact integer sums, in any order), row-wise work whose rows are independent, and work
+handed to the worker thread in order.  So every result is bit-identical to the serial run.
+(A float GEMM's rounding may change with the number of columns it is given: OpenBLAS
+blocking; so float convs are never split.)
 ``SNNCC_THREADS=1`` turns it off; by default it uses min(2, CPUs this process may run on).
 """
 
