@@ -104,7 +104,7 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
 def _synaptic(node: Node, lo, hi, bias):
     """(tight, wide) output intervals: of [lo, hi], and of [min(lo, 0), max(hi, 0)] with the bias
     widened to contain 0 (every partial sum).  A conv/dense computes all four ends in one call:
-    integer bounds, exact sums in any order."""
+    integer bounds, exact sums."""
     p, a = node.params, node.attrs
     wlo, whi = np.minimum(lo, 0), np.maximum(hi, 0)
     if node.op == "affine":
@@ -120,8 +120,8 @@ def _synaptic(node: Node, lo, hi, bias):
         o = w.shape[0]
         both = np.concatenate([np.maximum(w, 0), np.minimum(w, 0)])  # W+ then W- as 2*O outputs
         if node.op == "conv":
-            out = K.conv2d(x.astype(dt), both, None, a["strides"], a["pads"], a["dilations"], a["group"],
-                           split=True) if int(a["group"]) == 1 else np.concatenate(
+            out = K.conv2d(x.astype(dt), both, None, a["strides"], a["pads"], a["dilations"],
+                           a["group"]) if int(a["group"]) == 1 else np.concatenate(
                 [K.conv2d(x.astype(dt), wt, None, a["strides"], a["pads"], a["dilations"], a["group"])
                  for wt in (both[:o], both[o:])], axis=1)
             b = bias.reshape(-1, 1, 1)

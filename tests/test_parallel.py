@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from chain_model import chain_onnx
@@ -27,22 +29,20 @@ def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
     return all(sa == sb for sa, sb, n in zip(a.strides, b.strides, a.shape) if n > 1)
 
 
-def test_split_integer_conv_is_exact(split_everything):
-    rng = np.random.default_rng(1)
-    x = rng.integers(-128, 128, (6, 8, 10, 10)).astype(np.float32)
-    w = rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.float32)
-    got = K.conv2d(x, w, None, (1, 1), (1,) * 4, (1, 1), 1, split=True)
-    ref = K.conv2d(x.astype(np.int64), w.astype(np.int64), None, (1, 1), (1,) * 4, (1, 1), 1)
-    plain = K.conv2d(x, w, None, (1, 1), (1,) * 4, (1, 1), 1)
-    assert np.array_equal(got, ref) and _same_layout(got, plain)
-
-
-def test_stack_keeps_the_memory_layout():
-    a = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 4, 5, 3).transpose(0, 3, 1, 2)
-    b = a + 1000
-    whole = np.concatenate([a, b])
-    got = parallel.stack([a, b])
-    assert np.array_equal(got, whole) and _same_layout(got, a) and got.strides[0] == 2 * a.strides[0] // 2
+def test_conv_is_numpy_einsum_bit_for_bit(split_everything):
+    """The conv's im2col copy runs in two halves; the GEMM and the output layout are einsum's."""
+    rng = np.random.default_rng(0)
+    for n, c, h, o, k, s, p, xdt, wdt in itertools.product((1, 5), (1, 6), (1, 7), (2, 9), (1, 3), (1, 2), (0, 1),
+                                                             (np.float32, np.float64), (np.float32, np.float64)):
+        if h + 2 * p < k or c * k * k < 2:
+            continue
+        x = rng.standard_normal((n, c, h, h)).astype(xdt)
+        w = rng.standard_normal((o, c, k, k)).astype(wdt)
+        win = K._windows(K.pad_nchw(x, (p,) * 4), (k, k), (s, s), (1, 1))
+        ref = np.einsum("nchwij,ocij->nohw", win, w, optimize=True)
+        got = K.conv2d(x, w, None, (s, s), (p,) * 4, (1, 1), 1)
+        assert np.array_equal(ref, got) and _same_layout(ref, got) and ref.dtype == got.dtype, \
+            (n, c, h, o, k, s, p, xdt, wdt)
 
 
 def test_calibration_with_and_without_threads_is_identical(monkeypatch, tmp_path):

@@ -32,18 +32,15 @@ def _windows(x: np.ndarray, kernel, strides, dilations) -> np.ndarray:
     return win[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool = False):
-    """``split``: the caller knows that every partial sum is exact (integers held in floats), so
-    that the batch may run as two halves on two threads.  Float results are never split: a float
-    GEMM's rounding may change with the number of columns it is given (BLAS blocking)."""
+def conv2d(x, weight, bias, strides, pads, dilations, group):
     n, c, _, _ = x.shape
     o, ig, kh, kw = weight.shape
     xp = pad_nchw(x, pads)
     win = _windows(xp, (kh, kw), strides, dilations)  # N, C, OH, OW, KH, KW
     oh, ow = win.shape[2], win.shape[3]
     og = o // group
-    if group == 1 and split and parallel.enabled(n * oh * ow * o * ig * kh * kw // 8):
-        out = _conv_halves(win, weight)
+    if group == 1 and o > 1 and ig * kh * kw > 1:
+        out = _conv_gemm(win, weight)
     elif group == 1:
         out = np.einsum("nchwij,ocij->nohw", win, weight, optimize=True)
     elif ig == 1 and og == 1:  # depthwise
@@ -57,17 +54,21 @@ def conv2d(x, weight, bias, strides, pads, dilations, group, *, split: bool = Fa
     return out
 
 
-def _conv_halves(win: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The ungrouped conv, its batch in two halves on two threads: each half is numpy's own
-    einsum, and the halves go into one array with the memory layout of the whole's einsum."""
-    n = win.shape[0]
-    parts: dict[int, np.ndarray] = {}
+def _conv_gemm(win: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The ungrouped conv exactly as numpy's einsum computes it (o >= 2 outputs, fan-in >= 2):
+    one GEMM W (O, K) @ B (K, N*OH*OW) on the same im2col copy B, the output in the same memory
+    layout, so bit for bit the same values; only the copy into B runs in two halves of the
+    batch on two threads (tests/test_parallel.py checks it against np.einsum)."""
+    n, c, oh, ow, kh, kw = win.shape
+    o = weight.shape[0]
+    cols = np.empty((c, kh, kw, n, oh, ow), np.result_type(win))
 
-    def part(lo: int, hi: int) -> None:
-        parts[lo] = np.einsum("nchwij,ocij->nohw", win[lo:hi], weight, optimize=True)
+    def copy(lo: int, hi: int) -> None:
+        cols[:, :, :, lo:hi] = win[lo:hi].transpose(1, 4, 5, 0, 2, 3)
 
-    parallel.halves(n, part, int(np.prod(win.shape, dtype=np.int64)) * weight.shape[0] // 8)
-    return parallel.stack(list(parts[k] for k in sorted(parts)))
+    parallel.halves(n, copy, cols.size)
+    out = np.matmul(weight.reshape(o, c * kh * kw), cols.reshape(c * kh * kw, n * oh * ow))
+    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
 def dense(x, weight, bias):

@@ -1,10 +1,9 @@
 """Two-way parallelism for the compile's numpy work (numpy and BLAS release the GIL in their loops).
 
-Only splits whose results do not depend on the split are made: the integer runtime's convs
-(exact integer sums, in any order), row-wise work whose rows are independent, and work
-handed to the worker thread in order.  So every result is bit-identical to the serial run.
-(A float GEMM's rounding may change with the number of columns it is given: OpenBLAS
-blocking; so float convs are never split.)
+Only splits whose results do not depend on the split are made: copies (a conv's im2col),
+row-wise work whose rows are independent, and work handed to the worker thread in order.
+So every result is bit-identical to the serial run.  A GEMM is never split: its rounding
+may change with the number of columns it is given (OpenBLAS blocking; BLAS threads itself).
 ``SNNCC_THREADS=1`` turns it off; by default it uses min(2, CPUs this process may run on).
 """
 
@@ -15,8 +14,6 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-
-import numpy as np
 
 # below this many elements (or multiply-adds) a split costs more than it saves
 MIN_ELEMENTS = 1 << 18
@@ -90,25 +87,6 @@ def halves(n: int, fn, size: int) -> None:
                 fut.result()
     finally:
         _local.busy = False
-
-
-def stack(parts: list) -> np.ndarray:
-    """Concatenate ``parts`` along axis 0 into the memory layout the parts have (their axes
-    ordered by stride), so that later reductions over the whole visit it in the same order."""
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    big = max(parts, key=lambda p: p.shape[0])  # a size-1 axis has no meaningful stride
-    order = sorted(range(first.ndim), key=lambda a: (-big.strides[a] if big.shape[a] > 1 else 0, a))
-    shape = list(first.shape)
-    shape[0] = sum(p.shape[0] for p in parts)
-    base = np.empty([shape[a] for a in order], first.dtype)
-    out = base.transpose(np.argsort(order))
-    at = 0
-    for p in parts:
-        out[at:at + p.shape[0]] = p
-        at += p.shape[0]
-    return out
 
 
 class Lagged:
