@@ -237,22 +237,18 @@ def collect_stats(graph: Graph, ctx: PassContext, data, names: list[str]) -> dic
     salts = {v: int(mix64(np.uint64(zlib.crc32(v.encode()) + ((seed & 0xFFFFFFFF) << 32)))) for v in names}
     acc = {v: ChannelStats(graph.values[v].shape, reservoir, salts[v], data.n) for v in names}
 
-    # the statistics of one value are taken in the worker thread while the forward pass goes on
-    # (one value behind, in order: the same updates as in a single thread)
-    stats = Lagged(lag=1)
-
-    def on_value(name: str, arr: np.ndarray) -> None:
-        if name in acc:
-            stats.submit(acc[name].update, arr)
-
     batch = resources.batch_size(graph, options, itemsize=4,  # float32 activations, next to the statistics
                                  reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
-    try:
+    # the statistics of one value are taken in the worker thread while the forward pass goes on
+    # (one value behind, in order: the same updates as in a single thread)
+    with Lagged(lag=1) as stats:
+        def on_value(name: str, arr: np.ndarray) -> None:
+            if name in acc:
+                stats.submit(acc[name].update, arr)
+
         for xb, _ in data.batches(batch, progress="calibrate"):
             run_graph(graph, xb, on_value=on_value)
         stats.drain()
-    finally:
-        stats.cancel()
     return {v: acc[v].result(kinds.get(v, "add")) for v in names}
 
 

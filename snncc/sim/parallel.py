@@ -13,7 +13,6 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 
 # below this many elements (or multiply-adds) a split costs more than it saves
 MIN_ELEMENTS = 1 << 18
@@ -21,7 +20,6 @@ MIN_ELEMENTS = 1 << 18
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
-_blas = None  # threadpoolctl's controller, when it is installed
 
 
 def workers() -> int:
@@ -52,52 +50,51 @@ def enabled(size: int) -> bool:
     return size >= MIN_ELEMENTS and workers() > 1 and not getattr(_local, "busy", False)
 
 
-@contextmanager
-def _one_blas_thread():
-    """Each half's GEMM on one BLAS thread (two halves on two cores), when threadpoolctl is there."""
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _blas = ThreadpoolController()
-        except Exception:  # not installed: BLAS keeps its own threads (results are the same)
-            _blas = False
-    if not _blas:
-        yield
-        return
-    with _blas.limit(limits=1, user_api="blas"):
-        yield
-
-
 def halves(n: int, fn, size: int) -> None:
     """Run ``fn(lo, hi)`` over [0, n) as two halves at once (the first in the worker thread), or
     as one call when ``size`` (elements of work) is small or threads are off.  ``fn`` must write
     its results into place: the halves must not depend on each other."""
-    if n < 4 or not enabled(size):  # halves of at least 2 rows, so that their layout shows
+    if n < 2 or not enabled(size):
         fn(0, n)
         return
     h = n // 2
     _local.busy = True
     try:
-        with _one_blas_thread():
-            fut = _executor().submit(fn, 0, h)
-            try:
-                fn(h, n)
-            finally:
-                fut.result()
+        fut = _executor().submit(fn, 0, h)
+        try:
+            fn(h, n)
+        finally:
+            fut.result()
     finally:
         _local.busy = False
 
 
 class Lagged:
-    """Runs calls in the worker thread, in order, at most ``lag`` behind the caller (so that
-    at most ``lag`` arguments are kept alive past their use); ``drain`` waits for all.
-    Serial (each call runs at once) when threads are off."""
+    """A context in which ``submit`` runs calls in the worker thread, in order, at most ``lag``
+    behind the caller (so that at most ``lag`` arguments are kept alive past their use);
+    ``drain`` waits for all.  Serial (each call runs at once) when threads are off.  Meanwhile
+    the caller's own work is not split in halves: the worker is busy with the calls."""
 
     def __init__(self, lag: int = 1):
         self.lag = lag
         self.pending: deque[Future] = deque()
         self.serial = workers() < 2 or getattr(_local, "busy", False)
+        self._was_busy = getattr(_local, "busy", False)
+
+    def __enter__(self) -> Lagged:
+        _local.busy = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for f in self.pending:
+            f.cancel()
+        try:
+            for f in self.pending:  # a running call cannot be cancelled: let it end
+                if not f.cancelled():
+                    f.exception()
+        finally:
+            self.pending.clear()
+            _local.busy = self._was_busy
 
     def submit(self, fn, *args) -> None:
         if self.serial:
@@ -110,8 +107,3 @@ class Lagged:
     def drain(self) -> None:
         while self.pending:
             self.pending.popleft().result()
-
-    def cancel(self) -> None:
-        for f in self.pending:
-            f.cancel()
-        self.pending.clear()
