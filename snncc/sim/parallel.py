@@ -58,6 +58,17 @@ def _mark_worker() -> None:
     _local.busy = True
 
 
+def _trim_heap() -> None:
+    """Give the heap the worker thread's calls freed back to the system (glibc's malloc_trim):
+    after calibrate, a ResNet-50 at 224 x 224 otherwise kept about 120-160 MB into later passes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def enabled(size: int) -> bool:
     """Whether work of ``size`` elements should be split here (not nested, not in the worker)."""
     return size >= MIN_ELEMENTS and workers() > 1 and not getattr(_local, "busy", False)
@@ -108,6 +119,7 @@ class Lagged:
         finally:
             self.pending.clear()
             _local.busy = self._was_busy
+            _trim_heap()
 
     def submit(self, fn, *args) -> None:
         if self.serial:
