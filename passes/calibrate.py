@@ -18,6 +18,7 @@ from snncc.ir import Graph, freeze
 from snncc.pass_context import PassContext
 from snncc.passes.convert_plan import calibrated_values, plan
 from snncc.sim.float_runtime import run_graph
+from snncc.sim.parallel import Lagged
 
 TAIL = 64  # exact largest |x| kept per channel: high percentiles without a huge sample
 # Reservoir candidates per channel: a value with more elements per channel than
@@ -25,6 +26,7 @@ TAIL = 64  # exact largest |x| kept per channel: high percentiles without a huge
 # sample (a seeded offset per sample) to the reservoir; the result is still a uniform
 # sample, at a fraction of the hashing and selection work.
 SUBSAMPLE = 16
+KEY_BLOCK = 1 << 16  # reservoir keys hashed per block (uint64 elements)
 _MIX1, _MIX2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -35,6 +37,19 @@ def mix64(x: np.ndarray) -> np.ndarray:
         x = (x ^ (x >> np.uint64(30))) * _MIX1
         x = (x ^ (x >> np.uint64(27))) * _MIX2
     return x ^ (x >> np.uint64(31))
+
+
+def _mix64_inplace(x: np.ndarray) -> np.ndarray:
+    """mix64 of a uint64 array, overwriting it (the same values, without the temporaries)."""
+    t = np.empty_like(x)
+    with np.errstate(over="ignore"):
+        for shift, mul in ((30, _MIX1), (27, _MIX2)):
+            np.right_shift(x, np.uint64(shift), out=t)
+            x ^= t
+            x *= mul
+        np.right_shift(x, np.uint64(31), out=t)
+        x ^= t
+    return x
 
 
 class ChannelStats:
@@ -69,16 +84,20 @@ class ChannelStats:
         if v.size == 0:
             return
         self.count += b * self.per
+        low = v.min(axis=(0, 2))
         self.max = np.maximum(self.max, v.max(axis=(0, 2)))
-        self.min = np.minimum(self.min, v.min(axis=(0, 2)))
+        self.min = np.minimum(self.min, low)
         per_sample = v.sum(axis=2, dtype=np.float64)  # (B, C), then summed in sample order
         self.sum = np.concatenate([self.sum[None], per_sample]).cumsum(axis=0)[-1]
         self.nonzero += np.count_nonzero(v, axis=(0, 2))
-        self._update_tail(v)
+        self._update_tail(v, negative=bool((low < 0).any()))
         self._update_reservoir(v)
         self.seen += b
 
-    def _update_tail(self, v: np.ndarray) -> None:
+    def _update_tail(self, v: np.ndarray, negative: bool = True) -> None:
+        if self.tail.shape[1] == TAIL:  # full: only values above a channel's smallest kept |x| can enter
+            self._merge_tail(v, negative)
+            return
         a = np.abs(v)  # (B, C, P)
         if a.shape[2] > TAIL:
             a.partition(a.shape[2] - TAIL, axis=2)
@@ -88,6 +107,26 @@ class ChannelStats:
             tail = -np.partition(-tail, TAIL - 1, axis=1)[:, :TAIL]
         self.tail = -np.sort(-tail, axis=1)
 
+    def _merge_tail(self, v: np.ndarray, negative: bool) -> None:
+        """The TAIL largest |x| of the kept tail and the batch: the same values as sorting them all,
+        from a compare per element (after the first batches, few values beat the kept ones).
+        ``negative``: whether the batch holds negative values (a ReLU output does not)."""
+        low = self.tail[:, -1][None, :, None]
+        hit = v > low
+        if negative:
+            hit |= v < -low
+        at = np.flatnonzero(hit)
+        if at.size == 0:
+            return
+        vals = np.abs(v.reshape(-1)[at])  # C order: grouped by sample, then channel
+        ch = (at // self.per) % self.c
+        chans = np.concatenate([np.repeat(np.arange(self.c), TAIL), ch])
+        allv = np.concatenate([self.tail.ravel(), vals])
+        order = np.lexsort((-allv, chans))  # by channel, then descending
+        chans = chans[order]
+        rank = np.arange(len(order)) - np.searchsorted(chans, np.arange(self.c))[chans]
+        self.tail = allv[order[rank < TAIL]].reshape(self.c, TAIL)
+
     def _update_reservoir(self, v: np.ndarray) -> None:
         b, r = v.shape[0], self.stride
         samples = np.arange(self.seen, self.seen + b, dtype=np.uint64)
@@ -96,26 +135,58 @@ class ChannelStats:
             npos = (self.per - offsets + r - 1) // r
             pos = np.concatenate([o + r * np.arange(n) for o, n in zip(offsets, npos)])
             which = np.repeat(np.arange(b), npos)
-            vals = v[which, :, pos].T  # (C, M)
         else:
+            offsets = np.zeros(b, np.int64)
             pos = np.tile(np.arange(self.per), b)
             which = np.repeat(np.arange(b), self.per)
-            vals = np.moveaxis(v, 1, 0).reshape(self.c, -1)
-        index = samples[which] * np.uint64(self.per) + pos.astype(np.uint64)  # global element index
-        chan = np.arange(self.c, dtype=np.uint64)[:, None]
-        with np.errstate(over="ignore"):
-            keys = (mix64(index[None, :] * _GOLDEN + mix64(chan + self.salt)) >> np.uint64(32)).astype(np.uint32)
+        keys = self._keys(samples[which] * np.uint64(self.per) + pos.astype(np.uint64))  # (C, M)
+        if self.sample.shape[1] == self.k:
+            self._merge_reservoir(v, keys, which, pos)
+            return
+        vals = np.concatenate([v[i, :, o::r] for i, o in enumerate(offsets)], axis=1)  # (C, M)
         sample = np.concatenate([self.sample, vals], axis=1)
         keys = np.concatenate([self.keys, keys], axis=1)
         if sample.shape[1] > self.k:
             # 32-bit keys (half the memory) may tie: order by (key, arrival), arrival being the
             # column, since the kept sample is in arrival order and the new batch comes after it
             order = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(keys.shape[1], dtype=np.uint64)
-            idx = np.argpartition(order, self.k - 1, axis=1)[:, :self.k]
-            idx.sort(axis=1)  # keep the arrival order: deterministic and readable
-            sample = np.take_along_axis(sample, idx, axis=1)
-            keys = np.take_along_axis(keys, idx, axis=1)
+            sample, keys = self._select(order, sample, keys)
         self.sample, self.keys = sample, keys
+
+    def _keys(self, index: np.ndarray) -> np.ndarray:
+        """(C, M) uint32 keys of the elements at global indices ``index`` (M,) in every channel."""
+        chan = mix64(np.arange(self.c, dtype=np.uint64) + self.salt)
+        keys = np.empty((self.c, index.size), np.uint32)
+        with np.errstate(over="ignore"):
+            index = index * _GOLDEN
+            rows = max(1, KEY_BLOCK // max(index.size, 1))
+            for c0 in range(0, self.c, rows):  # (rows, M) uint64 at a time: cache-sized, in place
+                keys[c0:c0 + rows] = _mix64_inplace(np.add.outer(chan[c0:c0 + rows], index)) >> np.uint64(32)
+        return keys
+
+    def _select(self, order: np.ndarray, sample: np.ndarray, keys: np.ndarray):
+        """The ``k`` columns of each row with the smallest ``order``, in column (arrival) order."""
+        idx = np.argpartition(order, self.k - 1, axis=1)[:, :self.k]
+        idx.sort(axis=1)  # keep the arrival order: deterministic and readable
+        return np.take_along_axis(sample, idx, axis=1), np.take_along_axis(keys, idx, axis=1)
+
+    def _merge_reservoir(self, v: np.ndarray, keys: np.ndarray, which: np.ndarray, pos: np.ndarray) -> None:
+        """A full reservoir meets a batch: a candidate arrives after every kept entry, so it can
+        only enter with a key below its row's largest kept key.  Those few are packed to the
+        left of each row in arrival order (the padding sorts last), then selected as above."""
+        rows, cols = np.nonzero(keys < self.keys.max(axis=1)[:, None])
+        if rows.size == 0:
+            return
+        rank = np.arange(rows.size) - np.searchsorted(rows, np.arange(self.c))[rows]
+        width = int(rank.max()) + 1
+        new = np.full((self.c, width), np.iinfo(np.uint64).max, np.uint64)
+        new[rows, rank] = (keys[rows, cols].astype(np.uint64) << np.uint64(32)) | (rank + self.k).astype(np.uint64)
+        vals = np.zeros((self.c, width), np.float32)
+        vals[rows, rank] = v[which[cols], rows, pos[cols]]
+        old = (self.keys.astype(np.uint64) << np.uint64(32)) | np.arange(self.k, dtype=np.uint64)
+        self.sample, self.keys = self._select(
+            np.concatenate([old, new], axis=1), np.concatenate([self.sample, vals], axis=1),
+            np.concatenate([self.keys, (new >> np.uint64(32)).astype(np.uint32)], axis=1))
 
     def result(self, kind: str) -> dict:
         """The statistics, read-only: every later graph copy shares them (``Graph.copy``)."""
@@ -166,14 +237,18 @@ def collect_stats(graph: Graph, ctx: PassContext, data, names: list[str]) -> dic
     salts = {v: int(mix64(np.uint64(zlib.crc32(v.encode()) + ((seed & 0xFFFFFFFF) << 32)))) for v in names}
     acc = {v: ChannelStats(graph.values[v].shape, reservoir, salts[v], data.n) for v in names}
 
-    def on_value(name: str, arr: np.ndarray) -> None:
-        if name in acc:
-            acc[name].update(arr)
-
     batch = resources.batch_size(graph, options, itemsize=4,  # float32 activations, next to the statistics
                                  reserved=resources.STATS_BYTES * reservoir * sum(_channels(graph, v) for v in names))
-    for xb, _ in data.batches(batch, progress="calibrate"):
-        run_graph(graph, xb, on_value=on_value)
+    # the statistics of one value are taken in the worker thread while the forward pass goes on
+    # (one value behind, in order: the same updates as in a single thread)
+    with Lagged(lag=1) as stats:
+        def on_value(name: str, arr: np.ndarray) -> None:
+            if name in acc:
+                stats.submit(acc[name].update, arr)
+
+        for xb, _ in data.batches(batch, progress="calibrate"):
+            run_graph(graph, xb, on_value=on_value)
+        stats.drain()
     return {v: acc[v].result(kinds.get(v, "add")) for v in names}
 
 

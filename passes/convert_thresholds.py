@@ -12,6 +12,7 @@ import numpy as np
 
 from snncc.errors import SnnccError
 from snncc.options import CompileOptions
+from snncc.sim import parallel
 from snncc.sim.neuron import quantize_levels
 
 
@@ -66,8 +67,26 @@ def _percentile(absample: np.ndarray, tail: np.ndarray, count: int, p: float) ->
     return np.percentile(absample, p, axis=1)
 
 
+# rows of the sample searched at once: each block's candidates stay in the cache (rows are
+# independent, so the result does not depend on the blocks); two blocks run on two threads
+MSE_BLOCK_BYTES = 1 << 20
+
+
 def _mse_clip(sample: np.ndarray, levels: int, signed: bool, coarse: int = 48, fine: int = 24) -> np.ndarray:
     """Per-row clip value a = N*theta minimizing mean (x - q(x))^2 over the sample."""
+    out = np.empty(sample.shape[0])
+    rows = max(1, MSE_BLOCK_BYTES // max(8 * sample.shape[1], 1))
+
+    def part(lo: int, hi: int) -> None:
+        for r0 in range(lo, hi, rows):
+            r1 = min(r0 + rows, hi)
+            out[r0:r1] = _mse_clip_rows(sample[r0:r1], levels, signed, coarse, fine)
+
+    parallel.halves(sample.shape[0], part, sample.size * (coarse + fine))
+    return out
+
+
+def _mse_clip_rows(sample: np.ndarray, levels: int, signed: bool, coarse: int, fine: int) -> np.ndarray:
     x = sample.astype(np.float64)
     top = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0])
     top = np.where(top > 0, top, 1.0)

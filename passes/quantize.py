@@ -347,7 +347,7 @@ class _Scales:
                 self.ids[node.output] = np.broadcast_to(ch.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
             elif node.op == "add":
                 stack = np.stack([self.ids[v] for v in node.inputs]).reshape(len(node.inputs), -1)
-                for col in np.unique(stack, axis=1).T:  # elementwise: joined currents share S
+                for col in _unique_columns(stack, n).T:  # elementwise: joined currents share S
                     self.uf.union_all(col)
                 self.ids[node.output] = self.ids[node.inputs[0]]
             else:
@@ -388,8 +388,12 @@ class _Scales:
         return mask
 
     def _unify_channels(self, ids: np.ndarray) -> None:
-        for c in range(ids.shape[0]):
-            self.uf.union_all(np.asarray(ids[c]).ravel())
+        flat = np.asarray(ids).reshape(ids.shape[0], -1)
+        valid = flat >= 0
+        lo = np.where(valid, flat, np.iinfo(np.int64).max).min(axis=1, initial=np.iinfo(np.int64).max)
+        hi = np.where(valid, flat, -1).max(axis=1, initial=-1)
+        for c in np.flatnonzero(lo < hi):  # a channel with one id (or none) has nothing to join
+            self.uf.union_all(flat[c])
 
     def _move(self, node: Node, shape) -> np.ndarray:
         """Scale ids through data movement: apply the same movement to the id array."""
@@ -422,6 +426,14 @@ class _Scales:
     def sink_scale(self, value: str) -> np.ndarray:
         roots = self.channel_roots(value)
         return np.where(roots >= 0, self.S[np.maximum(roots, 0)], 1.0)
+
+
+def _unique_columns(stack: np.ndarray, n: int) -> np.ndarray:
+    """np.unique(stack, axis=1) for ids in [-1, n): two rows as one int64 key (much faster)."""
+    if stack.shape[0] != 2 or (n + 1) ** 2 >= 2 ** 62:
+        return np.unique(stack, axis=1)
+    key = np.unique((stack[0].astype(np.int64) + 1) * (n + 1) + (stack[1] + 1))
+    return np.stack([key // (n + 1) - 1, key % (n + 1) - 1])
 
 
 def _input_factor(node: Node, domains: dict[str, str], s_x: float) -> float:

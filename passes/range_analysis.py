@@ -77,8 +77,7 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
     if op in ops.SYNAPTIC:
         lo, hi = ins[0]
         bias = np.asarray(p["shift" if op == "affine" else "bias"], dtype=np.float64)
-        tight = _synaptic(node, lo, hi, bias)
-        wide = _synaptic(node, np.minimum(lo, 0), np.maximum(hi, 0), bias, widen_bias=True)
+        tight, wide = _synaptic(node, lo, hi, bias)
         _check(node, [wide[0].min(), wide[1].max()], "the accumulator")
         return tight
     if op == "add":
@@ -102,31 +101,38 @@ def _node_interval(node: Node, ins, info: dict, T: int) -> tuple[np.ndarray, np.
     raise SnnccError("range analysis cannot handle this op in the integer IR", node=node.name, op=op)
 
 
-def _synaptic(node: Node, lo, hi, bias, widen_bias: bool = False):
+def _synaptic(node: Node, lo, hi, bias):
+    """(tight, wide) output intervals: of [lo, hi], and of [min(lo, 0), max(hi, 0)] with the bias
+    widened to contain 0 (every partial sum).  A conv/dense computes all four ends in one call:
+    integer bounds, exact sums."""
     p, a = node.params, node.attrs
+    wlo, whi = np.minimum(lo, 0), np.maximum(hi, 0)
     if node.op == "affine":
         s = np.asarray(p["scale"], dtype=np.float64)
         shape = (-1,) + (1,) * (lo.ndim - 1)
         sp, sn = np.maximum(s, 0).reshape(shape), np.minimum(s, 0).reshape(shape)
-        out_lo, out_hi = sp * lo + sn * hi, sp * hi + sn * lo
+        ends = [(sp * lo + sn * hi, sp * hi + sn * lo), (sp * wlo + sn * whi, sp * whi + sn * wlo)]
         b = bias.reshape(shape)
     else:
-        x = np.stack([lo, hi])  # integer bounds: the kernels are exact in float32 where it holds them
+        x = np.stack([lo, hi, wlo, whi])  # integer bounds: the kernels are exact in float32 where it holds them
         dt = exact_float(x, np.asarray(p["weight"]))
-        w, x = np.asarray(p["weight"], dtype=dt), x.astype(dt)
+        w = np.asarray(p["weight"], dtype=dt)
+        o = w.shape[0]
+        both = np.concatenate([np.maximum(w, 0), np.minimum(w, 0)])  # W+ then W- as 2*O outputs
         if node.op == "conv":
-            def f(wt):
-                return K.conv2d(x, wt, None, a["strides"], a["pads"], a["dilations"], a["group"])
+            out = K.conv2d(x.astype(dt), both, None, a["strides"], a["pads"], a["dilations"],
+                           a["group"]) if int(a["group"]) == 1 else np.concatenate(
+                [K.conv2d(x.astype(dt), wt, None, a["strides"], a["pads"], a["dilations"], a["group"])
+                 for wt in (both[:o], both[o:])], axis=1)
             b = bias.reshape(-1, 1, 1)
         else:
-            def f(wt):
-                return K.dense(x, wt, None)
+            out = K.dense(x.astype(dt), both, None)
             b = bias
-        pos, neg = f(np.maximum(w, 0)).astype(np.float64), f(np.minimum(w, 0)).astype(np.float64)
-        out_lo, out_hi = pos[0] + neg[1], pos[1] + neg[0]
-    if widen_bias:
-        return out_lo + np.minimum(b, 0), out_hi + np.maximum(b, 0)
-    return out_lo + b, out_hi + b
+        out = out.astype(np.float64)
+        pos, neg = out[:, :o], out[:, o:]
+        ends = [(pos[0] + neg[1], pos[1] + neg[0]), (pos[2] + neg[3], pos[3] + neg[2])]
+    (tlo, thi), (wl, wh) = ends
+    return (tlo + b, thi + b), (wl + np.minimum(b, 0), wh + np.maximum(b, 0))
 
 
 def _neuron(node: Node, current, info: dict, T: int):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from snncc.sim import parallel
+
 
 def pad_nchw(x: np.ndarray, pads, value=0.0) -> np.ndarray:
     t, l_, b, r = pads
@@ -37,7 +39,9 @@ def conv2d(x, weight, bias, strides, pads, dilations, group):
     win = _windows(xp, (kh, kw), strides, dilations)  # N, C, OH, OW, KH, KW
     oh, ow = win.shape[2], win.shape[3]
     og = o // group
-    if group == 1:
+    if group == 1 and o > 1 and ig * kh * kw > 1:
+        out = _conv_gemm(win, weight)
+    elif group == 1:
         out = np.einsum("nchwij,ocij->nohw", win, weight, optimize=True)
     elif ig == 1 and og == 1:  # depthwise
         out = np.einsum("nchwij,cij->nchw", win, weight[:, 0], optimize=True)
@@ -48,6 +52,23 @@ def conv2d(x, weight, bias, strides, pads, dilations, group):
     if bias is not None:
         out = out + bias.reshape(1, o, 1, 1)
     return out
+
+
+def _conv_gemm(win: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The ungrouped conv exactly as numpy's einsum computes it (o >= 2 outputs, fan-in >= 2):
+    one GEMM W (O, K) @ B (K, N*OH*OW) on the same im2col copy B, the output in the same memory
+    layout, so bit for bit the same values; only the copy into B runs in two halves of the
+    batch on two threads (tests/test_parallel.py checks it against np.einsum)."""
+    n, c, oh, ow, kh, kw = win.shape
+    o = weight.shape[0]
+    cols = np.empty((c, kh, kw, n, oh, ow), np.result_type(win))
+
+    def copy(lo: int, hi: int) -> None:
+        cols[:, :, :, lo:hi] = win[lo:hi].transpose(1, 4, 5, 0, 2, 3)
+
+    parallel.halves(n, copy, cols.size)
+    out = np.matmul(weight.reshape(o, c * kh * kw), cols.reshape(c * kh * kw, n * oh * ow))
+    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
 def dense(x, weight, bias):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from snncc.sim import parallel
+
 
 def channel_view(arr: np.ndarray, ndim: int) -> np.ndarray:
     """Reshape a per-channel vector to broadcast over (N, C, ...)."""
@@ -72,4 +74,20 @@ def quantize_levels(x: np.ndarray, theta, n: int, signed: bool) -> np.ndarray:
     This is the activation quantizer of the ANN that the T=1 SNN equals (the oracle);
     snncc/sim/neuron_torch.py is its torch twin, for training.
     """
-    return np.clip(np.floor(x / theta + ROUND_OFFSET), *level_range(n, signed))
+    lo, hi = level_range(n, signed)
+    x, theta = np.asarray(x), np.asarray(theta)
+    if x.dtype != np.float64 or theta.dtype != np.float64 or np.broadcast_shapes(x.shape, theta.shape) != x.shape:
+        return np.clip(np.floor(x / theta + ROUND_OFFSET), lo, hi)
+    # the same four element-wise steps in place, the rows in two halves on two threads
+    out = np.empty_like(x)
+    rows = theta.ndim == x.ndim and theta.shape[0] == x.shape[0] > 1
+
+    def part(a: int, b: int) -> None:
+        t = out[a:b]
+        np.divide(x[a:b], theta[a:b] if rows else theta, out=t)
+        t += ROUND_OFFSET
+        np.floor(t, out=t)
+        np.clip(t, lo, hi, out=t)
+
+    parallel.halves(x.shape[0] if x.ndim else 1, part, x.size)
+    return out
