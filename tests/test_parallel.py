@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -96,3 +97,13 @@ def test_unique_columns_equals_numpy():
     assert np.array_equal(quantize._unique_columns(stack, 50), np.unique(stack, axis=1))
     three = rng.integers(-1, 5, (3, 100))
     assert np.array_equal(quantize._unique_columns(three, 5), np.unique(three, axis=1))
+
+
+def test_one_thread_unless_asked(monkeypatch):
+    """Threads are opt-in: they raised a ResNet-50 compile's peak RSS past 4 GB (docs/limits.md)."""
+    monkeypatch.delenv("SNNCC_THREADS", raising=False)
+    assert parallel.workers() == 1 and not parallel.enabled(1 << 30)
+    monkeypatch.setenv("SNNCC_THREADS", "1")
+    assert parallel.workers() == 1
+    monkeypatch.setenv("SNNCC_THREADS", "2")
+    assert parallel.workers() == min(2, len(os.sched_getaffinity(0)))
