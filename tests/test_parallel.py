@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 from chain_model import chain_onnx
+from channel_stats_helper import stats_over_batches
 
 import snncc
 from snncc.calib_data import load_calib
 from snncc.options import CompileOptions
 from snncc.pass_context import PassContext
 from snncc.passes import calibrate, canonicalize, convert_thresholds, quantize
-from snncc.passes.calibrate import ChannelStats
 from snncc.sim import kernels as K
 from snncc.sim import parallel
 
@@ -67,14 +67,8 @@ def test_channel_stats_merge_paths_match_one_batch():
         x = np.round(rng.standard_normal((60, 4, 6, 6)) * 3).astype(np.float32)
         if relu:
             x = np.maximum(x, 0)
-        results = []
-        for splits in ([60], [20, 1, 1, 38], [7] * 8 + [4]):
-            st = ChannelStats((4, 6, 6), reservoir=30, salt=5, samples=60)
-            at = 0
-            for b in splits:
-                st.update(x[at:at + b])
-                at += b
-            results.append(st.result("relu"))
+        results = [stats_over_batches(x, splits, reservoir=30, salt=5)
+                   for splits in ([60], [20, 1, 1, 38], [7] * 8 + [4])]
         for other in results[1:]:
             for key, value in results[0].items():
                 assert np.array_equal(np.asarray(value), np.asarray(other[key])), (relu, key)

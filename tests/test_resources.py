@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 from chain_model import chain_onnx
+from channel_stats_helper import stats_over_batches
 from click.testing import CliRunner
 
 import snncc
@@ -84,14 +85,8 @@ def test_channel_stats_do_not_depend_on_the_batches():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((37, 3, 9, 7)).astype(np.float32) * np.array([1, 5, 0.1], np.float32)[:, None, None]
     x[x < -1] = 0
-    results = []
-    for splits in ([37], [1] * 37, [5, 11, 2, 19], [36, 1]):
-        st = ChannelStats((3, 9, 7), reservoir=200, salt=12345, samples=37)
-        at = 0
-        for b in splits:
-            st.update(x[at:at + b])
-            at += b
-        results.append(st.result("relu"))
+    results = [stats_over_batches(x, splits, reservoir=200, salt=12345)
+               for splits in ([37], [1] * 37, [5, 11, 2, 19], [36, 1])]
     for other in results[1:]:
         for key, value in results[0].items():
             assert np.array_equal(np.asarray(value), np.asarray(other[key])), key
