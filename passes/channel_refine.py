@@ -38,6 +38,7 @@ import numpy as np
 
 from snncc import ops
 from snncc.ir import Graph, Node
+from snncc.passes.weight_rounding import fan_in
 from snncc.sim.float_runtime import eval_node
 from snncc.sim.neuron import channel_view, quantize_levels
 from snncc.sim.snn_sim import run_quantized
@@ -304,7 +305,7 @@ def refine(graph: Graph, p, thetas: dict, caps: dict, groups: list[list[str]], x
         env_f_in = env_f
         env_f = run_quantized(graph, {}, None, env=env_f, start=i, stop=i + 1, last=last)
         v = node.output
-        if weights and node.op in ops.WEIGHTED and v not in static and _fan_in(node) <= REFIT_MAX_FAN_IN \
+        if weights and node.op in ops.WEIGHTED and v not in static and fan_in(node) <= REFIT_MAX_FAN_IN \
                 and int(node.attrs.get("group", 1)) == 1:
             src = node.inputs[0]
             w, b = refit_weights(node, env_q.get(src + "#q", env_q[src]), env_f_in[src])
@@ -328,11 +329,6 @@ def refine(graph: Graph, p, thetas: dict, caps: dict, groups: list[list[str]], x
                 th = channel_view(spec[0], env_q[v].ndim)
                 env_q[v + "#q"] = quantize_levels(env_q[v], th, spec[1], spec[2]) * th
     return thetas, delta, losses, refitted
-
-
-def _fan_in(node: Node) -> int:
-    w = node.params["weight"]
-    return int(np.prod(w.shape[1:]))
 
 
 def record_refit(graph: Graph, snn: Graph, names: list[str]) -> None:
