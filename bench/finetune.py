@@ -16,6 +16,10 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
   accuracy and synaptic events per inference (a synaptic event: one non-zero input level
   reaching one synapse, counted on the integer SNN's inputs of every conv/dense/affine
   that reads spike levels; the first conv reads the image and is left out).
+- the same on the deep SEW digits net (``--only sew_deep``: 8 SEW blocks in one stage,
+  identity shortcuts only, where the sums of levels run through every join), with the
+  fine-tuned integer SNN's spike events and level mass as well (snncc/activity.py's spike
+  sources: neurons and SEW joins, a SEW sum being one multi-level spike).
 
 - prune + fine-tune: structured pruning (l1) at low bits, N=4, T=1, and the integer
   parameter memory against the fp32 ANN's (memory_report's ``compression``);
@@ -28,7 +32,7 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
 the machine is shared, so it is noisy.
 
-    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion_cnn]
+    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,sew_deep,prune,fashion_cnn]
         [--train-count 20000 --lr 5e-4 --distill --test-samples 1000]
 """
 
@@ -63,6 +67,8 @@ THREADS = [1]
 # (residual mode, --barrier-scale k, activity weight a): a > 0 adds the spike-activity term to the loss
 SEW_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("sparse", 2.0, 0.0), ("sparse", 3.0, 0.0),
               ("sew", 1.0, 0.5), ("sparse", 1.0, 0.5)]
+SEW_DEEP_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("sparse", 2.0, 0.0),
+                   ("sparse", 3.0, 0.0)]
 
 
 def int_accuracy(graph, x, y) -> float:
@@ -95,6 +101,27 @@ def synaptic_events(graph, x) -> float:
     return total / len(x)
 
 
+def spike_activity(graph, x) -> tuple[float, float]:
+    """Per inference on the integer SNN (T=1): spike events and level mass of the spike sources.
+
+    The sources are snncc/activity.py's: every neuron, and every SEW join (an add of levels),
+    whose non-zero sums are multi-level spikes.  The first layer's direct input is not a spike.
+    """
+    from snncc.activity import level_adds
+    from snncc.sim.int_runtime import run_int_levels
+
+    if int(graph.meta.get("timesteps", 1)) != 1:
+        raise ValueError("spike_activity counts the SEW joins at T=1 only")
+    joins = [n.output for n in level_adds(graph)]
+    got, stats = run_int_levels(graph, quantize_input(graph, x), capture=joins)
+    events = sum(float(s["events"].sum()) for s in stats.values())
+    levels = sum(float(s["levels"].sum()) for s in stats.values())
+    for v in joins:
+        events += float(np.count_nonzero(got[v]))
+        levels += float(np.abs(got[v].astype(np.int64)).sum())
+    return events / len(x), levels / len(x)
+
+
 def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, events: bool = False,
           activity: float = 0.0) -> dict:
     x_tr, y_tr, x_te, y_te = data
@@ -110,6 +137,7 @@ def point(onnx_path, opts: dict, data, epochs: int, distill: bool = False, event
     row["seconds"] = out.seconds
     if events:
         row["events"] = synaptic_events(result.int_graph, x_te)
+        row["spikes"], row["levels"] = spike_activity(result.int_graph, x_te)
     return row
 
 
@@ -169,6 +197,38 @@ def sew_rows(data, epochs: int) -> None:
                 tag = f" a={act:g}" if act else ""
                 print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
                       f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
+
+
+def sew_deep_rows(data, epochs: int) -> None:
+    """Sparse-ResNet against SEW on the deep SEW digits net: events, spikes and level mass after fine-tuning."""
+    import residual_models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = residual_models.train_all(Path(tmp), names=("sew_deep",))["sew_deep"]
+        print(f"\ndeep SEW digits net (tests/residual_models.py sew_deep: 8 SEW blocks in one stage, identity "
+              f"shortcuts), ANN test accuracy {100 * m.ann_test_accuracy:.2f}%, N=4, T=1, 8-bit weights, "
+              f"{epochs} epochs of fine-tuning each")
+        print("(syn. events: as in the SEW section; spikes and level mass: per inference on the fine-tuned "
+              "integer SNN, neurons and SEW joins)")
+        print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
+              f"{'syn. events tuned':>17s} {'spikes tuned':>12s} {'levels tuned':>12s} {'time':>7s}")
+        res = {}
+        for mode, k, act in SEW_DEEP_POINTS:
+            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
+            res[(mode, k, act)] = r
+            label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
+            print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
+                  f"{r['events']:>17.1f} {r['spikes']:>12.1f} {r['levels']:>12.1f} {r['seconds']:>6.1f}s",
+                  flush=True)
+        for (mode, k, act), r in res.items():
+            if mode == "sparse":
+                sew = res.get(("sew", 1.0, act), res[("sew", 1.0, 0.0)])
+                tag = f" a={act:g}" if act else ""
+                fewer = {key: 100 * (1 - r[key] / sew[key]) for key in ("events", "spikes", "levels")}
+                print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {fewer['events']:.2f}% fewer synaptic "
+                      f"events (goal >= 20%), {fewer['spikes']:.2f}% fewer spikes, {fewer['levels']:.2f}% less "
+                      f"level mass, accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}% "
+                      f"({100 * (r['tuned'] - sew['tuned']):+.2f} points)")
 
 
 def prune_rows(data, epochs: int, ann: float) -> None:
@@ -264,8 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=20, help="fine-tune epochs per row (default 20)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--only", default="digits,rescaw,sew,prune",
-                    help="comma list: sections digits, rescaw, sew, prune (default all four) and the real-data "
-                         "models " + ",".join(REAL_ROWS))
+                    help="comma list: sections digits, rescaw, sew, prune (default these four), sew_deep, and the "
+                         "real-data models " + ",".join(REAL_ROWS))
     ap.add_argument("--train-count", type=int, default=10000, help="training images for the real-data rows")
     ap.add_argument("--test-samples", type=int, help="evenly spaced test images for the real-data rows (default all)")
     ap.add_argument("--lr", type=float, default=2e-3,
@@ -285,6 +345,8 @@ def main(argv=None) -> int:
         rescaw_rows(data, args.epochs, ann)
     if "sew" in parts:
         sew_rows(data, args.epochs)
+    if "sew_deep" in parts:
+        sew_deep_rows(data, args.epochs)
     if "prune" in parts:
         prune_rows(data, args.epochs, ann)
     for name in REAL_ROWS:

@@ -1,13 +1,16 @@
-"""Sparse-ResNet barriers vs SEW sums of levels on the SEW-like digits ResNet (net (a)).
+"""Sparse-ResNet barriers vs SEW sums of levels on the SEW-like digits ResNets.
 
-Trains net (a) of ``tests/residual_models.py`` (seeded), compiles it with
+Trains net (a) of ``tests/residual_models.py`` (``--net sew``, 6 blocks in 3 stages whose
+downsampling shortcuts re-spike the stream) or its deep variant (``--net sew_deep``, one
+stage of 8 blocks, identity shortcuts only), seeded, compiles it with
 ``--residual sew`` and ``--residual sparse`` for barrier scales k in {1, 1.25, 1.5, 2},
 and prints, per inference on the digits test split: spike events, level mass,
 synaptic input events and SOPs (definitions in ``snncc/activity.py``), top-1
 accuracy of the float SNN and of the integer SNN, and each mode's per-block
-avalanche profile.
+avalanche profile, with the event density of each join output (the fraction of its
+elements that are non-zero: what the next block's synapses see as events).
 
-    .venv/bin/python bench/residual_activity.py [--levels 4] [--threshold-search none|output]
+    .venv/bin/python bench/residual_activity.py [--net sew|sew_deep] [--levels 4] [--threshold-search none|output]
 
 The barriers here are post-training: no fine-tuning with the barriers in place.
 """
@@ -34,6 +37,8 @@ from snncc.pass_manager import run_pipeline  # noqa: E402
 from snncc.sim.int_runtime import quantize_input, run_int  # noqa: E402
 
 KS = (1.0, 1.25, 1.5, 2.0)
+NETS = {"sew": "net (a): SEW-like ResNet, 6 blocks (3 stages x 2)",
+        "sew_deep": "net sew_deep: SEW-like ResNet, 8 blocks in one stage (identity shortcuts)"}
 
 
 def run_point(onnx_path, models, mode: str, k: float, levels: int, search: str):
@@ -49,16 +54,23 @@ def run_point(onnx_path, models, mode: str, k: float, levels: int, search: str):
     return acc, acc_int, rep
 
 
+def join_density(rep: dict) -> list[float]:
+    """Per block: non-zero join outputs (barrier spikes, or non-zero SEW sums) / join elements."""
+    joins = [b["join"] for b in rep["blocks"] if "join" in b]
+    return [j["events"] / (j["elements"] * rep["timesteps"]) for j in joins]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", default="sew", choices=tuple(NETS))
     ap.add_argument("--levels", type=int, default=4)
     ap.add_argument("--threshold-search", default="none", choices=("none", "output"))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        models = residual_models.train_all(Path(tmp), names=("sew",))
-        path = models["sew"].onnx_path
-        print(f"net (a): SEW-like ResNet, 6 blocks, ANN test accuracy {models['sew'].ann_test_accuracy:.4f} "
+        models = residual_models.train_all(Path(tmp), names=(args.net,))
+        path = models[args.net].onnx_path
+        print(f"{NETS[args.net]}, ANN test accuracy {models[args.net].ann_test_accuracy:.4f} "
               f"({len(models.y_test)} test images), N={args.levels}, T=1, 8-bit weights, "
               f"threshold search {args.threshold_search}")
         points = [("sew", 1.0)] + [("sparse", k) for k in KS]
@@ -80,6 +92,7 @@ def main(argv=None) -> int:
             print()
             print(f"[{mode}{'' if mode == 'sew' else f', k={k:g}'}]")
             print(format_activity(rep))
+            print("join event density per block: " + " ".join(f"{d:.3f}" for d in join_density(rep)))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

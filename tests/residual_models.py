@@ -1,15 +1,20 @@
-"""Three small residual nets trained on scikit-learn digits (1x8x8) for the residual tests.
+"""Small residual nets trained on scikit-learn digits (1x8x8) for the residual tests and benches.
 
 - ``sew``: a SEW-like ResNet, 6 blocks whose add joins two ReLU outputs ("spike +
   spike"); nothing after the add, so the sums of levels flow into the next block.
+  Its 3 stages x 2 blocks downsample through conv-bn-relu shortcuts, which re-spike
+  the stream: a sum of levels runs through 2 joins (3 spike tensors) before it is reset.
+- ``sew_deep``: the same SEW blocks, one stage of 8 at width 16 on 8x8: every shortcut
+  is the identity, so sums of levels run through all 8 joins (the setting of the spike
+  avalanche). Used by bench/ only.
 - ``resnet``: a classic ResNet-20-style net (3 stages x 3 basic blocks, ReLU after the add).
 - ``mobilenet``: a MobileNetV2-style net: inverted residual blocks with linear 1x1
   projections, so the residual adds have no activation after them (signed joins).
 
 Training reuses ``examples/digits/train.py`` (data split, deterministic Adam loop,
 ONNX export), so each model is seeded and identical from run to run.
-``train_all(folder)`` trains the three and exports them; ``bench/`` and the
-``tests/test_residual*.py`` fixtures call it.
+``train_all(folder, names)`` trains and exports them (by default the first three, the
+tests' nets); ``bench/`` calls it, the ``tests/test_residual*.py`` fixtures train on first use.
 """
 
 from __future__ import annotations
@@ -62,6 +67,13 @@ class SEWNet(nn.Module):
     def forward(self, x):
         x = self.layers(self.stem(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class DeepSEWNet(SEWNet):
+    """Stem conv-bn-relu, one stage of 8 SEW blocks at width 16 (8x8, identity shortcuts), GAP, dense."""
+
+    def __init__(self, width: int = 16, blocks: int = 8):
+        super().__init__(widths=(width,), blocks_per_stage=blocks)
 
 
 class QAct(nn.Module):
@@ -201,8 +213,8 @@ class MobileNetV2Net(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-BUILDERS = {"sew": SEWNet, "resnet": ResNet20, "mobilenet": MobileNetV2Net}
-EPOCHS = {"sew": 15, "resnet": 20, "mobilenet": 15}
+BUILDERS = {"sew": SEWNet, "resnet": ResNet20, "mobilenet": MobileNetV2Net, "sew_deep": DeepSEWNet}
+EPOCHS = {"sew": 15, "resnet": 20, "mobilenet": 15, "sew_deep": 15}
 QAT_EPOCHS = 8  # quantization-aware fine-tuning at N = QAct.levels (resnet, mobilenet)
 
 
@@ -266,7 +278,7 @@ def lazy_models(folder: Path, seed: int = SEED) -> ResidualModels:
     return ResidualModels(Path(folder), seed, *digits_train.load_digits_split())
 
 
-def train_all(folder: Path, names=tuple(BUILDERS), seed: int = SEED) -> ResidualModels:
+def train_all(folder: Path, names=("sew", "resnet", "mobilenet"), seed: int = SEED) -> ResidualModels:
     res = lazy_models(folder, seed)
     for n in names:
         res[n]
