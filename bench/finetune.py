@@ -19,7 +19,9 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 - the same on the deep SEW digits net (``--only sew_deep``: 8 SEW blocks in one stage,
   identity shortcuts only, where the sums of levels run through every join), with the
   fine-tuned integer SNN's spike events and level mass as well (snncc/activity.py's spike
-  sources: neurons and SEW joins, a SEW sum being one multi-level spike).
+  sources: neurons and SEW joins, a SEW sum being one multi-level spike); ``--only
+  sew_depth``: sew, sparse k=1 and k=2 on that net with 2, 4, 8 and 12 blocks;
+  ``--seed``: the deep nets' training seed (default 0, residual_models.SEED).
 
 - prune + fine-tune: structured pruning (l1) at low bits, N=4, T=1, and the integer
   parameter memory against the fp32 ANN's (memory_report's ``compression``);
@@ -33,6 +35,7 @@ The wall time of each fine-tune is printed (torch on ``--threads`` threads, defa
 the machine is shared, so it is noisy.
 
     .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,sew_deep,prune,fashion_cnn]
+        [--seed 0]  # sew_deep, sew_depth
         [--train-count 20000 --lr 5e-4 --distill --test-samples 1000]
 """
 
@@ -69,6 +72,8 @@ SEW_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("s
               ("sew", 1.0, 0.5), ("sparse", 1.0, 0.5)]
 SEW_DEEP_POINTS = [("sew", 1.0, 0.0), ("sparse", 1.0, 0.0), ("sparse", 1.5, 0.0), ("sparse", 2.0, 0.0),
                    ("sparse", 3.0, 0.0)]
+SEW_DEPTHS = (2, 4, 8, 12)  # blocks in the one stage of the sew_depth rows
+SEW_DEPTH_POINTS = [("sew", 1.0), ("sparse", 1.0), ("sparse", 2.0)]
 
 
 def int_accuracy(graph, x, y) -> float:
@@ -199,15 +204,20 @@ def sew_rows(data, epochs: int) -> None:
                       f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
 
 
-def sew_deep_rows(data, epochs: int) -> None:
-    """Sparse-ResNet against SEW on the deep SEW digits net: events, spikes and level mass after fine-tuning."""
+def deep_sew_net(folder, data, blocks: int, seed: int):
+    """The deep SEW digits net (tests/residual_models.py sew_deep) with ``blocks`` blocks, trained from ``seed``."""
     import residual_models
 
+    return residual_models.train_one("sew_deep", Path(folder), data, seed, blocks=blocks)
+
+
+def sew_deep_rows(data, epochs: int, seed: int) -> None:
+    """Sparse-ResNet against SEW on the deep SEW digits net: events, spikes and level mass after fine-tuning."""
     with tempfile.TemporaryDirectory() as tmp:
-        m = residual_models.train_all(Path(tmp), names=("sew_deep",))["sew_deep"]
+        m = deep_sew_net(tmp, data, 8, seed)
         print(f"\ndeep SEW digits net (tests/residual_models.py sew_deep: 8 SEW blocks in one stage, identity "
-              f"shortcuts), ANN test accuracy {100 * m.ann_test_accuracy:.2f}%, N=4, T=1, 8-bit weights, "
-              f"{epochs} epochs of fine-tuning each")
+              f"shortcuts, trained from seed {seed}), ANN test accuracy {100 * m.ann_test_accuracy:.2f}%, N=4, T=1, "
+              f"8-bit weights, {epochs} epochs of fine-tuning each")
         print("(syn. events: as in the SEW section; spikes and level mass: per inference on the fine-tuned "
               "integer SNN, neurons and SEW joins)")
         print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
@@ -229,6 +239,28 @@ def sew_deep_rows(data, epochs: int) -> None:
                       f"events (goal >= 20%), {fewer['spikes']:.2f}% fewer spikes, {fewer['levels']:.2f}% less "
                       f"level mass, accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}% "
                       f"({100 * (r['tuned'] - sew['tuned']):+.2f} points)")
+
+
+def sew_depth_rows(data, epochs: int, seed: int) -> None:
+    """The same comparison against depth: one stage of 2, 4, 8 and 12 SEW blocks (the avalanche needs depth)."""
+    print(f"\nSparse-ResNet vs SEW against depth: sew_deep with B blocks in one stage (identity shortcuts), "
+          f"trained from seed {seed}, N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each; "
+          "'vs sew': change against the same net's sew row after fine-tuning")
+    print(f"{'B':>2s} {'ANN':>6s} {'residual':<11s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events':>11s} "
+          f"{'vs sew':>7s} {'spikes':>8s} {'vs sew':>7s} {'levels':>8s} {'vs sew':>7s} {'time':>7s}")
+    for blocks in SEW_DEPTHS:
+        with tempfile.TemporaryDirectory() as tmp:
+            m = deep_sew_net(tmp, data, blocks, seed)
+            sew = None
+            for mode, k in SEW_DEPTH_POINTS:
+                r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True)
+                sew = sew or r
+                label = mode if mode == "sew" else f"sparse k={k:g}"
+                vs = {key: 100 * (r[key] / sew[key] - 1) for key in ("events", "spikes", "levels")}
+                print(f"{blocks:>2d} {100 * m.ann_test_accuracy:>5.2f}% {label:<11s} {100 * r['post']:>9.2f}% "
+                      f"{100 * r['tuned']:>9.2f}% {r['events']:>11.1f} {vs['events']:>+6.2f}% {r['spikes']:>8.1f} "
+                      f"{vs['spikes']:>+6.2f}% {r['levels']:>8.1f} {vs['levels']:>+6.2f}% {r['seconds']:>6.1f}s",
+                      flush=True)
 
 
 def prune_rows(data, epochs: int, ann: float) -> None:
@@ -324,8 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=20, help="fine-tune epochs per row (default 20)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--only", default="digits,rescaw,sew,prune",
-                    help="comma list: sections digits, rescaw, sew, prune (default these four), sew_deep, and the "
-                         "real-data models " + ",".join(REAL_ROWS))
+                    help="comma list: sections digits, rescaw, sew, prune (default these four), sew_deep, "
+                         "sew_depth, and the real-data models " + ",".join(REAL_ROWS))
+    ap.add_argument("--seed", type=int, default=0, help="training seed of the deep SEW nets (sew_deep, sew_depth)")
     ap.add_argument("--train-count", type=int, default=10000, help="training images for the real-data rows")
     ap.add_argument("--test-samples", type=int, help="evenly spaced test images for the real-data rows (default all)")
     ap.add_argument("--lr", type=float, default=2e-3,
@@ -346,7 +379,9 @@ def main(argv=None) -> int:
     if "sew" in parts:
         sew_rows(data, args.epochs)
     if "sew_deep" in parts:
-        sew_deep_rows(data, args.epochs)
+        sew_deep_rows(data, args.epochs, args.seed)
+    if "sew_depth" in parts:
+        sew_depth_rows(data, args.epochs, args.seed)
     if "prune" in parts:
         prune_rows(data, args.epochs, ann)
     for name in REAL_ROWS:

@@ -253,22 +253,24 @@ class ResidualModels:
         return self.models[name]
 
 
-def build(name: str, seed: int = SEED) -> nn.Module:
+def build(name: str, seed: int = SEED, **shape) -> nn.Module:
+    """A fresh, seeded net; ``shape`` goes to its builder (e.g. ``blocks=4`` for sew_deep)."""
     torch.manual_seed(seed)
-    return BUILDERS[name]()
+    return BUILDERS[name](**shape)
 
 
-def train_one(name: str, folder: Path, data, seed: int = SEED) -> TrainedModel:
+def train_one(name: str, folder: Path, data, seed: int = SEED, **shape) -> TrainedModel:
     x_tr, y_tr, x_te, y_te = data
     t0 = time.perf_counter()
-    model = digits_train.train(build(name, seed), x_tr, y_tr, epochs=EPOCHS[name], seed=seed)
+    model = digits_train.train(build(name, seed, **shape), x_tr, y_tr, epochs=EPOCHS[name], seed=seed)
     if any(isinstance(m, QAct) for m in model.modules()):  # then fine-tune on the N-level grid
         init_qact_ranges(model, x_tr[:256])
         set_quantize(model, True)
         digits_train.train(model, x_tr, y_tr, epochs=QAT_EPOCHS, seed=seed + 1, lr=1e-3)
         set_quantize(model, False)
     seconds = time.perf_counter() - t0
-    path = digits_train.export_onnx(model, Path(folder) / f"residual_{name}.onnx")
+    tag = "".join(f"_{k}{v}" for k, v in sorted(shape.items()))
+    path = digits_train.export_onnx(model, Path(folder) / f"residual_{name}{tag}.onnx")
     return TrainedModel(name, path, model, digits_train.accuracy(model, x_te, y_te), seconds)
 
 
