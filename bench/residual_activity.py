@@ -8,7 +8,9 @@ and prints, per inference on the digits test split: spike events, level mass,
 synaptic input events and SOPs (definitions in ``snncc/activity.py``), top-1
 accuracy of the float SNN and of the integer SNN, and each mode's per-block
 avalanche profile, with the event density of each join output (the fraction of its
-elements that are non-zero: what the next block's synapses see as events).
+elements that are non-zero: what the next block's synapses see as events) and, in
+sparse mode, the fraction of positive join sums that each barrier rounds to 0 (on the
+integer SNN: the only way a barrier removes an event).
 
     .venv/bin/python bench/residual_activity.py [--net sew|sew_deep] [--levels 4] [--threshold-search none|output]
 
@@ -22,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -47,11 +51,21 @@ def run_point(onnx_path, models, mode: str, k: float, levels: int, search: str):
     snn = run_pipeline(load_onnx(onnx_path), ["canonicalize", "calibrate", "residual", "convert"], ctx)
     sim, rep = simulate_activity(snn, models.x_test)
     intg = run_pipeline(snn, ["quantize"], ctx)
-    out = run_int(intg, quantize_input(intg, models.x_test))[intg.outputs[0]]
+    bars = barriers(intg)
+    got = run_int(intg, quantize_input(intg, models.x_test),
+                  capture=sorted({v for n in bars for v in (n.inputs[0], n.output)}))
+    out = got[intg.outputs[0]]
+    rep["barrier_zeroed"] = [float(np.count_nonzero((got[n.inputs[0]] > 0) & (got[n.output] == 0))
+                                   / max(np.count_nonzero(got[n.inputs[0]] > 0), 1)) for n in bars]
     y = models.y_test
     acc = float((sim.logits.argmax(1) == y).mean())
     acc_int = float((out.reshape(len(y), -1).argmax(1) == y).mean())
     return acc, acc_int, rep
+
+
+def barriers(graph):
+    """The barrier neurons of an integer SNN, in graph order."""
+    return [n for n in graph.nodes if n.op == "neuron" and n.attrs.get("barrier")]
 
 
 def join_density(rep: dict) -> list[float]:
@@ -93,6 +107,9 @@ def main(argv=None) -> int:
             print(f"[{mode}{'' if mode == 'sew' else f', k={k:g}'}]")
             print(format_activity(rep))
             print("join event density per block: " + " ".join(f"{d:.3f}" for d in join_density(rep)))
+            if rep["barrier_zeroed"]:
+                print("positive join sums a barrier maps to 0, per block: "
+                      + " ".join(f"{z:.3f}" for z in rep["barrier_zeroed"]))
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 
