@@ -34,8 +34,8 @@ Rows (digits CNN, the integer SNN, i.e. what the C code computes):
 The wall time of each fine-tune is printed (torch on ``--threads`` threads, default 1);
 the machine is shared, so it is noisy.
 
-    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,sew_deep,prune,fashion_cnn]
-        [--seed 0]  # sew_deep, sew_depth
+    .venv/bin/python bench/finetune.py [--epochs 20] [--threads 1] [--only digits,rescaw,sew,prune,fashion_cnn]
+        [--only sew_deep,sew_depth --seed 0]
         [--train-count 20000 --lr 5e-4 --distill --test-samples 1000]
 """
 

@@ -70,7 +70,8 @@ class SEWNet(nn.Module):
 
 
 class DeepSEWNet(SEWNet):
-    """Stem conv-bn-relu, one stage of 8 SEW blocks at width 16 (8x8, identity shortcuts), GAP, dense."""
+    """Stem conv-bn-relu, one stage of ``blocks`` SEW blocks (default 8) at ``width`` (8x8, identity
+    shortcuts), GAP, dense."""
 
     def __init__(self, width: int = 16, blocks: int = 8):
         super().__init__(widths=(width,), blocks_per_stage=blocks)
