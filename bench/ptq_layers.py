@@ -13,11 +13,16 @@ overridden with ``--set key=value``) and scores, on the test subset:
   float), and every population but it quantized.
 
 Figures are top-1 accuracy and the logits' relative squared error against the ANN.
+
+``--int-only --versus key=value`` also compiles with that override and compares the two
+integer SNNs image by image: how many images only one of them gets right, and the exact
+two-sided sign test on those (a 1,000-image subset rarely tells two settings apart).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -109,6 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help="compile option override key=value")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-population rows")
     ap.add_argument("--int-only", action="store_true", help="only the ANN and integer SNN rows (full test sets)")
+    ap.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --int-only: also compile with these overrides and compare image by image")
     args = ap.parse_args(argv)
     for model in args.models:
         analyse(model, args)
@@ -137,7 +144,17 @@ def analyse(model: str, args) -> None:
     print("\n| quantized | top-1 | drop pt | logits rel. sq. err |\n|---|---|---|---|")
     row("nothing (ANN)", ref)
     if args.int_only:
-        row("integer SNN", batched(lambda xb: _int_logits(ig, xb), x, 250))
+        logits = batched(lambda xb: _int_logits(ig, xb), x, 250)
+        row("integer SNN", logits)
+        if args.versus:
+            other = build_snn(onnx_path, options_for(config, args.set + args.versus), str(calib),
+                              echo=lambda _m: None).int_graph
+            logits_b = batched(lambda xb: _int_logits(other, xb), x, 250)
+            row(f"integer SNN, {' '.join(args.versus)}", logits_b)
+            a, b = logits.reshape(len(x), -1).argmax(1), logits_b.reshape(len(x), -1).argmax(1)
+            only_a, only_b, p = paired(a == y, b == y)
+            print(f"\npaired: only the first right {only_a}, only the second right {only_b}, "
+                  f"predictions differ on {int((a != b).sum())} of {len(y)}; sign test p = {p:.3g}")
         return
     s_x = float(ig.meta["input_scale"])
     xq = np.clip(np.rint(x / s_x), -128, 127) * s_x
@@ -168,6 +185,15 @@ def analyse(model: str, args) -> None:
             acc = float((lg.argmax(1) == y).mean())
             cells += [f"{acc:.4f}", f"{100 * (acc_ann - acc):.2f}", f"{float(np.sum((lg - ref) ** 2)) / energy:.4g}"]
         print(f"| {v} ({specs[v][0].size} ch) | " + " | ".join(cells) + " |", flush=True)
+
+
+def paired(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
+    """(images only A gets right, only B, exact two-sided sign-test p-value on those)."""
+    only_a = int(np.sum(right_a & ~right_b))
+    only_b = int(np.sum(right_b & ~right_a))
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n  # exact ints: n may pass 1024
+    return only_a, only_b, min(1.0, 2.0 * tail)
 
 
 def _int_logits(ig, xb):
