@@ -308,7 +308,7 @@ REAL_ROWS = {  # the acceptance rows on real data (#15): label, compile options 
 
 
 def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, lr: float, distill: bool,
-              levels: set[int] | None = None) -> None:
+              levels: set[int] | None = None, sets: tuple[str, ...] = ()) -> None:
     """An example model (bench/real_data.py's loaders): post-training and fine-tuned accuracy on its test set.
 
     Compile calibrates on the example's committed calibration set with its snncc.toml; the
@@ -316,8 +316,7 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
     the figures.
     """
     import real_data
-
-    from snncc.config import open_config
+    from ptq_layers import options_for
 
     onnx_path, config, calib, x_te, y_te = real_data.MODELS[name]()
     x_te, y_te = real_data.test_subset(x_te, y_te, test_count)
@@ -331,14 +330,12 @@ def real_rows(name: str, epochs: int, train_count: int, test_count: int | None, 
 
     print(f"\n{name} ({folder.relative_to(ROOT)}), ANN test accuracy {100 * ann:.2f}% ({len(y_te)} test images), "
           f"{epochs} epochs of fine-tuning on {len(pick)} training images (a seeded subset), lr {lr:g}"
-          f"{', distilled from the ANN' if distill else ''}")
+          f"{', distilled from the ANN' if distill else ''}{', options ' + ' '.join(sets) if sets else ''}")
     print(f"{'row':<32s} {'post-train':>10s} {'fine-tuned':>10s} {'drop':>7s} {'time':>7s}")
     for label, opts in REAL_ROWS[name]:
         if levels and opts.get("levels", 4) not in levels:
             continue
-        options = CompileOptions()
-        for key, value in open_config(config).overrides.items():
-            setattr(options, key, value)
+        options = options_for(config, sets)
         for key, value in opts.items():
             setattr(options, key, value)
         options.validate()
@@ -365,6 +362,8 @@ def main(argv=None) -> int:
                     help="Adam's learning rate (the CLI's default; real-data rows only)")
     ap.add_argument("--distill", action="store_true", help="distill from the float ANN's logits (real-data rows only)")
     ap.add_argument("--levels", help="only the real-data rows at these N (comma list)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="compile option override for the real-data rows (e.g. threshold_refine=all)")
     args = ap.parse_args(argv)
     THREADS[0] = args.threads
     t0 = time.perf_counter()
@@ -387,7 +386,7 @@ def main(argv=None) -> int:
     for name in REAL_ROWS:
         if name in parts:
             real_rows(name, args.epochs, args.train_count, args.test_samples, args.lr, args.distill,
-                      {int(n) for n in args.levels.split(",")} if args.levels else None)
+                      {int(n) for n in args.levels.split(",")} if args.levels else None, tuple(args.set))
     print(f"\n({time.perf_counter() - t0:.0f} s in all, torch threads {args.threads}; the machine is shared: "
           "times are noisy)")
     return 0

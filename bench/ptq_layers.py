@@ -110,10 +110,11 @@ def weights_only(ann, snn, int_graph):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["fashion_cnn", "cifar10_resnet20"])
-    ap.add_argument("--test-samples", type=int, default=2000)
+    ap.add_argument("--test-samples", type=int, default=None,
+                    help="K evenly spaced test images (default: 2000, or all with --int-only; 0: all)")
     ap.add_argument("--set", action="append", default=[], help="compile option override key=value")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-population rows")
-    ap.add_argument("--int-only", action="store_true", help="only the ANN and integer SNN rows (full test sets)")
+    ap.add_argument("--int-only", action="store_true", help="only the ANN and integer SNN rows (full test sets unless --test-samples)")
     ap.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
                     help="with --int-only: also compile with these overrides and compare image by image")
     args = ap.parse_args(argv)
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
 
 
 def analyse(model: str, args) -> None:
-    onnx_path, config, calib, x, y = load(model, args.test_samples)
+    k = args.test_samples if args.test_samples is not None else (None if args.int_only else 2000)
+    onnx_path, config, calib, x, y = load(model, k or None)
     options = options_for(config, args.set)
     t0 = time.process_time()
     res = build_snn(onnx_path, options, str(calib), echo=lambda _m: None)
