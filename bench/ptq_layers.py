@@ -114,7 +114,8 @@ def main(argv=None) -> int:
                     help="K evenly spaced test images (default: 2000, or all with --int-only; 0: all)")
     ap.add_argument("--set", action="append", default=[], help="compile option override key=value")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-population rows")
-    ap.add_argument("--int-only", action="store_true", help="only the ANN and integer SNN rows (full test sets unless --test-samples)")
+    ap.add_argument("--int-only", action="store_true",
+                    help="only the ANN and integer SNN rows (full test sets unless --test-samples)")
     ap.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
                     help="with --int-only: also compile with these overrides and compare image by image")
     args = ap.parse_args(argv)
