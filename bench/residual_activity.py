@@ -5,7 +5,8 @@ downsampling shortcuts re-spike the stream) or its deep variant (``--net sew_dee
 stage of 8 blocks, identity shortcuts only), seeded, compiles it with
 ``--residual sew`` and ``--residual sparse`` for barrier scales k in {1, 1.25, 1.5, 2},
 and prints, per inference on the digits test split: spike events, level mass,
-synaptic input events and SOPs (definitions in ``snncc/activity.py``), top-1
+synaptic input events and SOPs (definitions in ``snncc/activity.py``; measured on the
+float SNN's simulation), top-1
 accuracy of the float SNN and of the integer SNN, and each mode's per-block
 avalanche profile, with the event density of each join output (the fraction of its
 elements that are non-zero: what the next block's synapses see as events) and, in
