@@ -30,12 +30,12 @@ ReLUs are replaced scores 0.9000, and with each ReLU clamped at its calibrated s
 (mode 99.9%) scores 0.7733 at T=16, 0.7633 at T=32, 0.6133 at T=64, 0.4300 at T=256,
 with the two pools' mean output over 256 steps 1.47x and 1.16x the max of their
 inputs' mean rates.  The same SNN with each pool replaced (as a diagnostic only, not a
-row here) by a gate that passes the spikes of the window's most active input scores
+row here: ``bench/peers_pool_gate.py``) by a gate that passes the spikes of the window's most active input scores
 0.8967 at T=32 and 0.8733 at T=256.  Its ``pre_spike_maxpool`` option (pool before the
 neuron, per-channel only) does not help here: 0.6667 at T=32, 0.6233 at T=256.  The
-same diagnostic on nmnist_cnn (100 recordings, ANN 0.8700) gives 0.8000 at T=256 against
-SpikingJelly's 0.1800, and on cifar10_vgg (200 test images, ANN 0.8300) 0.8300 at T=256
-against 0.6900.  The ResNets (no max pools) do not stall: fashion_resnet reaches 0.8900 at
+same diagnostic (mode 99.9%) on nmnist_cnn (100 recordings, ANN 0.8700) gives 0.8000 at
+T=256 against SpikingJelly's 0.1800 (mode 99.9%, T=256), and on cifar10_vgg (200 test images,
+ANN 0.8300) 0.8300 at T=256 against 0.6900.  The ResNets (no max pools) do not stall: fashion_resnet reaches 0.8900 at
 T=128 (ANN 0.8930 on 2,000 test images); cifar10_resnet20 is still rising at T=128.
 """
 
