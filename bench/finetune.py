@@ -301,6 +301,7 @@ REAL_ROWS = {  # the acceptance rows on real data (#15): label, compile options 
     "fashion_cnn": [("N=4, 8-bit, T=1", {"levels": 4}),
                     ("N=2, 8-bit, T=1", {"levels": 2}),
                     ("2-bit (first/last 8), N=4, T=1", {"weight_bits": 2, "layer_bits": {"first": 8, "last": 8}}),
+                    ("binary N=1, 8-bit, T=4", {"levels": 1, "timesteps": 4}),
                     ("binary N=1, 8-bit, T=1", {"levels": 1})],
     "cifar10_vgg": [("N=4, 8-bit, T=1", {"levels": 4}), ("N=2, 8-bit, T=1", {"levels": 2})],
     "cifar10_resnet20": [("N=4, 8-bit, T=1", {"levels": 4}), ("N=2, 8-bit, T=1", {"levels": 2})],
