@@ -175,6 +175,32 @@ def rescaw_rows(data, epochs: int, ann: float) -> None:
                   f"{100 * (ann - r['tuned']):>6.2f} {r['seconds']:>6.1f}s", flush=True)
 
 
+def sew_compare(onnx_path, points, data, epochs: int, detail: bool) -> None:
+    """Fine-tune ``onnx_path`` at each (residual mode, k, a) of ``points``; print each row and each sparse row
+    against the sew row of the same a (or a = 0).  ``detail`` adds spikes and level mass (and the points gap)."""
+    extra = f" {'spikes tuned':>12s} {'levels tuned':>12s}" if detail else ""
+    print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
+          f"{'syn. events tuned':>17s}{extra} {'time':>7s}")
+    res = {}
+    for mode, k, act in points:
+        r = point(onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
+        res[(mode, k, act)] = r
+        label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
+        extra = f" {r['spikes']:>12.1f} {r['levels']:>12.1f}" if detail else ""
+        print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
+              f"{r['events']:>17.1f}{extra} {r['seconds']:>6.1f}s", flush=True)
+    for (mode, k, act), r in res.items():
+        if mode != "sparse":
+            continue
+        sew = res[("sew", 1.0, act)] if ("sew", 1.0, act) in res else res[("sew", 1.0, 0.0)]
+        tag = f" a={act:g}" if act else ""
+        fewer = {key: 100 * (1 - r[key] / sew[key]) for key in ("events", "spikes", "levels")}
+        more = (f", {fewer['spikes']:.2f}% fewer spikes, {fewer['levels']:.2f}% less level mass" if detail else "")
+        gap = f" ({100 * (r['tuned'] - sew['tuned']):+.2f} points)" if detail else ""
+        print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {fewer['events']:.2f}% fewer synaptic events "
+              f"(goal >= 20%){more}, accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%{gap}")
+
+
 def sew_rows(data, epochs: int) -> None:
     import residual_models
 
@@ -186,22 +212,7 @@ def sew_rows(data, epochs: int) -> None:
               f" N=4, T=1, 8-bit weights, {epochs} epochs of fine-tuning each")
         print("(k: --barrier-scale, the barrier neurons' thresholds times k before fine-tuning; a: weight of the "
               "spike-activity term in the fine-tune's loss)")
-        print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
-              f"{'syn. events tuned':>17s} {'time':>7s}")
-        res = {}
-        for mode, k, act in SEW_POINTS:
-            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
-            res[(mode, k, act)] = r
-            label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
-            print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
-                  f"{r['events']:>17.1f} {r['seconds']:>6.1f}s", flush=True)
-        for (mode, k, act), r in res.items():
-            if mode == "sparse":
-                sew = res[("sew", 1.0, act)] if ("sew", 1.0, act) in res else res[("sew", 1.0, 0.0)]
-                saved = 1 - r["events"] / sew["events"]
-                tag = f" a={act:g}" if act else ""
-                print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {100 * saved:.2f}% fewer synaptic events "
-                      f"(goal >= 20%), accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}%")
+        sew_compare(m.onnx_path, SEW_POINTS, data, epochs, detail=False)
 
 
 def deep_sew_net(folder, data, blocks: int, seed: int):
@@ -220,25 +231,7 @@ def sew_deep_rows(data, epochs: int, seed: int) -> None:
               f"8-bit weights, {epochs} epochs of fine-tuning each")
         print("(syn. events: as in the SEW section; spikes and level mass: per inference on the fine-tuned "
               "integer SNN, neurons and SEW joins)")
-        print(f"{'residual':<14s} {'post-train':>10s} {'fine-tuned':>10s} {'syn. events post':>16s} "
-              f"{'syn. events tuned':>17s} {'spikes tuned':>12s} {'levels tuned':>12s} {'time':>7s}")
-        res = {}
-        for mode, k, act in SEW_DEEP_POINTS:
-            r = point(m.onnx_path, {"residual": mode, "barrier_scale": k}, data, epochs, events=True, activity=act)
-            res[(mode, k, act)] = r
-            label = (mode if mode == "sew" else f"sparse k={k:g}") + (f" a={act:g}" if act else "")
-            print(f"{label:<14s} {100 * r['post']:>9.2f}% {100 * r['tuned']:>9.2f}% {r['events_post']:>16.1f} "
-                  f"{r['events']:>17.1f} {r['spikes']:>12.1f} {r['levels']:>12.1f} {r['seconds']:>6.1f}s",
-                  flush=True)
-        for (mode, k, act), r in res.items():
-            if mode == "sparse":
-                sew = res.get(("sew", 1.0, act), res[("sew", 1.0, 0.0)])
-                tag = f" a={act:g}" if act else ""
-                fewer = {key: 100 * (1 - r[key] / sew[key]) for key in ("events", "spikes", "levels")}
-                print(f"sparse k={k:g}{tag} vs sew{tag} after fine-tuning: {fewer['events']:.2f}% fewer synaptic "
-                      f"events (goal >= 20%), {fewer['spikes']:.2f}% fewer spikes, {fewer['levels']:.2f}% less "
-                      f"level mass, accuracy {100 * r['tuned']:.2f}% vs {100 * sew['tuned']:.2f}% "
-                      f"({100 * (r['tuned'] - sew['tuned']):+.2f} points)")
+        sew_compare(m.onnx_path, SEW_DEEP_POINTS, data, epochs, detail=True)
 
 
 def sew_depth_rows(data, epochs: int, seed: int) -> None:
