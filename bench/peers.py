@@ -60,8 +60,11 @@ MODES = {"max": {"mode": "max"}, "99.9%": {"mode": "99.9%"},
 
 
 def spikingjelly_accuracy(model, calib: np.ndarray, x: np.ndarray, y: np.ndarray, recipe_options: dict,
-                          batch: int = 250) -> dict[int, float]:
-    """Top-1 at every T in T_PEER of SpikingJelly's rate-coding conversion of ``model``."""
+                          batch: int = 250, steps: int = max(T_PEER), rewrite=None) -> dict[int, float]:
+    """Top-1 at T = 1, 2, 4, ... ``steps`` of SpikingJelly's rate-coding conversion of ``model``.
+
+    ``rewrite(snn)``, when given, edits the converted network in place before it runs
+    (bench/peers_pool_gate.py swaps its max pools)."""
     import torch
     from spikingjelly.activation_based import ann2snn, functional
 
@@ -69,7 +72,8 @@ def spikingjelly_accuracy(model, calib: np.ndarray, x: np.ndarray, y: np.ndarray
               for i in range(0, len(calib), 100)]
     recipe = ann2snn.RateCodingRecipe(dataloader=loader, **recipe_options)
     snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(model).eval()).eval()
-    steps = max(T_PEER)
+    if rewrite is not None:
+        rewrite(snn)
     hits = np.zeros(steps)
     with torch.no_grad():
         for i in range(0, len(x), batch):
@@ -80,7 +84,7 @@ def spikingjelly_accuracy(model, calib: np.ndarray, x: np.ndarray, y: np.ndarray
                 step = snn(xb)
                 out = step if out is None else out + step
                 hits[t] += float((out.argmax(1) == yb).sum())
-    return {t: hits[t - 1] / len(x) for t in T_PEER}
+    return {t: hits[t - 1] / len(x) for t in (2 ** i for i in range(steps.bit_length()))}
 
 
 def torch_model(name: str):

@@ -14,7 +14,6 @@ SpikingJelly ships, so it is a diagnostic of the stall, not a peer row.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -27,11 +26,10 @@ import peers  # noqa: E402
 import real_data  # noqa: E402
 
 
-def gated_accuracy(name: str, mode: str, x: np.ndarray, y: np.ndarray, calib: np.ndarray,
-                   steps: int) -> dict[int, float]:
-    import torch
+def gate_max_pools(snn) -> None:
+    """Replace every MaxPool2d of ``snn`` with a gate passing the spikes of the window's most active input."""
     import torch.nn.functional as F
-    from spikingjelly.activation_based import ann2snn, base, functional
+    from spikingjelly.activation_based import base
     from torch import nn
 
     class GatedMax(base.MemoryModule):
@@ -45,23 +43,10 @@ def gated_accuracy(name: str, mode: str, x: np.ndarray, y: np.ndarray, calib: np
             _, idx = F.max_pool2d(self.count, self.k, self.s, return_indices=True)
             return v.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
 
-    loader = [(torch.from_numpy(calib[i:i + 100]), torch.zeros(1)) for i in range(0, len(calib), 100)]
-    recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode=mode)
-    snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(copy.deepcopy(peers.torch_model(name)).eval())
-    snn = snn.eval()
     for path, module in list(snn.named_modules()):
         if isinstance(module, nn.MaxPool2d):
             parent, _, leaf = path.rpartition(".")
             setattr(snn.get_submodule(parent) if parent else snn, leaf, GatedMax(module))
-    hits, out = {}, 0
-    with torch.no_grad():
-        functional.reset_net(snn)
-        xb = torch.from_numpy(x)
-        for t in range(1, steps + 1):
-            out = out + snn(xb)
-            if t & (t - 1) == 0:
-                hits[t] = float((out.argmax(1).numpy() == y).mean())
-    return hits
 
 
 def main(argv=None) -> int:
@@ -76,9 +61,11 @@ def main(argv=None) -> int:
     _, _, calib_path, x, y = real_data.MODELS[args.model]()
     x, y = real_data.test_subset(x, y, args.test_samples)
     calib = np.load(calib_path)["x"]
+    model = peers.torch_model(args.model)
     for mode in ("max", "99.9%"):
         t0 = time.perf_counter()
-        hits = gated_accuracy(args.model, mode, x, y, calib, args.steps)
+        hits = peers.spikingjelly_accuracy(model, calib, x, y, peers.MODES[mode], steps=args.steps,
+                                           rewrite=gate_max_pools)
         print(f"[{mode}, max pools rate-gated] " + " ".join(f"T={t}:{a:.4f}" for t, a in hits.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
